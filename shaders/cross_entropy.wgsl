@@ -1,0 +1,97 @@
+// Cross-entropy over rows of logits with integer targets. One kernel computes each row's
+// loss (log-sum-exp minus the target logit) and the gradient of the mean loss,
+// dlogits = (softmax − onehot) · grad_scale; a one-workgroup pass then averages the rows.
+// A target >= cols marks a row to ignore: zero loss, zero gradient.
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    grad_scale: f32,  // usually 1 / rows: the gradient of the mean
+    _pad: u32,
+}
+
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+var<workgroup> red: array<f32, WG>;
+
+fn workgroup_reduce(l: u32, v: f32, take_max: bool) -> f32 {
+    red[l] = v;
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        workgroupBarrier();
+        if (l < s) {
+            if (take_max) {
+                red[l] = max(red[l], red[l + s]);
+            } else {
+                red[l] += red[l + s];
+            }
+        }
+    }
+    workgroupBarrier();
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+// dlogits, logits: [rows, cols]; row_loss: [rows]; targets: [rows]
+@group(0) @binding(1) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(2) var<storage, read_write> row_loss: array<f32>;
+@group(0) @binding(3) var<storage, read> logits: array<f32>;
+@group(0) @binding(4) var<storage, read> targets: array<u32>;
+
+@compute @workgroup_size(256)
+fn cross_entropy_rows(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = wg.y * nwg.x + wg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    let target_col = targets[row];
+    let valid = target_col < p.cols;
+    var m = -3.4028235e38;
+    for (var c = lid.x; c < p.cols; c += WG) {
+        m = max(m, logits[base + c]);
+    }
+    m = workgroup_reduce(lid.x, m, true);
+    var s = 0.0;
+    for (var c = lid.x; c < p.cols; c += WG) {
+        s += exp(logits[base + c] - m);
+    }
+    s = workgroup_reduce(lid.x, s, false);
+    let inv = 1.0 / s;
+    for (var c = lid.x; c < p.cols; c += WG) {
+        var g = exp(logits[base + c] - m) * inv;
+        if (c == target_col) {
+            g -= 1.0;
+        }
+        dlogits[base + c] = select(0.0, g * p.grad_scale, valid);
+    }
+    if (lid.x == 0u) {
+        var loss = 0.0;
+        if (valid) {
+            loss = m + log(s) - logits[base + target_col];
+        }
+        row_loss[row] = loss;
+    }
+}
+
+// loss: [1] = mean of row_loss_in [rows]
+@group(0) @binding(1) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(2) var<storage, read> row_loss_in: array<f32>;
+
+@compute @workgroup_size(256)
+fn cross_entropy_mean(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var acc = 0.0;
+    for (var r = lid.x; r < p.rows; r += WG) {
+        acc += row_loss_in[r];
+    }
+    acc = workgroup_reduce(lid.x, acc, false);
+    if (lid.x == 0u) {
+        loss[0] = acc / f32(p.rows);
+    }
+}

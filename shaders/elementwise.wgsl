@@ -1,0 +1,110 @@
+// Elementwise ops with their backward rules: add, scale, relu, gelu (tanh form), fill, copy.
+// Every output is written (out = v) or accumulated (out += v) as `accumulate` says.
+
+struct Params {
+    n: u32,           // elements
+    accumulate: u32,  // 1: out += v, 0: out = v
+    scalar: f32,      // the factor of scale, the value of fill
+    _pad: u32,
+}
+
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+// out, a, b: [n]
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+
+fn index(wg: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wg.y * nwg.x + wg.x) * WG + lid.x;
+}
+
+fn put(i: u32, v: f32) {
+    if (p.accumulate == 1u) {
+        out[i] += v;
+    } else {
+        out[i] = v;
+    }
+}
+
+// out = a + b (its backward hands dy to both inputs: `copy` or an accumulating `scale`)
+@compute @workgroup_size(256)
+fn add(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
+       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(wg, nwg, lid);
+    if (i < p.n) { put(i, a[i] + b[i]); }
+}
+
+// out = scalar · a (backward: scale dy by the same scalar)
+@compute @workgroup_size(256)
+fn scale(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
+         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(wg, nwg, lid);
+    if (i < p.n) { put(i, p.scalar * a[i]); }
+}
+
+// out = max(a, 0)
+@compute @workgroup_size(256)
+fn relu(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(wg, nwg, lid);
+    if (i < p.n) { put(i, max(a[i], 0.0)); }
+}
+
+// dx = dy · [x > 0]; a = dy, b = x
+@compute @workgroup_size(256)
+fn relu_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(wg, nwg, lid);
+    if (i < p.n) { put(i, select(0.0, a[i], b[i] > 0.0)); }
+}
+
+const GELU_C: f32 = 0.7978845608028654; // sqrt(2 / pi)
+const GELU_K: f32 = 0.044715;
+
+// tanh written through exp so large |u| saturates instead of overflowing.
+fn tanh_stable(u: f32) -> f32 {
+    let e = exp(-2.0 * abs(u));
+    return sign(u) * (1.0 - e) / (1.0 + e);
+}
+
+// out = 0.5 · a · (1 + tanh(√(2/π) · (a + 0.044715 a³)))
+@compute @workgroup_size(256)
+fn gelu(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(wg, nwg, lid);
+    if (i < p.n) {
+        let x = a[i];
+        put(i, 0.5 * x * (1.0 + tanh_stable(GELU_C * (x + GELU_K * x * x * x))));
+    }
+}
+
+// dx = dy · gelu'(x); a = dy, b = x
+@compute @workgroup_size(256)
+fn gelu_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(wg, nwg, lid);
+    if (i < p.n) {
+        let x = b[i];
+        let t = tanh_stable(GELU_C * (x + GELU_K * x * x * x));
+        let du = GELU_C * (1.0 + 3.0 * GELU_K * x * x);
+        put(i, a[i] * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du));
+    }
+}
+
+// out = scalar (accumulate is ignored)
+@compute @workgroup_size(256)
+fn fill(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(wg, nwg, lid);
+    if (i < p.n) { out[i] = p.scalar; }
+}
+
+// out = a (accumulate is ignored): the plain copy that memory-bound kernels are measured against
+@compute @workgroup_size(256)
+fn copy(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(wg, nwg, lid);
+    if (i < p.n) { out[i] = a[i]; }
+}

@@ -1,0 +1,60 @@
+// Embedding lookup, out[t, :] = table[ids[t], :], and its backward as a deterministic
+// scatter-add without float atomics: the ids are grouped by value on the host (`order`
+// lists token positions sorted by id, `offsets[v]..offsets[v+1]` are the positions of id
+// v), so each (id, column) invocation sums its tokens' gradients in a fixed order.
+
+struct Params {
+    tokens: u32,      // number of ids
+    dim: u32,         // embedding width
+    vocab: u32,       // rows of the table
+    accumulate: u32,  // forward: 1 out += row (e.g. adding positions), 0 out = row
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// ---- forward ----
+// out: [tokens, dim]; table: [vocab, dim]; ids: [tokens] (an id >= vocab gives zeros)
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> table: array<f32>;
+@group(0) @binding(3) var<storage, read> ids: array<u32>;
+
+@compute @workgroup_size(64, 4)
+fn embedding_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    let t = gid.y + gid.z * 65535u * 4u;
+    if (c >= p.dim || t >= p.tokens) {
+        return;
+    }
+    let id = ids[t];
+    var v = 0.0;
+    if (id < p.vocab) {
+        v = table[id * p.dim + c];
+    }
+    let i = t * p.dim + c;
+    if (p.accumulate == 1u) {
+        out[i] += v;
+    } else {
+        out[i] = v;
+    }
+}
+
+// ---- backward: dtable[v, :] += Σ_{t: ids[t] = v} dout[t, :] ----
+// dtable: [vocab, dim]; dout: [tokens, dim]; order: [tokens]; offsets: [vocab + 1]
+@group(0) @binding(1) var<storage, read_write> dtable: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> order: array<u32>;
+@group(0) @binding(4) var<storage, read> offsets: array<u32>;
+
+@compute @workgroup_size(64, 4)
+fn embedding_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    let v = gid.y + gid.z * 65535u * 4u;
+    if (c >= p.dim || v >= p.vocab) {
+        return;
+    }
+    var acc = 0.0;
+    for (var j = offsets[v]; j < offsets[v + 1u]; j++) {
+        acc += dout[order[j] * p.dim + c];
+    }
+    dtable[v * p.dim + c] += acc;
+}

@@ -1,0 +1,142 @@
+// LayerNorm over each row with gain and bias: y = (x − mean)·rstd·gain + bias, saving mean
+// and rstd for the backward pass. Backward to the input (one workgroup a row) and to gain
+// and bias (one invocation a column, summing over rows in a fixed order: deterministic).
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    eps: f32,
+    accumulate: u32,  // backward to the input: 1 dx += ..., 0 dx = ...
+}
+
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+var<workgroup> red: array<f32, WG>;
+
+fn workgroup_sum(l: u32, v: f32) -> f32 {
+    red[l] = v;
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        workgroupBarrier();
+        if (l < s) {
+            red[l] += red[l + s];
+        }
+    }
+    workgroupBarrier();
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+// ---- forward ----
+// y, x: [rows, cols]; mean, rstd: [rows]; gain, bias: [cols]
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
+@group(0) @binding(4) var<storage, read> x: array<f32>;
+@group(0) @binding(5) var<storage, read> gain: array<f32>;
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
+
+@compute @workgroup_size(256)
+fn layernorm_forward(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = wg.y * nwg.x + wg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    let inv_n = 1.0 / f32(p.cols);
+    var s = 0.0;
+    for (var c = lid.x; c < p.cols; c += WG) {
+        s += x[base + c];
+    }
+    let mu = workgroup_sum(lid.x, s) * inv_n;
+    var v = 0.0;
+    for (var c = lid.x; c < p.cols; c += WG) {
+        let d = x[base + c] - mu;
+        v += d * d;
+    }
+    let r = inverseSqrt(workgroup_sum(lid.x, v) * inv_n + p.eps);
+    for (var c = lid.x; c < p.cols; c += WG) {
+        y[base + c] = (x[base + c] - mu) * r * gain[c] + bias[c];
+    }
+    if (lid.x == 0u) {
+        mean[row] = mu;
+        rstd[row] = r;
+    }
+}
+
+// ---- backward to the input ----
+// dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)), g = dy ⊙ gain
+// dx, dy, xb: [rows, cols]; mean_b, rstd_b: [rows]; gain_b: [cols]
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> xb: array<f32>;
+@group(0) @binding(4) var<storage, read> mean_b: array<f32>;
+@group(0) @binding(5) var<storage, read> rstd_b: array<f32>;
+@group(0) @binding(6) var<storage, read> gain_b: array<f32>;
+
+@compute @workgroup_size(256)
+fn layernorm_backward_input(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = wg.y * nwg.x + wg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    let mu = mean_b[row];
+    let r = rstd_b[row];
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var c = lid.x; c < p.cols; c += WG) {
+        let g = dy[base + c] * gain_b[c];
+        sg += g;
+        sgx += g * (xb[base + c] - mu) * r;
+    }
+    let inv_n = 1.0 / f32(p.cols);
+    let mean_g = workgroup_sum(lid.x, sg) * inv_n;
+    let mean_gx = workgroup_sum(lid.x, sgx) * inv_n;
+    for (var c = lid.x; c < p.cols; c += WG) {
+        let xhat = (xb[base + c] - mu) * r;
+        let v = r * (dy[base + c] * gain_b[c] - mean_g - xhat * mean_gx);
+        if (p.accumulate == 1u) {
+            dx[base + c] += v;
+        } else {
+            dx[base + c] = v;
+        }
+    }
+}
+
+// ---- backward to gain and bias (accumulated: they are parameters) ----
+// dgain, dbias: [cols]; dy2, x2: [rows, cols]; mean2, rstd2: [rows]
+@group(0) @binding(1) var<storage, read_write> dgain: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dbias: array<f32>;
+@group(0) @binding(3) var<storage, read> dy2: array<f32>;
+@group(0) @binding(4) var<storage, read> x2: array<f32>;
+@group(0) @binding(5) var<storage, read> mean2: array<f32>;
+@group(0) @binding(6) var<storage, read> rstd2: array<f32>;
+
+@compute @workgroup_size(64)
+fn layernorm_backward_params(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.cols) {
+        return;
+    }
+    var sg = 0.0;
+    var sb = 0.0;
+    for (var row = 0u; row < p.rows; row++) {
+        let i = row * p.cols + c;
+        let g = dy2[i];
+        sg += g * (x2[i] - mean2[row]) * rstd2[row];
+        sb += g;
+    }
+    dgain[c] += sg;
+    dbias[c] += sb;
+}

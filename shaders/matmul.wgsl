@@ -1,0 +1,225 @@
+// Matrix multiply: C[b] = op(A[b]) · op(B[b]) (+ bias) (+ C), op = identity or transpose.
+// Three variants: naive (the reference), tiled in workgroup memory (for real GPUs), and
+// register-blocked with vec4 loads and no barriers (for software Vulkan).
+
+struct Params {
+    m: u32,            // rows of C
+    n: u32,            // columns of C
+    k: u32,            // reduction length
+    batch: u32,        // number of independent products
+    trans_a: u32,      // 1: A is stored [k, m]
+    trans_b: u32,      // 1: B is stored [n, k]
+    accumulate: u32,   // 1: C += product
+    has_bias: u32,     // 1: add bias[col] to every row
+    stride_a: u32,     // elements between batches of A (0 broadcasts one A)
+    stride_b: u32,     // elements between batches of B
+    stride_c: u32,     // elements between batches of C
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// c: [batch, m, n] row-major
+@group(0) @binding(1) var<storage, read_write> c: array<f32>;
+// a: [batch, m, k] row-major, or [batch, k, m] when trans_a
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+// b: [batch, k, n] row-major, or [batch, n, k] when trans_b
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+// bias: [n] (bound to A's buffer and unused when has_bias is 0)
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+fn load_a(base: u32, row: u32, kk: u32) -> f32 {
+    if (p.trans_a == 1u) {
+        return a[base + kk * p.m + row];
+    }
+    return a[base + row * p.k + kk];
+}
+
+fn load_b(base: u32, kk: u32, col: u32) -> f32 {
+    if (p.trans_b == 1u) {
+        return b[base + col * p.k + kk];
+    }
+    return b[base + kk * p.n + col];
+}
+
+// Adds bias and the old C as asked, then stores one element.
+fn store_c(bat: u32, row: u32, col: u32, value: f32) {
+    let idx = bat * p.stride_c + row * p.n + col;
+    var v = value;
+    if (p.has_bias == 1u) {
+        v += bias[col];
+    }
+    if (p.accumulate == 1u) {
+        v += c[idx];
+    }
+    c[idx] = v;
+}
+
+// ---- naive: one invocation per element of C (the reference variant) ----
+
+@compute @workgroup_size(16, 16)
+fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let col = gid.x;
+    let row = gid.y;
+    let bat = gid.z;
+    if (row >= p.m || col >= p.n) {
+        return;
+    }
+    let base_a = bat * p.stride_a;
+    let base_b = bat * p.stride_b;
+    var acc = 0.0;
+    for (var kk = 0u; kk < p.k; kk++) {
+        acc += load_a(base_a, row, kk) * load_b(base_b, kk, col);
+    }
+    store_c(bat, row, col, acc);
+}
+
+// ---- tiled: BM x BN tile of C per workgroup, 4x4 per invocation, BK-deep slabs of A
+// and B staged in workgroup memory ((BM + BN) * BK * 4 bytes, checked in Rust) ----
+
+override BM: u32 = 64u;
+override BN: u32 = 64u;
+override BK: u32 = 16u;
+
+// a_tile: [BK, BM], b_tile: [BK, BN]
+var<workgroup> a_tile: array<f32, BM * BK>;
+var<workgroup> b_tile: array<f32, BK * BN>;
+
+@compute @workgroup_size(BN / 4u, BM / 4u)
+fn matmul_tiled(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+) {
+    let threads = (BN / 4u) * (BM / 4u);
+    let tid = lid.y * (BN / 4u) + lid.x;
+    let row0 = wg.y * BM;
+    let col0 = wg.x * BN;
+    let bat = wg.z;
+    let base_a = bat * p.stride_a;
+    let base_b = bat * p.stride_b;
+    var acc: array<vec4<f32>, 4>;
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        for (var i = tid; i < BM * BK; i += threads) {
+            // Walk the contiguous dimension of the stored layout fastest.
+            var mm = i / BK;
+            var kk = i % BK;
+            if (p.trans_a == 1u) {
+                mm = i % BM;
+                kk = i / BM;
+            }
+            var v = 0.0;
+            if (row0 + mm < p.m && k0 + kk < p.k) {
+                v = load_a(base_a, row0 + mm, k0 + kk);
+            }
+            a_tile[kk * BM + mm] = v;
+        }
+        for (var i = tid; i < BK * BN; i += threads) {
+            var nn = i % BN;
+            var kk = i / BN;
+            if (p.trans_b == 1u) {
+                nn = i / BK;
+                kk = i % BK;
+            }
+            var v = 0.0;
+            if (col0 + nn < p.n && k0 + kk < p.k) {
+                v = load_b(base_b, k0 + kk, col0 + nn);
+            }
+            b_tile[kk * BN + nn] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let ar = kk * BM + lid.y * 4u;
+            let br = kk * BN + lid.x * 4u;
+            let bv = vec4<f32>(b_tile[br], b_tile[br + 1u], b_tile[br + 2u], b_tile[br + 3u]);
+            acc[0] += a_tile[ar] * bv;
+            acc[1] += a_tile[ar + 1u] * bv;
+            acc[2] += a_tile[ar + 2u] * bv;
+            acc[3] += a_tile[ar + 3u] * bv;
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r++) {
+        let row = row0 + lid.y * 4u + r;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lid.x * 4u + j;
+            if (row < p.m && col < p.n) {
+                store_c(bat, row, col, acc[r][j]);
+            }
+        }
+    }
+}
+
+// ---- register-blocked: 4x4 of C per invocation, operands read as vec4 straight from
+// storage, no workgroup memory and no barriers. Needs the contiguous dimension of each
+// operand and the batch strides to be multiples of 4 (checked in Rust). ----
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+
+// a4, b4: the same buffers as a and b, viewed as vec4
+@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b4: array<vec4<f32>>;
+
+@compute @workgroup_size(16, 16)
+fn matmul_reg4x4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let col0 = gid.x * 4u;
+    let row0 = gid.y * 4u;
+    let bat = gid.z;
+    if (row0 >= p.m || col0 >= p.n) {
+        return;
+    }
+    let base_a = bat * p.stride_a;
+    let base_b = bat * p.stride_b;
+    // Rows (of A) and columns (of B) past the edge are clamped; their sums are not stored.
+    let last_m = p.m - 1u;
+    let last_n = p.n - 1u;
+    var acc: array<vec4<f32>, 4>;
+    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
+        // av[i]: row i of the 4x4 block of A (4 k's); bv[kk]: row kk of the block of B.
+        var av: array<vec4<f32>, 4>;
+        var bv: array<vec4<f32>, 4>;
+        if (TRANS_A) {
+            // A stored [k, m]: one vec4 covers 4 rows at one k.
+            var at: array<vec4<f32>, 4>;
+            for (var kk = 0u; kk < 4u; kk++) {
+                if (k0 + kk < p.k) {
+                    at[kk] = a4[(base_a + (k0 + kk) * p.m + row0) / 4u];
+                }
+            }
+            for (var i = 0u; i < 4u; i++) {
+                av[i] = vec4<f32>(at[0][i], at[1][i], at[2][i], at[3][i]);
+            }
+        } else {
+            for (var i = 0u; i < 4u; i++) {
+                av[i] = a4[(base_a + min(row0 + i, last_m) * p.k + k0) / 4u];
+            }
+        }
+        if (TRANS_B) {
+            // B stored [n, k]: one vec4 covers 4 k's of one column.
+            var bt: array<vec4<f32>, 4>;
+            for (var j = 0u; j < 4u; j++) {
+                bt[j] = b4[(base_b + min(col0 + j, last_n) * p.k + k0) / 4u];
+            }
+            for (var kk = 0u; kk < 4u; kk++) {
+                bv[kk] = vec4<f32>(bt[0][kk], bt[1][kk], bt[2][kk], bt[3][kk]);
+            }
+        } else {
+            for (var kk = 0u; kk < 4u; kk++) {
+                if (k0 + kk < p.k) {
+                    bv[kk] = b4[(base_b + (k0 + kk) * p.n + col0) / 4u];
+                }
+            }
+        }
+        for (var i = 0u; i < 4u; i++) {
+            acc[i] += av[i].x * bv[0] + av[i].y * bv[1] + av[i].z * bv[2] + av[i].w * bv[3];
+        }
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let row = row0 + i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + j;
+            if (row < p.m && col < p.n) {
+                store_c(bat, row, col, acc[i][j]);
+            }
+        }
+    }
+}

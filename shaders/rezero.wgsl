@@ -1,0 +1,97 @@
+// The fused ReZero residual: y = x + α·f, with α a one-element buffer so the optimizer
+// updates it on the GPU. Backward from dy: dx (+)= dy, df = α·dy, dα += Σ dy·f, the sum
+// in two stages (per-workgroup partials, then one workgroup adds them into dα).
+
+struct Params {
+    n: u32,              // elements of x, f, y
+    accumulate_dx: u32,  // 1: dx += dy (x also feeds another op), 0: dx = dy
+    groups: u32,         // workgroups of the first backward stage (= partial sums)
+    _pad: u32,
+}
+
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// ---- forward ----
+// y, x, f: [n]; alpha: [1]
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> f: array<f32>;
+@group(0) @binding(4) var<storage, read> alpha: array<f32>;
+
+@compute @workgroup_size(256)
+fn rezero_forward(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = (wg.y * nwg.x + wg.x) * WG + lid.x;
+    if (i < p.n) {
+        y[i] = x[i] + alpha[0] * f[i];
+    }
+}
+
+// ---- backward, stage 1: dx, df and one partial Σ dy·f per workgroup ----
+// dx, df, dy, f2: [n]; partial: [groups]; alpha2: [1]
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> df: array<f32>;
+@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read> f2: array<f32>;
+@group(0) @binding(6) var<storage, read> alpha2: array<f32>;
+
+var<workgroup> sums: array<f32, WG>;
+
+// Tree-sums `sums` across the workgroup; the result is in sums[0].
+fn workgroup_sum(l: u32) {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        workgroupBarrier();
+        if (l < s) {
+            sums[l] += sums[l + s];
+        }
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(256)
+fn rezero_backward(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+) {
+    let a = alpha2[0];
+    var acc = 0.0;
+    for (var i = wg.x * WG + lid.x; i < p.n; i += p.groups * WG) {
+        let g = dy[i];
+        if (p.accumulate_dx == 1u) {
+            dx[i] += g;
+        } else {
+            dx[i] = g;
+        }
+        df[i] = a * g;
+        acc += g * f2[i];
+    }
+    sums[lid.x] = acc;
+    workgroup_sum(lid.x);
+    if (lid.x == 0u) {
+        partial[wg.x] = sums[0];
+    }
+}
+
+// ---- backward, stage 2: dα += Σ partial ----
+// dalpha: [1]; partial_in: [groups]
+@group(0) @binding(1) var<storage, read_write> dalpha: array<f32>;
+@group(0) @binding(2) var<storage, read> partial_in: array<f32>;
+
+@compute @workgroup_size(256)
+fn rezero_alpha_reduce(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var acc = 0.0;
+    for (var i = lid.x; i < p.groups; i += WG) {
+        acc += partial_in[i];
+    }
+    sums[lid.x] = acc;
+    workgroup_sum(lid.x);
+    if (lid.x == 0u) {
+        dalpha[0] += sums[0];
+    }
+}

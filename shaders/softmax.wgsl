@@ -1,0 +1,101 @@
+// Softmax over each row (max-subtracted, so stable), one workgroup per row, and its
+// backward: dx = y ⊙ (dy − Σ dy·y).
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    accumulate: u32,  // backward: 1 dx += ..., 0 dx = ...
+    _pad: u32,
+}
+
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+// forward: out = y [rows, cols], in1 = x [rows, cols]
+// backward: out = dx, in1 = y, in2 = dy (all [rows, cols])
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> in1: array<f32>;
+@group(0) @binding(3) var<storage, read> in2: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+
+fn workgroup_max(l: u32, v: f32) -> f32 {
+    red[l] = v;
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        workgroupBarrier();
+        if (l < s) {
+            red[l] = max(red[l], red[l + s]);
+        }
+    }
+    workgroupBarrier();
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn workgroup_sum(l: u32, v: f32) -> f32 {
+    red[l] = v;
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        workgroupBarrier();
+        if (l < s) {
+            red[l] += red[l + s];
+        }
+    }
+    workgroupBarrier();
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(256)
+fn softmax_forward(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = wg.y * nwg.x + wg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var m = -3.4028235e38;
+    for (var c = lid.x; c < p.cols; c += WG) {
+        m = max(m, in1[base + c]);
+    }
+    m = workgroup_max(lid.x, m);
+    var s = 0.0;
+    for (var c = lid.x; c < p.cols; c += WG) {
+        s += exp(in1[base + c] - m);
+    }
+    s = workgroup_sum(lid.x, s);
+    let inv = 1.0 / s;
+    for (var c = lid.x; c < p.cols; c += WG) {
+        out[base + c] = exp(in1[base + c] - m) * inv;
+    }
+}
+
+@compute @workgroup_size(256)
+fn softmax_backward(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = wg.y * nwg.x + wg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var d = 0.0;
+    for (var c = lid.x; c < p.cols; c += WG) {
+        d += in1[base + c] * in2[base + c];
+    }
+    d = workgroup_sum(lid.x, d);
+    for (var c = lid.x; c < p.cols; c += WG) {
+        let v = in1[base + c] * (in2[base + c] - d);
+        if (p.accumulate == 1u) {
+            out[base + c] += v;
+        } else {
+            out[base + c] = v;
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! CPU reference of `kernels::embedding`.
+
+/// out[t, :] (+)= table[ids[t], :] (zeros for ids ≥ vocab)
+pub fn embedding_forward(
+    out: &mut [f32],
+    table: &[f32],
+    ids: &[u32],
+    dim: usize,
+    accumulate: bool,
+) {
+    let vocab = table.len() / dim;
+    for (t, &id) in ids.iter().enumerate() {
+        for c in 0..dim {
+            let v = if (id as usize) < vocab {
+                table[id as usize * dim + c]
+            } else {
+                0.0
+            };
+            let o = &mut out[t * dim + c];
+            *o = if accumulate { *o + v } else { v };
+        }
+    }
+}
+
+/// dtable[ids[t], :] += dout[t, :]
+pub fn embedding_backward(dtable: &mut [f32], dout: &[f32], ids: &[u32], dim: usize) {
+    for (t, &id) in ids.iter().enumerate() {
+        for c in 0..dim {
+            dtable[id as usize * dim + c] += dout[t * dim + c];
+        }
+    }
+}

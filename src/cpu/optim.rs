@@ -1,0 +1,36 @@
+//! CPU reference of `kernels::optim`.
+
+use crate::kernels::optim::{Adagrad, Adam, Sgd};
+
+pub fn sgd(param: &mut [f32], velocity: &mut [f32], grad: &[f32], h: &Sgd) {
+    for i in 0..param.len() {
+        let g = grad[i] + h.weight_decay * param[i];
+        velocity[i] = h.momentum * velocity[i] + g;
+        param[i] -= h.lr * velocity[i];
+    }
+}
+
+pub fn adagrad(param: &mut [f32], sum_sq: &mut [f32], grad: &[f32], h: &Adagrad) {
+    for i in 0..param.len() {
+        let g = grad[i] + h.weight_decay * param[i];
+        sum_sq[i] += g * g;
+        param[i] -= h.lr * g / (sum_sq[i].sqrt() + h.eps);
+    }
+}
+
+pub fn adam(param: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], h: &Adam, step: u32) {
+    let bc1 = 1.0 - h.beta1.powi(step as i32);
+    let bc2 = 1.0 - h.beta2.powi(step as i32);
+    for i in 0..param.len() {
+        let mut g = grad[i];
+        let mut w = param[i];
+        if h.decoupled {
+            w -= h.lr * h.weight_decay * w;
+        } else {
+            g += h.weight_decay * w;
+        }
+        m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g;
+        v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
+        param[i] = w - h.lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + h.eps);
+    }
+}

@@ -1,0 +1,27 @@
+//! CPU reference of `kernels::rezero`.
+
+/// y = x + α·f
+pub fn rezero_forward(y: &mut [f32], x: &[f32], f: &[f32], alpha: f32) {
+    for i in 0..y.len() {
+        y[i] = x[i] + alpha * f[i];
+    }
+}
+
+/// dx (+)= dy, df = α·dy, dα += Σ dy·f
+pub fn rezero_backward(
+    dx: &mut [f32],
+    df: &mut [f32],
+    dalpha: &mut f32,
+    dy: &[f32],
+    f: &[f32],
+    alpha: f32,
+    accumulate_dx: bool,
+) {
+    let mut acc = 0.0f64;
+    for i in 0..dy.len() {
+        dx[i] = if accumulate_dx { dx[i] + dy[i] } else { dy[i] };
+        df[i] = alpha * dy[i];
+        acc += dy[i] as f64 * f[i] as f64;
+    }
+    *dalpha += acc as f32;
+}

@@ -1,0 +1,158 @@
+//! Storage buffers: upload, zero-filled, the one readback helper, and a reusing pool.
+
+use std::collections::HashMap;
+
+use wgpu::util::DeviceExt;
+
+use super::context::Gpu;
+use super::error::{Error, Result};
+
+/// Usage of every tensor buffer rezero creates: bindable as storage, copyable both ways.
+pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+impl Gpu {
+    /// A storage buffer holding `data` (f32, u32, ...).
+    pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        // wgpu rejects zero-sized mapped buffers; keep at least one element's room.
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        if bytes.is_empty() {
+            return self.zeroed(label, 4);
+        }
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytes,
+                usage: STORAGE_USAGE,
+            })
+    }
+
+    /// A zero-filled storage buffer of `bytes` bytes (rounded up to a multiple of 4).
+    pub fn zeroed(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: STORAGE_USAGE,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A zero-filled buffer of `len` f32 values.
+    pub fn zeroed_f32(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.zeroed(label, len as u64 * 4)
+    }
+
+    /// Copies the first `len` elements of `buffer` to the host (staging buffer, map, wait).
+    pub fn read<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+        let bytes = (len * std::mem::size_of::<T>()) as u64;
+        if bytes > buffer.size() {
+            return Err(Error::Shape {
+                op: "read",
+                expected: format!("a buffer of at least {bytes} bytes"),
+                got: format!("{} bytes", buffer.size()),
+            });
+        }
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes.next_multiple_of(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes.next_multiple_of(4));
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+        self.sync()?;
+        rx.recv()
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let out = bytemuck::cast_slice::<u8, T>(&view[..bytes as usize]).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Copies `len` f32 values of `buffer` to the host.
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        self.read::<f32>(buffer, len)
+    }
+
+    /// Overwrites the start of `buffer` with `data`.
+    pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, data: &[T]) {
+        self.queue
+            .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+    }
+}
+
+/// Reuses storage buffers by size class (powers of two from 256 bytes), so that a training
+/// loop that asks for the same sizes every step allocates nothing after the first step.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    bytes_held: u64,
+    peak_bytes_held: u64,
+    allocations: u64,
+}
+
+impl BufferPool {
+    pub fn new() -> BufferPool {
+        BufferPool::default()
+    }
+
+    /// The size class a request of `bytes` lands in.
+    pub fn size_class(bytes: u64) -> u64 {
+        bytes.max(256).next_power_of_two()
+    }
+
+    /// A buffer of at least `len` f32 values, reused when one of its size class is free.
+    /// Its contents are whatever the last user left; kernels that need zeros must fill.
+    pub fn take_f32(&mut self, gpu: &Gpu, len: usize) -> wgpu::Buffer {
+        let class = Self::size_class(len as u64 * 4);
+        if let Some(buffer) = self.free.get_mut(&class).and_then(Vec::pop) {
+            return buffer;
+        }
+        self.allocations += 1;
+        self.bytes_held += class;
+        self.peak_bytes_held = self.peak_bytes_held.max(self.bytes_held);
+        gpu.zeroed("pool", class)
+    }
+
+    /// Returns a buffer taken from this pool so a later `take_f32` can reuse it.
+    pub fn give(&mut self, buffer: wgpu::Buffer) {
+        let class = buffer.size();
+        debug_assert!(class.is_power_of_two(), "buffer did not come from a pool");
+        self.free.entry(class).or_default().push(buffer);
+    }
+
+    /// Drops every free buffer, releasing its memory.
+    pub fn trim(&mut self) {
+        for (class, buffers) in self.free.drain() {
+            self.bytes_held -= class * buffers.len() as u64;
+        }
+    }
+
+    /// Bytes of all buffers the pool created and has not trimmed (in use or free).
+    pub fn bytes_held(&self) -> u64 {
+        self.bytes_held
+    }
+
+    /// The most bytes the pool ever held at once.
+    pub fn peak_bytes_held(&self) -> u64 {
+        self.peak_bytes_held
+    }
+
+    /// How many buffers the pool has created in all.
+    pub fn allocations(&self) -> u64 {
+        self.allocations
+    }
+}

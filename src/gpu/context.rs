@@ -1,0 +1,254 @@
+//! `Gpu`: the device, queue, adapter facts, pipeline cache and tuning cache that every launcher takes.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use super::error::{Error, Result};
+
+/// Which graphics API to open the device with (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl BackendChoice {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+            BackendChoice::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => Ok(BackendChoice::Vulkan),
+            "metal" => Ok(BackendChoice::Metal),
+            "dx12" | "d3d12" => Ok(BackendChoice::Dx12),
+            "gl" | "gles" | "opengl" => Ok(BackendChoice::Gl),
+            _ => Err(Error::Invalid {
+                what: "backend".into(),
+                why: format!("'{s}' is not one of vulkan, metal, dx12, gl"),
+            }),
+        }
+    }
+}
+
+/// How to pick the adapter. The default takes the best one: discrete, then integrated,
+/// then software, preferring Vulkan/Metal/DX12 over GL.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Only consider adapters of this backend.
+    pub backend: Option<BackendChoice>,
+    /// Only consider adapters whose name contains this (case-insensitive).
+    pub adapter: Option<String>,
+}
+
+/// Optional device features rezero asks for when the adapter has them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::SUBGROUP);
+
+/// Key of the pipeline cache: shader family, entry point and override constants.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PipelineKey {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    /// (name, value bits) of each override constant, in a fixed order.
+    pub constants: Vec<(&'static str, u64)>,
+}
+
+/// A wgpu device and queue plus what rezero caches about them.
+///
+/// Cheap to share by reference; all caches are behind mutexes, so `&Gpu` is `Send + Sync`.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    pub(crate) pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// Kernel variant chosen by measurement, per tuning key (see `kernels::matmul`).
+    tuned: Mutex<HashMap<String, &'static str>>,
+    /// Validation errors the device reported outside an error scope (own devices only).
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .finish()
+    }
+}
+
+fn no_adapter_hint() -> String {
+    "install a GPU driver with Vulkan (Linux, Windows), Metal (macOS) or DX12 (Windows) support; \
+     on a machine without a GPU install Mesa's software Vulkan driver \
+     (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`, Mesa 25 or newer is ten times faster)"
+        .to_string()
+}
+
+/// Lower is better: discrete GPUs first, software last; native APIs before GL.
+fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let api = if info.backend == wgpu::Backend::Gl {
+        1
+    } else {
+        0
+    };
+    (kind, api)
+}
+
+impl Gpu {
+    /// Opens the best adapter that matches `options`, with the adapter's own limits and
+    /// the optional features (timestamps, f16, subgroups) it has.
+    pub fn new(options: &GpuOptions) -> Result<Gpu> {
+        pollster::block_on(Self::new_async(options))
+    }
+
+    async fn new_async(options: &GpuOptions) -> Result<Gpu> {
+        let backends = options
+            .backend
+            .map(BackendChoice::backends)
+            .unwrap_or(wgpu::Backends::all());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapters = instance.enumerate_adapters(backends).await;
+        let found: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("'{}' ({:?})", i.name, i.backend)
+            })
+            .collect();
+        let mut candidates: Vec<wgpu::Adapter> = adapters
+            .into_iter()
+            .filter(|a| match &options.adapter {
+                Some(want) => a
+                    .get_info()
+                    .name
+                    .to_lowercase()
+                    .contains(&want.to_lowercase()),
+                None => true,
+            })
+            .collect();
+        candidates.sort_by_key(|a| adapter_rank(&a.get_info()));
+        let Some(adapter) = candidates.into_iter().next() else {
+            let hint = match (&options.adapter, found.is_empty()) {
+                (_, true) => no_adapter_hint(),
+                (Some(name), false) => format!(
+                    "no adapter name contains '{name}'; found {}",
+                    found.join(", ")
+                ),
+                (None, false) => no_adapter_hint(),
+            };
+            return Err(Error::NoAdapter { hint });
+        };
+        let info = adapter.get_info();
+        let features = adapter.features() & WANTED_FEATURES;
+        let device_desc = wgpu::DeviceDescriptor {
+            label: Some("rezero"),
+            required_features: features,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) =
+            adapter
+                .request_device(&device_desc)
+                .await
+                .map_err(|e| Error::Device {
+                    adapter: info.name.clone(),
+                    why: e.to_string(),
+                })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            pipelines: Mutex::new(HashMap::new()),
+            tuned: Mutex::new(HashMap::new()),
+            uncaptured,
+        })
+    }
+
+    /// Wraps a device and queue that another program created. rezero leaves the device's
+    /// error handler alone; it only adds its own caches.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Gpu {
+        Gpu {
+            device,
+            queue,
+            info,
+            pipelines: Mutex::new(HashMap::new()),
+            tuned: Mutex::new(HashMap::new()),
+            uncaptured: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Adapter name, backend, driver and device type.
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The limits the device was opened with (the adapter's own, for `Gpu::new`).
+    pub fn limits(&self) -> wgpu::Limits {
+        self.device.limits()
+    }
+
+    /// The optional features the device was opened with.
+    pub fn features(&self) -> wgpu::Features {
+        self.device.features()
+    }
+
+    /// True for CPU (software) adapters such as lavapipe, where barriers are expensive.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The variant a measurement picked for this tuning key, if any.
+    pub fn tuned(&self, key: &str) -> Option<&'static str> {
+        self.tuned.lock().unwrap().get(key).copied()
+    }
+
+    /// Records the variant picked for a tuning key.
+    pub fn set_tuned(&self, key: &str, variant: &'static str) {
+        self.tuned.lock().unwrap().insert(key.to_string(), variant);
+    }
+
+    /// Waits until the queue is idle, then reports any validation error the device raised
+    /// outside an error scope since the last call.
+    pub fn sync(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let mut errors = self.uncaptured.lock().unwrap();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            let why = errors.join("; ");
+            errors.clear();
+            Err(Error::Device {
+                adapter: self.info.name.clone(),
+                why,
+            })
+        }
+    }
+}

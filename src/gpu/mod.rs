@@ -1,0 +1,11 @@
+//! GPU context: device selection, buffers and readback, the pipeline cache, errors.
+
+mod buffers;
+mod context;
+mod error;
+mod pipeline;
+
+pub use buffers::{BufferPool, STORAGE_USAGE};
+pub use context::{BackendChoice, Gpu, GpuOptions};
+pub use error::{Error, Result};
+pub use pipeline::{Kernel, Shader, grid_1d};

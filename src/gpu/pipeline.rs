@@ -1,0 +1,193 @@
+//! Pipeline cache keyed by (shader, entry point, override constants), built inside error
+//! scopes, and the one dispatch helper every launcher goes through.
+
+use wgpu::util::DeviceExt;
+
+use super::context::{Gpu, PipelineKey};
+use super::error::{Error, Result};
+
+/// A WGSL source file: its family name (for errors and cache keys) and its text.
+#[derive(Clone, Copy, Debug)]
+pub struct Shader {
+    pub name: &'static str,
+    pub wgsl: &'static str,
+}
+
+/// One compute entry point of a shader, with its override constants.
+#[derive(Clone, Debug)]
+pub struct Kernel<'a> {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub constants: &'a [(&'static str, f64)],
+}
+
+impl<'a> Kernel<'a> {
+    pub fn new(shader: Shader, entry: &'static str) -> Kernel<'a> {
+        Kernel {
+            shader,
+            entry,
+            constants: &[],
+        }
+    }
+}
+
+/// Workgroup counts for `groups` workgroups laid out in x (up to the per-dimension limit)
+/// then y. Shaders recover the flat index as `wg.y * num_workgroups.x + wg.x`.
+pub fn grid_1d(groups: u64, max_per_dim: u32) -> [u32; 3] {
+    let groups = groups.max(1);
+    let x = groups.min(max_per_dim as u64);
+    let y = groups.div_ceil(x);
+    [x as u32, y as u32, 1]
+}
+
+impl Gpu {
+    /// The compute pipeline for `kernel`, built on first use and cached.
+    pub fn pipeline(&self, kernel: &Kernel) -> Result<wgpu::ComputePipeline> {
+        let key = PipelineKey {
+            shader: kernel.shader.name,
+            entry: kernel.entry,
+            constants: kernel
+                .constants
+                .iter()
+                .map(|&(n, v)| (n, v.to_bits()))
+                .collect(),
+        };
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.shader.name),
+                source: wgpu::ShaderSource::Wgsl(kernel.shader.wgsl.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(kernel.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: kernel.constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::Pipeline {
+                shader: kernel.shader.name,
+                entry: kernel.entry,
+                message: err.to_string(),
+            });
+        }
+        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Errors unless `bytes` fits in one storage binding on this device.
+    pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
+        let limit = self.limits().max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(Error::Limits {
+                what: format!("{what}: storage binding size in bytes"),
+                needed: bytes,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Errors unless a kernel's workgroup memory and size fit this device.
+    pub fn check_workgroup(&self, what: &str, storage_bytes: u64, invocations: u32) -> Result<()> {
+        let limits = self.limits();
+        let limit = limits.max_compute_workgroup_storage_size as u64;
+        if storage_bytes > limit {
+            return Err(Error::Limits {
+                what: format!("{what}: workgroup storage in bytes"),
+                needed: storage_bytes,
+                limit,
+            });
+        }
+        let limit = limits.max_compute_invocations_per_workgroup;
+        if invocations > limit {
+            return Err(Error::Limits {
+                what: format!("{what}: invocations per workgroup"),
+                needed: invocations as u64,
+                limit: limit as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records one dispatch of `kernel` into `pass`: `params` is bound at binding 0 as a
+    /// uniform, `buffers` at bindings 1, 2, ... (outputs first, then inputs).
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        kernel: &Kernel,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let max = self.limits().max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(Error::Limits {
+                what: format!("{}: workgroups per dimension", kernel.entry),
+                needed: *groups.iter().max().unwrap() as u64,
+                limit: max as u64,
+            });
+        }
+        for b in buffers {
+            self.check_binding(kernel.entry, b.size())?;
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let pipeline = self.pipeline(kernel)?;
+        let mut bytes = bytemuck::bytes_of(params).to_vec();
+        bytes.resize(bytes.len().next_multiple_of(16).max(16), 0);
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.entry),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        Ok(())
+    }
+
+    /// Runs `record` in a fresh encoder and compute pass, submits it and waits.
+    /// Convenient for tests, benches and one-off work; training records many ops per pass.
+    pub fn run<F>(&self, record: F) -> Result<()>
+    where
+        F: FnOnce(&mut wgpu::ComputePass<'_>) -> Result<()>,
+    {
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            record(&mut pass)?;
+        }
+        self.queue.submit([encoder.finish()]);
+        self.sync()
+    }
+}

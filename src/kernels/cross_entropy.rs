@@ -1,0 +1,69 @@
+//! Launchers for `shaders/cross_entropy.wgsl`: mean cross-entropy of logits and its gradient.
+
+use crate::gpu::{Gpu, Kernel, Result, Shader, grid_1d};
+
+use super::{check_len, check_nonempty, elements};
+
+const SHADER: Shader = Shader {
+    name: "cross_entropy",
+    wgsl: include_str!("../../shaders/cross_entropy.wgsl"),
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    grad_scale: f32,
+    _pad: u32,
+}
+
+/// loss[0] = mean over rows of −log softmax(logits)[target], and dlogits = its gradient
+/// ((softmax − onehot) / rows). A target ≥ cols marks a row to ignore (zero loss and gradient,
+/// still counted in the mean). loss: [1]; dlogits, logits: [rows, cols]; row_loss: [rows]
+/// (scratch, left holding each row's loss); targets: [rows] (u32).
+#[allow(clippy::too_many_arguments)]
+pub fn cross_entropy(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    loss: &wgpu::Buffer,
+    dlogits: &wgpu::Buffer,
+    row_loss: &wgpu::Buffer,
+    logits: &wgpu::Buffer,
+    targets: &wgpu::Buffer,
+    rows: u32,
+    cols: u32,
+) -> Result<()> {
+    const OP: &str = "cross_entropy";
+    check_nonempty(OP, &[("rows", rows), ("cols", cols)])?;
+    let len = elements(OP, &[rows, cols])?;
+    check_len(OP, "loss [1]", loss, 1)?;
+    check_len(OP, "dlogits [rows, cols]", dlogits, len)?;
+    check_len(OP, "row_loss [rows]", row_loss, rows as u64)?;
+    check_len(OP, "logits [rows, cols]", logits, len)?;
+    check_len(OP, "targets [rows]", targets, rows as u64)?;
+    let params = Params {
+        rows,
+        cols,
+        grad_scale: 1.0 / rows as f32,
+        _pad: 0,
+    };
+    let groups = grid_1d(
+        rows as u64,
+        gpu.limits().max_compute_workgroups_per_dimension,
+    );
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, "cross_entropy_rows"),
+        &params,
+        &[dlogits, row_loss, logits, targets],
+        groups,
+    )?;
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, "cross_entropy_mean"),
+        &params,
+        &[loss, row_loss],
+        [1, 1, 1],
+    )
+}

@@ -1,0 +1,149 @@
+//! Launchers for `shaders/elementwise.wgsl`: add, scale, relu, gelu (with backwards), fill, copy.
+
+use crate::gpu::{Gpu, Kernel, Result, Shader};
+
+use super::{check_len, check_nonempty, groups_for};
+
+const SHADER: Shader = Shader {
+    name: "elementwise",
+    wgsl: include_str!("../../shaders/elementwise.wgsl"),
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    accumulate: u32,
+    scalar: f32,
+    _pad: u32,
+}
+
+/// Records `entry` over `n` elements: out (+)= f(a, b).
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    entry: &'static str,
+    out: &wgpu::Buffer,
+    inputs: &[&wgpu::Buffer],
+    n: u32,
+    scalar: f32,
+    accumulate: bool,
+) -> Result<()> {
+    check_nonempty(entry, &[("n", n)])?;
+    check_len(entry, "out", out, n as u64)?;
+    for input in inputs {
+        check_len(entry, "input", input, n as u64)?;
+    }
+    let params = Params {
+        n,
+        accumulate: accumulate as u32,
+        scalar,
+        _pad: 0,
+    };
+    let mut buffers = vec![out];
+    buffers.extend_from_slice(inputs);
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, entry),
+        &params,
+        &buffers,
+        groups_for(gpu, n as u64, 256),
+    )
+}
+
+/// out (+)= a + b; a, b, out: [n]
+pub fn add(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    out: &wgpu::Buffer,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    n: u32,
+    accumulate: bool,
+) -> Result<()> {
+    launch(gpu, pass, "add", out, &[a, b], n, 0.0, accumulate)
+}
+
+/// out (+)= s · a; a, out: [n]. Also the backward of scale (with the same s).
+pub fn scale(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    out: &wgpu::Buffer,
+    a: &wgpu::Buffer,
+    s: f32,
+    n: u32,
+    accumulate: bool,
+) -> Result<()> {
+    launch(gpu, pass, "scale", out, &[a], n, s, accumulate)
+}
+
+/// out = max(x, 0); x, out: [n]
+pub fn relu(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    out: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    n: u32,
+) -> Result<()> {
+    launch(gpu, pass, "relu", out, &[x], n, 0.0, false)
+}
+
+/// dx (+)= dy · [x > 0]; dx, dy, x: [n]
+pub fn relu_backward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dx: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    n: u32,
+    accumulate: bool,
+) -> Result<()> {
+    launch(gpu, pass, "relu_backward", dx, &[dy, x], n, 0.0, accumulate)
+}
+
+/// out = gelu(x), tanh form; x, out: [n]
+pub fn gelu(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    out: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    n: u32,
+) -> Result<()> {
+    launch(gpu, pass, "gelu", out, &[x], n, 0.0, false)
+}
+
+/// dx (+)= dy · gelu'(x); dx, dy, x: [n]
+pub fn gelu_backward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dx: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    n: u32,
+    accumulate: bool,
+) -> Result<()> {
+    launch(gpu, pass, "gelu_backward", dx, &[dy, x], n, 0.0, accumulate)
+}
+
+/// out = value; out: [n]
+pub fn fill(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    out: &wgpu::Buffer,
+    value: f32,
+    n: u32,
+) -> Result<()> {
+    launch(gpu, pass, "fill", out, &[], n, value, false)
+}
+
+/// out = a; a, out: [n]. The plain copy kernel, also the reference of memory-bound benches.
+pub fn copy(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    out: &wgpu::Buffer,
+    a: &wgpu::Buffer,
+    n: u32,
+) -> Result<()> {
+    launch(gpu, pass, "copy", out, &[a], n, 0.0, false)
+}

@@ -1,0 +1,146 @@
+//! Launchers for `shaders/embedding.wgsl`: row lookup and its deterministic scatter-add backward.
+
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+
+use super::{check_len, check_nonempty, elements};
+
+const SHADER: Shader = Shader {
+    name: "embedding",
+    wgsl: include_str!("../../shaders/embedding.wgsl"),
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    tokens: u32,
+    dim: u32,
+    vocab: u32,
+    accumulate: u32,
+}
+
+/// Token positions grouped by id, computed on the host from the ids the data loader made:
+/// `order` lists positions sorted by id (stable), `offsets[v]..offsets[v + 1]` are id v's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdGroups {
+    pub order: Vec<u32>,
+    pub offsets: Vec<u32>,
+}
+
+impl IdGroups {
+    /// Groups `ids` by value; every id must be below `vocab`.
+    pub fn new(ids: &[u32], vocab: u32) -> Result<IdGroups> {
+        let mut counts = vec![0u32; vocab as usize + 1];
+        for (t, &id) in ids.iter().enumerate() {
+            if id >= vocab {
+                return Err(Error::Invalid {
+                    what: "embedding id".into(),
+                    why: format!("ids[{t}] = {id} is not below the vocabulary size {vocab}"),
+                });
+            }
+            counts[id as usize + 1] += 1;
+        }
+        for v in 0..vocab as usize {
+            counts[v + 1] += counts[v];
+        }
+        let offsets = counts.clone();
+        let mut next = counts;
+        let mut order = vec![0u32; ids.len()];
+        for (t, &id) in ids.iter().enumerate() {
+            order[next[id as usize] as usize] = t as u32;
+            next[id as usize] += 1;
+        }
+        Ok(IdGroups { order, offsets })
+    }
+}
+
+/// 2D grid over (columns, rows) with 64×4 invocations a workgroup; rows spill into z.
+fn grid(gpu: &Gpu, cols: u32, rows: u32) -> [u32; 3] {
+    let max = gpu.limits().max_compute_workgroups_per_dimension;
+    let y = rows.div_ceil(4);
+    [cols.div_ceil(64), y.min(max), y.div_ceil(max.min(65535))]
+}
+
+/// out[t, :] (+)= table[ids[t], :]; out: [tokens, dim]; table: [vocab, dim]; ids: [tokens] (u32).
+/// An id at or past `vocab` reads as a zero row.
+#[allow(clippy::too_many_arguments)]
+pub fn embedding_forward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    out: &wgpu::Buffer,
+    table: &wgpu::Buffer,
+    ids: &wgpu::Buffer,
+    tokens: u32,
+    dim: u32,
+    vocab: u32,
+    accumulate: bool,
+) -> Result<()> {
+    const OP: &str = "embedding_forward";
+    check_nonempty(OP, &[("tokens", tokens), ("dim", dim), ("vocab", vocab)])?;
+    check_len(OP, "out [tokens, dim]", out, elements(OP, &[tokens, dim])?)?;
+    check_len(
+        OP,
+        "table [vocab, dim]",
+        table,
+        elements(OP, &[vocab, dim])?,
+    )?;
+    check_len(OP, "ids [tokens]", ids, tokens as u64)?;
+    let params = Params {
+        tokens,
+        dim,
+        vocab,
+        accumulate: accumulate as u32,
+    };
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, OP),
+        &params,
+        &[out, table, ids],
+        grid(gpu, dim, tokens),
+    )
+}
+
+/// dtable[v, :] += Σ_{t: ids[t] = v} dout[t, :], summed in a fixed order (deterministic).
+/// dtable: [vocab, dim]; dout: [tokens, dim]; order: [tokens]; offsets: [vocab + 1]
+/// (both from [`IdGroups`], uploaded as u32).
+#[allow(clippy::too_many_arguments)]
+pub fn embedding_backward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dtable: &wgpu::Buffer,
+    dout: &wgpu::Buffer,
+    order: &wgpu::Buffer,
+    offsets: &wgpu::Buffer,
+    tokens: u32,
+    dim: u32,
+    vocab: u32,
+) -> Result<()> {
+    const OP: &str = "embedding_backward";
+    check_nonempty(OP, &[("tokens", tokens), ("dim", dim), ("vocab", vocab)])?;
+    check_len(
+        OP,
+        "dtable [vocab, dim]",
+        dtable,
+        elements(OP, &[vocab, dim])?,
+    )?;
+    check_len(
+        OP,
+        "dout [tokens, dim]",
+        dout,
+        elements(OP, &[tokens, dim])?,
+    )?;
+    check_len(OP, "order [tokens]", order, tokens as u64)?;
+    check_len(OP, "offsets [vocab + 1]", offsets, vocab as u64 + 1)?;
+    let params = Params {
+        tokens,
+        dim,
+        vocab,
+        accumulate: 1,
+    };
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, OP),
+        &params,
+        &[dtable, dout, order, offsets],
+        grid(gpu, dim, vocab),
+    )
+}

@@ -1,0 +1,137 @@
+//! Launchers for `shaders/layernorm.wgsl`: LayerNorm over rows with gain and bias, and its backward.
+
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader, grid_1d};
+
+use super::{check_len, check_nonempty, elements};
+
+const SHADER: Shader = Shader {
+    name: "layernorm",
+    wgsl: include_str!("../../shaders/layernorm.wgsl"),
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    eps: f32,
+    accumulate: u32,
+}
+
+fn check(
+    op: &'static str,
+    rows: u32,
+    cols: u32,
+    full: &[&wgpu::Buffer],
+    per_row: &[&wgpu::Buffer],
+    per_col: &[&wgpu::Buffer],
+) -> Result<()> {
+    check_nonempty(op, &[("rows", rows), ("cols", cols)])?;
+    let len = elements(op, &[rows, cols])?;
+    for b in full {
+        check_len(op, "[rows, cols]", b, len)?;
+    }
+    for b in per_row {
+        check_len(op, "[rows]", b, rows as u64)?;
+    }
+    for b in per_col {
+        check_len(op, "[cols]", b, cols as u64)?;
+    }
+    Ok(())
+}
+
+/// y = (x − mean)·rstd·gain + bias per row, saving mean and rstd.
+/// y, x: [rows, cols]; mean, rstd: [rows]; gain, bias: [cols]
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_forward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    y: &wgpu::Buffer,
+    mean: &wgpu::Buffer,
+    rstd: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    gain: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    rows: u32,
+    cols: u32,
+    eps: f32,
+) -> Result<()> {
+    const OP: &str = "layernorm_forward";
+    if !(eps > 0.0 && eps.is_finite()) {
+        return Err(Error::Invalid {
+            what: "layernorm eps".into(),
+            why: format!("{eps} is not a positive number"),
+        });
+    }
+    check(OP, rows, cols, &[y, x], &[mean, rstd], &[gain, bias])?;
+    let params = Params {
+        rows,
+        cols,
+        eps,
+        accumulate: 0,
+    };
+    let groups = grid_1d(
+        rows as u64,
+        gpu.limits().max_compute_workgroups_per_dimension,
+    );
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, OP),
+        &params,
+        &[y, mean, rstd, x, gain, bias],
+        groups,
+    )
+}
+
+/// Backward: dx (+)= ∂L/∂x (`accumulate_dx`), dgain += Σ_rows dy·x̂, dbias += Σ_rows dy.
+/// dx, dy, x: [rows, cols]; mean, rstd: [rows]; dgain, dbias, gain: [cols]
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dx: &wgpu::Buffer,
+    dgain: &wgpu::Buffer,
+    dbias: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    mean: &wgpu::Buffer,
+    rstd: &wgpu::Buffer,
+    gain: &wgpu::Buffer,
+    rows: u32,
+    cols: u32,
+    accumulate_dx: bool,
+) -> Result<()> {
+    const OP: &str = "layernorm_backward";
+    check(
+        OP,
+        rows,
+        cols,
+        &[dx, dy, x],
+        &[mean, rstd],
+        &[dgain, dbias, gain],
+    )?;
+    let params = Params {
+        rows,
+        cols,
+        eps: 0.0,
+        accumulate: accumulate_dx as u32,
+    };
+    let groups = grid_1d(
+        rows as u64,
+        gpu.limits().max_compute_workgroups_per_dimension,
+    );
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, "layernorm_backward_input"),
+        &params,
+        &[dx, dy, x, mean, rstd, gain],
+        groups,
+    )?;
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, "layernorm_backward_params"),
+        &params,
+        &[dgain, dbias, dy, x, mean, rstd],
+        [cols.div_ceil(64), 1, 1],
+    )
+}

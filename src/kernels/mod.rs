@@ -1,0 +1,74 @@
+//! The embeddable layer: one module per shader file, each with its typed uniform and its
+//! launcher functions. A launcher takes `&Gpu` (which may wrap another program's device,
+//! see [`Gpu::from_device`](crate::gpu::Gpu::from_device)), the compute pass to record
+//! into, output buffers first, then inputs, then dimensions. The caller owns every
+//! buffer; shapes and device limits are checked before anything is recorded.
+
+pub mod cross_entropy;
+pub mod elementwise;
+pub mod embedding;
+pub mod layernorm;
+pub mod matmul;
+pub mod optim;
+pub mod reduce;
+pub mod rezero;
+pub mod softmax;
+
+use crate::gpu::{Error, Result};
+
+/// Errors unless `buffer` holds at least `len` 4-byte elements.
+pub(crate) fn check_len(
+    op: &'static str,
+    what: &str,
+    buffer: &wgpu::Buffer,
+    len: u64,
+) -> Result<()> {
+    let need = len * 4;
+    if buffer.size() < need {
+        return Err(Error::Shape {
+            op,
+            expected: format!("{what} of at least {len} elements ({need} bytes)"),
+            got: format!(
+                "a buffer of {} bytes ({} elements)",
+                buffer.size(),
+                buffer.size() / 4
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Errors if any named dimension is zero.
+pub(crate) fn check_nonempty(op: &'static str, dims: &[(&str, u32)]) -> Result<()> {
+    for &(name, value) in dims {
+        if value == 0 {
+            return Err(Error::Empty {
+                op,
+                what: format!("dimension {name}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `a · b` as u64, erroring if the element count overflows what a u32 index can reach.
+pub(crate) fn elements(op: &'static str, dims: &[u32]) -> Result<u64> {
+    let total = dims.iter().map(|&d| d as u64).product::<u64>();
+    if total > u32::MAX as u64 {
+        return Err(Error::Limits {
+            what: format!("{op}: elements addressable by a u32 index"),
+            needed: total,
+            limit: u32::MAX as u64,
+        });
+    }
+    Ok(total)
+}
+
+/// Workgroups of 256 invocations covering `n` elements, laid out within the device's
+/// per-dimension limit (see [`crate::gpu::grid_1d`]).
+pub(crate) fn groups_for(gpu: &crate::gpu::Gpu, n: u64, per_group: u64) -> [u32; 3] {
+    crate::gpu::grid_1d(
+        n.div_ceil(per_group),
+        gpu.limits().max_compute_workgroups_per_dimension,
+    )
+}

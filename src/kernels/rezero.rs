@@ -1,0 +1,107 @@
+//! Launchers for `shaders/rezero.wgsl`: the fused ReZero residual y = x + α·f and its backward.
+
+use crate::gpu::{Gpu, Kernel, Result, Shader};
+
+use super::{check_len, check_nonempty, groups_for};
+
+const SHADER: Shader = Shader {
+    name: "rezero",
+    wgsl: include_str!("../../shaders/rezero.wgsl"),
+};
+
+/// Length (f32 elements) of the scratch buffer `rezero_backward` needs for its partial sums.
+pub const REZERO_SCRATCH_LEN: usize = 1024;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    accumulate_dx: u32,
+    groups: u32,
+    _pad: u32,
+}
+
+/// y = x + α·f; y, x, f: [n]; alpha: [1]
+pub fn rezero_forward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    y: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    f: &wgpu::Buffer,
+    alpha: &wgpu::Buffer,
+    n: u32,
+) -> Result<()> {
+    const OP: &str = "rezero_forward";
+    check_nonempty(OP, &[("n", n)])?;
+    check_len(OP, "y", y, n as u64)?;
+    check_len(OP, "x", x, n as u64)?;
+    check_len(OP, "f", f, n as u64)?;
+    check_len(OP, "alpha", alpha, 1)?;
+    let params = Params {
+        n,
+        accumulate_dx: 0,
+        groups: 0,
+        _pad: 0,
+    };
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, OP),
+        &params,
+        &[y, x, f, alpha],
+        groups_for(gpu, n as u64, 256),
+    )
+}
+
+/// Backward of y = x + α·f given dy: dx (+)= dy (`accumulate_dx` when x feeds another op
+/// too), df = α·dy, dα += Σ dy·f. x is not needed. `scratch` holds
+/// [`REZERO_SCRATCH_LEN`] floats of partial sums.
+/// dx, df, dy, f: [n]; dalpha, alpha: [1]
+#[allow(clippy::too_many_arguments)]
+pub fn rezero_backward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dx: &wgpu::Buffer,
+    df: &wgpu::Buffer,
+    dalpha: &wgpu::Buffer,
+    scratch: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    f: &wgpu::Buffer,
+    alpha: &wgpu::Buffer,
+    n: u32,
+    accumulate_dx: bool,
+) -> Result<()> {
+    const OP: &str = "rezero_backward";
+    check_nonempty(OP, &[("n", n)])?;
+    for (what, b, len) in [
+        ("dx", dx, n as u64),
+        ("df", df, n as u64),
+        ("dalpha", dalpha, 1),
+        ("scratch", scratch, REZERO_SCRATCH_LEN as u64),
+        ("dy", dy, n as u64),
+        ("f", f, n as u64),
+        ("alpha", alpha, 1),
+    ] {
+        check_len(OP, what, b, len)?;
+    }
+    let groups = (n as u64).div_ceil(256).min(REZERO_SCRATCH_LEN as u64) as u32;
+    let params = Params {
+        n,
+        accumulate_dx: accumulate_dx as u32,
+        groups,
+        _pad: 0,
+    };
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, OP),
+        &params,
+        &[dx, df, scratch, dy, f, alpha],
+        [groups, 1, 1],
+    )?;
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, "rezero_alpha_reduce"),
+        &params,
+        &[dalpha, scratch],
+        [1, 1, 1],
+    )
+}

@@ -1,0 +1,19 @@
+//! # rezero
+//!
+//! Very deep networks trained on any GPU that wgpu reaches, after *ReZero is All You Need:
+//! Fast Convergence at Large Depth* (Bachlechner et al., 2020): every residual block computes
+//! `x + α·F(x)` with one trainable scalar α per block, initialised to 0.
+//!
+//! Where things live:
+//! - [`gpu`]: the [`Gpu`](gpu::Gpu) context (device selection, or another program's device),
+//!   buffers and readback, the buffer pool, the pipeline cache, the [`Error`](gpu::Error) type.
+//! - [`kernels`]: one module per WGSL file in `shaders/`; the launchers are the embeddable API.
+//! - [`cpu`]: plain-loop references of every kernel (ground truth for tests and benches).
+//! - [`bench`]: the benchmark cases shared by `rezero bench` and `cargo bench`.
+
+pub mod bench;
+pub mod cpu;
+pub mod gpu;
+pub mod kernels;
+
+pub use gpu::{Error, Gpu, GpuOptions, Result};

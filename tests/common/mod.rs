@@ -1,0 +1,60 @@
+//! Shared by the test binaries: one device per binary, tolerant comparisons that name the
+//! first failing index.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use rezero::{Gpu, GpuOptions};
+
+/// The device shared by this test binary. With no adapter, the test is skipped, unless
+/// `CI` is set: then the run fails.
+pub fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new(&GpuOptions::default()) {
+        Ok(gpu) => Some(gpu),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set and there is no GPU adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping GPU tests: {e}");
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// `let gpu = require_gpu!();` at the top of a test: skips it without an adapter (never in CI).
+#[macro_export]
+macro_rules! require_gpu {
+    () => {
+        match common::gpu() {
+            Some(gpu) => gpu,
+            None => return,
+        }
+    };
+}
+
+/// Panics at the first index where |got − want| > atol + rtol·|want| (or either is NaN).
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: length {} != expected {}",
+        got.len(),
+        want.len()
+    );
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let bound = atol + rtol * w.abs();
+        if !((g - w).abs() <= bound) {
+            panic!(
+                "{what}: first mismatch at index {i}: got {g}, expected {w} (|diff| {} > {bound})",
+                (g - w).abs()
+            );
+        }
+    }
+}
+
+/// Absolute tolerance for sums of `len` products of O(1) values in f32.
+pub fn atol_for(len: usize) -> f32 {
+    2e-6 * (len as f32).sqrt().max(1.0) + 1e-6 * len as f32
+}
