@@ -1,0 +1,154 @@
+//! Bad input gets the expected error variant, before anything is dispatched.
+
+mod common;
+
+use rezero::Error;
+use rezero::kernels::matmul::{Matmul, MatmulVariant, Tile, matmul};
+use rezero::kernels::{elementwise, optim, rezero as rz, softmax};
+
+#[test]
+fn mismatched_shapes_are_shape_errors() {
+    let gpu = require_gpu!();
+    let (a, b, c) = (
+        gpu.zeroed_f32("a", 4 * 8),
+        gpu.zeroed_f32("b", 7 * 5),
+        gpu.zeroed_f32("c", 4 * 5),
+    );
+    // B holds 7×5, the product needs 8×5.
+    let err = gpu
+        .run(|pass| matmul(gpu, pass, &c, &a, &b, None, &Matmul::new(4, 5, 8)).map(drop))
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "matmul", .. }), "{err}");
+    assert!(err.to_string().contains("B [k, n]"), "{err}");
+
+    let (x, y) = (gpu.zeroed_f32("x", 10), gpu.zeroed_f32("y", 9));
+    let err = gpu
+        .run(|pass| elementwise::relu(gpu, pass, &y, &x, 10))
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "relu", .. }), "{err}");
+
+    let err = gpu
+        .run(|pass| softmax::softmax_forward(gpu, pass, &x, &x, 3, 4))
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+}
+
+#[test]
+fn zero_size_inputs_are_empty_errors() {
+    let gpu = require_gpu!();
+    let buf = gpu.zeroed_f32("buf", 16);
+    let err = gpu
+        .run(|pass| matmul(gpu, pass, &buf, &buf, &buf, None, &Matmul::new(4, 0, 4)).map(drop))
+        .unwrap_err();
+    assert!(matches!(err, Error::Empty { op: "matmul", .. }), "{err}");
+    let err = gpu
+        .run(|pass| rz::rezero_forward(gpu, pass, &buf, &buf, &buf, &buf, 0))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Empty {
+                op: "rezero_forward",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tensor_over_the_binding_limit_is_a_limits_error() {
+    let gpu = require_gpu!();
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    // Never allocated: the check runs on the size before any buffer is bound.
+    let err = gpu.check_binding("huge tensor", limit + 4).unwrap_err();
+    assert!(
+        matches!(err, Error::Limits { needed, limit: l, .. } if needed == limit + 4 && l == limit),
+        "{err}"
+    );
+    // And through a launcher: a buffer one element over the limit, when the device allows it.
+    if gpu.limits().max_buffer_size > limit {
+        let big = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("big"),
+            size: limit + 4,
+            usage: rezero::gpu::STORAGE_USAGE,
+            mapped_at_creation: false,
+        });
+        let small = gpu.zeroed_f32("small", 4);
+        let err = gpu
+            .run(|pass| elementwise::copy(gpu, pass, &big, &small, 1))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Limits { .. }),
+            "expected a limits error, got {err}"
+        );
+    }
+}
+
+#[test]
+fn a_tile_over_the_workgroup_storage_limit_is_a_limits_error() {
+    let gpu = require_gpu!();
+    let limit = gpu.limits().max_compute_workgroup_storage_size as u64;
+    // bk chosen so that (bm + bn) · bk · 4 bytes exceeds the device's limit.
+    let bk = (limit / (4 * 128)) as u32 + 1;
+    let tile = Tile { bm: 64, bn: 64, bk };
+    assert!(tile.storage_bytes() > limit);
+    let buf = gpu.zeroed_f32("buf", 64 * 64);
+    let desc = Matmul::new(64, 64, 64)
+        .variant(MatmulVariant::Tiled)
+        .tile(tile);
+    let err = gpu
+        .run(|pass| matmul(gpu, pass, &buf, &buf, &buf, None, &desc).map(drop))
+        .unwrap_err();
+    match err {
+        Error::Limits {
+            what,
+            needed,
+            limit: l,
+        } => {
+            assert!(what.contains("workgroup storage"), "{what}");
+            assert_eq!((needed, l), (tile.storage_bytes(), limit));
+        }
+        other => panic!("expected a limits error, got {other}"),
+    }
+}
+
+#[test]
+fn reg4x4_on_an_unaligned_shape_is_unsupported() {
+    let gpu = require_gpu!();
+    let buf = gpu.zeroed_f32("buf", 64);
+    let desc = Matmul::new(3, 5, 3).variant(MatmulVariant::Reg4x4);
+    let err = gpu
+        .run(|pass| matmul(gpu, pass, &buf, &buf, &buf, None, &desc).map(drop))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Unsupported { op: "matmul", .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_hyperparameters_are_invalid() {
+    let gpu = require_gpu!();
+    let buf = gpu.zeroed_f32("buf", 4);
+    let h = optim::Sgd {
+        lr: -0.1,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    let err = gpu
+        .run(|pass| optim::sgd(gpu, pass, &buf, &buf, &buf, 4, &h))
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("learning rate"), "{err}");
+}
+
+#[test]
+fn unknown_adapter_name_is_no_adapter_with_the_list() {
+    let err = rezero::Gpu::new(&rezero::GpuOptions {
+        backend: None,
+        adapter: Some("no-such-gpu-xyz".into()),
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::NoAdapter { .. }), "{err}");
+}

@@ -1,0 +1,89 @@
+//! The GPU context: adapter facts, readback checks, the buffer pool, the pipeline cache.
+
+mod common;
+
+use rezero::Error;
+use rezero::gpu::BufferPool;
+
+#[test]
+fn device_reports_adapter_and_uses_adapter_limits() {
+    let gpu = require_gpu!();
+    assert!(!gpu.info().name.is_empty());
+    // The adapter's own limits, not WebGPU's defaults (16 KiB of workgroup storage, 128 MiB bindings).
+    assert!(gpu.limits().max_compute_workgroup_storage_size >= 16384);
+    assert!(gpu.limits().max_storage_buffer_binding_size >= 128 << 20);
+}
+
+#[test]
+fn upload_read_round_trip_and_short_buffer_error() {
+    let gpu = require_gpu!();
+    let data: Vec<f32> = (0..37).map(|i| i as f32 * 0.5).collect();
+    let buf = gpu.upload("data", &data);
+    assert_eq!(gpu.read_f32(&buf, 37).unwrap(), data);
+    let err = gpu.read_f32(&buf, 38).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "read", .. }), "{err}");
+}
+
+#[test]
+fn pool_reuses_buffers_by_size_class_and_counts_bytes() {
+    let gpu = require_gpu!();
+    let mut pool = BufferPool::new();
+    let a = pool.take_f32(gpu, 1000); // 4000 bytes -> 4096 class
+    let b = pool.take_f32(gpu, 600); // 2400 bytes -> 4096 class
+    assert_eq!((pool.allocations(), pool.bytes_held()), (2, 8192));
+    pool.give(a);
+    pool.give(b);
+    for _ in 0..5 {
+        // A steady-state loop: same sizes every step, no new allocations.
+        let x = pool.take_f32(gpu, 1024);
+        let y = pool.take_f32(gpu, 700);
+        pool.give(x);
+        pool.give(y);
+    }
+    assert_eq!(pool.allocations(), 2);
+    let big = pool.take_f32(gpu, 5000);
+    assert_eq!(big.size(), 32768);
+    assert_eq!(
+        (
+            pool.allocations(),
+            pool.bytes_held(),
+            pool.peak_bytes_held()
+        ),
+        (3, 8192 + 32768, 8192 + 32768)
+    );
+    pool.give(big);
+    pool.trim();
+    assert_eq!(pool.bytes_held(), 0);
+}
+
+#[test]
+fn pipelines_are_cached_and_shader_errors_are_pipeline_errors() {
+    let gpu = require_gpu!();
+    let broken = rezero::gpu::Shader {
+        name: "broken",
+        wgsl: "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
+    };
+    let err = gpu
+        .pipeline(&rezero::gpu::Kernel::new(broken, "main"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Pipeline {
+                shader: "broken",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let ok = rezero::gpu::Shader {
+        name: "ok",
+        wgsl: "@compute @workgroup_size(1) fn main() {}",
+    };
+    let first = gpu.pipeline(&rezero::gpu::Kernel::new(ok, "main")).unwrap();
+    let second = gpu.pipeline(&rezero::gpu::Kernel::new(ok, "main")).unwrap();
+    assert_eq!(
+        first, second,
+        "the second request should come from the cache"
+    );
+}
