@@ -223,3 +223,70 @@ fn matmul_reg4x4(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
 }
+
+// ---- register-blocked 8x4: as reg4x4 with 8 rows of C per invocation, so each B load
+// feeds twice the multiply-adds. Same alignment rules as reg4x4. ----
+
+@compute @workgroup_size(16, 16)
+fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let col0 = gid.x * 4u;
+    let row0 = gid.y * 8u;
+    let bat = gid.z;
+    if (row0 >= p.m || col0 >= p.n) {
+        return;
+    }
+    let base_a = bat * p.stride_a;
+    let base_b = bat * p.stride_b;
+    let last_m = p.m - 1u;
+    let last_n = p.n - 1u;
+    var acc: array<vec4<f32>, 8>;
+    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
+        var bv: array<vec4<f32>, 4>;
+        if (TRANS_B) {
+            var bt: array<vec4<f32>, 4>;
+            for (var j = 0u; j < 4u; j++) {
+                bt[j] = b4[(base_b + min(col0 + j, last_n) * p.k + k0) / 4u];
+            }
+            for (var kk = 0u; kk < 4u; kk++) {
+                bv[kk] = vec4<f32>(bt[0][kk], bt[1][kk], bt[2][kk], bt[3][kk]);
+            }
+        } else {
+            for (var kk = 0u; kk < 4u; kk++) {
+                if (k0 + kk < p.k) {
+                    bv[kk] = b4[(base_b + (k0 + kk) * p.n + col0) / 4u];
+                }
+            }
+        }
+        if (TRANS_A) {
+            // A stored [k, m]: two vec4 cover 8 rows at one k. Rows past m read a clamped
+            // group (m is a multiple of 4, so a group is either whole or past the end).
+            for (var half = 0u; half < 2u; half++) {
+                let r = min(row0 + half * 4u, p.m - 4u);
+                var at: array<vec4<f32>, 4>;
+                for (var kk = 0u; kk < 4u; kk++) {
+                    if (k0 + kk < p.k) {
+                        at[kk] = a4[(base_a + (k0 + kk) * p.m + r) / 4u];
+                    }
+                }
+                for (var i = 0u; i < 4u; i++) {
+                    let av = vec4<f32>(at[0][i], at[1][i], at[2][i], at[3][i]);
+                    acc[half * 4u + i] += av.x * bv[0] + av.y * bv[1] + av.z * bv[2] + av.w * bv[3];
+                }
+            }
+        } else {
+            for (var i = 0u; i < 8u; i++) {
+                let av = a4[(base_a + min(row0 + i, last_m) * p.k + k0) / 4u];
+                acc[i] += av.x * bv[0] + av.y * bv[1] + av.z * bv[2] + av.w * bv[3];
+            }
+        }
+    }
+    for (var i = 0u; i < 8u; i++) {
+        let row = row0 + i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + j;
+            if (row < p.m && col < p.n) {
+                store_c(bat, row, col, acc[i][j]);
+            }
+        }
+    }
+}

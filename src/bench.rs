@@ -1,1 +1,472 @@
+//! Benchmark cases shared by `rezero bench` and `cargo bench`: each case prepares its
+//! buffers once, runs one synchronised iteration on demand, and knows how much work
+//! (flops or bytes) an iteration does, so a figure can sit next to its same-run reference.
 
+use std::time::Instant;
+
+use crate::gpu::{Gpu, Result};
+use crate::kernels::matmul::{Matmul, MatmulVariant, matmul};
+use crate::kernels::{elementwise as ew, layernorm, rezero as rz, softmax};
+use crate::{cpu, gpu::Error};
+
+/// What one iteration of a case does.
+#[derive(Clone, Copy, Debug)]
+pub enum Work {
+    Flops(f64),
+    /// Bytes read plus bytes written, counting each buffer once.
+    Bytes(f64),
+}
+
+type RunFn = Box<dyn Fn(&Gpu) -> Result<()>>;
+
+/// A prepared benchmark: buffers allocated, pipeline built on first run.
+pub struct Case {
+    pub kernel: &'static str,
+    pub shape: String,
+    pub variant: String,
+    pub work: Work,
+    run: RunFn,
+}
+
+impl Case {
+    /// One iteration: record, submit, wait for the GPU.
+    pub fn run(&self, gpu: &Gpu) -> Result<()> {
+        (self.run)(gpu)
+    }
+}
+
+/// Median wall time (seconds) of `runs` synchronised iterations after `warmup` ones.
+pub fn median_seconds(
+    mut once: impl FnMut() -> Result<()>,
+    warmup: usize,
+    runs: usize,
+) -> Result<f64> {
+    for _ in 0..warmup {
+        once()?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        once()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// C[m, n] = A[m, k]·B[k, n] on seeded inputs with the given variant.
+pub fn matmul_case(gpu: &Gpu, m: u32, n: u32, k: u32, variant: MatmulVariant) -> Result<Case> {
+    let a = gpu.upload("a", &cpu::seeded(1, (m * k) as usize, -1.0, 1.0));
+    let b = gpu.upload("b", &cpu::seeded(2, (k * n) as usize, -1.0, 1.0));
+    let c = gpu.zeroed_f32("c", (m * n) as usize);
+    let desc = Matmul::new(m, n, k).variant(variant);
+    // Resolve `auto` now, so the measurement it makes is not timed.
+    let mut chosen = variant;
+    gpu.run(|pass| {
+        chosen = matmul(gpu, pass, &c, &a, &b, None, &desc)?;
+        Ok(())
+    })?;
+    let desc = desc.variant(chosen);
+    let name = if variant == MatmulVariant::Auto {
+        format!("auto:{}", chosen.name())
+    } else {
+        chosen.name().to_string()
+    };
+    Ok(Case {
+        kernel: "matmul",
+        shape: format!("{m}x{n}x{k}"),
+        variant: name,
+        work: Work::Flops(desc.flops()),
+        run: Box::new(move |gpu| {
+            gpu.run(|pass| matmul(gpu, pass, &c, &a, &b, None, &desc).map(drop))
+        }),
+    })
+}
+
+/// CPU sgemm (matrixmultiply, all cores) on the same shape: the matmul reference. Seconds.
+pub fn cpu_sgemm_seconds(m: usize, n: usize, k: usize, runs: usize) -> Result<f64> {
+    let a = cpu::seeded(1, m * k, -1.0, 1.0);
+    let b = cpu::seeded(2, k * n, -1.0, 1.0);
+    let mut c = vec![0.0f32; m * n];
+    median_seconds(
+        || {
+            // SAFETY: the pointers cover m·k, k·n and m·n elements with the given row strides.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    k as isize,
+                    1,
+                    b.as_ptr(),
+                    n as isize,
+                    1,
+                    0.0,
+                    c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+            Ok(())
+        },
+        1,
+        runs,
+    )
+}
+
+/// A memory-bound case over n elements: buffers `outs` written, `ins` read.
+fn memory_case(
+    kernel: &'static str,
+    variant: &str,
+    n: u32,
+    bytes_per_element: f64,
+    run: RunFn,
+) -> Case {
+    Case {
+        kernel,
+        shape: n.to_string(),
+        variant: variant.to_string(),
+        work: Work::Bytes(bytes_per_element * n as f64),
+        run,
+    }
+}
+
+/// out = a over n elements: the reference for every memory-bound kernel.
+pub fn copy_case(gpu: &Gpu, n: u32) -> Case {
+    let a = gpu.upload("a", &cpu::seeded(3, n as usize, -1.0, 1.0));
+    let out = gpu.zeroed_f32("out", n as usize);
+    memory_case(
+        "copy",
+        "plain",
+        n,
+        8.0,
+        Box::new(move |gpu| gpu.run(|p| ew::copy(gpu, p, &out, &a, n))),
+    )
+}
+
+/// The fused ReZero residual, forward (reads x, f; writes y) and backward (reads dy, f;
+/// writes dx, df; two-stage dα).
+pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
+    let len = n as usize;
+    let (x, f, dy) = (
+        gpu.upload("x", &cpu::seeded(4, len, -1.0, 1.0)),
+        gpu.upload("f", &cpu::seeded(5, len, -1.0, 1.0)),
+        gpu.upload("dy", &cpu::seeded(6, len, -1.0, 1.0)),
+    );
+    let (y, dx, df) = (
+        gpu.zeroed_f32("y", len),
+        gpu.zeroed_f32("dx", len),
+        gpu.zeroed_f32("df", len),
+    );
+    let (alpha, dalpha, scratch) = (
+        gpu.upload("alpha", &[0.5f32]),
+        gpu.zeroed_f32("dalpha", 1),
+        gpu.zeroed_f32("scratch", rz::REZERO_SCRATCH_LEN),
+    );
+    let (f2, alpha2) = (f.clone(), alpha.clone());
+    vec![
+        memory_case(
+            "rezero_forward",
+            "fused",
+            n,
+            12.0,
+            Box::new(move |gpu| gpu.run(|p| rz::rezero_forward(gpu, p, &y, &x, &f, &alpha, n))),
+        ),
+        memory_case(
+            "rezero_backward",
+            "fused",
+            n,
+            16.0,
+            Box::new(move |gpu| {
+                gpu.run(|p| {
+                    rz::rezero_backward(
+                        gpu, p, &dx, &df, &dalpha, &scratch, &dy, &f2, &alpha2, n, false,
+                    )
+                })
+            }),
+        ),
+    ]
+}
+
+/// add, scale, relu, gelu and the two backwards over n elements.
+pub fn elementwise_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
+    let len = n as usize;
+    let (a, b) = (
+        gpu.upload("a", &cpu::seeded(7, len, -1.0, 1.0)),
+        gpu.upload("b", &cpu::seeded(8, len, -1.0, 1.0)),
+    );
+    let out = gpu.zeroed_f32("out", len);
+    let mut cases = Vec::new();
+    let mut add = |kernel: &'static str, bytes: f64, run: RunFn| {
+        cases.push(memory_case(kernel, "plain", n, bytes, run))
+    };
+    let (a1, b1, o1) = (a.clone(), b.clone(), out.clone());
+    add(
+        "add",
+        12.0,
+        Box::new(move |gpu| gpu.run(|p| ew::add(gpu, p, &o1, &a1, &b1, n, false))),
+    );
+    let (a1, o1) = (a.clone(), out.clone());
+    add(
+        "scale",
+        8.0,
+        Box::new(move |gpu| gpu.run(|p| ew::scale(gpu, p, &o1, &a1, 0.5, n, false))),
+    );
+    let (a1, o1) = (a.clone(), out.clone());
+    add(
+        "relu",
+        8.0,
+        Box::new(move |gpu| gpu.run(|p| ew::relu(gpu, p, &o1, &a1, n))),
+    );
+    let (a1, b1, o1) = (a.clone(), b.clone(), out.clone());
+    add(
+        "relu_backward",
+        12.0,
+        Box::new(move |gpu| gpu.run(|p| ew::relu_backward(gpu, p, &o1, &a1, &b1, n, false))),
+    );
+    let (a1, o1) = (a.clone(), out.clone());
+    add(
+        "gelu",
+        8.0,
+        Box::new(move |gpu| gpu.run(|p| ew::gelu(gpu, p, &o1, &a1, n))),
+    );
+    add(
+        "gelu_backward",
+        12.0,
+        Box::new(move |gpu| gpu.run(|p| ew::gelu_backward(gpu, p, &out, &a, &b, n, false))),
+    );
+    cases
+}
+
+/// Softmax forward (reads x, writes y) and backward (reads y, dy; writes dx) over rows.
+pub fn softmax_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
+    let len = (rows * cols) as usize;
+    let (x, dy) = (
+        gpu.upload("x", &cpu::seeded(9, len, -4.0, 4.0)),
+        gpu.upload("dy", &cpu::seeded(10, len, -1.0, 1.0)),
+    );
+    let (y, dx) = (gpu.zeroed_f32("y", len), gpu.zeroed_f32("dx", len));
+    let y2 = y.clone();
+    let shape = format!("{rows}x{cols}");
+    vec![
+        Case {
+            kernel: "softmax_forward",
+            shape: shape.clone(),
+            variant: "row".into(),
+            work: Work::Bytes(8.0 * len as f64),
+            run: Box::new(move |gpu| {
+                gpu.run(|p| softmax::softmax_forward(gpu, p, &y, &x, rows, cols))
+            }),
+        },
+        Case {
+            kernel: "softmax_backward",
+            shape,
+            variant: "row".into(),
+            work: Work::Bytes(12.0 * len as f64),
+            run: Box::new(move |gpu| {
+                gpu.run(|p| softmax::softmax_backward(gpu, p, &dx, &y2, &dy, rows, cols, false))
+            }),
+        },
+    ]
+}
+
+/// LayerNorm forward (reads x, writes y) and backward (reads dy, x; writes dx; gain/bias sums).
+pub fn layernorm_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
+    let (len, r, c) = ((rows * cols) as usize, rows as usize, cols as usize);
+    let (x, dy) = (
+        gpu.upload("x", &cpu::seeded(11, len, -2.0, 2.0)),
+        gpu.upload("dy", &cpu::seeded(12, len, -1.0, 1.0)),
+    );
+    let (gain, bias) = (
+        gpu.upload("gain", &vec![1.0f32; c]),
+        gpu.zeroed_f32("bias", c),
+    );
+    let (y, mean, rstd) = (
+        gpu.zeroed_f32("y", len),
+        gpu.zeroed_f32("mean", r),
+        gpu.zeroed_f32("rstd", r),
+    );
+    let (dx, dgain, dbias) = (
+        gpu.zeroed_f32("dx", len),
+        gpu.zeroed_f32("dgain", c),
+        gpu.zeroed_f32("dbias", c),
+    );
+    let (x2, mean2, rstd2, gain2) = (x.clone(), mean.clone(), rstd.clone(), gain.clone());
+    let shape = format!("{rows}x{cols}");
+    vec![
+        Case {
+            kernel: "layernorm_forward",
+            shape: shape.clone(),
+            variant: "row".into(),
+            work: Work::Bytes(8.0 * len as f64),
+            run: Box::new(move |gpu| {
+                gpu.run(|p| {
+                    layernorm::layernorm_forward(
+                        gpu, p, &y, &mean, &rstd, &x, &gain, &bias, rows, cols, 1e-5,
+                    )
+                })
+            }),
+        },
+        // The input pass reads dy and x and writes dx; the parameter pass reads dy and x again.
+        Case {
+            kernel: "layernorm_backward",
+            shape,
+            variant: "row+col".into(),
+            work: Work::Bytes(20.0 * len as f64),
+            run: Box::new(move |gpu| {
+                gpu.run(|p| {
+                    layernorm::layernorm_backward(
+                        gpu, p, &dx, &dgain, &dbias, &dy, &x2, &mean2, &rstd2, &gain2, rows, cols,
+                        false,
+                    )
+                })
+            }),
+        },
+    ]
+}
+
+/// One line of a benchmark report.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub kernel: String,
+    pub shape: String,
+    pub variant: String,
+    pub ms: f64,
+    /// GFLOP/s or GB/s, as `unit` says.
+    pub value: f64,
+    pub unit: &'static str,
+    pub reference: String,
+    pub reference_value: f64,
+}
+
+impl Record {
+    pub fn ratio(&self) -> f64 {
+        self.value / self.reference_value
+    }
+
+    /// One JSON object: kernel, shape, variant, ms, gflops or gbps, reference, reference_value, ratio.
+    pub fn to_json(&self) -> String {
+        let key = if self.unit == "GFLOP/s" {
+            "gflops"
+        } else {
+            "gbps"
+        };
+        format!(
+            "{{\"kernel\":\"{}\",\"shape\":\"{}\",\"variant\":\"{}\",\"ms\":{:.4},\"{key}\":{:.3},\"reference\":\"{}\",\"reference_value\":{:.3},\"ratio\":{:.3}}}",
+            self.kernel,
+            self.shape,
+            self.variant,
+            self.ms,
+            self.value,
+            self.reference,
+            self.reference_value,
+            self.ratio()
+        )
+    }
+
+    /// One aligned table row.
+    pub fn to_row(&self) -> String {
+        format!(
+            "{:<18} {:<16} {:<13} {:>10.3} {:>9.2} {:<8} {:<14} {:>9.2} {:>7.2}",
+            self.kernel,
+            self.shape,
+            self.variant,
+            self.ms,
+            self.value,
+            self.unit,
+            self.reference,
+            self.reference_value,
+            self.ratio()
+        )
+    }
+
+    pub fn header() -> String {
+        format!(
+            "{:<18} {:<16} {:<13} {:>10} {:>9} {:<8} {:<14} {:>9} {:>7}",
+            "kernel", "shape", "variant", "ms", "value", "unit", "reference", "ref value", "ratio"
+        )
+    }
+}
+
+/// Times a case and turns it into a record against the given reference.
+pub fn measure(
+    gpu: &Gpu,
+    case: &Case,
+    warmup: usize,
+    runs: usize,
+    reference: &str,
+    reference_value: f64,
+) -> Result<Record> {
+    let seconds = median_seconds(|| case.run(gpu), warmup, runs)?;
+    let (value, unit) = match case.work {
+        Work::Flops(f) => (f / seconds / 1e9, "GFLOP/s"),
+        Work::Bytes(b) => (b / seconds / 1e9, "GB/s"),
+    };
+    Ok(Record {
+        kernel: case.kernel.to_string(),
+        shape: case.shape.clone(),
+        variant: case.variant.clone(),
+        ms: seconds * 1e3,
+        value,
+        unit,
+        reference: reference.to_string(),
+        reference_value,
+    })
+}
+
+/// GB/s of the plain copy kernel over n elements: the reference of memory-bound kernels.
+pub fn copy_reference(gpu: &Gpu, n: u32, warmup: usize, runs: usize) -> Result<f64> {
+    let case = copy_case(gpu, n);
+    Ok(measure(gpu, &case, warmup, runs, "", 1.0)?.value)
+}
+
+/// Parses "256" (a cube) or "4096x512x512" (M×N×K) for matmul.
+pub fn parse_mnk(s: &str) -> Result<(u32, u32, u32)> {
+    let bad = || Error::Invalid {
+        what: "matmul size".into(),
+        why: format!("'{s}' is neither N nor MxNxK"),
+    };
+    let parts: Vec<u32> = s
+        .split('x')
+        .map(|p| p.trim().parse::<u32>().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    match parts.as_slice() {
+        [n] => Ok((*n, *n, *n)),
+        [m, n, k] => Ok((*m, *n, *k)),
+        _ => Err(bad()),
+    }
+}
+
+/// Parses "ROWSxCOLS" for softmax and layernorm.
+pub fn parse_rows_cols(s: &str) -> Result<(u32, u32)> {
+    let bad = || Error::Invalid {
+        what: "size".into(),
+        why: format!("'{s}' is not ROWSxCOLS"),
+    };
+    let parts: Vec<u32> = s
+        .split('x')
+        .map(|p| p.trim().parse::<u32>().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    match parts.as_slice() {
+        [r, c] => Ok((*r, *c)),
+        _ => Err(bad()),
+    }
+}
+
+/// Parses an element count, with an optional K or M suffix (powers of two: 16M = 16·2²⁰).
+pub fn parse_count(s: &str) -> Result<u32> {
+    let bad = || Error::Invalid {
+        what: "element count".into(),
+        why: format!("'{s}' is not a count like 1048576, 1M or 16M"),
+    };
+    let t = s.trim();
+    let (digits, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1u64 << 20),
+        _ => (t, 1),
+    };
+    let n = digits.parse::<u64>().map_err(|_| bad())? * mult;
+    u32::try_from(n).map_err(|_| bad())
+}

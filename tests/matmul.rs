@@ -73,23 +73,27 @@ fn naive_and_tiled_awkward_shapes_all_layouts() {
 }
 
 #[test]
-fn reg4x4_aligned_contiguous_dims_awkward_others() {
+fn register_blocked_aligned_contiguous_dims_awkward_others() {
     // The contiguous dimension of each operand must be a multiple of 4; the rest is free.
     for (ta, tb, m, n, k) in [
         (false, false, 17, 36, 20),
         (false, false, 1, 4, 4),
         (false, false, 65, 132, 68),
         (true, false, 20, 12, 33),
+        (true, false, 4, 12, 7),
         (false, true, 33, 17, 12),
         (true, true, 8, 5, 36),
+        (true, true, 132, 7, 20),
     ] {
-        check(
-            Matmul::new(m, n, k)
-                .trans_a(ta)
-                .trans_b(tb)
-                .variant(MatmulVariant::Reg4x4),
-            false,
-        );
+        for variant in [MatmulVariant::Reg4x4, MatmulVariant::Reg8x4] {
+            check(
+                Matmul::new(m, n, k)
+                    .trans_a(ta)
+                    .trans_b(tb)
+                    .variant(variant),
+                false,
+            );
+        }
     }
 }
 

@@ -1,1 +1,298 @@
-fn main() {}
+//! The `rezero` command line: `info` (the GPU rezero would use) and `bench` (kernel timings
+//! beside a reference measured in the same run).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rezero::bench::{self, Record};
+use rezero::gpu::{BackendChoice, Gpu, GpuOptions};
+use rezero::kernels::matmul::MatmulVariant;
+use rezero::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "rezero",
+    version,
+    about = "ReZero deep networks on any GPU wgpu reaches: hand-written WGSL kernels, benchmarks"
+)]
+struct Cli {
+    /// Graphics API to use: vulkan, metal, dx12 or gl (default: the best available).
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    /// Use the first adapter whose name contains this text (see `rezero info`).
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the adapter, backend, driver, features and the limits that matter.
+    Info,
+    /// Time kernels (median of synchronised runs) beside a reference from the same run.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Family {
+    Matmul,
+    Rezero,
+    Elementwise,
+    Softmax,
+    Layernorm,
+    All,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Which kernels to time.
+    #[arg(value_enum)]
+    family: Family,
+    /// Comma-separated sizes: matmul N or MxNxK (e.g. 1024,4096x512x512); rezero and
+    /// elementwise element counts (e.g. 1M,16M); softmax and layernorm ROWSxCOLS.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// Matmul variants to time (default: naive where small, tiled, reg4x4, auto).
+    #[arg(long, value_delimiter = ',')]
+    variants: Vec<MatmulVariant>,
+    /// Timed runs per case (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    /// Untimed runs before timing.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn open_gpu(cli: &Cli) -> Result<Gpu> {
+    let backend = cli
+        .backend
+        .as_deref()
+        .map(str::parse::<BackendChoice>)
+        .transpose()?;
+    Gpu::new(&GpuOptions {
+        backend,
+        adapter: cli.adapter.clone(),
+    })
+}
+
+fn info(gpu: &Gpu) {
+    let i = gpu.info();
+    let l = gpu.limits();
+    let f = gpu.features();
+    println!("adapter        {}", i.name);
+    println!("backend        {:?}", i.backend);
+    println!("device type    {:?}", i.device_type);
+    println!("driver         {} {}", i.driver, i.driver_info);
+    println!("vendor/device  {:#06x}/{:#06x}", i.vendor, i.device);
+    let has = |feature: wgpu::Features| if f.contains(feature) { "yes" } else { "no" };
+    println!(
+        "features       timestamp-query {}, shader-f16 {}, subgroups {}",
+        has(wgpu::Features::TIMESTAMP_QUERY),
+        has(wgpu::Features::SHADER_F16),
+        has(wgpu::Features::SUBGROUP)
+    );
+    println!(
+        "subgroup size  {}..{}",
+        i.subgroup_min_size, i.subgroup_max_size
+    );
+    println!("limits");
+    println!(
+        "  workgroup storage          {} bytes",
+        l.max_compute_workgroup_storage_size
+    );
+    println!(
+        "  storage binding size       {} bytes ({} MiB)",
+        l.max_storage_buffer_binding_size,
+        l.max_storage_buffer_binding_size >> 20
+    );
+    println!(
+        "  buffer size                {} bytes ({} MiB)",
+        l.max_buffer_size,
+        l.max_buffer_size >> 20
+    );
+    println!(
+        "  invocations per workgroup  {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  workgroup size x/y/z       {}/{}/{}",
+        l.max_compute_workgroup_size_x,
+        l.max_compute_workgroup_size_y,
+        l.max_compute_workgroup_size_z
+    );
+    println!(
+        "  workgroups per dimension   {}",
+        l.max_compute_workgroups_per_dimension
+    );
+    println!(
+        "  storage buffers per stage  {}",
+        l.max_storage_buffers_per_shader_stage
+    );
+}
+
+/// Prints one record as a table row or a JSON line.
+fn emit(record: &Record, json: bool) {
+    if json {
+        println!("{}", record.to_json());
+    } else {
+        println!("{}", record.to_row());
+    }
+}
+
+fn sizes_or<'a>(given: &'a [String], default: &[&'a str]) -> Vec<&'a str> {
+    if given.is_empty() {
+        default.to_vec()
+    } else {
+        given.iter().map(String::as_str).collect()
+    }
+}
+
+fn bench_matmul(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
+    for size in sizes_or(
+        &args.sizes,
+        &["256", "512", "1024", "4096x512x512", "4096x2048x512"],
+    ) {
+        let (m, n, k) = bench::parse_mnk(size)?;
+        let flops = 2.0 * m as f64 * n as f64 * k as f64;
+        let cpu_runs = if flops > 4e9 { 3 } else { args.runs };
+        let cpu =
+            flops / bench::cpu_sgemm_seconds(m as usize, n as usize, k as usize, cpu_runs)? / 1e9;
+        let variants = if args.variants.is_empty() {
+            let mut v = vec![
+                MatmulVariant::Tiled,
+                MatmulVariant::Reg4x4,
+                MatmulVariant::Auto,
+            ];
+            if flops <= 3e8 {
+                v.insert(0, MatmulVariant::Naive);
+            }
+            v
+        } else {
+            args.variants.clone()
+        };
+        for variant in variants {
+            let case = match bench::matmul_case(gpu, m, n, k, variant) {
+                Ok(case) => case,
+                Err(Error::Unsupported { why, .. }) => {
+                    eprintln!("matmul {size} {}: skipped, {why}", variant.name());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // Products over 4 GFLOP take seconds on software Vulkan: fewer runs.
+            let (warmup, runs) = if flops > 4e9 {
+                (args.warmup.min(1), args.runs.min(3))
+            } else {
+                (args.warmup, args.runs)
+            };
+            emit(
+                &bench::measure(gpu, &case, warmup, runs, "cpu-sgemm", cpu)?,
+                args.json,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bench_memory(gpu: &Gpu, args: &BenchArgs, family: Family) -> Result<()> {
+    let defaults: &[&str] = match family {
+        Family::Softmax | Family::Layernorm => &["4096x256", "16384x1024"],
+        _ => &["1M", "16M"],
+    };
+    for size in sizes_or(&args.sizes, defaults) {
+        let (cases, n) = match family {
+            Family::Rezero | Family::Elementwise => {
+                let n = bench::parse_count(size)?;
+                (
+                    if family == Family::Rezero {
+                        bench::rezero_cases(gpu, n)
+                    } else {
+                        bench::elementwise_cases(gpu, n)
+                    },
+                    n,
+                )
+            }
+            _ => {
+                let (rows, cols) = bench::parse_rows_cols(size)?;
+                let n = rows.checked_mul(cols).ok_or_else(|| Error::Invalid {
+                    what: "size".into(),
+                    why: format!("{size} overflows"),
+                })?;
+                (
+                    if family == Family::Softmax {
+                        bench::softmax_cases(gpu, rows, cols)
+                    } else {
+                        bench::layernorm_cases(gpu, rows, cols)
+                    },
+                    n,
+                )
+            }
+        };
+        let copy = bench::copy_reference(gpu, n, args.warmup, args.runs)?;
+        for case in &cases {
+            emit(
+                &bench::measure(gpu, case, args.warmup, args.runs, "copy", copy)?,
+                args.json,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
+    if !args.json {
+        println!("{} ({:?})", gpu.info().name, gpu.info().backend);
+        println!("{}", Record::header());
+    }
+    let families = match args.family {
+        Family::All => {
+            if !args.sizes.is_empty() {
+                return Err(Error::Invalid {
+                    what: "--sizes".into(),
+                    why: "sizes mean different things per family; give a family, not all".into(),
+                });
+            }
+            vec![
+                Family::Matmul,
+                Family::Rezero,
+                Family::Elementwise,
+                Family::Softmax,
+                Family::Layernorm,
+            ]
+        }
+        f => vec![f],
+    };
+    for family in families {
+        match family {
+            Family::Matmul => bench_matmul(gpu, args)?,
+            f => bench_memory(gpu, args, f)?,
+        }
+    }
+    Ok(())
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let gpu = open_gpu(cli)?;
+    match &cli.command {
+        Command::Info => {
+            info(&gpu);
+            Ok(())
+        }
+        Command::Bench(args) => bench(&gpu, args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
