@@ -26,52 +26,50 @@ const WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state2: array<f32>;
 
-fn index(wg: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + lid.x;
-}
+// Each entry point walks the elements in a grid-stride loop over a 1D grid.
 
 // v = momentum·v + (g + wd·p); p -= lr·v      (state1 = v)
 @compute @workgroup_size(256)
 fn sgd(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(wg, nwg, lid);
-    if (i >= p.n) { return; }
-    let g = grad[i] + p.weight_decay * param[i];
-    let v = p.momentum * state1[i] + g;
-    state1[i] = v;
-    param[i] -= p.lr * v;
+    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
+        let g = grad[i] + p.weight_decay * param[i];
+        let v = p.momentum * state1[i] + g;
+        state1[i] = v;
+        param[i] -= p.lr * v;
+    }
 }
 
 // s += g²; p -= lr·g / (√s + eps)      (state1 = s)
 @compute @workgroup_size(256)
 fn adagrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(wg, nwg, lid);
-    if (i >= p.n) { return; }
-    let g = grad[i] + p.weight_decay * param[i];
-    let s = state1[i] + g * g;
-    state1[i] = s;
-    param[i] -= p.lr * g / (sqrt(s) + p.eps);
+    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
+        let g = grad[i] + p.weight_decay * param[i];
+        let s = state1[i] + g * g;
+        state1[i] = s;
+        param[i] -= p.lr * g / (sqrt(s) + p.eps);
+    }
 }
 
 // m, v moments with bias correction; AdamW decays p directly   (state1 = m, state2 = v)
 @compute @workgroup_size(256)
 fn adam(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(wg, nwg, lid);
-    if (i >= p.n) { return; }
-    var g = grad[i];
-    var w = param[i];
-    if (p.decoupled == 1u) {
-        w -= p.lr * p.weight_decay * w;
-    } else {
-        g += p.weight_decay * w;
+    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
+        var g = grad[i];
+        var w = param[i];
+        if (p.decoupled == 1u) {
+            w -= p.lr * p.weight_decay * w;
+        } else {
+            g += p.weight_decay * w;
+        }
+        let m = p.beta1 * state1[i] + (1.0 - p.beta1) * g;
+        let v = p.beta2 * state2[i] + (1.0 - p.beta2) * g * g;
+        state1[i] = m;
+        state2[i] = v;
+        let mhat = m / p.bias_correction1;
+        let vhat = v / p.bias_correction2;
+        param[i] = w - p.lr * mhat / (sqrt(vhat) + p.eps);
     }
-    let m = p.beta1 * state1[i] + (1.0 - p.beta1) * g;
-    let v = p.beta2 * state2[i] + (1.0 - p.beta2) * g * g;
-    state1[i] = m;
-    state2[i] = v;
-    let mhat = m / p.bias_correction1;
-    let vhat = v / p.bias_correction2;
-    param[i] = w - p.lr * mhat / (sqrt(vhat) + p.eps);
 }

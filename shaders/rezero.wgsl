@@ -1,4 +1,4 @@
-// The fused ReZero residual: y = x + α·f, with α a one-element buffer so the optimizer
+// The fused ReZero residual: y = x + α·f (grid-stride loops; vec4 when n % 4 == 0), with α a one-element buffer so the optimizer
 // updates it on the GPU. Backward from dy: dx (+)= dy, df = α·dy, dα += Σ dy·f, the sum
 // in two stages (per-workgroup partials, then one workgroup adds them into dα).
 
@@ -26,9 +26,27 @@ fn rezero_forward(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let i = (wg.y * nwg.x + wg.x) * WG + lid.x;
-    if (i < p.n) {
-        y[i] = x[i] + alpha[0] * f[i];
+    let a = alpha[0];
+    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
+        y[i] = fma(a, f[i], x[i]);
+    }
+}
+
+// The same for n a multiple of 4 (Rust picks it). y4, x4, f4: [n / 4]
+@group(0) @binding(1) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> f4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn rezero_forward_vec4(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let a = alpha[0];
+    for (var i = wg.x * WG + lid.x; i < p.n / 4u; i += nwg.x * WG) {
+        // fma: twice as fast as a * f + x on software Vulkan, the same on GPUs.
+        y4[i] = fma(vec4<f32>(a), f4[i], x4[i]);
     }
 }
 
@@ -69,7 +87,7 @@ fn rezero_backward(
             dx[i] = g;
         }
         df[i] = a * g;
-        acc += g * f2[i];
+        acc = fma(g, f2[i], acc);
     }
     sums[lid.x] = acc;
     workgroup_sum(lid.x);

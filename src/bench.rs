@@ -146,6 +146,19 @@ pub fn copy_case(gpu: &Gpu, n: u32) -> Case {
     )
 }
 
+/// out = a four floats an iteration: the ceiling, listed beside the plain copy.
+pub fn copy_vec4_case(gpu: &Gpu, n: u32) -> Case {
+    let a = gpu.upload("a", &cpu::seeded(3, n as usize, -1.0, 1.0));
+    let out = gpu.zeroed_f32("out", n as usize);
+    memory_case(
+        "copy_vec4",
+        "vec4",
+        n,
+        8.0,
+        Box::new(move |gpu| gpu.run(|p| ew::copy_vec4(gpu, p, &out, &a, n))),
+    )
+}
+
 /// The fused ReZero residual, forward (reads x, f; writes y) and backward (reads dy, f;
 /// writes dx, df; two-stage dα).
 pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
@@ -416,10 +429,49 @@ pub fn measure(
     })
 }
 
-/// GB/s of the plain copy kernel over n elements: the reference of memory-bound kernels.
-pub fn copy_reference(gpu: &Gpu, n: u32, warmup: usize, runs: usize) -> Result<f64> {
-    let case = copy_case(gpu, n);
-    Ok(measure(gpu, &case, warmup, runs, "", 1.0)?.value)
+/// Times `case` and the plain copy of `n` elements in alternating runs (so drift in the
+/// machine's speed hits both alike) and reports the case beside the copy's GB/s.
+pub fn measure_against_copy(
+    gpu: &Gpu,
+    case: &Case,
+    n: u32,
+    warmup: usize,
+    runs: usize,
+) -> Result<Record> {
+    let copy = copy_case(gpu, n);
+    for _ in 0..warmup {
+        copy.run(gpu)?;
+        case.run(gpu)?;
+    }
+    let (mut copy_times, mut case_times) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        copy_times.push(median_seconds(|| copy.run(gpu), 0, 1)?);
+        case_times.push(median_seconds(|| case.run(gpu), 0, 1)?);
+    }
+    let median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let (copy_s, case_s) = (median(copy_times), median(case_times));
+    let Work::Bytes(bytes) = case.work else {
+        return Err(Error::Invalid {
+            what: "benchmark".into(),
+            why: format!("{} is not memory-bound", case.kernel),
+        });
+    };
+    let Work::Bytes(copy_bytes) = copy.work else {
+        unreachable!("copy moves bytes")
+    };
+    Ok(Record {
+        kernel: case.kernel.to_string(),
+        shape: case.shape.clone(),
+        variant: case.variant.clone(),
+        ms: case_s * 1e3,
+        value: bytes / case_s / 1e9,
+        unit: "GB/s",
+        reference: "copy".to_string(),
+        reference_value: copy_bytes / copy_s / 1e9,
+    })
 }
 
 /// Parses "256" (a cube) or "4096x512x512" (M×N×K) for matmul.

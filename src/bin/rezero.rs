@@ -207,14 +207,16 @@ fn bench_memory(gpu: &Gpu, args: &BenchArgs, family: Family) -> Result<()> {
         let (cases, n) = match family {
             Family::Rezero | Family::Elementwise => {
                 let n = bench::parse_count(size)?;
-                (
-                    if family == Family::Rezero {
-                        bench::rezero_cases(gpu, n)
-                    } else {
-                        bench::elementwise_cases(gpu, n)
-                    },
-                    n,
-                )
+                let mut cases = if family == Family::Rezero {
+                    bench::rezero_cases(gpu, n)
+                } else {
+                    bench::elementwise_cases(gpu, n)
+                };
+                if n % 4 == 0 {
+                    // The vec4 copy shows the ceiling beside the plain copy reference.
+                    cases.insert(0, bench::copy_vec4_case(gpu, n));
+                }
+                (cases, n)
             }
             _ => {
                 let (rows, cols) = bench::parse_rows_cols(size)?;
@@ -232,12 +234,9 @@ fn bench_memory(gpu: &Gpu, args: &BenchArgs, family: Family) -> Result<()> {
                 )
             }
         };
-        let copy = bench::copy_reference(gpu, n, args.warmup, args.runs)?;
         for case in &cases {
-            emit(
-                &bench::measure(gpu, case, args.warmup, args.runs, "copy", copy)?,
-                args.json,
-            );
+            let record = bench::measure_against_copy(gpu, case, n, args.warmup, args.runs)?;
+            emit(&record, args.json);
         }
     }
     Ok(())

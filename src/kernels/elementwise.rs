@@ -2,7 +2,7 @@
 
 use crate::gpu::{Gpu, Kernel, Result, Shader};
 
-use super::{check_len, check_nonempty, groups_for};
+use super::{check_len, check_nonempty, grid_stride};
 
 const SHADER: Shader = Shader {
     name: "elementwise",
@@ -43,12 +43,13 @@ fn launch(
     };
     let mut buffers = vec![out];
     buffers.extend_from_slice(inputs);
+    let items = if entry.ends_with("_vec4") { n / 4 } else { n };
     gpu.dispatch(
         pass,
         &Kernel::new(SHADER, entry),
         &params,
         &buffers,
-        groups_for(gpu, n as u64, 256),
+        grid_stride(items as u64),
     )
 }
 
@@ -137,7 +138,8 @@ pub fn fill(
     launch(gpu, pass, "fill", out, &[], n, value, false)
 }
 
-/// out = a; a, out: [n]. The plain copy kernel, also the reference of memory-bound benches.
+/// out = a; a, out: [n]. The plain copy kernel, one float an iteration: the reference of
+/// memory-bound benchmarks.
 pub fn copy(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
@@ -146,4 +148,23 @@ pub fn copy(
     n: u32,
 ) -> Result<()> {
     launch(gpu, pass, "copy", out, &[a], n, 0.0, false)
+}
+
+/// out = a, four floats an iteration; a, out: [n], n a multiple of 4. The ceiling for
+/// memory-bound kernels: software Vulkan moves vec4s that are not computed on much faster.
+pub fn copy_vec4(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    out: &wgpu::Buffer,
+    a: &wgpu::Buffer,
+    n: u32,
+) -> Result<()> {
+    if n % 4 != 0 {
+        return Err(crate::gpu::Error::Unsupported {
+            op: "copy",
+            variant: "vec4".into(),
+            why: format!("n = {n} is not a multiple of 4"),
+        });
+    }
+    launch(gpu, pass, "copy_vec4", out, &[a], n, 0.0, false)
 }

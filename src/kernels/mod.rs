@@ -64,11 +64,11 @@ pub(crate) fn elements(op: &'static str, dims: &[u32]) -> Result<u64> {
     Ok(total)
 }
 
-/// Workgroups of 256 invocations covering `n` elements, laid out within the device's
-/// per-dimension limit (see [`crate::gpu::grid_1d`]).
-pub(crate) fn groups_for(gpu: &crate::gpu::Gpu, n: u64, per_group: u64) -> [u32; 3] {
-    crate::gpu::grid_1d(
-        n.div_ceil(per_group),
-        gpu.limits().max_compute_workgroups_per_dimension,
-    )
+/// Most workgroups a grid-stride kernel is launched with: enough to fill a large GPU,
+/// few enough that each invocation loops (software Vulkan pays per workgroup).
+pub const GRID_STRIDE_GROUPS: u64 = 1024;
+
+/// A 1D grid for a grid-stride kernel of 256 invocations a workgroup over `n` items.
+pub(crate) fn grid_stride(n: u64) -> [u32; 3] {
+    [n.div_ceil(256).clamp(1, GRID_STRIDE_GROUPS) as u32, 1, 1]
 }

@@ -2,7 +2,7 @@
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
 
-use super::{check_len, check_nonempty, groups_for};
+use super::{check_len, check_nonempty, grid_stride};
 
 const SHADER: Shader = Shader {
     name: "optim",
@@ -90,7 +90,7 @@ fn launch(
         &Kernel::new(SHADER, entry),
         params,
         buffers,
-        groups_for(gpu, params.n as u64, 256),
+        grid_stride(params.n as u64),
     )
 }
 

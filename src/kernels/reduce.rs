@@ -73,7 +73,8 @@ pub fn sum_all(
     check_len(OP, "x [n]", x, n as u64)?;
     check_len(OP, "out [1]", out, 1)?;
     check_len(OP, "scratch", scratch, REDUCE_SCRATCH_LEN as u64)?;
-    let groups = (n as u64).div_ceil(256).min(REDUCE_SCRATCH_LEN as u64) as u32;
+    // At least 8 elements an invocation: every workgroup pays for a tree of barriers.
+    let groups = (n as u64).div_ceil(256 * 8).min(REDUCE_SCRATCH_LEN as u64) as u32;
     let params = Params {
         n,
         square: square as u32,

@@ -2,7 +2,7 @@
 
 use crate::gpu::{Gpu, Kernel, Result, Shader};
 
-use super::{check_len, check_nonempty, groups_for};
+use super::{check_len, check_nonempty, grid_stride};
 
 const SHADER: Shader = Shader {
     name: "rezero",
@@ -21,7 +21,7 @@ struct Params {
     _pad: u32,
 }
 
-/// y = x + α·f; y, x, f: [n]; alpha: [1]
+/// y = x + α·f; y, x, f: [n]; alpha: [1] (a buffer, so the optimizer updates it on the GPU)
 pub fn rezero_forward(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
@@ -43,12 +43,18 @@ pub fn rezero_forward(
         groups: 0,
         _pad: 0,
     };
+    // Four elements an iteration when n allows it (about twice as fast on software Vulkan).
+    let (entry, items) = if n % 4 == 0 {
+        ("rezero_forward_vec4", n / 4)
+    } else {
+        (OP, n)
+    };
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, OP),
+        &Kernel::new(SHADER, entry),
         &params,
         &[y, x, f, alpha],
-        groups_for(gpu, n as u64, 256),
+        grid_stride(items as u64),
     )
 }
 
@@ -83,7 +89,8 @@ pub fn rezero_backward(
     ] {
         check_len(OP, what, b, len)?;
     }
-    let groups = (n as u64).div_ceil(256).min(REZERO_SCRATCH_LEN as u64) as u32;
+    // At least 8 elements an invocation: every workgroup pays for a tree of barriers.
+    let groups = (n as u64).div_ceil(256 * 8).min(REZERO_SCRATCH_LEN as u64) as u32;
     let params = Params {
         n,
         accumulate_dx: accumulate_dx as u32,
