@@ -1,1 +1,79 @@
-fn main() {}
+//! Criterion benches of every kernel family, each group holding its same-run reference:
+//! CPU sgemm (matrixmultiply) for matmul, the plain copy kernel for memory-bound kernels.
+//! Throughput is in elements = FLOPs for matmul (so "Gelem/s" reads GFLOP/s) and bytes
+//! for the rest. The cases are the ones `rezero bench` runs (`rezero::bench`).
+
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rezero::bench::{self, Case, Work};
+use rezero::kernels::matmul::MatmulVariant;
+use rezero::{Gpu, GpuOptions};
+
+fn throughput(work: Work) -> Throughput {
+    match work {
+        Work::Flops(f) => Throughput::Elements(f as u64),
+        Work::Bytes(b) => Throughput::Bytes(b as u64),
+    }
+}
+
+fn gpu() -> Gpu {
+    Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("benches need a GPU adapter: {e}"))
+}
+
+fn bench_cases(c: &mut Criterion, gpu: &Gpu, group: &str, cases: Vec<Case>) {
+    let mut g = c.benchmark_group(group);
+    for case in cases {
+        g.throughput(throughput(case.work));
+        g.bench_function(
+            format!("{} {} {}", case.kernel, case.shape, case.variant),
+            |b| b.iter(|| case.run(gpu).unwrap()),
+        );
+    }
+    g.finish();
+}
+
+fn matmul(c: &mut Criterion) {
+    let gpu = gpu();
+    for size in [256u32, 512] {
+        let mut g = c.benchmark_group(format!("matmul {size}^3"));
+        g.throughput(Throughput::Elements(2 * (size as u64).pow(3)));
+        let n = size as usize;
+        g.bench_function("cpu-sgemm (reference)", |b| {
+            b.iter(|| bench::cpu_sgemm_seconds(n, n, n, 1).unwrap())
+        });
+        for variant in [
+            MatmulVariant::Tiled,
+            MatmulVariant::Reg4x4,
+            MatmulVariant::Reg8x4,
+        ] {
+            let case = bench::matmul_case(&gpu, size, size, size, variant).unwrap();
+            g.bench_function(case.variant.clone(), |b| b.iter(|| case.run(&gpu).unwrap()));
+        }
+        g.finish();
+    }
+}
+
+fn memory_bound(c: &mut Criterion) {
+    let gpu = gpu();
+    let n = 1 << 20;
+    let mut cases = vec![bench::copy_case(&gpu, n), bench::copy_vec4_case(&gpu, n)];
+    cases.extend(bench::rezero_cases(&gpu, n));
+    cases.extend(bench::elementwise_cases(&gpu, n));
+    bench_cases(c, &gpu, "memory-bound 1M", cases);
+    let (rows, cols) = (4096, 256);
+    let mut cases = vec![bench::copy_case(&gpu, rows * cols)];
+    cases.extend(bench::softmax_cases(&gpu, rows, cols));
+    cases.extend(bench::layernorm_cases(&gpu, rows, cols));
+    bench_cases(c, &gpu, "rows 4096x256", cases);
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! { name = benches; config = config(); targets = matmul, memory_bound }
+criterion_main!(benches);

@@ -10,7 +10,9 @@ struct Params {
     _pad: u32,
 }
 
-const WG: u32 = 256u;
+// Invocations per workgroup, a power of two; Rust sets it per device (see
+// `Gpu::row_workgroup_size`).
+override WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -40,7 +42,7 @@ fn workgroup_reduce(l: u32, v: f32, take_max: bool) -> f32 {
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
 @group(0) @binding(4) var<storage, read> targets: array<u32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn cross_entropy_rows(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -84,7 +86,7 @@ fn cross_entropy_rows(
 @group(0) @binding(1) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(2) var<storage, read> row_loss_in: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn cross_entropy_mean(@builtin(local_invocation_id) lid: vec3<u32>) {
     var acc = 0.0;
     for (var r = lid.x; r < p.rows; r += WG) {

@@ -9,7 +9,9 @@ struct Params {
     accumulate: u32,  // backward to the input: 1 dx += ..., 0 dx = ...
 }
 
-const WG: u32 = 256u;
+// Invocations per workgroup, a power of two; Rust sets it per device (see
+// `Gpu::row_workgroup_size`).
+override WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -38,7 +40,7 @@ fn workgroup_sum(l: u32, v: f32) -> f32 {
 @group(0) @binding(5) var<storage, read> gain: array<f32>;
 @group(0) @binding(6) var<storage, read> bias: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn layernorm_forward(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -80,7 +82,7 @@ fn layernorm_forward(
 @group(0) @binding(5) var<storage, read> rstd_b: array<f32>;
 @group(0) @binding(6) var<storage, read> gain_b: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn layernorm_backward_input(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,

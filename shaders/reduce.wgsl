@@ -12,7 +12,9 @@ struct Params {
     _pad1: u32,
 }
 
-const WG: u32 = 256u;
+// Invocations per workgroup, a power of two; Rust sets it per device (see
+// `Gpu::row_workgroup_size`).
+override WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // out: [rows] for sum_rows, [groups] for sum_partial, [1] for sum_finish
@@ -44,7 +46,7 @@ fn put(i: u32, v: f32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sum_rows(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -65,7 +67,7 @@ fn sum_rows(
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sum_partial(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     var acc = 0.0;
     for (var i = wg.x * WG + lid.x; i < p.n; i += p.groups * WG) {
@@ -79,7 +81,7 @@ fn sum_partial(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
 }
 
 // x holds the partials here; they are already squared, so `square` is not applied again.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sum_finish(@builtin(local_invocation_id) lid: vec3<u32>) {
     var acc = 0.0;
     for (var i = lid.x; i < p.groups; i += WG) {

@@ -8,7 +8,9 @@ struct Params {
     _pad: u32,
 }
 
-const WG: u32 = 256u;
+// Invocations per workgroup, a power of two; Rust sets it per device (see
+// `Gpu::row_workgroup_size`).
+override WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // forward: out = y [rows, cols], in1 = x [rows, cols]
@@ -47,7 +49,7 @@ fn workgroup_sum(l: u32, v: f32) -> f32 {
     return r;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn softmax_forward(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -74,7 +76,7 @@ fn softmax_forward(
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn softmax_backward(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,

@@ -2,7 +2,7 @@
 
 use crate::gpu::{Gpu, Kernel, Result, Shader, grid_1d};
 
-use super::{check_len, check_nonempty, elements};
+use super::{check_len, check_nonempty, elements, row_constants};
 
 const SHADER: Shader = Shader {
     name: "cross_entropy",
@@ -54,14 +54,22 @@ pub fn cross_entropy(
     );
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "cross_entropy_rows"),
+        &Kernel {
+            shader: SHADER,
+            entry: "cross_entropy_rows",
+            constants: &row_constants(gpu),
+        },
         &params,
         &[dlogits, row_loss, logits, targets],
         groups,
     )?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "cross_entropy_mean"),
+        &Kernel {
+            shader: SHADER,
+            entry: "cross_entropy_mean",
+            constants: &row_constants(gpu),
+        },
         &params,
         &[loss, row_loss],
         [1, 1, 1],

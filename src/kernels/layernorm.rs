@@ -2,7 +2,7 @@
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, grid_1d};
 
-use super::{check_len, check_nonempty, elements};
+use super::{check_len, check_nonempty, elements, row_constants};
 
 const SHADER: Shader = Shader {
     name: "layernorm",
@@ -76,7 +76,11 @@ pub fn layernorm_forward(
     );
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, OP),
+        &Kernel {
+            shader: SHADER,
+            entry: OP,
+            constants: &row_constants(gpu),
+        },
         &params,
         &[y, mean, rstd, x, gain, bias],
         groups,
@@ -122,7 +126,11 @@ pub fn layernorm_backward(
     );
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "layernorm_backward_input"),
+        &Kernel {
+            shader: SHADER,
+            entry: "layernorm_backward_input",
+            constants: &row_constants(gpu),
+        },
         &params,
         &[dx, dy, x, mean, rstd, gain],
         groups,

@@ -72,3 +72,8 @@ pub const GRID_STRIDE_GROUPS: u64 = 1024;
 pub(crate) fn grid_stride(n: u64) -> [u32; 3] {
     [n.div_ceil(256).clamp(1, GRID_STRIDE_GROUPS) as u32, 1, 1]
 }
+
+/// Override constants of the one-workgroup-a-row kernels: their workgroup size.
+pub(crate) fn row_constants(gpu: &crate::gpu::Gpu) -> [(&'static str, f64); 1] {
+    [("WG", gpu.row_workgroup_size() as f64)]
+}

@@ -2,7 +2,7 @@
 
 use crate::gpu::{Gpu, Kernel, Result, Shader, grid_1d};
 
-use super::{check_len, check_nonempty, elements};
+use super::{check_len, check_nonempty, elements, row_constants};
 
 const SHADER: Shader = Shader {
     name: "reduce",
@@ -52,7 +52,17 @@ pub fn sum_rows(
         rows as u64,
         gpu.limits().max_compute_workgroups_per_dimension,
     );
-    gpu.dispatch(pass, &Kernel::new(SHADER, OP), &params, &[out, x], groups)
+    gpu.dispatch(
+        pass,
+        &Kernel {
+            shader: SHADER,
+            entry: OP,
+            constants: &row_constants(gpu),
+        },
+        &params,
+        &[out, x],
+        groups,
+    )
 }
 
 /// out[0] (+)= Σ x (or x², when `square`), in two stages through `scratch`

@@ -2,7 +2,7 @@
 
 use crate::gpu::{Gpu, Kernel, Result, Shader, grid_1d};
 
-use super::{check_len, check_nonempty, elements};
+use super::{check_len, check_nonempty, elements, row_constants};
 
 const SHADER: Shader = Shader {
     name: "softmax",
@@ -42,7 +42,13 @@ fn launch(
         rows as u64,
         gpu.limits().max_compute_workgroups_per_dimension,
     );
-    gpu.dispatch(pass, &Kernel::new(SHADER, entry), &params, buffers, groups)
+    let constants = row_constants(gpu);
+    let kernel = Kernel {
+        shader: SHADER,
+        entry,
+        constants: &constants,
+    };
+    gpu.dispatch(pass, &kernel, &params, buffers, groups)
 }
 
 /// y = softmax(x) over each row; y, x: [rows, cols]
