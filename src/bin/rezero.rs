@@ -53,7 +53,7 @@ struct BenchArgs {
     /// elementwise element counts (e.g. 1M,16M); softmax and layernorm ROWSxCOLS.
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
-    /// Matmul variants to time (default: naive where small, tiled, reg4x4, auto).
+    /// Matmul variants to time (default: naive where small, tiled, reg4x4, reg8x4, auto).
     #[arg(long, value_delimiter = ',')]
     variants: Vec<MatmulVariant>,
     /// Timed runs per case (the median is reported).
@@ -165,6 +165,7 @@ fn bench_matmul(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
             let mut v = vec![
                 MatmulVariant::Tiled,
                 MatmulVariant::Reg4x4,
+                MatmulVariant::Reg8x4,
                 MatmulVariant::Auto,
             ];
             if flops <= 3e8 {

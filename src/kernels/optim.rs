@@ -129,7 +129,7 @@ pub fn adagrad(
     h: &Adagrad,
 ) -> Result<()> {
     check_common(h.lr, h.weight_decay)?;
-    if !(h.eps > 0.0) {
+    if h.eps.is_nan() || h.eps <= 0.0 {
         return Err(invalid("eps", h.eps, "must be > 0"));
     }
     let params = Params {
@@ -161,7 +161,7 @@ pub fn adam(
             return Err(invalid(what, beta, "must be in [0, 1)"));
         }
     }
-    if !(h.eps > 0.0) {
+    if h.eps.is_nan() || h.eps <= 0.0 {
         return Err(invalid("eps", h.eps, "must be > 0"));
     }
     if step == 0 {

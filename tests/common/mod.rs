@@ -45,7 +45,8 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     );
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let bound = atol + rtol * w.abs();
-        if !((g - w).abs() <= bound) {
+        let diff = (g - w).abs();
+        if diff.is_nan() || diff > bound {
             panic!(
                 "{what}: first mismatch at index {i}: got {g}, expected {w} (|diff| {} > {bound})",
                 (g - w).abs()
