@@ -20,6 +20,14 @@ struct Params {
 
 /// Token positions grouped by id, computed on the host from the ids the data loader made:
 /// `order` lists positions sorted by id (stable), `offsets[v]..offsets[v + 1]` are id v's.
+///
+/// ```
+/// use rezero::kernels::embedding::IdGroups;
+/// let groups = IdGroups::new(&[2, 0, 2, 1], 3).unwrap();
+/// assert_eq!(groups.order, vec![1, 3, 0, 2]); // id 0 at position 1, id 1 at 3, id 2 at 0 and 2
+/// assert_eq!(groups.offsets, vec![0, 1, 2, 4]);
+/// assert!(IdGroups::new(&[3], 3).is_err()); // ids must be below the vocabulary size
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdGroups {
     pub order: Vec<u32>,

@@ -94,6 +94,16 @@ impl Tile {
 /// `C[b] = op(A[b])·op(B[b])`, C: [m, n]; A: [m, k] or [k, m] when `trans_a`;
 /// B: [k, n] or [n, k] when `trans_b`. Batch strides default to contiguous;
 /// a stride of 0 reuses one operand for every batch.
+///
+/// ```
+/// use rezero::kernels::matmul::{Matmul, MatmulVariant};
+/// // A Transformer's feed-forward input: [4096 tokens, 512] · Wᵀ with W stored [2048, 512].
+/// let desc = Matmul::new(4096, 2048, 512).trans_b(true).variant(MatmulVariant::Reg8x4);
+/// assert_eq!(desc.flops(), 2.0 * 4096.0 * 2048.0 * 512.0);
+/// assert!(desc.reg4x4_obstacle().is_none());
+/// // An odd reduction length rules the vec4 variants out (auto then picks tiled).
+/// assert!(Matmul::new(8, 8, 7).reg4x4_obstacle().is_some());
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Matmul {
     pub m: u32,
