@@ -60,11 +60,15 @@ fn memory_bound(c: &mut Criterion) {
     let mut cases = vec![bench::copy_case(&gpu, n), bench::copy_vec4_case(&gpu, n)];
     cases.extend(bench::rezero_cases(&gpu, n));
     cases.extend(bench::elementwise_cases(&gpu, n));
+    cases.extend(bench::reduce_cases(&gpu, n));
+    cases.extend(bench::optim_cases(&gpu, n));
     bench_cases(c, &gpu, "memory-bound 1M", cases);
     let (rows, cols) = (4096, 256);
     let mut cases = vec![bench::copy_case(&gpu, rows * cols)];
     cases.extend(bench::softmax_cases(&gpu, rows, cols));
     cases.extend(bench::layernorm_cases(&gpu, rows, cols));
+    cases.extend(bench::cross_entropy_cases(&gpu, rows, cols));
+    cases.extend(bench::embedding_cases(&gpu, rows, cols, 256).unwrap());
     bench_cases(c, &gpu, "rows 4096x256", cases);
 }
 

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use crate::gpu::{Gpu, Result};
 use crate::kernels::matmul::{Matmul, MatmulVariant, matmul};
-use crate::kernels::{elementwise as ew, layernorm, rezero as rz, softmax};
+use crate::kernels::{
+    cross_entropy, elementwise as ew, embedding, layernorm, optim, reduce, rezero as rz, softmax,
+};
 use crate::{cpu, gpu::Error};
 
 /// What one iteration of a case does.
@@ -340,6 +342,180 @@ pub fn layernorm_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
     ]
 }
 
+/// Whole-tensor sum of squares (two stages) and per-row sums, each reading n floats.
+pub fn reduce_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
+    let x = gpu.upload("x", &cpu::seeded(13, n as usize, -1.0, 1.0));
+    let (total, scratch) = (
+        gpu.zeroed_f32("total", 1),
+        gpu.zeroed_f32("scratch", reduce::REDUCE_SCRATCH_LEN),
+    );
+    // Rows of 1024 (a wide activation), or one row when n is smaller or not a multiple.
+    let cols = if n % 1024 == 0 { 1024 } else { n };
+    let rows = n / cols;
+    let out = gpu.zeroed_f32("rows", rows as usize);
+    let x2 = x.clone();
+    vec![
+        memory_case(
+            "sum_all (squares)",
+            "two-stage",
+            n,
+            4.0,
+            Box::new(move |gpu| {
+                gpu.run(|p| reduce::sum_all(gpu, p, &total, &scratch, &x, n, true, false))
+            }),
+        ),
+        Case {
+            kernel: "sum_rows",
+            shape: format!("{rows}x{cols}"),
+            variant: "row".into(),
+            work: Work::Bytes(4.0 * n as f64),
+            run: Box::new(move |gpu| {
+                gpu.run(|p| reduce::sum_rows(gpu, p, &out, &x2, rows, cols, false, false))
+            }),
+        },
+    ]
+}
+
+/// Embedding lookup of `tokens` ids into a [vocab, dim] table, and its scatter-add backward.
+pub fn embedding_cases(gpu: &Gpu, tokens: u32, dim: u32, vocab: u32) -> Result<Vec<Case>> {
+    let (t, d, v) = (tokens as usize, dim as usize, vocab as usize);
+    let ids = cpu::seeded_ids(14, t, vocab);
+    let groups = embedding::IdGroups::new(&ids, vocab)?;
+    let (table, gids, out) = (
+        gpu.upload("table", &cpu::seeded(15, v * d, -1.0, 1.0)),
+        gpu.upload("ids", &ids),
+        gpu.zeroed_f32("out", t * d),
+    );
+    let (dout, order, offsets, dtable) = (
+        gpu.upload("dout", &cpu::seeded(16, t * d, -1.0, 1.0)),
+        gpu.upload("order", &groups.order),
+        gpu.upload("offsets", &groups.offsets),
+        gpu.zeroed_f32("dtable", v * d),
+    );
+    let shape = format!("{tokens}x{dim}/v{vocab}");
+    let td = tokens as f64 * dim as f64;
+    Ok(vec![
+        // Reads one table row and writes one output row per token.
+        Case {
+            kernel: "embedding_forward",
+            shape: shape.clone(),
+            variant: "gather".into(),
+            work: Work::Bytes(8.0 * td),
+            run: Box::new(move |gpu| {
+                gpu.run(|p| {
+                    embedding::embedding_forward(
+                        gpu, p, &out, &table, &gids, tokens, dim, vocab, false,
+                    )
+                })
+            }),
+        },
+        // Reads every dout row once, reads and writes every table row once.
+        Case {
+            kernel: "embedding_backward",
+            shape,
+            variant: "grouped".into(),
+            work: Work::Bytes(4.0 * td + 8.0 * vocab as f64 * dim as f64),
+            run: Box::new(move |gpu| {
+                gpu.run(|p| {
+                    embedding::embedding_backward(
+                        gpu, p, &dtable, &dout, &order, &offsets, tokens, dim, vocab,
+                    )
+                })
+            }),
+        },
+    ])
+}
+
+/// Cross-entropy over [rows, cols] logits: reads the logits, writes their gradient.
+pub fn cross_entropy_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
+    let (r, len) = (rows as usize, rows as usize * cols as usize);
+    let (logits, targets) = (
+        gpu.upload("logits", &cpu::seeded(17, len, -4.0, 4.0)),
+        gpu.upload("targets", &cpu::seeded_ids(18, r, cols)),
+    );
+    let (loss, dlogits, row_loss) = (
+        gpu.zeroed_f32("loss", 1),
+        gpu.zeroed_f32("dlogits", len),
+        gpu.zeroed_f32("row_loss", r),
+    );
+    vec![Case {
+        kernel: "cross_entropy",
+        shape: format!("{rows}x{cols}"),
+        variant: "row".into(),
+        work: Work::Bytes(8.0 * len as f64),
+        run: Box::new(move |gpu| {
+            gpu.run(|p| {
+                cross_entropy::cross_entropy(
+                    gpu, p, &loss, &dlogits, &row_loss, &logits, &targets, rows, cols,
+                )
+            })
+        }),
+    }]
+}
+
+/// One optimizer step over n parameters: SGD (reads p, v, g; writes p, v), Adagrad (the
+/// same), Adam (reads p, m, v, g; writes p, m, v).
+pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
+    let len = n as usize;
+    let (p, s1, s2, g) = (
+        gpu.upload("p", &cpu::seeded(19, len, -1.0, 1.0)),
+        gpu.zeroed_f32("s1", len),
+        gpu.zeroed_f32("s2", len),
+        gpu.upload("g", &cpu::seeded(20, len, -1.0, 1.0)),
+    );
+    let sgd = optim::Sgd {
+        lr: 1e-3,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    let ada = optim::Adagrad {
+        lr: 1e-3,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+    let adam = optim::Adam {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        decoupled: true,
+    };
+    let (p1, s11, g1, p2, s12, g2) = (
+        p.clone(),
+        s1.clone(),
+        g.clone(),
+        p.clone(),
+        s1.clone(),
+        g.clone(),
+    );
+    vec![
+        memory_case(
+            "sgd",
+            "momentum",
+            n,
+            20.0,
+            Box::new(move |gpu| gpu.run(|pass| optim::sgd(gpu, pass, &p1, &s11, &g1, n, &sgd))),
+        ),
+        memory_case(
+            "adagrad",
+            "plain",
+            n,
+            20.0,
+            Box::new(move |gpu| gpu.run(|pass| optim::adagrad(gpu, pass, &p2, &s12, &g2, n, &ada))),
+        ),
+        memory_case(
+            "adam",
+            "adamw",
+            n,
+            28.0,
+            Box::new(move |gpu| {
+                gpu.run(|pass| optim::adam(gpu, pass, &p, &s1, &s2, &g, n, &adam, 1))
+            }),
+        ),
+    ]
+}
+
 /// One line of a benchmark report.
 #[derive(Clone, Debug)]
 pub struct Record {
@@ -491,7 +667,24 @@ pub fn parse_mnk(s: &str) -> Result<(u32, u32, u32)> {
     }
 }
 
-/// Parses "ROWSxCOLS" for softmax and layernorm.
+/// Parses "TOKENSxDIM" or "TOKENSxDIMxVOCAB" (vocabulary 256 when left out) for embedding.
+pub fn parse_embedding(s: &str) -> Result<(u32, u32, u32)> {
+    let bad = || Error::Invalid {
+        what: "embedding size".into(),
+        why: format!("'{s}' is neither TOKENSxDIM nor TOKENSxDIMxVOCAB"),
+    };
+    let parts: Vec<u32> = s
+        .split('x')
+        .map(|p| p.trim().parse::<u32>().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    match parts.as_slice() {
+        [t, d] => Ok((*t, *d, 256)),
+        [t, d, v] => Ok((*t, *d, *v)),
+        _ => Err(bad()),
+    }
+}
+
+/// Parses "ROWSxCOLS" for softmax, layernorm and cross-entropy.
 pub fn parse_rows_cols(s: &str) -> Result<(u32, u32)> {
     let bad = || Error::Invalid {
         what: "size".into(),

@@ -1,7 +1,17 @@
 //! The `rezero` command line: `info` (the GPU rezero would use) and `bench` (kernel timings
 //! beside a reference measured in the same run).
 
+use std::io::Write;
 use std::process::ExitCode;
+
+/// `println!` that ends the program quietly when stdout is closed (`rezero bench ... | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    };
+}
 
 use clap::{Parser, Subcommand, ValueEnum};
 use rezero::bench::{self, Record};
@@ -39,8 +49,12 @@ enum Family {
     Matmul,
     Rezero,
     Elementwise,
+    Reduce,
     Softmax,
     Layernorm,
+    Embedding,
+    CrossEntropy,
+    Optim,
     All,
 }
 
@@ -49,8 +63,9 @@ struct BenchArgs {
     /// Which kernels to time.
     #[arg(value_enum)]
     family: Family,
-    /// Comma-separated sizes: matmul N or MxNxK (e.g. 1024,4096x512x512); rezero and
-    /// elementwise element counts (e.g. 1M,16M); softmax and layernorm ROWSxCOLS.
+    /// Comma-separated sizes: matmul N or MxNxK (e.g. 1024,4096x512x512); rezero,
+    /// elementwise, reduce and optim element counts (e.g. 1M,16M); softmax, layernorm and
+    /// cross-entropy ROWSxCOLS; embedding TOKENSxDIM[xVOCAB].
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
     /// Matmul variants to time (default: naive where small, tiled, reg4x4, reg8x4, auto).
@@ -83,52 +98,53 @@ fn info(gpu: &Gpu) {
     let i = gpu.info();
     let l = gpu.limits();
     let f = gpu.features();
-    println!("adapter        {}", i.name);
-    println!("backend        {:?}", i.backend);
-    println!("device type    {:?}", i.device_type);
-    println!("driver         {} {}", i.driver, i.driver_info);
-    println!("vendor/device  {:#06x}/{:#06x}", i.vendor, i.device);
+    out!("adapter        {}", i.name);
+    out!("backend        {:?}", i.backend);
+    out!("device type    {:?}", i.device_type);
+    out!("driver         {} {}", i.driver, i.driver_info);
+    out!("vendor/device  {:#06x}/{:#06x}", i.vendor, i.device);
     let has = |feature: wgpu::Features| if f.contains(feature) { "yes" } else { "no" };
-    println!(
+    out!(
         "features       timestamp-query {}, shader-f16 {}, subgroups {}",
         has(wgpu::Features::TIMESTAMP_QUERY),
         has(wgpu::Features::SHADER_F16),
         has(wgpu::Features::SUBGROUP)
     );
-    println!(
+    out!(
         "subgroup size  {}..{}",
-        i.subgroup_min_size, i.subgroup_max_size
+        i.subgroup_min_size,
+        i.subgroup_max_size
     );
-    println!("limits");
-    println!(
+    out!("limits");
+    out!(
         "  workgroup storage          {} bytes",
         l.max_compute_workgroup_storage_size
     );
-    println!(
+    out!(
         "  storage binding size       {} bytes ({} MiB)",
         l.max_storage_buffer_binding_size,
         l.max_storage_buffer_binding_size >> 20
     );
-    println!(
+    out!(
         "  buffer size                {} bytes ({} MiB)",
         l.max_buffer_size,
         l.max_buffer_size >> 20
     );
-    println!(
+    out!(
         "  invocations per workgroup  {}",
         l.max_compute_invocations_per_workgroup
     );
-    println!(
+    out!(
         "  workgroup size x/y/z       {}/{}/{}",
         l.max_compute_workgroup_size_x,
         l.max_compute_workgroup_size_y,
         l.max_compute_workgroup_size_z
     );
-    println!(
+    out!(
         "  workgroups per dimension   {}",
         l.max_compute_workgroups_per_dimension
     );
-    println!(
+    out!(
         "  storage buffers per stage  {}",
         l.max_storage_buffers_per_shader_stage
     );
@@ -137,9 +153,9 @@ fn info(gpu: &Gpu) {
 /// Prints one record as a table row or a JSON line.
 fn emit(record: &Record, json: bool) {
     if json {
-        println!("{}", record.to_json());
+        out!("{}", record.to_json());
     } else {
-        println!("{}", record.to_row());
+        out!("{}", record.to_row());
     }
 }
 
@@ -199,42 +215,76 @@ fn bench_matmul(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The prepared cases of a memory-bound family at one size, and the element count of the
+/// plain copy they are measured against.
+fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Case>, u32)> {
+    let rows_cols = |size: &str| -> Result<(u32, u32, u32)> {
+        let (rows, cols) = bench::parse_rows_cols(size)?;
+        let n = rows.checked_mul(cols).ok_or_else(|| Error::Invalid {
+            what: "size".into(),
+            why: format!("{size} has too many elements"),
+        })?;
+        Ok((rows, cols, n))
+    };
+    Ok(match family {
+        Family::Rezero | Family::Elementwise => {
+            let n = bench::parse_count(size)?;
+            let mut cases = if family == Family::Rezero {
+                bench::rezero_cases(gpu, n)
+            } else {
+                bench::elementwise_cases(gpu, n)
+            };
+            if n % 4 == 0 {
+                // The vec4 copy shows the ceiling beside the plain copy reference.
+                cases.insert(0, bench::copy_vec4_case(gpu, n));
+            }
+            (cases, n)
+        }
+        Family::Reduce => {
+            let n = bench::parse_count(size)?;
+            (bench::reduce_cases(gpu, n), n)
+        }
+        Family::Optim => {
+            let n = bench::parse_count(size)?;
+            (bench::optim_cases(gpu, n), n)
+        }
+        Family::Embedding => {
+            let (tokens, dim, vocab) = bench::parse_embedding(size)?;
+            let n = tokens.checked_mul(dim).ok_or_else(|| Error::Invalid {
+                what: "size".into(),
+                why: format!("{size} has too many elements"),
+            })?;
+            (bench::embedding_cases(gpu, tokens, dim, vocab)?, n)
+        }
+        Family::Softmax => {
+            let (rows, cols, n) = rows_cols(size)?;
+            (bench::softmax_cases(gpu, rows, cols), n)
+        }
+        Family::Layernorm => {
+            let (rows, cols, n) = rows_cols(size)?;
+            (bench::layernorm_cases(gpu, rows, cols), n)
+        }
+        Family::CrossEntropy => {
+            let (rows, cols, n) = rows_cols(size)?;
+            (bench::cross_entropy_cases(gpu, rows, cols), n)
+        }
+        Family::Matmul | Family::All => {
+            unreachable!("matmul and all are not memory-bound families")
+        }
+    })
+}
+
 fn bench_memory(gpu: &Gpu, args: &BenchArgs, family: Family) -> Result<()> {
     let defaults: &[&str] = match family {
         Family::Softmax | Family::Layernorm => &["4096x256", "16384x1024"],
+        // 128 sequences of 128 bytes over 256 classes; 1024 tokens over a 32k vocabulary
+        // (128 MiB of logits, the largest binding lavapipe allows).
+        Family::CrossEntropy => &["16384x256", "1024x32768"],
+        Family::Embedding => &["16384x512x256", "4096x512x32768"],
         _ => &["1M", "16M"],
     };
     for size in sizes_or(&args.sizes, defaults) {
-        let (cases, n) = match family {
-            Family::Rezero | Family::Elementwise => {
-                let n = bench::parse_count(size)?;
-                let mut cases = if family == Family::Rezero {
-                    bench::rezero_cases(gpu, n)
-                } else {
-                    bench::elementwise_cases(gpu, n)
-                };
-                if n % 4 == 0 {
-                    // The vec4 copy shows the ceiling beside the plain copy reference.
-                    cases.insert(0, bench::copy_vec4_case(gpu, n));
-                }
-                (cases, n)
-            }
-            _ => {
-                let (rows, cols) = bench::parse_rows_cols(size)?;
-                let n = rows.checked_mul(cols).ok_or_else(|| Error::Invalid {
-                    what: "size".into(),
-                    why: format!("{size} overflows"),
-                })?;
-                (
-                    if family == Family::Softmax {
-                        bench::softmax_cases(gpu, rows, cols)
-                    } else {
-                        bench::layernorm_cases(gpu, rows, cols)
-                    },
-                    n,
-                )
-            }
-        };
+        let (cases, n) = memory_cases(gpu, family, size)?;
         for case in &cases {
             let record = bench::measure_against_copy(gpu, case, n, args.warmup, args.runs)?;
             emit(&record, args.json);
@@ -245,8 +295,8 @@ fn bench_memory(gpu: &Gpu, args: &BenchArgs, family: Family) -> Result<()> {
 
 fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     if !args.json {
-        println!("{} ({:?})", gpu.info().name, gpu.info().backend);
-        println!("{}", Record::header());
+        out!("{} ({:?})", gpu.info().name, gpu.info().backend);
+        out!("{}", Record::header());
     }
     let families = match args.family {
         Family::All => {
@@ -260,8 +310,12 @@ fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
                 Family::Matmul,
                 Family::Rezero,
                 Family::Elementwise,
+                Family::Reduce,
                 Family::Softmax,
                 Family::Layernorm,
+                Family::Embedding,
+                Family::CrossEntropy,
+                Family::Optim,
             ]
         }
         f => vec![f],
