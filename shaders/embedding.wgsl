@@ -18,23 +18,26 @@ struct Params {
 @group(0) @binding(2) var<storage, read> table: array<f32>;
 @group(0) @binding(3) var<storage, read> ids: array<u32>;
 
-@compute @workgroup_size(64, 4)
-fn embedding_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let c = gid.x;
-    let t = gid.y + gid.z * 65535u * 4u;
-    if (c >= p.dim || t >= p.tokens) {
-        return;
-    }
-    let id = ids[t];
-    var v = 0.0;
-    if (id < p.vocab) {
-        v = table[id * p.dim + c];
-    }
-    let i = t * p.dim + c;
-    if (p.accumulate == 1u) {
-        out[i] += v;
-    } else {
-        out[i] = v;
+@compute @workgroup_size(256)
+fn embedding_forward(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    // Grid-stride over the flat [tokens, dim] output.
+    for (var i = wg.x * 256u + lid.x; i < p.tokens * p.dim; i += nwg.x * 256u) {
+        let t = i / p.dim;
+        let c = i - t * p.dim;
+        let id = ids[t];
+        var v = 0.0;
+        if (id < p.vocab) {
+            v = table[id * p.dim + c];
+        }
+        if (p.accumulate == 1u) {
+            out[i] += v;
+        } else {
+            out[i] = v;
+        }
     }
 }
 
@@ -45,16 +48,20 @@ fn embedding_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(3) var<storage, read> order: array<u32>;
 @group(0) @binding(4) var<storage, read> offsets: array<u32>;
 
-@compute @workgroup_size(64, 4)
-fn embedding_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let c = gid.x;
-    let v = gid.y + gid.z * 65535u * 4u;
-    if (c >= p.dim || v >= p.vocab) {
-        return;
+@compute @workgroup_size(256)
+fn embedding_backward(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    // Grid-stride over the flat [vocab, dim] gradient; each element sums its tokens in order.
+    for (var i = wg.x * 256u + lid.x; i < p.vocab * p.dim; i += nwg.x * 256u) {
+        let v = i / p.dim;
+        let c = i - v * p.dim;
+        var acc = 0.0;
+        for (var j = offsets[v]; j < offsets[v + 1u]; j++) {
+            acc += dout[order[j] * p.dim + c];
+        }
+        dtable[i] += acc;
     }
-    var acc = 0.0;
-    for (var j = offsets[v]; j < offsets[v + 1u]; j++) {
-        acc += dout[order[j] * p.dim + c];
-    }
-    dtable[v * p.dim + c] += acc;
 }

@@ -2,7 +2,7 @@
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
 
-use super::{check_len, check_nonempty, elements};
+use super::{check_len, check_nonempty, elements, grid_stride};
 
 const SHADER: Shader = Shader {
     name: "embedding",
@@ -61,13 +61,6 @@ impl IdGroups {
     }
 }
 
-/// 2D grid over (columns, rows) with 64×4 invocations a workgroup; rows spill into z.
-fn grid(gpu: &Gpu, cols: u32, rows: u32) -> [u32; 3] {
-    let max = gpu.limits().max_compute_workgroups_per_dimension;
-    let y = rows.div_ceil(4);
-    [cols.div_ceil(64), y.min(max), y.div_ceil(max.min(65535))]
-}
-
 /// out[t, :] (+)= table[ids[t], :]; out: [tokens, dim]; table: [vocab, dim]; ids: [tokens] (u32).
 /// An id at or past `vocab` reads as a zero row.
 #[allow(clippy::too_many_arguments)]
@@ -103,7 +96,7 @@ pub fn embedding_forward(
         &Kernel::new(SHADER, OP),
         &params,
         &[out, table, ids],
-        grid(gpu, dim, tokens),
+        grid_stride(tokens as u64 * dim as u64),
     )
 }
 
@@ -149,6 +142,6 @@ pub fn embedding_backward(
         &Kernel::new(SHADER, OP),
         &params,
         &[dtable, dout, order, offsets],
-        grid(gpu, dim, vocab),
+        grid_stride(vocab as u64 * dim as u64),
     )
 }
