@@ -152,3 +152,15 @@ fn unknown_adapter_name_is_no_adapter_with_the_list() {
     .unwrap_err();
     assert!(matches!(err, Error::NoAdapter { .. }), "{err}");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_backend_the_system_lacks_is_no_adapter_with_an_install_hint() {
+    let options = rezero::GpuOptions {
+        backend: Some(rezero::gpu::BackendChoice::Metal),
+        adapter: None,
+    };
+    let err = rezero::Gpu::new(&options).unwrap_err();
+    assert!(matches!(err, Error::NoAdapter { .. }), "{err}");
+    assert!(err.to_string().contains("mesa-vulkan-drivers"), "{err}");
+}

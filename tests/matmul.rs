@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_close, atol_for};
 use rezero::cpu;
-use rezero::kernels::matmul::{Matmul, MatmulVariant, matmul};
+use rezero::kernels::matmul::{Matmul, MatmulVariant, Tile, matmul};
 
 /// Runs `desc` with `variant` on seeded inputs and compares with the CPU reference.
 fn check(desc: Matmul, with_bias: bool) {
@@ -136,4 +136,39 @@ fn auto_picks_a_variant_that_is_correct() {
     check(Matmul::new(17, 33, 65), false);
     // The choice is cached per shape bucket.
     assert!(gpu.tuned("matmul/nn/v4/6").is_some() || gpu.tuned("matmul/nn/v4/5").is_some());
+}
+
+#[test]
+fn tiled_with_other_tile_sizes() {
+    // The tile is made of override constants: each shape builds its own pipeline.
+    for tile in [
+        Tile {
+            bm: 32,
+            bn: 32,
+            bk: 8,
+        },
+        Tile {
+            bm: 64,
+            bn: 32,
+            bk: 32,
+        },
+        Tile {
+            bm: 16,
+            bn: 64,
+            bk: 4,
+        },
+    ] {
+        for (m, n, k) in [(33, 65, 17), (70, 9, 66)] {
+            for (ta, tb) in [(false, false), (true, true)] {
+                check(
+                    Matmul::new(m, n, k)
+                        .trans_a(ta)
+                        .trans_b(tb)
+                        .variant(MatmulVariant::Tiled)
+                        .tile(tile),
+                    true,
+                );
+            }
+        }
+    }
 }
