@@ -1,12 +1,16 @@
 // LayerNorm over each row with gain and bias: y = (x − mean)·rstd·gain + bias, saving mean
 // and rstd for the backward pass. Backward to the input (one workgroup a row) and to gain
-// and bias (one invocation a column, summing over rows in a fixed order: deterministic).
+// and bias (column sums over blocks of rows, then over blocks: deterministic).
 
 struct Params {
     rows: u32,
     cols: u32,
     eps: f32,
     accumulate: u32,  // backward to the input: 1 dx += ..., 0 dx = ...
+    blocks: u32,      // backward to gain and bias: ceil(rows / ROW_BLOCK)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Invocations per workgroup, a power of two; Rust sets it per device (see
@@ -116,28 +120,57 @@ fn layernorm_backward_input(
     }
 }
 
-// ---- backward to gain and bias (accumulated: they are parameters) ----
-// dgain, dbias: [cols]; dy2, x2: [rows, cols]; mean2, rstd2: [rows]
-@group(0) @binding(1) var<storage, read_write> dgain: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dbias: array<f32>;
-@group(0) @binding(3) var<storage, read> dy2: array<f32>;
-@group(0) @binding(4) var<storage, read> x2: array<f32>;
-@group(0) @binding(5) var<storage, read> mean2: array<f32>;
-@group(0) @binding(6) var<storage, read> rstd2: array<f32>;
+// ---- backward to gain and bias (accumulated: they are parameters), in two stages so a
+// few hundred columns still spread over many invocations: each (column, block of
+// ROW_BLOCK rows) sums into a partial, then one invocation a column adds the partials in
+// block order (deterministic). ----
+
+const ROW_BLOCK: u32 = 64u;
+
+// partial: [2, blocks, cols] (gain sums, then bias sums); dy2, x2: [rows, cols];
+// mean2, rstd2: [rows]
+@group(0) @binding(1) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(2) var<storage, read> dy2: array<f32>;
+@group(0) @binding(3) var<storage, read> x2: array<f32>;
+@group(0) @binding(4) var<storage, read> mean2: array<f32>;
+@group(0) @binding(5) var<storage, read> rstd2: array<f32>;
 
 @compute @workgroup_size(64)
-fn layernorm_backward_params(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn layernorm_backward_params_partial(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    let block = gid.y;
+    if (c >= p.cols) {
+        return;
+    }
+    var sg = 0.0;
+    var sb = 0.0;
+    let end = min((block + 1u) * ROW_BLOCK, p.rows);
+    for (var row = block * ROW_BLOCK; row < end; row++) {
+        let i = row * p.cols + c;
+        let g = dy2[i];
+        sg += g * (x2[i] - mean2[row]) * rstd2[row];
+        sb += g;
+    }
+    partial[block * p.cols + c] = sg;
+    partial[(p.blocks + block) * p.cols + c] = sb;
+}
+
+// dgain, dbias: [cols]; partial_in: [2, blocks, cols]
+@group(0) @binding(1) var<storage, read_write> dgain: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dbias: array<f32>;
+@group(0) @binding(3) var<storage, read> partial_in: array<f32>;
+
+@compute @workgroup_size(64)
+fn layernorm_backward_params_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
     if (c >= p.cols) {
         return;
     }
     var sg = 0.0;
     var sb = 0.0;
-    for (var row = 0u; row < p.rows; row++) {
-        let i = row * p.cols + c;
-        let g = dy2[i];
-        sg += g * (x2[i] - mean2[row]) * rstd2[row];
-        sb += g;
+    for (var block = 0u; block < p.blocks; block++) {
+        sg += partial_in[block * p.cols + c];
+        sb += partial_in[(p.blocks + block) * p.cols + c];
     }
     dgain[c] += sg;
     dbias[c] += sb;

@@ -308,6 +308,7 @@ pub fn layernorm_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
         gpu.zeroed_f32("dgain", c),
         gpu.zeroed_f32("dbias", c),
     );
+    let scratch = gpu.zeroed_f32("scratch", layernorm::layernorm_scratch_len(rows, cols));
     let (x2, mean2, rstd2, gain2) = (x.clone(), mean.clone(), rstd.clone(), gain.clone());
     let shape = format!("{rows}x{cols}");
     vec![
@@ -333,8 +334,8 @@ pub fn layernorm_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
             run: Box::new(move |gpu| {
                 gpu.run(|p| {
                     layernorm::layernorm_backward(
-                        gpu, p, &dx, &dgain, &dbias, &dy, &x2, &mean2, &rstd2, &gain2, rows, cols,
-                        false,
+                        gpu, p, &dx, &dgain, &dbias, &scratch, &dy, &x2, &mean2, &rstd2, &gain2,
+                        rows, cols, false,
                     )
                 })
             }),

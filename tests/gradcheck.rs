@@ -232,10 +232,11 @@ fn layernorm_rows() {
         gpu.zeroed_f32("db", cols),
     );
     let (r, c) = (rows as u32, cols as u32);
+    let scratch = gpu.zeroed_f32("s", layernorm::layernorm_scratch_len(r, c));
     gpu.run(|p| {
         layernorm::layernorm_forward(gpu, p, &gy, &gm, &gr, &gx, &gg, &gb, r, c, 1e-5)?;
         layernorm::layernorm_backward(
-            gpu, p, &gdx, &gdg, &gdb, &gdy, &gx, &gm, &gr, &gg, r, c, false,
+            gpu, p, &gdx, &gdg, &gdb, &scratch, &gdy, &gx, &gm, &gr, &gg, r, c, false,
         )
     })
     .unwrap();

@@ -303,7 +303,8 @@ fn layernorm_forward_backward() {
     let gpu = require_gpu!();
     for size in row_workgroup_sizes(gpu) {
         let _size = row_size(gpu, size);
-        for (rows, cols) in ROWS_COLS {
+        // More than one block of 64 rows, the last one partial, for the gain/bias sums.
+        for (rows, cols) in ROWS_COLS.into_iter().chain([(130, 7), (200, 65)]) {
             let (r, c, len) = (rows as usize, cols as usize, (rows * cols) as usize);
             let x = cpu::seeded(11, len, -2.0, 3.0);
             let dy = cpu::seeded(12, len, -1.0, 1.0);
@@ -344,12 +345,14 @@ fn layernorm_forward_backward() {
                 gpu.upload("dgain", &vec![0.1f32; c]),
                 gpu.upload("dbias", &vec![0.2f32; c]),
             );
+            let scratch = gpu.zeroed_f32("scratch", layernorm::layernorm_scratch_len(rows, cols));
             gpu.run(|pass| {
                 layernorm::layernorm_forward(
                     gpu, pass, &gy, &gm, &gr, &gx, &gg, &gb, rows, cols, eps,
                 )?;
                 layernorm::layernorm_backward(
-                    gpu, pass, &gdx, &gdg, &gdb, &gdy, &gx, &gm, &gr, &gg, rows, cols, false,
+                    gpu, pass, &gdx, &gdg, &gdb, &scratch, &gdy, &gx, &gm, &gr, &gg, rows, cols,
+                    false,
                 )
             })
             .unwrap();

@@ -9,13 +9,25 @@ const SHADER: Shader = Shader {
     wgsl: include_str!("../../shaders/layernorm.wgsl"),
 };
 
+/// Rows summed by one invocation in the first stage of the gain/bias gradient (the
+/// shader's `ROW_BLOCK`).
+const ROW_BLOCK: u32 = 64;
+
+/// Length (f32 elements) of the scratch buffer `layernorm_backward` needs: the partial
+/// gain and bias sums of each block of 64 rows.
+pub fn layernorm_scratch_len(rows: u32, cols: u32) -> usize {
+    2 * rows.div_ceil(ROW_BLOCK) as usize * cols as usize
+}
+
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     rows: u32,
     cols: u32,
     eps: f32,
     accumulate: u32,
+    blocks: u32,
+    _pad: [u32; 3],
 }
 
 fn check(
@@ -68,7 +80,7 @@ pub fn layernorm_forward(
         rows,
         cols,
         eps,
-        accumulate: 0,
+        ..Default::default()
     };
     let groups = grid_1d(
         rows as u64,
@@ -88,7 +100,8 @@ pub fn layernorm_forward(
 }
 
 /// Backward: dx (+)= ∂L/∂x (`accumulate_dx`), dgain += Σ_rows dy·x̂, dbias += Σ_rows dy.
-/// dx, dy, x: [rows, cols]; mean, rstd: [rows]; dgain, dbias, gain: [cols]
+/// dx, dy, x: [rows, cols]; mean, rstd: [rows]; dgain, dbias, gain: [cols];
+/// scratch: [`layernorm_scratch_len`] floats.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
     gpu: &Gpu,
@@ -96,6 +109,7 @@ pub fn layernorm_backward(
     dx: &wgpu::Buffer,
     dgain: &wgpu::Buffer,
     dbias: &wgpu::Buffer,
+    scratch: &wgpu::Buffer,
     dy: &wgpu::Buffer,
     x: &wgpu::Buffer,
     mean: &wgpu::Buffer,
@@ -114,11 +128,19 @@ pub fn layernorm_backward(
         &[mean, rstd],
         &[dgain, dbias, gain],
     )?;
+    check_len(
+        OP,
+        "scratch",
+        scratch,
+        layernorm_scratch_len(rows, cols) as u64,
+    )?;
+    let blocks = rows.div_ceil(ROW_BLOCK);
     let params = Params {
         rows,
         cols,
-        eps: 0.0,
         accumulate: accumulate_dx as u32,
+        blocks,
+        ..Default::default()
     };
     let groups = grid_1d(
         rows as u64,
@@ -137,9 +159,16 @@ pub fn layernorm_backward(
     )?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "layernorm_backward_params"),
+        &Kernel::new(SHADER, "layernorm_backward_params_partial"),
         &params,
-        &[dgain, dbias, dy, x, mean, rstd],
+        &[scratch, dy, x, mean, rstd],
+        [cols.div_ceil(64), blocks, 1],
+    )?;
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, "layernorm_backward_params_finish"),
+        &params,
+        &[dgain, dbias, scratch],
         [cols.div_ceil(64), 1, 1],
     )
 }
