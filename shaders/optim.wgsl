@@ -1,6 +1,7 @@
 // Optimizer updates in place on the GPU: SGD with momentum, Adagrad, Adam / AdamW.
 // Hyperparameters arrive in the uniform; bias corrections are computed on the host
-// from the step number.
+// from the step number. With `clip` > 0 the gradient is scaled by min(1, clip / ‖g‖),
+// ‖g‖² read from a one-element buffer (global-norm clipping with no readback).
 
 struct Params {
     n: u32,               // elements of the parameter
@@ -13,18 +14,27 @@ struct Params {
     eps: f32,             // Adam, Adagrad
     bias_correction1: f32, // 1 − beta1^t
     bias_correction2: f32, // 1 − beta2^t
-    _pad0: u32,
-    _pad1: u32,
+    clip: f32,            // max global gradient norm; 0 turns clipping off
+    _pad: u32,
 }
 
 const WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-// param, state1, state2, grad: [n]
+// param, state1, grad, state2: [n]; norm_sq: [1] (bound but unread when clip is 0)
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
-@group(0) @binding(4) var<storage, read_write> state2: array<f32>;
+@group(0) @binding(4) var<storage, read> norm_sq: array<f32>;
+@group(0) @binding(5) var<storage, read_write> state2: array<f32>;
+
+// The factor every gradient element is multiplied by: 1, or min(1, clip / ‖g‖).
+fn grad_scale() -> f32 {
+    if (p.clip > 0.0) {
+        return min(1.0, p.clip / max(sqrt(norm_sq[0]), 1e-30));
+    }
+    return 1.0;
+}
 
 // Each entry point walks the elements in a grid-stride loop over a 1D grid.
 
@@ -32,8 +42,9 @@ const WG: u32 = 256u;
 @compute @workgroup_size(256)
 fn sgd(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let scale = grad_scale();
     for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
-        let g = grad[i] + p.weight_decay * param[i];
+        let g = scale * grad[i] + p.weight_decay * param[i];
         let v = p.momentum * state1[i] + g;
         state1[i] = v;
         param[i] -= p.lr * v;
@@ -44,8 +55,9 @@ fn sgd(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: 
 @compute @workgroup_size(256)
 fn adagrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let scale = grad_scale();
     for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
-        let g = grad[i] + p.weight_decay * param[i];
+        let g = scale * grad[i] + p.weight_decay * param[i];
         let s = state1[i] + g * g;
         state1[i] = s;
         param[i] -= p.lr * g / (sqrt(s) + p.eps);
@@ -56,8 +68,9 @@ fn adagrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
 @compute @workgroup_size(256)
 fn adam(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let scale = grad_scale();
     for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
-        var g = grad[i];
+        var g = scale * grad[i];
         var w = param[i];
         if (p.decoupled == 1u) {
             w -= p.lr * p.weight_decay * w;

@@ -496,14 +496,18 @@ pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             "momentum",
             n,
             20.0,
-            Box::new(move |gpu| gpu.run(|pass| optim::sgd(gpu, pass, &p1, &s11, &g1, n, &sgd))),
+            Box::new(move |gpu| {
+                gpu.run(|pass| optim::sgd(gpu, pass, &p1, &s11, &g1, n, &sgd, None))
+            }),
         ),
         memory_case(
             "adagrad",
             "plain",
             n,
             20.0,
-            Box::new(move |gpu| gpu.run(|pass| optim::adagrad(gpu, pass, &p2, &s12, &g2, n, &ada))),
+            Box::new(move |gpu| {
+                gpu.run(|pass| optim::adagrad(gpu, pass, &p2, &s12, &g2, n, &ada, None))
+            }),
         ),
         memory_case(
             "adam",
@@ -511,7 +515,7 @@ pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             n,
             28.0,
             Box::new(move |gpu| {
-                gpu.run(|pass| optim::adam(gpu, pass, &p, &s1, &s2, &g, n, &adam, 1))
+                gpu.run(|pass| optim::adam(gpu, pass, &p, &s1, &s2, &g, n, &adam, 1, None))
             }),
         ),
     ]

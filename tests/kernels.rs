@@ -538,7 +538,8 @@ fn optimizers_match_reference_over_steps() {
             eps: 1e-8,
             weight_decay: 0.001,
         };
-        for decoupled in [false, true] {
+        // (AdamW or Adam with L2) × (no clipping, clipping to norm 0.5: always active here)
+        for (decoupled, max_norm) in [(false, None), (true, None), (true, Some(0.5f32))] {
             let adam = optim::Adam {
                 lr: 1e-2,
                 beta1: 0.9,
@@ -568,32 +569,39 @@ fn optimizers_match_reference_over_steps() {
             for step in 1..=3u32 {
                 let g = cpu::seeded(100 + step as u64, len, -1.0, 1.0);
                 let gg = gpu.upload("g", &g);
+                let norm_sq = cpu::reduce::sum_all(&g, true);
+                let gnorm = gpu.upload("norm_sq", &[norm_sq]);
+                let clip = max_norm.map(|max_norm| optim::Clip {
+                    norm_sq: &gnorm,
+                    max_norm,
+                });
                 gpu.run(|pass| {
-                    optim::sgd(gpu, pass, &gp_s, &gv, &gg, n, &sgd)?;
-                    optim::adagrad(gpu, pass, &gp_a, &gs, &gg, n, &ada)?;
-                    optim::adam(gpu, pass, &gp_m, &gm, &gv2, &gg, n, &adam, step)
+                    optim::sgd(gpu, pass, &gp_s, &gv, &gg, n, &sgd, clip)?;
+                    optim::adagrad(gpu, pass, &gp_a, &gs, &gg, n, &ada, clip)?;
+                    optim::adam(gpu, pass, &gp_m, &gm, &gv2, &gg, n, &adam, step, clip)
                 })
                 .unwrap();
-                cpu::optim::sgd(&mut p_s, &mut v, &g, &sgd);
-                cpu::optim::adagrad(&mut p_a, &mut s, &g, &ada);
-                cpu::optim::adam(&mut p_m, &mut m, &mut v2, &g, &adam, step);
+                let scale = cpu::optim::clip_scale(norm_sq, max_norm);
+                cpu::optim::sgd(&mut p_s, &mut v, &g, &sgd, scale);
+                cpu::optim::adagrad(&mut p_a, &mut s, &g, &ada, scale);
+                cpu::optim::adam(&mut p_m, &mut m, &mut v2, &g, &adam, step, scale);
             }
             assert_close(
-                &format!("sgd n={n}"),
+                &format!("sgd n={n} clip={max_norm:?}"),
                 &gpu.read_f32(&gp_s, len).unwrap(),
                 &p_s,
                 1e-6,
                 1e-5,
             );
             assert_close(
-                &format!("adagrad n={n}"),
+                &format!("adagrad n={n} clip={max_norm:?}"),
                 &gpu.read_f32(&gp_a, len).unwrap(),
                 &p_a,
                 1e-6,
                 1e-5,
             );
             assert_close(
-                &format!("adam decoupled={decoupled} n={n}"),
+                &format!("adam decoupled={decoupled} n={n} clip={max_norm:?}"),
                 &gpu.read_f32(&gp_m, len).unwrap(),
                 &p_m,
                 1e-6,

@@ -1,28 +1,44 @@
-//! CPU reference of `kernels::optim`.
+//! CPU reference of `kernels::optim`; `scale` is the clipping factor ([`clip_scale`]).
 
 use crate::kernels::optim::{Adagrad, Adam, Sgd};
 
-pub fn sgd(param: &mut [f32], velocity: &mut [f32], grad: &[f32], h: &Sgd) {
+/// The clipping factor min(1, max_norm / ‖g‖) for a squared global norm, or 1 without clipping.
+pub fn clip_scale(norm_sq: f32, max_norm: Option<f32>) -> f32 {
+    match max_norm {
+        Some(c) => (c / norm_sq.sqrt().max(1e-30)).min(1.0),
+        None => 1.0,
+    }
+}
+
+pub fn sgd(param: &mut [f32], velocity: &mut [f32], grad: &[f32], h: &Sgd, scale: f32) {
     for i in 0..param.len() {
-        let g = grad[i] + h.weight_decay * param[i];
+        let g = scale * grad[i] + h.weight_decay * param[i];
         velocity[i] = h.momentum * velocity[i] + g;
         param[i] -= h.lr * velocity[i];
     }
 }
 
-pub fn adagrad(param: &mut [f32], sum_sq: &mut [f32], grad: &[f32], h: &Adagrad) {
+pub fn adagrad(param: &mut [f32], sum_sq: &mut [f32], grad: &[f32], h: &Adagrad, scale: f32) {
     for i in 0..param.len() {
-        let g = grad[i] + h.weight_decay * param[i];
+        let g = scale * grad[i] + h.weight_decay * param[i];
         sum_sq[i] += g * g;
         param[i] -= h.lr * g / (sum_sq[i].sqrt() + h.eps);
     }
 }
 
-pub fn adam(param: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], h: &Adam, step: u32) {
+pub fn adam(
+    param: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    grad: &[f32],
+    h: &Adam,
+    step: u32,
+    scale: f32,
+) {
     let bc1 = 1.0 - h.beta1.powi(step as i32);
     let bc2 = 1.0 - h.beta2.powi(step as i32);
     for i in 0..param.len() {
-        let mut g = grad[i];
+        let mut g = scale * grad[i];
         let mut w = param[i];
         if h.decoupled {
             w -= h.lr * h.weight_decay * w;

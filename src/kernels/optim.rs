@@ -22,8 +22,18 @@ struct Params {
     eps: f32,
     bias_correction1: f32,
     bias_correction2: f32,
-    _pad0: u32,
-    _pad1: u32,
+    clip: f32,
+    _pad: u32,
+}
+
+/// Global-norm clipping done inside the update: every gradient is scaled by
+/// min(1, max_norm / ‖g‖), where ‖g‖² (over all parameters) sits in a one-element GPU
+/// buffer, e.g. summed there by `reduce::sum_all` with `square`. No readback.
+#[derive(Clone, Copy, Debug)]
+pub struct Clip<'a> {
+    /// [1]: the squared global gradient norm.
+    pub norm_sq: &'a wgpu::Buffer,
+    pub max_norm: f32,
 }
 
 /// SGD: v = momentum·v + (g + wd·p); p −= lr·v.
@@ -74,27 +84,48 @@ fn check_common(lr: f32, weight_decay: f32) -> Result<()> {
     Ok(())
 }
 
+/// Binds param, state1, grad, the clipping norm (grad itself when there is none: unread),
+/// then state2 if the method has one.
 fn launch(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
     entry: &'static str,
-    params: &Params,
-    buffers: &[&wgpu::Buffer],
+    params: &mut Params,
+    [param, state1, grad]: [&wgpu::Buffer; 3],
+    state2: Option<&wgpu::Buffer>,
+    clip: Option<Clip>,
 ) -> Result<()> {
     check_nonempty(entry, &[("n", params.n)])?;
-    for b in buffers {
+    for b in [param, state1, grad].iter().chain(state2.as_ref()) {
         check_len(entry, "[n]", b, params.n as u64)?;
     }
+    let norm_sq = match clip {
+        Some(c) => {
+            if !(c.max_norm > 0.0 && c.max_norm.is_finite()) {
+                return Err(invalid(
+                    "clip norm",
+                    c.max_norm,
+                    "must be a finite number > 0",
+                ));
+            }
+            check_len(entry, "norm_sq [1]", c.norm_sq, 1)?;
+            params.clip = c.max_norm;
+            c.norm_sq
+        }
+        None => grad,
+    };
+    let mut buffers = vec![param, state1, grad, norm_sq];
+    buffers.extend(state2);
     gpu.dispatch(
         pass,
         &Kernel::new(SHADER, entry),
         params,
-        buffers,
+        &buffers,
         grid_stride(params.n as u64),
     )
 }
 
-/// One SGD step. param, velocity, grad: [n]
+/// One SGD step, optionally clipped. param, velocity, grad: [n]
 pub fn sgd(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
@@ -103,22 +134,31 @@ pub fn sgd(
     grad: &wgpu::Buffer,
     n: u32,
     h: &Sgd,
+    clip: Option<Clip>,
 ) -> Result<()> {
     check_common(h.lr, h.weight_decay)?;
     if !(0.0..1.0).contains(&h.momentum) {
         return Err(invalid("momentum", h.momentum, "must be in [0, 1)"));
     }
-    let params = Params {
+    let mut params = Params {
         n,
         lr: h.lr,
         momentum: h.momentum,
         weight_decay: h.weight_decay,
         ..Default::default()
     };
-    launch(gpu, pass, "sgd", &params, &[param, velocity, grad])
+    launch(
+        gpu,
+        pass,
+        "sgd",
+        &mut params,
+        [param, velocity, grad],
+        None,
+        clip,
+    )
 }
 
-/// One Adagrad step. param, sum_sq, grad: [n]
+/// One Adagrad step, optionally clipped. param, sum_sq, grad: [n]
 pub fn adagrad(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
@@ -127,22 +167,31 @@ pub fn adagrad(
     grad: &wgpu::Buffer,
     n: u32,
     h: &Adagrad,
+    clip: Option<Clip>,
 ) -> Result<()> {
     check_common(h.lr, h.weight_decay)?;
     if h.eps.is_nan() || h.eps <= 0.0 {
         return Err(invalid("eps", h.eps, "must be > 0"));
     }
-    let params = Params {
+    let mut params = Params {
         n,
         lr: h.lr,
         eps: h.eps,
         weight_decay: h.weight_decay,
         ..Default::default()
     };
-    launch(gpu, pass, "adagrad", &params, &[param, sum_sq, grad])
+    launch(
+        gpu,
+        pass,
+        "adagrad",
+        &mut params,
+        [param, sum_sq, grad],
+        None,
+        clip,
+    )
 }
 
-/// Adam step number `step` (1 for the first). param, m, v, grad: [n]
+/// Adam step number `step` (1 for the first), optionally clipped. param, m, v, grad: [n]
 #[allow(clippy::too_many_arguments)]
 pub fn adam(
     gpu: &Gpu,
@@ -154,6 +203,7 @@ pub fn adam(
     n: u32,
     h: &Adam,
     step: u32,
+    clip: Option<Clip>,
 ) -> Result<()> {
     check_common(h.lr, h.weight_decay)?;
     for (what, beta) in [("beta1", h.beta1), ("beta2", h.beta2)] {
@@ -170,7 +220,7 @@ pub fn adam(
             why: "steps count from 1".into(),
         });
     }
-    let params = Params {
+    let mut params = Params {
         n,
         decoupled: h.decoupled as u32,
         lr: h.lr,
@@ -182,6 +232,13 @@ pub fn adam(
         bias_correction2: 1.0 - h.beta2.powi(step as i32),
         ..Default::default()
     };
-    // Binding order follows the shader: param, m (state1), grad, v (state2).
-    launch(gpu, pass, "adam", &params, &[param, m, grad, v])
+    launch(
+        gpu,
+        pass,
+        "adam",
+        &mut params,
+        [param, m, grad],
+        Some(v),
+        clip,
+    )
 }
