@@ -9,11 +9,14 @@
 //!   buffers and readback, the buffer pool, the pipeline cache, the [`Error`](gpu::Error) type.
 //! - [`kernels`]: one module per WGSL file in `shaders/`; the launchers are the embeddable API.
 //! - [`cpu`]: plain-loop references of every kernel (ground truth for tests and benches).
+//! - [`tape`]: [`Tensor`](tape::Tensor), [`Param`](tape::Param) and the [`Tape`](tape::Tape)
+//!   that records ops and runs backward.
 //! - [`bench`]: the benchmark cases shared by `rezero bench` and `cargo bench`.
 
 pub mod bench;
 pub mod cpu;
 pub mod gpu;
 pub mod kernels;
+pub mod tape;
 
 pub use gpu::{Error, Gpu, GpuOptions, Result};

@@ -4,36 +4,12 @@
 mod common;
 
 use common::assert_close;
+use common::reference64::{dot, layernorm64, numeric_grad, softmax64, to64};
 use rezero::cpu;
 use rezero::kernels::matmul::{Matmul, MatmulVariant, matmul};
 use rezero::kernels::{
     cross_entropy, elementwise as ew, embedding, layernorm, rezero as rz, softmax,
 };
-
-/// ∂loss/∂x[i] by central differences, in f64.
-fn numeric_grad(loss: impl Fn(&[f64]) -> f64, x: &[f32]) -> Vec<f32> {
-    let h = 1e-6;
-    let mut x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    (0..x.len())
-        .map(|i| {
-            let keep = x[i];
-            x[i] = keep + h;
-            let up = loss(&x);
-            x[i] = keep - h;
-            let down = loss(&x);
-            x[i] = keep;
-            ((up - down) / (2.0 * h)) as f32
-        })
-        .collect()
-}
-
-fn dot(a: &[f32], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(&p, &q)| p as f64 * q).sum()
-}
-
-fn to64(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| v as f64).collect()
-}
 
 const ATOL: f32 = 2e-5;
 const RTOL: f32 = 1e-3;
@@ -155,16 +131,6 @@ fn relu_gelu_scale() {
     );
 }
 
-fn softmax64(x: &[f64], cols: usize) -> Vec<f64> {
-    x.chunks(cols)
-        .flat_map(|r| {
-            let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let s: f64 = r.iter().map(|v| (v - m).exp()).sum();
-            r.iter().map(move |v| (v - m).exp() / s).collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 #[test]
 fn softmax_rows() {
     let gpu = require_gpu!();
@@ -190,19 +156,6 @@ fn softmax_rows() {
         ATOL,
         RTOL,
     );
-}
-
-fn layernorm64(x: &[f64], g: &[f64], b: &[f64], cols: usize) -> Vec<f64> {
-    x.chunks(cols)
-        .flat_map(|r| {
-            let mean = r.iter().sum::<f64>() / cols as f64;
-            let var = r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / cols as f64;
-            let rstd = 1.0 / (var + 1e-5).sqrt();
-            (0..cols)
-                .map(move |c| (r[c] - mean) * rstd * g[c] + b[c])
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! first failing index.
 #![allow(dead_code)]
 
+pub mod reference64;
+
 use std::sync::OnceLock;
 
 use rezero::{Gpu, GpuOptions};

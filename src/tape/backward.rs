@@ -1,0 +1,355 @@
+//! Backward: replays the tape in reverse, one `match` arm per op, each calling the named
+//! backward launchers of `kernels`. See the module docs of `tape` for the accumulation rule.
+
+use crate::gpu::{Error, Result};
+use crate::kernels::matmul::{Matmul, matmul};
+use crate::kernels::{elementwise as ew, embedding, layernorm, rezero, softmax};
+
+use super::tape::{Op, Tape};
+use super::tensor::Tensor;
+
+/// Where a gradient goes: its buffer and whether to add to what is there (`+=`) or
+/// overwrite it (`=`).
+struct Target {
+    buffer: wgpu::Buffer,
+    accumulate: bool,
+}
+
+impl<'g> Tape<'g> {
+    /// Backpropagates from a one-element loss with ∂loss/∂loss = 1.
+    pub fn backward(&mut self, loss: &Tensor) -> Result<()> {
+        self.backward_with(loss, &[1.0])
+    }
+
+    /// Backpropagates from `out` with upstream gradient `seed` (one value per element of
+    /// `out`). Parameter gradients are accumulated into `Param::grad`. May be called again
+    /// on the same forward pass (e.g. one backward per output unit for a Jacobian): the
+    /// activation gradients of the previous call are dropped first.
+    pub fn backward_with(&mut self, out: &Tensor, seed: &[f32]) -> Result<()> {
+        if seed.len() != out.len() {
+            return Err(Error::Shape {
+                op: "backward",
+                expected: format!("{} seed values for {:?}", out.len(), out.shape),
+                got: seed.len().to_string(),
+            });
+        }
+        if !self.slots[out.id].requires_grad || !self.grad_enabled() {
+            return Err(Error::Invalid {
+                what: "backward".into(),
+                why: "the tensor depends on no parameter (or gradients were disabled)".into(),
+            });
+        }
+        // Seeds are host writes: everything recorded so far must be submitted before them.
+        self.flush();
+        self.release_grads();
+        let seed_buffer = self.take_grad(seed.len());
+        self.gpu
+            .queue
+            .write_buffer(&seed_buffer, 0, bytemuck::cast_slice(seed));
+        self.slots[out.id].grad = Some(seed_buffer);
+        let nodes = std::mem::take(&mut self.nodes);
+        let result = nodes
+            .iter()
+            .rev()
+            .try_for_each(|node| self.backward_node(node.out, &node.op, out.id, seed));
+        self.nodes = nodes;
+        result
+    }
+
+    fn backward_node(&mut self, out: usize, op: &Op, seeded: usize, seed: &[f32]) -> Result<()> {
+        let Some(dy) = self.slots[out].grad.clone() else {
+            return Ok(()); // nothing downstream of this op reached the seed
+        };
+        let gpu = self.gpu;
+        let n = self.slots[out].len as u32;
+        match op {
+            Op::Matmul { a, b, bias, desc } => {
+                let (ab, bb) = (self.slots[*a].buffer.clone(), self.slots[*b].buffer.clone());
+                let (m, n, k, ta, tb) = (desc.m, desc.n, desc.k, desc.trans_a, desc.trans_b);
+                if let Some(t) = self.target(*a) {
+                    // dÂ = dC·B̂ᵀ; stored transposed: dAᵀ = B̂·dCᵀ
+                    let (x, y, d) = if ta {
+                        (&bb, &dy, Matmul::new(k, m, n).trans_a(tb).trans_b(true))
+                    } else {
+                        (&dy, &bb, Matmul::new(m, k, n).trans_b(!tb))
+                    };
+                    matmul(
+                        gpu,
+                        self.pass(),
+                        &t.buffer,
+                        x,
+                        y,
+                        None,
+                        &d.accumulate(t.accumulate),
+                    )?;
+                }
+                if let Some(t) = self.target(*b) {
+                    // dB̂ = Âᵀ·dC; stored transposed: dBᵀ = dCᵀ·Â
+                    let (x, y, d) = if tb {
+                        (&dy, &ab, Matmul::new(n, k, m).trans_a(true).trans_b(ta))
+                    } else {
+                        (&ab, &dy, Matmul::new(k, n, m).trans_a(!ta))
+                    };
+                    matmul(
+                        gpu,
+                        self.pass(),
+                        &t.buffer,
+                        x,
+                        y,
+                        None,
+                        &d.accumulate(t.accumulate),
+                    )?;
+                }
+                if let Some(bias) = bias {
+                    if let Some(t) = self.target(*bias) {
+                        // dbias[n] = 1[m]ᵀ·dC: column sums as a product with ones.
+                        let ones = self.take_filled(m as usize, 1.0)?;
+                        matmul(
+                            gpu,
+                            self.pass(),
+                            &t.buffer,
+                            &ones,
+                            &dy,
+                            None,
+                            &Matmul::new(1, n, m).accumulate(t.accumulate),
+                        )?;
+                    }
+                }
+            }
+            Op::Rezero { x, f, alpha } => {
+                let (fb, ab) = (
+                    self.slots[*f].buffer.clone(),
+                    self.slots[*alpha].buffer.clone(),
+                );
+                let dx = self.target(*x);
+                let dx_buffer = match &dx {
+                    Some(t) => t.buffer.clone(),
+                    None => self.take_grad(n as usize),
+                };
+                let df = self.target(*f);
+                let df_buffer = match &df {
+                    Some(t) if !t.accumulate => t.buffer.clone(),
+                    _ => self.take_grad(n as usize),
+                };
+                let dalpha = match self.target_zeroed(*alpha)? {
+                    Some(buffer) => buffer,
+                    None => self.take_filled(1, 0.0)?,
+                };
+                let scratch = self.take_grad(rezero::REZERO_SCRATCH_LEN);
+                let accumulate_dx = dx.as_ref().is_some_and(|t| t.accumulate);
+                rezero::rezero_backward(
+                    gpu,
+                    self.pass(),
+                    &dx_buffer,
+                    &df_buffer,
+                    &dalpha,
+                    &scratch,
+                    &dy,
+                    &fb,
+                    &ab,
+                    n,
+                    accumulate_dx,
+                )?;
+                if let Some(t) = df.filter(|t| t.accumulate) {
+                    ew::scale(gpu, self.pass(), &t.buffer, &df_buffer, 1.0, n, true)?;
+                }
+            }
+            Op::Add { a, b } => {
+                for input in [*a, *b] {
+                    if let Some(t) = self.target(input) {
+                        ew::scale(gpu, self.pass(), &t.buffer, &dy, 1.0, n, t.accumulate)?;
+                    }
+                }
+            }
+            Op::Scale { x, s } => {
+                if let Some(t) = self.target(*x) {
+                    ew::scale(gpu, self.pass(), &t.buffer, &dy, *s, n, t.accumulate)?;
+                }
+            }
+            Op::Relu { x } => {
+                let xb = self.slots[*x].buffer.clone();
+                if let Some(t) = self.target(*x) {
+                    ew::relu_backward(gpu, self.pass(), &t.buffer, &dy, &xb, n, t.accumulate)?;
+                }
+            }
+            Op::Gelu { x } => {
+                let xb = self.slots[*x].buffer.clone();
+                if let Some(t) = self.target(*x) {
+                    ew::gelu_backward(gpu, self.pass(), &t.buffer, &dy, &xb, n, t.accumulate)?;
+                }
+            }
+            Op::LayerNorm {
+                x,
+                gain,
+                bias,
+                mean,
+                rstd,
+                rows,
+                cols,
+            } => {
+                let (xb, gb) = (
+                    self.slots[*x].buffer.clone(),
+                    self.slots[*gain].buffer.clone(),
+                );
+                let dx = self.target(*x);
+                let dx_buffer = match &dx {
+                    Some(t) => t.buffer.clone(),
+                    None => self.take_grad(n as usize),
+                };
+                let dgain = match self.target_zeroed(*gain)? {
+                    Some(b) => b,
+                    None => self.take_filled(*cols as usize, 0.0)?,
+                };
+                let dbias = match self.target_zeroed(*bias)? {
+                    Some(b) => b,
+                    None => self.take_filled(*cols as usize, 0.0)?,
+                };
+                let scratch = self.take_grad(layernorm::layernorm_scratch_len(*rows, *cols));
+                let accumulate_dx = dx.as_ref().is_some_and(|t| t.accumulate);
+                layernorm::layernorm_backward(
+                    gpu,
+                    self.pass(),
+                    &dx_buffer,
+                    &dgain,
+                    &dbias,
+                    &scratch,
+                    &dy,
+                    &xb,
+                    mean,
+                    rstd,
+                    &gb,
+                    *rows,
+                    *cols,
+                    accumulate_dx,
+                )?;
+            }
+            Op::Softmax { x, rows, cols } => {
+                let yb = self.slots[out].buffer.clone();
+                if let Some(t) = self.target(*x) {
+                    softmax::softmax_backward(
+                        gpu,
+                        self.pass(),
+                        &t.buffer,
+                        &yb,
+                        &dy,
+                        *rows,
+                        *cols,
+                        t.accumulate,
+                    )?;
+                }
+            }
+            Op::Embedding {
+                table,
+                order,
+                offsets,
+                tokens,
+                dim,
+                vocab,
+            } => {
+                if let Some(dtable) = self.target_zeroed(*table)? {
+                    embedding::embedding_backward(
+                        gpu,
+                        self.pass(),
+                        &dtable,
+                        &dy,
+                        order,
+                        offsets,
+                        *tokens,
+                        *dim,
+                        *vocab,
+                    )?;
+                }
+            }
+            Op::CrossEntropy { logits, dlogits } => {
+                let upstream = terminal_seed("cross_entropy", out, seeded, seed)?;
+                if let Some(t) = self.target(*logits) {
+                    let len = self.slots[*logits].len as u32;
+                    ew::scale(
+                        gpu,
+                        self.pass(),
+                        &t.buffer,
+                        dlogits,
+                        upstream,
+                        len,
+                        t.accumulate,
+                    )?;
+                }
+            }
+            Op::Sum { x } => {
+                let upstream = terminal_seed("sum", out, seeded, seed)?;
+                if let Some(t) = self.target(*x) {
+                    let len = self.slots[*x].len;
+                    let filled = self.take_filled(len, upstream)?;
+                    ew::scale(
+                        gpu,
+                        self.pass(),
+                        &t.buffer,
+                        &filled,
+                        1.0,
+                        len as u32,
+                        t.accumulate,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The gradient destination of tensor `id`, or None if it needs no gradient.
+    /// Parameters accumulate into their own buffer; an activation's first gradient is
+    /// written into a fresh buffer, later ones (a second consumer) add to it.
+    fn target(&mut self, id: usize) -> Option<Target> {
+        let slot = &self.slots[id];
+        if !slot.requires_grad {
+            return None;
+        }
+        if let Some(buffer) = &slot.param_grad {
+            return Some(Target {
+                buffer: buffer.clone(),
+                accumulate: true,
+            });
+        }
+        if let Some(buffer) = &slot.grad {
+            return Some(Target {
+                buffer: buffer.clone(),
+                accumulate: true,
+            });
+        }
+        let buffer = self.take_grad(slot.len);
+        self.slots[id].grad = Some(buffer.clone());
+        Some(Target {
+            buffer,
+            accumulate: false,
+        })
+    }
+
+    /// Like `target`, for kernels that can only add: a fresh buffer is zero-filled first.
+    fn target_zeroed(&mut self, id: usize) -> Result<Option<wgpu::Buffer>> {
+        match self.target(id) {
+            Some(Target {
+                buffer,
+                accumulate: false,
+            }) => {
+                let gpu = self.gpu;
+                let len = self.slots[id].len as u32;
+                ew::fill(gpu, self.pass(), &buffer, 0.0, len)?;
+                Ok(Some(buffer))
+            }
+            Some(t) => Ok(Some(t.buffer)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The host-known upstream gradient of an op that must end the graph (a loss).
+fn terminal_seed(op: &str, out: usize, seeded: usize, seed: &[f32]) -> Result<f32> {
+    if out != seeded {
+        return Err(Error::Invalid {
+            what: format!("backward through {op}"),
+            why: format!(
+                "{op} must be the tensor backward starts from (the loss), not an intermediate"
+            ),
+        });
+    }
+    Ok(seed[0])
+}

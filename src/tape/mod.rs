@@ -1,0 +1,26 @@
+//! Tape-based automatic differentiation on GPU tensors.
+//!
+//! A [`Tape`] records each op as it runs forward (plain data: an [`Op`](tape::Op) with its
+//! input ids and what backward needs saved) and [`Tape::backward`] replays them in
+//! reverse, one `match` arm per op calling the backward launchers of [`crate::kernels`].
+//!
+//! **The gradient rule.** Parameter gradients are accumulated (`+=`) into `Param::grad`,
+//! which persists across steps until the optimizer zeroes it. An activation's gradient is
+//! written (`=`) by the first op that reaches it in the reverse sweep; when a tensor
+//! feeds two consumers (the residual stream: `x` feeds both `F(x)` and `x + α·F(x)`) the
+//! later contributions add to it (`+=`). Kernels that can only add get a zero-filled
+//! buffer; kernels that can only overwrite write into a temporary that is then added.
+//!
+//! All work of a step goes into one command encoder and compute pass; nothing is read back
+//! unless asked ([`Tape::read`]). Activations and gradients come from the tape's
+//! [`BufferPool`](crate::gpu::BufferPool) and go back at [`Tape::reset`], so a training
+//! loop that repeats the same shapes allocates nothing after its first step.
+
+mod backward;
+mod ops;
+#[allow(clippy::module_inception)]
+mod tape;
+mod tensor;
+
+pub use tape::Tape;
+pub use tensor::{Param, Tensor};

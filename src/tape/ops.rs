@@ -1,0 +1,389 @@
+//! The forward ops of the tape: each checks shapes, records its kernels into the step's
+//! pass and, when gradients are wanted, the `Op` that backward replays.
+
+use crate::gpu::{Error, Result};
+use crate::kernels::matmul::{Matmul, matmul};
+use crate::kernels::{
+    cross_entropy, elementwise as ew, embedding, layernorm, reduce, rezero, softmax,
+};
+
+use super::tape::{Op, Tape};
+use super::tensor::Tensor;
+
+fn shape_error(op: &'static str, expected: impl Into<String>, got: &[&Tensor]) -> Error {
+    let got = got
+        .iter()
+        .map(|t| format!("{:?}", t.shape))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    Error::Shape {
+        op,
+        expected: expected.into(),
+        got,
+    }
+}
+
+fn dim_u32(op: &'static str, value: usize) -> Result<u32> {
+    u32::try_from(value).map_err(|_| Error::Limits {
+        what: format!("{op}: dimension"),
+        needed: value as u64,
+        limit: u32::MAX as u64,
+    })
+}
+
+/// Uploads u32 data (ids, targets) into a pool buffer of the step.
+fn upload_u32(tape: &mut Tape, data: &[u32]) -> wgpu::Buffer {
+    let buffer = tape.take(data.len());
+    tape.gpu
+        .queue
+        .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+    buffer
+}
+
+impl<'g> Tape<'g> {
+    /// C = op(A)·op(B) (+ bias): A [m, k] ([k, m] when `trans_a`), B [k, n] ([n, k] when
+    /// `trans_b`), bias [n]; C [m, n].
+    pub fn matmul(
+        &mut self,
+        a: &Tensor,
+        b: &Tensor,
+        trans_a: bool,
+        trans_b: bool,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        const OP: &str = "tape matmul";
+        if a.shape.len() != 2 || b.shape.len() != 2 {
+            return Err(shape_error(OP, "two 2D tensors", &[a, b]));
+        }
+        let (m, k) = if trans_a {
+            (a.shape[1], a.shape[0])
+        } else {
+            (a.shape[0], a.shape[1])
+        };
+        let (k2, n) = if trans_b {
+            (b.shape[1], b.shape[0])
+        } else {
+            (b.shape[0], b.shape[1])
+        };
+        if k != k2 {
+            return Err(shape_error(
+                OP,
+                format!("inner dimensions to agree (trans_a {trans_a}, trans_b {trans_b})"),
+                &[a, b],
+            ));
+        }
+        if let Some(bias) = bias {
+            if bias.len() != n {
+                return Err(shape_error(OP, format!("a bias of {n} elements"), &[bias]));
+            }
+        }
+        let desc = Matmul::new(dim_u32(OP, m)?, dim_u32(OP, n)?, dim_u32(OP, k)?)
+            .trans_a(trans_a)
+            .trans_b(trans_b);
+        let grad = self.requires_grad(a)
+            || self.requires_grad(b)
+            || bias.is_some_and(|t| self.requires_grad(t));
+        let out = self.output(&[m, n], grad);
+        let gpu = self.gpu;
+        matmul(
+            gpu,
+            self.pass(),
+            &out.buffer,
+            &a.buffer,
+            &b.buffer,
+            bias.map(|t| &t.buffer),
+            &desc,
+        )?;
+        self.record_op(
+            &out,
+            Op::Matmul {
+                a: a.id,
+                b: b.id,
+                bias: bias.map(|t| t.id),
+                desc,
+            },
+        );
+        Ok(out)
+    }
+
+    /// A linear layer: y[rows, out] = x[rows, in] · Wᵀ (+ b), W stored [out, in].
+    pub fn linear(&mut self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        self.matmul(x, w, false, true, b)
+    }
+
+    /// The ReZero residual y = x + α·f; α a one-element tensor.
+    pub fn rezero(&mut self, x: &Tensor, f: &Tensor, alpha: &Tensor) -> Result<Tensor> {
+        if x.shape != f.shape || alpha.len() != 1 {
+            return Err(shape_error(
+                "tape rezero",
+                "x and f of one shape and a one-element α",
+                &[x, f, alpha],
+            ));
+        }
+        let grad = self.requires_grad(x) || self.requires_grad(f) || self.requires_grad(alpha);
+        let out = self.output(&x.shape, grad);
+        let gpu = self.gpu;
+        rezero::rezero_forward(
+            gpu,
+            self.pass(),
+            &out.buffer,
+            &x.buffer,
+            &f.buffer,
+            &alpha.buffer,
+            dim_u32("tape rezero", x.len())?,
+        )?;
+        self.record_op(
+            &out,
+            Op::Rezero {
+                x: x.id,
+                f: f.id,
+                alpha: alpha.id,
+            },
+        );
+        Ok(out)
+    }
+
+    /// a + b, same shape.
+    pub fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        if a.shape != b.shape {
+            return Err(shape_error("tape add", "two tensors of one shape", &[a, b]));
+        }
+        let grad = self.requires_grad(a) || self.requires_grad(b);
+        let out = self.output(&a.shape, grad);
+        let gpu = self.gpu;
+        ew::add(
+            gpu,
+            self.pass(),
+            &out.buffer,
+            &a.buffer,
+            &b.buffer,
+            dim_u32("tape add", a.len())?,
+            false,
+        )?;
+        self.record_op(&out, Op::Add { a: a.id, b: b.id });
+        Ok(out)
+    }
+
+    /// s·x.
+    pub fn scale(&mut self, x: &Tensor, s: f32) -> Result<Tensor> {
+        let out = self.output(&x.shape, self.requires_grad(x));
+        let gpu = self.gpu;
+        ew::scale(
+            gpu,
+            self.pass(),
+            &out.buffer,
+            &x.buffer,
+            s,
+            dim_u32("tape scale", x.len())?,
+            false,
+        )?;
+        self.record_op(&out, Op::Scale { x: x.id, s });
+        Ok(out)
+    }
+
+    /// max(x, 0).
+    pub fn relu(&mut self, x: &Tensor) -> Result<Tensor> {
+        let out = self.output(&x.shape, self.requires_grad(x));
+        let gpu = self.gpu;
+        ew::relu(
+            gpu,
+            self.pass(),
+            &out.buffer,
+            &x.buffer,
+            dim_u32("tape relu", x.len())?,
+        )?;
+        self.record_op(&out, Op::Relu { x: x.id });
+        Ok(out)
+    }
+
+    /// GELU, tanh form.
+    pub fn gelu(&mut self, x: &Tensor) -> Result<Tensor> {
+        let out = self.output(&x.shape, self.requires_grad(x));
+        let gpu = self.gpu;
+        ew::gelu(
+            gpu,
+            self.pass(),
+            &out.buffer,
+            &x.buffer,
+            dim_u32("tape gelu", x.len())?,
+        )?;
+        self.record_op(&out, Op::Gelu { x: x.id });
+        Ok(out)
+    }
+
+    /// LayerNorm over the last dimension with gain and bias [cols].
+    pub fn layernorm(
+        &mut self,
+        x: &Tensor,
+        gain: &Tensor,
+        bias: &Tensor,
+        eps: f32,
+    ) -> Result<Tensor> {
+        let (rows, cols) = (x.rows(), x.cols());
+        if gain.len() != cols || bias.len() != cols {
+            return Err(shape_error(
+                "tape layernorm",
+                format!("gain and bias of {cols} elements"),
+                &[x, gain, bias],
+            ));
+        }
+        let grad = self.requires_grad(x) || self.requires_grad(gain) || self.requires_grad(bias);
+        let out = self.output(&x.shape, grad);
+        let (mean, rstd) = (self.take(rows), self.take(rows));
+        let gpu = self.gpu;
+        let (r, c) = (
+            dim_u32("tape layernorm", rows)?,
+            dim_u32("tape layernorm", cols)?,
+        );
+        layernorm::layernorm_forward(
+            gpu,
+            self.pass(),
+            &out.buffer,
+            &mean,
+            &rstd,
+            &x.buffer,
+            &gain.buffer,
+            &bias.buffer,
+            r,
+            c,
+            eps,
+        )?;
+        self.record_op(
+            &out,
+            Op::LayerNorm {
+                x: x.id,
+                gain: gain.id,
+                bias: bias.id,
+                mean,
+                rstd,
+                rows: r,
+                cols: c,
+            },
+        );
+        Ok(out)
+    }
+
+    /// Softmax over the last dimension.
+    pub fn softmax(&mut self, x: &Tensor) -> Result<Tensor> {
+        let out = self.output(&x.shape, self.requires_grad(x));
+        let gpu = self.gpu;
+        let (rows, cols) = (
+            dim_u32("tape softmax", x.rows())?,
+            dim_u32("tape softmax", x.cols())?,
+        );
+        softmax::softmax_forward(gpu, self.pass(), &out.buffer, &x.buffer, rows, cols)?;
+        self.record_op(
+            &out,
+            Op::Softmax {
+                x: x.id,
+                rows,
+                cols,
+            },
+        );
+        Ok(out)
+    }
+
+    /// Rows of `table` [vocab, dim] picked by `ids`: [ids.len(), dim].
+    pub fn embedding(&mut self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
+        const OP: &str = "tape embedding";
+        if table.shape.len() != 2 || ids.is_empty() {
+            return Err(shape_error(
+                OP,
+                "a [vocab, dim] table and at least one id",
+                &[table],
+            ));
+        }
+        let (vocab, dim) = (dim_u32(OP, table.shape[0])?, dim_u32(OP, table.shape[1])?);
+        let tokens = dim_u32(OP, ids.len())?;
+        let groups = embedding::IdGroups::new(ids, vocab)?;
+        let out = self.output(&[ids.len(), dim as usize], self.requires_grad(table));
+        let gids = upload_u32(self, ids);
+        let gpu = self.gpu;
+        embedding::embedding_forward(
+            gpu,
+            self.pass(),
+            &out.buffer,
+            &table.buffer,
+            &gids,
+            tokens,
+            dim,
+            vocab,
+            false,
+        )?;
+        if self.grad_enabled() && self.requires_grad(table) {
+            let (order, offsets) = (
+                upload_u32(self, &groups.order),
+                upload_u32(self, &groups.offsets),
+            );
+            self.record_op(
+                &out,
+                Op::Embedding {
+                    table: table.id,
+                    order,
+                    offsets,
+                    tokens,
+                    dim,
+                    vocab,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Mean cross-entropy of `logits` [rows, classes] against `targets` [rows]: a [1]
+    /// loss. A target ≥ classes marks a row to ignore. Must be the last op before backward.
+    pub fn cross_entropy(&mut self, logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+        const OP: &str = "tape cross_entropy";
+        let (rows, cols) = (logits.rows(), logits.cols());
+        if targets.len() != rows {
+            return Err(Error::Shape {
+                op: OP,
+                expected: format!("{rows} targets, one per row of logits {:?}", logits.shape),
+                got: format!("{}", targets.len()),
+            });
+        }
+        let out = self.output(&[1], self.requires_grad(logits));
+        let (dlogits, row_loss) = (self.take(logits.len()), self.take(rows));
+        let gtargets = upload_u32(self, targets);
+        let gpu = self.gpu;
+        let (r, c) = (dim_u32(OP, rows)?, dim_u32(OP, cols)?);
+        cross_entropy::cross_entropy(
+            gpu,
+            self.pass(),
+            &out.buffer,
+            &dlogits,
+            &row_loss,
+            &logits.buffer,
+            &gtargets,
+            r,
+            c,
+        )?;
+        self.record_op(
+            &out,
+            Op::CrossEntropy {
+                logits: logits.id,
+                dlogits,
+            },
+        );
+        Ok(out)
+    }
+
+    /// Σ x: a [1] tensor. Must be the last op before backward.
+    pub fn sum(&mut self, x: &Tensor) -> Result<Tensor> {
+        let out = self.output(&[1], self.requires_grad(x));
+        let scratch = self.take(reduce::REDUCE_SCRATCH_LEN);
+        let gpu = self.gpu;
+        reduce::sum_all(
+            gpu,
+            self.pass(),
+            &out.buffer,
+            &scratch,
+            &x.buffer,
+            dim_u32("tape sum", x.len())?,
+            false,
+            false,
+        )?;
+        self.record_op(&out, Op::Sum { x: x.id });
+        Ok(out)
+    }
+}

@@ -1,0 +1,356 @@
+//! The `Tape`: slots for every tensor of a step, the ops recorded on them, the open
+//! command encoder and compute pass they are recorded into, and the buffer pool that
+//! activations and gradients come from.
+
+use crate::gpu::{BufferPool, Error, Gpu, Result};
+use crate::kernels::elementwise;
+use crate::kernels::matmul::Matmul;
+
+use super::tensor::{Param, Tensor};
+
+/// One recorded op: the plain data backward needs (input ids, saved buffers, dimensions).
+pub(crate) enum Op {
+    /// out = op(a)·op(b) (+ bias), 2D.
+    Matmul {
+        a: usize,
+        b: usize,
+        bias: Option<usize>,
+        desc: Matmul,
+    },
+    /// out = x + α·f, α one element.
+    Rezero {
+        x: usize,
+        f: usize,
+        alpha: usize,
+    },
+    Add {
+        a: usize,
+        b: usize,
+    },
+    Scale {
+        x: usize,
+        s: f32,
+    },
+    Relu {
+        x: usize,
+    },
+    Gelu {
+        x: usize,
+    },
+    /// Row-wise LayerNorm over [rows, cols]; mean and rstd saved by the forward pass.
+    LayerNorm {
+        x: usize,
+        gain: usize,
+        bias: usize,
+        mean: wgpu::Buffer,
+        rstd: wgpu::Buffer,
+        rows: u32,
+        cols: u32,
+    },
+    /// Row-wise softmax over [rows, cols]; backward reads the output.
+    Softmax {
+        x: usize,
+        rows: u32,
+        cols: u32,
+    },
+    /// Rows of a [vocab, dim] table; the ids grouped on the host for the deterministic backward.
+    Embedding {
+        table: usize,
+        order: wgpu::Buffer,
+        offsets: wgpu::Buffer,
+        tokens: u32,
+        dim: u32,
+        vocab: u32,
+    },
+    /// Mean cross-entropy (a [1] loss); its gradient was computed with the loss.
+    CrossEntropy {
+        logits: usize,
+        dlogits: wgpu::Buffer,
+    },
+    /// Sum of all elements (a [1] output).
+    Sum {
+        x: usize,
+    },
+}
+
+pub(crate) struct Node {
+    pub out: usize,
+    pub op: Op,
+}
+
+/// What the tape knows about one tensor of the step.
+pub(crate) struct Slot {
+    pub buffer: wgpu::Buffer,
+    pub len: usize,
+    /// Set for parameters: backward accumulates into their own gradient buffer.
+    pub param_grad: Option<wgpu::Buffer>,
+    /// The activation gradient, once backward has written it.
+    pub grad: Option<wgpu::Buffer>,
+    /// False for inputs and for everything computed from inputs alone.
+    pub requires_grad: bool,
+}
+
+/// Records ops on GPU tensors as they run forward and replays them in reverse in
+/// [`Tape::backward`]. Lives across training steps: [`Tape::reset`] ends a step and hands
+/// its buffers back to the pool, so steady-state steps allocate nothing.
+pub struct Tape<'g> {
+    pub(crate) gpu: &'g Gpu,
+    pub(crate) pool: BufferPool,
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) slots: Vec<Slot>,
+    /// Pool buffers handed out this step; back to the pool at `reset`.
+    taken: Vec<wgpu::Buffer>,
+    /// Pool buffers holding gradients of the last backward; back to the pool at the next
+    /// backward or at `reset`.
+    grads_taken: Vec<wgpu::Buffer>,
+    grad_enabled: bool,
+}
+
+impl<'g> Tape<'g> {
+    pub fn new(gpu: &'g Gpu) -> Tape<'g> {
+        Tape {
+            gpu,
+            pool: BufferPool::new(),
+            encoder: None,
+            pass: None,
+            nodes: Vec::new(),
+            slots: Vec::new(),
+            taken: Vec::new(),
+            grads_taken: Vec::new(),
+            grad_enabled: true,
+        }
+    }
+
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    /// Whether ops are recorded for backward. Off for evaluation: ops still run, nothing
+    /// is kept for a backward pass.
+    pub fn set_grad_enabled(&mut self, enabled: bool) {
+        self.grad_enabled = enabled;
+    }
+
+    pub fn grad_enabled(&self) -> bool {
+        self.grad_enabled
+    }
+
+    /// The compute pass ops record into, opened on first use.
+    pub(crate) fn pass(&mut self) -> &mut wgpu::ComputePass<'static> {
+        if self.pass.is_none() {
+            let mut encoder =
+                self.gpu
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("tape"),
+                    });
+            let pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("tape"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            self.encoder = Some(encoder);
+            self.pass = Some(pass);
+        }
+        self.pass.as_mut().expect("opened above")
+    }
+
+    /// Records extra work (an optimizer step, say) into the tape's pass.
+    pub fn record<T>(
+        &mut self,
+        work: impl FnOnce(&Gpu, &mut wgpu::ComputePass<'static>) -> Result<T>,
+    ) -> Result<T> {
+        let gpu = self.gpu;
+        work(gpu, self.pass())
+    }
+
+    /// Submits everything recorded so far (no wait).
+    pub fn flush(&mut self) {
+        self.pass = None;
+        if let Some(encoder) = self.encoder.take() {
+            self.gpu.queue.submit([encoder.finish()]);
+        }
+    }
+
+    /// Ends the step: submits what is recorded, forgets the ops and tensors, and gives the
+    /// step's buffers back to the pool. Tensors of this step must not be used afterwards.
+    pub fn reset(&mut self) {
+        self.flush();
+        self.nodes.clear();
+        self.slots.clear();
+        for buffer in self.taken.drain(..).chain(self.grads_taken.drain(..)) {
+            self.pool.give(buffer);
+        }
+    }
+
+    /// A pool buffer for a gradient of the current backward pass.
+    pub(crate) fn take_grad(&mut self, len: usize) -> wgpu::Buffer {
+        let buffer = self.pool.take_f32(self.gpu, len.max(1));
+        self.grads_taken.push(buffer.clone());
+        buffer
+    }
+
+    /// Forgets the activation gradients of the last backward and returns their buffers to
+    /// the pool. Only after a flush: a later host write must not reach a buffer that
+    /// unsubmitted work still reads.
+    pub(crate) fn release_grads(&mut self) {
+        debug_assert!(self.encoder.is_none(), "release_grads needs a flushed tape");
+        for slot in &mut self.slots {
+            slot.grad = None;
+        }
+        for buffer in self.grads_taken.drain(..) {
+            self.pool.give(buffer);
+        }
+    }
+
+    /// A pool buffer of at least `len` floats for this step (contents undefined).
+    pub(crate) fn take(&mut self, len: usize) -> wgpu::Buffer {
+        let buffer = self.pool.take_f32(self.gpu, len.max(1));
+        self.taken.push(buffer.clone());
+        buffer
+    }
+
+    /// A pool buffer of `len` floats filled with `value` (recorded into the pass), held
+    /// until the next backward or reset.
+    pub(crate) fn take_filled(&mut self, len: usize, value: f32) -> Result<wgpu::Buffer> {
+        let buffer = self.take_grad(len);
+        let gpu = self.gpu;
+        elementwise::fill(gpu, self.pass(), &buffer, value, len as u32)?;
+        Ok(buffer)
+    }
+
+    /// Adds a slot and returns its tensor.
+    pub(crate) fn push(
+        &mut self,
+        buffer: wgpu::Buffer,
+        shape: &[usize],
+        requires_grad: bool,
+        param_grad: Option<wgpu::Buffer>,
+    ) -> Tensor {
+        let len = shape.iter().product();
+        self.slots.push(Slot {
+            buffer: buffer.clone(),
+            len,
+            param_grad,
+            grad: None,
+            requires_grad,
+        });
+        Tensor {
+            id: self.slots.len() - 1,
+            shape: shape.to_vec(),
+            buffer,
+        }
+    }
+
+    /// A fresh output tensor from the pool.
+    pub(crate) fn output(&mut self, shape: &[usize], requires_grad: bool) -> Tensor {
+        let buffer = self.take(shape.iter().product());
+        self.push(buffer, shape, requires_grad && self.grad_enabled, None)
+    }
+
+    /// Records `op` as producing `out` when gradients are wanted.
+    pub(crate) fn record_op(&mut self, out: &Tensor, op: Op) {
+        if self.grad_enabled && self.slots[out.id].requires_grad {
+            self.nodes.push(Node { out: out.id, op });
+        }
+    }
+
+    pub(crate) fn requires_grad(&self, t: &Tensor) -> bool {
+        self.slots[t.id].requires_grad
+    }
+
+    /// Data (no gradient) uploaded into a pool buffer. `data.len()` must match `shape`.
+    pub fn input(&mut self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        check_data_len("input", data.len(), shape)?;
+        let buffer = self.take(data.len());
+        self.gpu
+            .queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        Ok(self.push(buffer, shape, false, None))
+    }
+
+    /// A parameter: its gradient flows into `param.grad` (accumulated).
+    pub fn param(&mut self, param: &Param) -> Tensor {
+        self.push(
+            param.value.clone(),
+            &param.shape,
+            true,
+            Some(param.grad.clone()),
+        )
+    }
+
+    /// An existing buffer used as a constant (no gradient), e.g. a fixed α.
+    pub fn constant(&mut self, buffer: &wgpu::Buffer, shape: &[usize]) -> Result<Tensor> {
+        let len: usize = shape.iter().product();
+        if buffer.size() < len as u64 * 4 {
+            return Err(Error::Shape {
+                op: "constant",
+                expected: format!("a buffer of {len} floats for shape {shape:?}"),
+                got: format!("{} bytes", buffer.size()),
+            });
+        }
+        Ok(self.push(buffer.clone(), shape, false, None))
+    }
+
+    /// The same tensor seen with another shape of the same size (no copy; shares the
+    /// gradient).
+    pub fn reshape(&self, t: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        check_data_len("reshape", t.len(), shape)?;
+        Ok(Tensor {
+            id: t.id,
+            shape: shape.to_vec(),
+            buffer: t.buffer.clone(),
+        })
+    }
+
+    /// Submits what is recorded and copies `t` to the host.
+    pub fn read(&mut self, t: &Tensor) -> Result<Vec<f32>> {
+        self.flush();
+        self.gpu.read_f32(&t.buffer, t.len())
+    }
+
+    /// The activation gradient of `t` after backward (parameters: read `Param::grad`).
+    pub fn grad(&mut self, t: &Tensor) -> Result<Option<Vec<f32>>> {
+        self.flush();
+        match self.slots[t.id].grad.clone() {
+            Some(buffer) => Ok(Some(self.gpu.read_f32(&buffer, t.len())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes of GPU memory the tape's pool holds (activations and gradients).
+    pub fn bytes_held(&self) -> u64 {
+        self.pool.bytes_held()
+    }
+
+    /// The most bytes the pool held at once.
+    pub fn peak_bytes_held(&self) -> u64 {
+        self.pool.peak_bytes_held()
+    }
+
+    /// Buffers the pool has created in all (constant in steady-state training).
+    pub fn allocations(&self) -> u64 {
+        self.pool.allocations()
+    }
+}
+
+impl Drop for Tape<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+pub(crate) fn check_data_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
+    let want: usize = shape.iter().product();
+    if len != want || want == 0 {
+        return Err(Error::Shape {
+            op,
+            expected: format!("{want} elements for shape {shape:?} (at least 1)"),
+            got: format!("{len}"),
+        });
+    }
+    Ok(())
+}
