@@ -126,6 +126,7 @@ fn launch(
 }
 
 /// One SGD step, optionally clipped. param, velocity, grad: [n]
+#[allow(clippy::too_many_arguments)]
 pub fn sgd(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
@@ -159,6 +160,7 @@ pub fn sgd(
 }
 
 /// One Adagrad step, optionally clipped. param, sum_sq, grad: [n]
+#[allow(clippy::too_many_arguments)]
 pub fn adagrad(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
