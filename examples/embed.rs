@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
         matmul(&gpu, &mut pass, &f, &a, &w, None, &Matmul::new(2, 3, 4))?;
-        rezero_forward(&gpu, &mut pass, &y, &x, &f, &alpha, 6)?;
+        rezero_forward(&gpu, &mut pass, &y, &x, &f, &alpha, 0, 6)?;
     }
     queue.submit([encoder.finish()]);
 

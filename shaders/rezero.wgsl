@@ -6,7 +6,7 @@ struct Params {
     n: u32,              // elements of x, f, y
     accumulate_dx: u32,  // 1: dx += dy (x also feeds another op), 0: dx = dy
     groups: u32,         // workgroups of the first backward stage (= partial sums)
-    _pad: u32,
+    alpha_index: u32,    // which α of the alpha buffer (one buffer can hold every block's α)
 }
 
 const WG: u32 = 256u;
@@ -14,7 +14,7 @@ const WG: u32 = 256u;
 @group(0) @binding(0) var<uniform> p: Params;
 
 // ---- forward ----
-// y, x, f: [n]; alpha: [1]
+// y, x, f: [n]; alpha: [> alpha_index]
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> f: array<f32>;
@@ -26,7 +26,7 @@ fn rezero_forward(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let a = alpha[0];
+    let a = alpha[p.alpha_index];
     for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
         y[i] = fma(a, f[i], x[i]);
     }
@@ -43,7 +43,7 @@ fn rezero_forward_vec4(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let a = alpha[0];
+    let a = alpha[p.alpha_index];
     for (var i = wg.x * WG + lid.x; i < p.n / 4u; i += nwg.x * WG) {
         // fma: twice as fast as a * f + x on software Vulkan, the same on GPUs.
         y4[i] = fma(vec4<f32>(a), f4[i], x4[i]);
@@ -51,7 +51,7 @@ fn rezero_forward_vec4(
 }
 
 // ---- backward, stage 1: dx, df and one partial Σ dy·f per workgroup ----
-// dx, df, dy, f2: [n]; partial: [groups]; alpha2: [1]
+// dx, df, dy, f2: [n]; partial: [groups]; alpha2: [> alpha_index]
 @group(0) @binding(1) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(2) var<storage, read_write> df: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
@@ -77,7 +77,7 @@ fn rezero_backward(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
 ) {
-    let a = alpha2[0];
+    let a = alpha2[p.alpha_index];
     var acc = 0.0;
     for (var i = wg.x * WG + lid.x; i < p.n; i += p.groups * WG) {
         let g = dy[i];
@@ -97,7 +97,7 @@ fn rezero_backward(
 }
 
 // ---- backward, stage 2: dα += Σ partial ----
-// dalpha: [1]; partial_in: [groups]
+// dalpha: [> alpha_index]; partial_in: [groups]
 @group(0) @binding(1) var<storage, read_write> dalpha: array<f32>;
 @group(0) @binding(2) var<storage, read> partial_in: array<f32>;
 
@@ -110,6 +110,6 @@ fn rezero_alpha_reduce(@builtin(local_invocation_id) lid: vec3<u32>) {
     sums[lid.x] = acc;
     workgroup_sum(lid.x);
     if (lid.x == 0u) {
-        dalpha[0] += sums[0];
+        dalpha[p.alpha_index] += sums[0];
     }
 }

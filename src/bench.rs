@@ -187,7 +187,7 @@ pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             "fused",
             n,
             12.0,
-            Box::new(move |gpu| gpu.run(|p| rz::rezero_forward(gpu, p, &y, &x, &f, &alpha, n))),
+            Box::new(move |gpu| gpu.run(|p| rz::rezero_forward(gpu, p, &y, &x, &f, &alpha, 0, n))),
         ),
         memory_case(
             "rezero_backward",
@@ -197,7 +197,7 @@ pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             Box::new(move |gpu| {
                 gpu.run(|p| {
                     rz::rezero_backward(
-                        gpu, p, &dx, &df, &dalpha, &scratch, &dy, &f2, &alpha2, n, false,
+                        gpu, p, &dx, &df, &dalpha, &scratch, &dy, &f2, &alpha2, 0, n, false,
                     )
                 })
             }),

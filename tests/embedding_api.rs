@@ -62,7 +62,7 @@ fn kernels_record_into_a_foreign_device_and_encoder() {
             timestamp_writes: None,
         });
         matmul(&ours, &mut pass, &gf, &ga, &gw, None, &Matmul::new(m, n, k)).unwrap();
-        rezero_forward(&ours, &mut pass, &gy, &gx, &gf, &galpha, m * n).unwrap();
+        rezero_forward(&ours, &mut pass, &gy, &gx, &gf, &galpha, 0, m * n).unwrap();
     }
     let staging = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,

@@ -42,7 +42,7 @@ fn zero_size_inputs_are_empty_errors() {
         .unwrap_err();
     assert!(matches!(err, Error::Empty { op: "matmul", .. }), "{err}");
     let err = gpu
-        .run(|pass| rz::rezero_forward(gpu, pass, &buf, &buf, &buf, &buf, 0))
+        .run(|pass| rz::rezero_forward(gpu, pass, &buf, &buf, &buf, &buf, 0, 0))
         .unwrap_err();
     assert!(
         matches!(

@@ -37,7 +37,7 @@ fn rezero_residual() {
     );
     gpu.run(|p| {
         rz::rezero_backward(
-            gpu, p, &gdx, &gdf, &gda, &scratch, &gdy, &gf, &galpha, n as u32, false,
+            gpu, p, &gdx, &gdf, &gda, &scratch, &gdy, &gf, &galpha, 0, n as u32, false,
         )
     })
     .unwrap();

@@ -68,17 +68,18 @@ fn rezero_forward_and_backward() {
                 gpu.upload("x", &x),
                 gpu.upload("f", &f),
                 gpu.upload("dy", &dy),
-                gpu.upload("alpha", &[alpha]),
+                // Several blocks' α in one buffer; this block's is at index 2.
+                gpu.upload("alpha", &[0.9, -0.4, alpha, 0.1]),
             );
             let (gy, gdx, gdf, gda) = (
                 gpu.zeroed_f32("y", len),
                 gpu.upload("dx", &dx0),
                 gpu.zeroed_f32("df", len),
-                gpu.upload("da", &[0.5f32]),
+                gpu.upload("da", &[1.0f32, 2.0, 0.5, 3.0]),
             );
             let scratch = gpu.zeroed_f32("scratch", rz::REZERO_SCRATCH_LEN);
             gpu.run(|pass| {
-                rz::rezero_forward(gpu, pass, &gy, &gx, &gf, &galpha, n)?;
+                rz::rezero_forward(gpu, pass, &gy, &gx, &gf, &galpha, 2, n)?;
                 rz::rezero_backward(
                     gpu,
                     pass,
@@ -89,6 +90,7 @@ fn rezero_forward_and_backward() {
                     &gdy,
                     &gf,
                     &galpha,
+                    2,
                     n,
                     accumulate_dx,
                 )
@@ -117,9 +119,9 @@ fn rezero_forward_and_backward() {
                 1e-6,
             );
             assert_close(
-                &format!("{what} dalpha"),
-                &gpu.read_f32(&gda, 1).unwrap(),
-                &[want_da],
+                &format!("{what} dalpha (only index 2 changes)"),
+                &gpu.read_f32(&gda, 4).unwrap(),
+                &[1.0, 2.0, want_da, 3.0],
                 atol_for(len),
                 1e-5,
             );

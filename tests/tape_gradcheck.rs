@@ -91,7 +91,7 @@ fn elementwise_chain_with_a_tensor_used_twice() {
     let r2 = tape.scale(&r, 2.0).unwrap();
     let g = tape.gelu(&x).unwrap();
     let s = tape.add(&r2, &g).unwrap();
-    let z = tape.rezero(&x, &x, &a).unwrap();
+    let z = tape.rezero(&x, &x, &a, 0).unwrap();
     let y = tape.add(&s, &z).unwrap();
     tape.backward_with(&y, &w).unwrap();
     tape.flush();
@@ -241,23 +241,23 @@ fn whole_rezero_mlp_every_parameter() {
     for i in 0..layers as u64 {
         params.push(param(gpu, "w", &[width, width], 30 + i, -0.5, 0.5));
         params.push(param(gpu, "b", &[width], 40 + i, -0.1, 0.1));
-        params.push(param(gpu, "alpha", &[1], 50 + i, 0.2, 0.6)); // nonzero so W_i gets gradient
     }
     params.push(param(gpu, "w_out", &[classes, width], 60, -0.5, 0.5));
     params.push(param(gpu, "b_out", &[classes], 61, -0.1, 0.1));
+    // Every block's α in one parameter, nonzero so that the W_i get gradient too.
+    params.push(param(gpu, "alphas", &[layers], 62, 0.2, 0.6));
+    let (out_w, out_b, alphas) = (2 + 2 * layers, 3 + 2 * layers, 4 + 2 * layers);
 
     let mut tape = Tape::new(gpu);
     let t: Vec<_> = params.iter().map(|(p, _)| tape.param(p)).collect();
     let input_t = tape.input(&x, &[batch, input]).unwrap();
     let mut h = tape.linear(&input_t, &t[0], Some(&t[1])).unwrap();
     for i in 0..layers {
-        let pre = tape.linear(&h, &t[2 + 3 * i], Some(&t[3 + 3 * i])).unwrap();
+        let pre = tape.linear(&h, &t[2 + 2 * i], Some(&t[3 + 2 * i])).unwrap();
         let f = tape.relu(&pre).unwrap();
-        h = tape.rezero(&h, &f, &t[4 + 3 * i]).unwrap();
+        h = tape.rezero(&h, &f, &t[alphas], i).unwrap();
     }
-    let logits = tape
-        .linear(&h, &t[2 + 3 * layers], Some(&t[3 + 3 * layers]))
-        .unwrap();
+    let logits = tape.linear(&h, &t[out_w], Some(&t[out_b])).unwrap();
     let loss = tape.cross_entropy(&logits, &targets).unwrap();
     tape.backward(&loss).unwrap();
     tape.flush();
@@ -268,23 +268,16 @@ fn whole_rezero_mlp_every_parameter() {
         for i in 0..layers {
             let f = relu64(&linear64(
                 &h,
-                &vals[2 + 3 * i],
-                &vals[3 + 3 * i],
+                &vals[2 + 2 * i],
+                &vals[3 + 2 * i],
                 batch,
                 width,
                 width,
             ));
-            let a = vals[4 + 3 * i][0];
+            let a = vals[alphas][i];
             h = h.iter().zip(&f).map(|(x, f)| x + a * f).collect();
         }
-        let logits = linear64(
-            &h,
-            &vals[2 + 3 * layers],
-            &vals[3 + 3 * layers],
-            batch,
-            width,
-            classes,
-        );
+        let logits = linear64(&h, &vals[out_w], &vals[out_b], batch, width, classes);
         cross_entropy64(&logits, &targets, classes)
     };
     for (index, (p, v)) in params.iter().enumerate() {

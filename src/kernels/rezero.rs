@@ -18,10 +18,12 @@ struct Params {
     n: u32,
     accumulate_dx: u32,
     groups: u32,
-    _pad: u32,
+    alpha_index: u32,
 }
 
-/// y = x + α·f; y, x, f: [n]; alpha: [1] (a buffer, so the optimizer updates it on the GPU)
+/// y = x + α·f with α = alpha[alpha_index]; y, x, f: [n]; alpha: [> alpha_index] (a GPU
+/// buffer, so the optimizer updates it with no readback; one buffer may hold every block's α)
+#[allow(clippy::too_many_arguments)]
 pub fn rezero_forward(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
@@ -29,6 +31,7 @@ pub fn rezero_forward(
     x: &wgpu::Buffer,
     f: &wgpu::Buffer,
     alpha: &wgpu::Buffer,
+    alpha_index: u32,
     n: u32,
 ) -> Result<()> {
     const OP: &str = "rezero_forward";
@@ -36,12 +39,12 @@ pub fn rezero_forward(
     check_len(OP, "y", y, n as u64)?;
     check_len(OP, "x", x, n as u64)?;
     check_len(OP, "f", f, n as u64)?;
-    check_len(OP, "alpha", alpha, 1)?;
+    check_len(OP, "alpha [> alpha_index]", alpha, alpha_index as u64 + 1)?;
     let params = Params {
         n,
         accumulate_dx: 0,
         groups: 0,
-        _pad: 0,
+        alpha_index,
     };
     // Four elements an iteration when n allows it (about twice as fast on software Vulkan).
     let (entry, items) = if n % 4 == 0 {
@@ -60,8 +63,9 @@ pub fn rezero_forward(
 
 /// Backward of y = x + α·f given dy: dx (+)= dy (`accumulate_dx` when x feeds another op
 /// too), df = α·dy, dα += Σ dy·f. x is not needed. `scratch` holds
-/// [`REZERO_SCRATCH_LEN`] floats of partial sums.
-/// dx, df, dy, f: [n]; dalpha, alpha: [1]
+/// [`REZERO_SCRATCH_LEN`] floats of partial sums. α = alpha[alpha_index] and the sum goes
+/// to dalpha[alpha_index].
+/// dx, df, dy, f: [n]; dalpha, alpha: [> alpha_index]
 #[allow(clippy::too_many_arguments)]
 pub fn rezero_backward(
     gpu: &Gpu,
@@ -73,6 +77,7 @@ pub fn rezero_backward(
     dy: &wgpu::Buffer,
     f: &wgpu::Buffer,
     alpha: &wgpu::Buffer,
+    alpha_index: u32,
     n: u32,
     accumulate_dx: bool,
 ) -> Result<()> {
@@ -81,11 +86,11 @@ pub fn rezero_backward(
     for (what, b, len) in [
         ("dx", dx, n as u64),
         ("df", df, n as u64),
-        ("dalpha", dalpha, 1),
+        ("dalpha [> alpha_index]", dalpha, alpha_index as u64 + 1),
         ("scratch", scratch, REZERO_SCRATCH_LEN as u64),
         ("dy", dy, n as u64),
         ("f", f, n as u64),
-        ("alpha", alpha, 1),
+        ("alpha [> alpha_index]", alpha, alpha_index as u64 + 1),
     ] {
         check_len(OP, what, b, len)?;
     }
@@ -95,7 +100,7 @@ pub fn rezero_backward(
         n,
         accumulate_dx: accumulate_dx as u32,
         groups,
-        _pad: 0,
+        alpha_index,
     };
     gpu.dispatch(
         pass,

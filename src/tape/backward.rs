@@ -116,7 +116,12 @@ impl<'g> Tape<'g> {
                     }
                 }
             }
-            Op::Rezero { x, f, alpha } => {
+            Op::Rezero {
+                x,
+                f,
+                alpha,
+                alpha_index,
+            } => {
                 let (fb, ab) = (
                     self.slots[*f].buffer.clone(),
                     self.slots[*alpha].buffer.clone(),
@@ -133,7 +138,7 @@ impl<'g> Tape<'g> {
                 };
                 let dalpha = match self.target_zeroed(*alpha)? {
                     Some(buffer) => buffer,
-                    None => self.take_filled(1, 0.0)?,
+                    None => self.take_filled(self.slots[*alpha].len, 0.0)?,
                 };
                 let scratch = self.take_grad(rezero::REZERO_SCRATCH_LEN);
                 let accumulate_dx = dx.as_ref().is_some_and(|t| t.accumulate);
@@ -147,6 +152,7 @@ impl<'g> Tape<'g> {
                     &dy,
                     &fb,
                     &ab,
+                    *alpha_index,
                     n,
                     accumulate_dx,
                 )?;

@@ -111,15 +111,24 @@ impl<'g> Tape<'g> {
         self.matmul(x, w, false, true, b)
     }
 
-    /// The ReZero residual y = x + α·f; α a one-element tensor.
-    pub fn rezero(&mut self, x: &Tensor, f: &Tensor, alpha: &Tensor) -> Result<Tensor> {
-        if x.shape != f.shape || alpha.len() != 1 {
+    /// The ReZero residual y = x + α·f with α = alphas[index]: one tensor may hold the α of
+    /// every block (one optimizer dispatch, one readback for all of them).
+    pub fn rezero(
+        &mut self,
+        x: &Tensor,
+        f: &Tensor,
+        alphas: &Tensor,
+        index: usize,
+    ) -> Result<Tensor> {
+        let alpha = alphas;
+        if x.shape != f.shape || index >= alpha.len() {
             return Err(shape_error(
                 "tape rezero",
-                "x and f of one shape and a one-element α",
+                format!("x and f of one shape and more than {index} α values"),
                 &[x, f, alpha],
             ));
         }
+        let alpha_index = dim_u32("tape rezero", index)?;
         let grad = self.requires_grad(x) || self.requires_grad(f) || self.requires_grad(alpha);
         let out = self.output(&x.shape, grad);
         let gpu = self.gpu;
@@ -130,6 +139,7 @@ impl<'g> Tape<'g> {
             &x.buffer,
             &f.buffer,
             &alpha.buffer,
+            alpha_index,
             dim_u32("tape rezero", x.len())?,
         )?;
         self.record_op(
@@ -138,6 +148,7 @@ impl<'g> Tape<'g> {
                 x: x.id,
                 f: f.id,
                 alpha: alpha.id,
+                alpha_index,
             },
         );
         Ok(out)

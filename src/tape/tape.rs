@@ -17,11 +17,12 @@ pub(crate) enum Op {
         bias: Option<usize>,
         desc: Matmul,
     },
-    /// out = x + α·f, α one element.
+    /// out = x + α·f, α = alpha[alpha_index].
     Rezero {
         x: usize,
         f: usize,
         alpha: usize,
+        alpha_index: u32,
     },
     Add {
         a: usize,
