@@ -9,6 +9,7 @@
 //!   buffers and readback, the buffer pool, the pipeline cache, the [`Error`](gpu::Error) type.
 //! - [`kernels`]: one module per WGSL file in `shaders/`; the launchers are the embeddable API.
 //! - [`cpu`]: plain-loop references of every kernel (ground truth for tests and benches).
+//! - [`optim`]: SGD, Adagrad, Adam/AdamW over parameters, clipping, learning-rate schedules.
 //! - [`tape`]: [`Tensor`](tape::Tensor), [`Param`](tape::Param) and the [`Tape`](tape::Tape)
 //!   that records ops and runs backward.
 //! - [`bench`]: the benchmark cases shared by `rezero bench` and `cargo bench`.
@@ -17,6 +18,7 @@ pub mod bench;
 pub mod cpu;
 pub mod gpu;
 pub mod kernels;
+pub mod optim;
 pub mod tape;
 
 pub use gpu::{Error, Gpu, GpuOptions, Result};

@@ -1,0 +1,245 @@
+//! Optimizers over a model's parameters, on the GPU: SGD with momentum, Adagrad, Adam and
+//! AdamW, optional global-norm clipping, a learning-rate schedule, and weight decay only
+//! for parameters that want it (not α, biases or norm gains: `Param::decay`).
+
+mod schedule;
+
+pub use schedule::{Decay, Schedule};
+
+use crate::gpu::{Error, Gpu, Result};
+use crate::kernels::optim::{self as k, Clip};
+use crate::kernels::{elementwise, reduce};
+use crate::tape::Param;
+
+/// Which update rule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    Sgd {
+        momentum: f32,
+    },
+    Adagrad {
+        eps: f32,
+    },
+    /// `decoupled`: AdamW (decay applied to the weights, not the gradient).
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        decoupled: bool,
+    },
+}
+
+impl Method {
+    /// `sgd` (momentum 0.9), `adagrad`, `adam` or `adamw` with the usual constants.
+    pub fn parse(name: &str) -> Result<Method> {
+        match name {
+            "sgd" => Ok(Method::Sgd { momentum: 0.9 }),
+            "adagrad" => Ok(Method::Adagrad { eps: 1e-10 }),
+            "adam" => Ok(Method::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                decoupled: false,
+            }),
+            "adamw" => Ok(Method::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                decoupled: true,
+            }),
+            _ => Err(Error::Invalid {
+                what: "optimizer".into(),
+                why: format!("'{name}' is not one of sgd, adagrad, adam, adamw"),
+            }),
+        }
+    }
+}
+
+/// Everything that defines an optimizer run.
+#[derive(Clone, Debug)]
+pub struct OptimizerConfig {
+    pub method: Method,
+    pub lr: f32,
+    pub weight_decay: f32,
+    /// Clip the global gradient norm to this.
+    pub clip: Option<f32>,
+    pub schedule: Schedule,
+}
+
+/// Per-parameter state buffers plus the step count.
+pub struct Optimizer {
+    config: OptimizerConfig,
+    /// One or two state buffers per parameter, in the order of `params` at creation.
+    state: Vec<(wgpu::Buffer, Option<wgpu::Buffer>)>,
+    lens: Vec<usize>,
+    step: u64,
+    /// [1]: the squared global gradient norm when clipping.
+    norm_sq: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+}
+
+impl Optimizer {
+    /// State for `params` (zeroed). `step` must later get the same parameters in the same order.
+    pub fn new(gpu: &Gpu, params: &[&Param], config: OptimizerConfig) -> Result<Optimizer> {
+        if !(config.lr >= 0.0 && config.lr.is_finite()) {
+            return Err(Error::Invalid {
+                what: "learning rate".into(),
+                why: format!("{} must be a finite number >= 0", config.lr),
+            });
+        }
+        let state = params
+            .iter()
+            .map(|p| {
+                let second = matches!(config.method, Method::Adam { .. })
+                    .then(|| gpu.zeroed_f32("optimizer state 2", p.len()));
+                (gpu.zeroed_f32("optimizer state", p.len()), second)
+            })
+            .collect();
+        Ok(Optimizer {
+            config,
+            state,
+            lens: params.iter().map(|p| p.len()).collect(),
+            step: 0,
+            norm_sq: gpu.zeroed_f32("grad norm²", 1),
+            scratch: gpu.zeroed_f32("grad norm scratch", reduce::REDUCE_SCRATCH_LEN),
+        })
+    }
+
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// The learning rate the next step will use.
+    pub fn lr(&self) -> f32 {
+        self.config.lr * self.config.schedule.factor(self.step)
+    }
+
+    /// Bytes of optimizer state on the GPU.
+    pub fn state_bytes(&self) -> u64 {
+        self.state
+            .iter()
+            .map(|(a, b)| a.size() + b.as_ref().map_or(0, |b| b.size()))
+            .sum()
+    }
+
+    /// Records one update of every parameter into `pass` (after clipping, if asked) and
+    /// then zeroes their gradients.
+    pub fn step(
+        &mut self,
+        gpu: &Gpu,
+        pass: &mut wgpu::ComputePass<'_>,
+        params: &[&Param],
+    ) -> Result<()> {
+        if params.len() != self.state.len()
+            || params
+                .iter()
+                .zip(&self.lens)
+                .any(|(p, &len)| p.len() != len)
+        {
+            return Err(Error::Shape {
+                op: "optimizer step",
+                expected: format!("the {} parameters it was made for", self.state.len()),
+                got: format!("{} parameters", params.len()),
+            });
+        }
+        let clip = match self.config.clip {
+            Some(max_norm) => {
+                elementwise::fill(gpu, pass, &self.norm_sq, 0.0, 1)?;
+                for p in params {
+                    reduce::sum_all(
+                        gpu,
+                        pass,
+                        &self.norm_sq,
+                        &self.scratch,
+                        &p.grad,
+                        p.len() as u32,
+                        true,
+                        true,
+                    )?;
+                }
+                Some(Clip {
+                    norm_sq: &self.norm_sq,
+                    max_norm,
+                })
+            }
+            None => None,
+        };
+        let lr = self.lr();
+        self.step += 1;
+        for (p, (s1, s2)) in params.iter().zip(&self.state) {
+            let weight_decay = if p.decay {
+                self.config.weight_decay
+            } else {
+                0.0
+            };
+            let n = p.len() as u32;
+            match self.config.method {
+                Method::Sgd { momentum } => k::sgd(
+                    gpu,
+                    pass,
+                    &p.value,
+                    s1,
+                    &p.grad,
+                    n,
+                    &k::Sgd {
+                        lr,
+                        momentum,
+                        weight_decay,
+                    },
+                    clip,
+                )?,
+                Method::Adagrad { eps } => k::adagrad(
+                    gpu,
+                    pass,
+                    &p.value,
+                    s1,
+                    &p.grad,
+                    n,
+                    &k::Adagrad {
+                        lr,
+                        eps,
+                        weight_decay,
+                    },
+                    clip,
+                )?,
+                Method::Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    decoupled,
+                } => {
+                    let h = k::Adam {
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                        decoupled,
+                    };
+                    let s2 = s2.as_ref().expect("Adam state has two buffers");
+                    k::adam(
+                        gpu,
+                        pass,
+                        &p.value,
+                        s1,
+                        s2,
+                        &p.grad,
+                        n,
+                        &h,
+                        self.step as u32,
+                        clip,
+                    )?
+                }
+            }
+        }
+        for p in params {
+            elementwise::fill(gpu, pass, &p.grad, 0.0, p.len() as u32)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! The `Optimizer` over several parameters: weight decay only where `Param::decay` says,
+//! global-norm clipping over all of them, the schedule, and gradients zeroed after a step.
+
+mod common;
+
+use common::assert_close;
+use rezero::cpu;
+use rezero::kernels::optim as k;
+use rezero::optim::{Method, Optimizer, OptimizerConfig, Schedule};
+use rezero::tape::Param;
+
+#[test]
+fn adamw_with_clipping_and_decay_groups_matches_reference() {
+    let gpu = require_gpu!();
+    let (w0, a0) = (cpu::seeded(1, 6, -1.0, 1.0), cpu::seeded(2, 3, -1.0, 1.0));
+    let w = Param::new(gpu, "w", &[2, 3], &w0, true);
+    let alphas = Param::new(gpu, "alphas", &[3], &a0, false);
+    let config = OptimizerConfig {
+        method: Method::parse("adamw").unwrap(),
+        lr: 0.01,
+        weight_decay: 0.1,
+        clip: Some(0.5),
+        schedule: Schedule::parse("constant", 2).unwrap(),
+    };
+    let mut opt = Optimizer::new(gpu, &[&w, &alphas], config).unwrap();
+    let (mut pw, mut pa) = (w0.clone(), a0.clone());
+    let (mut mw, mut vw, mut ma, mut va) = (vec![0.0; 6], vec![0.0; 6], vec![0.0; 3], vec![0.0; 3]);
+    for step in 1..=3u32 {
+        let (gw, ga) = (
+            cpu::seeded(10 + step as u64, 6, -1.0, 1.0),
+            cpu::seeded(20 + step as u64, 3, -1.0, 1.0),
+        );
+        gpu.write(&w.grad, &gw);
+        gpu.write(&alphas.grad, &ga);
+        let lr = opt.lr();
+        assert_eq!(
+            lr,
+            0.01 * if step == 1 { 0.5 } else { 1.0 },
+            "warm-up over 2 steps"
+        );
+        gpu.run(|pass| opt.step(gpu, pass, &[&w, &alphas])).unwrap();
+        let norm_sq = cpu::reduce::sum_all(&gw, true) + cpu::reduce::sum_all(&ga, true);
+        let scale = cpu::optim::clip_scale(norm_sq, Some(0.5));
+        let h = |wd| k::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: wd,
+            decoupled: true,
+        };
+        cpu::optim::adam(&mut pw, &mut mw, &mut vw, &gw, &h(0.1), step, scale);
+        cpu::optim::adam(&mut pa, &mut ma, &mut va, &ga, &h(0.0), step, scale);
+    }
+    assert_close("w", &gpu.read_f32(&w.value, 6).unwrap(), &pw, 1e-6, 1e-5);
+    assert_close(
+        "alphas (no decay)",
+        &gpu.read_f32(&alphas.value, 3).unwrap(),
+        &pa,
+        1e-6,
+        1e-5,
+    );
+    assert_eq!(
+        gpu.read_f32(&w.grad, 6).unwrap(),
+        vec![0.0; 6],
+        "gradients are zeroed after a step"
+    );
+    assert_eq!(opt.steps(), 3);
+}
+
+#[test]
+fn step_rejects_other_parameters() {
+    let gpu = require_gpu!();
+    let a = Param::new(gpu, "a", &[2], &[1.0, 2.0], true);
+    let b = Param::new(gpu, "b", &[3], &[1.0, 2.0, 3.0], true);
+    let config = OptimizerConfig {
+        method: Method::parse("sgd").unwrap(),
+        lr: 0.1,
+        weight_decay: 0.0,
+        clip: None,
+        schedule: Schedule::default(),
+    };
+    let mut opt = Optimizer::new(gpu, &[&a], config).unwrap();
+    let err = gpu.run(|pass| opt.step(gpu, pass, &[&b])).unwrap_err();
+    assert!(matches!(err, rezero::Error::Shape { .. }), "{err}");
+    assert!(Method::parse("lion").is_err());
+}
