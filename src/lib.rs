@@ -9,16 +9,22 @@
 //!   buffers and readback, the buffer pool, the pipeline cache, the [`Error`](gpu::Error) type.
 //! - [`kernels`]: one module per WGSL file in `shaders/`; the launchers are the embeddable API.
 //! - [`cpu`]: plain-loop references of every kernel (ground truth for tests and benches).
+//! - [`data`]: MNIST / Fashion-MNIST (IDX) and CIFAR-10 (binary) loaders, seeded epoch order.
+//! - [`nn`]: models from tape ops (the deep MLP variants) and initialisation.
 //! - [`optim`]: SGD, Adagrad, Adam/AdamW over parameters, clipping, learning-rate schedules.
 //! - [`tape`]: [`Tensor`](tape::Tensor), [`Param`](tape::Param) and the [`Tape`](tape::Tape)
 //!   that records ops and runs backward.
+//! - [`train`]: training loops with progress, metrics CSV and evaluation.
 //! - [`bench`]: the benchmark cases shared by `rezero bench` and `cargo bench`.
 
 pub mod bench;
 pub mod cpu;
+pub mod data;
 pub mod gpu;
 pub mod kernels;
+pub mod nn;
 pub mod optim;
 pub mod tape;
+pub mod train;
 
 pub use gpu::{Error, Gpu, GpuOptions, Result};

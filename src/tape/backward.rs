@@ -103,7 +103,7 @@ impl<'g> Tape<'g> {
                 if let Some(bias) = bias {
                     if let Some(t) = self.target(*bias) {
                         // dbias[n] = 1[m]ᵀ·dC: column sums as a product with ones.
-                        let ones = self.take_filled(m as usize, 1.0)?;
+                        let ones = self.ones(m as usize)?;
                         matmul(
                             gpu,
                             self.pass(),
@@ -140,7 +140,7 @@ impl<'g> Tape<'g> {
                     Some(buffer) => buffer,
                     None => self.take_filled(self.slots[*alpha].len, 0.0)?,
                 };
-                let scratch = self.take_grad(rezero::REZERO_SCRATCH_LEN);
+                let scratch = self.scratch(rezero::REZERO_SCRATCH_LEN);
                 let accumulate_dx = dx.as_ref().is_some_and(|t| t.accumulate);
                 rezero::rezero_backward(
                     gpu,
@@ -210,7 +210,7 @@ impl<'g> Tape<'g> {
                     Some(b) => b,
                     None => self.take_filled(*cols as usize, 0.0)?,
                 };
-                let scratch = self.take_grad(layernorm::layernorm_scratch_len(*rows, *cols));
+                let scratch = self.scratch(layernorm::layernorm_scratch_len(*rows, *cols));
                 let accumulate_dx = dx.as_ref().is_some_and(|t| t.accumulate);
                 layernorm::layernorm_backward(
                     gpu,

@@ -382,7 +382,7 @@ impl<'g> Tape<'g> {
     /// Σ x: a [1] tensor. Must be the last op before backward.
     pub fn sum(&mut self, x: &Tensor) -> Result<Tensor> {
         let out = self.output(&[1], self.requires_grad(x));
-        let scratch = self.take(reduce::REDUCE_SCRATCH_LEN);
+        let scratch = self.scratch(reduce::REDUCE_SCRATCH_LEN);
         let gpu = self.gpu;
         reduce::sum_all(
             gpu,

@@ -107,6 +107,11 @@ pub struct Tape<'g> {
     /// backward or at `reset`.
     grads_taken: Vec<wgpu::Buffer>,
     grad_enabled: bool,
+    /// Scratch for two-stage reductions, shared by every op: the dispatches that use it
+    /// run one after another, so one buffer serves them all. Grows as needed.
+    scratch: Option<wgpu::Buffer>,
+    /// A buffer of ones (bias gradients are 1ᵀ·dC). Grows as needed.
+    ones: Option<(usize, wgpu::Buffer)>,
 }
 
 impl<'g> Tape<'g> {
@@ -121,6 +126,8 @@ impl<'g> Tape<'g> {
             taken: Vec::new(),
             grads_taken: Vec::new(),
             grad_enabled: true,
+            scratch: None,
+            ones: None,
         }
     }
 
@@ -185,6 +192,32 @@ impl<'g> Tape<'g> {
         for buffer in self.taken.drain(..).chain(self.grads_taken.drain(..)) {
             self.pool.give(buffer);
         }
+    }
+
+    /// The shared scratch buffer, at least `len` floats.
+    pub(crate) fn scratch(&mut self, len: usize) -> wgpu::Buffer {
+        match &self.scratch {
+            Some(buffer) if buffer.size() >= len as u64 * 4 => buffer.clone(),
+            _ => {
+                let buffer = self.gpu.zeroed_f32("tape scratch", len);
+                self.scratch = Some(buffer.clone());
+                buffer
+            }
+        }
+    }
+
+    /// A buffer of at least `len` ones (filled when it is made).
+    pub(crate) fn ones(&mut self, len: usize) -> Result<wgpu::Buffer> {
+        if let Some((have, buffer)) = &self.ones {
+            if *have >= len {
+                return Ok(buffer.clone());
+            }
+        }
+        let buffer = self.gpu.zeroed_f32("tape ones", len);
+        let gpu = self.gpu;
+        elementwise::fill(gpu, self.pass(), &buffer, 1.0, len as u32)?;
+        self.ones = Some((len, buffer.clone()));
+        Ok(buffer)
     }
 
     /// A pool buffer for a gradient of the current backward pass.

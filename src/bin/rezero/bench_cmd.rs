@@ -1,51 +1,15 @@
-//! The `rezero` command line: `info` (the GPU rezero would use) and `bench` (kernel timings
-//! beside a reference measured in the same run).
+//! `rezero bench`: kernel timings beside a reference measured in the same run.
 
 use std::io::Write;
-use std::process::ExitCode;
 
-/// `println!` that ends the program quietly when stdout is closed (`rezero bench ... | head`).
-macro_rules! out {
-    ($($arg:tt)*) => {
-        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
-            std::process::exit(0);
-        }
-    };
-}
-
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::ValueEnum;
 use rezero::bench::{self, Record};
-use rezero::gpu::{BackendChoice, Gpu, GpuOptions};
+use rezero::gpu::Gpu;
 use rezero::kernels::matmul::MatmulVariant;
 use rezero::{Error, Result};
 
-#[derive(Parser)]
-#[command(
-    name = "rezero",
-    version,
-    about = "ReZero deep networks on any GPU wgpu reaches: hand-written WGSL kernels, benchmarks"
-)]
-struct Cli {
-    /// Graphics API to use: vulkan, metal, dx12 or gl (default: the best available).
-    #[arg(long, global = true)]
-    backend: Option<String>,
-    /// Use the first adapter whose name contains this text (see `rezero info`).
-    #[arg(long, global = true)]
-    adapter: Option<String>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Show the adapter, backend, driver, features and the limits that matter.
-    Info,
-    /// Time kernels (median of synchronised runs) beside a reference from the same run.
-    Bench(BenchArgs),
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Family {
+pub enum Family {
     Matmul,
     Rezero,
     Elementwise,
@@ -59,10 +23,10 @@ enum Family {
 }
 
 #[derive(clap::Args)]
-struct BenchArgs {
+pub struct BenchArgs {
     /// Which kernels to time.
     #[arg(value_enum)]
-    family: Family,
+    pub family: Family,
     /// Comma-separated sizes: matmul N or MxNxK (e.g. 1024,4096x512x512); rezero,
     /// elementwise, reduce and optim element counts (e.g. 1M,16M); softmax, layernorm and
     /// cross-entropy ROWSxCOLS; embedding TOKENSxDIM[xVOCAB].
@@ -80,74 +44,6 @@ struct BenchArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-fn open_gpu(cli: &Cli) -> Result<Gpu> {
-    let backend = cli
-        .backend
-        .as_deref()
-        .map(str::parse::<BackendChoice>)
-        .transpose()?;
-    Gpu::new(&GpuOptions {
-        backend,
-        adapter: cli.adapter.clone(),
-    })
-}
-
-fn info(gpu: &Gpu) {
-    let i = gpu.info();
-    let l = gpu.limits();
-    let f = gpu.features();
-    out!("adapter        {}", i.name);
-    out!("backend        {:?}", i.backend);
-    out!("device type    {:?}", i.device_type);
-    out!("driver         {} {}", i.driver, i.driver_info);
-    out!("vendor/device  {:#06x}/{:#06x}", i.vendor, i.device);
-    let has = |feature: wgpu::Features| if f.contains(feature) { "yes" } else { "no" };
-    out!(
-        "features       timestamp-query {}, shader-f16 {}, subgroups {}",
-        has(wgpu::Features::TIMESTAMP_QUERY),
-        has(wgpu::Features::SHADER_F16),
-        has(wgpu::Features::SUBGROUP)
-    );
-    out!(
-        "subgroup size  {}..{}",
-        i.subgroup_min_size,
-        i.subgroup_max_size
-    );
-    out!("limits");
-    out!(
-        "  workgroup storage          {} bytes",
-        l.max_compute_workgroup_storage_size
-    );
-    out!(
-        "  storage binding size       {} bytes ({} MiB)",
-        l.max_storage_buffer_binding_size,
-        l.max_storage_buffer_binding_size >> 20
-    );
-    out!(
-        "  buffer size                {} bytes ({} MiB)",
-        l.max_buffer_size,
-        l.max_buffer_size >> 20
-    );
-    out!(
-        "  invocations per workgroup  {}",
-        l.max_compute_invocations_per_workgroup
-    );
-    out!(
-        "  workgroup size x/y/z       {}/{}/{}",
-        l.max_compute_workgroup_size_x,
-        l.max_compute_workgroup_size_y,
-        l.max_compute_workgroup_size_z
-    );
-    out!(
-        "  workgroups per dimension   {}",
-        l.max_compute_workgroups_per_dimension
-    );
-    out!(
-        "  storage buffers per stage  {}",
-        l.max_storage_buffers_per_shader_stage
-    );
 }
 
 /// Prints one record as a table row or a JSON line.
@@ -293,7 +189,7 @@ fn bench_memory(gpu: &Gpu, args: &BenchArgs, family: Family) -> Result<()> {
     Ok(())
 }
 
-fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
+pub fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     if !args.json {
         out!("{} ({:?})", gpu.info().name, gpu.info().backend);
         out!("{}", Record::header());
@@ -327,26 +223,4 @@ fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn run(cli: &Cli) -> Result<()> {
-    let gpu = open_gpu(cli)?;
-    match &cli.command {
-        Command::Info => {
-            info(&gpu);
-            Ok(())
-        }
-        Command::Bench(args) => bench(&gpu, args),
-    }
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }

@@ -1,0 +1,61 @@
+//! `rezero info`: the adapter rezero would use and the limits that matter.
+
+use std::io::Write;
+
+use rezero::gpu::Gpu;
+
+pub fn info(gpu: &Gpu) {
+    let i = gpu.info();
+    let l = gpu.limits();
+    let f = gpu.features();
+    out!("adapter        {}", i.name);
+    out!("backend        {:?}", i.backend);
+    out!("device type    {:?}", i.device_type);
+    out!("driver         {} {}", i.driver, i.driver_info);
+    out!("vendor/device  {:#06x}/{:#06x}", i.vendor, i.device);
+    let has = |feature: wgpu::Features| if f.contains(feature) { "yes" } else { "no" };
+    out!(
+        "features       timestamp-query {}, shader-f16 {}, subgroups {}",
+        has(wgpu::Features::TIMESTAMP_QUERY),
+        has(wgpu::Features::SHADER_F16),
+        has(wgpu::Features::SUBGROUP)
+    );
+    out!(
+        "subgroup size  {}..{}",
+        i.subgroup_min_size,
+        i.subgroup_max_size
+    );
+    out!("limits");
+    out!(
+        "  workgroup storage          {} bytes",
+        l.max_compute_workgroup_storage_size
+    );
+    out!(
+        "  storage binding size       {} bytes ({} MiB)",
+        l.max_storage_buffer_binding_size,
+        l.max_storage_buffer_binding_size >> 20
+    );
+    out!(
+        "  buffer size                {} bytes ({} MiB)",
+        l.max_buffer_size,
+        l.max_buffer_size >> 20
+    );
+    out!(
+        "  invocations per workgroup  {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    out!(
+        "  workgroup size x/y/z       {}/{}/{}",
+        l.max_compute_workgroup_size_x,
+        l.max_compute_workgroup_size_y,
+        l.max_compute_workgroup_size_z
+    );
+    out!(
+        "  workgroups per dimension   {}",
+        l.max_compute_workgroups_per_dimension
+    );
+    out!(
+        "  storage buffers per stage  {}",
+        l.max_storage_buffers_per_shader_stage
+    );
+}

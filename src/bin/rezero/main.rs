@@ -1,0 +1,84 @@
+//! The `rezero` command line: `info` (the GPU rezero would use), `bench` (kernel timings
+//! beside a reference measured in the same run) and `train` (models on real data).
+
+use std::process::ExitCode;
+
+/// `println!` for the command modules (they `use std::io::Write`) that ends the program quietly when stdout is closed (`rezero bench ... | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    };
+}
+
+mod bench_cmd;
+mod info_cmd;
+mod train_cmd;
+
+use clap::{Parser, Subcommand};
+use rezero::Result;
+use rezero::gpu::{BackendChoice, Gpu, GpuOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "rezero",
+    version,
+    about = "ReZero deep networks on any GPU wgpu reaches: hand-written WGSL kernels, benchmarks"
+)]
+struct Cli {
+    /// Graphics API to use: vulkan, metal, dx12 or gl (default: the best available).
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    /// Use the first adapter whose name contains this text (see `rezero info`).
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the adapter, backend, driver, features and the limits that matter.
+    Info,
+    /// Time kernels (median of synchronised runs) beside a reference from the same run.
+    Bench(bench_cmd::BenchArgs),
+    /// Train a model.
+    #[command(subcommand)]
+    Train(train_cmd::TrainCommand),
+}
+
+fn open_gpu(cli: &Cli) -> Result<Gpu> {
+    let backend = cli
+        .backend
+        .as_deref()
+        .map(str::parse::<BackendChoice>)
+        .transpose()?;
+    Gpu::new(&GpuOptions {
+        backend,
+        adapter: cli.adapter.clone(),
+    })
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let gpu = open_gpu(cli)?;
+    match &cli.command {
+        Command::Info => {
+            info_cmd::info(&gpu);
+            Ok(())
+        }
+        Command::Bench(args) => bench_cmd::bench(&gpu, args),
+        Command::Train(command) => train_cmd::train(&gpu, command),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

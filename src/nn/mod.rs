@@ -1,0 +1,6 @@
+//! Models built from tape ops. Parameters are named struct fields with shape comments.
+
+pub mod init;
+pub mod mlp;
+
+pub use mlp::{Mlp, MlpConfig, MlpVariant};

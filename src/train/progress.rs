@@ -1,0 +1,73 @@
+//! A one-line progress display on stderr (step, loss, steps/s, ETA), redrawn at most ten
+//! times a second, and duration formatting.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+pub struct Progress {
+    label: String,
+    total: u64,
+    start: Instant,
+    last_draw: Option<Instant>,
+    enabled: bool,
+}
+
+/// "1h02m", "3m05s" or "12.3s".
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 3600.0 {
+        format!("{}h{:02}m", (s / 3600.0) as u64, (s % 3600.0 / 60.0) as u64)
+    } else if s >= 60.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+impl Progress {
+    pub fn new(label: &str, total: u64, enabled: bool) -> Progress {
+        Progress {
+            label: label.to_string(),
+            total,
+            start: Instant::now(),
+            last_draw: None,
+            enabled,
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Redraws the line for `step` (1-based) if a tenth of a second has passed.
+    pub fn update(&mut self, step: u64, epoch: usize, loss: Option<f32>) {
+        if !self.enabled
+            || self
+                .last_draw
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+                && step < self.total
+        {
+            return;
+        }
+        self.last_draw = Some(Instant::now());
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let rate = step as f64 / elapsed.max(1e-9);
+        let eta =
+            Duration::from_secs_f64((self.total.saturating_sub(step)) as f64 / rate.max(1e-9));
+        let loss = loss.map_or("-".to_string(), |l| format!("{l:.4}"));
+        eprint!(
+            "\r{} epoch {epoch} step {step}/{} loss {loss} {rate:.1} steps/s ETA {}   ",
+            self.label,
+            self.total,
+            format_duration(eta)
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    /// Ends the progress line.
+    pub fn finish(&mut self) {
+        if self.enabled && self.last_draw.is_some() {
+            eprintln!();
+        }
+    }
+}
