@@ -19,6 +19,8 @@ pub enum Family {
     Embedding,
     CrossEntropy,
     Optim,
+    /// A whole MLP training step (forward, backward, Adagrad) against depth.
+    Mlp,
     All,
 }
 
@@ -29,7 +31,7 @@ pub struct BenchArgs {
     pub family: Family,
     /// Comma-separated sizes: matmul N or MxNxK (e.g. 1024,4096x512x512); rezero,
     /// elementwise, reduce and optim element counts (e.g. 1M,16M); softmax, layernorm and
-    /// cross-entropy ROWSxCOLS; embedding TOKENSxDIM[xVOCAB].
+    /// cross-entropy ROWSxCOLS; embedding TOKENSxDIM[xVOCAB]; mlp DEPTH[xWIDTH[xBATCH]].
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
     /// Matmul variants to time (default: naive where small, tiled, reg4x4, reg8x4, auto).
@@ -164,8 +166,8 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
             let (rows, cols, n) = rows_cols(size)?;
             (bench::cross_entropy_cases(gpu, rows, cols), n)
         }
-        Family::Matmul | Family::All => {
-            unreachable!("matmul and all are not memory-bound families")
+        Family::Matmul | Family::Mlp | Family::All => {
+            unreachable!("not a memory-bound family")
         }
     })
 }
@@ -212,6 +214,7 @@ pub fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
                 Family::Embedding,
                 Family::CrossEntropy,
                 Family::Optim,
+                Family::Mlp,
             ]
         }
         f => vec![f],
@@ -219,8 +222,47 @@ pub fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     for family in families {
         match family {
             Family::Matmul => bench_matmul(gpu, args)?,
+            Family::Mlp => bench_mlp(gpu, args)?,
             f => bench_memory(gpu, args, f)?,
         }
+    }
+    Ok(())
+}
+
+/// ReZero MLP training steps against depth, beside the matmul of one layer's shape
+/// ([batch, width] · [width, width]) in the same run.
+fn bench_mlp(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
+    for size in sizes_or(&args.sizes, &["64", "256", "1000"]) {
+        let (depth, width, batch) = bench::parse_mlp(size)?;
+        let layer = bench::matmul_case(gpu, batch, width, width, MatmulVariant::Auto)?;
+        let reference = bench::measure(gpu, &layer, args.warmup, args.runs, "", 1.0)?.value;
+        let runs = args.runs.min(5);
+        let step = bench::mlp_step(
+            gpu,
+            rezero::nn::MlpVariant::Rezero,
+            depth as usize,
+            width as usize,
+            batch as usize,
+            1,
+            runs,
+        )?;
+        let mib = |b: u64| b as f64 / 1048576.0;
+        let record = Record {
+            kernel: "mlp_step".into(),
+            shape: format!("{depth}x{width}x{batch}"),
+            variant: "rezero".into(),
+            ms: step.seconds * 1e3,
+            value: step.flops / step.seconds / 1e9,
+            unit: "GFLOP/s",
+            reference: format!("matmul {batch}x{width}x{width}"),
+            reference_value: reference,
+            note: format!(
+                "activations {:.1} MiB peak, params+grads+state {:.1} MiB",
+                mib(step.peak_activation_bytes),
+                mib(step.param_bytes)
+            ),
+        };
+        emit(&record, args.json);
     }
     Ok(())
 }

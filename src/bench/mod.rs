@@ -1,0 +1,200 @@
+//! Benchmark cases shared by `rezero bench` and `cargo bench`: each case prepares its
+//! buffers once, runs one synchronised iteration on demand, and knows how much work
+//! (flops or bytes) an iteration does, so a figure can sit next to its same-run reference.
+
+use std::time::Instant;
+
+mod cases;
+mod mlp;
+mod parse;
+
+pub use cases::*;
+pub use mlp::{MlpStep, mlp_step};
+pub use parse::*;
+
+use crate::gpu::{Error, Gpu, Result};
+
+/// What one iteration of a case does.
+#[derive(Clone, Copy, Debug)]
+pub enum Work {
+    Flops(f64),
+    /// Bytes read plus bytes written, counting each buffer once.
+    Bytes(f64),
+}
+
+type RunFn = Box<dyn Fn(&Gpu) -> Result<()>>;
+
+/// A prepared benchmark: buffers allocated, pipeline built on first run.
+pub struct Case {
+    pub kernel: &'static str,
+    pub shape: String,
+    pub variant: String,
+    pub work: Work,
+    run: RunFn,
+}
+
+impl Case {
+    /// One iteration: record, submit, wait for the GPU.
+    pub fn run(&self, gpu: &Gpu) -> Result<()> {
+        (self.run)(gpu)
+    }
+}
+
+/// Median wall time (seconds) of `runs` synchronised iterations after `warmup` ones.
+pub fn median_seconds(
+    mut once: impl FnMut() -> Result<()>,
+    warmup: usize,
+    runs: usize,
+) -> Result<f64> {
+    for _ in 0..warmup {
+        once()?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        once()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// One line of a benchmark report.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub kernel: String,
+    pub shape: String,
+    pub variant: String,
+    pub ms: f64,
+    /// GFLOP/s or GB/s, as `unit` says.
+    pub value: f64,
+    pub unit: &'static str,
+    pub reference: String,
+    pub reference_value: f64,
+    /// Anything else measured (memory held, ...), free text; empty for most kernels.
+    pub note: String,
+}
+
+impl Record {
+    pub fn ratio(&self) -> f64 {
+        self.value / self.reference_value
+    }
+
+    /// One JSON object: kernel, shape, variant, ms, gflops or gbps, reference, reference_value, ratio.
+    pub fn to_json(&self) -> String {
+        let key = if self.unit == "GFLOP/s" {
+            "gflops"
+        } else {
+            "gbps"
+        };
+        format!(
+            "{{\"kernel\":\"{}\",\"shape\":\"{}\",\"variant\":\"{}\",\"ms\":{:.4},\"{key}\":{:.3},\"reference\":\"{}\",\"reference_value\":{:.3},\"ratio\":{:.3},\"note\":\"{}\"}}",
+            self.kernel,
+            self.shape,
+            self.variant,
+            self.ms,
+            self.value,
+            self.reference,
+            self.reference_value,
+            self.ratio(),
+            self.note
+        )
+    }
+
+    /// One aligned table row.
+    pub fn to_row(&self) -> String {
+        format!(
+            "{:<18} {:<16} {:<13} {:>10.3} {:>9.2} {:<8} {:<14} {:>9.2} {:>7.2}  {}",
+            self.kernel,
+            self.shape,
+            self.variant,
+            self.ms,
+            self.value,
+            self.unit,
+            self.reference,
+            self.reference_value,
+            self.ratio(),
+            self.note
+        )
+    }
+
+    pub fn header() -> String {
+        format!(
+            "{:<18} {:<16} {:<13} {:>10} {:>9} {:<8} {:<14} {:>9} {:>7}",
+            "kernel", "shape", "variant", "ms", "value", "unit", "reference", "ref value", "ratio"
+        )
+    }
+}
+
+/// Times a case and turns it into a record against the given reference.
+pub fn measure(
+    gpu: &Gpu,
+    case: &Case,
+    warmup: usize,
+    runs: usize,
+    reference: &str,
+    reference_value: f64,
+) -> Result<Record> {
+    let seconds = median_seconds(|| case.run(gpu), warmup, runs)?;
+    let (value, unit) = match case.work {
+        Work::Flops(f) => (f / seconds / 1e9, "GFLOP/s"),
+        Work::Bytes(b) => (b / seconds / 1e9, "GB/s"),
+    };
+    Ok(Record {
+        kernel: case.kernel.to_string(),
+        shape: case.shape.clone(),
+        variant: case.variant.clone(),
+        ms: seconds * 1e3,
+        value,
+        unit,
+        reference: reference.to_string(),
+        reference_value,
+        note: String::new(),
+    })
+}
+
+/// Times `case` and the plain copy of `n` elements in alternating runs (so drift in the
+/// machine's speed hits both alike) and reports the case beside the copy's GB/s.
+pub fn measure_against_copy(
+    gpu: &Gpu,
+    case: &Case,
+    n: u32,
+    warmup: usize,
+    runs: usize,
+) -> Result<Record> {
+    let copy = copy_case(gpu, n);
+    for _ in 0..warmup {
+        copy.run(gpu)?;
+        case.run(gpu)?;
+    }
+    let (mut copy_times, mut case_times) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        copy_times.push(median_seconds(|| copy.run(gpu), 0, 1)?);
+        case_times.push(median_seconds(|| case.run(gpu), 0, 1)?);
+    }
+    let median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let (copy_s, case_s) = (median(copy_times), median(case_times));
+    let Work::Bytes(bytes) = case.work else {
+        return Err(Error::Invalid {
+            what: "benchmark".into(),
+            why: format!("{} is not memory-bound", case.kernel),
+        });
+    };
+    let Work::Bytes(copy_bytes) = copy.work else {
+        unreachable!("copy moves bytes")
+    };
+    Ok(Record {
+        kernel: case.kernel.to_string(),
+        shape: case.shape.clone(),
+        variant: case.variant.clone(),
+        ms: case_s * 1e3,
+        value: bytes / case_s / 1e9,
+        unit: "GB/s",
+        reference: "copy".to_string(),
+        reference_value: copy_bytes / copy_s / 1e9,
+        note: String::new(),
+    })
+}
