@@ -15,8 +15,10 @@
 //! - [`tape`]: [`Tensor`](tape::Tensor), [`Param`](tape::Param) and the [`Tape`](tape::Tape)
 //!   that records ops and runs backward.
 //! - [`train`]: training loops with progress, metrics CSV and evaluation.
+//! - [`analysis`]: the input-output Jacobian and its singular values (dynamical isometry).
 //! - [`bench`]: the benchmark cases shared by `rezero bench` and `cargo bench`.
 
+pub mod analysis;
 pub mod bench;
 pub mod cpu;
 pub mod data;

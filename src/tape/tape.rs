@@ -306,6 +306,14 @@ impl<'g> Tape<'g> {
         Ok(self.push(buffer, shape, false, None))
     }
 
+    /// Data that gradients flow back to (read them with [`Tape::grad`] after backward):
+    /// the input of a Jacobian, say.
+    pub fn variable(&mut self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        let t = self.input(data, shape)?;
+        self.slots[t.id].requires_grad = self.grad_enabled;
+        Ok(t)
+    }
+
     /// A parameter: its gradient flows into `param.grad` (accumulated).
     pub fn param(&mut self, param: &Param) -> Tensor {
         self.push(

@@ -14,6 +14,7 @@ macro_rules! out {
 
 mod bench_cmd;
 mod info_cmd;
+mod isometry_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,8 @@ enum Command {
     /// Train a model.
     #[command(subcommand)]
     Train(train_cmd::TrainCommand),
+    /// Singular values of a network's input-output Jacobian (dynamical isometry).
+    Isometry(isometry_cmd::IsometryArgs),
 }
 
 fn open_gpu(cli: &Cli) -> Result<Gpu> {
@@ -69,6 +72,7 @@ fn run(cli: &Cli) -> Result<()> {
         }
         Command::Bench(args) => bench_cmd::bench(&gpu, args),
         Command::Train(command) => train_cmd::train(&gpu, command),
+        Command::Isometry(args) => isometry_cmd::isometry(&gpu, args),
     }
 }
 
