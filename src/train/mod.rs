@@ -1,6 +1,7 @@
 //! Training loops: a classifier on image data (the MLP experiments), with progress, a
 //! metrics CSV, test evaluation each epoch and a summary.
 
+pub mod plot;
 pub mod progress;
 
 use std::io::Write;

@@ -15,6 +15,7 @@ macro_rules! out {
 mod bench_cmd;
 mod info_cmd;
 mod isometry_cmd;
+mod plot_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +50,8 @@ enum Command {
     Train(train_cmd::TrainCommand),
     /// Singular values of a network's input-output Jacobian (dynamical isometry).
     Isometry(isometry_cmd::IsometryArgs),
+    /// Draw the curves of several runs in one SVG picture.
+    Plot(plot_cmd::PlotArgs),
 }
 
 fn open_gpu(cli: &Cli) -> Result<Gpu> {
@@ -64,6 +67,9 @@ fn open_gpu(cli: &Cli) -> Result<Gpu> {
 }
 
 fn run(cli: &Cli) -> Result<()> {
+    if let Command::Plot(args) = &cli.command {
+        return plot_cmd::plot(args); // no GPU needed
+    }
     let gpu = open_gpu(cli)?;
     match &cli.command {
         Command::Info => {
@@ -73,6 +79,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Bench(args) => bench_cmd::bench(&gpu, args),
         Command::Train(command) => train_cmd::train(&gpu, command),
         Command::Isometry(args) => isometry_cmd::isometry(&gpu, args),
+        Command::Plot(_) => unreachable!("handled above"),
     }
 }
 

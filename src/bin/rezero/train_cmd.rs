@@ -9,6 +9,7 @@ use rezero::data::{self, DatasetName, Images};
 use rezero::gpu::Gpu;
 use rezero::nn::{Mlp, MlpConfig, MlpVariant};
 use rezero::optim::{Method, Optimizer, OptimizerConfig, Schedule};
+use rezero::train::plot::{plot_svg, read_curve};
 use rezero::train::{RunConfig, Summary, progress::format_duration, train_classifier};
 use rezero::{Error, Result};
 
@@ -189,6 +190,22 @@ fn train_mlp(gpu: &Gpu, args: &MlpArgs) -> Result<()> {
         let summary = run_one(gpu, args, variant, &train, &test, out)?;
         print_summary(&summary);
         summaries.push(summary);
+    }
+    if let Some(dir) = &args.out {
+        let runs: Vec<PathBuf> = args.compare.iter().map(|v| dir.join(v.name())).collect();
+        let curves = runs
+            .iter()
+            .map(|r| read_curve(r, "metrics.csv", "loss"))
+            .collect::<Result<Vec<_>>>()?;
+        let svg = dir.join("loss.svg");
+        let title = format!(
+            "{} MLPs, {} blocks of width {}",
+            args.dataset.name(),
+            args.depth,
+            args.width
+        );
+        plot_svg(&curves, "training loss", &title, &svg)?;
+        eprintln!("loss curves: {}", svg.display());
     }
     out!(
         "\n{:<22} {:>8} {:>16} {:>10} {:>14} {:>10}",

@@ -1,0 +1,233 @@
+//! The `rezero` binary end to end: info, bench --json, train mlp (one run and --compare,
+//! on small IDX files made here), isometry, plot, and clear errors for bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rezero::data::idx;
+
+fn rezero(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rezero"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("the rezero binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rezero-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A tiny Fashion-MNIST-shaped data set whose label is written into the image.
+fn tiny_dataset(dir: &Path) {
+    for (prefix, count) in [("train", 200), ("t10k", 50)] {
+        let labels: Vec<u8> = (0..count).map(|i| (i * 7 % 10) as u8).collect();
+        let pixels: Vec<u8> = labels
+            .iter()
+            .flat_map(|&l| (0..784).map(move |p| if p / 78 == l as usize { 255 } else { 0 }))
+            .collect();
+        idx::write_images(
+            &dir.join(format!("{prefix}-images-idx3-ubyte.gz")),
+            count,
+            28,
+            28,
+            &pixels,
+        )
+        .unwrap();
+        idx::write_labels(&dir.join(format!("{prefix}-labels-idx1-ubyte.gz")), &labels).unwrap();
+    }
+}
+
+#[test]
+fn info_and_bench_json() {
+    let _gpu = require_gpu!();
+    let out = rezero(&["info"]);
+    assert!(
+        out.status.success() && text(&out).contains("workgroup storage"),
+        "{}",
+        text(&out)
+    );
+    let out = rezero(&[
+        "bench",
+        "matmul",
+        "--sizes",
+        "64",
+        "--variants",
+        "naive,auto",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    for key in [
+        "\"kernel\":\"matmul\"",
+        "\"gflops\":",
+        "\"reference\":\"cpu-sgemm\"",
+        "\"ratio\":",
+    ] {
+        assert!(stdout.contains(key), "{key} missing from {stdout}");
+    }
+}
+
+#[test]
+fn train_mlp_one_run_and_compare() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("train");
+    tiny_dataset(&dir);
+    let data = dir.to_str().unwrap();
+    let run = dir.join("run");
+    let common = [
+        "train",
+        "mlp",
+        "--data-dir",
+        data,
+        "--depth",
+        "4",
+        "--width",
+        "16",
+        "--batch",
+        "10",
+        "--steps",
+        "20",
+        "--quiet",
+    ];
+    let out = rezero(&[&common[..], &["--out", run.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("rezero-4x16: 20 steps"),
+        "{}",
+        text(&out)
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(
+        metrics.lines().count(),
+        3,
+        "header and two logged steps:\n{metrics}"
+    );
+    assert!(
+        std::fs::read_to_string(run.join("summary.txt"))
+            .unwrap()
+            .contains("steps=20")
+    );
+
+    let cmp = dir.join("cmp");
+    let out = rezero(
+        &[
+            &common[..],
+            &["--compare", "plain,rezero", "--out", cmp.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("test accuracy") && text(&out).contains("plain-4x16"),
+        "{}",
+        text(&out)
+    );
+    let svg = std::fs::read_to_string(cmp.join("loss.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("plain") && svg.contains("rezero"));
+
+    let out = rezero(&[
+        "plot",
+        cmp.join("plain").to_str().unwrap(),
+        "--metric",
+        "test_accuracy",
+        "-o",
+        dir.join("acc.svg").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success() && dir.join("acc.svg").is_file(),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn isometry_of_a_fresh_rezero_stack_is_one() {
+    let _gpu = require_gpu!();
+    let out = rezero(&[
+        "isometry",
+        "--model",
+        "mlp",
+        "--variant",
+        "rezero",
+        "--depth",
+        "8",
+        "--width",
+        "16",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("mean squared 1.000000  min 1.000000  max 1.000000"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_exit_code_1() {
+    let _gpu = require_gpu!();
+    let missing = std::env::temp_dir().join("rezero-no-such-dir");
+    let out = rezero(&[
+        "train",
+        "mlp",
+        "--data-dir",
+        missing.to_str().unwrap(),
+        "--steps",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("fetch-data.sh"), "{}", text(&out));
+
+    let dir = temp_dir("bad");
+    tiny_dataset(&dir);
+    let out = rezero(&[
+        "train",
+        "mlp",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--lr=-1",
+        "--steps",
+        "1",
+        "--depth",
+        "2",
+        "--width",
+        "8",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("learning rate"), "{}", text(&out));
+    let out = rezero(&[
+        "train",
+        "mlp",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--variant",
+        "deep",
+        "--steps",
+        "1",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("plain, residual, layernorm, rezero"),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
