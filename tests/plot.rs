@@ -29,7 +29,7 @@ fn curves_read_skip_empty_cells_and_draw() {
     );
 
     let svg = dir.join("loss.svg");
-    plot_svg(&[curve.clone()], "loss", "test", &svg).unwrap();
+    plot_svg(std::slice::from_ref(&curve), "loss", "test", &svg).unwrap();
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(
         text.starts_with("<svg") && text.contains("rezero-8x16") && text.contains("<polyline"),
