@@ -126,6 +126,13 @@ fn train_mlp_one_run_and_compare() {
             .unwrap()
             .contains("steps=20")
     );
+    let checkpoint = run.join("model.safetensors");
+    let out = rezero(&["isometry", "--checkpoint", checkpoint.to_str().unwrap()]);
+    let shown = text(&out);
+    assert!(
+        out.status.success() && shown.contains("rezero MLP, 4 blocks of width 16, trained weights"),
+        "{shown}"
+    );
 
     let cmp = dir.join("cmp");
     let out = rezero(

@@ -66,6 +66,7 @@ pub struct MlpConfig {
 /// The parameters, by name. Initialisation: every weight Xavier-normal with gain √2
 /// (He-normal for the square block weights), biases 0, LayerNorm gain 1 and bias 0, α =
 /// `alpha_init`. Weight decay applies to the weights only.
+#[derive(Debug)]
 pub struct Mlp {
     pub config: MlpConfig,
     /// [width, inputs]

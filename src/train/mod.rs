@@ -1,6 +1,7 @@
 //! Training loops: a classifier on image data (the MLP experiments), with progress, a
 //! metrics CSV, test evaluation each epoch and a summary.
 
+pub mod checkpoint;
 pub mod plot;
 pub mod progress;
 
@@ -28,7 +29,8 @@ pub struct RunConfig {
     pub seed: u64,
     /// Read the loss back (and write a CSV row) every this many steps.
     pub log_every: u64,
-    /// Run directory for metrics.csv, eval.csv and summary.txt.
+    /// Run directory for metrics.csv, eval.csv, summary.txt and model.safetensors (saved
+    /// after every epoch).
     pub out: Option<PathBuf>,
     pub show_progress: bool,
 }
@@ -216,6 +218,9 @@ pub fn train_classifier(
             progress.update(step, epoch + 1, shown.or(losses.last().map(|l| l.1)));
         }
         (test_loss, test_accuracy) = evaluate(&mut tape, model, test, run.batch.max(100))?;
+        if let Some(dir) = &run.out {
+            checkpoint::save_mlp(gpu, model, &dir.join("model.safetensors"))?;
+        }
         if let Some((_, (file, path))) = files.as_mut() {
             write_line(
                 file,

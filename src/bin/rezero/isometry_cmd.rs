@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use rezero::analysis::isometry::{Spectrum, jacobian, singular_values};
 use rezero::gpu::Gpu;
 use rezero::nn::{Mlp, MlpConfig, MlpVariant, init};
+use rezero::train::checkpoint;
 use rezero::{Error, Result};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,6 +33,10 @@ pub struct IsometryArgs {
     /// Seeds the weights and the input.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Take the model (variant, depth, width and weights) from a checkpoint that
+    /// `rezero train mlp --out DIR` wrote (DIR/model.safetensors).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
     /// Write the singular values, one a line, to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -39,26 +44,35 @@ pub struct IsometryArgs {
 
 pub fn isometry(gpu: &Gpu, args: &IsometryArgs) -> Result<()> {
     let Model::Mlp = args.model;
-    let config = MlpConfig {
-        variant: args.variant,
-        depth: args.depth,
-        width: args.width,
-        inputs: args.width,
-        classes: 10,
-        alpha_init: args.alpha_init,
-        seed: args.seed,
+    let model = match &args.checkpoint {
+        Some(path) => checkpoint::load_mlp(gpu, path)?,
+        None => {
+            let config = MlpConfig {
+                variant: args.variant,
+                depth: args.depth,
+                width: args.width,
+                inputs: args.width,
+                classes: 10,
+                alpha_init: args.alpha_init,
+                seed: args.seed,
+            };
+            Mlp::new(gpu, config)?
+        }
     };
-    let model = Mlp::new(gpu, config)?;
+    let c = &model.config;
     // The Jacobian of the block stack h_D(h_0) at a standard-normal h_0.
-    let x = init::normal(args.seed.wrapping_add(12345), args.width, 1.0);
+    let x = init::normal(args.seed.wrapping_add(12345), c.width, 1.0);
     let (outputs, j) = jacobian(gpu, &x, |tape, h| model.blocks(tape, h))?;
-    let spectrum = Spectrum::new(singular_values(outputs, args.width, &j));
+    let spectrum = Spectrum::new(singular_values(outputs, c.width, &j));
+    let weights = match &args.checkpoint {
+        Some(path) => format!("trained weights from {}", path.display()),
+        None => format!("initial weights, alpha init {}", c.alpha_init),
+    };
     out!(
-        "{} MLP, {} blocks of width {}, alpha init {}: Jacobian of the block stack at a standard-normal input",
-        args.variant.name(),
-        args.depth,
-        args.width,
-        args.alpha_init
+        "{} MLP, {} blocks of width {}, {weights}: Jacobian of the block stack at a standard-normal input",
+        c.variant.name(),
+        c.depth,
+        c.width
     );
     out!(
         "singular values: {}  mean squared {:.6}  min {:.6}  max {:.6}",

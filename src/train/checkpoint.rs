@@ -1,0 +1,176 @@
+//! Checkpoints in the safetensors format (PyTorch users can open them): every parameter
+//! by name as F32, plus string metadata describing the model. Written to a temporary file
+//! and renamed, so a crash never leaves half a file.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::gpu::{Error, Gpu, Result};
+use crate::nn::{Mlp, MlpConfig};
+use crate::tape::Param;
+
+/// A checkpoint read from disk.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub metadata: HashMap<String, String>,
+    /// name → (shape, values)
+    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+fn data_error(path: &Path, why: impl Into<String>) -> Error {
+    Error::Data {
+        path: path.to_path_buf(),
+        why: why.into(),
+    }
+}
+
+/// Reads `params` back from the GPU and writes them with `metadata` to `path` atomically.
+pub fn save(
+    gpu: &Gpu,
+    path: &Path,
+    params: &[&Param],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let mut values = Vec::with_capacity(params.len());
+    for p in params {
+        values.push((
+            p.name.clone(),
+            p.shape.clone(),
+            gpu.read_f32(&p.value, p.len())?,
+        ));
+    }
+    let mut views = Vec::with_capacity(values.len());
+    for (name, shape, data) in &values {
+        let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
+            .map_err(|e| data_error(path, format!("parameter {name}: {e}")))?;
+        views.push((name.clone(), view));
+    }
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| data_error(path, format!("cannot serialise: {e}")))?;
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| data_error(&tmp, format!("cannot write: {e}")))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        data_error(
+            path,
+            format!("cannot rename the finished file into place: {e}"),
+        )
+    })
+}
+
+/// Reads and validates a checkpoint: a safetensors file of F32 tensors.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| data_error(path, format!("cannot read: {e}")))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| data_error(path, format!("not a valid safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| data_error(path, format!("not a valid safetensors header: {e}")))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(data_error(
+                path,
+                format!("tensor {name} is {:?}, rezero reads F32", view.dtype()),
+            ));
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        tensors.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(Checkpoint {
+        metadata: header.metadata().clone().unwrap_or_default(),
+        tensors,
+    })
+}
+
+impl Checkpoint {
+    /// A metadata value, or an error naming the file and the key.
+    pub fn meta(&self, path: &Path, key: &str) -> Result<&str> {
+        self.metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| data_error(path, format!("metadata has no '{key}'")))
+    }
+
+    /// A metadata value parsed as a number (or any `FromStr`).
+    pub fn meta_parse<T: std::str::FromStr>(&self, path: &Path, key: &str) -> Result<T> {
+        let text = self.meta(path, key)?;
+        text.parse()
+            .map_err(|_| data_error(path, format!("metadata '{key}' = '{text}' is not valid")))
+    }
+
+    /// Copies the stored values into `params`, matching names and shapes.
+    pub fn restore(&self, gpu: &Gpu, path: &Path, params: &[&Param]) -> Result<()> {
+        for p in params {
+            let (shape, values) = self
+                .tensors
+                .get(&p.name)
+                .ok_or_else(|| data_error(path, format!("no tensor named {}", p.name)))?;
+            if shape != &p.shape {
+                return Err(data_error(
+                    path,
+                    format!(
+                        "tensor {} has shape {shape:?}, the model wants {:?}",
+                        p.name, p.shape
+                    ),
+                ));
+            }
+            gpu.write(&p.value, values);
+        }
+        Ok(())
+    }
+}
+
+/// Saves an MLP: its parameters and its configuration as metadata.
+pub fn save_mlp(gpu: &Gpu, model: &Mlp, path: &Path) -> Result<()> {
+    let c = &model.config;
+    let metadata = [
+        ("model", "mlp".to_string()),
+        ("variant", c.variant.name().to_string()),
+        ("depth", c.depth.to_string()),
+        ("width", c.width.to_string()),
+        ("inputs", c.inputs.to_string()),
+        ("classes", c.classes.to_string()),
+        ("alpha_init", c.alpha_init.to_string()),
+        ("seed", c.seed.to_string()),
+    ];
+    save(
+        gpu,
+        path,
+        &model.params(),
+        metadata
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// Loads an MLP saved by [`save_mlp`].
+pub fn load_mlp(gpu: &Gpu, path: &Path) -> Result<Mlp> {
+    let checkpoint = load(path)?;
+    if checkpoint.meta(path, "model")? != "mlp" {
+        return Err(data_error(
+            path,
+            format!(
+                "holds a {} model, not an MLP",
+                checkpoint.meta(path, "model")?
+            ),
+        ));
+    }
+    let config = MlpConfig {
+        variant: checkpoint.meta_parse(path, "variant")?,
+        depth: checkpoint.meta_parse(path, "depth")?,
+        width: checkpoint.meta_parse(path, "width")?,
+        inputs: checkpoint.meta_parse(path, "inputs")?,
+        classes: checkpoint.meta_parse(path, "classes")?,
+        alpha_init: checkpoint.meta_parse(path, "alpha_init")?,
+        seed: checkpoint.meta_parse(path, "seed")?,
+    };
+    let model = Mlp::new(gpu, config)?;
+    checkpoint.restore(gpu, path, &model.params())?;
+    Ok(model)
+}

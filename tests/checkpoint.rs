@@ -1,0 +1,102 @@
+//! Checkpoints: an MLP saved and loaded gives the same parameters; bad files and
+//! mismatched shapes get clear errors; no temporary file is left behind.
+
+mod common;
+
+use std::collections::HashMap;
+
+use rezero::Error;
+use rezero::nn::{Mlp, MlpConfig, MlpVariant};
+use rezero::tape::Param;
+use rezero::train::checkpoint::{self, load_mlp, save_mlp};
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rezero-ckpt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn mlp_round_trip() {
+    let gpu = require_gpu!();
+    let dir = temp_dir("round-trip");
+    for variant in MlpVariant::ALL {
+        let model = Mlp::new(
+            gpu,
+            MlpConfig {
+                variant,
+                depth: 3,
+                width: 8,
+                inputs: 5,
+                classes: 4,
+                alpha_init: 0.25,
+                seed: 7,
+            },
+        )
+        .unwrap();
+        let path = dir.join(format!("{}.safetensors", variant.name()));
+        save_mlp(gpu, &model, &path).unwrap();
+        assert!(
+            !path.with_extension("safetensors.tmp").exists(),
+            "the temporary file was renamed"
+        );
+        let loaded = load_mlp(gpu, &path).unwrap();
+        assert_eq!(loaded.config.variant, variant);
+        assert_eq!(
+            (
+                loaded.config.depth,
+                loaded.config.width,
+                loaded.config.alpha_init
+            ),
+            (3, 8, 0.25)
+        );
+        for (a, b) in model.params().iter().zip(loaded.params()) {
+            assert_eq!(a.name, b.name);
+            assert_eq!(
+                gpu.read_f32(&a.value, a.len()).unwrap(),
+                gpu.read_f32(&b.value, b.len()).unwrap(),
+                "{}",
+                a.name
+            );
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_files_and_shapes_are_data_errors() {
+    let gpu = require_gpu!();
+    let dir = temp_dir("bad");
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"\x08\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
+    let err = checkpoint::load(&garbage).unwrap_err();
+    assert!(
+        matches!(&err, Error::Data { path, .. } if path == &garbage),
+        "{err}"
+    );
+
+    let p = Param::new(gpu, "w", &[2, 3], &[1.0; 6], true);
+    let path = dir.join("w.safetensors");
+    checkpoint::save(gpu, &path, &[&p], HashMap::new()).unwrap();
+    let loaded = checkpoint::load(&path).unwrap();
+    assert_eq!(loaded.tensors["w"], (vec![2, 3], vec![1.0; 6]));
+    let wrong = Param::new(gpu, "w", &[3, 2], &[0.0; 6], true);
+    let err = loaded.restore(gpu, &path, &[&wrong]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has shape [2, 3], the model wants [3, 2]"),
+        "{err}"
+    );
+    let other = Param::new(gpu, "v", &[1], &[0.0], true);
+    assert!(
+        loaded
+            .restore(gpu, &path, &[&other])
+            .unwrap_err()
+            .to_string()
+            .contains("no tensor named v")
+    );
+    let err = load_mlp(gpu, &path).unwrap_err();
+    assert!(err.to_string().contains("metadata has no 'model'"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
