@@ -1,8 +1,8 @@
 //! Launchers for `shaders/cross_entropy.wgsl`: mean cross-entropy of logits and its gradient.
 
-use crate::gpu::{Gpu, Kernel, Result, Shader, grid_1d};
+use crate::gpu::{Gpu, Result, Shader};
 
-use super::{check_len, check_nonempty, elements, row_constants};
+use super::{check_len, check_nonempty, dispatch_rows, elements};
 
 const SHADER: Shader = Shader {
     name: "cross_entropy",
@@ -48,30 +48,23 @@ pub fn cross_entropy(
         grad_scale: 1.0 / rows as f32,
         _pad: 0,
     };
-    let groups = grid_1d(
-        rows as u64,
-        gpu.limits().max_compute_workgroups_per_dimension,
-    );
-    gpu.dispatch(
+    dispatch_rows(
+        gpu,
         pass,
-        &Kernel {
-            shader: SHADER,
-            entry: "cross_entropy_rows",
-            constants: &row_constants(gpu),
-        },
+        SHADER,
+        "cross_entropy_rows",
         &params,
         &[dlogits, row_loss, logits, targets],
-        groups,
+        rows,
     )?;
-    gpu.dispatch(
+    // One workgroup averages the rows.
+    dispatch_rows(
+        gpu,
         pass,
-        &Kernel {
-            shader: SHADER,
-            entry: "cross_entropy_mean",
-            constants: &row_constants(gpu),
-        },
+        SHADER,
+        "cross_entropy_mean",
         &params,
         &[loss, row_loss],
-        [1, 1, 1],
+        1,
     )
 }

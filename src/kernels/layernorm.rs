@@ -1,8 +1,8 @@
 //! Launchers for `shaders/layernorm.wgsl`: LayerNorm over rows with gain and bias, and its backward.
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader, grid_1d};
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
 
-use super::{check_len, check_nonempty, elements, row_constants};
+use super::{check_len, check_nonempty, dispatch_rows, elements};
 
 const SHADER: Shader = Shader {
     name: "layernorm",
@@ -82,20 +82,14 @@ pub fn layernorm_forward(
         eps,
         ..Default::default()
     };
-    let groups = grid_1d(
-        rows as u64,
-        gpu.limits().max_compute_workgroups_per_dimension,
-    );
-    gpu.dispatch(
+    dispatch_rows(
+        gpu,
         pass,
-        &Kernel {
-            shader: SHADER,
-            entry: OP,
-            constants: &row_constants(gpu),
-        },
+        SHADER,
+        OP,
         &params,
         &[y, mean, rstd, x, gain, bias],
-        groups,
+        rows,
     )
 }
 
@@ -142,20 +136,14 @@ pub fn layernorm_backward(
         blocks,
         ..Default::default()
     };
-    let groups = grid_1d(
-        rows as u64,
-        gpu.limits().max_compute_workgroups_per_dimension,
-    );
-    gpu.dispatch(
+    dispatch_rows(
+        gpu,
         pass,
-        &Kernel {
-            shader: SHADER,
-            entry: "layernorm_backward_input",
-            constants: &row_constants(gpu),
-        },
+        SHADER,
+        "layernorm_backward_input",
         &params,
         &[dx, dy, x, mean, rstd, gain],
-        groups,
+        rows,
     )?;
     gpu.dispatch(
         pass,

@@ -73,7 +73,26 @@ pub(crate) fn grid_stride(n: u64) -> [u32; 3] {
     [n.div_ceil(256).clamp(1, GRID_STRIDE_GROUPS) as u32, 1, 1]
 }
 
-/// Override constants of the one-workgroup-a-row kernels: their workgroup size.
-pub(crate) fn row_constants(gpu: &crate::gpu::Gpu) -> [(&'static str, f64); 1] {
-    [("WG", gpu.row_workgroup_size() as f64)]
+/// Records a one-workgroup-a-row kernel: `rows` workgroups (laid out within the device's
+/// per-dimension limit) of the device's row workgroup size (the `WG` override constant).
+pub(crate) fn dispatch_rows<P: bytemuck::Pod>(
+    gpu: &crate::gpu::Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    shader: crate::gpu::Shader,
+    entry: &'static str,
+    params: &P,
+    buffers: &[&wgpu::Buffer],
+    rows: u32,
+) -> Result<()> {
+    let constants = [("WG", gpu.row_workgroup_size() as f64)];
+    let kernel = crate::gpu::Kernel {
+        shader,
+        entry,
+        constants: &constants,
+    };
+    let groups = crate::gpu::grid_1d(
+        rows as u64,
+        gpu.limits().max_compute_workgroups_per_dimension,
+    );
+    gpu.dispatch(pass, &kernel, params, buffers, groups)
 }

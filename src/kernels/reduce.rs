@@ -1,8 +1,8 @@
 //! Launchers for `shaders/reduce.wgsl`: sums and sums of squares, per row and whole tensor.
 
-use crate::gpu::{Gpu, Kernel, Result, Shader, grid_1d};
+use crate::gpu::{Gpu, Kernel, Result, Shader};
 
-use super::{check_len, check_nonempty, elements, row_constants};
+use super::{check_len, check_nonempty, dispatch_rows, elements};
 
 const SHADER: Shader = Shader {
     name: "reduce",
@@ -48,21 +48,7 @@ pub fn sum_rows(
         accumulate: accumulate as u32,
         ..Default::default()
     };
-    let groups = grid_1d(
-        rows as u64,
-        gpu.limits().max_compute_workgroups_per_dimension,
-    );
-    gpu.dispatch(
-        pass,
-        &Kernel {
-            shader: SHADER,
-            entry: OP,
-            constants: &row_constants(gpu),
-        },
-        &params,
-        &[out, x],
-        groups,
-    )
+    dispatch_rows(gpu, pass, SHADER, OP, &params, &[out, x], rows)
 }
 
 /// out[0] (+)= Σ x (or x², when `square`), in two stages through `scratch`

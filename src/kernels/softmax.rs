@@ -1,8 +1,8 @@
 //! Launchers for `shaders/softmax.wgsl`: stable softmax over rows and its backward.
 
-use crate::gpu::{Gpu, Kernel, Result, Shader, grid_1d};
+use crate::gpu::{Gpu, Result, Shader};
 
-use super::{check_len, check_nonempty, elements, row_constants};
+use super::{check_len, check_nonempty, dispatch_rows, elements};
 
 const SHADER: Shader = Shader {
     name: "softmax",
@@ -38,17 +38,7 @@ fn launch(
         accumulate: accumulate as u32,
         _pad: 0,
     };
-    let groups = grid_1d(
-        rows as u64,
-        gpu.limits().max_compute_workgroups_per_dimension,
-    );
-    let constants = row_constants(gpu);
-    let kernel = Kernel {
-        shader: SHADER,
-        entry,
-        constants: &constants,
-    };
-    gpu.dispatch(pass, &kernel, &params, buffers, groups)
+    dispatch_rows(gpu, pass, SHADER, entry, &params, buffers, rows)
 }
 
 /// y = softmax(x) over each row; y, x: [rows, cols]

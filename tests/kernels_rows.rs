@@ -1,0 +1,344 @@
+//! The row kernels (sums, softmax, layernorm, cross-entropy) and embedding against their
+//! CPU references on awkward sizes, at the device's row workgroup size and at others.
+
+mod common;
+
+use common::{assert_close, atol_for};
+use rezero::cpu;
+use rezero::kernels::{cross_entropy, embedding, layernorm, reduce, softmax};
+
+/// Row kernels run with the device's own row workgroup size and with others (256 is what
+/// GPUs get); the lock keeps parallel tests from changing it under each other.
+fn row_workgroup_sizes(gpu: &rezero::Gpu) -> Vec<u32> {
+    let mut sizes = vec![gpu.row_workgroup_size(), 256, 32];
+    sizes.dedup();
+    sizes
+}
+
+static ROW_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Sets the row workgroup size while alive; names it if the test fails under it.
+struct RowSize(u32, #[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+fn row_size(gpu: &rezero::Gpu, size: u32) -> RowSize {
+    let guard = ROW_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    gpu.set_row_workgroup_size(size).unwrap();
+    RowSize(size, guard)
+}
+
+impl Drop for RowSize {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("(with row workgroup size {})", self.0);
+        }
+    }
+}
+
+const ROWS_COLS: [(u32, u32); 6] = [(1, 1), (3, 17), (17, 3), (1, 65), (33, 257), (5, 1000)];
+
+#[test]
+fn sums_per_row_and_whole() {
+    let gpu = require_gpu!();
+    for size in row_workgroup_sizes(gpu) {
+        let _size = row_size(gpu, size);
+        for (rows, cols) in ROWS_COLS.into_iter().chain([(70_000, 3)]) {
+            let len = (rows * cols) as usize;
+            let x = cpu::seeded(8, len, -1.0, 1.0);
+            let gx = gpu.upload("x", &x);
+            for square in [false, true] {
+                let out = gpu.zeroed_f32("out", rows as usize);
+                gpu.run(|pass| reduce::sum_rows(gpu, pass, &out, &gx, rows, cols, square, false))
+                    .unwrap();
+                let want = cpu::reduce::sum_rows(&x, cols as usize, square);
+                assert_close(
+                    &format!("sum_rows {rows}x{cols} square={square}"),
+                    &gpu.read_f32(&out, rows as usize).unwrap(),
+                    &want,
+                    atol_for(cols as usize),
+                    1e-5,
+                );
+
+                let total = gpu.upload("total", &[1.0f32]);
+                let scratch = gpu.zeroed_f32("scratch", reduce::REDUCE_SCRATCH_LEN);
+                gpu.run(|pass| {
+                    reduce::sum_all(gpu, pass, &total, &scratch, &gx, rows * cols, square, true)
+                })
+                .unwrap();
+                let want = 1.0 + cpu::reduce::sum_all(&x, square);
+                assert_close(
+                    &format!("sum_all n={len} square={square}"),
+                    &gpu.read_f32(&total, 1).unwrap(),
+                    &[want],
+                    atol_for(len),
+                    1e-5,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_forward_backward() {
+    let gpu = require_gpu!();
+    for size in row_workgroup_sizes(gpu) {
+        let _size = row_size(gpu, size);
+        for (rows, cols) in ROWS_COLS {
+            let len = (rows * cols) as usize;
+            let x = cpu::seeded(9, len, -8.0, 8.0);
+            let dy = cpu::seeded(10, len, -1.0, 1.0);
+            let mut want_y = vec![0.0; len];
+            cpu::softmax::softmax_forward(&mut want_y, &x, cols as usize);
+            let mut want_dx = vec![0.25; len];
+            cpu::softmax::softmax_backward(&mut want_dx, &want_y, &dy, cols as usize, true);
+            let (gx, gdy, gy, gdx) = (
+                gpu.upload("x", &x),
+                gpu.upload("dy", &dy),
+                gpu.zeroed_f32("y", len),
+                gpu.upload("dx", &vec![0.25f32; len]),
+            );
+            gpu.run(|pass| {
+                softmax::softmax_forward(gpu, pass, &gy, &gx, rows, cols)?;
+                softmax::softmax_backward(gpu, pass, &gdx, &gy, &gdy, rows, cols, true)
+            })
+            .unwrap();
+            assert_close(
+                &format!("softmax {rows}x{cols} y"),
+                &gpu.read_f32(&gy, len).unwrap(),
+                &want_y,
+                1e-6,
+                1e-5,
+            );
+            assert_close(
+                &format!("softmax {rows}x{cols} dx"),
+                &gpu.read_f32(&gdx, len).unwrap(),
+                &want_dx,
+                atol_for(cols as usize),
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn layernorm_forward_backward() {
+    let gpu = require_gpu!();
+    for size in row_workgroup_sizes(gpu) {
+        let _size = row_size(gpu, size);
+        // More than one block of 64 rows, the last one partial, for the gain/bias sums.
+        for (rows, cols) in ROWS_COLS.into_iter().chain([(130, 7), (200, 65)]) {
+            let (r, c, len) = (rows as usize, cols as usize, (rows * cols) as usize);
+            let x = cpu::seeded(11, len, -2.0, 3.0);
+            let dy = cpu::seeded(12, len, -1.0, 1.0);
+            let gain = cpu::seeded(13, c, 0.5, 1.5);
+            let bias = cpu::seeded(14, c, -0.5, 0.5);
+            let eps = 1e-5;
+            let mut want_y = vec![0.0; len];
+            let (mean, rstd) =
+                cpu::layernorm::layernorm_forward(&mut want_y, &x, &gain, &bias, c, eps);
+            let (mut want_dx, mut want_dg, mut want_db) =
+                (vec![0.0; len], vec![0.1; c], vec![0.2; c]);
+            cpu::layernorm::layernorm_backward(
+                &mut want_dx,
+                &mut want_dg,
+                &mut want_db,
+                &dy,
+                &x,
+                &mean,
+                &rstd,
+                &gain,
+                c,
+                false,
+            );
+
+            let (gx, gdy, gg, gb) = (
+                gpu.upload("x", &x),
+                gpu.upload("dy", &dy),
+                gpu.upload("gain", &gain),
+                gpu.upload("bias", &bias),
+            );
+            let (gy, gm, gr, gdx) = (
+                gpu.zeroed_f32("y", len),
+                gpu.zeroed_f32("mean", r),
+                gpu.zeroed_f32("rstd", r),
+                gpu.zeroed_f32("dx", len),
+            );
+            let (gdg, gdb) = (
+                gpu.upload("dgain", &vec![0.1f32; c]),
+                gpu.upload("dbias", &vec![0.2f32; c]),
+            );
+            let scratch = gpu.zeroed_f32("scratch", layernorm::layernorm_scratch_len(rows, cols));
+            gpu.run(|pass| {
+                layernorm::layernorm_forward(
+                    gpu, pass, &gy, &gm, &gr, &gx, &gg, &gb, rows, cols, eps,
+                )?;
+                layernorm::layernorm_backward(
+                    gpu, pass, &gdx, &gdg, &gdb, &scratch, &gdy, &gx, &gm, &gr, &gg, rows, cols,
+                    false,
+                )
+            })
+            .unwrap();
+            let what = format!("layernorm {rows}x{cols}");
+            // A row of one column normalises to 0 with rstd = 1/sqrt(eps): compare relative to that scale.
+            assert_close(
+                &format!("{what} y"),
+                &gpu.read_f32(&gy, len).unwrap(),
+                &want_y,
+                1e-4,
+                1e-4,
+            );
+            assert_close(
+                &format!("{what} mean"),
+                &gpu.read_f32(&gm, r).unwrap(),
+                &mean,
+                1e-5,
+                1e-5,
+            );
+            assert_close(
+                &format!("{what} rstd"),
+                &gpu.read_f32(&gr, r).unwrap(),
+                &rstd,
+                1e-5,
+                1e-4,
+            );
+            assert_close(
+                &format!("{what} dx"),
+                &gpu.read_f32(&gdx, len).unwrap(),
+                &want_dx,
+                10.0 * atol_for(c),
+                1e-3,
+            );
+            assert_close(
+                &format!("{what} dgain"),
+                &gpu.read_f32(&gdg, c).unwrap(),
+                &want_dg,
+                atol_for(r),
+                1e-4,
+            );
+            assert_close(
+                &format!("{what} dbias"),
+                &gpu.read_f32(&gdb, c).unwrap(),
+                &want_db,
+                atol_for(r),
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn embedding_lookup_and_deterministic_scatter_add() {
+    let gpu = require_gpu!();
+    for (tokens, dim, vocab) in [(1u32, 1u32, 1u32), (17, 3, 5), (65, 33, 256), (300, 17, 3)] {
+        let (t, d, v) = (tokens as usize, dim as usize, vocab as usize);
+        let table = cpu::seeded(15, v * d, -1.0, 1.0);
+        let ids = cpu::seeded_ids(16, t, vocab);
+        let dout = cpu::seeded(17, t * d, -1.0, 1.0);
+        let base = cpu::seeded(18, t * d, -1.0, 1.0);
+        let mut want_out = base.clone();
+        cpu::embedding::embedding_forward(&mut want_out, &table, &ids, d, true);
+        let mut want_dt = vec![0.5; v * d];
+        cpu::embedding::embedding_backward(&mut want_dt, &dout, &ids, d);
+
+        let groups = embedding::IdGroups::new(&ids, vocab).unwrap();
+        let (gt, gids, gout) = (
+            gpu.upload("table", &table),
+            gpu.upload("ids", &ids),
+            gpu.upload("out", &base),
+        );
+        let (gdout, gorder, goff, gdt) = (
+            gpu.upload("dout", &dout),
+            gpu.upload("order", &groups.order),
+            gpu.upload("offsets", &groups.offsets),
+            gpu.upload("dtable", &vec![0.5f32; v * d]),
+        );
+        gpu.run(|pass| {
+            embedding::embedding_forward(gpu, pass, &gout, &gt, &gids, tokens, dim, vocab, true)?;
+            embedding::embedding_backward(
+                gpu, pass, &gdt, &gdout, &gorder, &goff, tokens, dim, vocab,
+            )
+        })
+        .unwrap();
+        let what = format!("embedding tokens={tokens} dim={dim} vocab={vocab}");
+        assert_close(
+            &format!("{what} out"),
+            &gpu.read_f32(&gout, t * d).unwrap(),
+            &want_out,
+            1e-6,
+            1e-6,
+        );
+        let got_dt = gpu.read_f32(&gdt, v * d).unwrap();
+        assert_close(
+            &format!("{what} dtable"),
+            &got_dt,
+            &want_dt,
+            atol_for(t),
+            1e-5,
+        );
+        // Deterministic: a second run gives bit-identical gradients.
+        let gdt2 = gpu.upload("dtable2", &vec![0.5f32; v * d]);
+        gpu.run(|pass| {
+            embedding::embedding_backward(
+                gpu, pass, &gdt2, &gdout, &gorder, &goff, tokens, dim, vocab,
+            )
+        })
+        .unwrap();
+        assert_eq!(
+            got_dt,
+            gpu.read_f32(&gdt2, v * d).unwrap(),
+            "{what}: backward is not deterministic"
+        );
+    }
+}
+
+#[test]
+fn id_groups_reject_out_of_range_ids() {
+    let err = embedding::IdGroups::new(&[0, 4, 9], 5).unwrap_err();
+    assert!(matches!(err, rezero::Error::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("ids[2] = 9"), "{err}");
+}
+
+#[test]
+fn cross_entropy_loss_and_gradient() {
+    let gpu = require_gpu!();
+    for size in row_workgroup_sizes(gpu) {
+        let _size = row_size(gpu, size);
+        for (rows, cols) in ROWS_COLS {
+            let (r, c, len) = (rows as usize, cols as usize, (rows * cols) as usize);
+            let logits = cpu::seeded(19, len, -6.0, 6.0);
+            let mut targets = cpu::seeded_ids(20, r, cols);
+            if r > 2 {
+                targets[1] = cols + 7; // an ignored row
+            }
+            let mut want_d = vec![0.0; len];
+            let want_loss = cpu::cross_entropy::cross_entropy(&mut want_d, &logits, &targets, c);
+            let (gl, gt) = (
+                gpu.upload("logits", &logits),
+                gpu.upload("targets", &targets),
+            );
+            let (loss, gd, rl) = (
+                gpu.zeroed_f32("loss", 1),
+                gpu.zeroed_f32("dlogits", len),
+                gpu.zeroed_f32("row_loss", r),
+            );
+            gpu.run(|pass| {
+                cross_entropy::cross_entropy(gpu, pass, &loss, &gd, &rl, &gl, &gt, rows, cols)
+            })
+            .unwrap();
+            let what = format!("cross_entropy {rows}x{cols}");
+            assert_close(
+                &format!("{what} loss"),
+                &gpu.read_f32(&loss, 1).unwrap(),
+                &[want_loss],
+                1e-5 * (c as f32).ln().max(1.0),
+                1e-5,
+            );
+            assert_close(
+                &format!("{what} dlogits"),
+                &gpu.read_f32(&gd, len).unwrap(),
+                &want_d,
+                1e-6,
+                1e-4,
+            );
+        }
+    }
+}
