@@ -40,7 +40,7 @@ pub struct RunConfig {
 pub struct Summary {
     pub label: String,
     pub steps: u64,
-    /// Mean of the losses read during the last epoch that ran.
+    /// Mean of the last ten losses read (smooths the noise of single batches).
     pub final_train_loss: f32,
     pub test_loss: f32,
     pub test_accuracy: f32,
@@ -53,6 +53,12 @@ pub struct Summary {
     pub diverged: bool,
     /// (step, loss) pairs that were read.
     pub losses: Vec<(u64, f32)>,
+}
+
+/// Mean of the last ten (step, loss) readings.
+fn final_loss(losses: &[(u64, f32)]) -> f32 {
+    let tail = &losses[losses.len().saturating_sub(10)..];
+    tail.iter().map(|l| l.1).sum::<f32>() / tail.len().max(1) as f32
 }
 
 /// Min, mean and max of the α values, if the model has any.
@@ -175,10 +181,8 @@ pub fn train_classifier(
     let params = model.params();
     let mut tape = Tape::new(gpu);
     let (mut step, mut losses, mut diverged) = (0u64, Vec::new(), false);
-    let (mut test_loss, mut test_accuracy, mut last_epoch_losses) =
-        (f32::NAN, f32::NAN, Vec::new());
+    let (mut test_loss, mut test_accuracy) = (f32::NAN, f32::NAN);
     'epochs: for epoch in 0..run.epochs {
-        last_epoch_losses.clear();
         let order = epoch_order(train.count, run.seed, epoch as u64);
         for chunk in order.chunks_exact(run.batch) {
             if step >= total {
@@ -196,7 +200,6 @@ pub fn train_classifier(
             if step % run.log_every == 0 || step == total {
                 let value = tape.read(&loss)?[0];
                 losses.push((step, value));
-                last_epoch_losses.push(value);
                 shown = Some(value);
                 if let Some(((file, path), _)) = files.as_mut() {
                     let a = alpha_stats(gpu, model)?.map_or(",,".to_string(), |(lo, mean, hi)| {
@@ -249,8 +252,7 @@ pub fn train_classifier(
     let summary = Summary {
         label: run.label.clone(),
         steps: step,
-        final_train_loss: last_epoch_losses.iter().sum::<f32>()
-            / last_epoch_losses.len().max(1) as f32,
+        final_train_loss: final_loss(&losses),
         test_loss,
         test_accuracy,
         wall_seconds: progress.elapsed().as_secs_f64(),
