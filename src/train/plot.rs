@@ -117,10 +117,19 @@ fn draw_curves<'a, Y>(
 where
     Y: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
 {
+    // Plain numbers, or 1e9-style ones when they are huge or tiny.
+    let tick = |v: &f64| {
+        if v.abs() >= 1e4 || (*v != 0.0 && v.abs() < 1e-3) {
+            format!("{v:.0e}")
+        } else {
+            format!("{v}")
+        }
+    };
     chart
         .configure_mesh()
         .x_desc("step")
         .y_desc(y_label)
+        .y_label_formatter(&tick)
         .draw()
         .map_err(|e| e.to_string())?;
     for (i, curve) in curves.iter().enumerate() {

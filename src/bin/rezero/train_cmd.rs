@@ -148,18 +148,27 @@ fn run_one(
     train_classifier(gpu, &model, &mut optimizer, train, test, &run)
 }
 
+/// A loss for a table: four decimals, or scientific when it has blown up.
+fn loss_text(v: f32) -> String {
+    if v.abs() >= 1e5 {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
 fn print_summary(s: &Summary) {
     out!(
-        "{}: {} steps in {}, final train loss {:.4}, test loss {:.4}, test accuracy {:.2}%, memory: activations {:.1} MiB peak, parameters+gradients+optimizer {:.1} MiB{}",
+        "{}: {} steps in {}, final train loss {}, test loss {}, test accuracy {:.2}%, memory: activations {:.1} MiB peak, parameters+gradients+optimizer {:.1} MiB{}",
         s.label,
         s.steps,
         format_duration(std::time::Duration::from_secs_f64(s.wall_seconds)),
-        s.final_train_loss,
-        s.test_loss,
+        loss_text(s.final_train_loss),
+        loss_text(s.test_loss),
         100.0 * s.test_accuracy,
         mib(s.peak_activation_bytes),
         mib(s.param_bytes),
@@ -218,11 +227,11 @@ fn train_mlp(gpu: &Gpu, args: &MlpArgs) -> Result<()> {
     );
     for s in &summaries {
         out!(
-            "{:<22} {:>8} {:>16.4} {:>10.4} {:>13.2}% {:>10}{}",
+            "{:<22} {:>8} {:>16} {:>10} {:>13.2}% {:>10}{}",
             s.label,
             s.steps,
-            s.final_train_loss,
-            s.test_loss,
+            loss_text(s.final_train_loss),
+            loss_text(s.test_loss),
             100.0 * s.test_accuracy,
             format_duration(std::time::Duration::from_secs_f64(s.wall_seconds)),
             if s.diverged { "  diverged" } else { "" }
