@@ -378,7 +378,7 @@ fn bucket(desc: &Matmul) -> String {
 }
 
 /// The fastest eligible fast variant for this shape's bucket, measured once per `Gpu` on
-/// scratch buffers of the same shape (two timed runs each after a warm-up).
+/// scratch buffers of the same shape (the best of 2 to 20 timed runs each, after a warm-up).
 fn pick_variant(gpu: &Gpu, desc: &Matmul) -> Result<MatmulVariant> {
     let key = bucket(desc);
     if let Some(name) = gpu.tuned(&key) {
@@ -414,11 +414,14 @@ fn pick_variant(gpu: &Gpu, desc: &Matmul) -> Result<MatmulVariant> {
             for &v in &candidates {
                 let trial = desc.variant(v);
                 gpu.run(|pass| matmul(gpu, pass, &c, &a, &b, None, &trial).map(drop))?;
-                let mut fastest = f64::INFINITY;
-                for _ in 0..2 {
+                // The fastest of at least 2 runs and of up to 20 within 20 ms: small
+                // products need several runs to rise above timer and scheduling noise.
+                let (mut fastest, mut spent, mut runs) = (f64::INFINITY, 0.0, 0);
+                while runs < 2 || (runs < 20 && spent < 0.02) {
                     let start = Instant::now();
                     gpu.run(|pass| matmul(gpu, pass, &c, &a, &b, None, &trial).map(drop))?;
-                    fastest = fastest.min(start.elapsed().as_secs_f64());
+                    let t = start.elapsed().as_secs_f64();
+                    (fastest, spent, runs) = (fastest.min(t), spent + t, runs + 1);
                 }
                 if fastest < best.0 {
                     best = (fastest, v);
