@@ -17,6 +17,9 @@ pub struct PlotArgs {
     /// loss, lr, alpha_mean, alpha_min, alpha_max (metrics.csv) or test_loss, test_accuracy (eval.csv).
     #[arg(long, default_value = "loss")]
     metric: String,
+    /// The picture's title (default: METRIC against step).
+    #[arg(long)]
+    title: Option<String>,
 }
 
 /// The metrics file that holds `metric`.
