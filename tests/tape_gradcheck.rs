@@ -298,3 +298,22 @@ fn whole_rezero_mlp_every_parameter() {
         );
     }
 }
+
+#[test]
+fn a_step_longer_than_one_submission_is_chunked_correctly() {
+    // 5,000 ops forward and as many backward: the tape submits in chunks of 4,096 ops.
+    let gpu = require_gpu!();
+    let x0 = cpu::seeded(70, 6, -1.0, 1.0);
+    let px = Param::new(gpu, "x", &[6], &x0, true);
+    let mut tape = Tape::new(gpu);
+    let mut y = tape.param(&px);
+    for i in 0..5000 {
+        // alternately ×2 and ×0.5: the output equals the input, and so does the gradient
+        y = tape.scale(&y, if i % 2 == 0 { 2.0 } else { 0.5 }).unwrap();
+    }
+    assert_eq!(tape.read(&y).unwrap(), x0);
+    let seed = cpu::seeded(71, 6, -1.0, 1.0);
+    tape.backward_with(&y, &seed).unwrap();
+    tape.flush();
+    assert_eq!(grad_of(gpu, &px), seed);
+}

@@ -62,7 +62,7 @@ pub fn mlp_step(
             let logits = model.forward(&mut tape, &xt)?;
             let loss = tape.cross_entropy(&logits, &y)?;
             tape.backward(&loss)?;
-            tape.record(|gpu, pass| optimizer.step(gpu, pass, &params))?;
+            optimizer.step_on_tape(&mut tape, &params)?;
             tape.reset();
             gpu.sync()
         },

@@ -75,6 +75,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// Uniform buffers by content, shared by dispatches with the same parameters.
+    pub(crate) uniforms: Mutex<HashMap<Vec<u8>, wgpu::Buffer>>,
     /// Kernel variant chosen by measurement, per tuning key (see `kernels::matmul`).
     tuned: Mutex<HashMap<String, &'static str>>,
     /// Validation errors the device reported outside an error scope (own devices only).
@@ -200,6 +202,7 @@ impl Gpu {
             row_workgroup: AtomicU32::new(default_row_workgroup(&info)),
             info,
             pipelines: Mutex::new(HashMap::new()),
+            uniforms: Mutex::new(HashMap::new()),
             tuned: Mutex::new(HashMap::new()),
             uncaptured,
         })
@@ -212,6 +215,7 @@ impl Gpu {
             device,
             queue,
             pipelines: Mutex::new(HashMap::new()),
+            uniforms: Mutex::new(HashMap::new()),
             tuned: Mutex::new(HashMap::new()),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
             row_workgroup: AtomicU32::new(default_row_workgroup(&info)),

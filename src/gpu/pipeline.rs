@@ -6,6 +6,9 @@ use wgpu::util::DeviceExt;
 use super::context::{Gpu, PipelineKey};
 use super::error::{Error, Result};
 
+/// Most distinct uniform buffers kept for reuse (see `Gpu::uniform`).
+const UNIFORM_CACHE_LIMIT: usize = 1 << 16;
+
 /// A WGSL source file: its family name (for errors and cache keys) and its text.
 #[derive(Clone, Copy, Debug)]
 pub struct Shader {
@@ -86,6 +89,32 @@ impl Gpu {
         Ok(pipeline)
     }
 
+    /// A uniform buffer holding `params`, shared by every dispatch with the same bytes: a
+    /// training loop repeats the same shapes, so after its first step it allocates none.
+    /// (One allocation per dispatch made a 4,000-layer step quadratic in the allocator.)
+    fn uniform(&self, params: &[u8]) -> wgpu::Buffer {
+        let mut bytes = params.to_vec();
+        bytes.resize(bytes.len().next_multiple_of(16).max(16), 0);
+        let mut cache = self.uniforms.lock().unwrap();
+        if let Some(buffer) = cache.get(&bytes) {
+            return buffer.clone();
+        }
+        if cache.len() >= UNIFORM_CACHE_LIMIT {
+            // Values that keep changing (an optimizer's step count) would grow it forever;
+            // buffers still in use stay alive through their bind groups.
+            cache.clear();
+        }
+        let buffer = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        cache.insert(bytes, buffer.clone());
+        buffer
+    }
+
     /// Errors unless `bytes` fits in one storage binding on this device.
     pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
         let limit = self.limits().max_storage_buffer_binding_size;
@@ -146,15 +175,7 @@ impl Gpu {
             return Ok(());
         }
         let pipeline = self.pipeline(kernel)?;
-        let mut bytes = bytemuck::bytes_of(params).to_vec();
-        bytes.resize(bytes.len().next_multiple_of(16).max(16), 0);
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: &bytes,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+        let uniform = self.uniform(bytemuck::bytes_of(params));
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: uniform.as_entire_binding(),

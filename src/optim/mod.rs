@@ -9,7 +9,7 @@ pub use schedule::{Decay, Schedule};
 use crate::gpu::{Error, Gpu, Result};
 use crate::kernels::optim::{self as k, Clip};
 use crate::kernels::{elementwise, reduce};
-use crate::tape::Param;
+use crate::tape::{Param, Tape};
 
 /// Which update rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -135,6 +135,36 @@ impl Optimizer {
         pass: &mut wgpu::ComputePass<'_>,
         params: &[&Param],
     ) -> Result<()> {
+        self.check(params)?;
+        if self.config.clip.is_some() {
+            self.record_norm(gpu, pass, params)?;
+        }
+        let lr = self.lr();
+        self.step += 1;
+        for (i, p) in params.iter().enumerate() {
+            self.update(gpu, pass, i, p, lr)?;
+        }
+        Ok(())
+    }
+
+    /// The same as [`Optimizer::step`], recorded through the tape one parameter at a time,
+    /// so that a very deep model's update is submitted in chunks like its forward and
+    /// backward passes.
+    pub fn step_on_tape(&mut self, tape: &mut Tape, params: &[&Param]) -> Result<()> {
+        self.check(params)?;
+        if self.config.clip.is_some() {
+            tape.record(|gpu, pass| self.record_norm(gpu, pass, params))?;
+        }
+        let lr = self.lr();
+        self.step += 1;
+        for (i, p) in params.iter().enumerate() {
+            tape.record(|gpu, pass| self.update(gpu, pass, i, p, lr))?;
+        }
+        Ok(())
+    }
+
+    /// Errors unless `params` are the ones the state was made for.
+    fn check(&self, params: &[&Param]) -> Result<()> {
         if params.len() != self.state.len()
             || params
                 .iter()
@@ -147,99 +177,111 @@ impl Optimizer {
                 got: format!("{} parameters", params.len()),
             });
         }
-        let clip = match self.config.clip {
-            Some(max_norm) => {
-                elementwise::fill(gpu, pass, &self.norm_sq, 0.0, 1)?;
-                for p in params {
-                    reduce::sum_all(
-                        gpu,
-                        pass,
-                        &self.norm_sq,
-                        &self.scratch,
-                        &p.grad,
-                        p.len() as u32,
-                        true,
-                        true,
-                    )?;
-                }
-                Some(Clip {
-                    norm_sq: &self.norm_sq,
-                    max_norm,
-                })
-            }
-            None => None,
+        Ok(())
+    }
+
+    /// Sums the squared global gradient norm into `norm_sq`.
+    fn record_norm(
+        &self,
+        gpu: &Gpu,
+        pass: &mut wgpu::ComputePass<'_>,
+        params: &[&Param],
+    ) -> Result<()> {
+        elementwise::fill(gpu, pass, &self.norm_sq, 0.0, 1)?;
+        for p in params {
+            reduce::sum_all(
+                gpu,
+                pass,
+                &self.norm_sq,
+                &self.scratch,
+                &p.grad,
+                p.len() as u32,
+                true,
+                true,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Updates parameter `i` (clipped by `norm_sq` when asked) and zeroes its gradient.
+    /// `self.step` has already been advanced for this step.
+    fn update(
+        &self,
+        gpu: &Gpu,
+        pass: &mut wgpu::ComputePass<'_>,
+        i: usize,
+        p: &Param,
+        lr: f32,
+    ) -> Result<()> {
+        let clip = self.config.clip.map(|max_norm| Clip {
+            norm_sq: &self.norm_sq,
+            max_norm,
+        });
+        let (s1, s2) = &self.state[i];
+        let weight_decay = if p.decay {
+            self.config.weight_decay
+        } else {
+            0.0
         };
-        let lr = self.lr();
-        self.step += 1;
-        for (p, (s1, s2)) in params.iter().zip(&self.state) {
-            let weight_decay = if p.decay {
-                self.config.weight_decay
-            } else {
-                0.0
-            };
-            let n = p.len() as u32;
-            match self.config.method {
-                Method::Sgd { momentum } => k::sgd(
-                    gpu,
-                    pass,
-                    &p.value,
-                    s1,
-                    &p.grad,
-                    n,
-                    &k::Sgd {
-                        lr,
-                        momentum,
-                        weight_decay,
-                    },
-                    clip,
-                )?,
-                Method::Adagrad { eps } => k::adagrad(
-                    gpu,
-                    pass,
-                    &p.value,
-                    s1,
-                    &p.grad,
-                    n,
-                    &k::Adagrad {
-                        lr,
-                        eps,
-                        weight_decay,
-                    },
-                    clip,
-                )?,
-                Method::Adam {
+        let n = p.len() as u32;
+        match self.config.method {
+            Method::Sgd { momentum } => k::sgd(
+                gpu,
+                pass,
+                &p.value,
+                s1,
+                &p.grad,
+                n,
+                &k::Sgd {
+                    lr,
+                    momentum,
+                    weight_decay,
+                },
+                clip,
+            )?,
+            Method::Adagrad { eps } => k::adagrad(
+                gpu,
+                pass,
+                &p.value,
+                s1,
+                &p.grad,
+                n,
+                &k::Adagrad {
+                    lr,
+                    eps,
+                    weight_decay,
+                },
+                clip,
+            )?,
+            Method::Adam {
+                beta1,
+                beta2,
+                eps,
+                decoupled,
+            } => {
+                let h = k::Adam {
+                    lr,
                     beta1,
                     beta2,
                     eps,
+                    weight_decay,
                     decoupled,
-                } => {
-                    let h = k::Adam {
-                        lr,
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                        decoupled,
-                    };
-                    let s2 = s2.as_ref().expect("Adam state has two buffers");
-                    k::adam(
-                        gpu,
-                        pass,
-                        &p.value,
-                        s1,
-                        s2,
-                        &p.grad,
-                        n,
-                        &h,
-                        self.step as u32,
-                        clip,
-                    )?
-                }
+                };
+                let s2 = s2.as_ref().expect("Adam state has two buffers");
+                k::adam(
+                    gpu,
+                    pass,
+                    &p.value,
+                    s1,
+                    s2,
+                    &p.grad,
+                    n,
+                    &h,
+                    self.step as u32,
+                    clip,
+                )?
             }
         }
-        for p in params {
-            elementwise::fill(gpu, pass, &p.grad, 0.0, p.len() as u32)?;
-        }
-        Ok(())
+        elementwise::fill(gpu, pass, &p.grad, 0.0, n)
     }
 }

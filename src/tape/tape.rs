@@ -112,7 +112,14 @@ pub struct Tape<'g> {
     scratch: Option<wgpu::Buffer>,
     /// A buffer of ones (bias gradients are 1ᵀ·dC). Grows as needed.
     ones: Option<(usize, wgpu::Buffer)>,
+    /// Ops recorded into the open encoder.
+    recorded: usize,
+    /// The last submission, waited for before the next chunk of a long step goes in.
+    in_flight: Option<wgpu::SubmissionIndex>,
 }
+
+/// Ops recorded into one command buffer before a long step is submitted in chunks.
+const OPS_PER_SUBMISSION: usize = 4096;
 
 impl<'g> Tape<'g> {
     pub fn new(gpu: &'g Gpu) -> Tape<'g> {
@@ -128,6 +135,8 @@ impl<'g> Tape<'g> {
             grad_enabled: true,
             scratch: None,
             ones: None,
+            recorded: 0,
+            in_flight: None,
         }
     }
 
@@ -147,6 +156,10 @@ impl<'g> Tape<'g> {
 
     /// The compute pass ops record into, opened on first use.
     pub(crate) fn pass(&mut self) -> &mut wgpu::ComputePass<'static> {
+        if self.recorded >= OPS_PER_SUBMISSION {
+            self.submit_chunk();
+        }
+        self.recorded += 1;
         if self.pass.is_none() {
             let mut encoder =
                 self.gpu
@@ -178,8 +191,24 @@ impl<'g> Tape<'g> {
     /// Submits everything recorded so far (no wait).
     pub fn flush(&mut self) {
         self.pass = None;
+        self.recorded = 0;
         if let Some(encoder) = self.encoder.take() {
-            self.gpu.queue.submit([encoder.finish()]);
+            self.in_flight = Some(self.gpu.queue.submit([encoder.finish()]));
+        }
+    }
+
+    /// Submits the open encoder mid-step and waits for the submission before it, so that
+    /// at most two chunks of a very deep step are alive at once (software Vulkan runs out
+    /// of descriptor memory with a whole 10,000-layer step in one command buffer).
+    fn submit_chunk(&mut self) {
+        let previous = self.in_flight.take();
+        self.flush();
+        if let Some(index) = previous {
+            // A failed wait only means less overlap; errors surface at the next sync.
+            let _ = self.gpu.device.poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            });
         }
     }
 

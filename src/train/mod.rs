@@ -194,7 +194,7 @@ pub fn train_classifier(
             let loss = tape.cross_entropy(&logits, &y)?;
             tape.backward(&loss)?;
             let lr = optimizer.lr();
-            tape.record(|gpu, pass| optimizer.step(gpu, pass, &params))?;
+            optimizer.step_on_tape(&mut tape, &params)?;
             step += 1;
             let mut shown = None;
             if step % run.log_every == 0 || step == total {
