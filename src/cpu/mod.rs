@@ -1,6 +1,7 @@
 //! Plain-loop CPU reference of every kernel: the ground truth for tests and benchmarks.
 //! Sums are accumulated in f64 so the reference is more accurate than the GPU.
 
+pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;

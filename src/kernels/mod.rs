@@ -4,6 +4,7 @@
 //! into, output buffers first, then inputs, then dimensions. The caller owns every
 //! buffer; shapes and device limits are checked before anything is recorded.
 
+pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;

@@ -1,0 +1,262 @@
+// Causal self-attention fused in the flash-attention style: one invocation a query row,
+// keys and values streamed through workgroup memory in tiles of BK, an online softmax, and
+// the log-sum-exp saved for the backward pass; no T×T score matrix in memory. Backward
+// recomputes the probabilities: one kernel for dQ (one invocation a query row) and one for
+// dK and dV (one invocation a key row), so no float atomics and a deterministic result.
+// Layout: q, k, v, o and their gradients [bh, t, D] row-major (bh = batch × heads).
+
+struct Params {
+    bh: u32,      // batch × heads
+    t: u32,       // sequence length
+    scale: f32,   // 1 / sqrt(D)
+    _pad: u32,
+}
+
+override D: u32 = 64u;   // head dimension, at most MAX_D
+override BQ: u32 = 32u;  // query rows (invocations) a workgroup
+override BK: u32 = 32u;  // key rows a tile
+const MAX_D: u32 = 128u;
+const NEG_BIG: f32 = -3.4028235e38;
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// ---- forward ----
+// o: [bh, t, D]; lse: [bh, t]; q, k, v: [bh, t, D]
+@group(0) @binding(1) var<storage, read_write> o: array<f32>;
+@group(0) @binding(2) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(3) var<storage, read> q: array<f32>;
+@group(0) @binding(4) var<storage, read> k: array<f32>;
+@group(0) @binding(5) var<storage, read> v: array<f32>;
+
+// tile_a, tile_b: [BK, D] (keys and values, or queries and output gradients)
+var<workgroup> tile_a: array<f32, BK * D>;
+var<workgroup> tile_b: array<f32, BK * D>;
+// tile_lse, tile_delta: [BK] (backward to K and V only)
+var<workgroup> tile_lse: array<f32, BK>;
+var<workgroup> tile_delta: array<f32, BK>;
+
+@compute @workgroup_size(BQ)
+fn attention_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let bh = wg.y;
+    let q0 = wg.x * BQ;
+    let i = q0 + lid.x;
+    let valid = i < p.t;
+    let base = bh * p.t * D;
+    var qi: array<f32, MAX_D>;
+    var acc: array<f32, MAX_D>;
+    if (valid) {
+        for (var d = 0u; d < D; d++) {
+            qi[d] = q[base + i * D + d] * p.scale;
+        }
+    }
+    var m = NEG_BIG;
+    var l = 0.0;
+    let keys = min(q0 + BQ, p.t); // causal: this block needs keys 0 .. its last query
+    for (var k0 = 0u; k0 < keys; k0 += BK) {
+        for (var e = lid.x; e < BK * D; e += BQ) {
+            let row = k0 + e / D;
+            var kv = 0.0;
+            var vv = 0.0;
+            if (row < p.t) {
+                kv = k[base + row * D + e % D];
+                vv = v[base + row * D + e % D];
+            }
+            tile_a[e] = kv;
+            tile_b[e] = vv;
+        }
+        workgroupBarrier();
+        if (valid && k0 <= i) {
+            let count = min(BK, i + 1u - k0);
+            for (var jj = 0u; jj < count; jj++) {
+                var s = 0.0;
+                for (var d = 0u; d < D; d++) {
+                    s += qi[d] * tile_a[jj * D + d];
+                }
+                let m_new = max(m, s);
+                let correction = exp(m - m_new);
+                let weight = exp(s - m_new);
+                l = l * correction + weight;
+                for (var d = 0u; d < D; d++) {
+                    acc[d] = acc[d] * correction + weight * tile_b[jj * D + d];
+                }
+                m = m_new;
+            }
+        }
+        workgroupBarrier();
+    }
+    if (valid) {
+        for (var d = 0u; d < D; d++) {
+            o[base + i * D + d] = acc[d] / l;
+        }
+        lse[bh * p.t + i] = m + log(l);
+    }
+}
+
+// ---- backward, step 1: delta[r] = Σ_d dO[r, d] · O[r, d] ----
+// delta: [bh, t]; d_o, o_in: [bh, t, D]
+@group(0) @binding(1) var<storage, read_write> delta: array<f32>;
+@group(0) @binding(2) var<storage, read> d_o: array<f32>;
+@group(0) @binding(3) var<storage, read> o_in: array<f32>;
+
+@compute @workgroup_size(64)
+fn attention_backward_delta(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var r = gid.x; r < p.bh * p.t; r += nwg.x * 64u) {
+        var s = 0.0;
+        for (var d = 0u; d < D; d++) {
+            s += d_o[r * D + d] * o_in[r * D + d];
+        }
+        delta[r] = s;
+    }
+}
+
+// ---- backward, step 2: dQ (one invocation a query row) ----
+// dq: [bh, t, D]; q2, k2, v2, d_o2: [bh, t, D]; lse2, delta2: [bh, t]
+@group(0) @binding(1) var<storage, read_write> dq: array<f32>;
+@group(0) @binding(2) var<storage, read> q2: array<f32>;
+@group(0) @binding(3) var<storage, read> k2: array<f32>;
+@group(0) @binding(4) var<storage, read> v2: array<f32>;
+@group(0) @binding(5) var<storage, read> d_o2: array<f32>;
+@group(0) @binding(6) var<storage, read> lse2: array<f32>;
+@group(0) @binding(7) var<storage, read> delta2: array<f32>;
+
+@compute @workgroup_size(BQ)
+fn attention_backward_dq(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let bh = wg.y;
+    let q0 = wg.x * BQ;
+    let i = q0 + lid.x;
+    let valid = i < p.t;
+    let base = bh * p.t * D;
+    var qi: array<f32, MAX_D>;
+    var doi: array<f32, MAX_D>;
+    var acc: array<f32, MAX_D>;
+    var lse_i = 0.0;
+    var delta_i = 0.0;
+    if (valid) {
+        for (var d = 0u; d < D; d++) {
+            qi[d] = q2[base + i * D + d] * p.scale;
+            doi[d] = d_o2[base + i * D + d];
+        }
+        lse_i = lse2[bh * p.t + i];
+        delta_i = delta2[bh * p.t + i];
+    }
+    let keys = min(q0 + BQ, p.t);
+    for (var k0 = 0u; k0 < keys; k0 += BK) {
+        for (var e = lid.x; e < BK * D; e += BQ) {
+            let row = k0 + e / D;
+            var kv = 0.0;
+            var vv = 0.0;
+            if (row < p.t) {
+                kv = k2[base + row * D + e % D];
+                vv = v2[base + row * D + e % D];
+            }
+            tile_a[e] = kv;
+            tile_b[e] = vv;
+        }
+        workgroupBarrier();
+        if (valid && k0 <= i) {
+            let count = min(BK, i + 1u - k0);
+            for (var jj = 0u; jj < count; jj++) {
+                var s = 0.0;
+                var dp = 0.0;
+                for (var d = 0u; d < D; d++) {
+                    s += qi[d] * tile_a[jj * D + d];
+                    dp += doi[d] * tile_b[jj * D + d];
+                }
+                let ds = exp(s - lse_i) * (dp - delta_i);
+                for (var d = 0u; d < D; d++) {
+                    acc[d] += ds * tile_a[jj * D + d];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (valid) {
+        for (var d = 0u; d < D; d++) {
+            dq[base + i * D + d] = acc[d] * p.scale;
+        }
+    }
+}
+
+// ---- backward, step 3: dK and dV (one invocation a key row) ----
+// dk, dv: [bh, t, D]; q3, k3, v3, d_o3: [bh, t, D]; lse3, delta3: [bh, t]
+@group(0) @binding(1) var<storage, read_write> dk: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dv: array<f32>;
+@group(0) @binding(3) var<storage, read> q3: array<f32>;
+@group(0) @binding(4) var<storage, read> k3: array<f32>;
+@group(0) @binding(5) var<storage, read> v3: array<f32>;
+@group(0) @binding(6) var<storage, read> d_o3: array<f32>;
+@group(0) @binding(7) var<storage, read> lse3: array<f32>;
+@group(0) @binding(8) var<storage, read> delta3: array<f32>;
+
+// Workgroups of BQ key rows; query tiles of BK rows (BK = BQ is asked for in Rust).
+@compute @workgroup_size(BQ)
+fn attention_backward_dkv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let bh = wg.y;
+    let j0 = wg.x * BQ;
+    let j = j0 + lid.x;
+    let valid = j < p.t;
+    let base = bh * p.t * D;
+    var kj: array<f32, MAX_D>;
+    var vj: array<f32, MAX_D>;
+    var dk_acc: array<f32, MAX_D>;
+    var dv_acc: array<f32, MAX_D>;
+    if (valid) {
+        for (var d = 0u; d < D; d++) {
+            kj[d] = k3[base + j * D + d];
+            vj[d] = v3[base + j * D + d];
+        }
+    }
+    // causal: queries j0 .. t see this block's keys
+    for (var i0 = j0; i0 < p.t; i0 += BK) {
+        for (var e = lid.x; e < BK * D; e += BQ) {
+            let row = i0 + e / D;
+            var qv = 0.0;
+            var dov = 0.0;
+            if (row < p.t) {
+                qv = q3[base + row * D + e % D] * p.scale;
+                dov = d_o3[base + row * D + e % D];
+            }
+            tile_a[e] = qv;
+            tile_b[e] = dov;
+        }
+        for (var e = lid.x; e < BK; e += BQ) {
+            let row = i0 + e;
+            var lv = 0.0;
+            var dl = 0.0;
+            if (row < p.t) {
+                lv = lse3[bh * p.t + row];
+                dl = delta3[bh * p.t + row];
+            }
+            tile_lse[e] = lv;
+            tile_delta[e] = dl;
+        }
+        workgroupBarrier();
+        if (valid) {
+            for (var ii = 0u; ii < BK; ii++) {
+                let i = i0 + ii;
+                if (i >= j && i < p.t) {
+                    var s = 0.0;
+                    var dp = 0.0;
+                    for (var d = 0u; d < D; d++) {
+                        s += tile_a[ii * D + d] * kj[d];
+                        dp += tile_b[ii * D + d] * vj[d];
+                    }
+                    let prob = exp(s - tile_lse[ii]);
+                    let ds = prob * (dp - tile_delta[ii]);
+                    for (var d = 0u; d < D; d++) {
+                        dv_acc[d] += prob * tile_b[ii * D + d];
+                        dk_acc[d] += ds * tile_a[ii * D + d];
+                    }
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (valid) {
+        for (var d = 0u; d < D; d++) {
+            // tile_a held q·scale, so dk_acc already carries the scale of ∂s/∂k.
+            dk[base + j * D + d] = dk_acc[d];
+            dv[base + j * D + d] = dv_acc[d];
+        }
+    }
+}

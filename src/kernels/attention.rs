@@ -1,0 +1,209 @@
+//! Launchers for `shaders/attention.wgsl`: fused causal attention (flash style) and its
+//! backward (delta, dQ, dK/dV), with the tile chosen to fit the device's workgroup memory.
+
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+
+use super::{check_len, check_nonempty, elements, grid_stride};
+
+const SHADER: Shader = Shader {
+    name: "attention",
+    wgsl: include_str!("../../shaders/attention.wgsl"),
+};
+
+/// The largest head dimension the kernels hold in registers (the shader's MAX_D).
+pub const MAX_HEAD_DIM: u32 = 128;
+
+/// Shape of one attention call: `bh` independent heads (batch × heads) of `t` positions
+/// and head dimension `d`. q, k, v, o: [bh, t, d]; lse: [bh, t].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub bh: u32,
+    pub t: u32,
+    pub d: u32,
+}
+
+impl AttentionShape {
+    /// Multiply-adds × 2 of the causal forward pass (QKᵀ and PV, half the square each).
+    pub fn forward_flops(&self) -> f64 {
+        let pairs = self.t as f64 * (self.t as f64 + 1.0) / 2.0;
+        4.0 * self.bh as f64 * pairs * self.d as f64
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    bh: u32,
+    t: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// Workgroup memory the kernels declare for a tile of `b` rows: two [b, d] tiles and two
+/// [b] vectors.
+pub fn tile_storage_bytes(b: u32, d: u32) -> u64 {
+    (2 * b as u64 * d as u64 + 2 * b as u64) * 4
+}
+
+/// The largest tile (rows a workgroup) out of 64, 32, 16, 8 whose workgroup memory and
+/// size fit the device.
+fn tile_rows(gpu: &Gpu, d: u32) -> Result<u32> {
+    let limits = gpu.limits();
+    [64u32, 32, 16, 8]
+        .into_iter()
+        .find(|&b| {
+            tile_storage_bytes(b, d) <= limits.max_compute_workgroup_storage_size as u64
+                && b <= limits.max_compute_invocations_per_workgroup
+        })
+        .ok_or_else(|| Error::Limits {
+            what: format!("attention with head dimension {d}: workgroup storage in bytes"),
+            needed: tile_storage_bytes(8, d),
+            limit: limits.max_compute_workgroup_storage_size as u64,
+        })
+}
+
+fn check_shape(op: &'static str, s: &AttentionShape) -> Result<()> {
+    check_nonempty(op, &[("bh", s.bh), ("t", s.t), ("d", s.d)])?;
+    if s.d > MAX_HEAD_DIM {
+        return Err(Error::Unsupported {
+            op,
+            variant: "fused".into(),
+            why: format!("head dimension {} is above {MAX_HEAD_DIM}", s.d),
+        });
+    }
+    if s.bh > 65535 {
+        return Err(Error::Limits {
+            what: format!("{op}: batch × heads (one workgroup row each)"),
+            needed: s.bh as u64,
+            limit: 65535,
+        });
+    }
+    Ok(())
+}
+
+/// The kernel with its override constants and the params for `s`.
+fn setup(gpu: &Gpu, s: &AttentionShape) -> Result<([(&'static str, f64); 3], Params, u32)> {
+    let b = tile_rows(gpu, s.d)?;
+    let constants = [("D", s.d as f64), ("BQ", b as f64), ("BK", b as f64)];
+    Ok((
+        constants,
+        Params {
+            bh: s.bh,
+            t: s.t,
+            scale: 1.0 / (s.d as f32).sqrt(),
+            _pad: 0,
+        },
+        b,
+    ))
+}
+
+/// o = softmax(q·kᵀ/√d, causal)·v per head, and lse (the log-sum-exp of each score row)
+/// for the backward pass. o, q, k, v: [bh, t, d]; lse: [bh, t].
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    o: &wgpu::Buffer,
+    lse: &wgpu::Buffer,
+    q: &wgpu::Buffer,
+    k: &wgpu::Buffer,
+    v: &wgpu::Buffer,
+    s: &AttentionShape,
+) -> Result<()> {
+    const OP: &str = "attention_forward";
+    check_shape(OP, s)?;
+    let n = elements(OP, &[s.bh, s.t, s.d])?;
+    for (what, b) in [("o", o), ("q", q), ("k", k), ("v", v)] {
+        check_len(OP, what, b, n)?;
+    }
+    check_len(OP, "lse [bh, t]", lse, elements(OP, &[s.bh, s.t])?)?;
+    let (constants, params, b) = setup(gpu, s)?;
+    let kernel = Kernel {
+        shader: SHADER,
+        entry: OP,
+        constants: &constants,
+    };
+    gpu.dispatch(
+        pass,
+        &kernel,
+        &params,
+        &[o, lse, q, k, v],
+        [s.t.div_ceil(b), s.bh, 1],
+    )
+}
+
+/// Backward of `attention_forward` given dO: writes dq, dk, dv. `delta` is scratch of
+/// [bh, t] floats. All of q, k, v, o, d_o, dq, dk, dv: [bh, t, d]; lse: [bh, t].
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dq: &wgpu::Buffer,
+    dk: &wgpu::Buffer,
+    dv: &wgpu::Buffer,
+    delta: &wgpu::Buffer,
+    q: &wgpu::Buffer,
+    k: &wgpu::Buffer,
+    v: &wgpu::Buffer,
+    o: &wgpu::Buffer,
+    lse: &wgpu::Buffer,
+    d_o: &wgpu::Buffer,
+    s: &AttentionShape,
+) -> Result<()> {
+    const OP: &str = "attention_backward";
+    check_shape(OP, s)?;
+    let n = elements(OP, &[s.bh, s.t, s.d])?;
+    for (what, b) in [
+        ("dq", dq),
+        ("dk", dk),
+        ("dv", dv),
+        ("q", q),
+        ("k", k),
+        ("v", v),
+        ("o", o),
+        ("d_o", d_o),
+    ] {
+        check_len(OP, what, b, n)?;
+    }
+    let rows = elements(OP, &[s.bh, s.t])?;
+    check_len(OP, "lse [bh, t]", lse, rows)?;
+    check_len(OP, "delta [bh, t]", delta, rows)?;
+    let (constants, params, b) = setup(gpu, s)?;
+    let delta_kernel = Kernel {
+        shader: SHADER,
+        entry: "attention_backward_delta",
+        constants: &constants[..1],
+    };
+    let [groups, _, _] = grid_stride(rows * 4); // 64 invocations a workgroup
+    gpu.dispatch(
+        pass,
+        &delta_kernel,
+        &params,
+        &[delta, d_o, o],
+        [groups, 1, 1],
+    )?;
+    let dq_kernel = Kernel {
+        shader: SHADER,
+        entry: "attention_backward_dq",
+        constants: &constants,
+    };
+    gpu.dispatch(
+        pass,
+        &dq_kernel,
+        &params,
+        &[dq, q, k, v, d_o, lse, delta],
+        [s.t.div_ceil(b), s.bh, 1],
+    )?;
+    let dkv_kernel = Kernel {
+        shader: SHADER,
+        entry: "attention_backward_dkv",
+        constants: &constants,
+    };
+    gpu.dispatch(
+        pass,
+        &dkv_kernel,
+        &params,
+        &[dk, dv, q, k, v, d_o, lse, delta],
+        [s.t.div_ceil(b), s.bh, 1],
+    )
+}

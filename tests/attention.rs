@@ -1,0 +1,188 @@
+//! Fused causal attention against the materialised CPU reference on awkward shapes, its
+//! backward against the reference and against finite differences, and the tile limit.
+
+mod common;
+
+use common::assert_close;
+use common::reference64::numeric_grad;
+use rezero::cpu;
+use rezero::kernels::attention::{
+    AttentionShape, attention_backward, attention_forward, tile_storage_bytes,
+};
+
+struct Run {
+    o: Vec<f32>,
+    lse: Vec<f32>,
+    grads: (Vec<f32>, Vec<f32>, Vec<f32>),
+}
+
+fn run(gpu: &rezero::Gpu, q: &[f32], k: &[f32], v: &[f32], d_o: &[f32], s: AttentionShape) -> Run {
+    let n = (s.bh * s.t * s.d) as usize;
+    let rows = (s.bh * s.t) as usize;
+    let (gq, gk, gv, gdo) = (
+        gpu.upload("q", q),
+        gpu.upload("k", k),
+        gpu.upload("v", v),
+        gpu.upload("do", d_o),
+    );
+    let (go, glse, gdelta) = (
+        gpu.zeroed_f32("o", n),
+        gpu.zeroed_f32("lse", rows),
+        gpu.zeroed_f32("delta", rows),
+    );
+    let (gdq, gdk, gdv) = (
+        gpu.zeroed_f32("dq", n),
+        gpu.zeroed_f32("dk", n),
+        gpu.zeroed_f32("dv", n),
+    );
+    gpu.run(|pass| {
+        attention_forward(gpu, pass, &go, &glse, &gq, &gk, &gv, &s)?;
+        attention_backward(
+            gpu, pass, &gdq, &gdk, &gdv, &gdelta, &gq, &gk, &gv, &go, &glse, &gdo, &s,
+        )
+    })
+    .unwrap();
+    Run {
+        o: gpu.read_f32(&go, n).unwrap(),
+        lse: gpu.read_f32(&glse, rows).unwrap(),
+        grads: (
+            gpu.read_f32(&gdq, n).unwrap(),
+            gpu.read_f32(&gdk, n).unwrap(),
+            gpu.read_f32(&gdv, n).unwrap(),
+        ),
+    }
+}
+
+#[test]
+fn forward_and_backward_match_the_reference() {
+    let gpu = require_gpu!();
+    for (bh, t, d) in [
+        (1, 1, 32),
+        (3, 3, 64),
+        (1, 17, 128),
+        (3, 33, 32),
+        (1, 65, 64),
+        (2, 70, 5),
+        (1, 130, 16),
+    ] {
+        let s = AttentionShape { bh, t, d };
+        let n = (bh * t * d) as usize;
+        let (q, k, v, d_o) = (
+            cpu::seeded(1, n, -1.0, 1.0),
+            cpu::seeded(2, n, -1.0, 1.0),
+            cpu::seeded(3, n, -1.0, 1.0),
+            cpu::seeded(4, n, -1.0, 1.0),
+        );
+        let got = run(gpu, &q, &k, &v, &d_o, s);
+        let (o, lse) =
+            cpu::attention::attention_forward(&q, &k, &v, bh as usize, t as usize, d as usize);
+        let (dq, dk, dv) = cpu::attention::attention_backward(
+            &q,
+            &k,
+            &v,
+            &d_o,
+            bh as usize,
+            t as usize,
+            d as usize,
+        );
+        let what = format!("attention bh={bh} t={t} d={d}");
+        let atol = 2e-5 * (t as f32).sqrt().max(1.0);
+        assert_close(&format!("{what} o"), &got.o, &o, atol, 1e-4);
+        assert_close(&format!("{what} lse"), &got.lse, &lse, 1e-5, 1e-5);
+        assert_close(&format!("{what} dq"), &got.grads.0, &dq, atol, 1e-3);
+        assert_close(&format!("{what} dk"), &got.grads.1, &dk, atol, 1e-3);
+        assert_close(&format!("{what} dv"), &got.grads.2, &dv, atol, 1e-3);
+    }
+}
+
+#[test]
+fn backward_matches_finite_differences() {
+    let gpu = require_gpu!();
+    let (bh, t, d) = (2usize, 5usize, 4usize);
+    let s = AttentionShape {
+        bh: bh as u32,
+        t: t as u32,
+        d: d as u32,
+    };
+    let n = bh * t * d;
+    let (q, k, v, d_o) = (
+        cpu::seeded(5, n, -1.0, 1.0),
+        cpu::seeded(6, n, -1.0, 1.0),
+        cpu::seeded(7, n, -1.0, 1.0),
+        cpu::seeded(8, n, -1.0, 1.0),
+    );
+    let got = run(gpu, &q, &k, &v, &d_o, s);
+    // L = Σ dO ⊙ attention(q, k, v), the forward in f64 from the materialised formula
+    let loss = |q: &[f64], k: &[f64], v: &[f64]| -> f64 {
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut total = 0.0;
+        for h in 0..bh {
+            let off = h * t * d;
+            for i in 0..t {
+                let s: Vec<f64> = (0..=i)
+                    .map(|j| {
+                        (0..d)
+                            .map(|c| q[off + i * d + c] * k[off + j * d + c])
+                            .sum::<f64>()
+                            * scale
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+                for c in 0..d {
+                    let o: f64 = (0..=i)
+                        .map(|j| (s[j] - m).exp() / z * v[off + j * d + c])
+                        .sum();
+                    total += d_o[off + i * d + c] as f64 * o;
+                }
+            }
+        }
+        total
+    };
+    let to64 = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
+    let (q64, k64, v64) = (to64(&q), to64(&k), to64(&v));
+    assert_close(
+        "dq",
+        &got.grads.0,
+        &numeric_grad(|x| loss(x, &k64, &v64), &q),
+        2e-5,
+        1e-3,
+    );
+    assert_close(
+        "dk",
+        &got.grads.1,
+        &numeric_grad(|x| loss(&q64, x, &v64), &k),
+        2e-5,
+        1e-3,
+    );
+    assert_close(
+        "dv",
+        &got.grads.2,
+        &numeric_grad(|x| loss(&q64, &k64, x), &v),
+        2e-5,
+        1e-3,
+    );
+}
+
+#[test]
+fn the_tile_fits_the_device_and_bad_shapes_are_rejected() {
+    let gpu = require_gpu!();
+    let limit = gpu.limits().max_compute_workgroup_storage_size as u64;
+    // The smallest tile of the largest head dimension fits every device with 16 KiB.
+    assert!(tile_storage_bytes(8, 128) <= 16 * 1024 && tile_storage_bytes(8, 128) <= limit);
+    let buf = gpu.zeroed_f32("buf", 4096);
+    let too_wide = AttentionShape {
+        bh: 1,
+        t: 4,
+        d: 256,
+    };
+    let err = gpu
+        .run(|pass| attention_forward(gpu, pass, &buf, &buf, &buf, &buf, &buf, &too_wide))
+        .unwrap_err();
+    assert!(matches!(err, rezero::Error::Unsupported { .. }), "{err}");
+    let empty = AttentionShape { bh: 1, t: 0, d: 32 };
+    let err = gpu
+        .run(|pass| attention_forward(gpu, pass, &buf, &buf, &buf, &buf, &buf, &empty))
+        .unwrap_err();
+    assert!(matches!(err, rezero::Error::Empty { .. }), "{err}");
+}
