@@ -81,20 +81,32 @@ fn check_shape(op: &'static str, s: &AttentionShape) -> Result<()> {
     Ok(())
 }
 
-/// The kernel with its override constants and the params for `s`.
-fn setup(gpu: &Gpu, s: &AttentionShape) -> Result<([(&'static str, f64); 3], Params, u32)> {
+/// Override constants (head dimension, tile rows), uniform params and tile rows for `s`.
+struct Setup {
+    constants: [(&'static str, f64); 3],
+    params: Params,
+    rows: u32,
+}
+
+fn setup(gpu: &Gpu, s: &AttentionShape) -> Result<Setup> {
+    if gpu.limits().max_storage_buffers_per_shader_stage < 8 {
+        return Err(Error::Limits {
+            what: "attention backward: storage buffers per shader stage".into(),
+            needed: 8,
+            limit: gpu.limits().max_storage_buffers_per_shader_stage as u64,
+        });
+    }
     let b = tile_rows(gpu, s.d)?;
-    let constants = [("D", s.d as f64), ("BQ", b as f64), ("BK", b as f64)];
-    Ok((
-        constants,
-        Params {
+    Ok(Setup {
+        constants: [("D", s.d as f64), ("BQ", b as f64), ("BK", b as f64)],
+        params: Params {
             bh: s.bh,
             t: s.t,
             scale: 1.0 / (s.d as f32).sqrt(),
             _pad: 0,
         },
-        b,
-    ))
+        rows: b,
+    })
 }
 
 /// o = softmax(q·kᵀ/√d, causal)·v per head, and lse (the log-sum-exp of each score row)
@@ -117,7 +129,11 @@ pub fn attention_forward(
         check_len(OP, what, b, n)?;
     }
     check_len(OP, "lse [bh, t]", lse, elements(OP, &[s.bh, s.t])?)?;
-    let (constants, params, b) = setup(gpu, s)?;
+    let Setup {
+        constants,
+        params,
+        rows: b,
+    } = setup(gpu, s)?;
     let kernel = Kernel {
         shader: SHADER,
         entry: OP,
@@ -168,7 +184,11 @@ pub fn attention_backward(
     let rows = elements(OP, &[s.bh, s.t])?;
     check_len(OP, "lse [bh, t]", lse, rows)?;
     check_len(OP, "delta [bh, t]", delta, rows)?;
-    let (constants, params, b) = setup(gpu, s)?;
+    let Setup {
+        constants,
+        params,
+        rows: b,
+    } = setup(gpu, s)?;
     let delta_kernel = Kernel {
         shader: SHADER,
         entry: "attention_backward_delta",
