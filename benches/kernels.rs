@@ -72,6 +72,17 @@ fn memory_bound(c: &mut Criterion) {
     bench_cases(c, &gpu, "rows 4096x256", cases);
 }
 
+fn attention(c: &mut Criterion) {
+    let gpu = gpu();
+    let shape = rezero::kernels::attention::AttentionShape {
+        bh: 8,
+        t: 128,
+        d: 64,
+    };
+    let (fused, materialised) = bench::attention_cases(&gpu, shape).unwrap();
+    bench_cases(c, &gpu, "attention 8x128x64", vec![materialised, fused]);
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -79,5 +90,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(2))
 }
 
-criterion_group! { name = benches; config = config(); targets = matmul, memory_bound }
+criterion_group! { name = benches; config = config(); targets = matmul, memory_bound, attention }
 criterion_main!(benches);

@@ -16,6 +16,7 @@ override D: u32 = 64u;   // head dimension, at most MAX_D
 override BQ: u32 = 32u;  // query rows (invocations) a workgroup
 override BK: u32 = 32u;  // key rows a tile
 const MAX_D: u32 = 128u;
+const MAX_TILE: u32 = 64u; // largest BK the Rust side picks
 const NEG_BIG: f32 = -3.4028235e38;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -66,21 +67,32 @@ fn attention_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
         }
         workgroupBarrier();
         if (valid && k0 <= i) {
+            // Scores of the tile first, then one rescale of the running sums a tile.
             let count = min(BK, i + 1u - k0);
+            var scores: array<f32, MAX_TILE>;
+            var tile_max = NEG_BIG;
             for (var jj = 0u; jj < count; jj++) {
                 var s = 0.0;
                 for (var d = 0u; d < D; d++) {
                     s += qi[d] * tile_a[jj * D + d];
                 }
-                let m_new = max(m, s);
-                let correction = exp(m - m_new);
-                let weight = exp(s - m_new);
-                l = l * correction + weight;
-                for (var d = 0u; d < D; d++) {
-                    acc[d] = acc[d] * correction + weight * tile_b[jj * D + d];
-                }
-                m = m_new;
+                scores[jj] = s;
+                tile_max = max(tile_max, s);
             }
+            let m_new = max(m, tile_max);
+            let correction = exp(m - m_new);
+            l *= correction;
+            for (var d = 0u; d < D; d++) {
+                acc[d] *= correction;
+            }
+            for (var jj = 0u; jj < count; jj++) {
+                let weight = exp(scores[jj] - m_new);
+                l += weight;
+                for (var d = 0u; d < D; d++) {
+                    acc[d] += weight * tile_b[jj * D + d];
+                }
+            }
+            m = m_new;
         }
         workgroupBarrier();
     }

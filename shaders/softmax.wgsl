@@ -1,11 +1,22 @@
 // Softmax over each row (max-subtracted, so stable), one workgroup per row, and its
-// backward: dx = y ⊙ (dy − Σ dy·y).
+// backward: dx = y ⊙ (dy − Σ dy·y). Optionally of scale·x and causal: row r of a stack of
+// [cols, cols] score matrices keeps columns 0 ..= r % cols, the rest get probability 0
+// (the materialised attention path).
 
 struct Params {
     rows: u32,
     cols: u32,
     accumulate: u32,  // backward: 1 dx += ..., 0 dx = ...
-    _pad: u32,
+    causal: u32,      // 1: mask columns past r % cols
+    scale: f32,       // softmax(scale · x); the backward multiplies by it too
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// Columns of `row` that take part: all, or 0 ..= row % cols when causal.
+fn width(row: u32) -> u32 {
+    return select(p.cols, row % p.cols + 1u, p.causal == 1u);
 }
 
 // Invocations per workgroup, a power of two; Rust sets it per device (see
@@ -60,19 +71,20 @@ fn softmax_forward(
         return;
     }
     let base = row * p.cols;
+    let w = width(row);
     var m = -3.4028235e38;
-    for (var c = lid.x; c < p.cols; c += WG) {
-        m = max(m, in1[base + c]);
+    for (var c = lid.x; c < w; c += WG) {
+        m = max(m, p.scale * in1[base + c]);
     }
     m = workgroup_max(lid.x, m);
     var s = 0.0;
-    for (var c = lid.x; c < p.cols; c += WG) {
-        s += exp(in1[base + c] - m);
+    for (var c = lid.x; c < w; c += WG) {
+        s += exp(p.scale * in1[base + c] - m);
     }
     s = workgroup_sum(lid.x, s);
     let inv = 1.0 / s;
     for (var c = lid.x; c < p.cols; c += WG) {
-        out[base + c] = exp(in1[base + c] - m) * inv;
+        out[base + c] = select(0.0, exp(p.scale * in1[base + c] - m) * inv, c < w);
     }
 }
 
@@ -93,7 +105,7 @@ fn softmax_backward(
     }
     d = workgroup_sum(lid.x, d);
     for (var c = lid.x; c < p.cols; c += WG) {
-        let v = in1[base + c] * (in2[base + c] - d);
+        let v = p.scale * in1[base + c] * (in2[base + c] - d);
         if (p.accumulate == 1u) {
             out[base + c] += v;
         } else {

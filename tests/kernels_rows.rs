@@ -342,3 +342,53 @@ fn cross_entropy_loss_and_gradient() {
         }
     }
 }
+
+#[test]
+fn causal_scaled_softmax_forward_backward() {
+    let gpu = require_gpu!();
+    for (heads, t) in [(1u32, 1u32), (3, 5), (2, 33), (1, 130)] {
+        let (rows, len) = (heads * t, (heads * t * t) as usize);
+        let scale = 0.37f32;
+        let (x, dy) = (
+            cpu::seeded(30, len, -4.0, 4.0),
+            cpu::seeded(31, len, -1.0, 1.0),
+        );
+        let mut want_y = vec![0.0; len];
+        cpu::softmax::softmax_causal_forward(&mut want_y, &x, t as usize, scale);
+        let mut want_dx = vec![0.0; len];
+        cpu::softmax::softmax_backward(&mut want_dx, &want_y, &dy, t as usize, false);
+        want_dx.iter_mut().for_each(|v| *v *= scale);
+        let (gx, gdy, gy, gdx) = (
+            gpu.upload("x", &x),
+            gpu.upload("dy", &dy),
+            gpu.zeroed_f32("y", len),
+            gpu.zeroed_f32("dx", len),
+        );
+        gpu.run(|pass| {
+            softmax::softmax_causal_forward(gpu, pass, &gy, &gx, rows, t, scale)?;
+            softmax::softmax_causal_backward(gpu, pass, &gdx, &gy, &gdy, rows, t, scale, false)
+        })
+        .unwrap();
+        let y = gpu.read_f32(&gy, len).unwrap();
+        assert_close(
+            &format!("causal softmax {heads}x{t} y"),
+            &y,
+            &want_y,
+            1e-6,
+            1e-5,
+        );
+        assert!(
+            y.iter()
+                .enumerate()
+                .all(|(i, &v)| (i % t as usize) <= (i / t as usize) % t as usize || v == 0.0),
+            "masked entries are exactly 0"
+        );
+        assert_close(
+            &format!("causal softmax {heads}x{t} dx"),
+            &gpu.read_f32(&gdx, len).unwrap(),
+            &want_dx,
+            atol_for(t as usize),
+            1e-4,
+        );
+    }
+}

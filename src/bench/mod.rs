@@ -4,10 +4,12 @@
 
 use std::time::Instant;
 
+mod attention;
 mod cases;
 mod mlp;
 mod parse;
 
+pub use attention::attention_cases;
 pub use cases::*;
 pub use mlp::{MlpStep, mlp_step};
 pub use parse::*;

@@ -82,3 +82,15 @@ pub fn parse_count(s: &str) -> Result<u32> {
     let n = digits.parse::<u64>().map_err(|_| bad())? * mult;
     u32::try_from(n).map_err(|_| bad())
 }
+
+/// Parses "T" or "BHxTxD" (8 heads of dimension 64 by default) for attention.
+pub fn parse_attention(s: &str) -> Result<(u32, u32, u32)> {
+    match dims(s, "attention size", "T or BHxTxD")?.as_slice() {
+        [t] => Ok((8, *t, 64)),
+        [bh, t, d] => Ok((*bh, *t, *d)),
+        _ => Err(Error::Invalid {
+            what: "attention size".into(),
+            why: format!("'{s}' is neither T nor BHxTxD"),
+        }),
+    }
+}

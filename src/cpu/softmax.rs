@@ -26,3 +26,24 @@ pub fn softmax_backward(dx: &mut [f32], y: &[f32], dy: &[f32], cols: usize, accu
         }
     }
 }
+
+/// y = softmax(scale·x) per row of stacked [t, t] matrices, row r keeping columns 0 ..= r % t.
+pub fn softmax_causal_forward(y: &mut [f32], x: &[f32], t: usize, scale: f32) {
+    for (r, (yr, xr)) in y.chunks_mut(t).zip(x.chunks(t)).enumerate() {
+        let w = r % t + 1;
+        let m = xr[..w]
+            .iter()
+            .fold(f32::NEG_INFINITY, |a, &b| a.max(b * scale)) as f64;
+        let s: f64 = xr[..w]
+            .iter()
+            .map(|&v| ((v * scale) as f64 - m).exp())
+            .sum();
+        for (c, o) in yr.iter_mut().enumerate() {
+            *o = if c < w {
+                (((xr[c] * scale) as f64 - m).exp() / s) as f32
+            } else {
+                0.0
+            };
+        }
+    }
+}

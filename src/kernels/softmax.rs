@@ -15,9 +15,24 @@ struct Params {
     rows: u32,
     cols: u32,
     accumulate: u32,
-    _pad: u32,
+    causal: u32,
+    scale: f32,
+    _pad: [u32; 3],
 }
 
+/// What softmax does to its rows besides normalising them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Form {
+    scale: f32,
+    causal: bool,
+}
+
+const PLAIN: Form = Form {
+    scale: 1.0,
+    causal: false,
+};
+
+#[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
@@ -26,17 +41,26 @@ fn launch(
     rows: u32,
     cols: u32,
     accumulate: bool,
+    form: Form,
 ) -> Result<()> {
     check_nonempty(entry, &[("rows", rows), ("cols", cols)])?;
     let len = elements(entry, &[rows, cols])?;
     for b in buffers {
         check_len(entry, "[rows, cols]", b, len)?;
     }
+    if !(form.scale.is_finite() && form.scale > 0.0) {
+        return Err(crate::gpu::Error::Invalid {
+            what: "softmax scale".into(),
+            why: format!("{} is not a positive number", form.scale),
+        });
+    }
     let params = Params {
         rows,
         cols,
         accumulate: accumulate as u32,
-        _pad: 0,
+        causal: form.causal as u32,
+        scale: form.scale,
+        _pad: [0; 3],
     };
     dispatch_rows(gpu, pass, SHADER, entry, &params, buffers, rows)
 }
@@ -50,7 +74,16 @@ pub fn softmax_forward(
     rows: u32,
     cols: u32,
 ) -> Result<()> {
-    launch(gpu, pass, "softmax_forward", &[y, x], rows, cols, false)
+    launch(
+        gpu,
+        pass,
+        "softmax_forward",
+        &[y, x],
+        rows,
+        cols,
+        false,
+        PLAIN,
+    )
 }
 
 /// dx (+)= y ⊙ (dy − Σ_row dy·y); dx, y, dy: [rows, cols]
@@ -73,5 +106,61 @@ pub fn softmax_backward(
         rows,
         cols,
         accumulate,
+        PLAIN,
+    )
+}
+
+/// Causal attention probabilities from materialised scores: y = softmax(scale·x) over
+/// each row of a stack of [t, t] score matrices, row r keeping columns 0 ..= r % t.
+/// y, x: [heads · t, t]
+pub fn softmax_causal_forward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    y: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    rows: u32,
+    t: u32,
+    scale: f32,
+) -> Result<()> {
+    launch(
+        gpu,
+        pass,
+        "softmax_forward",
+        &[y, x],
+        rows,
+        t,
+        false,
+        Form {
+            scale,
+            causal: true,
+        },
+    )
+}
+
+/// Backward of `softmax_causal_forward`: dx (+)= scale · y ⊙ (dy − Σ_row dy·y).
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_causal_backward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dx: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    rows: u32,
+    t: u32,
+    scale: f32,
+    accumulate: bool,
+) -> Result<()> {
+    launch(
+        gpu,
+        pass,
+        "softmax_backward",
+        &[dx, y, dy],
+        rows,
+        t,
+        accumulate,
+        Form {
+            scale,
+            causal: true,
+        },
     )
 }

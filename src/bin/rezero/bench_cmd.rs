@@ -19,6 +19,8 @@ pub enum Family {
     Embedding,
     CrossEntropy,
     Optim,
+    /// Causal attention forward: fused against the materialised path.
+    Attention,
     /// A whole MLP training step (forward, backward, Adagrad) against depth.
     Mlp,
     All,
@@ -31,7 +33,8 @@ pub struct BenchArgs {
     pub family: Family,
     /// Comma-separated sizes: matmul N or MxNxK (e.g. 1024,4096x512x512); rezero,
     /// elementwise, reduce and optim element counts (e.g. 1M,16M); softmax, layernorm and
-    /// cross-entropy ROWSxCOLS; embedding TOKENSxDIM[xVOCAB]; mlp DEPTH[xWIDTH[xBATCH]].
+    /// cross-entropy ROWSxCOLS; embedding TOKENSxDIM[xVOCAB]; mlp DEPTH[xWIDTH[xBATCH]];
+    /// attention T or BHxTxD.
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
     /// Matmul variants to time (default: naive where small, tiled, reg4x4, reg8x4, auto).
@@ -166,7 +169,7 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
             let (rows, cols, n) = rows_cols(size)?;
             (bench::cross_entropy_cases(gpu, rows, cols), n)
         }
-        Family::Matmul | Family::Mlp | Family::All => {
+        Family::Matmul | Family::Mlp | Family::Attention | Family::All => {
             unreachable!("not a memory-bound family")
         }
     })
@@ -214,6 +217,7 @@ pub fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
                 Family::Embedding,
                 Family::CrossEntropy,
                 Family::Optim,
+                Family::Attention,
                 Family::Mlp,
             ]
         }
@@ -223,6 +227,7 @@ pub fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
         match family {
             Family::Matmul => bench_matmul(gpu, args)?,
             Family::Mlp => bench_mlp(gpu, args)?,
+            Family::Attention => bench_attention(gpu, args)?,
             f => bench_memory(gpu, args, f)?,
         }
     }
@@ -262,6 +267,29 @@ fn bench_mlp(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
                 mib(step.param_bytes)
             ),
         };
+        emit(&record, args.json);
+    }
+    Ok(())
+}
+
+/// The fused causal attention forward beside the materialised path in the same run.
+fn bench_attention(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
+    for size in sizes_or(&args.sizes, &["128", "512", "2048"]) {
+        let (bh, t, d) = bench::parse_attention(size)?;
+        let shape = rezero::kernels::attention::AttentionShape { bh, t, d };
+        let (fused, materialised) = bench::attention_cases(gpu, shape)?;
+        let mut reference =
+            bench::measure(gpu, &materialised, args.warmup, args.runs, "itself", 1.0)?;
+        reference.reference_value = reference.value; // the reference row: ratio 1
+        let record = bench::measure(
+            gpu,
+            &fused,
+            args.warmup,
+            args.runs,
+            "materialised",
+            reference.value,
+        )?;
+        emit(&reference, args.json);
         emit(&record, args.json);
     }
     Ok(())

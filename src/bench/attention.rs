@@ -1,0 +1,58 @@
+//! Causal attention forward: the fused kernel and the materialised path (batched QKᵀ,
+//! causal softmax, batched PV) on the same inputs, so one is the other's reference.
+
+use super::{Case, Work};
+use crate::cpu;
+use crate::gpu::{Gpu, Result};
+use crate::kernels::attention::{AttentionShape, attention_forward};
+use crate::kernels::matmul::{Matmul, matmul};
+use crate::kernels::softmax::softmax_causal_forward;
+
+/// (fused, materialised) forward cases for `s`. Both count the useful (causal) FLOPs, so
+/// their GFLOP/s compare as their times do.
+pub fn attention_cases(gpu: &Gpu, s: AttentionShape) -> Result<(Case, Case)> {
+    let n = (s.bh * s.t * s.d) as usize;
+    let (q, k, v) = (
+        gpu.upload("q", &cpu::seeded(21, n, -1.0, 1.0)),
+        gpu.upload("k", &cpu::seeded(22, n, -1.0, 1.0)),
+        gpu.upload("v", &cpu::seeded(23, n, -1.0, 1.0)),
+    );
+    let (o, lse) = (
+        gpu.zeroed_f32("o", n),
+        gpu.zeroed_f32("lse", (s.bh * s.t) as usize),
+    );
+    let scores = (s.bh as usize) * (s.t as usize) * (s.t as usize);
+    gpu.check_binding("materialised attention scores", scores as u64 * 4)?;
+    let (sc, pr, o2) = (
+        gpu.zeroed_f32("scores", scores),
+        gpu.zeroed_f32("probabilities", scores),
+        gpu.zeroed_f32("o2", n),
+    );
+    let shape = format!("{}x{}x{}", s.bh, s.t, s.d);
+    let work = Work::Flops(s.forward_flops());
+    let (q2, k2, v2) = (q.clone(), k.clone(), v.clone());
+    let fused = Case {
+        kernel: "attention_fwd",
+        shape: shape.clone(),
+        variant: "fused".into(),
+        work,
+        run: Box::new(move |gpu| gpu.run(|p| attention_forward(gpu, p, &o, &lse, &q, &k, &v, &s))),
+    };
+    let qk = Matmul::new(s.t, s.t, s.d).batch(s.bh).trans_b(true);
+    let pv = Matmul::new(s.t, s.d, s.t).batch(s.bh);
+    let scale = 1.0 / (s.d as f32).sqrt();
+    let materialised = Case {
+        kernel: "attention_fwd",
+        shape,
+        variant: "materialised".into(),
+        work,
+        run: Box::new(move |gpu| {
+            gpu.run(|p| {
+                matmul(gpu, p, &sc, &q2, &k2, None, &qk)?;
+                softmax_causal_forward(gpu, p, &pr, &sc, s.bh * s.t, s.t, scale)?;
+                matmul(gpu, p, &o2, &pr, &v2, None, &pv).map(drop)
+            })
+        }),
+    };
+    Ok((fused, materialised))
+}
