@@ -21,13 +21,13 @@ const NEG_BIG: f32 = -3.4028235e38;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-// ---- forward ----
-// o: [bh, t, D]; lse: [bh, t]; q, k, v: [bh, t, D]
-@group(0) @binding(1) var<storage, read_write> o: array<f32>;
-@group(0) @binding(2) var<storage, read_write> lse: array<f32>;
+// Inputs shared by the entry points, at the same bindings in each:
+// q, k, v, d_o: [bh, t, D]; delta_in: [bh, t]
 @group(0) @binding(3) var<storage, read> q: array<f32>;
 @group(0) @binding(4) var<storage, read> k: array<f32>;
 @group(0) @binding(5) var<storage, read> v: array<f32>;
+@group(0) @binding(6) var<storage, read> d_o: array<f32>;
+@group(0) @binding(7) var<storage, read> delta_in: array<f32>;
 
 // tile_a, tile_b: [BK, D] (keys and values, or queries and output gradients)
 var<workgroup> tile_a: array<f32, BK * D>;
@@ -35,6 +35,42 @@ var<workgroup> tile_b: array<f32, BK * D>;
 // tile_lse, tile_delta: [BK] (backward to K and V only)
 var<workgroup> tile_lse: array<f32, BK>;
 var<workgroup> tile_delta: array<f32, BK>;
+
+// Keys and values of rows row0 .. row0 + BK of head `base` into tile_a and tile_b (zeros
+// past t), the whole workgroup taking part.
+fn load_key_tiles(base: u32, row0: u32, l: u32) {
+    for (var e = l; e < BK * D; e += BQ) {
+        let row = row0 + e / D;
+        var kv = 0.0;
+        var vv = 0.0;
+        if (row < p.t) {
+            kv = k[base + row * D + e % D];
+            vv = v[base + row * D + e % D];
+        }
+        tile_a[e] = kv;
+        tile_b[e] = vv;
+    }
+}
+
+// Scaled queries and output gradients of rows row0 .. row0 + BK into tile_a and tile_b.
+fn load_query_tiles(base: u32, row0: u32, l: u32) {
+    for (var e = l; e < BK * D; e += BQ) {
+        let row = row0 + e / D;
+        var qv = 0.0;
+        var dov = 0.0;
+        if (row < p.t) {
+            qv = q[base + row * D + e % D] * p.scale;
+            dov = d_o[base + row * D + e % D];
+        }
+        tile_a[e] = qv;
+        tile_b[e] = dov;
+    }
+}
+
+// ---- forward ----
+// o: [bh, t, D]; lse: [bh, t]
+@group(0) @binding(1) var<storage, read_write> o: array<f32>;
+@group(0) @binding(2) var<storage, read_write> lse: array<f32>;
 
 @compute @workgroup_size(BQ)
 fn attention_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
@@ -54,17 +90,7 @@ fn attention_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     var l = 0.0;
     let keys = min(q0 + BQ, p.t); // causal: this block needs keys 0 .. its last query
     for (var k0 = 0u; k0 < keys; k0 += BK) {
-        for (var e = lid.x; e < BK * D; e += BQ) {
-            let row = k0 + e / D;
-            var kv = 0.0;
-            var vv = 0.0;
-            if (row < p.t) {
-                kv = k[base + row * D + e % D];
-                vv = v[base + row * D + e % D];
-            }
-            tile_a[e] = kv;
-            tile_b[e] = vv;
-        }
+        load_key_tiles(base, k0, lid.x);
         workgroupBarrier();
         if (valid && k0 <= i) {
             // Scores of the tile first, then one rescale of the running sums a tile.
@@ -105,10 +131,9 @@ fn attention_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
 }
 
 // ---- backward, step 1: delta[r] = Σ_d dO[r, d] · O[r, d] ----
-// delta: [bh, t]; d_o, o_in: [bh, t, D]
+// delta: [bh, t]; o_in: [bh, t, D] (and d_o)
 @group(0) @binding(1) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(2) var<storage, read> d_o: array<f32>;
-@group(0) @binding(3) var<storage, read> o_in: array<f32>;
+@group(0) @binding(2) var<storage, read> o_in: array<f32>;
 
 @compute @workgroup_size(64)
 fn attention_backward_delta(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -122,14 +147,9 @@ fn attention_backward_delta(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 }
 
 // ---- backward, step 2: dQ (one invocation a query row) ----
-// dq: [bh, t, D]; q2, k2, v2, d_o2: [bh, t, D]; lse2, delta2: [bh, t]
+// dq: [bh, t, D]; lse_dq: [bh, t] (and q, k, v, d_o, delta_in)
 @group(0) @binding(1) var<storage, read_write> dq: array<f32>;
-@group(0) @binding(2) var<storage, read> q2: array<f32>;
-@group(0) @binding(3) var<storage, read> k2: array<f32>;
-@group(0) @binding(4) var<storage, read> v2: array<f32>;
-@group(0) @binding(5) var<storage, read> d_o2: array<f32>;
-@group(0) @binding(6) var<storage, read> lse2: array<f32>;
-@group(0) @binding(7) var<storage, read> delta2: array<f32>;
+@group(0) @binding(2) var<storage, read> lse_dq: array<f32>;
 
 @compute @workgroup_size(BQ)
 fn attention_backward_dq(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
@@ -145,25 +165,15 @@ fn attention_backward_dq(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(
     var delta_i = 0.0;
     if (valid) {
         for (var d = 0u; d < D; d++) {
-            qi[d] = q2[base + i * D + d] * p.scale;
-            doi[d] = d_o2[base + i * D + d];
+            qi[d] = q[base + i * D + d] * p.scale;
+            doi[d] = d_o[base + i * D + d];
         }
-        lse_i = lse2[bh * p.t + i];
-        delta_i = delta2[bh * p.t + i];
+        lse_i = lse_dq[bh * p.t + i];
+        delta_i = delta_in[bh * p.t + i];
     }
     let keys = min(q0 + BQ, p.t);
     for (var k0 = 0u; k0 < keys; k0 += BK) {
-        for (var e = lid.x; e < BK * D; e += BQ) {
-            let row = k0 + e / D;
-            var kv = 0.0;
-            var vv = 0.0;
-            if (row < p.t) {
-                kv = k2[base + row * D + e % D];
-                vv = v2[base + row * D + e % D];
-            }
-            tile_a[e] = kv;
-            tile_b[e] = vv;
-        }
+        load_key_tiles(base, k0, lid.x);
         workgroupBarrier();
         if (valid && k0 <= i) {
             let count = min(BK, i + 1u - k0);
@@ -190,15 +200,10 @@ fn attention_backward_dq(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(
 }
 
 // ---- backward, step 3: dK and dV (one invocation a key row) ----
-// dk, dv: [bh, t, D]; q3, k3, v3, d_o3: [bh, t, D]; lse3, delta3: [bh, t]
+// dk, dv: [bh, t, D]; lse_dkv: [bh, t] (and q, k, v, d_o, delta_in)
 @group(0) @binding(1) var<storage, read_write> dk: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dv: array<f32>;
-@group(0) @binding(3) var<storage, read> q3: array<f32>;
-@group(0) @binding(4) var<storage, read> k3: array<f32>;
-@group(0) @binding(5) var<storage, read> v3: array<f32>;
-@group(0) @binding(6) var<storage, read> d_o3: array<f32>;
-@group(0) @binding(7) var<storage, read> lse3: array<f32>;
-@group(0) @binding(8) var<storage, read> delta3: array<f32>;
+@group(0) @binding(8) var<storage, read> lse_dkv: array<f32>;
 
 // Workgroups of BQ key rows; query tiles of BK rows (BK = BQ is asked for in Rust).
 @compute @workgroup_size(BQ)
@@ -214,30 +219,20 @@ fn attention_backward_dkv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin
     var dv_acc: array<f32, MAX_D>;
     if (valid) {
         for (var d = 0u; d < D; d++) {
-            kj[d] = k3[base + j * D + d];
-            vj[d] = v3[base + j * D + d];
+            kj[d] = k[base + j * D + d];
+            vj[d] = v[base + j * D + d];
         }
     }
     // causal: queries j0 .. t see this block's keys
     for (var i0 = j0; i0 < p.t; i0 += BK) {
-        for (var e = lid.x; e < BK * D; e += BQ) {
-            let row = i0 + e / D;
-            var qv = 0.0;
-            var dov = 0.0;
-            if (row < p.t) {
-                qv = q3[base + row * D + e % D] * p.scale;
-                dov = d_o3[base + row * D + e % D];
-            }
-            tile_a[e] = qv;
-            tile_b[e] = dov;
-        }
+        load_query_tiles(base, i0, lid.x);
         for (var e = lid.x; e < BK; e += BQ) {
             let row = i0 + e;
             var lv = 0.0;
             var dl = 0.0;
             if (row < p.t) {
-                lv = lse3[bh * p.t + row];
-                dl = delta3[bh * p.t + row];
+                lv = lse_dkv[bh * p.t + row];
+                dl = delta_in[bh * p.t + row];
             }
             tile_lse[e] = lv;
             tile_delta[e] = dl;

@@ -160,6 +160,24 @@ impl Gpu {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Result<()> {
+        let numbered: Vec<(u32, &wgpu::Buffer)> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as u32 + 1, *b))
+            .collect();
+        self.dispatch_bound(pass, kernel, params, &numbered, groups)
+    }
+
+    /// Like [`Gpu::dispatch`] with each buffer's binding number given, for entry points
+    /// that share some bindings with others of their shader and skip the rest.
+    pub fn dispatch_bound<P: bytemuck::Pod>(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        kernel: &Kernel,
+        params: &P,
+        buffers: &[(u32, &wgpu::Buffer)],
+        groups: [u32; 3],
+    ) -> Result<()> {
         let max = self.limits().max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > max) {
             return Err(Error::Limits {
@@ -168,7 +186,7 @@ impl Gpu {
                 limit: max as u64,
             });
         }
-        for b in buffers {
+        for (_, b) in buffers {
             self.check_binding(kernel.entry, b.size())?;
         }
         if groups.contains(&0) {
@@ -180,9 +198,9 @@ impl Gpu {
             binding: 0,
             resource: uniform.as_entire_binding(),
         }];
-        for (i, b) in buffers.iter().enumerate() {
+        for (binding, b) in buffers {
             entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
+                binding: *binding,
                 resource: b.as_entire_binding(),
             });
         }

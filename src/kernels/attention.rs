@@ -195,35 +195,32 @@ pub fn attention_backward(
         constants: &constants[..1],
     };
     let [groups, _, _] = grid_stride(rows * 4); // 64 invocations a workgroup
-    gpu.dispatch(
+    gpu.dispatch_bound(
         pass,
         &delta_kernel,
         &params,
-        &[delta, d_o, o],
+        &[(1, delta), (2, o), (6, d_o)],
         [groups, 1, 1],
     )?;
+    let blocks = [s.t.div_ceil(b), s.bh, 1];
+    let shared = [(3, q), (4, k), (5, v), (6, d_o), (7, delta)];
     let dq_kernel = Kernel {
         shader: SHADER,
         entry: "attention_backward_dq",
         constants: &constants,
     };
-    gpu.dispatch(
-        pass,
-        &dq_kernel,
-        &params,
-        &[dq, q, k, v, d_o, lse, delta],
-        [s.t.div_ceil(b), s.bh, 1],
-    )?;
+    let dq_buffers: Vec<(u32, &wgpu::Buffer)> =
+        [(1, dq), (2, lse)].into_iter().chain(shared).collect();
+    gpu.dispatch_bound(pass, &dq_kernel, &params, &dq_buffers, blocks)?;
     let dkv_kernel = Kernel {
         shader: SHADER,
         entry: "attention_backward_dkv",
         constants: &constants,
     };
-    gpu.dispatch(
-        pass,
-        &dkv_kernel,
-        &params,
-        &[dk, dv, q, k, v, d_o, lse, delta],
-        [s.t.div_ceil(b), s.bh, 1],
-    )
+    let dkv_buffers: Vec<(u32, &wgpu::Buffer)> = [(1, dk), (2, dv)]
+        .into_iter()
+        .chain(shared)
+        .chain([(8, lse)])
+        .collect();
+    gpu.dispatch_bound(pass, &dkv_kernel, &params, &dkv_buffers, blocks)
 }
