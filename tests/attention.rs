@@ -186,3 +186,107 @@ fn the_tile_fits_the_device_and_bad_shapes_are_rejected() {
         .unwrap_err();
     assert!(matches!(err, rezero::Error::Empty { .. }), "{err}");
 }
+
+#[test]
+fn heads_move_between_row_and_head_layouts() {
+    use rezero::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
+    let gpu = require_gpu!();
+    for (batch, t, heads, d) in [(1u32, 1u32, 1u32, 1u32), (2, 3, 4, 5), (3, 17, 2, 8)] {
+        let dm = heads * d;
+        for (offset, stride) in [(0, dm), (dm, 3 * dm), (2 * dm, 3 * dm)] {
+            let l = HeadLayout {
+                batch,
+                t,
+                heads,
+                d,
+                stride,
+                offset,
+            };
+            let rows_len = (batch * t * stride) as usize;
+            let heads_len = (batch * heads * t * d) as usize;
+            let x = cpu::seeded(40, rows_len, -1.0, 1.0);
+            let h = cpu::seeded(41, heads_len, -1.0, 1.0);
+            let (gx, gh, gout_h) = (
+                gpu.upload("x", &x),
+                gpu.upload("h", &h),
+                gpu.zeroed_f32("out_h", heads_len),
+            );
+            let gout_r = gpu.upload("out_r", &x);
+            gpu.run(|pass| {
+                rows_to_heads(gpu, pass, &gout_h, &gx, &l)?;
+                heads_to_rows(gpu, pass, &gout_r, &gh, &l, true)
+            })
+            .unwrap();
+            let what = format!("{l:?}");
+            assert_eq!(
+                gpu.read_f32(&gout_h, heads_len).unwrap(),
+                cpu::heads::rows_to_heads(&x, &l),
+                "{what}"
+            );
+            let mut want = x.clone();
+            cpu::heads::heads_to_rows(&mut want, &h, &l, true);
+            assert_eq!(gpu.read_f32(&gout_r, rows_len).unwrap(), want, "{what}");
+        }
+    }
+}
+
+#[test]
+fn tape_causal_attention_matches_finite_differences() {
+    use rezero::tape::{Param, Tape};
+    let gpu = require_gpu!();
+    let (batch, t, heads, d) = (2usize, 4usize, 2usize, 3usize);
+    let (rows, dm) = (batch * t, heads * d);
+    let x0 = cpu::seeded(50, rows * 3 * dm, -1.0, 1.0);
+    let w = cpu::seeded(51, rows * dm, -1.0, 1.0);
+    let p = Param::new(gpu, "qkv", &[rows, 3 * dm], &x0, true);
+    let mut tape = Tape::new(gpu);
+    let qkv = tape.param(&p);
+    let out = tape.causal_attention(&qkv, batch, heads).unwrap();
+    assert_eq!(out.shape(), &[rows, dm]);
+    let got_out = tape.read(&out).unwrap();
+    tape.backward_with(&out, &w).unwrap();
+    tape.flush();
+    // The forward in f64: for each (b, h) the causal softmax of q·kᵀ/√d times v.
+    let forward = |x: &[f64]| -> Vec<f64> {
+        let mut y = vec![0.0; rows * dm];
+        let at = |b: usize, tt: usize, part: usize, h: usize, c: usize| {
+            x[(b * t + tt) * 3 * dm + part * dm + h * d + c]
+        };
+        for b in 0..batch {
+            for h in 0..heads {
+                for i in 0..t {
+                    let s: Vec<f64> = (0..=i)
+                        .map(|j| {
+                            (0..d)
+                                .map(|c| at(b, i, 0, h, c) * at(b, j, 1, h, c))
+                                .sum::<f64>()
+                                / (d as f64).sqrt()
+                        })
+                        .collect();
+                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
+                    for c in 0..d {
+                        y[(b * t + i) * dm + h * d + c] = (0..=i)
+                            .map(|j| (s[j] - m).exp() / z * at(b, j, 2, h, c))
+                            .sum();
+                    }
+                }
+            }
+        }
+        y
+    };
+    let x64: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
+    let want_out: Vec<f32> = forward(&x64).iter().map(|&v| v as f32).collect();
+    assert_close("attention output", &got_out, &want_out, 1e-5, 1e-4);
+    let numeric = numeric_grad(
+        |x| forward(x).iter().zip(&w).map(|(y, &w)| y * w as f64).sum(),
+        &x0,
+    );
+    assert_close(
+        "d/dqkv",
+        &gpu.read_f32(&p.grad, p.len()).unwrap(),
+        &numeric,
+        2e-5,
+        1e-3,
+    );
+}

@@ -5,6 +5,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;
+pub mod heads;
 pub mod layernorm;
 pub mod matmul;
 pub mod optim;

@@ -2,6 +2,8 @@
 //! backward launchers of `kernels`. See the module docs of `tape` for the accumulation rule.
 
 use crate::gpu::{Error, Result};
+use crate::kernels::attention::attention_backward;
+use crate::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
 use crate::kernels::matmul::{Matmul, matmul};
 use crate::kernels::{elementwise as ew, embedding, layernorm, rezero, softmax};
 
@@ -264,6 +266,64 @@ impl<'g> Tape<'g> {
                         *dim,
                         *vocab,
                     )?;
+                }
+            }
+            Op::Attention {
+                qkv,
+                q,
+                k,
+                v,
+                o,
+                lse,
+                batch,
+                heads,
+                shape,
+            } => {
+                if let Some(t) = self.target(*qkv) {
+                    let dm = heads * shape.d;
+                    let layout = |offset: u32, stride: u32| HeadLayout {
+                        batch: *batch,
+                        t: shape.t,
+                        heads: *heads,
+                        d: shape.d,
+                        stride,
+                        offset,
+                    };
+                    let n = (shape.bh * shape.t * shape.d) as usize;
+                    let d_o = self.take_grad(n);
+                    rows_to_heads(gpu, self.pass(), &d_o, &dy, &layout(0, dm))?;
+                    let (dq, dk, dv, delta) = (
+                        self.take_grad(n),
+                        self.take_grad(n),
+                        self.take_grad(n),
+                        self.take_grad((shape.bh * shape.t) as usize),
+                    );
+                    attention_backward(
+                        gpu,
+                        self.pass(),
+                        &dq,
+                        &dk,
+                        &dv,
+                        &delta,
+                        q,
+                        k,
+                        v,
+                        o,
+                        lse,
+                        &d_o,
+                        shape,
+                    )?;
+                    // The three parts fill disjoint columns of dqkv: together one full write.
+                    for (part, offset) in [(&dq, 0), (&dk, dm), (&dv, 2 * dm)] {
+                        heads_to_rows(
+                            gpu,
+                            self.pass(),
+                            &t.buffer,
+                            part,
+                            &layout(offset, 3 * dm),
+                            t.accumulate,
+                        )?;
+                    }
                 }
             }
             Op::CrossEntropy { logits, dlogits } => {

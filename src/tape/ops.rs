@@ -2,6 +2,8 @@
 //! pass and, when gradients are wanted, the `Op` that backward replays.
 
 use crate::gpu::{Error, Result};
+use crate::kernels::attention::{AttentionShape, attention_forward};
+use crate::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
 use crate::kernels::matmul::{Matmul, matmul};
 use crate::kernels::{
     cross_entropy, elementwise as ew, embedding, layernorm, reduce, rezero, softmax,
@@ -374,6 +376,79 @@ impl<'g> Tape<'g> {
             Op::CrossEntropy {
                 logits: logits.id,
                 dlogits,
+            },
+        );
+        Ok(out)
+    }
+
+    /// Causal multi-head self-attention (the fused kernel) of `qkv` [batch·t, 3·heads·d]:
+    /// each row holds a position's query, key and value, heads side by side. Returns
+    /// [batch·t, heads·d], the heads side by side again.
+    pub fn causal_attention(&mut self, qkv: &Tensor, batch: usize, heads: usize) -> Result<Tensor> {
+        const OP: &str = "tape causal_attention";
+        let (rows, cols) = (qkv.rows(), qkv.cols());
+        if qkv.shape.len() != 2
+            || batch == 0
+            || heads == 0
+            || rows % batch != 0
+            || cols % (3 * heads) != 0
+        {
+            return Err(shape_error(
+                OP,
+                format!("[batch·t, 3·heads·d] with batch {batch} and {heads} heads"),
+                &[qkv],
+            ));
+        }
+        let (t, d) = (rows / batch, cols / (3 * heads));
+        let shape = AttentionShape {
+            bh: dim_u32(OP, batch * heads)?,
+            t: dim_u32(OP, t)?,
+            d: dim_u32(OP, d)?,
+        };
+        let layout = |offset: usize, stride: usize| -> Result<HeadLayout> {
+            Ok(HeadLayout {
+                batch: dim_u32(OP, batch)?,
+                t: shape.t,
+                heads: dim_u32(OP, heads)?,
+                d: shape.d,
+                stride: dim_u32(OP, stride)?,
+                offset: dim_u32(OP, offset)?,
+            })
+        };
+        let n = batch * heads * t * d;
+        let (q, k, v, o, lse) = (
+            self.take(n),
+            self.take(n),
+            self.take(n),
+            self.take(n),
+            self.take(batch * heads * t),
+        );
+        let out = self.output(&[rows, heads * d], self.requires_grad(qkv));
+        let gpu = self.gpu;
+        let dm = heads * d;
+        for (buffer, offset) in [(&q, 0), (&k, dm), (&v, 2 * dm)] {
+            rows_to_heads(
+                gpu,
+                self.pass(),
+                buffer,
+                &qkv.buffer,
+                &layout(offset, 3 * dm)?,
+            )?;
+        }
+        attention_forward(gpu, self.pass(), &o, &lse, &q, &k, &v, &shape)?;
+        heads_to_rows(gpu, self.pass(), &out.buffer, &o, &layout(0, dm)?, false)?;
+        self.record_op(
+            &out,
+            Op::Attention {
+                qkv: qkv.id,
+                q,
+                k,
+                v,
+                o,
+                lse,
+                batch: batch as u32,
+                heads: heads as u32,
+                shape,
             },
         );
         Ok(out)
