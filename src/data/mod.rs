@@ -4,6 +4,7 @@
 
 pub mod cifar;
 pub mod idx;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 

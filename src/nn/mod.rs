@@ -2,5 +2,7 @@
 
 pub mod init;
 pub mod mlp;
+pub mod transformer;
 
 pub use mlp::{Mlp, MlpConfig, MlpVariant};
+pub use transformer::{BlockVariant, Transformer, TransformerConfig};

@@ -1,0 +1,107 @@
+//! Byte-level text: the built-in corpus, any file of bytes, the 90/5/5 split into train,
+//! validation and test, and seeded random windows.
+
+use std::io::Read;
+use std::path::Path;
+
+use rand::{RngExt, SeedableRng};
+
+use crate::gpu::{Error, Result};
+
+/// The King James Version of the Bible, gzip-compressed (see corpus/README.md).
+const BUILTIN_GZ: &[u8] = include_bytes!("../../corpus/kjv.txt.gz");
+
+/// The built-in corpus, decompressed (4.3 MB of ASCII).
+pub fn builtin_corpus() -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(BUILTIN_GZ)
+        .read_to_end(&mut out)
+        .expect("the built-in corpus is a valid gzip stream");
+    out
+}
+
+/// A text split by bytes into train, validation and test parts.
+#[derive(Clone, Debug)]
+pub struct TextSplits {
+    pub train: Vec<u8>,
+    pub validation: Vec<u8>,
+    pub test: Vec<u8>,
+}
+
+impl TextSplits {
+    /// The first 90% for training, the next 5% for validation, the last 5% for testing
+    /// (for enwik8: the standard 90M / 5M / 5M).
+    pub fn new(bytes: Vec<u8>) -> TextSplits {
+        let n = bytes.len();
+        let (a, b) = (n * 90 / 100, n * 95 / 100);
+        TextSplits {
+            test: bytes[b..].to_vec(),
+            validation: bytes[a..b].to_vec(),
+            train: bytes[..a].to_vec(),
+        }
+    }
+
+    /// Reads any file of bytes and splits it; a file too short for windows of `window`
+    /// bytes in every split is an error naming the file.
+    pub fn from_file(path: &Path, window: usize) -> Result<TextSplits> {
+        let bytes = std::fs::read(path).map_err(|e| Error::Data {
+            path: path.to_path_buf(),
+            why: format!("cannot read: {e}"),
+        })?;
+        let splits = TextSplits::new(bytes);
+        let shortest = splits.validation.len().min(splits.test.len());
+        if shortest <= window {
+            return Err(Error::Data {
+                path: path.to_path_buf(),
+                why: format!(
+                    "{} bytes leave {shortest} bytes for validation and test, fewer than a window of {} plus its target",
+                    splits.train.len() + splits.validation.len() + splits.test.len(),
+                    window + 1
+                ),
+            });
+        }
+        Ok(splits)
+    }
+}
+
+/// `count` windows of `window` + 1 bytes from `data` (inputs and next-byte targets), at
+/// random starts drawn from `seed`: ([count, window] inputs, [count, window] targets).
+pub fn random_windows(data: &[u8], window: usize, count: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    assert!(
+        data.len() > window,
+        "text of {} bytes is too short for windows of {window}",
+        data.len()
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut inputs, mut targets) = (
+        Vec::with_capacity(count * window),
+        Vec::with_capacity(count * window),
+    );
+    for _ in 0..count {
+        let start = rng.random_range(0..data.len() - window);
+        inputs.extend(data[start..start + window].iter().map(|&b| b as u32));
+        targets.extend(
+            data[start + 1..start + window + 1]
+                .iter()
+                .map(|&b| b as u32),
+        );
+    }
+    (inputs, targets)
+}
+
+/// Non-overlapping windows covering the start of `data` in order, at most `count`: the
+/// fixed evaluation set.
+pub fn fixed_windows(data: &[u8], window: usize, count: usize) -> (Vec<u32>, Vec<u32>) {
+    let usable = (data.len().saturating_sub(1) / window).min(count);
+    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+    for w in 0..usable {
+        let start = w * window;
+        inputs.extend(data[start..start + window].iter().map(|&b| b as u32));
+        targets.extend(
+            data[start + 1..start + window + 1]
+                .iter()
+                .map(|&b| b as u32),
+        );
+    }
+    (inputs, targets)
+}
