@@ -8,7 +8,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::gpu::{Error, Gpu, Result};
-use crate::nn::{Mlp, MlpConfig};
+use crate::nn::{Mlp, MlpConfig, Transformer, TransformerConfig};
 use crate::tape::Param;
 
 /// A checkpoint read from disk.
@@ -171,6 +171,62 @@ pub fn load_mlp(gpu: &Gpu, path: &Path) -> Result<Mlp> {
         seed: checkpoint.meta_parse(path, "seed")?,
     };
     let model = Mlp::new(gpu, config)?;
+    checkpoint.restore(gpu, path, &model.params())?;
+    Ok(model)
+}
+
+/// Saves a Transformer: its parameters and its configuration as metadata.
+pub fn save_transformer(gpu: &Gpu, model: &Transformer, path: &Path) -> Result<()> {
+    let c = &model.config;
+    let metadata = [
+        ("model", "transformer".to_string()),
+        ("variant", c.variant.name().to_string()),
+        ("layers", c.layers.to_string()),
+        ("d_model", c.d_model.to_string()),
+        ("heads", c.heads.to_string()),
+        ("d_ff", c.d_ff.to_string()),
+        ("seq", c.seq.to_string()),
+        ("gelu", c.gelu.to_string()),
+        ("alpha_per_sublayer", c.alpha_per_sublayer.to_string()),
+        ("alpha_init", c.alpha_init.to_string()),
+        ("seed", c.seed.to_string()),
+    ];
+    save(
+        gpu,
+        path,
+        &model.params(),
+        metadata
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// Loads a Transformer saved by [`save_transformer`].
+pub fn load_transformer(gpu: &Gpu, path: &Path) -> Result<Transformer> {
+    let checkpoint = load(path)?;
+    if checkpoint.meta(path, "model")? != "transformer" {
+        return Err(data_error(
+            path,
+            format!(
+                "holds a {} model, not a Transformer",
+                checkpoint.meta(path, "model")?
+            ),
+        ));
+    }
+    let config = TransformerConfig {
+        variant: checkpoint.meta_parse(path, "variant")?,
+        layers: checkpoint.meta_parse(path, "layers")?,
+        d_model: checkpoint.meta_parse(path, "d_model")?,
+        heads: checkpoint.meta_parse(path, "heads")?,
+        d_ff: checkpoint.meta_parse(path, "d_ff")?,
+        seq: checkpoint.meta_parse(path, "seq")?,
+        gelu: checkpoint.meta_parse(path, "gelu")?,
+        alpha_per_sublayer: checkpoint.meta_parse(path, "alpha_per_sublayer")?,
+        alpha_init: checkpoint.meta_parse(path, "alpha_init")?,
+        seed: checkpoint.meta_parse(path, "seed")?,
+    };
+    let model = Transformer::new(gpu, config)?;
     checkpoint.restore(gpu, path, &model.params())?;
     Ok(model)
 }

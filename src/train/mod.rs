@@ -2,6 +2,7 @@
 //! metrics CSV, test evaluation each epoch and a summary.
 
 pub mod checkpoint;
+pub mod lm;
 pub mod plot;
 pub mod progress;
 

@@ -15,6 +15,7 @@ macro_rules! out {
 mod bench_cmd;
 mod info_cmd;
 mod isometry_cmd;
+mod lm_cmd;
 mod plot_cmd;
 mod train_cmd;
 
@@ -45,9 +46,13 @@ enum Command {
     Info,
     /// Time kernels (median of synchronised runs) beside a reference from the same run.
     Bench(bench_cmd::BenchArgs),
-    /// Train a model.
-    #[command(subcommand)]
-    Train(train_cmd::TrainCommand),
+    /// Train a model; alone, the main job: a small ReZero Transformer on the built-in corpus.
+    Train {
+        #[command(subcommand)]
+        command: Option<train_cmd::TrainCommand>,
+    },
+    /// Generate text from a language-model checkpoint.
+    Sample(lm_cmd::SampleArgs),
     /// Singular values of a network's input-output Jacobian (dynamical isometry).
     Isometry(isometry_cmd::IsometryArgs),
     /// Draw the curves of several runs in one SVG picture.
@@ -77,7 +82,8 @@ fn run(cli: &Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench_cmd::bench(&gpu, args),
-        Command::Train(command) => train_cmd::train(&gpu, command),
+        Command::Train { command } => train_cmd::train(&gpu, command.as_ref()),
+        Command::Sample(args) => lm_cmd::sample_command(&gpu, args),
         Command::Isometry(args) => isometry_cmd::isometry(&gpu, args),
         Command::Plot(_) => unreachable!("handled above"),
     }

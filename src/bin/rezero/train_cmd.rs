@@ -17,6 +17,8 @@ use rezero::{Error, Result};
 pub enum TrainCommand {
     /// A deep MLP (plain, residual, layernorm or rezero blocks) on MNIST, Fashion-MNIST or CIFAR-10.
     Mlp(MlpArgs),
+    /// A byte-level Transformer language model on the built-in corpus or any file.
+    Lm(crate::lm_cmd::LmArgs),
 }
 
 #[derive(Args)]
@@ -86,9 +88,12 @@ pub struct MlpArgs {
     quiet: bool,
 }
 
-pub fn train(gpu: &Gpu, command: &TrainCommand) -> Result<()> {
+/// `rezero train` alone runs the main job: a small ReZero Transformer on the built-in corpus.
+pub fn train(gpu: &Gpu, command: Option<&TrainCommand>) -> Result<()> {
     match command {
-        TrainCommand::Mlp(args) => train_mlp(gpu, args),
+        Some(TrainCommand::Mlp(args)) => train_mlp(gpu, args),
+        Some(TrainCommand::Lm(args)) => crate::lm_cmd::train_lm_command(gpu, args),
+        None => crate::lm_cmd::train_lm_command(gpu, &crate::lm_cmd::LmArgs::main_job()),
     }
 }
 
