@@ -191,7 +191,7 @@ pub fn train_lm(
                 break;
             }
         }
-        progress.update(step, 1, losses.last().map(|l| l.1));
+        progress.update(step, 0, losses.last().map(|l| l.1));
         if steps_to_target.is_some() {
             break;
         }

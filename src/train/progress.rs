@@ -39,7 +39,8 @@ impl Progress {
         self.start.elapsed()
     }
 
-    /// Redraws the line for `step` (1-based) if a tenth of a second has passed.
+    /// Redraws the line for `step` (1-based) if a tenth of a second has passed; `epoch` 0
+    /// leaves the epoch out.
     pub fn update(&mut self, step: u64, epoch: usize, loss: Option<f32>) {
         if !self.enabled
             || self
@@ -55,8 +56,13 @@ impl Progress {
         let eta =
             Duration::from_secs_f64((self.total.saturating_sub(step)) as f64 / rate.max(1e-9));
         let loss = loss.map_or("-".to_string(), |l| format!("{l:.4}"));
+        let epoch = if epoch > 0 {
+            format!(" epoch {epoch}")
+        } else {
+            String::new()
+        };
         eprint!(
-            "\r{} epoch {epoch} step {step}/{} loss {loss} {rate:.1} steps/s ETA {}   ",
+            "\r{}{epoch} step {step}/{} loss {loss} {rate:.1} steps/s ETA {}   ",
             self.label,
             self.total,
             format_duration(eta)
