@@ -135,7 +135,8 @@ pub fn train_lm(
     };
     let params = model.params();
     let mut tape = Tape::new(gpu);
-    let mut progress = Progress::new(&run.label, run.steps, run.show_progress);
+    let mut progress = Progress::new(&run.label, run.steps, run.show_progress)
+        .with_tokens((run.batch * run.seq) as u64);
     let (mut losses, mut val_curve, mut steps_to_target, mut diverged) =
         (Vec::new(), Vec::new(), None, false);
     let mut step = 0;

@@ -10,6 +10,8 @@ pub struct Progress {
     start: Instant,
     last_draw: Option<Instant>,
     enabled: bool,
+    /// Bytes a step for language models: the line then shows bits per byte and tokens/s.
+    tokens_per_step: Option<u64>,
 }
 
 /// "1h02m", "3m05s" or "12.3s".
@@ -32,7 +34,14 @@ impl Progress {
             start: Instant::now(),
             last_draw: None,
             enabled,
+            tokens_per_step: None,
         }
+    }
+
+    /// For language models: the loss is in nats per byte and a step reads this many bytes.
+    pub fn with_tokens(mut self, tokens_per_step: u64) -> Progress {
+        self.tokens_per_step = Some(tokens_per_step);
+        self
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -55,14 +64,25 @@ impl Progress {
         let rate = step as f64 / elapsed.max(1e-9);
         let eta =
             Duration::from_secs_f64((self.total.saturating_sub(step)) as f64 / rate.max(1e-9));
-        let loss = loss.map_or("-".to_string(), |l| format!("{l:.4}"));
+        let (loss, speed) = match self.tokens_per_step {
+            Some(tokens) => (
+                loss.map_or("-".to_string(), |l| {
+                    format!("{l:.4} ({:.3} bits/byte)", l / std::f32::consts::LN_2)
+                }),
+                format!("{:.0} tokens/s", rate * tokens as f64),
+            ),
+            None => (
+                loss.map_or("-".to_string(), |l| format!("{l:.4}")),
+                format!("{rate:.1} steps/s"),
+            ),
+        };
         let epoch = if epoch > 0 {
             format!(" epoch {epoch}")
         } else {
             String::new()
         };
         eprint!(
-            "\r{}{epoch} step {step}/{} loss {loss} {rate:.1} steps/s ETA {}   ",
+            "\r{}{epoch} step {step}/{} loss {loss} {speed} ETA {}   ",
             self.label,
             self.total,
             format_duration(eta)
