@@ -276,3 +276,100 @@ fn bad_input_gets_a_clear_error_and_exit_code_1() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn train_lm_on_a_file_resume_and_sample() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("lm");
+    let corpus: String = (0..400)
+        .map(|i| format!("line {i}: the quick brown fox jumps over the lazy dog.\n"))
+        .collect();
+    let data = dir.join("text.txt");
+    std::fs::write(&data, corpus).unwrap();
+    let run = dir.join("run");
+    let args = |steps: &str| -> Vec<String> {
+        [
+            "train",
+            "lm",
+            "--data",
+            data.to_str().unwrap(),
+            "--layers",
+            "1",
+            "--d-model",
+            "8",
+            "--heads",
+            "2",
+            "--d-ff",
+            "16",
+            "--seq",
+            "8",
+            "--batch",
+            "2",
+            "--eval-every",
+            "2",
+            "--eval-windows",
+            "2",
+            "--sample",
+            "0",
+            "--quiet",
+            "--out",
+            run.to_str().unwrap(),
+            "--steps",
+            steps,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let first: Vec<String> = args("4");
+    let out = rezero(&first.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.status.success() && text(&out).contains("rezero-1x8: 4 steps"),
+        "{}",
+        text(&out)
+    );
+    let mut again = args("6");
+    again.push("--resume".into());
+    let out = rezero(&again.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.status.success()
+            && text(&out).contains("resuming")
+            && text(&out).contains("rezero-1x8: 6 steps"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        7
+    );
+    let out = rezero(&[
+        "sample",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--prompt",
+        "line",
+        "--len",
+        "10",
+    ]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("line"),
+        "{}",
+        text(&out)
+    );
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "too short").unwrap();
+    let out = rezero(&[
+        "train",
+        "lm",
+        "--data",
+        short.to_str().unwrap(),
+        "--steps",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("short.txt"), "{}", text(&out));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -58,6 +58,7 @@ fn a_64_layer_rezero_transformer_trains_without_warmup() {
         log_every: 1,
         target_bpb: None,
         out: Some(out.clone()),
+        start_step: 0,
         show_progress: false,
     };
     let summary = train_lm(gpu, &model, &mut optimizer, &text, &run).unwrap();
@@ -122,4 +123,68 @@ fn checkpoint_round_trip_for_every_variant() {
         }
         std::fs::remove_file(path).unwrap();
     }
+}
+
+#[test]
+fn a_resumed_run_ends_exactly_where_an_unbroken_one_does() {
+    use rezero::train::checkpoint::{load, restore_run, transformer_from};
+    let gpu = require_gpu!();
+    let text = TextSplits::new(builtin_corpus());
+    let adam = || OptimizerConfig {
+        method: Method::parse("adam").unwrap(),
+        lr: 3e-3,
+        weight_decay: 0.0,
+        clip: None,
+        schedule: Schedule::default(),
+    };
+    let dir = |name: &str| {
+        std::env::temp_dir().join(format!("rezero-resume-{name}-{}", std::process::id()))
+    };
+    let run = |out: &std::path::Path, steps: u64, start_step: u64| LmRun {
+        label: "r".into(),
+        steps,
+        batch: 2,
+        seq: 8,
+        seed: 9,
+        eval_every: 3,
+        eval_windows: 2,
+        log_every: 1,
+        target_bpb: None,
+        out: Some(out.to_path_buf()),
+        start_step,
+        show_progress: false,
+    };
+
+    let straight = Transformer::new(gpu, narrow(3)).unwrap();
+    let mut optimizer = Optimizer::new(gpu, &straight.params(), adam()).unwrap();
+    let (a, b) = (dir("straight"), dir("broken"));
+    train_lm(gpu, &straight, &mut optimizer, &text, &run(&a, 6, 0)).unwrap();
+
+    let first = Transformer::new(gpu, narrow(3)).unwrap();
+    let mut optimizer = Optimizer::new(gpu, &first.params(), adam()).unwrap();
+    train_lm(gpu, &first, &mut optimizer, &text, &run(&b, 3, 0)).unwrap();
+    let path = b.join("model.safetensors");
+    let checkpoint = load(&path).unwrap();
+    let resumed = transformer_from(gpu, &path, &checkpoint).unwrap();
+    let mut optimizer = Optimizer::new(gpu, &resumed.params(), adam()).unwrap();
+    let step = restore_run(gpu, &path, &checkpoint, &resumed, &mut optimizer).unwrap();
+    assert_eq!(step, 3);
+    train_lm(gpu, &resumed, &mut optimizer, &text, &run(&b, 6, step)).unwrap();
+
+    for (x, y) in straight.params().iter().zip(resumed.params()) {
+        assert_eq!(
+            gpu.read_f32(&x.value, x.len()).unwrap(),
+            gpu.read_f32(&y.value, y.len()).unwrap(),
+            "{} differs after resuming",
+            x.name
+        );
+    }
+    let metrics = std::fs::read_to_string(b.join("metrics.csv")).unwrap();
+    assert_eq!(
+        metrics.lines().count(),
+        7,
+        "one header and steps 1..6 in one file:\n{metrics}"
+    );
+    std::fs::remove_dir_all(a).unwrap();
+    std::fs::remove_dir_all(b).unwrap();
 }

@@ -114,6 +114,56 @@ impl Optimizer {
         self.step
     }
 
+    /// The state buffers for a checkpoint: ("optimizer.NAME.1" or ".2", shape, buffer) for
+    /// each of `params` (the parameters it was made for, in that order).
+    pub fn state_entries<'a>(
+        &'a self,
+        params: &[&Param],
+    ) -> Vec<(String, Vec<usize>, &'a wgpu::Buffer)> {
+        let mut entries = Vec::new();
+        for (p, (s1, s2)) in params.iter().zip(&self.state) {
+            entries.push((format!("optimizer.{}.1", p.name), p.shape.clone(), s1));
+            if let Some(s2) = s2 {
+                entries.push((format!("optimizer.{}.2", p.name), p.shape.clone(), s2));
+            }
+        }
+        entries
+    }
+
+    /// Continues from a checkpoint: `steps` taken, state values by the names of
+    /// [`Optimizer::state_entries`].
+    pub fn restore(
+        &mut self,
+        gpu: &Gpu,
+        params: &[&Param],
+        steps: u64,
+        state: &dyn Fn(&str) -> Option<Vec<f32>>,
+    ) -> Result<()> {
+        self.check(params)?;
+        for (p, (s1, s2)) in params.iter().zip(&self.state) {
+            for (suffix, buffer) in std::iter::once(("1", s1)).chain(s2.iter().map(|b| ("2", b))) {
+                let name = format!("optimizer.{}.{suffix}", p.name);
+                let values = state(&name).ok_or_else(|| Error::Invalid {
+                    what: "optimizer state".into(),
+                    why: format!("the checkpoint has no {name} (saved with another optimizer?)"),
+                })?;
+                if values.len() != p.len() {
+                    return Err(Error::Invalid {
+                        what: "optimizer state".into(),
+                        why: format!(
+                            "{name} has {} values, the parameter {}",
+                            values.len(),
+                            p.len()
+                        ),
+                    });
+                }
+                gpu.write(buffer, &values);
+            }
+        }
+        self.step = steps;
+        Ok(())
+    }
+
     /// The learning rate the next step will use.
     pub fn lr(&self) -> f32 {
         self.config.lr * self.config.schedule.factor(self.step)

@@ -9,6 +9,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::gpu::{Error, Gpu, Result};
 use crate::nn::{Mlp, MlpConfig, Transformer, TransformerConfig};
+use crate::optim::Optimizer;
 use crate::tape::Param;
 
 /// A checkpoint read from disk.
@@ -33,12 +34,30 @@ pub fn save(
     params: &[&Param],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let mut values = Vec::with_capacity(params.len());
-    for p in params {
+    let entries: Vec<Entry> = params
+        .iter()
+        .map(|p| (p.name.clone(), p.shape.clone(), &p.value))
+        .collect();
+    save_buffers(gpu, path, &entries, metadata)
+}
+
+/// A named tensor to save: (name, shape, buffer holding at least that many f32).
+pub type Entry<'a> = (String, Vec<usize>, &'a wgpu::Buffer);
+
+/// Reads every entry back from the GPU and writes them with `metadata` to `path`
+/// atomically (a temporary file, then a rename).
+pub fn save_buffers(
+    gpu: &Gpu,
+    path: &Path,
+    entries: &[Entry],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let mut values = Vec::with_capacity(entries.len());
+    for (name, shape, buffer) in entries {
         values.push((
-            p.name.clone(),
-            p.shape.clone(),
-            gpu.read_f32(&p.value, p.len())?,
+            name.clone(),
+            shape.clone(),
+            gpu.read_f32(buffer, shape.iter().product())?,
         ));
     }
     let mut views = Vec::with_capacity(values.len());
@@ -177,6 +196,48 @@ pub fn load_mlp(gpu: &Gpu, path: &Path) -> Result<Mlp> {
 
 /// Saves a Transformer: its parameters and its configuration as metadata.
 pub fn save_transformer(gpu: &Gpu, model: &Transformer, path: &Path) -> Result<()> {
+    save(gpu, path, &model.params(), transformer_metadata(model))
+}
+
+/// Saves a Transformer with its optimizer's state and the step reached, so that
+/// `rezero train lm --resume` can continue the run.
+pub fn save_transformer_run(
+    gpu: &Gpu,
+    model: &Transformer,
+    optimizer: &Optimizer,
+    step: u64,
+    path: &Path,
+) -> Result<()> {
+    let params = model.params();
+    let mut entries: Vec<Entry> = params
+        .iter()
+        .map(|p| (p.name.clone(), p.shape.clone(), &p.value))
+        .collect();
+    entries.extend(optimizer.state_entries(&params));
+    let mut metadata = transformer_metadata(model);
+    metadata.insert("step".into(), step.to_string());
+    metadata.insert("optimizer_steps".into(), optimizer.steps().to_string());
+    save_buffers(gpu, path, &entries, metadata)
+}
+
+/// Restores the optimizer state and returns the step a run checkpoint reached.
+pub fn restore_run(
+    gpu: &Gpu,
+    path: &Path,
+    checkpoint: &Checkpoint,
+    model: &Transformer,
+    optimizer: &mut Optimizer,
+) -> Result<u64> {
+    let step: u64 = checkpoint.meta_parse(path, "step")?;
+    let optimizer_steps: u64 = checkpoint.meta_parse(path, "optimizer_steps")?;
+    let lookup = |name: &str| checkpoint.tensors.get(name).map(|(_, v)| v.clone());
+    optimizer
+        .restore(gpu, &model.params(), optimizer_steps, &lookup)
+        .map_err(|e| data_error(path, e.to_string()))?;
+    Ok(step)
+}
+
+fn transformer_metadata(model: &Transformer) -> HashMap<String, String> {
     let c = &model.config;
     let metadata = [
         ("model", "transformer".to_string()),
@@ -191,20 +252,19 @@ pub fn save_transformer(gpu: &Gpu, model: &Transformer, path: &Path) -> Result<(
         ("alpha_init", c.alpha_init.to_string()),
         ("seed", c.seed.to_string()),
     ];
-    save(
-        gpu,
-        path,
-        &model.params(),
-        metadata
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    )
+    metadata
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
-/// Loads a Transformer saved by [`save_transformer`].
+/// Loads a Transformer saved by [`save_transformer`] or [`save_transformer_run`].
 pub fn load_transformer(gpu: &Gpu, path: &Path) -> Result<Transformer> {
-    let checkpoint = load(path)?;
+    transformer_from(gpu, path, &load(path)?)
+}
+
+/// The Transformer a loaded checkpoint describes, with its weights.
+pub fn transformer_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Transformer> {
     if checkpoint.meta(path, "model")? != "transformer" {
         return Err(data_error(
             path,

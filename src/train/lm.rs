@@ -32,8 +32,11 @@ pub struct LmRun {
     pub log_every: u64,
     /// Stop when validation bits per byte reach this.
     pub target_bpb: Option<f32>,
-    /// Run directory: metrics.csv, summary.txt, model.safetensors.
+    /// Run directory: metrics.csv, summary.txt, model.safetensors (with the optimizer state,
+    /// written at every evaluation).
     pub out: Option<PathBuf>,
+    /// Steps already taken (a resumed run starts after them and appends to metrics.csv).
+    pub start_step: u64,
     pub show_progress: bool,
 }
 
@@ -124,11 +127,24 @@ pub fn train_lm(
             std::fs::create_dir_all(dir)
                 .map_err(|e| data_error(dir, format!("cannot create the run directory: {e}")))?;
             let path = dir.join("metrics.csv");
-            let mut file = std::fs::File::create(&path)
-                .map_err(|e| data_error(&path, format!("cannot create: {e}")))?;
-            let alpha_cols: String = (0..alphas).map(|i| format!(",alpha_{i}")).collect();
-            writeln!(file, "step,loss,val_bpb,lr,tokens_per_s{alpha_cols}")
-                .map_err(|e| data_error(&path, e.to_string()))?;
+            let file = if run.start_step > 0 {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| {
+                        data_error(
+                            &path,
+                            format!("cannot append to the resumed run's metrics: {e}"),
+                        )
+                    })?
+            } else {
+                let mut file = std::fs::File::create(&path)
+                    .map_err(|e| data_error(&path, format!("cannot create: {e}")))?;
+                let alpha_cols: String = (0..alphas).map(|i| format!(",alpha_{i}")).collect();
+                writeln!(file, "step,loss,val_bpb,lr,tokens_per_s{alpha_cols}")
+                    .map_err(|e| data_error(&path, e.to_string()))?;
+                file
+            };
             Some((file, path))
         }
         None => None,
@@ -139,7 +155,7 @@ pub fn train_lm(
         .with_tokens((run.batch * run.seq) as u64);
     let (mut losses, mut val_curve, mut steps_to_target, mut diverged) =
         (Vec::new(), Vec::new(), None, false);
-    let mut step = 0;
+    let mut step = run.start_step;
     while step < run.steps {
         let (x, y) = random_windows(
             &text.train,
@@ -169,12 +185,21 @@ pub fn train_lm(
                 steps_to_target = Some(step);
             }
             bpb = Some(v);
+            if let Some(dir) = &run.out {
+                super::checkpoint::save_transformer_run(
+                    gpu,
+                    model,
+                    optimizer,
+                    step,
+                    &dir.join("model.safetensors"),
+                )?;
+            }
         }
         if let Some(l) = loss_value {
             losses.push((step, l));
             if let Some((file, path)) = csv.as_mut() {
-                let tokens_per_s =
-                    (step as usize * run.batch * run.seq) as f64 / progress.elapsed().as_secs_f64();
+                let tokens_per_s = ((step - run.start_step) as usize * run.batch * run.seq) as f64
+                    / progress.elapsed().as_secs_f64();
                 let alpha_values = match &model.alphas {
                     Some(a) => gpu
                         .read_f32(&a.value, a.len())?
@@ -199,9 +224,6 @@ pub fn train_lm(
     }
     progress.finish();
     let wall = progress.elapsed().as_secs_f64();
-    if let Some(dir) = &run.out {
-        super::checkpoint::save_transformer(gpu, model, &dir.join("model.safetensors"))?;
-    }
     let tail = &losses[losses.len().saturating_sub(10)..];
     let summary = LmSummary {
         label: run.label.clone(),
@@ -210,7 +232,8 @@ pub fn train_lm(
         val_bpb: val_curve.last().map_or(f32::NAN, |v| v.1),
         steps_to_target,
         wall_seconds: wall,
-        tokens_per_second: (step as usize * run.batch * run.seq) as f64 / wall.max(1e-9),
+        tokens_per_second: ((step - run.start_step) as usize * run.batch * run.seq) as f64
+            / wall.max(1e-9),
         peak_activation_bytes: tape.peak_bytes_held(),
         diverged,
         val_curve,

@@ -9,7 +9,7 @@ use rezero::data::text::{TextSplits, builtin_corpus};
 use rezero::gpu::Gpu;
 use rezero::nn::{BlockVariant, Transformer, TransformerConfig};
 use rezero::optim::{Method, Optimizer, OptimizerConfig, Schedule};
-use rezero::train::checkpoint::load_transformer;
+use rezero::train::checkpoint::{self, load_transformer};
 use rezero::train::lm::{LmRun, LmSummary, sample, train_lm};
 use rezero::train::plot::{Curve, plot_svg};
 use rezero::train::progress::format_duration;
@@ -79,6 +79,10 @@ pub struct LmArgs {
     /// Run directory (default runs/lm-VARIANT, or runs/lm-compare).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue the run in --out (its model.safetensors: weights, optimizer state, step) up
+    /// to --steps, with the same data order; the model's shape comes from the checkpoint.
+    #[arg(long)]
+    resume: bool,
     /// Bytes of text to sample after training (0: none).
     #[arg(long, default_value_t = 200)]
     sample: usize,
@@ -122,19 +126,6 @@ fn run_one(
     text: &TextSplits,
     out: PathBuf,
 ) -> Result<(LmSummary, Transformer)> {
-    let config = TransformerConfig {
-        variant,
-        layers: args.layers,
-        d_model: args.d_model,
-        heads: args.heads,
-        d_ff: args.d_ff,
-        seq: args.seq,
-        gelu: !args.relu,
-        alpha_per_sublayer: args.alpha_per_sublayer,
-        alpha_init: args.alpha_init,
-        seed: args.seed,
-    };
-    let model = Transformer::new(gpu, config)?;
     let optimizer_config = OptimizerConfig {
         method: Method::parse(&args.optimizer)?,
         lr: args.lr,
@@ -142,9 +133,39 @@ fn run_one(
         clip: args.clip,
         schedule: Schedule::parse(&args.schedule, args.warmup)?,
     };
-    let mut optimizer = Optimizer::new(gpu, &model.params(), optimizer_config)?;
+    let checkpoint_path = out.join("model.safetensors");
+    let (model, mut optimizer, start_step) = if args.resume {
+        let checkpoint = checkpoint::load(&checkpoint_path)?;
+        let model = checkpoint::transformer_from(gpu, &checkpoint_path, &checkpoint)?;
+        let mut optimizer = Optimizer::new(gpu, &model.params(), optimizer_config)?;
+        let step =
+            checkpoint::restore_run(gpu, &checkpoint_path, &checkpoint, &model, &mut optimizer)?;
+        eprintln!(
+            "resuming {} at step {step} of {}",
+            checkpoint_path.display(),
+            args.steps
+        );
+        (model, optimizer, step)
+    } else {
+        let config = TransformerConfig {
+            variant,
+            layers: args.layers,
+            d_model: args.d_model,
+            heads: args.heads,
+            d_ff: args.d_ff,
+            seq: args.seq,
+            gelu: !args.relu,
+            alpha_per_sublayer: args.alpha_per_sublayer,
+            alpha_init: args.alpha_init,
+            seed: args.seed,
+        };
+        let model = Transformer::new(gpu, config)?;
+        let optimizer = Optimizer::new(gpu, &model.params(), optimizer_config)?;
+        (model, optimizer, 0)
+    };
+    let c = &model.config;
     let run = LmRun {
-        label: format!("{}-{}x{}", variant.name(), args.layers, args.d_model),
+        label: format!("{}-{}x{}", c.variant.name(), c.layers, c.d_model),
         steps: args.steps,
         batch: args.batch,
         seq: args.seq,
@@ -154,6 +175,7 @@ fn run_one(
         log_every: args.log_every,
         target_bpb: args.target_bpb,
         out: Some(out),
+        start_step,
         show_progress: !args.quiet,
     };
     Ok((train_lm(gpu, &model, &mut optimizer, text, &run)?, model))
