@@ -309,6 +309,8 @@ fn train_lm_on_a_file_resume_and_sample() {
             "2",
             "--eval-windows",
             "2",
+            "--log-every",
+            "1",
             "--sample",
             "0",
             "--quiet",
