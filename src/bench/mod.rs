@@ -6,11 +6,13 @@ use std::time::Instant;
 
 mod attention;
 mod cases;
+mod lm;
 mod mlp;
 mod parse;
 
 pub use attention::attention_cases;
 pub use cases::*;
+pub use lm::{LmStep, lm_step};
 pub use mlp::{MlpStep, mlp_step};
 pub use parse::*;
 

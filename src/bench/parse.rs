@@ -94,3 +94,14 @@ pub fn parse_attention(s: &str) -> Result<(u32, u32, u32)> {
         }),
     }
 }
+
+/// Parses "LAYERSxD_MODELxSEQxBATCH" for the language-model step.
+pub fn parse_lm(s: &str) -> Result<(u32, u32, u32, u32)> {
+    match dims(s, "language-model size", "LAYERSxD_MODELxSEQxBATCH")?.as_slice() {
+        [l, d, t, b] => Ok((*l, *d, *t, *b)),
+        _ => Err(Error::Invalid {
+            what: "language-model size".into(),
+            why: format!("'{s}' is not LAYERSxD_MODELxSEQxBATCH"),
+        }),
+    }
+}

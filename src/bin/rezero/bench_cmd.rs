@@ -23,6 +23,8 @@ pub enum Family {
     Attention,
     /// A whole MLP training step (forward, backward, Adagrad) against depth.
     Mlp,
+    /// A whole Transformer training step (forward, backward, Adam): tokens/s.
+    Lm,
     All,
 }
 
@@ -34,7 +36,7 @@ pub struct BenchArgs {
     /// Comma-separated sizes: matmul N or MxNxK (e.g. 1024,4096x512x512); rezero,
     /// elementwise, reduce and optim element counts (e.g. 1M,16M); softmax, layernorm and
     /// cross-entropy ROWSxCOLS; embedding TOKENSxDIM[xVOCAB]; mlp DEPTH[xWIDTH[xBATCH]];
-    /// attention T or BHxTxD.
+    /// attention T or BHxTxD; lm LAYERSxD_MODELxSEQxBATCH.
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
     /// Matmul variants to time (default: naive where small, tiled, reg4x4, reg8x4, auto).
@@ -169,7 +171,7 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
             let (rows, cols, n) = rows_cols(size)?;
             (bench::cross_entropy_cases(gpu, rows, cols), n)
         }
-        Family::Matmul | Family::Mlp | Family::Attention | Family::All => {
+        Family::Matmul | Family::Mlp | Family::Lm | Family::Attention | Family::All => {
             unreachable!("not a memory-bound family")
         }
     })
@@ -227,6 +229,7 @@ pub fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
         match family {
             Family::Matmul => bench_matmul(gpu, args)?,
             Family::Mlp => bench_mlp(gpu, args)?,
+            Family::Lm => bench_lm(gpu, args)?,
             Family::Attention => bench_attention(gpu, args)?,
             f => bench_memory(gpu, args, f)?,
         }
@@ -290,6 +293,47 @@ fn bench_attention(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
             reference.value,
         )?;
         emit(&reference, args.json);
+        emit(&record, args.json);
+    }
+    Ok(())
+}
+
+/// Transformer training steps in tokens/s, beside the matmul of the feed-forward layer's
+/// first product ([batch·seq, d_model] · [4·d_model, d_model]ᵀ) in the same run.
+fn bench_lm(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
+    // Sizes that finish on software Vulkan; a GPU takes the 12-layer, d_model 512, seq 512 ones.
+    for size in sizes_or(
+        &args.sizes,
+        &["12x256x128x4", "12x256x512x1", "12x512x128x1"],
+    ) {
+        let (layers, d_model, seq, batch) = bench::parse_lm(size)?;
+        let layer =
+            bench::matmul_case(gpu, batch * seq, 4 * d_model, d_model, MatmulVariant::Auto)?;
+        let reference = bench::measure(gpu, &layer, args.warmup, args.runs, "", 1.0)?.value;
+        let step = bench::lm_step(
+            gpu,
+            layers as usize,
+            d_model as usize,
+            seq as usize,
+            batch as usize,
+            1,
+            args.runs.min(3),
+        )?;
+        let record = Record {
+            kernel: "lm_step".into(),
+            shape: size.to_string(),
+            variant: "rezero".into(),
+            ms: step.seconds * 1e3,
+            value: step.flops / step.seconds / 1e9,
+            unit: "GFLOP/s",
+            reference: format!("matmul {}x{}x{}", batch * seq, 4 * d_model, d_model),
+            reference_value: reference,
+            note: format!(
+                "{:.0} tokens/s, activations {:.1} MiB peak",
+                step.tokens as f64 / step.seconds,
+                step.peak_activation_bytes as f64 / 1048576.0
+            ),
+        };
         emit(&record, args.json);
     }
     Ok(())

@@ -1,0 +1,83 @@
+//! A whole Transformer training step (forward, backward, Adam) timed on byte windows: the
+//! tokens/s figure of the language-model jobs.
+
+use super::median_seconds;
+use crate::gpu::{Gpu, Result};
+use crate::nn::{BlockVariant, Transformer, TransformerConfig};
+use crate::optim::{Method, Optimizer, OptimizerConfig, Schedule};
+use crate::tape::Tape;
+
+/// The measured step.
+#[derive(Clone, Debug)]
+pub struct LmStep {
+    pub seconds: f64,
+    pub tokens: usize,
+    /// 6 × (linear weights) × tokens, plus the causal attention's products (forward and
+    /// backward, 3× the forward's).
+    pub flops: f64,
+    pub peak_activation_bytes: u64,
+}
+
+/// Times training steps of a ReZero Transformer of `layers` × `d_model` (d_model/64 heads,
+/// d_ff 4·d_model) on `batch` windows of `seq` bytes.
+pub fn lm_step(
+    gpu: &Gpu,
+    layers: usize,
+    d_model: usize,
+    seq: usize,
+    batch: usize,
+    warmup: usize,
+    runs: usize,
+) -> Result<LmStep> {
+    let heads = (d_model / 64).max(1);
+    let config = TransformerConfig {
+        variant: BlockVariant::Rezero,
+        layers,
+        d_model,
+        heads,
+        d_ff: 4 * d_model,
+        seq,
+        gelu: true,
+        alpha_per_sublayer: false,
+        alpha_init: 0.0,
+        seed: 1,
+    };
+    let model = Transformer::new(gpu, config)?;
+    let adam = OptimizerConfig {
+        method: Method::parse("adam")?,
+        lr: 1e-3,
+        weight_decay: 0.0,
+        clip: None,
+        schedule: Schedule::default(),
+    };
+    let mut optimizer = Optimizer::new(gpu, &model.params(), adam)?;
+    let params = model.params();
+    let tokens = batch * seq;
+    let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7 + 3) % 256).collect();
+    let targets: Vec<u32> = ids.iter().map(|i| (i + 1) % 256).collect();
+    let mut tape = Tape::new(gpu);
+    let seconds = median_seconds(
+        || {
+            let logits = model.forward(&mut tape, &ids, batch)?;
+            let loss = tape.cross_entropy(&logits, &targets)?;
+            tape.backward(&loss)?;
+            optimizer.step_on_tape(&mut tape, &params)?;
+            tape.reset();
+            gpu.sync()
+        },
+        warmup,
+        runs,
+    )?;
+    let linear_weights = layers * (12 * d_model * d_model) + 256 * d_model;
+    let attention = 3.0
+        * 4.0
+        * (batch * heads) as f64
+        * (seq * (seq + 1) / 2) as f64
+        * (d_model / heads) as f64;
+    Ok(LmStep {
+        seconds,
+        tokens,
+        flops: 6.0 * linear_weights as f64 * tokens as f64 + attention,
+        peak_activation_bytes: tape.peak_bytes_held(),
+    })
+}
