@@ -9,12 +9,15 @@
 //!   buffers and readback, the buffer pool, the pipeline cache, the [`Error`](gpu::Error) type.
 //! - [`kernels`]: one module per WGSL file in `shaders/`; the launchers are the embeddable API.
 //! - [`cpu`]: plain-loop references of every kernel (ground truth for tests and benches).
-//! - [`data`]: MNIST / Fashion-MNIST (IDX) and CIFAR-10 (binary) loaders, seeded epoch order.
-//! - [`nn`]: models from tape ops (the deep MLP variants) and initialisation.
+//! - [`data`]: MNIST / Fashion-MNIST (IDX) and CIFAR-10 (binary) loaders, seeded epoch order,
+//!   byte-level text and the built-in corpus.
+//! - [`nn`]: models from tape ops (the deep MLP and the Transformer, each in its variants)
+//!   and initialisation.
 //! - [`optim`]: SGD, Adagrad, Adam/AdamW over parameters, clipping, learning-rate schedules.
 //! - [`tape`]: [`Tensor`](tape::Tensor), [`Param`](tape::Param) and the [`Tape`](tape::Tape)
 //!   that records ops and runs backward.
-//! - [`train`]: training loops with progress, metrics CSV and evaluation.
+//! - [`train`]: training loops (classifiers, language models) with progress, metrics CSV,
+//!   evaluation, safetensors checkpoints, sampling and SVG plots.
 //! - [`analysis`]: the input-output Jacobian and its singular values (dynamical isometry).
 //! - [`bench`]: the benchmark cases shared by `rezero bench` and `cargo bench`.
 
