@@ -6,21 +6,14 @@ use std::path::Path;
 
 use crate::gpu::{Error, Result};
 
-fn data_error(path: &Path, why: impl Into<String>) -> Error {
-    Error::Data {
-        path: path.to_path_buf(),
-        why: why.into(),
-    }
-}
-
 /// The file's bytes, gunzipped when it starts with the gzip magic.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| data_error(path, format!("cannot read: {e}")))?;
+    let raw = std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .map_err(|e| data_error(path, format!("not a valid gzip file: {e}")))?;
+            .map_err(|e| Error::data(path, format!("not a valid gzip file: {e}")))?;
         Ok(out)
     } else {
         Ok(raw)
@@ -35,7 +28,7 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 pub fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
     let bytes = read_maybe_gz(path)?;
     if bytes.len() < 16 {
-        return Err(data_error(
+        return Err(Error::data(
             path,
             format!(
                 "{} bytes is too short for an IDX image header (16 bytes)",
@@ -45,7 +38,7 @@ pub fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
     }
     let magic = be_u32(&bytes, 0);
     if magic != 0x0000_0803 {
-        return Err(data_error(
+        return Err(Error::data(
             path,
             format!("magic number {magic:#010x} is not that of IDX images (0x00000803)"),
         ));
@@ -56,7 +49,7 @@ pub fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
         be_u32(&bytes, 12) as usize,
     );
     if count == 0 || rows == 0 || cols == 0 {
-        return Err(data_error(
+        return Err(Error::data(
             path,
             format!("header says {count} images of {rows}x{cols}: nothing to train on"),
         ));
@@ -64,7 +57,7 @@ pub fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
     let want = count * rows * cols;
     let have = bytes.len() - 16;
     if have != want {
-        return Err(data_error(
+        return Err(Error::data(
             path,
             format!(
                 "header says {count} images of {rows}x{cols} ({want} bytes of pixels), the file holds {have}"
@@ -78,7 +71,7 @@ pub fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
     let bytes = read_maybe_gz(path)?;
     if bytes.len() < 8 {
-        return Err(data_error(
+        return Err(Error::data(
             path,
             format!(
                 "{} bytes is too short for an IDX label header (8 bytes)",
@@ -88,7 +81,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
     }
     let magic = be_u32(&bytes, 0);
     if magic != 0x0000_0801 {
-        return Err(data_error(
+        return Err(Error::data(
             path,
             format!("magic number {magic:#010x} is not that of IDX labels (0x00000801)"),
         ));
@@ -96,7 +89,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
     let count = be_u32(&bytes, 4) as usize;
     let have = bytes.len() - 8;
     if have != count {
-        return Err(data_error(
+        return Err(Error::data(
             path,
             format!("header says {count} labels, the file holds {have}"),
         ));

@@ -62,5 +62,15 @@ pub enum Error {
     Data { path: PathBuf, why: String },
 }
 
+impl Error {
+    /// An `Error::Data` naming the file and what is wrong with it.
+    pub fn data(path: &std::path::Path, why: impl Into<String>) -> Error {
+        Error::Data {
+            path: path.to_path_buf(),
+            why: why.into(),
+        }
+    }
+}
+
 /// Shorthand used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -20,13 +20,6 @@ pub struct Checkpoint {
     pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
-fn data_error(path: &Path, why: impl Into<String>) -> Error {
-    Error::Data {
-        path: path.to_path_buf(),
-        why: why.into(),
-    }
-}
-
 /// Reads `params` back from the GPU and writes them with `metadata` to `path` atomically.
 pub fn save(
     gpu: &Gpu,
@@ -63,15 +56,15 @@ pub fn save_buffers(
     let mut views = Vec::with_capacity(values.len());
     for (name, shape, data) in &values {
         let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
-            .map_err(|e| data_error(path, format!("parameter {name}: {e}")))?;
+            .map_err(|e| Error::data(path, format!("parameter {name}: {e}")))?;
         views.push((name.clone(), view));
     }
     let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| data_error(path, format!("cannot serialise: {e}")))?;
+        .map_err(|e| Error::data(path, format!("cannot serialise: {e}")))?;
     let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| data_error(&tmp, format!("cannot write: {e}")))?;
+    std::fs::write(&tmp, bytes).map_err(|e| Error::data(&tmp, format!("cannot write: {e}")))?;
     std::fs::rename(&tmp, path).map_err(|e| {
-        data_error(
+        Error::data(
             path,
             format!("cannot rename the finished file into place: {e}"),
         )
@@ -80,15 +73,15 @@ pub fn save_buffers(
 
 /// Reads and validates a checkpoint: a safetensors file of F32 tensors.
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| data_error(path, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
     let file = SafeTensors::deserialize(&bytes)
-        .map_err(|e| data_error(path, format!("not a valid safetensors file: {e}")))?;
+        .map_err(|e| Error::data(path, format!("not a valid safetensors file: {e}")))?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| data_error(path, format!("not a valid safetensors header: {e}")))?;
+        .map_err(|e| Error::data(path, format!("not a valid safetensors header: {e}")))?;
     let mut tensors = HashMap::new();
     for (name, view) in file.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(data_error(
+            return Err(Error::data(
                 path,
                 format!("tensor {name} is {:?}, rezero reads F32", view.dtype()),
             ));
@@ -112,14 +105,25 @@ impl Checkpoint {
         self.metadata
             .get(key)
             .map(String::as_str)
-            .ok_or_else(|| data_error(path, format!("metadata has no '{key}'")))
+            .ok_or_else(|| Error::data(path, format!("metadata has no '{key}'")))
+    }
+
+    /// Errors unless the checkpoint holds a model of this kind ("mlp", "transformer").
+    pub fn expect_model(&self, path: &Path, kind: &str) -> Result<()> {
+        match self.meta(path, "model")? {
+            found if found == kind => Ok(()),
+            found => Err(Error::data(
+                path,
+                format!("holds a {found} model, not a {kind}"),
+            )),
+        }
     }
 
     /// A metadata value parsed as a number (or any `FromStr`).
     pub fn meta_parse<T: std::str::FromStr>(&self, path: &Path, key: &str) -> Result<T> {
         let text = self.meta(path, key)?;
         text.parse()
-            .map_err(|_| data_error(path, format!("metadata '{key}' = '{text}' is not valid")))
+            .map_err(|_| Error::data(path, format!("metadata '{key}' = '{text}' is not valid")))
     }
 
     /// Copies the stored values into `params`, matching names and shapes.
@@ -128,9 +132,9 @@ impl Checkpoint {
             let (shape, values) = self
                 .tensors
                 .get(&p.name)
-                .ok_or_else(|| data_error(path, format!("no tensor named {}", p.name)))?;
+                .ok_or_else(|| Error::data(path, format!("no tensor named {}", p.name)))?;
             if shape != &p.shape {
-                return Err(data_error(
+                return Err(Error::data(
                     path,
                     format!(
                         "tensor {} has shape {shape:?}, the model wants {:?}",
@@ -171,15 +175,7 @@ pub fn save_mlp(gpu: &Gpu, model: &Mlp, path: &Path) -> Result<()> {
 /// Loads an MLP saved by [`save_mlp`].
 pub fn load_mlp(gpu: &Gpu, path: &Path) -> Result<Mlp> {
     let checkpoint = load(path)?;
-    if checkpoint.meta(path, "model")? != "mlp" {
-        return Err(data_error(
-            path,
-            format!(
-                "holds a {} model, not an MLP",
-                checkpoint.meta(path, "model")?
-            ),
-        ));
-    }
+    checkpoint.expect_model(path, "mlp")?;
     let config = MlpConfig {
         variant: checkpoint.meta_parse(path, "variant")?,
         depth: checkpoint.meta_parse(path, "depth")?,
@@ -233,7 +229,7 @@ pub fn restore_run(
     let lookup = |name: &str| checkpoint.tensors.get(name).map(|(_, v)| v.clone());
     optimizer
         .restore(gpu, &model.params(), optimizer_steps, &lookup)
-        .map_err(|e| data_error(path, e.to_string()))?;
+        .map_err(|e| Error::data(path, e.to_string()))?;
     Ok(step)
 }
 
@@ -265,15 +261,7 @@ pub fn load_transformer(gpu: &Gpu, path: &Path) -> Result<Transformer> {
 
 /// The Transformer a loaded checkpoint describes, with its weights.
 pub fn transformer_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Transformer> {
-    if checkpoint.meta(path, "model")? != "transformer" {
-        return Err(data_error(
-            path,
-            format!(
-                "holds a {} model, not a Transformer",
-                checkpoint.meta(path, "model")?
-            ),
-        ));
-    }
+    checkpoint.expect_model(path, "transformer")?;
     let config = TransformerConfig {
         variant: checkpoint.meta_parse(path, "variant")?,
         layers: checkpoint.meta_parse(path, "layers")?,

@@ -3,7 +3,7 @@
 //! with every α, checkpoints, and sampling.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rand::{RngExt, SeedableRng};
 
@@ -85,13 +85,6 @@ pub fn validation_bpb(
     result
 }
 
-fn data_error(path: &Path, why: String) -> Error {
-    Error::Data {
-        path: path.to_path_buf(),
-        why,
-    }
-}
-
 /// Trains `model` with `optimizer` on the training split, evaluating on validation windows.
 pub fn train_lm(
     gpu: &Gpu,
@@ -125,24 +118,24 @@ pub fn train_lm(
     let mut csv = match &run.out {
         Some(dir) => {
             std::fs::create_dir_all(dir)
-                .map_err(|e| data_error(dir, format!("cannot create the run directory: {e}")))?;
+                .map_err(|e| Error::data(dir, format!("cannot create the run directory: {e}")))?;
             let path = dir.join("metrics.csv");
             let file = if run.start_step > 0 {
                 std::fs::OpenOptions::new()
                     .append(true)
                     .open(&path)
                     .map_err(|e| {
-                        data_error(
+                        Error::data(
                             &path,
                             format!("cannot append to the resumed run's metrics: {e}"),
                         )
                     })?
             } else {
                 let mut file = std::fs::File::create(&path)
-                    .map_err(|e| data_error(&path, format!("cannot create: {e}")))?;
+                    .map_err(|e| Error::data(&path, format!("cannot create: {e}")))?;
                 let alpha_cols: String = (0..alphas).map(|i| format!(",alpha_{i}")).collect();
                 writeln!(file, "step,loss,val_bpb,lr,tokens_per_s{alpha_cols}")
-                    .map_err(|e| data_error(&path, e.to_string()))?;
+                    .map_err(|e| Error::data(&path, e.to_string()))?;
                 file
             };
             Some((file, path))
@@ -210,7 +203,7 @@ pub fn train_lm(
                 };
                 let b = bpb.map_or(String::new(), |b| b.to_string());
                 writeln!(file, "{step},{l},{b},{lr},{tokens_per_s:.1}{alpha_values}")
-                    .map_err(|e| data_error(path, e.to_string()))?;
+                    .map_err(|e| Error::data(path, e.to_string()))?;
             }
             if !l.is_finite() {
                 diverged = true;
@@ -254,7 +247,8 @@ pub fn train_lm(
             summary.peak_activation_bytes,
             summary.diverged
         );
-        std::fs::write(&path, text).map_err(|e| data_error(&path, format!("cannot write: {e}")))?;
+        std::fs::write(&path, text)
+            .map_err(|e| Error::data(&path, format!("cannot write: {e}")))?;
     }
     Ok(summary)
 }

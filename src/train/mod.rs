@@ -112,22 +112,15 @@ pub fn evaluate(tape: &mut Tape, model: &Mlp, data: &Images, batch: usize) -> Re
     result
 }
 
-fn data_error(path: &Path, why: String) -> Error {
-    Error::Data {
-        path: path.to_path_buf(),
-        why,
-    }
-}
-
 fn create(path: &Path, header: &str) -> Result<std::fs::File> {
-    let mut file =
-        std::fs::File::create(path).map_err(|e| data_error(path, format!("cannot create: {e}")))?;
-    writeln!(file, "{header}").map_err(|e| data_error(path, format!("cannot write: {e}")))?;
+    let mut file = std::fs::File::create(path)
+        .map_err(|e| Error::data(path, format!("cannot create: {e}")))?;
+    writeln!(file, "{header}").map_err(|e| Error::data(path, format!("cannot write: {e}")))?;
     Ok(file)
 }
 
 fn write_line(file: &mut std::fs::File, path: &Path, line: &str) -> Result<()> {
-    writeln!(file, "{line}").map_err(|e| data_error(path, format!("cannot write: {e}")))
+    writeln!(file, "{line}").map_err(|e| Error::data(path, format!("cannot write: {e}")))
 }
 
 /// Trains `model` with `optimizer` on `train`, evaluating on `test` after every epoch.
