@@ -2,6 +2,8 @@
 //! Sums are accumulated in f64 so the reference is more accurate than the GPU.
 
 pub mod attention;
+pub mod batchnorm;
+pub mod conv2d;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;

@@ -5,6 +5,8 @@
 //! buffer; shapes and device limits are checked before anything is recorded.
 
 pub mod attention;
+pub mod batchnorm;
+pub mod conv2d;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod embedding;
@@ -12,6 +14,7 @@ pub mod heads;
 pub mod layernorm;
 pub mod matmul;
 pub mod optim;
+pub mod pool;
 pub mod reduce;
 pub mod rezero;
 pub mod softmax;

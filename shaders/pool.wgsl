@@ -1,0 +1,48 @@
+// Global average pooling of NCHW activations: one mean per (image, channel), and its
+// backward (each pixel gets an equal share of the gradient).
+
+struct Params {
+    rows: u32,     // batch · channels
+    pixels: u32,   // h · w
+    accumulate: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// y: [rows]; x: [rows, pixels]
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+
+@compute @workgroup_size(256)
+fn global_avg_pool_forward(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    for (var r = gid.x; r < p.rows; r += nwg.x * 256u) {
+        var s = 0.0;
+        for (var i = 0u; i < p.pixels; i++) {
+            s += x[r * p.pixels + i];
+        }
+        y[r] = s / f32(p.pixels);
+    }
+}
+
+// dx: [rows, pixels]; dy: [rows]
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+
+@compute @workgroup_size(256)
+fn global_avg_pool_backward(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let total = p.rows * p.pixels;
+    for (var i = gid.x; i < total; i += nwg.x * 256u) {
+        var v = dy[i / p.pixels] / f32(p.pixels);
+        if (p.accumulate == 1u) {
+            v += dx[i];
+        }
+        dx[i] = v;
+    }
+}

@@ -1,0 +1,212 @@
+//! Launchers for `shaders/batchnorm.wgsl`: batch normalisation of NCHW activations per
+//! channel, in training mode (batch statistics; running statistics updated on the GPU) and
+//! eval mode, and the training-mode backward.
+
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+
+use super::{check_len, check_nonempty, elements, grid_stride};
+
+const SHADER: Shader = Shader {
+    name: "batchnorm",
+    wgsl: include_str!("../../shaders/batchnorm.wgsl"),
+};
+
+/// The activations a batch norm sees: [batch, channels, pixels] (pixels = h·w).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchNormShape {
+    pub batch: u32,
+    pub channels: u32,
+    pub pixels: u32,
+}
+
+impl BatchNormShape {
+    pub fn len(&self) -> u64 {
+        self.batch as u64 * self.channels as u64 * self.pixels as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn check(
+        &self,
+        op: &'static str,
+        full: &[&wgpu::Buffer],
+        per_channel: &[&wgpu::Buffer],
+    ) -> Result<()> {
+        check_nonempty(
+            op,
+            &[
+                ("batch", self.batch),
+                ("channels", self.channels),
+                ("pixels", self.pixels),
+            ],
+        )?;
+        let len = elements(op, &[self.batch, self.channels, self.pixels])?;
+        for b in full {
+            check_len(op, "[batch, channels, pixels]", b, len)?;
+        }
+        for b in per_channel {
+            check_len(op, "[channels]", b, self.channels as u64)?;
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    channels: u32,
+    pixels: u32,
+    eps: f32,
+    momentum: f32,
+    accumulate: u32,
+    _pad: [u32; 2],
+}
+
+/// Statistics options: `eps` under the square root, `momentum` of the running averages.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    pub eps: f32,
+    pub momentum: f32,
+}
+
+impl Default for BatchNormConfig {
+    /// The frameworks' defaults: eps 1e-5, momentum 0.1.
+    fn default() -> BatchNormConfig {
+        BatchNormConfig {
+            eps: 1e-5,
+            momentum: 0.1,
+        }
+    }
+}
+
+impl BatchNormConfig {
+    fn validate(&self) -> Result<()> {
+        if !(self.eps > 0.0 && self.eps.is_finite()) {
+            return Err(Error::Invalid {
+                what: "batchnorm eps".into(),
+                why: format!("{} is not a positive number", self.eps),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.momentum) {
+            return Err(Error::Invalid {
+                what: "batchnorm momentum".into(),
+                why: format!("{} is not in [0, 1]", self.momentum),
+            });
+        }
+        Ok(())
+    }
+
+    fn params(&self, s: &BatchNormShape, accumulate: bool) -> Params {
+        Params {
+            batch: s.batch,
+            channels: s.channels,
+            pixels: s.pixels,
+            eps: self.eps,
+            momentum: self.momentum,
+            accumulate: accumulate as u32,
+            ..Default::default()
+        }
+    }
+}
+
+fn per_channel_kernel<'a>(entry: &'static str, constants: &'a [(&'static str, f64)]) -> Kernel<'a> {
+    Kernel {
+        shader: SHADER,
+        entry,
+        constants,
+    }
+}
+
+/// Training mode: y = (x − mean)·rstd·gamma + beta with the batch's per-channel mean and
+/// rstd (saved for backward); running_mean and running_var move toward them.
+/// y, x: [batch, channels, pixels]; mean, rstd, running_mean, running_var, gamma, beta:
+/// [channels].
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_train_forward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    y: &wgpu::Buffer,
+    mean: &wgpu::Buffer,
+    rstd: &wgpu::Buffer,
+    running_mean: &wgpu::Buffer,
+    running_var: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    gamma: &wgpu::Buffer,
+    beta: &wgpu::Buffer,
+    shape: &BatchNormShape,
+    config: &BatchNormConfig,
+) -> Result<()> {
+    const OP: &str = "batchnorm_train_forward";
+    config.validate()?;
+    shape.check(
+        OP,
+        &[y, x],
+        &[mean, rstd, running_mean, running_var, gamma, beta],
+    )?;
+    let constants = [("WG", gpu.row_workgroup_size() as f64)];
+    gpu.dispatch(
+        pass,
+        &per_channel_kernel("batchnorm_train_forward", &constants),
+        &config.params(shape, false),
+        &[y, mean, rstd, running_mean, running_var, x, gamma, beta],
+        [shape.channels, 1, 1],
+    )
+}
+
+/// Eval mode: y = (x − running_mean)·rsqrt(running_var + eps)·gamma + beta.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_eval_forward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    y: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    running_mean: &wgpu::Buffer,
+    running_var: &wgpu::Buffer,
+    gamma: &wgpu::Buffer,
+    beta: &wgpu::Buffer,
+    shape: &BatchNormShape,
+    config: &BatchNormConfig,
+) -> Result<()> {
+    const OP: &str = "batchnorm_eval_forward";
+    config.validate()?;
+    shape.check(OP, &[y, x], &[running_mean, running_var, gamma, beta])?;
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, "batchnorm_eval_forward"),
+        &config.params(shape, false),
+        &[y, x, running_mean, running_var, gamma, beta],
+        grid_stride(shape.len()),
+    )
+}
+
+/// Training-mode backward: dx (+)= ∂L/∂x (`accumulate_dx`), dgamma += Σ dy·x̂,
+/// dbeta += Σ dy, with the mean and rstd the forward saved.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_backward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dx: &wgpu::Buffer,
+    dgamma: &wgpu::Buffer,
+    dbeta: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    mean: &wgpu::Buffer,
+    rstd: &wgpu::Buffer,
+    gamma: &wgpu::Buffer,
+    shape: &BatchNormShape,
+    accumulate_dx: bool,
+) -> Result<()> {
+    const OP: &str = "batchnorm_backward";
+    shape.check(OP, &[dx, dy, x], &[dgamma, dbeta, mean, rstd, gamma])?;
+    let constants = [("WG", gpu.row_workgroup_size() as f64)];
+    gpu.dispatch(
+        pass,
+        &per_channel_kernel("batchnorm_backward", &constants),
+        &BatchNormConfig::default().params(shape, accumulate_dx),
+        &[dx, dgamma, dbeta, dy, x, mean, rstd, gamma],
+        [shape.channels, 1, 1],
+    )
+}

@@ -1,0 +1,438 @@
+//! Launchers for `shaders/conv2d.wgsl`: 2D convolution over NCHW images as an implicit
+//! GEMM (forward, backward to the input, backward to the weights in two stages, backward
+//! to the bias), and the direct-loop forward kept as the simple variant.
+
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+
+use super::{check_len, check_nonempty, elements, grid_stride};
+
+const SHADER: Shader = Shader {
+    name: "conv2d",
+    wgsl: include_str!("../../shaders/conv2d.wgsl"),
+};
+
+/// Reduction depth of one workgroup-memory slab (the shader's `BK`).
+const BK: u32 = 16;
+
+/// The shape of one convolution: `batch` images of `c_in` × `h` × `w` (NCHW), `c_out`
+/// filters of `c_in` × `kh` × `kw`, zero padding `pad` on every side, step `stride`.
+///
+/// ```
+/// use rezero::kernels::conv2d::Conv2d;
+/// // The second stage of a CIFAR ResNet entered with a stride-2 3×3 convolution.
+/// let conv = Conv2d::new(128, 16, 32, 32, 32, 3).stride(2).pad(1);
+/// assert_eq!((conv.out_h(), conv.out_w()), (16, 16));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    pub batch: u32,
+    pub c_in: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c_out: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride: u32,
+    pub pad: u32,
+}
+
+impl Conv2d {
+    /// A square `kernel` × `kernel` convolution with stride 1 and no padding.
+    pub fn new(batch: u32, c_in: u32, h: u32, w: u32, c_out: u32, kernel: u32) -> Conv2d {
+        Conv2d {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh: kernel,
+            kw: kernel,
+            stride: 1,
+            pad: 0,
+        }
+    }
+
+    pub fn stride(mut self, stride: u32) -> Conv2d {
+        self.stride = stride;
+        self
+    }
+
+    pub fn pad(mut self, pad: u32) -> Conv2d {
+        self.pad = pad;
+        self
+    }
+
+    /// Output height: ⌊(h + 2·pad − kh) / stride⌋ + 1 (0 if the window does not fit).
+    pub fn out_h(&self) -> u32 {
+        out_extent(self.h, self.kh, self.stride, self.pad)
+    }
+
+    pub fn out_w(&self) -> u32 {
+        out_extent(self.w, self.kw, self.stride, self.pad)
+    }
+
+    /// Elements of the input x: [batch, c_in, h, w].
+    pub fn input_len(&self) -> usize {
+        self.batch as usize * self.c_in as usize * self.h as usize * self.w as usize
+    }
+
+    /// Elements of the output y: [batch, c_out, out_h, out_w].
+    pub fn output_len(&self) -> usize {
+        self.batch as usize * self.c_out as usize * self.out_h() as usize * self.out_w() as usize
+    }
+
+    /// Elements of the weights: [c_out, c_in, kh, kw].
+    pub fn weight_len(&self) -> usize {
+        self.c_out as usize * self.c_in as usize * self.kh as usize * self.kw as usize
+    }
+
+    /// Multiply-adds of the forward pass, times two (each backward costs the same).
+    pub fn flops(&self) -> f64 {
+        2.0 * self.output_len() as f64 * (self.c_in * self.kh * self.kw) as f64
+    }
+
+    /// Errors unless every dimension is positive, the window fits the padded image and
+    /// every tensor is addressable with a u32 index.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        check_nonempty(
+            op,
+            &[
+                ("batch", self.batch),
+                ("c_in", self.c_in),
+                ("h", self.h),
+                ("w", self.w),
+                ("c_out", self.c_out),
+                ("kh", self.kh),
+                ("kw", self.kw),
+                ("stride", self.stride),
+            ],
+        )?;
+        if self.out_h() == 0 || self.out_w() == 0 {
+            return Err(Error::Shape {
+                op,
+                expected: format!(
+                    "a {}×{} kernel that fits the {}×{} image padded by {}",
+                    self.kh, self.kw, self.h, self.w, self.pad
+                ),
+                got: "no output pixel".into(),
+            });
+        }
+        elements(op, &[self.batch, self.c_in, self.h, self.w])?;
+        elements(op, &[self.batch, self.c_out, self.out_h(), self.out_w()])?;
+        elements(op, &[self.c_out, self.c_in, self.kh, self.kw])?;
+        Ok(())
+    }
+
+    fn params(&self, m: u32, n: u32, k: u32) -> Params {
+        Params {
+            batch: self.batch,
+            c_in: self.c_in,
+            h: self.h,
+            w: self.w,
+            c_out: self.c_out,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.stride,
+            pad: self.pad,
+            oh: self.out_h(),
+            ow: self.out_w(),
+            m,
+            n,
+            k,
+            k_split: k,
+            splits: 1,
+            ..Default::default()
+        }
+    }
+
+    /// (m, n, k) of the forward GEMM: [c_out, batch·oh·ow] = [c_out, c_in·kh·kw] · [.., ..].
+    pub fn forward_gemm(&self) -> (u32, u32, u32) {
+        (
+            self.c_out,
+            self.batch * self.out_h() * self.out_w(),
+            self.c_in * self.kh * self.kw,
+        )
+    }
+
+    /// (m, n, k) of the backward-to-input GEMM.
+    pub fn backward_input_gemm(&self) -> (u32, u32, u32) {
+        (
+            self.c_in,
+            self.batch * self.h * self.w,
+            self.c_out * self.kh * self.kw,
+        )
+    }
+
+    /// (m, n, k) of the backward-to-weight GEMM.
+    pub fn backward_weight_gemm(&self) -> (u32, u32, u32) {
+        (
+            self.c_out,
+            self.c_in * self.kh * self.kw,
+            self.batch * self.out_h() * self.out_w(),
+        )
+    }
+}
+
+fn out_extent(size: u32, kernel: u32, stride: u32, pad: u32) -> u32 {
+    let padded = size as u64 + 2 * pad as u64;
+    if stride == 0 || padded < kernel as u64 {
+        return 0;
+    }
+    ((padded - kernel as u64) / stride as u64 + 1) as u32
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    oh: u32,
+    ow: u32,
+    has_bias: u32,
+    accumulate: u32,
+    m: u32,
+    n: u32,
+    k: u32,
+    k_split: u32,
+    splits: u32,
+    _pad: [u32; 2],
+}
+
+/// Which forward kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvVariant {
+    /// One invocation per output, a plain loop over the window (the reference).
+    Direct,
+    /// The tiled implicit GEMM.
+    Gemm,
+}
+
+impl ConvVariant {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConvVariant::Direct => "direct",
+            ConvVariant::Gemm => "gemm",
+        }
+    }
+}
+
+/// Rows of the GEMM tile: the smallest of 16, 32, 64 that covers `m` (ResNet channels).
+fn tile_rows(m: u32) -> u32 {
+    match m {
+        0..=16 => 16,
+        17..=32 => 32,
+        _ => 64,
+    }
+}
+
+const TILE_COLS: u32 = 64;
+
+/// Override constants of the implicit-GEMM kernel for `mode` and tile rows `bm`, after
+/// checking the tile's workgroup memory against the device.
+fn gemm_constants(gpu: &Gpu, mode: u32, bm: u32) -> Result<[(&'static str, f64); 4]> {
+    let storage = (bm + TILE_COLS) as u64 * BK as u64 * 4;
+    gpu.check_workgroup("conv2d gemm", storage, (bm / 4) * (TILE_COLS / 4))?;
+    Ok([
+        ("MODE", mode as f64),
+        ("BM", bm as f64),
+        ("BN", TILE_COLS as f64),
+        ("BK", BK as f64),
+    ])
+}
+
+fn gemm_kernel<'a>(constants: &'a [(&'static str, f64)]) -> Kernel<'a> {
+    Kernel {
+        shader: SHADER,
+        entry: "conv2d_gemm",
+        constants,
+    }
+}
+
+/// y (+)= conv(x, w) (+ bias). y: [batch, c_out, oh, ow]; x: [batch, c_in, h, w];
+/// w: [c_out, c_in, kh, kw]; bias: [c_out].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    y: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
+    shape: &Conv2d,
+    variant: ConvVariant,
+    accumulate: bool,
+) -> Result<()> {
+    const OP: &str = "conv2d_forward";
+    shape.validate(OP)?;
+    check_len(
+        OP,
+        "y: [batch, c_out, oh, ow]",
+        y,
+        shape.output_len() as u64,
+    )?;
+    check_len(OP, "x: [batch, c_in, h, w]", x, shape.input_len() as u64)?;
+    check_len(OP, "w: [c_out, c_in, kh, kw]", w, shape.weight_len() as u64)?;
+    if let Some(b) = bias {
+        check_len(OP, "bias: [c_out]", b, shape.c_out as u64)?;
+    }
+    let (m, n, k) = shape.forward_gemm();
+    let mut params = shape.params(m, n, k);
+    params.has_bias = bias.is_some() as u32;
+    params.accumulate = accumulate as u32;
+    let buffers = [y, w, x, bias.unwrap_or(w)];
+    match variant {
+        ConvVariant::Direct => gpu.dispatch(
+            pass,
+            &Kernel::new(SHADER, "conv2d_direct"),
+            &params,
+            &buffers,
+            grid_stride(shape.output_len() as u64),
+        ),
+        ConvVariant::Gemm => {
+            let bm = tile_rows(m);
+            let constants = gemm_constants(gpu, 0, bm)?;
+            let kernel = gemm_kernel(&constants);
+            let groups = [n.div_ceil(TILE_COLS), m.div_ceil(bm), 1];
+            gpu.dispatch(pass, &kernel, &params, &buffers, groups)
+        }
+    }
+}
+
+/// dx (+)= ∂L/∂x given dy. dx: [batch, c_in, h, w]; dy: [batch, c_out, oh, ow];
+/// w: [c_out, c_in, kh, kw].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_input(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dx: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    shape: &Conv2d,
+    accumulate: bool,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_input";
+    shape.validate(OP)?;
+    check_len(OP, "dx: [batch, c_in, h, w]", dx, shape.input_len() as u64)?;
+    check_len(
+        OP,
+        "dy: [batch, c_out, oh, ow]",
+        dy,
+        shape.output_len() as u64,
+    )?;
+    check_len(OP, "w: [c_out, c_in, kh, kw]", w, shape.weight_len() as u64)?;
+    let (m, n, k) = shape.backward_input_gemm();
+    elements(OP, &[n])?;
+    let mut params = shape.params(m, n, k);
+    params.accumulate = accumulate as u32;
+    let bm = tile_rows(m);
+    let constants = gemm_constants(gpu, 1, bm)?;
+    let kernel = gemm_kernel(&constants);
+    let groups = [n.div_ceil(TILE_COLS), m.div_ceil(bm), 1];
+    gpu.dispatch(pass, &kernel, &params, &[dx, w, dy, w], groups)
+}
+
+/// How the backward-to-weight reduction (length batch·oh·ow) is split over workgroups:
+/// (splits, reduction length per split, a multiple of the slab depth).
+fn weight_splits(gpu: &Gpu, shape: &Conv2d) -> (u32, u32) {
+    let (m, n, k) = shape.backward_weight_gemm();
+    let tiles = n.div_ceil(TILE_COLS) * m.div_ceil(tile_rows(m));
+    // Enough workgroups to fill the device; a CPU adapter wants few and long ones.
+    let target: u32 = if gpu.is_software() { 8 } else { 512 };
+    let most = k.div_ceil(4 * BK).max(1);
+    let splits = target.div_ceil(tiles).clamp(1, most);
+    let per_split = k.div_ceil(splits).div_ceil(BK) * BK;
+    (k.div_ceil(per_split), per_split)
+}
+
+/// Length (f32 elements) of the scratch buffer `conv2d_backward_weight` needs on `gpu`.
+pub fn conv2d_weight_scratch_len(gpu: &Gpu, shape: &Conv2d) -> usize {
+    let (splits, _) = weight_splits(gpu, shape);
+    splits as usize * shape.weight_len()
+}
+
+/// dw (+)= ∂L/∂w given dy, through `scratch` (see [`conv2d_weight_scratch_len`]).
+/// dw: [c_out, c_in, kh, kw]; dy: [batch, c_out, oh, ow]; x: [batch, c_in, h, w].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_weight(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dw: &wgpu::Buffer,
+    scratch: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    shape: &Conv2d,
+    accumulate: bool,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_weight";
+    shape.validate(OP)?;
+    check_len(
+        OP,
+        "dw: [c_out, c_in, kh, kw]",
+        dw,
+        shape.weight_len() as u64,
+    )?;
+    check_len(
+        OP,
+        "dy: [batch, c_out, oh, ow]",
+        dy,
+        shape.output_len() as u64,
+    )?;
+    check_len(OP, "x: [batch, c_in, h, w]", x, shape.input_len() as u64)?;
+    let scratch_len = conv2d_weight_scratch_len(gpu, shape);
+    check_len(OP, "scratch", scratch, scratch_len as u64)?;
+    let (m, n, k) = shape.backward_weight_gemm();
+    let (splits, per_split) = weight_splits(gpu, shape);
+    let mut params = shape.params(m, n, k);
+    params.k_split = per_split;
+    params.splits = splits;
+    params.accumulate = accumulate as u32;
+    let bm = tile_rows(m);
+    let constants = gemm_constants(gpu, 2, bm)?;
+    let kernel = gemm_kernel(&constants);
+    let groups = [n.div_ceil(TILE_COLS), m.div_ceil(bm), splits];
+    gpu.dispatch(pass, &kernel, &params, &[scratch, dy, x, dy], groups)?;
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, "conv2d_weight_finish"),
+        &params,
+        &[dw, scratch],
+        grid_stride(shape.weight_len() as u64),
+    )
+}
+
+/// db (+)= Σ over images and pixels of dy. db: [c_out]; dy: [batch, c_out, oh, ow].
+pub fn conv2d_backward_bias(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    db: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    shape: &Conv2d,
+    accumulate: bool,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_bias";
+    shape.validate(OP)?;
+    check_len(OP, "db: [c_out]", db, shape.c_out as u64)?;
+    check_len(
+        OP,
+        "dy: [batch, c_out, oh, ow]",
+        dy,
+        shape.output_len() as u64,
+    )?;
+    let (m, n, k) = shape.forward_gemm();
+    let mut params = shape.params(m, n, k);
+    params.accumulate = accumulate as u32;
+    let constants = [("WG", gpu.row_workgroup_size() as f64)];
+    let kernel = Kernel {
+        shader: SHADER,
+        entry: "conv2d_bias_backward",
+        constants: &constants,
+    };
+    gpu.dispatch(pass, &kernel, &params, &[db, dy], [shape.c_out, 1, 1])
+}

@@ -1,0 +1,347 @@
+//! conv2d, batchnorm and global average pooling against their CPU references on awkward
+//! shapes (odd sizes, channels not a multiple of 4, batch 1 and 3, stride 2, 1×1 and
+//! non-square kernels), and their shape errors.
+
+mod common;
+
+use common::{assert_close, atol_for};
+use rezero::cpu;
+use rezero::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormShape};
+use rezero::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
+use rezero::kernels::pool;
+use rezero::{Error, Gpu};
+
+fn shapes() -> Vec<Conv2d> {
+    vec![
+        Conv2d::new(1, 1, 1, 1, 1, 1),
+        Conv2d::new(1, 3, 7, 5, 5, 3).pad(1),
+        Conv2d::new(3, 5, 9, 11, 6, 3).stride(2).pad(1),
+        Conv2d::new(3, 17, 8, 8, 33, 1).stride(2),
+        Conv2d::new(2, 4, 6, 6, 70, 3),
+        Conv2d {
+            kh: 3,
+            kw: 1,
+            ..Conv2d::new(2, 3, 5, 4, 2, 1).pad(2)
+        },
+        Conv2d::new(3, 16, 16, 16, 16, 3).pad(1),
+        Conv2d::new(1, 6, 5, 5, 3, 5).stride(3).pad(2),
+    ]
+}
+
+fn tol(s: &Conv2d) -> f32 {
+    atol_for((s.c_in * s.kh * s.kw) as usize)
+}
+
+#[test]
+fn forward_both_variants_with_bias_and_accumulate() {
+    let gpu = require_gpu!();
+    for s in shapes() {
+        let x = cpu::seeded(1, s.input_len(), -1.0, 1.0);
+        let w = cpu::seeded(2, s.weight_len(), -1.0, 1.0);
+        let b = cpu::seeded(3, s.c_out as usize, -1.0, 1.0);
+        let old = cpu::seeded(4, s.output_len(), -1.0, 1.0);
+        let (gx, gw, gb) = (
+            gpu.upload("x", &x),
+            gpu.upload("w", &w),
+            gpu.upload("b", &b),
+        );
+        for variant in [ConvVariant::Direct, ConvVariant::Gemm] {
+            for (bias, accumulate) in [(false, false), (true, false), (true, true)] {
+                let gy = gpu.upload("y", &old);
+                let gbias = bias.then_some(&gb);
+                gpu.run(|p| {
+                    conv::conv2d_forward(gpu, p, &gy, &gx, &gw, gbias, &s, variant, accumulate)
+                })
+                .unwrap();
+                let mut want = old.clone();
+                let cbias = bias.then_some(&b[..]);
+                cpu::conv2d::conv2d_forward(&mut want, &x, &w, cbias, &s, accumulate);
+                assert_close(
+                    &format!(
+                        "{} forward {s:?} bias={bias} acc={accumulate}",
+                        variant.name()
+                    ),
+                    &gpu.read_f32(&gy, s.output_len()).unwrap(),
+                    &want,
+                    tol(&s),
+                    1e-5,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn backward_input_weight_and_bias() {
+    let gpu = require_gpu!();
+    for s in shapes() {
+        let x = cpu::seeded(5, s.input_len(), -1.0, 1.0);
+        let w = cpu::seeded(6, s.weight_len(), -1.0, 1.0);
+        let dy = cpu::seeded(7, s.output_len(), -1.0, 1.0);
+        let (gx, gw, gdy) = (
+            gpu.upload("x", &x),
+            gpu.upload("w", &w),
+            gpu.upload("dy", &dy),
+        );
+        for accumulate in [false, true] {
+            let old_dx = cpu::seeded(8, s.input_len(), -1.0, 1.0);
+            let old_dw = cpu::seeded(9, s.weight_len(), -1.0, 1.0);
+            let old_db = cpu::seeded(10, s.c_out as usize, -1.0, 1.0);
+            let (gdx, gdw, gdb) = (
+                gpu.upload("dx", &old_dx),
+                gpu.upload("dw", &old_dw),
+                gpu.upload("db", &old_db),
+            );
+            let scratch = gpu.zeroed_f32("scratch", conv::conv2d_weight_scratch_len(gpu, &s));
+            gpu.run(|p| {
+                conv::conv2d_backward_input(gpu, p, &gdx, &gdy, &gw, &s, accumulate)?;
+                conv::conv2d_backward_weight(gpu, p, &gdw, &scratch, &gdy, &gx, &s, accumulate)?;
+                conv::conv2d_backward_bias(gpu, p, &gdb, &gdy, &s, accumulate)
+            })
+            .unwrap();
+            let (mut dx, mut dw, mut db) = (old_dx.clone(), old_dw.clone(), old_db.clone());
+            cpu::conv2d::conv2d_backward_input(&mut dx, &dy, &w, &s, accumulate);
+            cpu::conv2d::conv2d_backward_weight(&mut dw, &dy, &x, &s, accumulate);
+            cpu::conv2d::conv2d_backward_bias(&mut db, &dy, &s, accumulate);
+            let what = |t: &str| format!("{t} {s:?} acc={accumulate}");
+            let taps = (s.c_out * s.kh * s.kw) as usize;
+            let pixels = (s.batch * s.out_h() * s.out_w()) as usize;
+            let dx_got = gpu.read_f32(&gdx, s.input_len()).unwrap();
+            assert_close(&what("dx"), &dx_got, &dx, atol_for(taps), 1e-5);
+            let dw_got = gpu.read_f32(&gdw, s.weight_len()).unwrap();
+            assert_close(&what("dw"), &dw_got, &dw, atol_for(pixels), 1e-5);
+            let db_got = gpu.read_f32(&gdb, s.c_out as usize).unwrap();
+            assert_close(&what("db"), &db_got, &db, atol_for(pixels), 1e-5);
+        }
+    }
+}
+
+#[test]
+fn conv_shape_errors_are_reported_before_dispatch() {
+    let gpu = require_gpu!();
+    let s = Conv2d::new(1, 2, 3, 3, 2, 5);
+    let buf = gpu.zeroed_f32("b", 1024);
+    let err = gpu
+        .run(|p| conv::conv2d_forward(gpu, p, &buf, &buf, &buf, None, &s, ConvVariant::Gemm, false))
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    let s = Conv2d::new(1, 2, 3, 3, 2, 3).stride(0);
+    let err = gpu
+        .run(|p| conv::conv2d_backward_input(gpu, p, &buf, &buf, &buf, &s, false))
+        .unwrap_err();
+    assert!(matches!(err, Error::Empty { .. }), "{err}");
+    let s = Conv2d::new(2, 4, 8, 8, 4, 3).pad(1);
+    let small = gpu.zeroed_f32("small", 10);
+    let err = gpu
+        .run(|p| {
+            conv::conv2d_forward(
+                gpu,
+                p,
+                &buf,
+                &small,
+                &buf,
+                None,
+                &s,
+                ConvVariant::Gemm,
+                false,
+            )
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("x: [batch, c_in, h, w]"), "{err}");
+}
+
+fn bn_shapes() -> [BatchNormShape; 4] {
+    let s = |batch, channels, pixels| BatchNormShape {
+        batch,
+        channels,
+        pixels,
+    };
+    [s(1, 1, 2), s(3, 5, 7), s(2, 17, 64), s(5, 3, 1000)]
+}
+
+fn bn_case(gpu: &Gpu, s: &BatchNormShape) {
+    let len = s.len() as usize;
+    let c = s.channels as usize;
+    let config = BatchNormConfig::default();
+    // An offset and a spread per channel, so that the statistics matter.
+    let x: Vec<f32> = cpu::seeded(11, len, -1.0, 1.0)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * 3.0 + ((i / s.pixels as usize) % c) as f32)
+        .collect();
+    let gamma = cpu::seeded(12, c, 0.5, 1.5);
+    let beta = cpu::seeded(13, c, -1.0, 1.0);
+    let (mut rm, mut rv) = (cpu::seeded(14, c, -1.0, 1.0), cpu::seeded(15, c, 0.5, 2.0));
+    let (gx, gg, gb) = (
+        gpu.upload("x", &x),
+        gpu.upload("g", &gamma),
+        gpu.upload("b", &beta),
+    );
+    let (grm, grv) = (gpu.upload("rm", &rm), gpu.upload("rv", &rv));
+    let (gy, gmean, grstd) = (
+        gpu.zeroed_f32("y", len),
+        gpu.zeroed_f32("mean", c),
+        gpu.zeroed_f32("rstd", c),
+    );
+    gpu.run(|p| {
+        bn::batchnorm_train_forward(
+            gpu, p, &gy, &gmean, &grstd, &grm, &grv, &gx, &gg, &gb, s, &config,
+        )
+    })
+    .unwrap();
+    let mut y = vec![0.0; len];
+    let (mean, rstd) = cpu::batchnorm::batchnorm_train_forward(
+        &mut y, &mut rm, &mut rv, &x, &gamma, &beta, s, &config,
+    );
+    let what = |t: &str| format!("batchnorm {t} {s:?}");
+    let n = (s.batch * s.pixels) as usize;
+    assert_close(
+        &what("train y"),
+        &gpu.read_f32(&gy, len).unwrap(),
+        &y,
+        1e-4,
+        1e-4,
+    );
+    assert_close(
+        &what("mean"),
+        &gpu.read_f32(&gmean, c).unwrap(),
+        &mean,
+        atol_for(n),
+        1e-5,
+    );
+    assert_close(
+        &what("rstd"),
+        &gpu.read_f32(&grstd, c).unwrap(),
+        &rstd,
+        1e-5,
+        1e-4,
+    );
+    assert_close(
+        &what("running mean"),
+        &gpu.read_f32(&grm, c).unwrap(),
+        &rm,
+        1e-5,
+        1e-5,
+    );
+    assert_close(
+        &what("running var"),
+        &gpu.read_f32(&grv, c).unwrap(),
+        &rv,
+        1e-5,
+        1e-4,
+    );
+
+    gpu.run(|p| bn::batchnorm_eval_forward(gpu, p, &gy, &gx, &grm, &grv, &gg, &gb, s, &config))
+        .unwrap();
+    cpu::batchnorm::batchnorm_eval_forward(&mut y, &x, &rm, &rv, &gamma, &beta, s, config.eps);
+    assert_close(
+        &what("eval y"),
+        &gpu.read_f32(&gy, len).unwrap(),
+        &y,
+        1e-4,
+        1e-4,
+    );
+
+    let dy = cpu::seeded(16, len, -1.0, 1.0);
+    let gdy = gpu.upload("dy", &dy);
+    for accumulate in [false, true] {
+        let old = cpu::seeded(17, len, -1.0, 1.0);
+        let (mut dx, mut dg, mut db) = (old.clone(), vec![0.5; c], vec![-0.5; c]);
+        let (gdx, gdg, gdb) = (
+            gpu.upload("dx", &old),
+            gpu.upload("dg", &dg),
+            gpu.upload("db", &db),
+        );
+        gpu.run(|p| {
+            bn::batchnorm_backward(
+                gpu, p, &gdx, &gdg, &gdb, &gdy, &gx, &gmean, &grstd, &gg, s, accumulate,
+            )
+        })
+        .unwrap();
+        cpu::batchnorm::batchnorm_backward(
+            &mut dx, &mut dg, &mut db, &dy, &x, &mean, &rstd, &gamma, s, accumulate,
+        );
+        assert_close(
+            &what("dx"),
+            &gpu.read_f32(&gdx, len).unwrap(),
+            &dx,
+            1e-4,
+            1e-3,
+        );
+        assert_close(
+            &what("dgamma"),
+            &gpu.read_f32(&gdg, c).unwrap(),
+            &dg,
+            atol_for(n),
+            1e-4,
+        );
+        assert_close(
+            &what("dbeta"),
+            &gpu.read_f32(&gdb, c).unwrap(),
+            &db,
+            atol_for(n),
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn batchnorm_train_eval_and_backward() {
+    let gpu = require_gpu!();
+    for s in bn_shapes() {
+        bn_case(gpu, &s);
+    }
+}
+
+#[test]
+fn batchnorm_rejects_bad_config() {
+    let gpu = require_gpu!();
+    let b = gpu.zeroed_f32("b", 8);
+    let s = BatchNormShape {
+        batch: 2,
+        channels: 2,
+        pixels: 2,
+    };
+    let config = BatchNormConfig {
+        eps: 0.0,
+        ..Default::default()
+    };
+    let err = gpu
+        .run(|p| bn::batchnorm_eval_forward(gpu, p, &b, &b, &b, &b, &b, &b, &s, &config))
+        .unwrap_err();
+    assert!(err.to_string().contains("eps"), "{err}");
+}
+
+#[test]
+fn global_average_pooling() {
+    let gpu = require_gpu!();
+    for (rows, pixels) in [(1u32, 1u32), (3, 7), (34, 64), (5, 1025)] {
+        let len = (rows * pixels) as usize;
+        let x = cpu::seeded(18, len, -1.0, 1.0);
+        let (gx, gy) = (gpu.upload("x", &x), gpu.zeroed_f32("y", rows as usize));
+        gpu.run(|p| pool::global_avg_pool_forward(gpu, p, &gy, &gx, rows, pixels))
+            .unwrap();
+        let mut y = vec![0.0; rows as usize];
+        cpu::batchnorm::global_avg_pool_forward(&mut y, &x, pixels as usize);
+        let what = format!("pool {rows}x{pixels}");
+        assert_close(
+            &what,
+            &gpu.read_f32(&gy, rows as usize).unwrap(),
+            &y,
+            1e-5,
+            1e-5,
+        );
+        for accumulate in [false, true] {
+            let dy = cpu::seeded(19, rows as usize, -1.0, 1.0);
+            let old = cpu::seeded(20, len, -1.0, 1.0);
+            let (gdy, gdx) = (gpu.upload("dy", &dy), gpu.upload("dx", &old));
+            gpu.run(|p| {
+                pool::global_avg_pool_backward(gpu, p, &gdx, &gdy, rows, pixels, accumulate)
+            })
+            .unwrap();
+            let mut dx = old.clone();
+            cpu::batchnorm::global_avg_pool_backward(&mut dx, &dy, pixels as usize, accumulate);
+            assert_close(&what, &gpu.read_f32(&gdx, len).unwrap(), &dx, 1e-6, 1e-5);
+        }
+    }
+}
