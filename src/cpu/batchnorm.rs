@@ -49,6 +49,7 @@ pub fn batchnorm_train_forward(
 }
 
 /// Eval forward with the running statistics.
+#[allow(clippy::too_many_arguments)]
 pub fn batchnorm_eval_forward(
     y: &mut [f32],
     x: &[f32],
