@@ -1,0 +1,202 @@
+//! The image kernels' backward passes (conv2d to input, weights and bias; batchnorm in
+//! training mode; global average pooling) against central finite differences of their
+//! forward computed plainly in f64. L = Σ dy ⊙ forward(inputs) with a seeded dy.
+
+mod common;
+
+use common::assert_close;
+use common::reference64::{dot, numeric_grad, to64};
+use rezero::cpu;
+use rezero::kernels::batchnorm::{self as bn, BatchNormShape};
+use rezero::kernels::conv2d::{self as conv, Conv2d};
+use rezero::kernels::pool;
+
+const ATOL: f32 = 2e-5;
+const RTOL: f32 = 1e-3;
+
+/// conv2d in f64, written as the textbook sum over the window.
+fn conv64(x: &[f64], w: &[f64], b: &[f64], s: &Conv2d) -> Vec<f64> {
+    let (oh, ow) = (s.out_h() as i64, s.out_w() as i64);
+    let (h, wd) = (s.h as i64, s.w as i64);
+    let mut y = Vec::with_capacity(s.output_len());
+    for n in 0..s.batch as i64 {
+        for co in 0..s.c_out as i64 {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = b[co as usize];
+                    for ci in 0..s.c_in as i64 {
+                        for ky in 0..s.kh as i64 {
+                            for kx in 0..s.kw as i64 {
+                                let iy = oy * s.stride as i64 + ky - s.pad as i64;
+                                let ix = ox * s.stride as i64 + kx - s.pad as i64;
+                                if iy < 0 || ix < 0 || iy >= h || ix >= wd {
+                                    continue;
+                                }
+                                let xi = ((n * s.c_in as i64 + ci) * h + iy) * wd + ix;
+                                let wi = ((co * s.c_in as i64 + ci) * s.kh as i64 + ky)
+                                    * s.kw as i64
+                                    + kx;
+                                acc += x[xi as usize] * w[wi as usize];
+                            }
+                        }
+                    }
+                    y.push(acc);
+                }
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn conv2d_backward_matches_finite_differences() {
+    let gpu = require_gpu!();
+    for s in [
+        Conv2d::new(2, 3, 5, 4, 2, 3).stride(2).pad(1),
+        Conv2d::new(1, 2, 4, 4, 3, 1).stride(2),
+        Conv2d::new(3, 1, 3, 5, 2, 2).pad(1),
+    ] {
+        let x = cpu::seeded(1, s.input_len(), -1.0, 1.0);
+        let w = cpu::seeded(2, s.weight_len(), -1.0, 1.0);
+        let b = cpu::seeded(3, s.c_out as usize, -1.0, 1.0);
+        let dy = cpu::seeded(4, s.output_len(), -1.0, 1.0);
+        let (gx, gw, gdy) = (
+            gpu.upload("x", &x),
+            gpu.upload("w", &w),
+            gpu.upload("dy", &dy),
+        );
+        let (gdx, gdw, gdb) = (
+            gpu.zeroed_f32("dx", s.input_len()),
+            gpu.zeroed_f32("dw", s.weight_len()),
+            gpu.zeroed_f32("db", s.c_out as usize),
+        );
+        let scratch = gpu.zeroed_f32("scratch", conv::conv2d_weight_scratch_len(gpu, &s));
+        gpu.run(|p| {
+            conv::conv2d_backward_input(gpu, p, &gdx, &gdy, &gw, &s, false)?;
+            conv::conv2d_backward_weight(gpu, p, &gdw, &scratch, &gdy, &gx, &s, true)?;
+            conv::conv2d_backward_bias(gpu, p, &gdb, &gdy, &s, true)
+        })
+        .unwrap();
+        let (x64, w64, b64) = (to64(&x), to64(&w), to64(&b));
+        let what = |t: &str| format!("conv2d d/d{t} {s:?}");
+        assert_close(
+            &what("x"),
+            &gpu.read_f32(&gdx, s.input_len()).unwrap(),
+            &numeric_grad(|v| dot(&dy, &conv64(v, &w64, &b64, &s)), &x),
+            ATOL,
+            RTOL,
+        );
+        assert_close(
+            &what("w"),
+            &gpu.read_f32(&gdw, s.weight_len()).unwrap(),
+            &numeric_grad(|v| dot(&dy, &conv64(&x64, v, &b64, &s)), &w),
+            ATOL,
+            RTOL,
+        );
+        assert_close(
+            &what("bias"),
+            &gpu.read_f32(&gdb, s.c_out as usize).unwrap(),
+            &numeric_grad(|v| dot(&dy, &conv64(&x64, &w64, v, &s)), &b),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+/// Training-mode batchnorm in f64: biased batch variance per channel.
+fn batchnorm64(x: &[f64], gamma: &[f64], beta: &[f64], s: &BatchNormShape, eps: f64) -> Vec<f64> {
+    let (batch, c, pixels) = (s.batch as usize, s.channels as usize, s.pixels as usize);
+    let idx = |n: usize, ch: usize, i: usize| (n * c + ch) * pixels + i;
+    let count = (batch * pixels) as f64;
+    let mut y = vec![0.0; x.len()];
+    for ch in 0..c {
+        let all = || (0..batch).flat_map(move |n| (0..pixels).map(move |i| idx(n, ch, i)));
+        let mean = all().map(|j| x[j]).sum::<f64>() / count;
+        let var = all().map(|j| (x[j] - mean).powi(2)).sum::<f64>() / count;
+        for j in all() {
+            y[j] = (x[j] - mean) / (var + eps).sqrt() * gamma[ch] + beta[ch];
+        }
+    }
+    y
+}
+
+#[test]
+fn batchnorm_backward_matches_finite_differences() {
+    let gpu = require_gpu!();
+    let s = BatchNormShape {
+        batch: 3,
+        channels: 2,
+        pixels: 5,
+    };
+    let (len, c) = (s.len() as usize, s.channels as usize);
+    let config = bn::BatchNormConfig::default();
+    let x = cpu::seeded(5, len, -2.0, 2.0);
+    let gamma = cpu::seeded(6, c, 0.5, 1.5);
+    let beta = cpu::seeded(7, c, -1.0, 1.0);
+    let dy = cpu::seeded(8, len, -1.0, 1.0);
+    let (gx, gg, gb, gdy) = (
+        gpu.upload("x", &x),
+        gpu.upload("g", &gamma),
+        gpu.upload("b", &beta),
+        gpu.upload("dy", &dy),
+    );
+    let stats: Vec<_> = (0..4).map(|_| gpu.zeroed_f32("stat", c)).collect();
+    let (gy, gdx) = (gpu.zeroed_f32("y", len), gpu.zeroed_f32("dx", len));
+    let (gdg, gdb) = (gpu.zeroed_f32("dg", c), gpu.zeroed_f32("db", c));
+    gpu.run(|p| {
+        let [mean, rstd, rm, rv] = [&stats[0], &stats[1], &stats[2], &stats[3]];
+        bn::batchnorm_train_forward(gpu, p, &gy, mean, rstd, rm, rv, &gx, &gg, &gb, &s, &config)?;
+        bn::batchnorm_backward(
+            gpu, p, &gdx, &gdg, &gdb, &gdy, &gx, mean, rstd, &gg, &s, false,
+        )
+    })
+    .unwrap();
+    let eps = config.eps as f64;
+    let (x64, g64, b64) = (to64(&x), to64(&gamma), to64(&beta));
+    assert_close(
+        "batchnorm d/dx",
+        &gpu.read_f32(&gdx, len).unwrap(),
+        &numeric_grad(|v| dot(&dy, &batchnorm64(v, &g64, &b64, &s, eps)), &x),
+        ATOL,
+        RTOL,
+    );
+    assert_close(
+        "batchnorm d/dgamma",
+        &gpu.read_f32(&gdg, c).unwrap(),
+        &numeric_grad(|v| dot(&dy, &batchnorm64(&x64, v, &b64, &s, eps)), &gamma),
+        ATOL,
+        RTOL,
+    );
+    assert_close(
+        "batchnorm d/dbeta",
+        &gpu.read_f32(&gdb, c).unwrap(),
+        &numeric_grad(|v| dot(&dy, &batchnorm64(&x64, &g64, v, &s, eps)), &beta),
+        ATOL,
+        RTOL,
+    );
+}
+
+#[test]
+fn global_avg_pool_backward_matches_finite_differences() {
+    let gpu = require_gpu!();
+    let (rows, pixels) = (6usize, 9usize);
+    let x = cpu::seeded(9, rows * pixels, -1.0, 1.0);
+    let dy = cpu::seeded(10, rows, -1.0, 1.0);
+    let (gdy, gdx) = (gpu.upload("dy", &dy), gpu.zeroed_f32("dx", rows * pixels));
+    gpu.run(|p| {
+        pool::global_avg_pool_backward(gpu, p, &gdx, &gdy, rows as u32, pixels as u32, false)
+    })
+    .unwrap();
+    let pool64 = |v: &[f64]| -> Vec<f64> {
+        v.chunks(pixels)
+            .map(|r| r.iter().sum::<f64>() / pixels as f64)
+            .collect()
+    };
+    assert_close(
+        "pool d/dx",
+        &gpu.read_f32(&gdx, rows * pixels).unwrap(),
+        &numeric_grad(|v| dot(&dy, &pool64(v)), &x),
+        ATOL,
+        RTOL,
+    );
+}
