@@ -5,7 +5,9 @@ use crate::gpu::{Error, Result};
 use crate::kernels::attention::attention_backward;
 use crate::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
 use crate::kernels::matmul::{Matmul, matmul};
-use crate::kernels::{elementwise as ew, embedding, layernorm, rezero, softmax};
+use crate::kernels::{
+    batchnorm, conv2d, elementwise as ew, embedding, layernorm, pool, rezero, softmax,
+};
 
 use super::tape::{Op, Tape};
 use super::tensor::Tensor;
@@ -128,22 +130,14 @@ impl<'g> Tape<'g> {
                     self.slots[*f].buffer.clone(),
                     self.slots[*alpha].buffer.clone(),
                 );
-                let dx = self.target(*x);
-                let dx_buffer = match &dx {
-                    Some(t) => t.buffer.clone(),
-                    None => self.take_grad(n as usize),
-                };
+                let (dx_buffer, accumulate_dx) = self.target_or_discard(*x, n as usize);
                 let df = self.target(*f);
                 let df_buffer = match &df {
                     Some(t) if !t.accumulate => t.buffer.clone(),
                     _ => self.take_grad(n as usize),
                 };
-                let dalpha = match self.target_zeroed(*alpha)? {
-                    Some(buffer) => buffer,
-                    None => self.take_filled(self.slots[*alpha].len, 0.0)?,
-                };
+                let dalpha = self.target_zeroed_or_discard(*alpha, self.slots[*alpha].len)?;
                 let scratch = self.scratch(rezero::REZERO_SCRATCH_LEN);
-                let accumulate_dx = dx.as_ref().is_some_and(|t| t.accumulate);
                 rezero::rezero_backward(
                     gpu,
                     self.pass(),
@@ -199,21 +193,10 @@ impl<'g> Tape<'g> {
                     self.slots[*x].buffer.clone(),
                     self.slots[*gain].buffer.clone(),
                 );
-                let dx = self.target(*x);
-                let dx_buffer = match &dx {
-                    Some(t) => t.buffer.clone(),
-                    None => self.take_grad(n as usize),
-                };
-                let dgain = match self.target_zeroed(*gain)? {
-                    Some(b) => b,
-                    None => self.take_filled(*cols as usize, 0.0)?,
-                };
-                let dbias = match self.target_zeroed(*bias)? {
-                    Some(b) => b,
-                    None => self.take_filled(*cols as usize, 0.0)?,
-                };
+                let (dx_buffer, accumulate_dx) = self.target_or_discard(*x, n as usize);
+                let dgain = self.target_zeroed_or_discard(*gain, *cols as usize)?;
+                let dbias = self.target_zeroed_or_discard(*bias, *cols as usize)?;
                 let scratch = self.scratch(layernorm::layernorm_scratch_len(*rows, *cols));
-                let accumulate_dx = dx.as_ref().is_some_and(|t| t.accumulate);
                 layernorm::layernorm_backward(
                     gpu,
                     self.pass(),
@@ -357,6 +340,83 @@ impl<'g> Tape<'g> {
                     )?;
                 }
             }
+            Op::Conv2d { x, w, bias, shape } => {
+                let (xb, wb) = (self.slots[*x].buffer.clone(), self.slots[*w].buffer.clone());
+                if let Some(t) = self.target(*x) {
+                    let acc = t.accumulate;
+                    conv2d::conv2d_backward_input(
+                        gpu,
+                        self.pass(),
+                        &t.buffer,
+                        &dy,
+                        &wb,
+                        shape,
+                        acc,
+                    )?;
+                }
+                if let Some(t) = self.target(*w) {
+                    let scratch = self.scratch(conv2d::conv2d_weight_scratch_len(gpu, shape));
+                    conv2d::conv2d_backward_weight(
+                        gpu,
+                        self.pass(),
+                        &t.buffer,
+                        &scratch,
+                        &dy,
+                        &xb,
+                        shape,
+                        t.accumulate,
+                    )?;
+                }
+                if let Some(t) = bias.and_then(|b| self.target(b)) {
+                    let acc = t.accumulate;
+                    conv2d::conv2d_backward_bias(gpu, self.pass(), &t.buffer, &dy, shape, acc)?;
+                }
+            }
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                mean,
+                rstd,
+                shape,
+            } => {
+                let (xb, gb) = (
+                    self.slots[*x].buffer.clone(),
+                    self.slots[*gamma].buffer.clone(),
+                );
+                let (dx_buffer, accumulate_dx) = self.target_or_discard(*x, n as usize);
+                let channels = shape.channels as usize;
+                let dgamma = self.target_zeroed_or_discard(*gamma, channels)?;
+                let dbeta = self.target_zeroed_or_discard(*beta, channels)?;
+                batchnorm::batchnorm_backward(
+                    gpu,
+                    self.pass(),
+                    &dx_buffer,
+                    &dgamma,
+                    &dbeta,
+                    &dy,
+                    &xb,
+                    mean,
+                    rstd,
+                    &gb,
+                    shape,
+                    accumulate_dx,
+                )?;
+            }
+            Op::GlobalAvgPool { x, rows, pixels } => {
+                if let Some(t) = self.target(*x) {
+                    let acc = t.accumulate;
+                    pool::global_avg_pool_backward(
+                        gpu,
+                        self.pass(),
+                        &t.buffer,
+                        &dy,
+                        *rows,
+                        *pixels,
+                        acc,
+                    )?;
+                }
+            }
         }
         Ok(())
     }
@@ -387,6 +447,23 @@ impl<'g> Tape<'g> {
             buffer,
             accumulate: false,
         })
+    }
+
+    /// `target`, or a throwaway buffer for kernels that always write this output:
+    /// (buffer, accumulate).
+    fn target_or_discard(&mut self, id: usize, len: usize) -> (wgpu::Buffer, bool) {
+        match self.target(id) {
+            Some(t) => (t.buffer, t.accumulate),
+            None => (self.take_grad(len), false),
+        }
+    }
+
+    /// `target_zeroed`, or a zeroed throwaway buffer for kernels that always add.
+    fn target_zeroed_or_discard(&mut self, id: usize, len: usize) -> Result<wgpu::Buffer> {
+        match self.target_zeroed(id)? {
+            Some(buffer) => Ok(buffer),
+            None => self.take_filled(len, 0.0),
+        }
     }
 
     /// Like `target`, for kernels that can only add: a fresh buffer is zero-filled first.

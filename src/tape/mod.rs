@@ -18,9 +18,11 @@
 
 mod backward;
 mod ops;
+mod ops_image;
 #[allow(clippy::module_inception)]
 mod tape;
 mod tensor;
 
+pub use ops_image::RunningStats;
 pub use tape::Tape;
 pub use tensor::{Param, Tensor};

@@ -12,7 +12,7 @@ use crate::kernels::{
 use super::tape::{Op, Tape};
 use super::tensor::Tensor;
 
-fn shape_error(op: &'static str, expected: impl Into<String>, got: &[&Tensor]) -> Error {
+pub(super) fn shape_error(op: &'static str, expected: impl Into<String>, got: &[&Tensor]) -> Error {
     let got = got
         .iter()
         .map(|t| format!("{:?}", t.shape))
@@ -25,7 +25,7 @@ fn shape_error(op: &'static str, expected: impl Into<String>, got: &[&Tensor]) -
     }
 }
 
-fn dim_u32(op: &'static str, value: usize) -> Result<u32> {
+pub(super) fn dim_u32(op: &'static str, value: usize) -> Result<u32> {
     u32::try_from(value).map_err(|_| Error::Limits {
         what: format!("{op}: dimension"),
         needed: value as u64,

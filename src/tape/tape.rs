@@ -85,6 +85,28 @@ pub(crate) enum Op {
     Sum {
         x: usize,
     },
+    /// NCHW convolution (implicit GEMM).
+    Conv2d {
+        x: usize,
+        w: usize,
+        bias: Option<usize>,
+        shape: crate::kernels::conv2d::Conv2d,
+    },
+    /// Training-mode batch norm; the batch mean and rstd saved by the forward pass.
+    BatchNorm {
+        x: usize,
+        gamma: usize,
+        beta: usize,
+        mean: wgpu::Buffer,
+        rstd: wgpu::Buffer,
+        shape: crate::kernels::batchnorm::BatchNormShape,
+    },
+    /// Mean over pixels: [rows, pixels] → [rows].
+    GlobalAvgPool {
+        x: usize,
+        rows: u32,
+        pixels: u32,
+    },
 }
 
 pub(crate) struct Node {

@@ -103,3 +103,60 @@ pub fn cross_entropy64(logits: &[f64], targets: &[u32], cols: usize) -> f64 {
         .sum::<f64>()
         / rows as f64
 }
+
+/// conv2d in f64, written as the textbook sum over the window.
+pub fn conv64(x: &[f64], w: &[f64], b: &[f64], s: &rezero::kernels::conv2d::Conv2d) -> Vec<f64> {
+    let (oh, ow) = (s.out_h() as i64, s.out_w() as i64);
+    let (h, wd) = (s.h as i64, s.w as i64);
+    let mut y = Vec::with_capacity(s.output_len());
+    for n in 0..s.batch as i64 {
+        for co in 0..s.c_out as i64 {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = b[co as usize];
+                    for ci in 0..s.c_in as i64 {
+                        for ky in 0..s.kh as i64 {
+                            for kx in 0..s.kw as i64 {
+                                let iy = oy * s.stride as i64 + ky - s.pad as i64;
+                                let ix = ox * s.stride as i64 + kx - s.pad as i64;
+                                if iy < 0 || ix < 0 || iy >= h || ix >= wd {
+                                    continue;
+                                }
+                                let xi = ((n * s.c_in as i64 + ci) * h + iy) * wd + ix;
+                                let wi = ((co * s.c_in as i64 + ci) * s.kh as i64 + ky)
+                                    * s.kw as i64
+                                    + kx;
+                                acc += x[xi as usize] * w[wi as usize];
+                            }
+                        }
+                    }
+                    y.push(acc);
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Training-mode batchnorm in f64: biased batch variance per channel.
+pub fn batchnorm64(
+    x: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+    s: &rezero::kernels::batchnorm::BatchNormShape,
+    eps: f64,
+) -> Vec<f64> {
+    let (batch, c, pixels) = (s.batch as usize, s.channels as usize, s.pixels as usize);
+    let idx = |n: usize, ch: usize, i: usize| (n * c + ch) * pixels + i;
+    let count = (batch * pixels) as f64;
+    let mut y = vec![0.0; x.len()];
+    for ch in 0..c {
+        let all = || (0..batch).flat_map(move |n| (0..pixels).map(move |i| idx(n, ch, i)));
+        let mean = all().map(|j| x[j]).sum::<f64>() / count;
+        let var = all().map(|j| (x[j] - mean).powi(2)).sum::<f64>() / count;
+        for j in all() {
+            y[j] = (x[j] - mean) / (var + eps).sqrt() * gamma[ch] + beta[ch];
+        }
+    }
+    y
+}
