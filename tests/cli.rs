@@ -3,53 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-use rezero::data::idx;
-
-fn rezero(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rezero"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("the rezero binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rezero-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A tiny Fashion-MNIST-shaped data set whose label is written into the image.
-fn tiny_dataset(dir: &Path) {
-    for (prefix, count) in [("train", 200), ("t10k", 50)] {
-        let labels: Vec<u8> = (0..count).map(|i| (i * 7 % 10) as u8).collect();
-        let pixels: Vec<u8> = labels
-            .iter()
-            .flat_map(|&l| (0..784).map(move |p| if p / 78 == l as usize { 255 } else { 0 }))
-            .collect();
-        idx::write_images(
-            &dir.join(format!("{prefix}-images-idx3-ubyte.gz")),
-            count,
-            28,
-            28,
-            &pixels,
-        )
-        .unwrap();
-        idx::write_labels(&dir.join(format!("{prefix}-labels-idx1-ubyte.gz")), &labels).unwrap();
-    }
-}
+use common::cli::{rezero, temp_dir, text, tiny_dataset};
 
 #[test]
 fn info_and_bench_json() {

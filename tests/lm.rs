@@ -167,7 +167,7 @@ fn a_resumed_run_ends_exactly_where_an_unbroken_one_does() {
     let checkpoint = load(&path).unwrap();
     let resumed = transformer_from(gpu, &path, &checkpoint).unwrap();
     let mut optimizer = Optimizer::new(gpu, &resumed.params(), adam()).unwrap();
-    let step = restore_run(gpu, &path, &checkpoint, &resumed, &mut optimizer).unwrap();
+    let step = restore_run(gpu, &path, &checkpoint, &resumed.params(), &mut optimizer).unwrap();
     assert_eq!(step, 3);
     train_lm(gpu, &resumed, &mut optimizer, &text, &run(&b, 6, step)).unwrap();
 

@@ -37,6 +37,7 @@ fn synthetic(seed: u64, count: usize, inputs: usize, classes: usize) -> Images {
         height: 1,
         width: inputs,
         classes,
+        background: vec![0.0],
     }
 }
 

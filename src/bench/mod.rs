@@ -6,15 +6,19 @@ use std::time::Instant;
 
 mod attention;
 mod cases;
+mod conv;
 mod lm;
 mod mlp;
 mod parse;
+mod resnet;
 
 pub use attention::attention_cases;
 pub use cases::*;
+pub use conv::*;
 pub use lm::{LmStep, lm_step};
 pub use mlp::{MlpStep, mlp_step};
 pub use parse::*;
+pub use resnet::{ResnetStep, resnet_conv_flops, resnet_step};
 
 use crate::gpu::{Error, Gpu, Result};
 

@@ -105,3 +105,44 @@ pub fn parse_lm(s: &str) -> Result<(u32, u32, u32, u32)> {
         }),
     }
 }
+
+/// Parses "BATCHxC_INxSIZExC_OUTxKxSTRIDE" (square images, padding K/2) for a conv layer.
+pub fn parse_conv(s: &str) -> Result<crate::kernels::conv2d::Conv2d> {
+    match dims(s, "conv size", "BATCHxC_INxSIZExC_OUTxKxSTRIDE")?.as_slice() {
+        [b, ci, size, co, k, stride] => Ok(crate::kernels::conv2d::Conv2d::new(
+            *b, *ci, *size, *size, *co, *k,
+        )
+        .stride(*stride)
+        .pad(k / 2)),
+        _ => Err(Error::Invalid {
+            what: "conv size".into(),
+            why: format!("'{s}' is not BATCHxC_INxSIZExC_OUTxKxSTRIDE"),
+        }),
+    }
+}
+
+/// Parses "BATCHxCHANNELSxPIXELS" for batchnorm and pooling.
+pub fn parse_batchnorm(s: &str) -> Result<crate::kernels::batchnorm::BatchNormShape> {
+    match dims(s, "batchnorm size", "BATCHxCHANNELSxPIXELS")?.as_slice() {
+        [batch, channels, pixels] => Ok(crate::kernels::batchnorm::BatchNormShape {
+            batch: *batch,
+            channels: *channels,
+            pixels: *pixels,
+        }),
+        _ => Err(Error::Invalid {
+            what: "batchnorm size".into(),
+            why: format!("'{s}' is not BATCHxCHANNELSxPIXELS"),
+        }),
+    }
+}
+
+/// Parses "DEPTHxBATCH" for the ResNet step.
+pub fn parse_resnet(s: &str) -> Result<(u32, u32)> {
+    match dims(s, "ResNet size", "DEPTHxBATCH")?.as_slice() {
+        [depth, batch] => Ok((*depth, *batch)),
+        _ => Err(Error::Invalid {
+            what: "ResNet size".into(),
+            why: format!("'{s}' is not DEPTHxBATCH"),
+        }),
+    }
+}

@@ -2,6 +2,7 @@
 //! normalised as is usual for each, and shuffled mini-batches with a seed.
 //! `scripts/fetch-data.sh` obtains the files.
 
+pub mod augment;
 pub mod cifar;
 pub mod idx;
 pub mod text;
@@ -65,6 +66,8 @@ pub struct Images {
     pub height: usize,
     pub width: usize,
     pub classes: usize,
+    /// Per channel: the normalised value of a black pixel (what padding fills with).
+    pub background: Vec<f32>,
 }
 
 impl Images {
@@ -115,6 +118,7 @@ impl Images {
             height,
             width,
             classes: 10,
+            background: norm.iter().map(|(mean, std)| -mean / std).collect(),
         }
     }
 }

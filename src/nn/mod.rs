@@ -2,7 +2,9 @@
 
 pub mod init;
 pub mod mlp;
+pub mod resnet;
 pub mod transformer;
 
 pub use mlp::{Mlp, MlpConfig, MlpVariant};
+pub use resnet::{Resnet, ResnetConfig, ResnetVariant};
 pub use transformer::{BlockVariant, Transformer, TransformerConfig};

@@ -77,6 +77,25 @@ impl Schedule {
         Ok(Schedule { warmup, decay })
     }
 
+    /// The same schedule with its milestones and cosine length given in epochs, counted in
+    /// steps (warm-up stays in steps).
+    pub fn epochs_to_steps(&self, steps_per_epoch: u64) -> Schedule {
+        let decay = match &self.decay {
+            Decay::Constant => Decay::Constant,
+            Decay::Step { milestones, gamma } => Decay::Step {
+                milestones: milestones.iter().map(|m| m * steps_per_epoch).collect(),
+                gamma: *gamma,
+            },
+            Decay::Cosine { total } => Decay::Cosine {
+                total: total * steps_per_epoch,
+            },
+        };
+        Schedule {
+            warmup: self.warmup,
+            decay,
+        }
+    }
+
     /// The factor the base learning rate is multiplied by at `step` (from 0).
     pub fn factor(&self, step: u64) -> f32 {
         let warm = if step < self.warmup {
@@ -101,6 +120,16 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epochs_become_steps() {
+        let s = Schedule::parse("step:2,3@0.5", 0)
+            .unwrap()
+            .epochs_to_steps(10);
+        assert_eq!([s.factor(19), s.factor(20), s.factor(30)], [1.0, 0.5, 0.25]);
+        let c = Schedule::parse("cosine:2", 0).unwrap().epochs_to_steps(10);
+        assert_eq!(c.factor(20), 0.0);
+    }
 
     #[test]
     fn warmup_then_each_decay() {

@@ -8,7 +8,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::gpu::{Error, Gpu, Result};
-use crate::nn::{Mlp, MlpConfig, Transformer, TransformerConfig};
+use crate::nn::{Mlp, MlpConfig, Resnet, ResnetConfig, Transformer, TransformerConfig};
 use crate::optim::Optimizer;
 use crate::tape::Param;
 
@@ -216,19 +216,20 @@ pub fn save_transformer_run(
     save_buffers(gpu, path, &entries, metadata)
 }
 
-/// Restores the optimizer state and returns the step a run checkpoint reached.
+/// Restores the optimizer state over `params` and returns the step a run checkpoint
+/// reached.
 pub fn restore_run(
     gpu: &Gpu,
     path: &Path,
     checkpoint: &Checkpoint,
-    model: &Transformer,
+    params: &[&Param],
     optimizer: &mut Optimizer,
 ) -> Result<u64> {
     let step: u64 = checkpoint.meta_parse(path, "step")?;
     let optimizer_steps: u64 = checkpoint.meta_parse(path, "optimizer_steps")?;
     let lookup = |name: &str| checkpoint.tensors.get(name).map(|(_, v)| v.clone());
     optimizer
-        .restore(gpu, &model.params(), optimizer_steps, &lookup)
+        .restore(gpu, params, optimizer_steps, &lookup)
         .map_err(|e| Error::data(path, e.to_string()))?;
     Ok(step)
 }
@@ -276,5 +277,73 @@ pub fn transformer_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Resu
     };
     let model = Transformer::new(gpu, config)?;
     checkpoint.restore(gpu, path, &model.params())?;
+    Ok(model)
+}
+
+/// Saves a ResNet run: parameters, BatchNorm running statistics, the optimizer's state and
+/// the epoch and step reached (`rezero train resnet --resume` continues from it).
+pub fn save_resnet_run(
+    gpu: &Gpu,
+    model: &Resnet,
+    optimizer: &Optimizer,
+    epoch: usize,
+    step: u64,
+    path: &Path,
+) -> Result<()> {
+    let params = model.params();
+    let mut entries: Vec<Entry> = params
+        .iter()
+        .map(|p| (p.name.clone(), p.shape.clone(), &p.value))
+        .collect();
+    for bn in model.batchnorms() {
+        entries.extend(bn.running_entries());
+    }
+    entries.extend(optimizer.state_entries(&params));
+    let c = &model.config;
+    let metadata = [
+        ("model", "resnet".to_string()),
+        ("variant", c.variant.name().to_string()),
+        ("depth", c.depth.to_string()),
+        ("in_channels", c.in_channels.to_string()),
+        ("classes", c.classes.to_string()),
+        ("alpha_init", c.alpha_init.to_string()),
+        ("seed", c.seed.to_string()),
+        ("epoch", epoch.to_string()),
+        ("step", step.to_string()),
+        ("optimizer_steps", optimizer.steps().to_string()),
+    ];
+    let metadata = metadata
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    save_buffers(gpu, path, &entries, metadata)
+}
+
+/// The ResNet a loaded checkpoint describes, with its weights and running statistics.
+pub fn resnet_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Resnet> {
+    checkpoint.expect_model(path, "resnet")?;
+    let config = ResnetConfig {
+        variant: checkpoint.meta_parse(path, "variant")?,
+        depth: checkpoint.meta_parse(path, "depth")?,
+        in_channels: checkpoint.meta_parse(path, "in_channels")?,
+        classes: checkpoint.meta_parse(path, "classes")?,
+        alpha_init: checkpoint.meta_parse(path, "alpha_init")?,
+        seed: checkpoint.meta_parse(path, "seed")?,
+    };
+    let model = Resnet::new(gpu, config)?;
+    checkpoint.restore(gpu, path, &model.params())?;
+    for bn in model.batchnorms() {
+        for (name, shape, buffer) in bn.running_entries() {
+            match checkpoint.tensors.get(&name) {
+                Some((s, values)) if *s == shape => gpu.write(buffer, values),
+                _ => {
+                    return Err(Error::data(
+                        path,
+                        format!("no tensor {name} of shape {shape:?}"),
+                    ));
+                }
+            }
+        }
+    }
     Ok(model)
 }

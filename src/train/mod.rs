@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod lm;
 pub mod plot;
 pub mod progress;
+pub mod resnet;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,24 @@ fn alpha_stats(gpu: &Gpu, model: &Mlp) -> Result<Option<(f32, f32, f32)>> {
     )))
 }
 
+/// How many rows of `logits` [n, classes] have their largest value at the label.
+pub fn count_correct(logits: &[f32], classes: usize, labels: &[u32]) -> usize {
+    let argmax = |row: &[f32]| {
+        row.iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+            )
+            .0
+    };
+    logits
+        .chunks(classes)
+        .zip(labels)
+        .filter(|(row, label)| argmax(row) as u32 == **label)
+        .count()
+}
+
 /// Mean loss and accuracy of `model` on `data`, in batches, without recording gradients.
 pub fn evaluate(tape: &mut Tape, model: &Mlp, data: &Images, batch: usize) -> Result<(f32, f32)> {
     tape.set_grad_enabled(false);
@@ -89,18 +108,7 @@ pub fn evaluate(tape: &mut Tape, model: &Mlp, data: &Images, batch: usize) -> Re
             let logits = model.forward(tape, &xt)?;
             let loss = tape.cross_entropy(&logits, &y)?;
             loss_sum += tape.read(&loss)?[0] as f64 * chunk.len() as f64;
-            let values = tape.read(&logits)?;
-            for (row, &label) in values.chunks(data.classes).zip(&y) {
-                let best = row
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                    )
-                    .0;
-                correct += (best as u32 == label) as usize;
-            }
+            correct += count_correct(&tape.read(&logits)?, data.classes, &y);
             tape.reset();
         }
         Ok((

@@ -6,16 +6,23 @@ use plotters::prelude::*;
 
 use crate::gpu::{Error, Result};
 
-/// One run's curve: its label (the run directory's name) and (step, value) points.
+/// One run's curve: its label (the run directory's name), (x, value) points and what x
+/// counts ("step", "epoch").
 #[derive(Clone, Debug)]
 pub struct Curve {
     pub label: String,
     pub points: Vec<(f64, f64)>,
+    pub x_label: String,
 }
 
 /// Reads column `column` against `step` from `RUN_DIR/file` (a CSV with a header line).
 /// Rows whose value is empty or not finite are skipped.
 pub fn read_curve(run_dir: &Path, file: &str, column: &str) -> Result<Curve> {
+    read_curve_against(run_dir, file, "step", column)
+}
+
+/// Like [`read_curve`], against column `x` instead of `step`.
+pub fn read_curve_against(run_dir: &Path, file: &str, x: &str, column: &str) -> Result<Curve> {
     let path = run_dir.join(file);
     let bad = |why: String| Error::Data {
         path: path.clone(),
@@ -34,12 +41,12 @@ pub fn read_curve(run_dir: &Path, file: &str, column: &str) -> Result<Curve> {
             .position(|h| *h == name)
             .ok_or_else(|| bad(format!("no '{name}' column (has {})", header.join(", "))))
     };
-    let (step_col, value_col) = (find("step")?, find(column)?);
+    let (step_col, value_col) = (find(x)?, find(column)?);
     let mut points = Vec::new();
     for (i, line) in lines.enumerate() {
         let fields: Vec<&str> = line.split(',').collect();
         let parse = |c: usize| fields.get(c).and_then(|f| f.parse::<f64>().ok());
-        let step = parse(step_col).ok_or_else(|| bad(format!("line {}: no step", i + 2)))?;
+        let step = parse(step_col).ok_or_else(|| bad(format!("line {}: no {x}", i + 2)))?;
         if let Some(v) = parse(value_col).filter(|v| v.is_finite()) {
             points.push((step, v));
         }
@@ -48,7 +55,11 @@ pub fn read_curve(run_dir: &Path, file: &str, column: &str) -> Result<Curve> {
         || run_dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    Ok(Curve { label, points })
+    Ok(Curve {
+        label,
+        points,
+        x_label: x.to_string(),
+    })
 }
 
 /// Draws `curves` into an SVG file at `out`, with `y_label` and a legend.
@@ -127,7 +138,7 @@ where
     };
     chart
         .configure_mesh()
-        .x_desc("step")
+        .x_desc(curves.first().map_or("step", |c| c.x_label.as_str()))
         .y_desc(y_label)
         .y_label_formatter(&tick)
         .draw()

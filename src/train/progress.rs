@@ -10,8 +10,10 @@ pub struct Progress {
     start: Instant,
     last_draw: Option<Instant>,
     enabled: bool,
-    /// Bytes a step for language models: the line then shows bits per byte and tokens/s.
-    tokens_per_step: Option<u64>,
+    /// Examples a step and their unit ("tokens", "images"): the line shows their rate.
+    items_per_step: Option<(u64, &'static str)>,
+    /// The loss is in nats per byte: the line also shows bits per byte.
+    bits_per_byte: bool,
 }
 
 /// "1h02m", "3m05s" or "12.3s".
@@ -34,13 +36,21 @@ impl Progress {
             start: Instant::now(),
             last_draw: None,
             enabled,
-            tokens_per_step: None,
+            items_per_step: None,
+            bits_per_byte: false,
         }
     }
 
     /// For language models: the loss is in nats per byte and a step reads this many bytes.
     pub fn with_tokens(mut self, tokens_per_step: u64) -> Progress {
-        self.tokens_per_step = Some(tokens_per_step);
+        self.items_per_step = Some((tokens_per_step, "tokens"));
+        self.bits_per_byte = true;
+        self
+    }
+
+    /// For image models: a step reads this many images.
+    pub fn with_images(mut self, images_per_step: u64) -> Progress {
+        self.items_per_step = Some((images_per_step, "images"));
         self
     }
 
@@ -64,17 +74,16 @@ impl Progress {
         let rate = step as f64 / elapsed.max(1e-9);
         let eta =
             Duration::from_secs_f64((self.total.saturating_sub(step)) as f64 / rate.max(1e-9));
-        let (loss, speed) = match self.tokens_per_step {
-            Some(tokens) => (
-                loss.map_or("-".to_string(), |l| {
-                    format!("{l:.4} ({:.3} bits/byte)", l / std::f32::consts::LN_2)
-                }),
-                format!("{:.0} tokens/s", rate * tokens as f64),
-            ),
-            None => (
-                loss.map_or("-".to_string(), |l| format!("{l:.4}")),
-                format!("{rate:.1} steps/s"),
-            ),
+        let loss = match loss {
+            None => "-".to_string(),
+            Some(l) if self.bits_per_byte => {
+                format!("{l:.4} ({:.3} bits/byte)", l / std::f32::consts::LN_2)
+            }
+            Some(l) => format!("{l:.4}"),
+        };
+        let speed = match self.items_per_step {
+            Some((items, unit)) => format!("{:.0} {unit}/s", rate * items as f64),
+            None => format!("{rate:.1} steps/s"),
         };
         let epoch = if epoch > 0 {
             format!(" epoch {epoch}")

@@ -2,6 +2,7 @@
 //! first failing index.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod reference64;
 
 use std::sync::OnceLock;

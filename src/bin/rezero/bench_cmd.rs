@@ -21,10 +21,16 @@ pub enum Family {
     Optim,
     /// Causal attention forward: fused against the materialised path.
     Attention,
+    /// conv2d forward and both backwards at ResNet shapes, beside the matmul of the equivalent GEMM.
+    Conv2d,
+    /// Batchnorm (training, eval, backward) and global average pooling, beside the plain copy.
+    Batchnorm,
     /// A whole MLP training step (forward, backward, Adagrad) against depth.
     Mlp,
     /// A whole Transformer training step (forward, backward, Adam): tokens/s.
     Lm,
+    /// A whole ResNet training step (forward, backward, SGD): images/s against depth.
+    Resnet,
     All,
 }
 
@@ -36,7 +42,8 @@ pub struct BenchArgs {
     /// Comma-separated sizes: matmul N or MxNxK (e.g. 1024,4096x512x512); rezero,
     /// elementwise, reduce and optim element counts (e.g. 1M,16M); softmax, layernorm and
     /// cross-entropy ROWSxCOLS; embedding TOKENSxDIM[xVOCAB]; mlp DEPTH[xWIDTH[xBATCH]];
-    /// attention T or BHxTxD; lm LAYERSxD_MODELxSEQxBATCH.
+    /// attention T or BHxTxD; lm LAYERSxD_MODELxSEQxBATCH; conv2d
+    /// BATCHxC_INxSIZExC_OUTxKxSTRIDE; batchnorm BATCHxCHANNELSxPIXELS; resnet DEPTHxBATCH.
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
     /// Matmul variants to time (default: naive where small, tiled, reg4x4, reg8x4, auto).
@@ -171,7 +178,21 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
             let (rows, cols, n) = rows_cols(size)?;
             (bench::cross_entropy_cases(gpu, rows, cols), n)
         }
-        Family::Matmul | Family::Mlp | Family::Lm | Family::Attention | Family::All => {
+        Family::Batchnorm => {
+            let shape = bench::parse_batchnorm(size)?;
+            let n = u32::try_from(shape.len()).map_err(|_| Error::Invalid {
+                what: "size".into(),
+                why: format!("{size} has too many elements"),
+            })?;
+            (bench::batchnorm_cases(gpu, shape), n)
+        }
+        Family::Matmul
+        | Family::Mlp
+        | Family::Lm
+        | Family::Attention
+        | Family::Conv2d
+        | Family::Resnet
+        | Family::All => {
             unreachable!("not a memory-bound family")
         }
     })
@@ -184,6 +205,8 @@ fn bench_memory(gpu: &Gpu, args: &BenchArgs, family: Family) -> Result<()> {
         // (128 MiB of logits, the largest binding lavapipe allows).
         Family::CrossEntropy => &["16384x256", "1024x32768"],
         Family::Embedding => &["16384x512x256", "4096x512x32768"],
+        // The three ResNet stages at batch 128.
+        Family::Batchnorm => &["128x16x1024", "128x32x256", "128x64x64"],
         _ => &["1M", "16M"],
     };
     for size in sizes_or(&args.sizes, defaults) {
@@ -220,6 +243,8 @@ pub fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
                 Family::CrossEntropy,
                 Family::Optim,
                 Family::Attention,
+                Family::Conv2d,
+                Family::Batchnorm,
                 Family::Mlp,
             ]
         }
@@ -231,6 +256,8 @@ pub fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
             Family::Mlp => bench_mlp(gpu, args)?,
             Family::Lm => bench_lm(gpu, args)?,
             Family::Attention => bench_attention(gpu, args)?,
+            Family::Conv2d => bench_conv(gpu, args)?,
+            Family::Resnet => bench_resnet(gpu, args)?,
             f => bench_memory(gpu, args, f)?,
         }
     }
@@ -335,6 +362,74 @@ fn bench_lm(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
             ),
         };
         emit(&record, args.json);
+    }
+    Ok(())
+}
+
+/// conv2d at ResNet layer shapes: every pass beside the matmul of its equivalent GEMM
+/// shape in the same run.
+fn bench_conv(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
+    let defaults = [
+        "128x16x32x16x3x1",
+        "128x16x32x32x3x2",
+        "128x32x16x32x3x1",
+        "128x32x16x64x3x2",
+        "128x64x8x64x3x1",
+        "128x16x32x32x1x2",
+    ];
+    for size in sizes_or(&args.sizes, &defaults) {
+        let shape = bench::parse_conv(size)?;
+        for conv in bench::conv_cases(gpu, shape)? {
+            let (m, n, k) = conv.gemm;
+            let gemm = bench::gemm_case(gpu, conv.gemm)?;
+            let reference = bench::measure(gpu, &gemm, args.warmup, args.runs, "", 1.0)?.value;
+            let name = format!("matmul {m}x{n}x{k}");
+            let record = bench::measure(gpu, &conv.case, args.warmup, args.runs, &name, reference)?;
+            emit(&record, args.json);
+        }
+    }
+    Ok(())
+}
+
+/// ResNet training steps in images/s against depth, beside the forward convolution of the
+/// first stage's layer (16 → 16 channels, 3×3, 32×32) at the same batch in the same run.
+fn bench_resnet(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
+    // Sizes that finish on software Vulkan; a GPU takes 20x128,56x128,110x128.
+    for size in sizes_or(&args.sizes, &["20x32", "56x32"]) {
+        let (depth, batch) = bench::parse_resnet(size)?;
+        let layer = rezero::kernels::conv2d::Conv2d::new(batch, 16, 32, 32, 16, 3).pad(1);
+        let cases = bench::conv_cases(gpu, layer)?;
+        let reference = bench::measure(gpu, &cases[0].case, args.warmup, args.runs, "", 1.0)?;
+        for variant in [
+            rezero::nn::ResnetVariant::Standard,
+            rezero::nn::ResnetVariant::Rezero,
+        ] {
+            let step = bench::resnet_step(
+                gpu,
+                variant,
+                depth as usize,
+                batch as usize,
+                1,
+                args.runs.min(3),
+            )?;
+            let record = Record {
+                kernel: "resnet_step".into(),
+                shape: size.to_string(),
+                variant: variant.name().into(),
+                ms: step.seconds * 1e3,
+                value: step.flops / step.seconds / 1e9,
+                unit: "GFLOP/s",
+                reference: format!("conv {}", bench::conv_shape_name(&layer)),
+                reference_value: reference.value,
+                note: format!(
+                    "{:.0} images/s, activations {:.1} MiB peak, params+grads+state {:.1} MiB",
+                    step.images as f64 / step.seconds,
+                    step.peak_activation_bytes as f64 / 1048576.0,
+                    step.param_bytes as f64 / 1048576.0
+                ),
+            };
+            emit(&record, args.json);
+        }
     }
     Ok(())
 }

@@ -138,8 +138,13 @@ fn run_one(
         let checkpoint = checkpoint::load(&checkpoint_path)?;
         let model = checkpoint::transformer_from(gpu, &checkpoint_path, &checkpoint)?;
         let mut optimizer = Optimizer::new(gpu, &model.params(), optimizer_config)?;
-        let step =
-            checkpoint::restore_run(gpu, &checkpoint_path, &checkpoint, &model, &mut optimizer)?;
+        let step = checkpoint::restore_run(
+            gpu,
+            &checkpoint_path,
+            &checkpoint,
+            &model.params(),
+            &mut optimizer,
+        )?;
         eprintln!(
             "resuming {} at step {step} of {}",
             checkpoint_path.display(),
@@ -238,6 +243,7 @@ pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
                 .iter()
                 .map(|&(x, y)| (x as f64, y as f64))
                 .collect(),
+            x_label: "step".into(),
         })
         .collect();
     let svg = dir.join("val_bpb.svg");

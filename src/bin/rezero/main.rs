@@ -17,6 +17,7 @@ mod info_cmd;
 mod isometry_cmd;
 mod lm_cmd;
 mod plot_cmd;
+mod resnet_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};

@@ -19,6 +19,8 @@ pub enum TrainCommand {
     Mlp(MlpArgs),
     /// A byte-level Transformer language model on the built-in corpus or any file.
     Lm(crate::lm_cmd::LmArgs),
+    /// A CIFAR-style ResNet (standard, rezero or rezero-nobn blocks) on CIFAR-10, Fashion-MNIST or MNIST.
+    Resnet(crate::resnet_cmd::ResnetArgs),
 }
 
 #[derive(Args)]
@@ -93,6 +95,7 @@ pub fn train(gpu: &Gpu, command: Option<&TrainCommand>) -> Result<()> {
     match command {
         Some(TrainCommand::Mlp(args)) => train_mlp(gpu, args),
         Some(TrainCommand::Lm(args)) => crate::lm_cmd::train_lm_command(gpu, args),
+        Some(TrainCommand::Resnet(args)) => crate::resnet_cmd::train_resnet_command(gpu, args),
         None => crate::lm_cmd::train_lm_command(gpu, &crate::lm_cmd::LmArgs::main_job()),
     }
 }
