@@ -1,0 +1,171 @@
+"""PyTorch reference for `rezero bench conv2d` and `rezero bench resnet`.
+
+Times the same work in PyTorch on the same machine, in FP32 with TF32 off (rezero's kernels
+are plain FP32), so the ratio in BENCHMARKS.md compares like with like:
+  * conv2d forward, backward to the input and backward to the weights at the ResNet layer
+    shapes of `rezero bench conv2d` (GFLOP/s, the same FLOP count: 2·outputs·c_in·k·k);
+  * a whole ResNet training step (forward in training mode, cross-entropy, backward, SGD
+    with momentum 0.9 and weight decay 1e-4) for the standard and rezero blocks of
+    src/nn/resnet.rs, at the depths and batch given (images/s).
+
+Usage: python3 benches/pytorch_reference.py [--depths 20,56,110] [--batch 128] [--device cuda]
+Prints one JSON object per line.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+CONV_SHAPES = [  # batch, c_in, size, c_out, kernel, stride (padding kernel // 2)
+    (128, 16, 32, 16, 3, 1),
+    (128, 16, 32, 32, 3, 2),
+    (128, 32, 16, 32, 3, 1),
+    (128, 32, 16, 64, 3, 2),
+    (128, 64, 8, 64, 3, 1),
+    (128, 16, 32, 32, 1, 2),
+]
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_seconds(fn, device, warmup=3, runs=10):
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def bench_conv(device):
+    for batch, c_in, size, c_out, k, stride in CONV_SHAPES:
+        pad = k // 2
+        x = torch.randn(batch, c_in, size, size, device=device)
+        w = torch.randn(c_out, c_in, k, k, device=device)
+        y = F.conv2d(x, w, stride=stride, padding=pad)
+        dy = torch.randn_like(y)
+        flops = 2.0 * y.numel() * c_in * k * k
+        shape = f"{batch}x{c_in}x{size}x{c_out}x{k}x{stride}"
+        passes = {
+            "conv2d_fwd": lambda: F.conv2d(x, w, stride=stride, padding=pad),
+            "conv2d_bwd_input": lambda: torch.nn.grad.conv2d_input(
+                x.shape, w, dy, stride=stride, padding=pad
+            ),
+            "conv2d_bwd_weight": lambda: torch.nn.grad.conv2d_weight(
+                x, w.shape, dy, stride=stride, padding=pad
+            ),
+        }
+        for kernel, fn in passes.items():
+            s = median_seconds(fn, device)
+            print(json.dumps({"framework": "pytorch", "kernel": kernel, "shape": shape,
+                              "ms": s * 1e3, "gflops": flops / s / 1e9}), flush=True)
+
+
+class ConvLayer(nn.Module):
+    """Convolution, then BatchNorm (or a bias when there is none), as in src/nn/resnet.rs."""
+
+    def __init__(self, c_in, c_out, k, stride, batchnorm):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=not batchnorm)
+        self.bn = nn.BatchNorm2d(c_out) if batchnorm else None
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn(y) if self.bn is not None else y
+
+
+class Block(nn.Module):
+    def __init__(self, c_in, c_out, stride, variant):
+        super().__init__()
+        bn = variant != "rezero-nobn"
+        self.conv1 = ConvLayer(c_in, c_out, 3, stride, bn)
+        self.conv2 = ConvLayer(c_out, c_out, 3, 1, bn)
+        self.shortcut = (ConvLayer(c_in, c_out, 1, stride, bn)
+                         if stride != 1 or c_in != c_out else None)
+        self.variant = variant
+        self.alpha = nn.Parameter(torch.zeros(())) if variant != "standard" else None
+
+    def forward(self, x):
+        f = self.conv2(F.relu(self.conv1(x)))
+        skip = self.shortcut(x) if self.shortcut is not None else x
+        if self.alpha is None:
+            return F.relu(f + skip)
+        return skip + self.alpha * F.relu(f)
+
+
+class Resnet(nn.Module):
+    def __init__(self, depth, variant, classes=10, in_channels=3):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.stem = ConvLayer(in_channels, 16, 3, 1, variant != "rezero-nobn")
+        blocks, c_in = [], 16
+        for stage, c_out in enumerate([16, 32, 64]):
+            for i in range(n):
+                blocks.append(Block(c_in, c_out, 2 if stage > 0 and i == 0 else 1, variant))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        h = self.blocks(F.relu(self.stem(x)))
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def bench_resnet(device, depths, batch):
+    for depth in depths:
+        for variant in ["standard", "rezero"]:
+            torch.manual_seed(0)
+            model = Resnet(depth, variant).to(device)
+            decay = [p for n, p in model.named_parameters() if n.endswith("conv.weight") or n == "fc.weight"]
+            rest = [p for n, p in model.named_parameters() if not (n.endswith("conv.weight") or n == "fc.weight")]
+            opt = torch.optim.SGD([{"params": decay, "weight_decay": 1e-4},
+                                   {"params": rest, "weight_decay": 0.0}], lr=0.1, momentum=0.9)
+            x = torch.randn(batch, 3, 32, 32, device=device)
+            y = torch.arange(batch, device=device) % 10
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+
+            s = median_seconds(step, device, warmup=3, runs=10)
+            print(json.dumps({"framework": "pytorch", "kernel": "resnet_step",
+                              "shape": f"{depth}x{batch}", "variant": variant,
+                              "ms": s * 1e3, "images_per_s": batch / s}), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--depths", default="20,56,110")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-conv", action="store_true")
+    args = parser.parse_args()
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    print(json.dumps({"framework": "pytorch", "version": torch.__version__, "device": name,
+                      "tf32": False}), flush=True)
+    if not args.skip_conv:
+        bench_conv(device)
+    bench_resnet(device, [int(d) for d in args.depths.split(",")], args.batch)
+
+
+if __name__ == "__main__":
+    main()
