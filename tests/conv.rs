@@ -33,7 +33,7 @@ fn tol(s: &Conv2d) -> f32 {
 }
 
 #[test]
-fn forward_both_variants_with_bias_and_accumulate() {
+fn forward_every_variant_with_bias_and_accumulate() {
     let gpu = require_gpu!();
     for s in shapes() {
         let x = cpu::seeded(1, s.input_len(), -1.0, 1.0);
@@ -45,7 +45,7 @@ fn forward_both_variants_with_bias_and_accumulate() {
             gpu.upload("w", &w),
             gpu.upload("b", &b),
         );
-        for variant in [ConvVariant::Direct, ConvVariant::Gemm] {
+        for variant in ConvVariant::ALL {
             for (bias, accumulate) in [(false, false), (true, false), (true, true)] {
                 let gy = gpu.upload("y", &old);
                 let gbias = bias.then_some(&gb);
@@ -83,7 +83,12 @@ fn backward_input_weight_and_bias() {
             gpu.upload("w", &w),
             gpu.upload("dy", &dy),
         );
-        for accumulate in [false, true] {
+        for (accumulate, variant) in [
+            (false, ConvVariant::Gemm),
+            (true, ConvVariant::Gemm),
+            (false, ConvVariant::Reg),
+            (true, ConvVariant::Reg),
+        ] {
             let old_dx = cpu::seeded(8, s.input_len(), -1.0, 1.0);
             let old_dw = cpu::seeded(9, s.weight_len(), -1.0, 1.0);
             let old_db = cpu::seeded(10, s.c_out as usize, -1.0, 1.0);
@@ -94,8 +99,10 @@ fn backward_input_weight_and_bias() {
             );
             let scratch = gpu.zeroed_f32("scratch", conv::conv2d_weight_scratch_len(gpu, &s));
             gpu.run(|p| {
-                conv::conv2d_backward_input(gpu, p, &gdx, &gdy, &gw, &s, accumulate)?;
-                conv::conv2d_backward_weight(gpu, p, &gdw, &scratch, &gdy, &gx, &s, accumulate)?;
+                conv::conv2d_backward_input(gpu, p, &gdx, &gdy, &gw, &s, variant, accumulate)?;
+                conv::conv2d_backward_weight(
+                    gpu, p, &gdw, &scratch, &gdy, &gx, &s, variant, accumulate,
+                )?;
                 conv::conv2d_backward_bias(gpu, p, &gdb, &gdy, &s, accumulate)
             })
             .unwrap();
@@ -103,7 +110,7 @@ fn backward_input_weight_and_bias() {
             cpu::conv2d::conv2d_backward_input(&mut dx, &dy, &w, &s, accumulate);
             cpu::conv2d::conv2d_backward_weight(&mut dw, &dy, &x, &s, accumulate);
             cpu::conv2d::conv2d_backward_bias(&mut db, &dy, &s, accumulate);
-            let what = |t: &str| format!("{t} {s:?} acc={accumulate}");
+            let what = |t: &str| format!("{t} {} {s:?} acc={accumulate}", variant.name());
             let taps = (s.c_out * s.kh * s.kw) as usize;
             let pixels = (s.batch * s.out_h() * s.out_w()) as usize;
             let dx_got = gpu.read_f32(&gdx, s.input_len()).unwrap();
@@ -127,7 +134,9 @@ fn conv_shape_errors_are_reported_before_dispatch() {
     assert!(matches!(err, Error::Shape { .. }), "{err}");
     let s = Conv2d::new(1, 2, 3, 3, 2, 3).stride(0);
     let err = gpu
-        .run(|p| conv::conv2d_backward_input(gpu, p, &buf, &buf, &buf, &s, false))
+        .run(|p| {
+            conv::conv2d_backward_input(gpu, p, &buf, &buf, &buf, &s, ConvVariant::Gemm, false)
+        })
         .unwrap_err();
     assert!(matches!(err, Error::Empty { .. }), "{err}");
     let s = Conv2d::new(2, 4, 8, 8, 4, 3).pad(1);
@@ -159,10 +168,14 @@ fn bn_shapes() -> [BatchNormShape; 4] {
     [s(1, 1, 2), s(3, 5, 7), s(2, 17, 64), s(5, 3, 1000)]
 }
 
-fn bn_case(gpu: &Gpu, s: &BatchNormShape) {
+fn bn_case(gpu: &Gpu, s: &BatchNormShape, block: Option<u32>) {
     let len = s.len() as usize;
     let c = s.channels as usize;
-    let config = BatchNormConfig::default();
+    let config = BatchNormConfig {
+        block,
+        ..Default::default()
+    };
+    let scratch = gpu.zeroed_f32("scratch", bn::batchnorm_scratch_len(gpu, s, &config));
     // An offset and a spread per channel, so that the statistics matter.
     let x: Vec<f32> = cpu::seeded(11, len, -1.0, 1.0)
         .iter()
@@ -185,7 +198,7 @@ fn bn_case(gpu: &Gpu, s: &BatchNormShape) {
     );
     gpu.run(|p| {
         bn::batchnorm_train_forward(
-            gpu, p, &gy, &gmean, &grstd, &grm, &grv, &gx, &gg, &gb, s, &config,
+            gpu, p, &gy, &gmean, &grstd, &grm, &grv, &scratch, &gx, &gg, &gb, s, &config,
         )
     })
     .unwrap();
@@ -193,7 +206,7 @@ fn bn_case(gpu: &Gpu, s: &BatchNormShape) {
     let (mean, rstd) = cpu::batchnorm::batchnorm_train_forward(
         &mut y, &mut rm, &mut rv, &x, &gamma, &beta, s, &config,
     );
-    let what = |t: &str| format!("batchnorm {t} {s:?}");
+    let what = |t: &str| format!("batchnorm {t} {s:?} block {block:?}");
     let n = (s.batch * s.pixels) as usize;
     assert_close(
         &what("train y"),
@@ -254,7 +267,8 @@ fn bn_case(gpu: &Gpu, s: &BatchNormShape) {
         );
         gpu.run(|p| {
             bn::batchnorm_backward(
-                gpu, p, &gdx, &gdg, &gdb, &gdy, &gx, &gmean, &grstd, &gg, s, accumulate,
+                gpu, p, &gdx, &gdg, &gdb, &scratch, &gdy, &gx, &gmean, &grstd, &gg, s, &config,
+                accumulate,
             )
         })
         .unwrap();
@@ -288,8 +302,12 @@ fn bn_case(gpu: &Gpu, s: &BatchNormShape) {
 #[test]
 fn batchnorm_train_eval_and_backward() {
     let gpu = require_gpu!();
+    // One workgroup a channel, and split into blocks of 7, 64 and 1000 elements (the GPU
+    // path), whatever this adapter would pick.
     for s in bn_shapes() {
-        bn_case(gpu, &s);
+        for block in [None, Some(7), Some(64), Some(1000)] {
+            bn_case(gpu, &s, block);
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use common::assert_close;
 use common::reference64::{batchnorm64, conv64, dot, numeric_grad, to64};
 use rezero::cpu;
 use rezero::kernels::batchnorm::{self as bn, BatchNormShape};
-use rezero::kernels::conv2d::{self as conv, Conv2d};
+use rezero::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
 use rezero::kernels::pool;
 
 const ATOL: f32 = 2e-5;
@@ -38,8 +38,18 @@ fn conv2d_backward_matches_finite_differences() {
         );
         let scratch = gpu.zeroed_f32("scratch", conv::conv2d_weight_scratch_len(gpu, &s));
         gpu.run(|p| {
-            conv::conv2d_backward_input(gpu, p, &gdx, &gdy, &gw, &s, false)?;
-            conv::conv2d_backward_weight(gpu, p, &gdw, &scratch, &gdy, &gx, &s, true)?;
+            conv::conv2d_backward_input(gpu, p, &gdx, &gdy, &gw, &s, ConvVariant::Reg, false)?;
+            conv::conv2d_backward_weight(
+                gpu,
+                p,
+                &gdw,
+                &scratch,
+                &gdy,
+                &gx,
+                &s,
+                ConvVariant::Reg,
+                true,
+            )?;
             conv::conv2d_backward_bias(gpu, p, &gdb, &gdy, &s, true)
         })
         .unwrap();
@@ -78,7 +88,29 @@ fn batchnorm_backward_matches_finite_differences() {
         pixels: 5,
     };
     let (len, c) = (s.len() as usize, s.channels as usize);
-    let config = bn::BatchNormConfig::default();
+    for block in [None, Some(4)] {
+        batchnorm_case(
+            gpu,
+            &s,
+            len,
+            c,
+            bn::BatchNormConfig {
+                block,
+                ..Default::default()
+            },
+        );
+    }
+}
+
+fn batchnorm_case(
+    gpu: &rezero::Gpu,
+    s: &BatchNormShape,
+    len: usize,
+    c: usize,
+    config: bn::BatchNormConfig,
+) {
+    let s = *s;
+    let scratch = gpu.zeroed_f32("scratch", bn::batchnorm_scratch_len(gpu, &s, &config));
     let x = cpu::seeded(5, len, -2.0, 2.0);
     let gamma = cpu::seeded(6, c, 0.5, 1.5);
     let beta = cpu::seeded(7, c, -1.0, 1.0);
@@ -94,9 +126,11 @@ fn batchnorm_backward_matches_finite_differences() {
     let (gdg, gdb) = (gpu.zeroed_f32("dg", c), gpu.zeroed_f32("db", c));
     gpu.run(|p| {
         let [mean, rstd, rm, rv] = [&stats[0], &stats[1], &stats[2], &stats[3]];
-        bn::batchnorm_train_forward(gpu, p, &gy, mean, rstd, rm, rv, &gx, &gg, &gb, &s, &config)?;
+        bn::batchnorm_train_forward(
+            gpu, p, &gy, mean, rstd, rm, rv, &scratch, &gx, &gg, &gb, &s, &config,
+        )?;
         bn::batchnorm_backward(
-            gpu, p, &gdx, &gdg, &gdb, &gdy, &gx, mean, rstd, &gg, &s, false,
+            gpu, p, &gdx, &gdg, &gdb, &scratch, &gdy, &gx, mean, rstd, &gg, &s, &config, false,
         )
     })
     .unwrap();

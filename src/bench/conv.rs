@@ -25,8 +25,8 @@ pub fn conv_shape_name(s: &Conv2d) -> String {
     )
 }
 
-/// The four conv cases at `s`: forward (gemm), forward (direct), backward to the input and
-/// backward to the weights.
+/// The conv cases at `s`: forward (every variant), backward to the input and to the
+/// weights (gemm, reg8x4).
 pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
     s.validate("bench conv2d")?;
     let x = gpu.upload("x", &cpu::seeded(31, s.input_len(), -1.0, 1.0));
@@ -39,7 +39,7 @@ pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
     let shape = conv_shape_name(&s);
     let work = Work::Flops(s.flops());
     let mut cases = Vec::new();
-    for variant in [ConvVariant::Gemm, ConvVariant::Direct] {
+    for variant in ConvVariant::ALL {
         let (y, x, w) = (y.clone(), x.clone(), w.clone());
         cases.push(ConvCase {
             case: Case {
@@ -54,31 +54,47 @@ pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
             gemm: s.forward_gemm(),
         });
     }
-    let (dy2, w2) = (dy.clone(), w.clone());
-    cases.push(ConvCase {
-        case: Case {
-            kernel: "conv2d_bwd_input",
-            shape: shape.clone(),
-            variant: "gemm".into(),
-            work,
-            run: Box::new(move |gpu| {
-                gpu.run(|p| conv::conv2d_backward_input(gpu, p, &dx, &dy2, &w2, &s, false))
-            }),
-        },
-        gemm: s.backward_input_gemm(),
-    });
-    cases.push(ConvCase {
-        case: Case {
-            kernel: "conv2d_bwd_weight",
-            shape,
-            variant: "gemm+splitk".into(),
-            work,
-            run: Box::new(move |gpu| {
-                gpu.run(|p| conv::conv2d_backward_weight(gpu, p, &dw, &scratch, &dy, &x, &s, false))
-            }),
-        },
-        gemm: s.backward_weight_gemm(),
-    });
+    for variant in [ConvVariant::Gemm, ConvVariant::Reg] {
+        let (dx, dy, w) = (dx.clone(), dy.clone(), w.clone());
+        cases.push(ConvCase {
+            case: Case {
+                kernel: "conv2d_bwd_input",
+                shape: shape.clone(),
+                variant: variant.name().into(),
+                work,
+                run: Box::new(move |gpu| {
+                    gpu.run(|p| {
+                        conv::conv2d_backward_input(gpu, p, &dx, &dy, &w, &s, variant, false)
+                    })
+                }),
+            },
+            gemm: s.backward_input_gemm(),
+        });
+    }
+    for variant in [ConvVariant::Gemm, ConvVariant::Reg] {
+        let (dw, scratch, dy, x) = (dw.clone(), scratch.clone(), dy.clone(), x.clone());
+        let name = if variant == ConvVariant::Gemm {
+            "gemm+splitk"
+        } else {
+            "reg8x4+splitk"
+        };
+        cases.push(ConvCase {
+            case: Case {
+                kernel: "conv2d_bwd_weight",
+                shape: shape.clone(),
+                variant: name.into(),
+                work,
+                run: Box::new(move |gpu| {
+                    gpu.run(|p| {
+                        conv::conv2d_backward_weight(
+                            gpu, p, &dw, &scratch, &dy, &x, &s, variant, false,
+                        )
+                    })
+                }),
+            },
+            gemm: s.backward_weight_gemm(),
+        });
+    }
     Ok(cases)
 }
 
@@ -87,84 +103,94 @@ pub fn gemm_case(gpu: &Gpu, (m, n, k): (u32, u32, u32)) -> Result<Case> {
     super::matmul_case(gpu, m, n, k, MatmulVariant::Auto)
 }
 
-/// Batchnorm (training forward, eval forward, backward) and global average pooling over
-/// activations [batch, channels, pixels]; bytes count each buffer once.
+/// Batchnorm (training forward both ways, eval forward, backward both ways) and global
+/// average pooling over activations [batch, channels, pixels]; bytes count each buffer once.
 pub fn batchnorm_cases(gpu: &Gpu, s: BatchNormShape) -> Vec<Case> {
     let len = s.len() as usize;
     let c = s.channels as usize;
     let x = gpu.upload("x", &cpu::seeded(34, len, -1.0, 1.0));
     let dy = gpu.upload("dy", &cpu::seeded(35, len, -1.0, 1.0));
     let (y, dx) = (gpu.zeroed_f32("y", len), gpu.zeroed_f32("dx", len));
-    let ones = gpu.upload("gamma", &vec![1.0f32; c]);
-    let zeros = gpu.zeroed_f32("beta", c);
+    let gamma = gpu.upload("gamma", &vec![1.0f32; c]);
+    let beta = gpu.zeroed_f32("beta", c);
+    // mean, rstd, running mean, running var, dgamma, dbeta
     let stats: Vec<_> = (0..6).map(|_| gpu.zeroed_f32("stat", c)).collect();
-    let config = BatchNormConfig::default();
     let shape = format!("{}x{}x{}", s.batch, s.channels, s.pixels);
-    let case = |kernel, buffers: f64, run: super::RunFn| Case {
-        kernel,
-        shape: shape.clone(),
-        variant: "per-channel".into(),
-        work: Work::Bytes(buffers * 4.0 * len as f64),
-        run,
-    };
-    let (x1, y1, g1, b1, st1) = (
-        x.clone(),
-        y.clone(),
-        ones.clone(),
-        zeros.clone(),
-        stats.clone(),
-    );
-    let (x2, y2, g2, b2, st2) = (
-        x.clone(),
-        y.clone(),
-        ones.clone(),
-        zeros.clone(),
-        stats.clone(),
-    );
-    let (x3, y3) = (x.clone(), y.clone());
-    let rows = s.batch * s.channels;
-    vec![
-        case(
-            "batchnorm_train",
-            2.0,
-            Box::new(move |gpu| {
-                let [m, r, rm, rv, ..] = [&st1[0], &st1[1], &st1[2], &st1[3], &st1[4]];
+    let mut cases = Vec::new();
+    for (variant, block) in [("per-channel", u32::MAX), ("split", bn::SPLIT_BLOCK)] {
+        let config = BatchNormConfig {
+            block: Some(block),
+            ..Default::default()
+        };
+        let scratch = gpu.zeroed_f32("scratch", bn::batchnorm_scratch_len(gpu, &s, &config));
+        let (x1, y1, g, b, st, sc) = (
+            x.clone(),
+            y.clone(),
+            gamma.clone(),
+            beta.clone(),
+            stats.clone(),
+            scratch.clone(),
+        );
+        cases.push(Case {
+            kernel: "batchnorm_train",
+            shape: shape.clone(),
+            variant: variant.into(),
+            work: Work::Bytes(2.0 * 4.0 * len as f64),
+            run: Box::new(move |gpu| {
+                let [m, r, rm, rv] = [&st[0], &st[1], &st[2], &st[3]];
                 gpu.run(|p| {
                     bn::batchnorm_train_forward(
-                        gpu, p, &y1, m, r, rm, rv, &x1, &g1, &b1, &s, &config,
+                        gpu, p, &y1, m, r, rm, rv, &sc, &x1, &g, &b, &s, &config,
                     )
                 })
             }),
-        ),
-        case(
-            "batchnorm_eval",
-            2.0,
-            Box::new(move |gpu| {
-                gpu.run(|p| {
-                    bn::batchnorm_eval_forward(
-                        gpu, p, &y2, &x2, &st2[2], &st2[3], &g2, &b2, &s, &config,
-                    )
-                })
-            }),
-        ),
-        case(
-            "batchnorm_bwd",
-            3.0,
-            Box::new(move |gpu| {
-                let [dg, db, m, r] = [&stats[4], &stats[5], &stats[0], &stats[1]];
-                gpu.run(|p| {
-                    bn::batchnorm_backward(gpu, p, &dx, dg, db, &dy, &x, m, r, &ones, &s, false)
-                })
-            }),
-        ),
-        Case {
-            kernel: "global_avg_pool",
+        });
+        let (x2, dx2, dy2, g, st) = (
+            x.clone(),
+            dx.clone(),
+            dy.clone(),
+            gamma.clone(),
+            stats.clone(),
+        );
+        cases.push(Case {
+            kernel: "batchnorm_bwd",
             shape: shape.clone(),
-            variant: "grid-stride".into(),
-            work: Work::Bytes(4.0 * (len + rows as usize) as f64),
+            variant: variant.into(),
+            work: Work::Bytes(3.0 * 4.0 * len as f64),
             run: Box::new(move |gpu| {
-                gpu.run(|p| pool::global_avg_pool_forward(gpu, p, &y3, &x3, rows, s.pixels))
+                let [m, r, dg, db] = [&st[0], &st[1], &st[4], &st[5]];
+                gpu.run(|p| {
+                    bn::batchnorm_backward(
+                        gpu, p, &dx2, dg, db, &scratch, &dy2, &x2, m, r, &g, &s, &config, false,
+                    )
+                })
             }),
-        },
-    ]
+        });
+    }
+    let config = BatchNormConfig::default();
+    let (x2, y2) = (x.clone(), y.clone());
+    cases.push(Case {
+        kernel: "batchnorm_eval",
+        shape: shape.clone(),
+        variant: "elementwise".into(),
+        work: Work::Bytes(2.0 * 4.0 * len as f64),
+        run: Box::new(move |gpu| {
+            gpu.run(|p| {
+                bn::batchnorm_eval_forward(
+                    gpu, p, &y2, &x2, &stats[2], &stats[3], &gamma, &beta, &s, &config,
+                )
+            })
+        }),
+    });
+    let rows = s.batch * s.channels;
+    cases.push(Case {
+        kernel: "global_avg_pool",
+        shape,
+        variant: "grid-stride".into(),
+        work: Work::Bytes(4.0 * (len + rows as usize) as f64),
+        run: Box::new(move |gpu| {
+            gpu.run(|p| pool::global_avg_pool_forward(gpu, p, &y, &x, rows, s.pixels))
+        }),
+    });
+    cases
 }

@@ -62,15 +62,24 @@ struct Params {
     eps: f32,
     momentum: f32,
     accumulate: u32,
-    _pad: [u32; 2],
+    blocks: u32,
+    block_len: u32,
 }
 
-/// Statistics options: `eps` under the square root, `momentum` of the running averages.
+/// Statistics options: `eps` under the square root, `momentum` of the running averages,
+/// and how the per-channel sums are split over workgroups.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormConfig {
     pub eps: f32,
     pub momentum: f32,
+    /// Elements of a channel each workgroup reduces in the split path; a channel that fits
+    /// one block gets one workgroup (`Some(u32::MAX)` forces that path). `None` picks: one
+    /// workgroup per channel on CPU adapters, blocks of [`SPLIT_BLOCK`] on GPUs.
+    pub block: Option<u32>,
 }
+
+/// Elements of a channel per workgroup when the reductions are split on a GPU.
+pub const SPLIT_BLOCK: u32 = 4096;
 
 impl Default for BatchNormConfig {
     /// The frameworks' defaults: eps 1e-5, momentum 0.1.
@@ -78,6 +87,7 @@ impl Default for BatchNormConfig {
         BatchNormConfig {
             eps: 1e-5,
             momentum: 0.1,
+            block: None,
         }
     }
 }
@@ -90,6 +100,12 @@ impl BatchNormConfig {
                 why: format!("{} is not a positive number", self.eps),
             });
         }
+        if self.block == Some(0) {
+            return Err(Error::Invalid {
+                what: "batchnorm block".into(),
+                why: "a block holds at least one element".into(),
+            });
+        }
         if !(0.0..=1.0).contains(&self.momentum) {
             return Err(Error::Invalid {
                 what: "batchnorm momentum".into(),
@@ -99,7 +115,21 @@ impl BatchNormConfig {
         Ok(())
     }
 
-    fn params(&self, s: &BatchNormShape, accumulate: bool) -> Params {
+    /// (blocks per channel, elements per block) of the split path, or None for one
+    /// workgroup per channel.
+    fn split(&self, gpu: &Gpu, s: &BatchNormShape) -> Option<(u32, u32)> {
+        let count = s.batch * s.pixels;
+        let block = match self.block {
+            Some(b) => b,
+            None if gpu.is_software() => return None,
+            None => SPLIT_BLOCK,
+        };
+        // A channel that fits one block is one workgroup's work either way.
+        (count > block).then(|| (count.div_ceil(block), block))
+    }
+
+    fn params(&self, gpu: &Gpu, s: &BatchNormShape, accumulate: bool) -> Params {
+        let (blocks, block_len) = self.split(gpu, s).unwrap_or((1, s.batch * s.pixels));
         Params {
             batch: s.batch,
             channels: s.channels,
@@ -107,8 +137,18 @@ impl BatchNormConfig {
             eps: self.eps,
             momentum: self.momentum,
             accumulate: accumulate as u32,
-            ..Default::default()
+            blocks,
+            block_len,
         }
+    }
+}
+
+/// Length (f32 elements) of the scratch buffer the training forward and the backward need
+/// on `gpu` with `config` (partial sums of the split path; 1 when there is none).
+pub fn batchnorm_scratch_len(gpu: &Gpu, shape: &BatchNormShape, config: &BatchNormConfig) -> usize {
+    match config.split(gpu, shape) {
+        Some((blocks, _)) => 2 * blocks as usize * shape.channels as usize,
+        None => 1,
     }
 }
 
@@ -123,7 +163,7 @@ fn per_channel_kernel<'a>(entry: &'static str, constants: &'a [(&'static str, f6
 /// Training mode: y = (x − mean)·rstd·gamma + beta with the batch's per-channel mean and
 /// rstd (saved for backward); running_mean and running_var move toward them.
 /// y, x: [batch, channels, pixels]; mean, rstd, running_mean, running_var, gamma, beta:
-/// [channels].
+/// [channels]; scratch: [`batchnorm_scratch_len`].
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_train_forward(
     gpu: &Gpu,
@@ -133,6 +173,7 @@ pub fn batchnorm_train_forward(
     rstd: &wgpu::Buffer,
     running_mean: &wgpu::Buffer,
     running_var: &wgpu::Buffer,
+    scratch: &wgpu::Buffer,
     x: &wgpu::Buffer,
     gamma: &wgpu::Buffer,
     beta: &wgpu::Buffer,
@@ -146,13 +187,39 @@ pub fn batchnorm_train_forward(
         &[y, x],
         &[mean, rstd, running_mean, running_var, gamma, beta],
     )?;
+    let scratch_len = batchnorm_scratch_len(gpu, shape, config) as u64;
+    check_len(OP, "scratch", scratch, scratch_len)?;
+    let params = config.params(gpu, shape, false);
     let constants = [("WG", gpu.row_workgroup_size() as f64)];
+    let Some((blocks, _)) = config.split(gpu, shape) else {
+        return gpu.dispatch(
+            pass,
+            &per_channel_kernel("batchnorm_train_forward", &constants),
+            &params,
+            &[y, mean, rstd, running_mean, running_var, x, gamma, beta],
+            [shape.channels, 1, 1],
+        );
+    };
     gpu.dispatch(
         pass,
-        &per_channel_kernel("batchnorm_train_forward", &constants),
-        &config.params(shape, false),
-        &[y, mean, rstd, running_mean, running_var, x, gamma, beta],
-        [shape.channels, 1, 1],
+        &per_channel_kernel("batchnorm_partial_stats", &constants),
+        &params,
+        &[scratch, x],
+        [blocks, shape.channels, 1],
+    )?;
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, "batchnorm_merge_stats"),
+        &params,
+        &[mean, rstd, running_mean, running_var, scratch],
+        [shape.channels.div_ceil(64), 1, 1],
+    )?;
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, "batchnorm_apply"),
+        &params,
+        &[y, x, mean, rstd, gamma, beta],
+        grid_stride(shape.len()),
     )
 }
 
@@ -176,14 +243,15 @@ pub fn batchnorm_eval_forward(
     gpu.dispatch(
         pass,
         &Kernel::new(SHADER, "batchnorm_eval_forward"),
-        &config.params(shape, false),
+        &config.params(gpu, shape, false),
         &[y, x, running_mean, running_var, gamma, beta],
         grid_stride(shape.len()),
     )
 }
 
 /// Training-mode backward: dx (+)= ∂L/∂x (`accumulate_dx`), dgamma += Σ dy·x̂,
-/// dbeta += Σ dy, with the mean and rstd the forward saved.
+/// dbeta += Σ dy, with the mean and rstd the forward saved; scratch:
+/// [`batchnorm_scratch_len`].
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward(
     gpu: &Gpu,
@@ -191,22 +259,51 @@ pub fn batchnorm_backward(
     dx: &wgpu::Buffer,
     dgamma: &wgpu::Buffer,
     dbeta: &wgpu::Buffer,
+    scratch: &wgpu::Buffer,
     dy: &wgpu::Buffer,
     x: &wgpu::Buffer,
     mean: &wgpu::Buffer,
     rstd: &wgpu::Buffer,
     gamma: &wgpu::Buffer,
     shape: &BatchNormShape,
+    config: &BatchNormConfig,
     accumulate_dx: bool,
 ) -> Result<()> {
     const OP: &str = "batchnorm_backward";
+    config.validate()?;
     shape.check(OP, &[dx, dy, x], &[dgamma, dbeta, mean, rstd, gamma])?;
+    let scratch_len = batchnorm_scratch_len(gpu, shape, config) as u64;
+    check_len(OP, "scratch", scratch, scratch_len)?;
+    let params = config.params(gpu, shape, accumulate_dx);
     let constants = [("WG", gpu.row_workgroup_size() as f64)];
+    let Some((blocks, _)) = config.split(gpu, shape) else {
+        return gpu.dispatch(
+            pass,
+            &per_channel_kernel("batchnorm_backward", &constants),
+            &params,
+            &[dx, dgamma, dbeta, dy, x, mean, rstd, gamma],
+            [shape.channels, 1, 1],
+        );
+    };
+    gpu.dispatch_bound(
+        pass,
+        &per_channel_kernel("batchnorm_backward_partial", &constants),
+        &params,
+        &[(1, scratch), (2, dy), (3, x), (4, mean), (5, rstd)],
+        [blocks, shape.channels, 1],
+    )?;
     gpu.dispatch(
         pass,
-        &per_channel_kernel("batchnorm_backward", &constants),
-        &BatchNormConfig::default().params(shape, accumulate_dx),
-        &[dx, dgamma, dbeta, dy, x, mean, rstd, gamma],
-        [shape.channels, 1, 1],
+        &Kernel::new(SHADER, "batchnorm_backward_sums"),
+        &params,
+        &[dgamma, dbeta, scratch],
+        [shape.channels.div_ceil(64), 1, 1],
+    )?;
+    gpu.dispatch(
+        pass,
+        &Kernel::new(SHADER, "batchnorm_backward_apply"),
+        &params,
+        &[dx, dy, x, mean, rstd, gamma, scratch],
+        grid_stride(shape.len()),
     )
 }

@@ -205,22 +205,38 @@ struct Params {
     _pad: [u32; 2],
 }
 
-/// Which forward kernel runs.
+/// Which kernel runs the forward pass and the backward pass to the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvVariant {
-    /// One invocation per output, a plain loop over the window (the reference).
+    /// One invocation per output, a plain loop over the window (the reference; forward
+    /// only, the backward falls back to `Gemm`).
     Direct,
-    /// The tiled implicit GEMM.
+    /// The implicit GEMM tiled in workgroup memory.
     Gemm,
+    /// 8 channels × 4 pixels per invocation straight from storage, no workgroup memory.
+    Reg,
 }
 
 impl ConvVariant {
+    pub const ALL: [ConvVariant; 3] = [ConvVariant::Direct, ConvVariant::Gemm, ConvVariant::Reg];
+
     pub fn name(&self) -> &'static str {
         match self {
             ConvVariant::Direct => "direct",
             ConvVariant::Gemm => "gemm",
+            ConvVariant::Reg => "reg8x4",
         }
     }
+}
+
+/// Invocations of a register-blocked kernel for GEMM rows `m` and columns `n`, laid out
+/// in workgroups of 64.
+fn reg_groups(gpu: &Gpu, m: u32, n: u32) -> [u32; 3] {
+    let invocations = m.div_ceil(8) as u64 * n.div_ceil(4) as u64;
+    crate::gpu::grid_1d(
+        invocations.div_ceil(64),
+        gpu.limits().max_compute_workgroups_per_dimension,
+    )
 }
 
 /// Rows of the GEMM tile: the smallest of 16, 32, 64 that covers `m` (ResNet channels).
@@ -302,6 +318,13 @@ pub fn conv2d_forward(
             let groups = [n.div_ceil(TILE_COLS), m.div_ceil(bm), 1];
             gpu.dispatch(pass, &kernel, &params, &buffers, groups)
         }
+        ConvVariant::Reg => gpu.dispatch(
+            pass,
+            &Kernel::new(SHADER, "conv2d_forward_reg"),
+            &params,
+            &buffers,
+            reg_groups(gpu, m, n),
+        ),
     }
 }
 
@@ -315,6 +338,7 @@ pub fn conv2d_backward_input(
     dy: &wgpu::Buffer,
     w: &wgpu::Buffer,
     shape: &Conv2d,
+    variant: ConvVariant,
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_input";
@@ -331,6 +355,31 @@ pub fn conv2d_backward_input(
     elements(OP, &[n])?;
     let mut params = shape.params(m, n, k);
     params.accumulate = accumulate as u32;
+    if variant == ConvVariant::Reg {
+        let constants = [("MODE", 1.0)];
+        let kernel = Kernel {
+            shader: SHADER,
+            entry: "conv2d_backward_input_reg",
+            constants: &constants,
+        };
+        // 8 channels × 4 same-remainder pixels of a row per invocation (see the shader).
+        let s = shape.stride;
+        let chunks = shape.w.div_ceil(s).div_ceil(4) as u64;
+        let col_blocks = shape.batch as u64 * shape.h as u64 * s as u64 * chunks;
+        let invocations = m.div_ceil(8) as u64 * col_blocks;
+        if invocations > u32::MAX as u64 {
+            return Err(Error::Limits {
+                what: format!("{OP}: invocations addressable by a u32 index"),
+                needed: invocations,
+                limit: u32::MAX as u64,
+            });
+        }
+        let groups = crate::gpu::grid_1d(
+            invocations.div_ceil(64),
+            gpu.limits().max_compute_workgroups_per_dimension,
+        );
+        return gpu.dispatch(pass, &kernel, &params, &[dx, w, dy], groups);
+    }
     let bm = tile_rows(m);
     let constants = gemm_constants(gpu, 1, bm)?;
     let kernel = gemm_kernel(&constants);
@@ -338,26 +387,37 @@ pub fn conv2d_backward_input(
     gpu.dispatch(pass, &kernel, &params, &[dx, w, dy, w], groups)
 }
 
-/// How the backward-to-weight reduction (length batch·oh·ow) is split over workgroups:
-/// (splits, reduction length per split, a multiple of the slab depth).
-fn weight_splits(gpu: &Gpu, shape: &Conv2d) -> (u32, u32) {
+/// How the backward-to-weight reduction (length batch·oh·ow) is split over workgroups for
+/// `variant`: (splits, reduction length per split, a multiple of the slab depth).
+fn weight_splits(gpu: &Gpu, shape: &Conv2d, variant: ConvVariant) -> (u32, u32) {
     let (m, n, k) = shape.backward_weight_gemm();
-    let tiles = n.div_ceil(TILE_COLS) * m.div_ceil(tile_rows(m));
-    // Enough workgroups to fill the device; a CPU adapter wants few and long ones.
-    let target: u32 = if gpu.is_software() { 8 } else { 512 };
+    // Enough parallel work to fill the device; a CPU adapter wants little and long.
+    let (parallel, wanted) = if variant == ConvVariant::Reg {
+        let blocks = m.div_ceil(8) * n.div_ceil(4);
+        (blocks, if gpu.is_software() { 512 } else { 65536 })
+    } else {
+        let tiles = n.div_ceil(TILE_COLS) * m.div_ceil(tile_rows(m));
+        (tiles, if gpu.is_software() { 8 } else { 512 })
+    };
     let most = k.div_ceil(4 * BK).max(1);
-    let splits = target.div_ceil(tiles).clamp(1, most);
+    let splits = (wanted as u32).div_ceil(parallel).clamp(1, most);
     let per_split = k.div_ceil(splits).div_ceil(BK) * BK;
     (k.div_ceil(per_split), per_split)
 }
 
-/// Length (f32 elements) of the scratch buffer `conv2d_backward_weight` needs on `gpu`.
+/// Length (f32 elements) of the scratch buffer `conv2d_backward_weight` needs on `gpu`
+/// (enough for every variant).
 pub fn conv2d_weight_scratch_len(gpu: &Gpu, shape: &Conv2d) -> usize {
-    let (splits, _) = weight_splits(gpu, shape);
+    let splits = [ConvVariant::Gemm, ConvVariant::Reg]
+        .map(|v| weight_splits(gpu, shape, v).0)
+        .into_iter()
+        .max()
+        .unwrap_or(1);
     splits as usize * shape.weight_len()
 }
 
-/// dw (+)= ∂L/∂w given dy, through `scratch` (see [`conv2d_weight_scratch_len`]).
+/// dw (+)= ∂L/∂w given dy, through `scratch` (see [`conv2d_weight_scratch_len`]); `Direct`
+/// runs the `Gemm` kernel.
 /// dw: [c_out, c_in, kh, kw]; dy: [batch, c_out, oh, ow]; x: [batch, c_in, h, w].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight(
@@ -368,6 +428,7 @@ pub fn conv2d_backward_weight(
     dy: &wgpu::Buffer,
     x: &wgpu::Buffer,
     shape: &Conv2d,
+    variant: ConvVariant,
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_weight";
@@ -388,16 +449,23 @@ pub fn conv2d_backward_weight(
     let scratch_len = conv2d_weight_scratch_len(gpu, shape);
     check_len(OP, "scratch", scratch, scratch_len as u64)?;
     let (m, n, k) = shape.backward_weight_gemm();
-    let (splits, per_split) = weight_splits(gpu, shape);
+    let (splits, per_split) = weight_splits(gpu, shape, variant);
     let mut params = shape.params(m, n, k);
     params.k_split = per_split;
     params.splits = splits;
     params.accumulate = accumulate as u32;
-    let bm = tile_rows(m);
-    let constants = gemm_constants(gpu, 2, bm)?;
-    let kernel = gemm_kernel(&constants);
-    let groups = [n.div_ceil(TILE_COLS), m.div_ceil(bm), splits];
-    gpu.dispatch(pass, &kernel, &params, &[scratch, dy, x, dy], groups)?;
+    if variant == ConvVariant::Reg {
+        let blocks = m.div_ceil(8) * n.div_ceil(4);
+        let kernel = Kernel::new(SHADER, "conv2d_backward_weight_reg");
+        let groups = [blocks.div_ceil(64), splits, 1];
+        gpu.dispatch(pass, &kernel, &params, &[scratch, dy, x], groups)?;
+    } else {
+        let bm = tile_rows(m);
+        let constants = gemm_constants(gpu, 2, bm)?;
+        let kernel = gemm_kernel(&constants);
+        let groups = [n.div_ceil(TILE_COLS), m.div_ceil(bm), splits];
+        gpu.dispatch(pass, &kernel, &params, &[scratch, dy, x, dy], groups)?;
+    }
     gpu.dispatch(
         pass,
         &Kernel::new(SHADER, "conv2d_weight_finish"),

@@ -3,6 +3,7 @@
 
 use crate::gpu::{Error, Result};
 use crate::kernels::attention::attention_backward;
+use crate::kernels::conv2d::{conv2d_backward_input, conv2d_backward_weight};
 use crate::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
 use crate::kernels::matmul::{Matmul, matmul};
 use crate::kernels::{
@@ -340,32 +341,27 @@ impl<'g> Tape<'g> {
                     )?;
                 }
             }
-            Op::Conv2d { x, w, bias, shape } => {
-                let (xb, wb) = (self.slots[*x].buffer.clone(), self.slots[*w].buffer.clone());
+            Op::Conv2d {
+                x,
+                w,
+                bias,
+                shape,
+                variant,
+            } => {
+                let (xb, wb, v) = (
+                    self.slots[*x].buffer.clone(),
+                    self.slots[*w].buffer.clone(),
+                    *variant,
+                );
                 if let Some(t) = self.target(*x) {
-                    let acc = t.accumulate;
-                    conv2d::conv2d_backward_input(
-                        gpu,
-                        self.pass(),
-                        &t.buffer,
-                        &dy,
-                        &wb,
-                        shape,
-                        acc,
-                    )?;
+                    let (dx, acc) = (t.buffer, t.accumulate);
+                    conv2d_backward_input(gpu, self.pass(), &dx, &dy, &wb, shape, v, acc)?;
                 }
                 if let Some(t) = self.target(*w) {
                     let scratch = self.scratch(conv2d::conv2d_weight_scratch_len(gpu, shape));
-                    conv2d::conv2d_backward_weight(
-                        gpu,
-                        self.pass(),
-                        &t.buffer,
-                        &scratch,
-                        &dy,
-                        &xb,
-                        shape,
-                        t.accumulate,
-                    )?;
+                    let (dw, acc) = (t.buffer, t.accumulate);
+                    let pass = self.pass();
+                    conv2d_backward_weight(gpu, pass, &dw, &scratch, &dy, &xb, shape, v, acc)?;
                 }
                 if let Some(t) = bias.and_then(|b| self.target(b)) {
                     let acc = t.accumulate;
@@ -379,6 +375,7 @@ impl<'g> Tape<'g> {
                 mean,
                 rstd,
                 shape,
+                config,
             } => {
                 let (xb, gb) = (
                     self.slots[*x].buffer.clone(),
@@ -388,33 +385,28 @@ impl<'g> Tape<'g> {
                 let channels = shape.channels as usize;
                 let dgamma = self.target_zeroed_or_discard(*gamma, channels)?;
                 let dbeta = self.target_zeroed_or_discard(*beta, channels)?;
+                let scratch = self.scratch(batchnorm::batchnorm_scratch_len(gpu, shape, config));
                 batchnorm::batchnorm_backward(
                     gpu,
                     self.pass(),
                     &dx_buffer,
                     &dgamma,
                     &dbeta,
+                    &scratch,
                     &dy,
                     &xb,
                     mean,
                     rstd,
                     &gb,
                     shape,
+                    config,
                     accumulate_dx,
                 )?;
             }
             Op::GlobalAvgPool { x, rows, pixels } => {
                 if let Some(t) = self.target(*x) {
-                    let acc = t.accumulate;
-                    pool::global_avg_pool_backward(
-                        gpu,
-                        self.pass(),
-                        &t.buffer,
-                        &dy,
-                        *rows,
-                        *pixels,
-                        acc,
-                    )?;
+                    let (r, px, acc) = (*rows, *pixels, t.accumulate);
+                    pool::global_avg_pool_backward(gpu, self.pass(), &t.buffer, &dy, r, px, acc)?;
                 }
             }
         }

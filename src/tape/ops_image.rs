@@ -11,6 +11,9 @@ use super::ops::{dim_u32, shape_error};
 use super::tape::{Op, Tape};
 use super::tensor::Tensor;
 
+/// The kernel the tape's convolutions run (forward and backward to the input).
+pub(super) const CONV_VARIANT: ConvVariant = ConvVariant::Reg;
+
 /// The running statistics a batch norm keeps between steps (updated in training mode,
 /// used in eval mode). running_mean, running_var: [channels]
 pub struct RunningStats<'a> {
@@ -84,7 +87,7 @@ impl<'g> Tape<'g> {
             &w.buffer,
             bias_buffer.as_ref(),
             &shape,
-            ConvVariant::Gemm,
+            CONV_VARIANT,
             false,
         )?;
         let op = Op::Conv2d {
@@ -92,6 +95,7 @@ impl<'g> Tape<'g> {
             w: w.id,
             bias: bias.map(|b| b.id),
             shape,
+            variant: CONV_VARIANT,
         };
         self.record_op(&out, op);
         Ok(out)
@@ -149,6 +153,7 @@ impl<'g> Tape<'g> {
             return Ok(out);
         }
         let (mean, rstd) = (self.take(channels as usize), self.take(channels as usize));
+        let scratch = self.scratch(bn::batchnorm_scratch_len(gpu, &shape, config));
         bn::batchnorm_train_forward(
             gpu,
             self.pass(),
@@ -157,6 +162,7 @@ impl<'g> Tape<'g> {
             &rstd,
             running.mean,
             running.var,
+            &scratch,
             &x.buffer,
             &gamma.buffer,
             &beta.buffer,
@@ -170,6 +176,7 @@ impl<'g> Tape<'g> {
             mean,
             rstd,
             shape,
+            config: *config,
         };
         self.record_op(&out, op);
         Ok(out)

@@ -91,6 +91,8 @@ pub(crate) enum Op {
         w: usize,
         bias: Option<usize>,
         shape: crate::kernels::conv2d::Conv2d,
+        /// The kernel the forward ran; backward runs its counterparts.
+        variant: crate::kernels::conv2d::ConvVariant,
     },
     /// Training-mode batch norm; the batch mean and rstd saved by the forward pass.
     BatchNorm {
@@ -100,6 +102,7 @@ pub(crate) enum Op {
         mean: wgpu::Buffer,
         rstd: wgpu::Buffer,
         shape: crate::kernels::batchnorm::BatchNormShape,
+        config: crate::kernels::batchnorm::BatchNormConfig,
     },
     /// Mean over pixels: [rows, pixels] → [rows].
     GlobalAvgPool {
