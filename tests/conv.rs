@@ -45,7 +45,7 @@ fn forward_every_variant_with_bias_and_accumulate() {
             gpu.upload("w", &w),
             gpu.upload("b", &b),
         );
-        for variant in ConvVariant::ALL {
+        for variant in ConvVariant::ALL.into_iter().chain([ConvVariant::Auto]) {
             for (bias, accumulate) in [(false, false), (true, false), (true, true)] {
                 let gy = gpu.upload("y", &old);
                 let gbias = bias.then_some(&gb);
@@ -88,6 +88,7 @@ fn backward_input_weight_and_bias() {
             (true, ConvVariant::Gemm),
             (false, ConvVariant::Reg),
             (true, ConvVariant::Reg),
+            (false, ConvVariant::Auto),
         ] {
             let old_dx = cpu::seeded(8, s.input_len(), -1.0, 1.0);
             let old_dw = cpu::seeded(9, s.weight_len(), -1.0, 1.0);

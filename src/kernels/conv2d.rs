@@ -205,19 +205,33 @@ struct Params {
     _pad: [u32; 2],
 }
 
-/// Which kernel runs the forward pass and the backward pass to the input.
+/// Which kernel runs a convolution pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvVariant {
     /// One invocation per output, a plain loop over the window (the reference; forward
-    /// only, the backward falls back to `Gemm`).
+    /// only, the backward passes run `Gemm`).
     Direct,
     /// The implicit GEMM tiled in workgroup memory.
     Gemm,
     /// 8 channels × 4 pixels per invocation straight from storage, no workgroup memory.
     Reg,
+    /// Per device and pass, from measurements (BENCHMARKS.md, "Convolution"): `Reg` on
+    /// CPU adapters (2-13× `Gemm` on lavapipe); on GPUs `Gemm`, except `Reg` for the
+    /// backward to the input at stride > 1, which skips the taps that miss (1.3-1.5× on an
+    /// H200, where `Gemm` beats `Reg` by up to 2.3× elsewhere).
+    Auto,
+}
+
+/// The three passes of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
 }
 
 impl ConvVariant {
+    /// The concrete variants (what `Auto` chooses from).
     pub const ALL: [ConvVariant; 3] = [ConvVariant::Direct, ConvVariant::Gemm, ConvVariant::Reg];
 
     pub fn name(&self) -> &'static str {
@@ -225,6 +239,20 @@ impl ConvVariant {
             ConvVariant::Direct => "direct",
             ConvVariant::Gemm => "gemm",
             ConvVariant::Reg => "reg8x4",
+            ConvVariant::Auto => "auto",
+        }
+    }
+
+    /// The concrete kernel this variant runs for `pass` of `shape` on `gpu`.
+    pub fn resolve(self, gpu: &Gpu, pass: ConvPass, shape: &Conv2d) -> ConvVariant {
+        match self {
+            ConvVariant::Auto if gpu.is_software() => ConvVariant::Reg,
+            ConvVariant::Auto if pass == ConvPass::BackwardInput && shape.stride > 1 => {
+                ConvVariant::Reg
+            }
+            ConvVariant::Auto => ConvVariant::Gemm,
+            ConvVariant::Direct if pass != ConvPass::Forward => ConvVariant::Gemm,
+            concrete => concrete,
         }
     }
 }
@@ -303,7 +331,7 @@ pub fn conv2d_forward(
     params.has_bias = bias.is_some() as u32;
     params.accumulate = accumulate as u32;
     let buffers = [y, w, x, bias.unwrap_or(w)];
-    match variant {
+    match variant.resolve(gpu, ConvPass::Forward, shape) {
         ConvVariant::Direct => gpu.dispatch(
             pass,
             &Kernel::new(SHADER, "conv2d_direct"),
@@ -318,7 +346,7 @@ pub fn conv2d_forward(
             let groups = [n.div_ceil(TILE_COLS), m.div_ceil(bm), 1];
             gpu.dispatch(pass, &kernel, &params, &buffers, groups)
         }
-        ConvVariant::Reg => gpu.dispatch(
+        ConvVariant::Reg | ConvVariant::Auto => gpu.dispatch(
             pass,
             &Kernel::new(SHADER, "conv2d_forward_reg"),
             &params,
@@ -355,13 +383,8 @@ pub fn conv2d_backward_input(
     elements(OP, &[n])?;
     let mut params = shape.params(m, n, k);
     params.accumulate = accumulate as u32;
-    if variant == ConvVariant::Reg {
-        let constants = [("MODE", 1.0)];
-        let kernel = Kernel {
-            shader: SHADER,
-            entry: "conv2d_backward_input_reg",
-            constants: &constants,
-        };
+    if variant.resolve(gpu, ConvPass::BackwardInput, shape) == ConvVariant::Reg {
+        let kernel = Kernel::new(SHADER, "conv2d_backward_input_reg");
         // 8 channels × 4 same-remainder pixels of a row per invocation (see the shader).
         let s = shape.stride;
         let chunks = shape.w.div_ceil(s).div_ceil(4) as u64;
@@ -449,6 +472,7 @@ pub fn conv2d_backward_weight(
     let scratch_len = conv2d_weight_scratch_len(gpu, shape);
     check_len(OP, "scratch", scratch, scratch_len as u64)?;
     let (m, n, k) = shape.backward_weight_gemm();
+    let variant = variant.resolve(gpu, ConvPass::BackwardWeight, shape);
     let (splits, per_split) = weight_splits(gpu, shape, variant);
     let mut params = shape.params(m, n, k);
     params.k_split = per_split;

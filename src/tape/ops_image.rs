@@ -11,8 +11,8 @@ use super::ops::{dim_u32, shape_error};
 use super::tape::{Op, Tape};
 use super::tensor::Tensor;
 
-/// The kernel the tape's convolutions run (forward and backward to the input).
-pub(super) const CONV_VARIANT: ConvVariant = ConvVariant::Reg;
+/// The kernels the tape's convolutions run: chosen per device and pass.
+pub(super) const CONV_VARIANT: ConvVariant = ConvVariant::Auto;
 
 /// The running statistics a batch norm keeps between steps (updated in training mode,
 /// used in eval mode). running_mean, running_var: [channels]
