@@ -32,7 +32,6 @@ pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
     let x = gpu.upload("x", &cpu::seeded(31, s.input_len(), -1.0, 1.0));
     let w = gpu.upload("w", &cpu::seeded(32, s.weight_len(), -1.0, 1.0));
     let dy = gpu.upload("dy", &cpu::seeded(33, s.output_len(), -1.0, 1.0));
-    let y = gpu.zeroed_f32("y", s.output_len());
     let dx = gpu.zeroed_f32("dx", s.input_len());
     let dw = gpu.zeroed_f32("dw", s.weight_len());
     let scratch = gpu.zeroed_f32("scratch", conv::conv2d_weight_scratch_len(gpu, &s));
@@ -40,17 +39,8 @@ pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
     let work = Work::Flops(s.flops());
     let mut cases = Vec::new();
     for variant in ConvVariant::ALL {
-        let (y, x, w) = (y.clone(), x.clone(), w.clone());
         cases.push(ConvCase {
-            case: Case {
-                kernel: "conv2d_fwd",
-                shape: shape.clone(),
-                variant: variant.name().into(),
-                work,
-                run: Box::new(move |gpu| {
-                    gpu.run(|p| conv::conv2d_forward(gpu, p, &y, &x, &w, None, &s, variant, false))
-                }),
-            },
+            case: conv_forward_case(gpu, s, variant, &x, &w),
             gemm: s.forward_gemm(),
         });
     }
@@ -96,6 +86,26 @@ pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
         });
     }
     Ok(cases)
+}
+
+/// The forward pass of `s` with `variant` on the given input and weights.
+pub fn conv_forward_case(
+    gpu: &Gpu,
+    s: Conv2d,
+    variant: ConvVariant,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+) -> Case {
+    let (y, x, w) = (gpu.zeroed_f32("y", s.output_len()), x.clone(), w.clone());
+    Case {
+        kernel: "conv2d_fwd",
+        shape: conv_shape_name(&s),
+        variant: variant.name().into(),
+        work: Work::Flops(s.flops()),
+        run: Box::new(move |gpu| {
+            gpu.run(|p| conv::conv2d_forward(gpu, p, &y, &x, &w, None, &s, variant, false))
+        }),
+    }
 }
 
 /// The matmul of a GEMM shape (the conv cases' reference).

@@ -5,6 +5,7 @@ use std::io::Write;
 use clap::ValueEnum;
 use rezero::bench::{self, Record};
 use rezero::gpu::Gpu;
+use rezero::kernels::conv2d::ConvVariant;
 use rezero::kernels::matmul::MatmulVariant;
 use rezero::{Error, Result};
 
@@ -398,7 +399,7 @@ fn bench_conv(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// ResNet training steps in images/s against depth, beside the forward convolution (reg8x4)
+/// ResNet training steps in images/s against depth, beside the forward convolution (`Auto`)
 /// of the first stage's layer (16 → 16 channels, 3×3, 32×32) at the same batch in the same
 /// run.
 fn bench_resnet(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
@@ -406,13 +407,11 @@ fn bench_resnet(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     for size in sizes_or(&args.sizes, &["20x32", "56x32"]) {
         let (depth, batch) = bench::parse_resnet(size)?;
         let layer = rezero::kernels::conv2d::Conv2d::new(batch, 16, 32, 32, 16, 3).pad(1);
-        // The forward kernel the tape runs (reg8x4) on the first stage's layer.
-        let cases = bench::conv_cases(gpu, layer)?;
-        let forward = cases
-            .iter()
-            .find(|c| c.case.kernel == "conv2d_fwd" && c.case.variant == "reg8x4")
-            .expect("conv_cases has the reg8x4 forward");
-        let reference = bench::measure(gpu, &forward.case, args.warmup, args.runs, "", 1.0)?;
+        // The forward kernel the tape runs (`Auto`) on the first stage's layer.
+        let x = gpu.upload("x", &rezero::cpu::seeded(1, layer.input_len(), -1.0, 1.0));
+        let w = gpu.upload("w", &rezero::cpu::seeded(2, layer.weight_len(), -1.0, 1.0));
+        let forward = bench::conv_forward_case(gpu, layer, ConvVariant::Auto, &x, &w);
+        let reference = bench::measure(gpu, &forward, args.warmup, args.runs, "", 1.0)?;
         for variant in [
             rezero::nn::ResnetVariant::Standard,
             rezero::nn::ResnetVariant::Rezero,
