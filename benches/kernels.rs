@@ -1,5 +1,6 @@
 //! Criterion benches of every kernel family, each group holding its same-run reference:
-//! CPU sgemm (matrixmultiply) for matmul, the plain copy kernel for memory-bound kernels.
+//! CPU sgemm (matrixmultiply) for matmul, the plain copy kernel for memory-bound kernels,
+//! the matmul of the equivalent GEMM shape for conv2d.
 //! Throughput is in elements = FLOPs for matmul (so "Gelem/s" reads GFLOP/s) and bytes
 //! for the rest. The cases are the ones `rezero bench` runs (`rezero::bench`).
 
@@ -83,6 +84,27 @@ fn attention(c: &mut Criterion) {
     bench_cases(c, &gpu, "attention 8x128x64", vec![materialised, fused]);
 }
 
+/// conv2d at a small ResNet layer (batch 8, 16 → 16 channels, 3×3, 16×16), every pass and
+/// variant beside the matmul of the forward's GEMM shape; batchnorm and pooling beside the
+/// plain copy.
+fn conv(c: &mut Criterion) {
+    let gpu = gpu();
+    let shape = rezero::kernels::conv2d::Conv2d::new(8, 16, 16, 16, 16, 3).pad(1);
+    let convs = bench::conv_cases(&gpu, shape).unwrap();
+    let reference = bench::gemm_case(&gpu, shape.forward_gemm()).unwrap();
+    let mut cases = vec![reference];
+    cases.extend(convs.into_iter().map(|c| c.case));
+    bench_cases(c, &gpu, "conv2d 8x16x16x16x3x1", cases);
+    let bn = rezero::kernels::batchnorm::BatchNormShape {
+        batch: 8,
+        channels: 16,
+        pixels: 256,
+    };
+    let mut cases = vec![bench::copy_case(&gpu, 8 * 16 * 256)];
+    cases.extend(bench::batchnorm_cases(&gpu, bn));
+    bench_cases(c, &gpu, "batchnorm 8x16x256", cases);
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -90,5 +112,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(2))
 }
 
-criterion_group! { name = benches; config = config(); targets = matmul, memory_bound, attention }
+criterion_group! { name = benches; config = config(); targets = matmul, memory_bound, attention, conv }
 criterion_main!(benches);

@@ -213,3 +213,22 @@ pub fn load(set: DatasetName, dir: &Path) -> Result<(Images, Images)> {
         }
     }
 }
+
+/// (train, test) splits of `set` from `dir` (default `data/NAME`, where
+/// `scripts/fetch-data.sh` puts it), each cut to its first `limit` examples if given.
+pub fn load_limited(
+    set: DatasetName,
+    dir: Option<&Path>,
+    train_limit: Option<usize>,
+    test_limit: Option<usize>,
+) -> Result<(Images, Images)> {
+    let default = PathBuf::from("data").join(set.name());
+    let (mut train, mut test) = load(set, dir.unwrap_or(&default))?;
+    if let Some(n) = train_limit {
+        train.truncate(n);
+    }
+    if let Some(n) = test_limit {
+        test.truncate(n);
+    }
+    Ok((train, test))
+}

@@ -123,6 +123,31 @@ impl Conv2d {
         Ok(())
     }
 
+    /// Validates the shape, then errors unless each given buffer holds its tensor: an
+    /// image-side tensor (x or dx: [batch, c_in, h, w]), an output-side one (y or dy:
+    /// [batch, c_out, oh, ow]) and a filter-side one (w or dw: [c_out, c_in, kh, kw]); names
+    /// label the error.
+    fn check_buffers(
+        &self,
+        op: &'static str,
+        image: Option<(&str, &wgpu::Buffer)>,
+        output: Option<(&str, &wgpu::Buffer)>,
+        filter: Option<(&str, &wgpu::Buffer)>,
+    ) -> Result<()> {
+        self.validate(op)?;
+        let sides = [
+            (image, "[batch, c_in, h, w]", self.input_len()),
+            (output, "[batch, c_out, oh, ow]", self.output_len()),
+            (filter, "[c_out, c_in, kh, kw]", self.weight_len()),
+        ];
+        for (given, shape, len) in sides {
+            if let Some((name, buffer)) = given {
+                check_len(op, &format!("{name}: {shape}"), buffer, len as u64)?;
+            }
+        }
+        Ok(())
+    }
+
     fn params(&self, m: u32, n: u32, k: u32) -> Params {
         Params {
             batch: self.batch,
@@ -314,15 +339,7 @@ pub fn conv2d_forward(
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "conv2d_forward";
-    shape.validate(OP)?;
-    check_len(
-        OP,
-        "y: [batch, c_out, oh, ow]",
-        y,
-        shape.output_len() as u64,
-    )?;
-    check_len(OP, "x: [batch, c_in, h, w]", x, shape.input_len() as u64)?;
-    check_len(OP, "w: [c_out, c_in, kh, kw]", w, shape.weight_len() as u64)?;
+    shape.check_buffers(OP, Some(("x", x)), Some(("y", y)), Some(("w", w)))?;
     if let Some(b) = bias {
         check_len(OP, "bias: [c_out]", b, shape.c_out as u64)?;
     }
@@ -370,15 +387,7 @@ pub fn conv2d_backward_input(
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_input";
-    shape.validate(OP)?;
-    check_len(OP, "dx: [batch, c_in, h, w]", dx, shape.input_len() as u64)?;
-    check_len(
-        OP,
-        "dy: [batch, c_out, oh, ow]",
-        dy,
-        shape.output_len() as u64,
-    )?;
-    check_len(OP, "w: [c_out, c_in, kh, kw]", w, shape.weight_len() as u64)?;
+    shape.check_buffers(OP, Some(("dx", dx)), Some(("dy", dy)), Some(("w", w)))?;
     let (m, n, k) = shape.backward_input_gemm();
     elements(OP, &[n])?;
     let mut params = shape.params(m, n, k);
@@ -455,20 +464,7 @@ pub fn conv2d_backward_weight(
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_weight";
-    shape.validate(OP)?;
-    check_len(
-        OP,
-        "dw: [c_out, c_in, kh, kw]",
-        dw,
-        shape.weight_len() as u64,
-    )?;
-    check_len(
-        OP,
-        "dy: [batch, c_out, oh, ow]",
-        dy,
-        shape.output_len() as u64,
-    )?;
-    check_len(OP, "x: [batch, c_in, h, w]", x, shape.input_len() as u64)?;
+    shape.check_buffers(OP, Some(("x", x)), Some(("dy", dy)), Some(("dw", dw)))?;
     let scratch_len = conv2d_weight_scratch_len(gpu, shape);
     check_len(OP, "scratch", scratch, scratch_len as u64)?;
     let (m, n, k) = shape.backward_weight_gemm();
@@ -509,14 +505,8 @@ pub fn conv2d_backward_bias(
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_bias";
-    shape.validate(OP)?;
+    shape.check_buffers(OP, None, Some(("dy", dy)), None)?;
     check_len(OP, "db: [c_out]", db, shape.c_out as u64)?;
-    check_len(
-        OP,
-        "dy: [batch, c_out, oh, ow]",
-        dy,
-        shape.output_len() as u64,
-    )?;
     let (m, n, k) = shape.forward_gemm();
     let mut params = shape.params(m, n, k);
     params.accumulate = accumulate as u32;

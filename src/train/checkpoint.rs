@@ -148,6 +148,11 @@ impl Checkpoint {
     }
 }
 
+/// String metadata from (key, value) pairs.
+fn metadata_map<const N: usize>(pairs: [(&str, String); N]) -> HashMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
 /// Saves an MLP: its parameters and its configuration as metadata.
 pub fn save_mlp(gpu: &Gpu, model: &Mlp, path: &Path) -> Result<()> {
     let c = &model.config;
@@ -161,15 +166,7 @@ pub fn save_mlp(gpu: &Gpu, model: &Mlp, path: &Path) -> Result<()> {
         ("alpha_init", c.alpha_init.to_string()),
         ("seed", c.seed.to_string()),
     ];
-    save(
-        gpu,
-        path,
-        &model.params(),
-        metadata
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    )
+    save(gpu, path, &model.params(), metadata_map(metadata))
 }
 
 /// Loads an MLP saved by [`save_mlp`].
@@ -249,10 +246,7 @@ fn transformer_metadata(model: &Transformer) -> HashMap<String, String> {
         ("alpha_init", c.alpha_init.to_string()),
         ("seed", c.seed.to_string()),
     ];
-    metadata
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+    metadata_map(metadata)
 }
 
 /// Loads a Transformer saved by [`save_transformer`] or [`save_transformer_run`].
@@ -312,10 +306,7 @@ pub fn save_resnet_run(
         ("step", step.to_string()),
         ("optimizer_steps", optimizer.steps().to_string()),
     ];
-    let metadata = metadata
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let metadata = metadata_map(metadata);
     save_buffers(gpu, path, &entries, metadata)
 }
 

@@ -14,7 +14,7 @@ use crate::data::{Images, epoch_order};
 use crate::gpu::{Error, Gpu, Result};
 use crate::nn::Mlp;
 use crate::optim::Optimizer;
-use crate::tape::Tape;
+use crate::tape::{Tape, Tensor};
 
 use progress::Progress;
 
@@ -98,14 +98,34 @@ pub fn count_correct(logits: &[f32], classes: usize, labels: &[u32]) -> usize {
 
 /// Mean loss and accuracy of `model` on `data`, in batches, without recording gradients.
 pub fn evaluate(tape: &mut Tape, model: &Mlp, data: &Images, batch: usize) -> Result<(f32, f32)> {
+    let features = data.features();
+    evaluate_with(
+        tape,
+        data,
+        batch,
+        |n| vec![n, features],
+        |tape, x| model.forward(tape, x),
+    )
+}
+
+/// Mean loss and accuracy on `data` in batches of `batch`, without recording gradients:
+/// `shape(n)` is the input tensor's shape for n examples, `forward` maps it to logits
+/// [n, classes].
+pub fn evaluate_with(
+    tape: &mut Tape,
+    data: &Images,
+    batch: usize,
+    shape: impl Fn(usize) -> Vec<usize>,
+    mut forward: impl FnMut(&mut Tape, &Tensor) -> Result<Tensor>,
+) -> Result<(f32, f32)> {
     tape.set_grad_enabled(false);
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let all: Vec<usize> = (0..data.count).collect();
-    let result = (|| {
-        for chunk in all.chunks(batch) {
+    let mut run = || {
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+        for chunk in all.chunks(batch.max(1)) {
             let (x, y) = data.gather(chunk);
-            let xt = tape.input(&x, &[chunk.len(), data.features()])?;
-            let logits = model.forward(tape, &xt)?;
+            let xt = tape.input(&x, &shape(chunk.len()))?;
+            let logits = forward(tape, &xt)?;
             let loss = tape.cross_entropy(&logits, &y)?;
             loss_sum += tape.read(&loss)?[0] as f64 * chunk.len() as f64;
             correct += count_correct(&tape.read(&logits)?, data.classes, &y);
@@ -115,7 +135,8 @@ pub fn evaluate(tape: &mut Tape, model: &Mlp, data: &Images, batch: usize) -> Re
             (loss_sum / data.count as f64) as f32,
             correct as f32 / data.count as f32,
         ))
-    })();
+    };
+    let result = run();
     tape.set_grad_enabled(true);
     result
 }

@@ -13,7 +13,7 @@ use crate::nn::Resnet;
 use crate::optim::Optimizer;
 use crate::tape::Tape;
 
-use super::count_correct;
+use super::evaluate_with;
 use super::progress::Progress;
 
 /// How to run one ResNet job.
@@ -70,27 +70,14 @@ pub fn evaluate_resnet(
     data: &Images,
     batch: usize,
 ) -> Result<(f32, f32)> {
-    tape.set_grad_enabled(false);
-    let all: Vec<usize> = (0..data.count).collect();
-    let result = (|| {
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        for chunk in all.chunks(batch.max(1)) {
-            let (x, y) = data.gather(chunk);
-            let shape = [chunk.len(), data.channels, data.height, data.width];
-            let xt = tape.input(&x, &shape)?;
-            let logits = model.forward(tape, &xt, false)?;
-            let loss = tape.cross_entropy(&logits, &y)?;
-            loss_sum += tape.read(&loss)?[0] as f64 * chunk.len() as f64;
-            correct += count_correct(&tape.read(&logits)?, data.classes, &y);
-            tape.reset();
-        }
-        Ok((
-            (loss_sum / data.count as f64) as f32,
-            correct as f32 / data.count as f32,
-        ))
-    })();
-    tape.set_grad_enabled(true);
-    result
+    let (c, h, w) = (data.channels, data.height, data.width);
+    evaluate_with(
+        tape,
+        data,
+        batch,
+        |n| vec![n, c, h, w],
+        |tape, x| model.forward(tape, x, false),
+    )
 }
 
 /// A CSV file: created with its header, or opened for appending when a run resumes.

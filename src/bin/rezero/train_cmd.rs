@@ -101,18 +101,12 @@ pub fn train(gpu: &Gpu, command: Option<&TrainCommand>) -> Result<()> {
 }
 
 fn load(args: &MlpArgs) -> Result<(Images, Images)> {
-    let dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("data").join(args.dataset.name()));
-    let (mut train, mut test) = data::load(args.dataset, &dir)?;
-    if let Some(n) = args.train_limit {
-        train.truncate(n);
-    }
-    if let Some(n) = args.test_limit {
-        test.truncate(n);
-    }
-    Ok((train, test))
+    data::load_limited(
+        args.dataset,
+        args.data_dir.as_deref(),
+        args.train_limit,
+        args.test_limit,
+    )
 }
 
 fn run_one(
