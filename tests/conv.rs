@@ -1,6 +1,6 @@
-//! conv2d, batchnorm and global average pooling against their CPU references on awkward
-//! shapes (odd sizes, channels not a multiple of 4, batch 1 and 3, stride 2, 1×1 and
-//! non-square kernels), and their shape errors.
+//! conv2d, batchnorm, global average pooling and the zero-padded shortcut against their
+//! CPU references on awkward shapes (odd sizes, channels not a multiple of 4, batch 1 and
+//! 3, stride 2, 1×1 and non-square kernels), and their shape errors.
 
 mod common;
 
@@ -9,6 +9,7 @@ use rezero::cpu;
 use rezero::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormShape};
 use rezero::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
 use rezero::kernels::pool;
+use rezero::kernels::shortcut::{self, ShortcutShape};
 use rezero::{Error, Gpu};
 
 fn shapes() -> Vec<Conv2d> {
@@ -363,4 +364,68 @@ fn global_average_pooling() {
             assert_close(&what, &gpu.read_f32(&gdx, len).unwrap(), &dx, 1e-6, 1e-5);
         }
     }
+}
+
+#[test]
+fn zero_padded_identity_shortcut() {
+    let gpu = require_gpu!();
+    for (batch, c_in, c_out, h, w, stride) in [
+        (1, 1, 1, 1, 1, 1),
+        (3, 5, 8, 7, 9, 2),
+        (2, 16, 32, 8, 8, 2),
+        (1, 3, 3, 5, 4, 3),
+    ] {
+        let s = ShortcutShape {
+            batch,
+            c_in,
+            c_out,
+            h,
+            w,
+            stride,
+        };
+        let x = cpu::seeded(21, s.input_len(), -1.0, 1.0);
+        let gx = gpu.upload("x", &x);
+        let gy = gpu.upload("y", &vec![7.0f32; s.output_len()]);
+        gpu.run(|p| shortcut::shortcut_forward(gpu, p, &gy, &gx, &s))
+            .unwrap();
+        let mut y = vec![0.0; s.output_len()];
+        cpu::batchnorm::shortcut_forward(&mut y, &x, &s);
+        assert_close(
+            &format!("shortcut {s:?}"),
+            &gpu.read_f32(&gy, s.output_len()).unwrap(),
+            &y,
+            0.0,
+            0.0,
+        );
+        for accumulate in [false, true] {
+            let dy = cpu::seeded(22, s.output_len(), -1.0, 1.0);
+            let old = cpu::seeded(23, s.input_len(), -1.0, 1.0);
+            let (gdy, gdx) = (gpu.upload("dy", &dy), gpu.upload("dx", &old));
+            gpu.run(|p| shortcut::shortcut_backward(gpu, p, &gdx, &gdy, &s, accumulate))
+                .unwrap();
+            let mut dx = old.clone();
+            cpu::batchnorm::shortcut_backward(&mut dx, &dy, &s, accumulate);
+            let what = format!("shortcut backward {s:?} acc={accumulate}");
+            assert_close(
+                &what,
+                &gpu.read_f32(&gdx, s.input_len()).unwrap(),
+                &dx,
+                1e-6,
+                0.0,
+            );
+        }
+    }
+    let bad = ShortcutShape {
+        batch: 1,
+        c_in: 4,
+        c_out: 2,
+        h: 2,
+        w: 2,
+        stride: 2,
+    };
+    let b = gpu.zeroed_f32("b", 64);
+    let err = gpu
+        .run(|p| shortcut::shortcut_forward(gpu, p, &b, &b, &bad))
+        .unwrap_err();
+    assert!(err.to_string().contains("input channels"), "{err}");
 }

@@ -1,5 +1,5 @@
 //! The image kernels' backward passes (conv2d to input, weights and bias; batchnorm in
-//! training mode; global average pooling) against central finite differences of their
+//! training mode; global average pooling; the zero-padded shortcut) against central finite differences of their
 //! forward computed plainly in f64. L = Σ dy ⊙ forward(inputs) with a seeded dy.
 
 mod common;
@@ -10,6 +10,7 @@ use rezero::cpu;
 use rezero::kernels::batchnorm::{self as bn, BatchNormShape};
 use rezero::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
 use rezero::kernels::pool;
+use rezero::kernels::shortcut::{self, ShortcutShape};
 
 const ATOL: f32 = 2e-5;
 const RTOL: f32 = 1e-3;
@@ -179,6 +180,48 @@ fn global_avg_pool_backward_matches_finite_differences() {
         "pool d/dx",
         &gpu.read_f32(&gdx, rows * pixels).unwrap(),
         &numeric_grad(|v| dot(&dy, &pool64(v)), &x),
+        ATOL,
+        RTOL,
+    );
+}
+
+#[test]
+fn shortcut_backward_matches_finite_differences() {
+    let gpu = require_gpu!();
+    let s = ShortcutShape {
+        batch: 2,
+        c_in: 2,
+        c_out: 3,
+        h: 5,
+        w: 4,
+        stride: 2,
+    };
+    let x = cpu::seeded(11, s.input_len(), -1.0, 1.0);
+    let dy = cpu::seeded(12, s.output_len(), -1.0, 1.0);
+    let (gdy, gdx) = (gpu.upload("dy", &dy), gpu.zeroed_f32("dx", s.input_len()));
+    gpu.run(|p| shortcut::shortcut_backward(gpu, p, &gdx, &gdy, &s, false))
+        .unwrap();
+    // The shortcut in f64: subsample, then zero channels.
+    let forward = |v: &[f64]| -> Vec<f64> {
+        let (oh, ow) = (s.out_h() as usize, s.out_w() as usize);
+        let (c_in, c_out, h, w) = (2, 3, 5, 4);
+        let mut y = vec![0.0; s.output_len()];
+        for n in 0..2 {
+            for c in 0..c_in {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        y[((n * c_out + c) * oh + i) * ow + j] =
+                            v[((n * c_in + c) * h + 2 * i) * w + 2 * j];
+                    }
+                }
+            }
+        }
+        y
+    };
+    assert_close(
+        "shortcut d/dx",
+        &gpu.read_f32(&gdx, s.input_len()).unwrap(),
+        &numeric_grad(|v| dot(&dy, &forward(v)), &x),
         ATOL,
         RTOL,
     );

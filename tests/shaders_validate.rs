@@ -24,7 +24,7 @@ fn every_shader_parses_and_validates() {
         checked += 1;
     }
     assert!(
-        checked >= 14,
-        "expected the fourteen kernel families, found {checked} .wgsl files"
+        checked >= 15,
+        "expected the fifteen kernel families, found {checked} .wgsl files"
     );
 }

@@ -37,7 +37,7 @@ pub fn resnet_conv_flops(model: &Resnet, batch: usize, size: usize) -> f64 {
     for block in &model.blocks {
         let (f1, out) = layer(&block.conv1, side);
         let (f2, _) = layer(&block.conv2, out);
-        let f3 = block.shortcut.as_ref().map_or(0.0, |s| layer(s, side).0);
+        let f3 = block.projection().map_or(0.0, |s| layer(s, side).0);
         flops += f1 + f2 + f3;
         side = out;
     }
@@ -61,6 +61,7 @@ pub fn resnet_step(
             depth,
             in_channels: 3,
             classes,
+            shortcut: crate::nn::resnet::ShortcutKind::Projection,
             alpha_init: 0.0,
             seed: 1,
         },
@@ -115,6 +116,7 @@ mod tests {
                 depth: 20,
                 in_channels: 3,
                 classes: 10,
+                shortcut: crate::nn::resnet::ShortcutKind::Projection,
                 alpha_init: 0.0,
                 seed: 0,
             },

@@ -1,4 +1,4 @@
-//! CPU reference of `kernels::batchnorm` and `kernels::pool`.
+//! CPU reference of `kernels::batchnorm`, `kernels::pool` and `kernels::shortcut`.
 
 use crate::kernels::batchnorm::{BatchNormConfig, BatchNormShape};
 
@@ -116,5 +116,43 @@ pub fn global_avg_pool_backward(dx: &mut [f32], dy: &[f32], pixels: usize, accum
             let share = g / pixels as f32;
             *v = if accumulate { *v + share } else { share };
         }
+    }
+}
+
+/// The zero-padded identity shortcut: y: [batch, c_out, ⌈h/s⌉, ⌈w/s⌉] from x: [batch, c_in, h, w].
+pub fn shortcut_forward(y: &mut [f32], x: &[f32], s: &crate::kernels::shortcut::ShortcutShape) {
+    let (oh, ow) = (s.out_h() as usize, s.out_w() as usize);
+    let (h, w, stride) = (s.h as usize, s.w as usize, s.stride as usize);
+    for (i, v) in y[..s.output_len()].iter_mut().enumerate() {
+        let (ox, oy) = (i % ow, (i / ow) % oh);
+        let c = (i / (ow * oh)) % s.c_out as usize;
+        let n = i / (ow * oh * s.c_out as usize);
+        *v = if c < s.c_in as usize {
+            x[((n * s.c_in as usize + c) * h + oy * stride) * w + ox * stride]
+        } else {
+            0.0
+        };
+    }
+}
+
+/// dx (+)= the shortcut's gradient: dy at the sampled pixels of the first c_in channels.
+pub fn shortcut_backward(
+    dx: &mut [f32],
+    dy: &[f32],
+    s: &crate::kernels::shortcut::ShortcutShape,
+    accumulate: bool,
+) {
+    let (oh, ow) = (s.out_h() as usize, s.out_w() as usize);
+    let (h, w, stride) = (s.h as usize, s.w as usize, s.stride as usize);
+    for (i, v) in dx[..s.input_len()].iter_mut().enumerate() {
+        let (ix, iy) = (i % w, (i / w) % h);
+        let c = (i / (w * h)) % s.c_in as usize;
+        let n = i / (w * h * s.c_in as usize);
+        let g = if ix % stride == 0 && iy % stride == 0 {
+            dy[((n * s.c_out as usize + c) * oh + iy / stride) * ow + ix / stride]
+        } else {
+            0.0
+        };
+        *v = if accumulate { *v + g } else { g };
     }
 }

@@ -17,6 +17,7 @@ pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod rezero;
+pub mod shortcut;
 pub mod softmax;
 
 use crate::gpu::{Error, Result};

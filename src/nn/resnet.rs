@@ -1,7 +1,7 @@
 //! CIFAR-style ResNets (He et al. 2016, §4.2): a 3×3 stem, three stages of `n` basic
 //! blocks at 16, 32 and 64 channels (the last two entered with stride 2 and a 1×1
-//! projection shortcut), global average pooling and a linear classifier; depth = 6n + 2
-//! (20, 32, 56, 110). Three block variants: the standard post-activation block, the ReZero
+//! projection shortcut, or the zero-padded identity), global average pooling and a linear
+//! classifier; depth = 6n + 2 (20, 32, 56, 110). Three block variants: the standard post-activation block, the ReZero
 //! block of the paper's example code, and the ReZero block without BatchNorm.
 
 use crate::gpu::{Error, Gpu, Result};
@@ -55,6 +55,38 @@ impl std::str::FromStr for ResnetVariant {
     }
 }
 
+/// The shortcut of a block that changes the shape (the first of stages 2 and 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShortcutKind {
+    /// A 1×1 stride-2 convolution (with BatchNorm where the variant has it).
+    Projection,
+    /// The input subsampled by 2 and padded with zero channels: no parameters ("option A").
+    Identity,
+}
+
+impl ShortcutKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ShortcutKind::Projection => "projection",
+            ShortcutKind::Identity => "identity",
+        }
+    }
+}
+
+impl std::str::FromStr for ShortcutKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<ShortcutKind> {
+        match s {
+            "projection" => Ok(ShortcutKind::Projection),
+            "identity" => Ok(ShortcutKind::Identity),
+            _ => Err(Error::Invalid {
+                what: "shortcut".into(),
+                why: format!("'{s}' is not one of projection, identity"),
+            }),
+        }
+    }
+}
+
 /// Shape and initialisation of a ResNet.
 #[derive(Clone, Debug)]
 pub struct ResnetConfig {
@@ -64,6 +96,8 @@ pub struct ResnetConfig {
     /// Channels of the input images (3 for CIFAR-10, 1 for MNIST).
     pub in_channels: usize,
     pub classes: usize,
+    /// How the downsampling blocks' shortcuts change the shape.
+    pub shortcut: ShortcutKind,
     /// Initial α of every ReZero block (the paper: 0).
     pub alpha_init: f32,
     pub seed: u64,
@@ -124,12 +158,33 @@ pub struct ConvLayer {
     pub pad: u32,
 }
 
-/// Two 3×3 convolutions and, where the shape changes, a 1×1 stride-2 projection.
+/// A block's shortcut.
+#[derive(Debug)]
+pub enum Shortcut {
+    /// The input itself (the shape does not change).
+    Same,
+    /// A 1×1 strided convolution.
+    Projection(Box<ConvLayer>),
+    /// The input subsampled by `stride`, padded with zero channels to `channels`.
+    ZeroPad { channels: usize, stride: u32 },
+}
+
+/// Two 3×3 convolutions and the shortcut around them.
 #[derive(Debug)]
 pub struct BasicBlock {
     pub conv1: ConvLayer,
     pub conv2: ConvLayer,
-    pub shortcut: Option<ConvLayer>,
+    pub shortcut: Shortcut,
+}
+
+impl BasicBlock {
+    /// The projection convolution, if the shortcut has one.
+    pub fn projection(&self) -> Option<&ConvLayer> {
+        match &self.shortcut {
+            Shortcut::Projection(layer) => Some(layer),
+            _ => None,
+        }
+    }
 }
 
 /// The parameters, by name. Weight decay applies to convolution and classifier weights
@@ -266,8 +321,20 @@ impl Resnet {
                 blocks.push(BasicBlock {
                     conv1: b.conv(&format!("{name}.conv1"), c_in, c_out, 3, stride),
                     conv2: b.conv(&format!("{name}.conv2"), c_out, c_out, 3, 1),
-                    shortcut: (stride != 1 || c_in != c_out)
-                        .then(|| b.conv(&format!("{name}.shortcut"), c_in, c_out, 1, stride)),
+                    shortcut: match config.shortcut {
+                        _ if stride == 1 && c_in == c_out => Shortcut::Same,
+                        ShortcutKind::Projection => Shortcut::Projection(Box::new(b.conv(
+                            &format!("{name}.shortcut"),
+                            c_in,
+                            c_out,
+                            1,
+                            stride,
+                        ))),
+                        ShortcutKind::Identity => Shortcut::ZeroPad {
+                            channels: c_out,
+                            stride,
+                        },
+                    },
                 });
                 c_in = c_out;
             }
@@ -305,7 +372,7 @@ impl Resnet {
         for block in &self.blocks {
             all.extend(block.conv1.params());
             all.extend(block.conv2.params());
-            all.extend(block.shortcut.iter().flat_map(ConvLayer::params));
+            all.extend(block.projection().iter().flat_map(|l| l.params()));
         }
         all.extend(self.alphas.iter());
         all.extend([&self.fc_w, &self.fc_b]);
@@ -317,7 +384,7 @@ impl Resnet {
         let mut layers = vec![&self.stem];
         for block in &self.blocks {
             layers.extend([&block.conv1, &block.conv2]);
-            layers.extend(block.shortcut.iter());
+            layers.extend(block.projection());
         }
         layers.iter().filter_map(|l| l.bn.as_ref()).collect()
     }
@@ -339,8 +406,9 @@ impl Resnet {
             let a = tape.relu(&a)?;
             let f = block.conv2.forward(tape, &a, training)?;
             let skip = match &block.shortcut {
-                Some(s) => s.forward(tape, &h, training)?,
-                None => h.clone(),
+                Shortcut::Same => h.clone(),
+                Shortcut::Projection(layer) => layer.forward(tape, &h, training)?,
+                Shortcut::ZeroPad { channels, stride } => tape.shortcut(&h, *channels, *stride)?,
             };
             h = match &alphas {
                 None => {

@@ -6,6 +6,7 @@ use crate::kernels::attention::attention_backward;
 use crate::kernels::conv2d::{conv2d_backward_input, conv2d_backward_weight};
 use crate::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
 use crate::kernels::matmul::{Matmul, matmul};
+use crate::kernels::shortcut::shortcut_backward;
 use crate::kernels::{
     batchnorm, conv2d, elementwise as ew, embedding, layernorm, pool, rezero, softmax,
 };
@@ -402,6 +403,12 @@ impl<'g> Tape<'g> {
                     config,
                     accumulate_dx,
                 )?;
+            }
+            Op::Shortcut { x, shape } => {
+                if let Some(t) = self.target(*x) {
+                    let (dx, acc) = (t.buffer, t.accumulate);
+                    shortcut_backward(gpu, self.pass(), &dx, &dy, shape, acc)?;
+                }
             }
             Op::GlobalAvgPool { x, rows, pixels } => {
                 if let Some(t) = self.target(*x) {

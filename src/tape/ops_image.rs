@@ -6,6 +6,7 @@ use crate::gpu::{Error, Result};
 use crate::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormShape};
 use crate::kernels::conv2d::{Conv2d, ConvVariant, conv2d_forward};
 use crate::kernels::pool;
+use crate::kernels::shortcut::{ShortcutShape, shortcut_forward};
 
 use super::ops::{dim_u32, shape_error};
 use super::tape::{Op, Tape};
@@ -199,6 +200,27 @@ impl<'g> Tape<'g> {
                 pixels,
             },
         );
+        Ok(out)
+    }
+
+    /// The zero-padded identity shortcut: x [batch, c_in, h, w] subsampled by `stride` and
+    /// padded with zero channels to [batch, c_out, ⌈h/stride⌉, ⌈w/stride⌉].
+    pub fn shortcut(&mut self, x: &Tensor, c_out: usize, stride: u32) -> Result<Tensor> {
+        const OP: &str = "tape shortcut";
+        let [batch, c_in, h, w] = nchw(OP, x)?;
+        let shape = ShortcutShape {
+            batch,
+            c_in,
+            c_out: dim_u32(OP, c_out)?,
+            h,
+            w,
+            stride,
+        };
+        let out_shape = [batch, shape.c_out, shape.out_h(), shape.out_w()].map(|d| d as usize);
+        let out = self.output(&out_shape, self.requires_grad(x));
+        let gpu = self.gpu;
+        shortcut_forward(gpu, self.pass(), &out.buffer, &x.buffer, &shape)?;
+        self.record_op(&out, Op::Shortcut { x: x.id, shape });
         Ok(out)
     }
 }

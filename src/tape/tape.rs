@@ -104,6 +104,11 @@ pub(crate) enum Op {
         shape: crate::kernels::batchnorm::BatchNormShape,
         config: crate::kernels::batchnorm::BatchNormConfig,
     },
+    /// Subsample and zero-pad channels (the parameter-free ResNet shortcut).
+    Shortcut {
+        x: usize,
+        shape: crate::kernels::shortcut::ShortcutShape,
+    },
     /// Mean over pixels: [rows, pixels] → [rows].
     GlobalAvgPool {
         x: usize,

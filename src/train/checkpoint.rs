@@ -300,6 +300,7 @@ pub fn save_resnet_run(
         ("depth", c.depth.to_string()),
         ("in_channels", c.in_channels.to_string()),
         ("classes", c.classes.to_string()),
+        ("shortcut", c.shortcut.name().to_string()),
         ("alpha_init", c.alpha_init.to_string()),
         ("seed", c.seed.to_string()),
         ("epoch", epoch.to_string()),
@@ -318,6 +319,7 @@ pub fn resnet_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Re
         depth: checkpoint.meta_parse(path, "depth")?,
         in_channels: checkpoint.meta_parse(path, "in_channels")?,
         classes: checkpoint.meta_parse(path, "classes")?,
+        shortcut: checkpoint.meta_parse(path, "shortcut")?,
         alpha_init: checkpoint.meta_parse(path, "alpha_init")?,
         seed: checkpoint.meta_parse(path, "seed")?,
     };

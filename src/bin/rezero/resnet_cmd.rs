@@ -9,6 +9,7 @@ use clap::Args;
 use rezero::data::augment::Augment;
 use rezero::data::{self, DatasetName, Images};
 use rezero::gpu::Gpu;
+use rezero::nn::resnet::ShortcutKind;
 use rezero::nn::{Resnet, ResnetConfig, ResnetVariant};
 use rezero::optim::{Method, Optimizer, OptimizerConfig, Schedule};
 use rezero::train::checkpoint;
@@ -28,6 +29,10 @@ pub struct ResnetArgs {
     /// Block type: standard, rezero or rezero-nobn.
     #[arg(long, default_value = "rezero")]
     variant: ResnetVariant,
+    /// Shortcut of the downsampling blocks: projection (1×1 convolution) or identity
+    /// (subsampled, zero-padded channels, no parameters).
+    #[arg(long, default_value = "projection")]
+    shortcut: ShortcutKind,
     /// Train each of these variants in turn (same seed and data order) and compare them.
     #[arg(long, value_delimiter = ',')]
     compare: Vec<ResnetVariant>,
@@ -189,6 +194,7 @@ fn run_one(
                 depth: args.depth,
                 in_channels: train.channels,
                 classes: train.classes,
+                shortcut: args.shortcut,
                 alpha_init: args.alpha_init,
                 seed: args.seed,
             },
