@@ -177,27 +177,45 @@ fn train_resnet_resume_compare_and_errors() {
     let eval = std::fs::read_to_string(straight.join("eval.csv")).unwrap();
     assert_eq!(eval.lines().count(), 3, "{eval}");
 
-    let out = rezero(&train_args(data, r, "1"));
-    assert!(out.status.success(), "{}", text(&out));
-    let out = rezero(&[&train_args(data, r, "2")[..], &["--resume"]].concat());
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("resuming"), "{}", text(&out));
-    let a = checkpoint::load(&straight.join("model.safetensors")).unwrap();
-    let b = checkpoint::load(&resumed.join("model.safetensors")).unwrap();
-    assert_eq!(a.metadata.get("epoch").map(String::as_str), Some("2"));
-    assert_eq!(a.tensors.len(), b.tensors.len());
-    for (name, (shape, values)) in &a.tensors {
-        let (shape_b, values_b) = &b.tensors[name];
-        assert_eq!(shape, shape_b, "{name}");
-        assert!(values == values_b, "{name} differs after resuming");
+    // Resumed at an epoch boundary, and from the middle of the second epoch (4 of 6 steps).
+    let midway = dir.join("midway");
+    let m = midway.to_str().unwrap();
+    let first_parts = [
+        train_args(data, r, "1"),
+        [&train_args(data, m, "2")[..], &["--steps", "4"]].concat(),
+    ];
+    for (run, first) in [(&resumed, &first_parts[0]), (&midway, &first_parts[1])] {
+        let out = rezero(first);
+        assert!(out.status.success(), "{}", text(&out));
+        let args = train_args(data, run.to_str().unwrap(), "2");
+        let out = rezero(&[&args[..], &["--resume"]].concat());
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("resuming"), "{}", text(&out));
+        let a = checkpoint::load(&straight.join("model.safetensors")).unwrap();
+        let b = checkpoint::load(&run.join("model.safetensors")).unwrap();
+        assert_eq!(a.metadata.get("epoch").map(String::as_str), Some("2"));
+        assert_eq!(b.metadata.get("step").map(String::as_str), Some("6"));
+        assert_eq!(a.tensors.len(), b.tensors.len());
+        for (name, (shape, values)) in &a.tensors {
+            let (shape_b, values_b) = &b.tensors[name];
+            assert_eq!(shape, shape_b, "{name}");
+            assert!(
+                values == values_b,
+                "{name} differs after resuming {}",
+                run.display()
+            );
+        }
+        assert!(a.tensors.contains_key("stem.bn.running_var"));
+        // One loss row a step, whatever the interruption.
+        let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+        assert_eq!(metrics.lines().count(), 7, "{metrics}");
     }
-    assert!(a.tensors.contains_key("stem.bn.running_var"));
-    assert_eq!(
-        std::fs::read_to_string(resumed.join("eval.csv"))
-            .unwrap()
-            .lines()
-            .count(),
-        3
+    // A finished run has nothing to resume.
+    let out = rezero(&[&train_args(data, s, "2")[..], &["--resume"]].concat());
+    assert!(
+        !out.status.success() && text(&out).contains("raise --epochs"),
+        "{}",
+        text(&out)
     );
 
     let cmp = dir.join("cmp");

@@ -33,8 +33,9 @@ pub struct ResnetRun {
     pub target_accuracy: Option<f32>,
     /// Run directory: metrics.csv, eval.csv and model.safetensors (after every epoch).
     pub out: Option<PathBuf>,
-    /// Epochs already done (a resumed run starts after them and appends to its CSVs).
-    pub start_epoch: usize,
+    /// Steps already taken (a resumed run continues after them, mid-epoch too, and appends
+    /// to its CSVs).
+    pub start_step: u64,
     pub show_progress: bool,
 }
 
@@ -140,7 +141,7 @@ pub fn train_resnet(
             got: format!("{} channels, {} classes", train.channels, train.classes),
         });
     }
-    let resumed = run.start_epoch > 0;
+    let resumed = run.start_step > 0;
     let alphas = model.alphas.as_ref().map_or(0, |a| a.len());
     let mut files = match &run.out {
         Some(dir) => {
@@ -156,12 +157,20 @@ pub fn train_resnet(
         None => None,
     };
     let steps_per_epoch = (train.count / run.batch) as u64;
-    let first_step = run.start_epoch as u64 * steps_per_epoch;
+    let first_step = run.start_step;
     let mut step = first_step;
     let total = run
         .max_steps
         .unwrap_or(u64::MAX)
         .min(steps_per_epoch * run.epochs as u64);
+    if resumed && first_step >= total {
+        return Err(Error::Invalid {
+            what: "resume".into(),
+            why: format!(
+                "the run already took {first_step} steps of the {total} asked for; raise --epochs or --steps"
+            ),
+        });
+    }
     let mut progress = Progress::new(
         &run.label,
         total.saturating_sub(first_step),
@@ -174,11 +183,14 @@ pub fn train_resnet(
     let (mut losses, mut accuracy_curve, mut diverged) = (Vec::new(), Vec::new(), false);
     let (mut test_loss, mut test_accuracy, mut epochs_to_target) = (f32::NAN, f32::NAN, None);
     let (start, mut eval_seconds, mut trained) = (Instant::now(), 0.0f64, 0u64);
-    let mut epoch = run.start_epoch;
+    let mut epoch = (first_step / steps_per_epoch) as usize;
+    // A run resumed mid-epoch skips the batches of that epoch it already took.
+    let mut done_in_epoch = (first_step % steps_per_epoch) as usize;
     while epoch < run.epochs && step < total && !diverged {
         let order = epoch_order(train.count, run.seed, epoch as u64);
         let mut epoch_losses = Vec::new();
-        for (index, chunk) in order.chunks_exact(run.batch).enumerate() {
+        let batches = order.chunks_exact(run.batch).enumerate();
+        for (index, chunk) in batches.skip(std::mem::take(&mut done_in_epoch)) {
             if step >= total {
                 break;
             }
@@ -220,11 +232,7 @@ pub fn train_resnet(
                 }
             }
             tape.reset();
-            progress.update(
-                step - run.start_epoch as u64 * steps_per_epoch,
-                epoch + 1,
-                shown,
-            );
+            progress.update(step - first_step, epoch + 1, shown);
             if diverged {
                 break;
             }

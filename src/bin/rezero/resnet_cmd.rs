@@ -97,7 +97,8 @@ pub struct ResnetArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in --out from its model.safetensors (weights, running statistics,
-    /// optimizer state, epoch) up to --epochs, with the same data order.
+    /// optimizer state, step) up to --epochs (or --steps), with the same data order, even
+    /// from the middle of an epoch.
     #[arg(long)]
     resume: bool,
     /// No progress line.
@@ -162,7 +163,7 @@ fn run_one(
     let steps_per_epoch = (train.count / args.batch.max(1)) as u64;
     let config = optimizer_config(args, steps_per_epoch)?;
     let path = out.join("model.safetensors");
-    let (model, optimizer, start_epoch) = if args.resume {
+    let (model, optimizer, start_step) = if args.resume {
         let loaded = checkpoint::load(&path)?;
         let model = checkpoint::resnet_from(gpu, &path, &loaded)?;
         if (model.config.variant, model.config.depth) != (variant, args.depth) {
@@ -178,14 +179,14 @@ fn run_one(
             ));
         }
         let mut optimizer = Optimizer::new(gpu, &model.params(), config)?;
-        checkpoint::restore_run(gpu, &path, &loaded, &model.params(), &mut optimizer)?;
-        let epoch: usize = loaded.meta_parse(&path, "epoch")?;
+        let step = checkpoint::restore_run(gpu, &path, &loaded, &model.params(), &mut optimizer)?;
         eprintln!(
-            "resuming {} after epoch {epoch} of {}",
+            "resuming {} after step {step} (epoch {} of {})",
             path.display(),
+            step / steps_per_epoch.max(1) + 1,
             args.epochs
         );
-        (model, optimizer, epoch)
+        (model, optimizer, step)
     } else {
         let model = Resnet::new(
             gpu,
@@ -216,7 +217,7 @@ fn run_one(
         log_every: args.log_every.max(1),
         target_accuracy: target_fraction(args.target_acc)?,
         out: Some(out.to_path_buf()),
-        start_epoch,
+        start_step,
         show_progress: !args.quiet,
     };
     train_resnet(gpu, &model, &mut optimizer, train, test, &run)
