@@ -197,30 +197,24 @@ fn conv2d_gemm(
     }
 }
 
-// ---- register-blocked forward and backward to the input: 8 channels × 4 consecutive
-// pixels per invocation, operands read straight from storage (no workgroup memory, no
-// barriers), the window walked with no division in the inner loop. Bindings as MODE 0
-// (forward: out = y, a = w, b = x) and MODE 1 (backward input: out = dx, a = w, b = dy).
-// Invocation i covers column block i % col_blocks of row block i / col_blocks, so
-// neighbouring invocations read neighbouring pixels. ----
+// ---- register-blocked kernels: 8 channels × 4 pixels (or taps) per invocation, operands
+// read straight from storage (no workgroup memory, no barriers), the window walked with no
+// division in the inner loop. Bindings as the MODE of the same pass. ----
 
 const REG_ROWS: u32 = 8u;
 const REG_COLS: u32 = 4u;
 
-// (row0, col0) of this invocation's 8 x 4 block, or row0 >= m when it has none.
-fn reg_block(gid: vec3<u32>, nwg: vec3<u32>, rows: u32, cols: u32) -> vec2<u32> {
-    let i = gid.y * nwg.x * 64u + gid.x;
-    let col_blocks = (cols + REG_COLS - 1u) / REG_COLS;
-    return vec2<u32>((i / col_blocks) * REG_ROWS, (i % col_blocks) * REG_COLS);
-}
-
+// Forward: invocation i computes output channels from 8·(i / col_blocks) at the 4 output
+// pixels from 4·(i % col_blocks), so neighbouring invocations read neighbouring pixels.
 @compute @workgroup_size(64)
 fn conv2d_forward_reg(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let pixels = p.oh * p.ow;
-    let block = reg_block(gid, nwg, p.c_out, p.n);
+    let i = gid.y * nwg.x * 64u + gid.x;
+    let col_blocks = (p.n + REG_COLS - 1u) / REG_COLS;
+    let block = vec2<u32>((i / col_blocks) * REG_ROWS, (i % col_blocks) * REG_COLS);
     let co0 = block.x;
     if (co0 >= p.c_out) {
         return;
