@@ -106,11 +106,13 @@ impl ConvVariant {
 
     /// The concrete kernel this variant runs for `pass` of `shape` on `gpu`.
     pub fn resolve(self, gpu: &Gpu, pass: ConvPass, shape: &Conv2d) -> ConvVariant {
+        self.resolve_for(gpu.is_software(), pass, shape.stride)
+    }
+
+    fn resolve_for(self, software: bool, pass: ConvPass, stride: u32) -> ConvVariant {
         match self {
-            ConvVariant::Auto if gpu.is_software() => ConvVariant::Reg,
-            ConvVariant::Auto if pass == ConvPass::BackwardInput && shape.stride > 1 => {
-                ConvVariant::Reg
-            }
+            ConvVariant::Auto if software => ConvVariant::Reg,
+            ConvVariant::Auto if pass == ConvPass::BackwardInput && stride > 1 => ConvVariant::Reg,
             ConvVariant::Auto => ConvVariant::Gemm,
             ConvVariant::Direct if pass != ConvPass::Forward => ConvVariant::Gemm,
             concrete => concrete,
@@ -353,4 +355,31 @@ pub fn conv2d_backward_bias(
         constants: &constants,
     };
     gpu.dispatch(pass, &kernel, &params, &[db, dy], [shape.c_out, 1, 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConvPass::*, ConvVariant::*};
+
+    #[test]
+    fn auto_follows_the_measurements() {
+        for pass in [Forward, BackwardInput, BackwardWeight] {
+            assert_eq!(
+                Auto.resolve_for(true, pass, 1),
+                Reg,
+                "CPU adapters: {pass:?}"
+            );
+            assert_eq!(
+                Gemm.resolve_for(true, pass, 2),
+                Gemm,
+                "a concrete choice stays"
+            );
+        }
+        assert_eq!(Auto.resolve_for(false, Forward, 2), Gemm);
+        assert_eq!(Auto.resolve_for(false, BackwardWeight, 2), Gemm);
+        assert_eq!(Auto.resolve_for(false, BackwardInput, 1), Gemm);
+        assert_eq!(Auto.resolve_for(false, BackwardInput, 2), Reg);
+        assert_eq!(Direct.resolve_for(false, Forward, 1), Direct);
+        assert_eq!(Direct.resolve_for(false, BackwardWeight, 1), Gemm);
+    }
 }
