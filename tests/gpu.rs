@@ -22,6 +22,10 @@ fn upload_read_round_trip_and_short_buffer_error() {
     assert_eq!(gpu.read_f32(&buf, 37).unwrap(), data);
     let err = gpu.read_f32(&buf, 38).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "read", .. }), "{err}");
+    // An untyped float literal is uploaded as f32 (4 bytes each), never as f64.
+    let literal = gpu.upload("literal", &[1.0, -2.0]);
+    assert_eq!(literal.size(), 8);
+    assert_eq!(gpu.read_f32(&literal, 2).unwrap(), [1.0, -2.0]);
 }
 
 #[test]

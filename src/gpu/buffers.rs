@@ -12,9 +12,25 @@ pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
+/// The element types rezero's kernels read and write: 4-byte f32, u32 and i32. Uploads,
+/// writes and reads are bounded by it, so an untyped float literal (`&[1.0, 2.0]`, which
+/// would otherwise default to f64) is read as f32, never as a buffer of 8-byte values.
+pub trait Element: bytemuck::Pod + sealed::Sealed {}
+
+impl Element for f32 {}
+impl Element for u32 {}
+impl Element for i32 {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for u32 {}
+    impl Sealed for i32 {}
+}
+
 impl Gpu {
-    /// A storage buffer holding `data` (f32, u32, ...).
-    pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+    /// A storage buffer holding `data`.
+    pub fn upload<T: Element>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
         // wgpu rejects zero-sized mapped buffers; keep at least one element's room.
         let bytes: &[u8] = bytemuck::cast_slice(data);
         if bytes.is_empty() {
@@ -44,7 +60,7 @@ impl Gpu {
     }
 
     /// Copies the first `len` elements of `buffer` to the host (staging buffer, map, wait).
-    pub fn read<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+    pub fn read<T: Element>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
         let bytes = (len * std::mem::size_of::<T>()) as u64;
         if bytes > buffer.size() {
             return Err(Error::Shape {
@@ -88,7 +104,7 @@ impl Gpu {
     }
 
     /// Overwrites the start of `buffer` with `data`.
-    pub fn write<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, data: &[T]) {
+    pub fn write<T: Element>(&self, buffer: &wgpu::Buffer, data: &[T]) {
         self.queue
             .write_buffer(buffer, 0, bytemuck::cast_slice(data));
     }

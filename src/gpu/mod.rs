@@ -5,7 +5,7 @@ mod context;
 mod error;
 mod pipeline;
 
-pub use buffers::{BufferPool, STORAGE_USAGE};
+pub use buffers::{BufferPool, Element, STORAGE_USAGE};
 pub use context::{BackendChoice, Gpu, GpuOptions};
 pub use error::{Error, Result};
 pub use pipeline::{Kernel, Shader, grid_1d};
