@@ -201,7 +201,8 @@ pub fn conv2d_forward(
             let groups = [n.div_ceil(TILE_COLS), m.div_ceil(bm), 1];
             gpu.dispatch(pass, &kernel, &params, &buffers, groups)
         }
-        ConvVariant::Reg | ConvVariant::Auto => gpu.dispatch(
+        ConvVariant::Auto => unreachable!("resolve returns a concrete variant"),
+        ConvVariant::Reg => gpu.dispatch(
             pass,
             &Kernel::new(SHADER, "conv2d_forward_reg"),
             &params,
