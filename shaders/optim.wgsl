@@ -1,19 +1,21 @@
 // Optimizer updates in place on the GPU: SGD with momentum, Adagrad, Adam / AdamW.
-// Hyperparameters arrive in the uniform; bias corrections are computed on the host
-// from the step number. With `clip` > 0 the gradient is scaled by min(1, clip / ‖g‖),
+// Hyperparameters that stay fixed for a run arrive in the uniform; what changes from step
+// to step (the learning-rate factor of a schedule, Adam's bias corrections) in the
+// four-element `step_values` buffer, so a training loop's dispatches keep their uniform
+// and bind group. With `clip` > 0 the gradient is scaled by min(1, clip / ‖g‖),
 // ‖g‖² read from a one-element buffer (global-norm clipping with no readback).
 
 struct Params {
     n: u32,               // elements of the parameter
     decoupled: u32,       // Adam: 1 AdamW (p -= lr·wd·p), 0 L2 (g += wd·p)
-    lr: f32,
+    lr: f32,              // base learning rate (times step_values[0])
     weight_decay: f32,
     momentum: f32,        // SGD
     beta1: f32,           // Adam
     beta2: f32,           // Adam
     eps: f32,             // Adam, Adagrad
-    bias_correction1: f32, // 1 − beta1^t
-    bias_correction2: f32, // 1 − beta2^t
+    _unused0: f32,
+    _unused1: f32,
     clip: f32,            // max global gradient norm; 0 turns clipping off
     _pad: u32,
 }
@@ -26,7 +28,13 @@ const WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
 @group(0) @binding(4) var<storage, read> norm_sq: array<f32>;
-@group(0) @binding(5) var<storage, read_write> state2: array<f32>;
+// step_values: [4] = [lr factor, 1 − beta1^t, 1 − beta2^t, 0]
+@group(0) @binding(5) var<storage, read> step_values: array<f32>;
+@group(0) @binding(6) var<storage, read_write> state2: array<f32>;
+
+fn lr() -> f32 {
+    return p.lr * step_values[0];
+}
 
 // The factor every gradient element is multiplied by: 1, or min(1, clip / ‖g‖).
 fn grad_scale() -> f32 {
@@ -43,11 +51,12 @@ fn grad_scale() -> f32 {
 fn sgd(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
        @builtin(num_workgroups) nwg: vec3<u32>) {
     let scale = grad_scale();
+    let lr = lr();
     for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
         let g = scale * grad[i] + p.weight_decay * param[i];
         let v = p.momentum * state1[i] + g;
         state1[i] = v;
-        param[i] -= p.lr * v;
+        param[i] -= lr * v;
     }
 }
 
@@ -56,11 +65,12 @@ fn sgd(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: 
 fn adagrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let scale = grad_scale();
+    let lr = lr();
     for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
         let g = scale * grad[i] + p.weight_decay * param[i];
         let s = state1[i] + g * g;
         state1[i] = s;
-        param[i] -= p.lr * g / (sqrt(s) + p.eps);
+        param[i] -= lr * g / (sqrt(s) + p.eps);
     }
 }
 
@@ -69,11 +79,14 @@ fn adagrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
 fn adam(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let scale = grad_scale();
+    let lr = lr();
+    let bias_correction1 = step_values[1];
+    let bias_correction2 = step_values[2];
     for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
         var g = scale * grad[i];
         var w = param[i];
         if (p.decoupled == 1u) {
-            w -= p.lr * p.weight_decay * w;
+            w -= lr * p.weight_decay * w;
         } else {
             g += p.weight_decay * w;
         }
@@ -81,8 +94,8 @@ fn adam(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
         let v = p.beta2 * state2[i] + (1.0 - p.beta2) * g * g;
         state1[i] = m;
         state2[i] = v;
-        let mhat = m / p.bias_correction1;
-        let vhat = v / p.bias_correction2;
-        param[i] = w - p.lr * mhat / (sqrt(vhat) + p.eps);
+        let mhat = m / bias_correction1;
+        let vhat = v / bias_correction2;
+        param[i] = w - lr * mhat / (sqrt(vhat) + p.eps);
     }
 }

@@ -137,7 +137,7 @@ fn bad_hyperparameters_are_invalid() {
         weight_decay: 0.0,
     };
     let err = gpu
-        .run(|pass| optim::sgd(gpu, pass, &buf, &buf, &buf, 4, &h, None))
+        .run(|pass| optim::sgd(gpu, pass, &buf, &buf, &buf, &buf, 4, &h, None))
         .unwrap_err();
     assert!(matches!(err, Error::Invalid { .. }), "{err}");
     assert!(err.to_string().contains("learning rate"), "{err}");
@@ -146,8 +146,8 @@ fn bad_hyperparameters_are_invalid() {
 #[test]
 fn unknown_adapter_name_is_no_adapter_with_the_list() {
     let err = rezero::Gpu::new(&rezero::GpuOptions {
-        backend: None,
         adapter: Some("no-such-gpu-xyz".into()),
+        ..Default::default()
     })
     .unwrap_err();
     assert!(matches!(err, Error::NoAdapter { .. }), "{err}");
@@ -158,7 +158,7 @@ fn unknown_adapter_name_is_no_adapter_with_the_list() {
 fn a_backend_the_system_lacks_is_no_adapter_with_an_install_hint() {
     let options = rezero::GpuOptions {
         backend: Some(rezero::gpu::BackendChoice::Metal),
-        adapter: None,
+        ..Default::default()
     };
     let err = rezero::Gpu::new(&options).unwrap_err();
     assert!(matches!(err, Error::NoAdapter { .. }), "{err}");

@@ -4,6 +4,7 @@ mod common;
 
 use rezero::Error;
 use rezero::gpu::BufferPool;
+use rezero::kernels::elementwise;
 
 #[test]
 fn device_reports_adapter_and_uses_adapter_limits() {
@@ -90,4 +91,43 @@ fn pipelines_are_cached_and_shader_errors_are_pipeline_errors() {
         first, second,
         "the second request should come from the cache"
     );
+}
+
+#[test]
+fn bind_groups_are_reused_and_the_cache_is_bounded() {
+    // A device of its own: the counters must not see other tests' dispatches.
+    let Some(_) = common::gpu() else { return };
+    let gpu = rezero::Gpu::new(&rezero::GpuOptions::default()).unwrap();
+    let x = gpu.upload("x", &[1.0f32; 256]);
+    let y = gpu.zeroed_f32("y", 256);
+    let relu = |y: &wgpu::Buffer| gpu.run(|pass| elementwise::relu(&gpu, pass, y, &x, 256));
+    relu(&y).unwrap();
+    let first = gpu.bind_groups_created();
+    for _ in 0..5 {
+        relu(&y).unwrap();
+    }
+    assert_eq!(
+        gpu.bind_groups_created(),
+        first,
+        "same dispatch, same bind group"
+    );
+    relu(&gpu.zeroed_f32("y2", 256)).unwrap();
+    assert_eq!(
+        gpu.bind_groups_created(),
+        first + 1,
+        "another buffer, another group"
+    );
+
+    // Bounded by the bytes of the buffers it keeps alive: 1 KiB each, at most 8 KiB.
+    gpu.set_bind_group_cache_limits(1000, 8 << 10);
+    for _ in 0..20 {
+        relu(&gpu.zeroed_f32("fresh", 256)).unwrap();
+        let (entries, held) = gpu.bind_groups_cached();
+        assert!(held <= 8 << 10, "{entries} entries hold {held} bytes");
+    }
+    // ... and by entries.
+    gpu.set_bind_group_cache_limits(3, u64::MAX);
+    assert!(gpu.bind_groups_cached().0 <= 3);
+    gpu.clear_bind_groups();
+    assert_eq!(gpu.bind_groups_cached(), (0, 0));
 }

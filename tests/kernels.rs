@@ -241,14 +241,35 @@ fn optimizers_match_reference_over_steps() {
                     norm_sq: &gnorm,
                     max_norm,
                 });
+                // SGD runs at half its base rate (a schedule's factor), the others at 1.
+                let half = gpu.upload("values", &optim::step_values(0.5, None, step).unwrap());
+                let one = gpu.upload("values", &optim::step_values(1.0, None, step).unwrap());
+                let betas = Some((adam.beta1, adam.beta2));
+                let adam_values = optim::step_values(1.0, betas, step).unwrap();
+                let adam_values = gpu.upload("values", &adam_values);
                 gpu.run(|pass| {
-                    optim::sgd(gpu, pass, &gp_s, &gv, &gg, n, &sgd, clip)?;
-                    optim::adagrad(gpu, pass, &gp_a, &gs, &gg, n, &ada, clip)?;
-                    optim::adam(gpu, pass, &gp_m, &gm, &gv2, &gg, n, &adam, step, clip)
+                    optim::sgd(gpu, pass, &gp_s, &gv, &gg, &half, n, &sgd, clip)?;
+                    optim::adagrad(gpu, pass, &gp_a, &gs, &gg, &one, n, &ada, clip)?;
+                    optim::adam(
+                        gpu,
+                        pass,
+                        &gp_m,
+                        &gm,
+                        &gv2,
+                        &gg,
+                        &adam_values,
+                        n,
+                        &adam,
+                        clip,
+                    )
                 })
                 .unwrap();
                 let scale = cpu::optim::clip_scale(norm_sq, max_norm);
-                cpu::optim::sgd(&mut p_s, &mut v, &g, &sgd, scale);
+                let sgd_half = optim::Sgd {
+                    lr: sgd.lr * 0.5,
+                    ..sgd
+                };
+                cpu::optim::sgd(&mut p_s, &mut v, &g, &sgd_half, scale);
                 cpu::optim::adagrad(&mut p_a, &mut s, &g, &ada, scale);
                 cpu::optim::adam(&mut p_m, &mut m, &mut v2, &g, &adam, step, scale);
             }

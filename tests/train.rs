@@ -109,8 +109,10 @@ fn a_thousand_layer_rezero_mlp_trains() {
 }
 
 #[test]
-fn steady_state_steps_allocate_nothing() {
-    let gpu = require_gpu!();
+fn steady_state_steps_allocate_nothing_and_create_no_bind_group() {
+    // A device of its own, so that the bind-group count sees only this loop.
+    let Some(_) = common::gpu() else { return };
+    let gpu = &rezero::Gpu::new(&rezero::GpuOptions::default()).unwrap();
     let data = synthetic(5, 64, 8, 3);
     let model = Mlp::new(
         gpu,
@@ -128,7 +130,7 @@ fn steady_state_steps_allocate_nothing() {
     let mut optimizer = Optimizer::new(gpu, &model.params(), adagrad(0.01)).unwrap();
     let params = model.params();
     let mut tape = Tape::new(gpu);
-    let mut allocations = Vec::new();
+    let (mut allocations, mut bind_groups) = (Vec::new(), Vec::new());
     for step in 0..5 {
         let (x, y) = data.gather(&(step * 8..step * 8 + 8).collect::<Vec<_>>());
         let xt = tape.input(&x, &[8, 8]).unwrap();
@@ -139,10 +141,18 @@ fn steady_state_steps_allocate_nothing() {
             .unwrap();
         tape.reset();
         allocations.push(tape.allocations());
+        bind_groups.push(gpu.bind_groups_created());
     }
     assert!(allocations[0] > 0);
     assert!(
         allocations[1..].iter().all(|&a| a == allocations[0]),
         "pool allocations per step: {allocations:?}"
+    );
+    // The pool hands a size class's buffers out last-in first-out, so steps alternate
+    // between two assignments of buffers to tensors: two steps make every bind group.
+    assert!(bind_groups[0] > 0);
+    assert!(
+        bind_groups[2..].iter().all(|&b| b == bind_groups[1]),
+        "bind groups created by the end of each step: {bind_groups:?}"
     );
 }

@@ -435,6 +435,9 @@ pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
         weight_decay: 0.01,
         decoupled: true,
     };
+    let one = gpu.upload("values", &[1.0f32, 1.0, 1.0, 0.0]);
+    let values = gpu.upload("values", &[1.0f32, 0.1, 0.001, 0.0]);
+    let (one1, one2) = (one.clone(), one);
     let (p1, s11, g1, p2, s12, g2) = (
         p.clone(),
         s1.clone(),
@@ -450,7 +453,7 @@ pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             n,
             20.0,
             Box::new(move |gpu| {
-                gpu.run(|pass| optim::sgd(gpu, pass, &p1, &s11, &g1, n, &sgd, None))
+                gpu.run(|pass| optim::sgd(gpu, pass, &p1, &s11, &g1, &one1, n, &sgd, None))
             }),
         ),
         memory_case(
@@ -459,7 +462,7 @@ pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             n,
             20.0,
             Box::new(move |gpu| {
-                gpu.run(|pass| optim::adagrad(gpu, pass, &p2, &s12, &g2, n, &ada, None))
+                gpu.run(|pass| optim::adagrad(gpu, pass, &p2, &s12, &g2, &one2, n, &ada, None))
             }),
         ),
         memory_case(
@@ -468,7 +471,7 @@ pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             n,
             28.0,
             Box::new(move |gpu| {
-                gpu.run(|pass| optim::adam(gpu, pass, &p, &s1, &s2, &g, n, &adam, 1, None))
+                gpu.run(|pass| optim::adam(gpu, pass, &p, &s1, &s2, &g, &values, n, &adam, None))
             }),
         ),
     ]

@@ -5,7 +5,20 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::bind_groups::BindGroupCache;
 use super::error::{Error, Result};
+
+/// Most bind groups kept for reuse.
+const BIND_GROUP_CACHE_ENTRIES: usize = 1 << 16;
+/// Most bytes of buffers the cached bind groups may keep alive (see `gpu::bind_groups`).
+const BIND_GROUP_CACHE_BYTES: u64 = 4 << 30;
+
+fn bind_group_cache() -> Mutex<BindGroupCache> {
+    Mutex::new(BindGroupCache::new(
+        BIND_GROUP_CACHE_ENTRIES,
+        BIND_GROUP_CACHE_BYTES,
+    ))
+}
 
 /// Which graphics API to open the device with (`--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,10 +64,17 @@ pub struct GpuOptions {
     pub backend: Option<BackendChoice>,
     /// Only consider adapters whose name contains this (case-insensitive).
     pub adapter: Option<String>,
+    /// Build shaders with wgpu's runtime checks (bounds clamping, guarded integer
+    /// division, bounded loops). Off by default: every launcher checks its sizes before it
+    /// records a dispatch, which is what keeps each index a kernel forms in range. On for
+    /// debugging a kernel (`--checked-shaders`); results must not differ.
+    pub checked_shaders: bool,
 }
 
 /// Optional device features rezero asks for when the adapter has them.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     .union(wgpu::Features::SHADER_F16)
     .union(wgpu::Features::SUBGROUP);
 
@@ -77,12 +97,16 @@ pub struct Gpu {
     pub(crate) pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// Uniform buffers by content, shared by dispatches with the same parameters.
     pub(crate) uniforms: Mutex<HashMap<Vec<u8>, wgpu::Buffer>>,
+    /// Bind groups by (pipeline, uniform, buffers), reused by repeated dispatches.
+    pub(crate) bind_groups: Mutex<BindGroupCache>,
     /// Kernel variant chosen by measurement, per tuning key (see `kernels::matmul`).
     tuned: Mutex<HashMap<String, &'static str>>,
     /// Validation errors the device reported outside an error scope (own devices only).
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Workgroup size of the one-workgroup-a-row kernels (softmax, layernorm, ...).
     row_workgroup: AtomicU32,
+    /// Whether shader modules keep wgpu's runtime checks (see `GpuOptions::checked_shaders`).
+    checked_shaders: bool,
 }
 
 impl fmt::Debug for Gpu {
@@ -203,8 +227,10 @@ impl Gpu {
             info,
             pipelines: Mutex::new(HashMap::new()),
             uniforms: Mutex::new(HashMap::new()),
+            bind_groups: bind_group_cache(),
             tuned: Mutex::new(HashMap::new()),
             uncaptured,
+            checked_shaders: options.checked_shaders,
         })
     }
 
@@ -216,11 +242,54 @@ impl Gpu {
             queue,
             pipelines: Mutex::new(HashMap::new()),
             uniforms: Mutex::new(HashMap::new()),
+            bind_groups: bind_group_cache(),
             tuned: Mutex::new(HashMap::new()),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
             row_workgroup: AtomicU32::new(default_row_workgroup(&info)),
             info,
+            checked_shaders: false,
         }
+    }
+
+    /// Builds this `Gpu`'s shaders with wgpu's runtime checks on or off (off by default;
+    /// see [`GpuOptions::checked_shaders`]). Call before the first dispatch.
+    pub fn with_checked_shaders(mut self, checked: bool) -> Gpu {
+        self.checked_shaders = checked;
+        self.pipelines.get_mut().unwrap().clear();
+        self
+    }
+
+    /// Forgets every cached bind group, releasing the buffers they kept alive. Call it
+    /// after dropping buffers that were bound to rezero kernels if their memory must be
+    /// freed now (otherwise the cache's bounds release it in time).
+    pub fn clear_bind_groups(&self) {
+        self.bind_groups.lock().unwrap().clear();
+    }
+
+    /// How many bind groups this `Gpu` has created (a steady training step adds none).
+    pub fn bind_groups_created(&self) -> u64 {
+        self.bind_groups.lock().unwrap().created()
+    }
+
+    /// Bind groups cached now, and the bytes of the distinct buffers they keep alive.
+    pub fn bind_groups_cached(&self) -> (usize, u64) {
+        let cache = self.bind_groups.lock().unwrap();
+        (cache.len(), cache.held_bytes())
+    }
+
+    /// Bounds the bind-group cache (defaults: 65,536 entries, 4 GiB of buffers held);
+    /// the least recently used entries go first. A device with little memory, or a
+    /// program that binds many short-lived buffers, may want a smaller byte bound.
+    pub fn set_bind_group_cache_limits(&self, max_entries: usize, max_bytes: u64) {
+        self.bind_groups
+            .lock()
+            .unwrap()
+            .set_limits(max_entries, max_bytes);
+    }
+
+    /// Whether this `Gpu` builds its shaders with wgpu's runtime checks.
+    pub fn checked_shaders(&self) -> bool {
+        self.checked_shaders
     }
 
     /// Adapter name, backend, driver and device type.

@@ -1,5 +1,6 @@
 //! GPU context: device selection, buffers and readback, the pipeline cache, errors.
 
+mod bind_groups;
 mod buffers;
 mod context;
 mod error;

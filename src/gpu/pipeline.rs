@@ -3,6 +3,7 @@
 
 use wgpu::util::DeviceExt;
 
+use super::bind_groups::BindKey;
 use super::context::{Gpu, PipelineKey};
 use super::error::{Error, Result};
 
@@ -59,12 +60,22 @@ impl Gpu {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.shader.name),
-                source: wgpu::ShaderSource::Wgsl(kernel.shader.wgsl.into()),
-            });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.shader.name),
+            source: wgpu::ShaderSource::Wgsl(kernel.shader.wgsl.into()),
+        };
+        let checks = if self.checked_shaders() {
+            wgpu::ShaderRuntimeChecks::checked()
+        } else {
+            wgpu::ShaderRuntimeChecks::unchecked()
+        };
+        // SAFETY: without runtime checks a shader may not index out of bounds, divide by
+        // zero or loop forever. Every launcher in `kernels` validates its buffer lengths
+        // and dimensions (all nonzero) before it records a dispatch, and each kernel only
+        // forms indices below the lengths so validated; its loops are bounded by those
+        // dimensions. `tests/checked_modes.rs` runs every kernel family at edge sizes both
+        // ways and requires identical results.
+        let module = unsafe { self.device.create_shader_module_trusted(desc, checks) };
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -194,25 +205,38 @@ impl Gpu {
         }
         let pipeline = self.pipeline(kernel)?;
         let uniform = self.uniform(bytemuck::bytes_of(params));
+        let key = BindKey {
+            pipeline: pipeline.clone(),
+            uniform,
+            buffers: buffers.iter().map(|&(i, b)| (i, b.clone())).collect(),
+        };
+        let bind_group = self
+            .bind_groups
+            .lock()
+            .unwrap()
+            .get_or_make(key, |key| self.make_bind_group(kernel.entry, key));
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        Ok(())
+    }
+
+    fn make_bind_group(&self, label: &str, key: &BindKey) -> wgpu::BindGroup {
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: uniform.as_entire_binding(),
+            resource: key.uniform.as_entire_binding(),
         }];
-        for (binding, b) in buffers {
+        for (binding, b) in &key.buffers {
             entries.push(wgpu::BindGroupEntry {
                 binding: *binding,
                 resource: b.as_entire_binding(),
             });
         }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel.entry),
-            layout: &pipeline.get_bind_group_layout(0),
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &key.pipeline.get_bind_group_layout(0),
             entries: &entries,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        Ok(())
+        })
     }
 
     /// Runs `record` in a fresh encoder and compute pass, submits it and waits.

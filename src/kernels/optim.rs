@@ -20,8 +20,8 @@ struct Params {
     beta1: f32,
     beta2: f32,
     eps: f32,
-    bias_correction1: f32,
-    bias_correction2: f32,
+    _unused0: f32,
+    _unused1: f32,
     clip: f32,
     _pad: u32,
 }
@@ -84,8 +84,36 @@ fn check_common(lr: f32, weight_decay: f32) -> Result<()> {
     Ok(())
 }
 
+/// The four values an update reads from its `step_values` buffer: the factor the base
+/// learning rate is multiplied by this step (a schedule's; 1 for none), and for Adam (its
+/// `betas`, β1 and β2) the bias corrections 1 − β1^t and 1 − β2^t of step `step`
+/// (counted from 1). Write them
+/// with `Gpu::write` before the step's work is submitted, and only once the previous
+/// step's work has been (a queue write lands before the next submission).
+pub fn step_values(lr_factor: f32, betas: Option<(f32, f32)>, step: u32) -> Result<[f32; 4]> {
+    if !(lr_factor >= 0.0 && lr_factor.is_finite()) {
+        return Err(invalid(
+            "learning-rate factor",
+            lr_factor,
+            "must be a finite number >= 0",
+        ));
+    }
+    let Some((beta1, beta2)) = betas else {
+        return Ok([lr_factor, 1.0, 1.0, 0.0]);
+    };
+    if step == 0 {
+        return Err(Error::Invalid {
+            what: "adam step".into(),
+            why: "steps count from 1".into(),
+        });
+    }
+    let correction = |beta: f32| 1.0 - beta.powi(step.min(i32::MAX as u32) as i32);
+    Ok([lr_factor, correction(beta1), correction(beta2), 0.0])
+}
+
 /// Binds param, state1, grad, the clipping norm (grad itself when there is none: unread),
-/// then state2 if the method has one.
+/// the step values, then state2 if the method has one.
+#[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
@@ -93,9 +121,11 @@ fn launch(
     params: &mut Params,
     [param, state1, grad]: [&wgpu::Buffer; 3],
     state2: Option<&wgpu::Buffer>,
+    values: &wgpu::Buffer,
     clip: Option<Clip>,
 ) -> Result<()> {
     check_nonempty(entry, &[("n", params.n)])?;
+    check_len(entry, "step_values [4]", values, 4)?;
     for b in [param, state1, grad].iter().chain(state2.as_ref()) {
         check_len(entry, "[n]", b, params.n as u64)?;
     }
@@ -114,7 +144,7 @@ fn launch(
         }
         None => grad,
     };
-    let mut buffers = vec![param, state1, grad, norm_sq];
+    let mut buffers = vec![param, state1, grad, norm_sq, values];
     buffers.extend(state2);
     gpu.dispatch(
         pass,
@@ -125,7 +155,8 @@ fn launch(
     )
 }
 
-/// One SGD step, optionally clipped. param, velocity, grad: [n]
+/// One SGD step at learning rate `h.lr` × `values[0]`, optionally clipped.
+/// param, velocity, grad: [n]; values: [4], see [`step_values`].
 #[allow(clippy::too_many_arguments)]
 pub fn sgd(
     gpu: &Gpu,
@@ -133,6 +164,7 @@ pub fn sgd(
     param: &wgpu::Buffer,
     velocity: &wgpu::Buffer,
     grad: &wgpu::Buffer,
+    values: &wgpu::Buffer,
     n: u32,
     h: &Sgd,
     clip: Option<Clip>,
@@ -155,11 +187,13 @@ pub fn sgd(
         &mut params,
         [param, velocity, grad],
         None,
+        values,
         clip,
     )
 }
 
-/// One Adagrad step, optionally clipped. param, sum_sq, grad: [n]
+/// One Adagrad step at learning rate `h.lr` × `values[0]`, optionally clipped.
+/// param, sum_sq, grad: [n]; values: [4], see [`step_values`].
 #[allow(clippy::too_many_arguments)]
 pub fn adagrad(
     gpu: &Gpu,
@@ -167,6 +201,7 @@ pub fn adagrad(
     param: &wgpu::Buffer,
     sum_sq: &wgpu::Buffer,
     grad: &wgpu::Buffer,
+    values: &wgpu::Buffer,
     n: u32,
     h: &Adagrad,
     clip: Option<Clip>,
@@ -189,11 +224,14 @@ pub fn adagrad(
         &mut params,
         [param, sum_sq, grad],
         None,
+        values,
         clip,
     )
 }
 
-/// Adam step number `step` (1 for the first), optionally clipped. param, m, v, grad: [n]
+/// One Adam step at learning rate `h.lr` × `values[0]` with the bias corrections in
+/// `values[1..3]`, optionally clipped. param, m, v, grad: [n]; values: [4], see
+/// [`step_values`].
 #[allow(clippy::too_many_arguments)]
 pub fn adam(
     gpu: &Gpu,
@@ -202,9 +240,9 @@ pub fn adam(
     m: &wgpu::Buffer,
     v: &wgpu::Buffer,
     grad: &wgpu::Buffer,
+    values: &wgpu::Buffer,
     n: u32,
     h: &Adam,
-    step: u32,
     clip: Option<Clip>,
 ) -> Result<()> {
     check_common(h.lr, h.weight_decay)?;
@@ -216,12 +254,6 @@ pub fn adam(
     if h.eps.is_nan() || h.eps <= 0.0 {
         return Err(invalid("eps", h.eps, "must be > 0"));
     }
-    if step == 0 {
-        return Err(Error::Invalid {
-            what: "adam step".into(),
-            why: "steps count from 1".into(),
-        });
-    }
     let mut params = Params {
         n,
         decoupled: h.decoupled as u32,
@@ -230,8 +262,6 @@ pub fn adam(
         beta1: h.beta1,
         beta2: h.beta2,
         eps: h.eps,
-        bias_correction1: 1.0 - h.beta1.powi(step as i32),
-        bias_correction2: 1.0 - h.beta2.powi(step as i32),
         ..Default::default()
     };
     launch(
@@ -241,6 +271,7 @@ pub fn adam(
         &mut params,
         [param, m, grad],
         Some(v),
+        values,
         clip,
     )
 }

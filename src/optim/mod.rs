@@ -75,6 +75,9 @@ pub struct Optimizer {
     step: u64,
     /// [1]: the squared global gradient norm when clipping.
     norm_sq: wgpu::Buffer,
+    /// [4]: this step's learning-rate factor and bias corrections (`k::step_values`),
+    /// written before each step so that the update's uniforms never change.
+    step_values: wgpu::Buffer,
     scratch: wgpu::Buffer,
 }
 
@@ -101,6 +104,7 @@ impl Optimizer {
             lens: params.iter().map(|p| p.len()).collect(),
             step: 0,
             norm_sq: gpu.zeroed_f32("grad norm²", 1),
+            step_values: gpu.zeroed_f32("optimizer step values", 4),
             scratch: gpu.zeroed_f32("grad norm scratch", reduce::REDUCE_SCRATCH_LEN),
         })
     }
@@ -178,7 +182,9 @@ impl Optimizer {
     }
 
     /// Records one update of every parameter into `pass` (after clipping, if asked) and
-    /// then zeroes their gradients.
+    /// then zeroes their gradients. The step's learning rate goes to the GPU by a queue
+    /// write, which lands before the next submission: submit the previous step's work
+    /// before calling this again.
     pub fn step(
         &mut self,
         gpu: &Gpu,
@@ -189,10 +195,9 @@ impl Optimizer {
         if self.config.clip.is_some() {
             self.record_norm(gpu, pass, params)?;
         }
-        let lr = self.lr();
-        self.step += 1;
+        self.advance(gpu)?;
         for (i, p) in params.iter().enumerate() {
-            self.update(gpu, pass, i, p, lr)?;
+            self.update(gpu, pass, i, p)?;
         }
         Ok(())
     }
@@ -205,11 +210,25 @@ impl Optimizer {
         if self.config.clip.is_some() {
             tape.record(|gpu, pass| self.record_norm(gpu, pass, params))?;
         }
-        let lr = self.lr();
-        self.step += 1;
+        // Work recorded before may still read last step's values: submit it first.
+        tape.flush();
+        self.advance(tape.gpu())?;
         for (i, p) in params.iter().enumerate() {
-            tape.record(|gpu, pass| self.update(gpu, pass, i, p, lr))?;
+            tape.record(|gpu, pass| self.update(gpu, pass, i, p))?;
         }
+        Ok(())
+    }
+
+    /// Counts the step and writes its learning-rate factor and bias corrections.
+    fn advance(&mut self, gpu: &Gpu) -> Result<()> {
+        let factor = self.config.schedule.factor(self.step);
+        self.step += 1;
+        let betas = match self.config.method {
+            Method::Adam { beta1, beta2, .. } => Some((beta1, beta2)),
+            _ => None,
+        };
+        let step = self.step.min(u32::MAX as u64) as u32;
+        gpu.write(&self.step_values, &k::step_values(factor, betas, step)?);
         Ok(())
     }
 
@@ -261,8 +280,9 @@ impl Optimizer {
         pass: &mut wgpu::ComputePass<'_>,
         i: usize,
         p: &Param,
-        lr: f32,
     ) -> Result<()> {
+        let lr = self.config.lr;
+        let values = &self.step_values;
         let clip = self.config.clip.map(|max_norm| Clip {
             norm_sq: &self.norm_sq,
             max_norm,
@@ -281,6 +301,7 @@ impl Optimizer {
                 &p.value,
                 s1,
                 &p.grad,
+                values,
                 n,
                 &k::Sgd {
                     lr,
@@ -295,6 +316,7 @@ impl Optimizer {
                 &p.value,
                 s1,
                 &p.grad,
+                values,
                 n,
                 &k::Adagrad {
                     lr,
@@ -318,18 +340,7 @@ impl Optimizer {
                     decoupled,
                 };
                 let s2 = s2.as_ref().expect("Adam state has two buffers");
-                k::adam(
-                    gpu,
-                    pass,
-                    &p.value,
-                    s1,
-                    s2,
-                    &p.grad,
-                    n,
-                    &h,
-                    self.step as u32,
-                    clip,
-                )?
+                k::adam(gpu, pass, &p.value, s1, s2, &p.grad, values, n, &h, clip)?
             }
         }
         elementwise::fill(gpu, pass, &p.grad, 0.0, n)

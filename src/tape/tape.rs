@@ -452,8 +452,11 @@ impl<'g> Tape<'g> {
 }
 
 impl Drop for Tape<'_> {
+    /// Submits what is recorded; the device's bind-group cache holds the pool's buffers
+    /// alive, so it lets them go.
     fn drop(&mut self) {
         self.flush();
+        self.gpu.clear_bind_groups();
     }
 }
 

@@ -37,6 +37,9 @@ struct Cli {
     /// Use the first adapter whose name contains this text (see `rezero info`).
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Build shaders with wgpu's runtime bounds checks (slower; for debugging a kernel).
+    #[arg(long, global = true)]
+    checked_shaders: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +72,7 @@ fn open_gpu(cli: &Cli) -> Result<Gpu> {
     Gpu::new(&GpuOptions {
         backend,
         adapter: cli.adapter.clone(),
+        checked_shaders: cli.checked_shaders,
     })
 }
 
