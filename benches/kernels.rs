@@ -45,8 +45,8 @@ fn matmul(c: &mut Criterion) {
         });
         for variant in [
             MatmulVariant::Tiled,
-            MatmulVariant::Reg4x4,
             MatmulVariant::Reg8x4,
+            MatmulVariant::Blocked(rezero::kernels::matmul::Block::LARGE),
         ] {
             let case = bench::matmul_case(&gpu, size, size, size, variant).unwrap();
             g.bench_function(case.variant.clone(), |b| b.iter(|| case.run(&gpu).unwrap()));

@@ -1,6 +1,8 @@
 // Matrix multiply: C[b] = op(A[b]) · op(B[b]) (+ bias) (+ C), op = identity or transpose.
-// Three variants: naive (the reference), tiled in workgroup memory (for real GPUs), and
-// register-blocked with vec4 loads and no barriers (for software Vulkan).
+// Four variants: naive (the reference), tiled in workgroup memory, register-blocked 8x4
+// with vec4 loads and no barriers (for software Vulkan), and blocked (the established GPU
+// design: big register tiles over double-buffered workgroup slabs). Compiled after the
+// tile prelude (shaders/tile.wgsl).
 
 struct Params {
     m: u32,            // rows of C
@@ -74,11 +76,8 @@ fn matmul_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // ---- tiled: BM x BN tile of C per workgroup, 4x4 per invocation, BK-deep slabs of A
-// and B staged in workgroup memory ((BM + BN) * BK * 4 bytes, checked in Rust) ----
-
-override BM: u32 = 64u;
-override BN: u32 = 64u;
-override BK: u32 = 16u;
+// and B staged in workgroup memory ((BM + BN) * BK * 4 bytes, checked in Rust); BM, BN
+// and BK are the override constants of the tile prelude ----
 
 // a_tile: [BK, BM], b_tile: [BK, BN]
 var<workgroup> a_tile: array<f32, BM * BK>;
@@ -148,84 +147,14 @@ fn matmul_tiled(
     }
 }
 
-// ---- register-blocked: 4x4 of C per invocation, operands read as vec4 straight from
-// storage, no workgroup memory and no barriers. Needs the contiguous dimension of each
-// operand and the batch strides to be multiples of 4 (checked in Rust). ----
-
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+// ---- register-blocked 8x4: 8x4 of C per invocation, operands read as vec4 straight from
+// storage, no workgroup memory and no barriers (what software Vulkan wants). Needs the
+// contiguous dimension of each operand and the batch strides to be multiples of 4 (checked
+// in Rust). ----
 
 // a4, b4: the same buffers as a and b, viewed as vec4
 @group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> b4: array<vec4<f32>>;
-
-@compute @workgroup_size(16, 16)
-fn matmul_reg4x4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let col0 = gid.x * 4u;
-    let row0 = gid.y * 4u;
-    let bat = gid.z;
-    if (row0 >= p.m || col0 >= p.n) {
-        return;
-    }
-    let base_a = bat * p.stride_a;
-    let base_b = bat * p.stride_b;
-    // Rows (of A) and columns (of B) past the edge are clamped; their sums are not stored.
-    let last_m = p.m - 1u;
-    let last_n = p.n - 1u;
-    var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
-        // av[i]: row i of the 4x4 block of A (4 k's); bv[kk]: row kk of the block of B.
-        var av: array<vec4<f32>, 4>;
-        var bv: array<vec4<f32>, 4>;
-        if (TRANS_A) {
-            // A stored [k, m]: one vec4 covers 4 rows at one k.
-            var at: array<vec4<f32>, 4>;
-            for (var kk = 0u; kk < 4u; kk++) {
-                if (k0 + kk < p.k) {
-                    at[kk] = a4[(base_a + (k0 + kk) * p.m + row0) / 4u];
-                }
-            }
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = vec4<f32>(at[0][i], at[1][i], at[2][i], at[3][i]);
-            }
-        } else {
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = a4[(base_a + min(row0 + i, last_m) * p.k + k0) / 4u];
-            }
-        }
-        if (TRANS_B) {
-            // B stored [n, k]: one vec4 covers 4 k's of one column.
-            var bt: array<vec4<f32>, 4>;
-            for (var j = 0u; j < 4u; j++) {
-                bt[j] = b4[(base_b + min(col0 + j, last_n) * p.k + k0) / 4u];
-            }
-            for (var kk = 0u; kk < 4u; kk++) {
-                bv[kk] = vec4<f32>(bt[0][kk], bt[1][kk], bt[2][kk], bt[3][kk]);
-            }
-        } else {
-            for (var kk = 0u; kk < 4u; kk++) {
-                if (k0 + kk < p.k) {
-                    bv[kk] = b4[(base_b + (k0 + kk) * p.n + col0) / 4u];
-                }
-            }
-        }
-        for (var i = 0u; i < 4u; i++) {
-            acc[i] += av[i].x * bv[0] + av[i].y * bv[1] + av[i].z * bv[2] + av[i].w * bv[3];
-        }
-    }
-    for (var i = 0u; i < 4u; i++) {
-        let row = row0 + i;
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + j;
-            if (row < p.m && col < p.n) {
-                store_c(bat, row, col, acc[i][j]);
-            }
-        }
-    }
-}
-
-// ---- register-blocked 8x4: as reg4x4 with 8 rows of C per invocation, so each B load
-// feeds twice the multiply-adds. Same alignment rules as reg4x4. ----
 
 @compute @workgroup_size(16, 16)
 fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -237,6 +166,7 @@ fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let base_a = bat * p.stride_a;
     let base_b = bat * p.stride_b;
+    // Rows (of A) and columns (of B) past the edge are clamped; their sums are not stored.
     let last_m = p.m - 1u;
     let last_n = p.n - 1u;
     var acc: array<vec4<f32>, 8>;
@@ -287,6 +217,249 @@ fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (row < p.m && col < p.n) {
                 store_c(bat, row, col, acc[i][j]);
             }
+        }
+    }
+}
+
+// ---- blocked: the established GPU design. A BM x BN tile of C per workgroup, walked in
+// BK-deep slabs that are double-buffered in workgroup memory, A stored transposed
+// ([BK, BM]) so that the inner loop reads both operands as vec4. Each invocation holds a
+// TM x TN block of C in registers (TM, TN in {4, 8}): rows ty*4 + i*(4*BM/TM) and
+// columns tx*4 + j*(4*BN/TN), so that neighbouring invocations read neighbouring vec4s.
+// While one slab is multiplied, the next is loaded from memory into registers and then
+// stored into the other buffer: one barrier per slab. Workgroup memory
+// 2*BK*(BM + BN)*4 bytes; the launcher checks it, the invocation count and that each
+// invocation stages at most 8 quads of each operand per slab.
+//
+// A "quad" is 4 elements that are consecutive in an operand's stored layout. Two entry
+// points differ only in how quads reach memory: `matmul_blocked` reads and writes single
+// floats (any shape), `matmul_blocked_vec4` whole vec4s (each operand's contiguous
+// dimension, C's columns and every batch stride multiples of 4, checked in Rust). The
+// tile sizes, slab buffers and the register-blocked multiply are the tile prelude's
+// (shaders/tile.wgsl). ----
+
+// c4: the same buffer as c, viewed as vec4
+@group(0) @binding(1) var<storage, read_write> c4: array<vec4<f32>>;
+
+// Where quad q of A's slab starts within the tile: (row, k). Its elements run along k
+// when A is stored [m, k], along rows when stored [k, m].
+fn a_quad(q: u32) -> vec2<u32> {
+    if (TRANS_A) {
+        return vec2<u32>(4u * (q % (BM / 4u)), q / (BM / 4u));
+    }
+    return vec2<u32>(q / (BK / 4u), 4u * (q % (BK / 4u)));
+}
+
+// Where quad q of B's slab starts: (k, column). Its elements run along columns when B is
+// stored [k, n], along k when stored [n, k].
+fn b_quad(q: u32) -> vec2<u32> {
+    if (TRANS_B) {
+        return vec2<u32>(4u * (q % (BK / 4u)), q / (BK / 4u));
+    }
+    return vec2<u32>(q / (BN / 4u), 4u * (q % (BN / 4u)));
+}
+
+// Element offset of A's (row, kk) and B's (kk, col) within their batch.
+fn a_offset(row: u32, kk: u32) -> u32 {
+    return select(row * p.k + kk, kk * p.m + row, TRANS_A);
+}
+
+fn b_offset(kk: u32, col: u32) -> u32 {
+    return select(kk * p.n + col, col * p.k + kk, TRANS_B);
+}
+
+// Quad q of A's slab at depth k0 of the tile from row0, zero outside A: one float at a time.
+fn fetch_a_scalar(base: u32, row0: u32, k0: u32, q: u32) -> vec4<f32> {
+    let at = a_quad(q);
+    var v = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        let row = row0 + at.x + select(0u, e, TRANS_A);
+        let kk = k0 + at.y + select(e, 0u, TRANS_A);
+        if (row < p.m && kk < p.k) {
+            v[e] = a[base + a_offset(row, kk)];
+        }
+    }
+    return v;
+}
+
+fn fetch_b_scalar(base: u32, col0: u32, k0: u32, q: u32) -> vec4<f32> {
+    let at = b_quad(q);
+    var v = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        let kk = k0 + at.x + select(0u, e, TRANS_B);
+        let col = col0 + at.y + select(e, 0u, TRANS_B);
+        if (kk < p.k && col < p.n) {
+            v[e] = b[base + b_offset(kk, col)];
+        }
+    }
+    return v;
+}
+
+// The same quads as one vec4 load each: a quad starts at a multiple of 4 along a
+// dimension whose length is a multiple of 4, so it lies wholly inside or wholly outside.
+fn fetch_a_vec4(base: u32, row0: u32, k0: u32, q: u32) -> vec4<f32> {
+    let at = a_quad(q);
+    if (row0 + at.x < p.m && k0 + at.y < p.k) {
+        return a4[(base + a_offset(row0 + at.x, k0 + at.y)) / 4u];
+    }
+    return vec4<f32>(0.0);
+}
+
+fn fetch_b_vec4(base: u32, col0: u32, k0: u32, q: u32) -> vec4<f32> {
+    let at = b_quad(q);
+    if (k0 + at.x < p.k && col0 + at.y < p.n) {
+        return b4[(base + b_offset(k0 + at.x, col0 + at.y)) / 4u];
+    }
+    return vec4<f32>(0.0);
+}
+
+// Stores quad q of A into slab buffer `buf`, transposed: sa[buf][k][row]. Quads past
+// the slab (when it has fewer quads than the workgroup has invocations) are skipped.
+fn stage_a(buf: u32, q: u32, v: vec4<f32>) {
+    if (q >= BM * BK / 4u) {
+        return;
+    }
+    let at = a_quad(q);
+    let slab = buf * BK;
+    if (TRANS_A) {
+        sa[((slab + at.y) * BM + at.x) / 4u] = v;
+        return;
+    }
+    for (var e = 0u; e < 4u; e++) {
+        sa[((slab + at.y + e) * BM + at.x) / 4u][at.x % 4u] = v[e];
+    }
+}
+
+// Stores quad q of B into slab buffer `buf`: sb[buf][k][col].
+fn stage_b(buf: u32, q: u32, v: vec4<f32>) {
+    if (q >= BN * BK / 4u) {
+        return;
+    }
+    let at = b_quad(q);
+    let slab = buf * BK;
+    if (!TRANS_B) {
+        sb[((slab + at.x) * BN + at.y) / 4u] = v;
+        return;
+    }
+    for (var e = 0u; e < 4u; e++) {
+        sb[((slab + at.x + e) * BN + at.y) / 4u][at.y % 4u] = v[e];
+    }
+}
+
+// Quads of A and B each invocation stages per slab.
+fn quads_a() -> u32 {
+    return (BM * BK / 4u + blocked_threads() - 1u) / blocked_threads();
+}
+
+fn quads_b() -> u32 {
+    return (BN * BK / 4u + blocked_threads() - 1u) / blocked_threads();
+}
+
+@compute @workgroup_size(BN / TN, BM / TM)
+fn matmul_blocked(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let tid = lid.y * (BN / TN) + lid.x;
+    let threads = blocked_threads();
+    let row0 = wg.y * BM;
+    let col0 = wg.x * BN;
+    let base_a = wg.z * p.stride_a;
+    let base_b = wg.z * p.stride_b;
+    var acc: array<vec4<f32>, 16>;
+    var ra: array<vec4<f32>, 8>;
+    var rb: array<vec4<f32>, 8>;
+    for (var l = 0u; l < quads_a(); l++) {
+        stage_a(0u, tid + l * threads, fetch_a_scalar(base_a, row0, 0u, tid + l * threads));
+    }
+    for (var l = 0u; l < quads_b(); l++) {
+        stage_b(0u, tid + l * threads, fetch_b_scalar(base_b, col0, 0u, tid + l * threads));
+    }
+    workgroupBarrier();
+    let slabs = (p.k + BK - 1u) / BK;
+    for (var s = 0u; s < slabs; s++) {
+        let next = s + 1u < slabs;
+        if (next) {
+            for (var l = 0u; l < quads_a(); l++) {
+                ra[l] = fetch_a_scalar(base_a, row0, (s + 1u) * BK, tid + l * threads);
+            }
+            for (var l = 0u; l < quads_b(); l++) {
+                rb[l] = fetch_b_scalar(base_b, col0, (s + 1u) * BK, tid + l * threads);
+            }
+        }
+        multiply_slab(s % 2u, lid, &acc);
+        if (next) {
+            for (var l = 0u; l < quads_a(); l++) {
+                stage_a((s + 1u) % 2u, tid + l * threads, ra[l]);
+            }
+            for (var l = 0u; l < quads_b(); l++) {
+                stage_b((s + 1u) % 2u, tid + l * threads, rb[l]);
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var v = 0u; v < TM * TN / 4u; v++) {
+        let at = acc_position(v, lid);
+        for (var e = 0u; e < 4u; e++) {
+            if (row0 + at.x < p.m && col0 + at.y + e < p.n) {
+                store_c(wg.z, row0 + at.x, col0 + at.y + e, acc[v][e]);
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(BN / TN, BM / TM)
+fn matmul_blocked_vec4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let tid = lid.y * (BN / TN) + lid.x;
+    let threads = blocked_threads();
+    let row0 = wg.y * BM;
+    let col0 = wg.x * BN;
+    let base_a = wg.z * p.stride_a;
+    let base_b = wg.z * p.stride_b;
+    var acc: array<vec4<f32>, 16>;
+    var ra: array<vec4<f32>, 8>;
+    var rb: array<vec4<f32>, 8>;
+    for (var l = 0u; l < quads_a(); l++) {
+        stage_a(0u, tid + l * threads, fetch_a_vec4(base_a, row0, 0u, tid + l * threads));
+    }
+    for (var l = 0u; l < quads_b(); l++) {
+        stage_b(0u, tid + l * threads, fetch_b_vec4(base_b, col0, 0u, tid + l * threads));
+    }
+    workgroupBarrier();
+    let slabs = (p.k + BK - 1u) / BK;
+    for (var s = 0u; s < slabs; s++) {
+        let next = s + 1u < slabs;
+        if (next) {
+            for (var l = 0u; l < quads_a(); l++) {
+                ra[l] = fetch_a_vec4(base_a, row0, (s + 1u) * BK, tid + l * threads);
+            }
+            for (var l = 0u; l < quads_b(); l++) {
+                rb[l] = fetch_b_vec4(base_b, col0, (s + 1u) * BK, tid + l * threads);
+            }
+        }
+        multiply_slab(s % 2u, lid, &acc);
+        if (next) {
+            for (var l = 0u; l < quads_a(); l++) {
+                stage_a((s + 1u) % 2u, tid + l * threads, ra[l]);
+            }
+            for (var l = 0u; l < quads_b(); l++) {
+                stage_b((s + 1u) % 2u, tid + l * threads, rb[l]);
+            }
+        }
+        workgroupBarrier();
+    }
+    // C's columns are a multiple of 4: a vec4 of C is wholly inside or outside.
+    for (var v = 0u; v < TM * TN / 4u; v++) {
+        let at = acc_position(v, lid);
+        let row = row0 + at.x;
+        let col = col0 + at.y;
+        if (row < p.m && col < p.n) {
+            let idx = (wg.z * p.stride_c + row * p.n + col) / 4u;
+            var value = acc[v];
+            if (p.has_bias == 1u) {
+                value += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
+            }
+            if (p.accumulate == 1u) {
+                value += c4[idx];
+            }
+            c4[idx] = value;
         }
     }
 }

@@ -3,7 +3,53 @@
 
 mod common;
 
-use common::cli::{rezero, temp_dir, text, tiny_dataset};
+use common::cli::{rezero, temp_cache, temp_dir, text, tiny_dataset};
+
+#[test]
+fn tune_measures_records_and_saves_the_table() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("tune");
+    let saved = dir.join("saved.tuning");
+    let out = rezero(&[
+        "tune",
+        "--sizes",
+        "32,20x36x12:nt",
+        "--save",
+        saved.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    // Each shape lists its candidates, one of them marked the winner.
+    for key in ["matmul/nn/v4/m32/n32/k32/b1", "matmul/nt/v4/m32/n64/k16/b1"] {
+        let rows: Vec<_> = stdout.lines().filter(|l| l.contains(key)).collect();
+        assert!(rows.len() >= 2, "{key}: {stdout}");
+        assert_eq!(
+            rows.iter().filter(|l| l.ends_with(" *")).count(),
+            1,
+            "{stdout}"
+        );
+    }
+    // The table went to the cache directory (this test's XDG_CACHE_HOME) and to --save.
+    let table = std::fs::read_to_string(&saved).unwrap();
+    assert!(table.starts_with("rezero tuning 1\nadapter\t"), "{table}");
+    assert!(table.contains("matmul/nt/v4/m32/n64/k16/b1\t"), "{table}");
+    let cached: Vec<_> = std::fs::read_dir(temp_cache().join("rezero"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        cached
+            .iter()
+            .any(|t| t.contains("matmul/nn/v4/m32/n32/k32/b1"))
+    );
+    // A bad layout is a clear error.
+    let out = rezero(&["tune", "--sizes", "8x8x8:xy"]);
+    assert!(
+        !out.status.success() && text(&out).contains("nn, nt, tn or tt"),
+        "{}",
+        text(&out)
+    );
+}
 
 #[test]
 fn info_and_bench_json() {

@@ -114,10 +114,10 @@ fn a_tile_over_the_workgroup_storage_limit_is_a_limits_error() {
 }
 
 #[test]
-fn reg4x4_on_an_unaligned_shape_is_unsupported() {
+fn reg8x4_on_an_unaligned_shape_is_unsupported() {
     let gpu = require_gpu!();
     let buf = gpu.zeroed_f32("buf", 64);
-    let desc = Matmul::new(3, 5, 3).variant(MatmulVariant::Reg4x4);
+    let desc = Matmul::new(3, 5, 3).variant(MatmulVariant::Reg8x4);
     let err = gpu
         .run(|pass| matmul(gpu, pass, &buf, &buf, &buf, None, &desc).map(drop))
         .unwrap_err();

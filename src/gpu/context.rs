@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::bind_groups::BindGroupCache;
 use super::error::{Error, Result};
+use super::tuning::{DeviceId, TuningTable};
 
 /// Most bind groups kept for reuse.
 const BIND_GROUP_CACHE_ENTRIES: usize = 1 << 16;
@@ -69,6 +70,11 @@ pub struct GpuOptions {
     /// records a dispatch, which is what keeps each index a kernel forms in range. On for
     /// debugging a kernel (`--checked-shaders`); results must not differ.
     pub checked_shaders: bool,
+    /// Directory of the tuning cache: the kernel variants measured fastest on this adapter
+    /// and driver are kept there across runs (see [`crate::gpu::tuning`];
+    /// [`crate::gpu::tuning::default_dir`] is the user's cache directory). `None`: choices
+    /// last only as long as the `Gpu`.
+    pub tuning_cache: Option<std::path::PathBuf>,
 }
 
 /// Optional device features rezero asks for when the adapter has them.
@@ -100,7 +106,7 @@ pub struct Gpu {
     /// Bind groups by (pipeline, uniform, buffers), reused by repeated dispatches.
     pub(crate) bind_groups: Mutex<BindGroupCache>,
     /// Kernel variant chosen by measurement, per tuning key (see `kernels::matmul`).
-    tuned: Mutex<HashMap<String, &'static str>>,
+    tuned: Mutex<TuningTable>,
     /// Validation errors the device reported outside an error scope (own devices only).
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Workgroup size of the one-workgroup-a-row kernels (softmax, layernorm, ...).
@@ -215,6 +221,7 @@ impl Gpu {
                     adapter: info.name.clone(),
                     why: e.to_string(),
                 })?;
+        let tuned = TuningTable::open(DeviceId::of(&info), options.tuning_cache.as_deref());
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -228,7 +235,7 @@ impl Gpu {
             pipelines: Mutex::new(HashMap::new()),
             uniforms: Mutex::new(HashMap::new()),
             bind_groups: bind_group_cache(),
-            tuned: Mutex::new(HashMap::new()),
+            tuned: Mutex::new(tuned),
             uncaptured,
             checked_shaders: options.checked_shaders,
         })
@@ -243,7 +250,7 @@ impl Gpu {
             pipelines: Mutex::new(HashMap::new()),
             uniforms: Mutex::new(HashMap::new()),
             bind_groups: bind_group_cache(),
-            tuned: Mutex::new(HashMap::new()),
+            tuned: Mutex::new(TuningTable::open(DeviceId::of(&info), None)),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
             row_workgroup: AtomicU32::new(default_row_workgroup(&info)),
             info,
@@ -332,14 +339,27 @@ impl Gpu {
         Ok(())
     }
 
-    /// The variant a measurement picked for this tuning key, if any.
-    pub fn tuned(&self, key: &str) -> Option<&'static str> {
-        self.tuned.lock().unwrap().get(key).copied()
+    /// Keeps this `Gpu`'s tuning choices in the cache directory `dir` (see
+    /// [`GpuOptions::tuning_cache`]), loading what is already there.
+    pub fn with_tuning_cache(self, dir: &std::path::Path) -> Gpu {
+        *self.tuned.lock().unwrap() = TuningTable::open(DeviceId::of(&self.info), Some(dir));
+        self
     }
 
-    /// Records the variant picked for a tuning key.
-    pub fn set_tuned(&self, key: &str, variant: &'static str) {
-        self.tuned.lock().unwrap().insert(key.to_string(), variant);
+    /// The variant chosen for this tuning key, if any (see [`crate::gpu::tuning`]).
+    pub fn tuned(&self, key: &str) -> Option<String> {
+        self.tuned.lock().unwrap().get(key).map(str::to_string)
+    }
+
+    /// Records the variant chosen for a tuning key (and saves the cache file, if any).
+    pub fn set_tuned(&self, key: &str, variant: &str) {
+        self.tuned.lock().unwrap().set(key, variant);
+    }
+
+    /// The whole tuning table as file text, and its cache file (if any).
+    pub fn tuning_table(&self) -> (String, Option<std::path::PathBuf>) {
+        let table = self.tuned.lock().unwrap();
+        (table.to_text(), table.file().map(|p| p.to_path_buf()))
     }
 
     /// Waits until the queue is idle, then reports any validation error the device raised

@@ -5,6 +5,7 @@ mod buffers;
 mod context;
 mod error;
 mod pipeline;
+pub mod tuning;
 
 pub use buffers::{BufferPool, Element, STORAGE_USAGE};
 pub use context::{BackendChoice, Gpu, GpuOptions};

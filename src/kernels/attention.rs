@@ -5,7 +5,7 @@ use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
 
 use super::{check_len, check_nonempty, elements, grid_stride};
 
-const SHADER: Shader = Shader {
+pub(crate) const SHADER: Shader = Shader {
     name: "attention",
     wgsl: include_str!("../../shaders/attention.wgsl"),
 };

@@ -4,7 +4,7 @@ use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
 
 use super::{check_len, check_nonempty, elements, grid_stride};
 
-const SHADER: Shader = Shader {
+pub(crate) const SHADER: Shader = Shader {
     name: "embedding",
     wgsl: include_str!("../../shaders/embedding.wgsl"),
 };

@@ -6,7 +6,7 @@ use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
 
 use super::{check_len, check_nonempty, elements, grid_stride};
 
-const SHADER: Shader = Shader {
+pub(crate) const SHADER: Shader = Shader {
     name: "heads",
     wgsl: include_str!("../../shaders/heads.wgsl"),
 };

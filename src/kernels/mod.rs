@@ -20,7 +20,29 @@ pub mod rezero;
 pub mod shortcut;
 pub mod softmax;
 
-use crate::gpu::{Error, Result};
+use crate::gpu::{Error, Result, Shader};
+
+/// Every shader the launchers build from: its family name and full WGSL source (with the
+/// tile prelude, for the shaders that include it). `tests/shaders_validate.rs` checks them.
+pub fn shaders() -> Vec<Shader> {
+    vec![
+        attention::SHADER,
+        batchnorm::SHADER,
+        conv2d::SHADER,
+        cross_entropy::SHADER,
+        elementwise::SHADER,
+        embedding::SHADER,
+        heads::SHADER,
+        layernorm::SHADER,
+        matmul::SHADER,
+        optim::SHADER,
+        pool::SHADER,
+        reduce::SHADER,
+        rezero::SHADER,
+        shortcut::SHADER,
+        softmax::SHADER,
+    ]
+}
 
 /// Errors unless `buffer` holds at least `len` 4-byte elements.
 pub(crate) fn check_len(

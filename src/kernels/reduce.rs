@@ -4,7 +4,7 @@ use crate::gpu::{Gpu, Kernel, Result, Shader};
 
 use super::{check_len, check_nonempty, dispatch_rows, elements};
 
-const SHADER: Shader = Shader {
+pub(crate) const SHADER: Shader = Shader {
     name: "reduce",
     wgsl: include_str!("../../shaders/reduce.wgsl"),
 };

@@ -4,7 +4,7 @@ use crate::gpu::{Gpu, Kernel, Result, Shader};
 
 use super::{check_len, check_nonempty, grid_stride};
 
-const SHADER: Shader = Shader {
+pub(crate) const SHADER: Shader = Shader {
     name: "rezero",
     wgsl: include_str!("../../shaders/rezero.wgsl"),
 };

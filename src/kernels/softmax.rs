@@ -4,7 +4,7 @@ use crate::gpu::{Gpu, Result, Shader};
 
 use super::{check_len, check_nonempty, dispatch_rows, elements};
 
-const SHADER: Shader = Shader {
+pub(crate) const SHADER: Shader = Shader {
     name: "softmax",
     wgsl: include_str!("../../shaders/softmax.wgsl"),
 };

@@ -10,8 +10,15 @@ pub fn rezero(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rezero"))
         .args(args)
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        // The tuning cache goes to a scratch directory, never the user's.
+        .env("XDG_CACHE_HOME", temp_cache())
         .output()
         .expect("the rezero binary runs")
+}
+
+/// This test process's scratch cache directory (XDG_CACHE_HOME of the binary it runs).
+pub fn temp_cache() -> PathBuf {
+    std::env::temp_dir().join(format!("rezero-cli-cache-{}", std::process::id()))
 }
 
 pub fn text(out: &Output) -> String {

@@ -6,7 +6,7 @@ use clap::ValueEnum;
 use rezero::bench::{self, Record};
 use rezero::gpu::Gpu;
 use rezero::kernels::conv2d::ConvVariant;
-use rezero::kernels::matmul::MatmulVariant;
+use rezero::kernels::matmul::{Block, MatmulVariant};
 use rezero::{Error, Result};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -47,7 +47,8 @@ pub struct BenchArgs {
     /// BATCHxC_INxSIZExC_OUTxKxSTRIDE; batchnorm BATCHxCHANNELSxPIXELS; resnet DEPTHxBATCH.
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
-    /// Matmul variants to time (default: naive where small, tiled, reg4x4, reg8x4, auto).
+    /// Matmul variants to time: naive, tiled, reg8x4, blocked[:BMxBNxBK:TMxTN], auto
+    /// (default: naive where small, tiled, reg8x4, blocked, auto).
     #[arg(long, value_delimiter = ',')]
     variants: Vec<MatmulVariant>,
     /// Timed runs per case (the median is reported).
@@ -91,8 +92,8 @@ fn bench_matmul(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
         let variants = if args.variants.is_empty() {
             let mut v = vec![
                 MatmulVariant::Tiled,
-                MatmulVariant::Reg4x4,
                 MatmulVariant::Reg8x4,
+                MatmulVariant::Blocked(Block::LARGE),
                 MatmulVariant::Auto,
             ];
             if flops <= 3e8 {

@@ -19,6 +19,7 @@ mod lm_cmd;
 mod plot_cmd;
 mod resnet_cmd;
 mod train_cmd;
+mod tune_cmd;
 
 use clap::{Parser, Subcommand};
 use rezero::Result;
@@ -40,6 +41,13 @@ struct Cli {
     /// Build shaders with wgpu's runtime bounds checks (slower; for debugging a kernel).
     #[arg(long, global = true)]
     checked_shaders: bool,
+    /// Where the kernel choices measured on this GPU are kept across runs
+    /// (default: the user's cache directory, e.g. ~/.cache/rezero).
+    #[arg(long, global = true, value_name = "DIR")]
+    tuning_dir: Option<std::path::PathBuf>,
+    /// Keep no tuning cache: measure kernel choices afresh in every run.
+    #[arg(long, global = true, conflicts_with = "tuning_dir")]
+    no_tuning_cache: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,6 +58,8 @@ enum Command {
     Info,
     /// Time kernels (median of synchronised runs) beside a reference from the same run.
     Bench(bench_cmd::BenchArgs),
+    /// Measure the candidate kernels of each shape now, keep the winners and print them.
+    Tune(tune_cmd::TuneArgs),
     /// Train a model; alone, the main job: a small ReZero Transformer on the built-in corpus.
     Train {
         #[command(subcommand)]
@@ -73,6 +83,13 @@ fn open_gpu(cli: &Cli) -> Result<Gpu> {
         backend,
         adapter: cli.adapter.clone(),
         checked_shaders: cli.checked_shaders,
+        tuning_cache: if cli.no_tuning_cache {
+            None
+        } else {
+            cli.tuning_dir
+                .clone()
+                .or_else(rezero::gpu::tuning::default_dir)
+        },
     })
 }
 
@@ -87,6 +104,7 @@ fn run(cli: &Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench_cmd::bench(&gpu, args),
+        Command::Tune(args) => tune_cmd::tune(&gpu, args),
         Command::Train { command } => train_cmd::train(&gpu, command.as_ref()),
         Command::Sample(args) => lm_cmd::sample_command(&gpu, args),
         Command::Isometry(args) => isometry_cmd::isometry(&gpu, args),

@@ -10,7 +10,7 @@ pub use shape::Conv2d;
 use super::{check_len, elements, grid_stride};
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
 
-const SHADER: Shader = Shader {
+pub(crate) const SHADER: Shader = Shader {
     name: "conv2d",
     wgsl: include_str!("../../../shaders/conv2d.wgsl"),
 };

@@ -1,0 +1,254 @@
+//! The tuning table: which kernel variant won for each shape class on this device (see
+//! `kernels::matmul::tuning_key`). Three sources, the first that knows a class wins:
+//! measurements made in this process, the user's cache file for this adapter and driver,
+//! and the tables measured on known devices and committed to the repository (`tuning/`,
+//! used when the adapter's name matches). A cache file is never required: one that is
+//! missing is made, one that is corrupt or was written for another adapter or driver is
+//! ignored with a warning, and a failed write only costs a later re-measurement.
+//!
+//! File format (text, at most 1 MiB, at most 100,000 entries):
+//! ```text
+//! rezero tuning 1
+//! adapter<TAB>NVIDIA H200
+//! driver<TAB>NVIDIA 580.159.04
+//! matmul/nn/v4/m1024/n1024/k1024/b1<TAB>blocked:128x128x16:8x8
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const HEADER: &str = "rezero tuning 1";
+const MAX_FILE_BYTES: u64 = 1 << 20;
+const MAX_ENTRIES: usize = 100_000;
+
+/// The tables measured on known devices, committed as their defaults.
+const COMMITTED: &[&str] = &[include_str!("../../tuning/llvmpipe.tuning")];
+
+/// The adapter and driver a table was measured on, as wgpu reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceId {
+    pub adapter: String,
+    pub driver: String,
+}
+
+impl DeviceId {
+    pub fn of(info: &wgpu::AdapterInfo) -> DeviceId {
+        DeviceId {
+            adapter: info.name.clone(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+        }
+    }
+
+    /// The cache file's name: the adapter in lowercase letters, digits and dashes, and a
+    /// hash of the driver (a new driver starts a new table).
+    pub fn file_name(&self) -> String {
+        let mut slug = String::new();
+        for c in self.adapter.to_lowercase().chars() {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c);
+            } else if !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        slug.truncate(64);
+        // FNV-1a: stable across builds and platforms, unlike std's hasher.
+        let hash = self.driver.bytes().fold(0x811c9dc5u32, |h, b| {
+            (h ^ b as u32).wrapping_mul(0x01000193)
+        });
+        format!("{}-{hash:08x}.tuning", slug.trim_matches('-'))
+    }
+}
+
+/// Choices by shape class, and where to keep them.
+#[derive(Debug)]
+pub struct TuningTable {
+    device: DeviceId,
+    entries: BTreeMap<String, String>,
+    /// The cache file, when the table has one.
+    file: Option<PathBuf>,
+}
+
+/// A parsed table file: its device and entries.
+pub fn parse(text: &str) -> Result<(DeviceId, BTreeMap<String, String>), String> {
+    let mut lines = text.lines();
+    if lines.next() != Some(HEADER) {
+        return Err(format!("the first line is not '{HEADER}'"));
+    }
+    let mut field = |name: &str| -> Result<String, String> {
+        match lines.next().and_then(|l| l.split_once('\t')) {
+            Some((key, value)) if key == name => Ok(value.to_string()),
+            _ => Err(format!("no '{name}' line after the header")),
+        }
+    };
+    let device = DeviceId {
+        adapter: field("adapter")?,
+        driver: field("driver")?,
+    };
+    let mut entries = BTreeMap::new();
+    for (number, line) in lines.enumerate() {
+        let well_formed = line.split_once('\t').filter(|(key, choice)| {
+            !key.is_empty()
+                && !choice.is_empty()
+                && !choice.contains('\t')
+                && key.chars().all(|c| c.is_ascii_graphic())
+                && choice.chars().all(|c| c.is_ascii_graphic())
+        });
+        let Some((key, choice)) = well_formed else {
+            return Err(format!("line {} is not 'KEY<TAB>CHOICE'", number + 4));
+        };
+        if entries.len() >= MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} entries"));
+        }
+        entries.insert(key.to_string(), choice.to_string());
+    }
+    Ok((device, entries))
+}
+
+/// The text of a table file.
+pub fn format(device: &DeviceId, entries: &BTreeMap<String, String>) -> String {
+    let mut text = format!(
+        "{HEADER}\nadapter\t{}\ndriver\t{}\n",
+        device.adapter, device.driver
+    );
+    for (key, choice) in entries {
+        text.push_str(&format!("{key}\t{choice}\n"));
+    }
+    text
+}
+
+/// Reads a cache file for `device`: its entries, or why it is not used. A missing file
+/// is an empty table.
+fn read_cache(path: &Path, device: &DeviceId) -> Result<BTreeMap<String, String>, String> {
+    let size = match std::fs::metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    if size > MAX_FILE_BYTES {
+        return Err(format!("{size} bytes, more than a table can be"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let (found, entries) = parse(&text)?;
+    if found != *device {
+        return Err(format!(
+            "it was measured on '{}' ({}), not on this '{}' ({})",
+            found.adapter, found.driver, device.adapter, device.driver
+        ));
+    }
+    Ok(entries)
+}
+
+impl TuningTable {
+    /// A table for `device`: the committed defaults for its adapter, overlaid with the
+    /// cache file in `dir` (when given; see the module docs for what is ignored).
+    pub fn open(device: DeviceId, dir: Option<&Path>) -> TuningTable {
+        let mut entries = BTreeMap::new();
+        for text in COMMITTED {
+            if let Ok((found, committed)) = parse(text) {
+                if found.adapter == device.adapter {
+                    entries.extend(committed);
+                }
+            }
+        }
+        let file = dir.map(|d| d.join(device.file_name()));
+        if let Some(path) = &file {
+            match read_cache(path, &device) {
+                Ok(cached) => entries.extend(cached),
+                Err(why) => eprintln!(
+                    "warning: ignoring the tuning cache {}: {why}",
+                    path.display()
+                ),
+            }
+        }
+        TuningTable {
+            device,
+            entries,
+            file,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries.get(key).map(String::as_str)
+    }
+
+    /// Records a choice and rewrites the cache file, if there is one (a failure to write
+    /// is a warning: the table still holds the choice for this process).
+    pub fn set(&mut self, key: &str, choice: &str) {
+        self.entries.insert(key.to_string(), choice.to_string());
+        if let Some(path) = &self.file {
+            if let Err(e) = write_atomically(path, &format(&self.device, &self.entries)) {
+                eprintln!(
+                    "warning: could not save the tuning cache {}: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    /// Every (class, choice), sorted by class.
+    pub fn entries(&self) -> &BTreeMap<String, String> {
+        &self.entries
+    }
+
+    /// The table as file text (what `rezero tune` saves for committing).
+    pub fn to_text(&self) -> String {
+        format(&self.device, &self.entries)
+    }
+
+    /// The cache file, if the table has one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+}
+
+/// Writes `text` to a uniquely named temporary file beside `path` (created exclusively),
+/// flushes it and renames it over `path`; the temporary file is removed on any error.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(
+        ".{}.{}-{nanos}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("tuning"),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The user's cache directory for rezero's tuning tables: `$XDG_CACHE_HOME/rezero` or
+/// `~/.cache/rezero` (Linux), `~/Library/Caches/rezero` (macOS), `%LOCALAPPDATA%\rezero`
+/// (Windows); `None` when none of these is known.
+pub fn default_dir() -> Option<PathBuf> {
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = if cfg!(target_os = "windows") {
+        env("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        env("HOME").map(|h| h.join("Library").join("Caches"))
+    } else {
+        env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache")))
+    };
+    base.map(|b| b.join("rezero"))
+}

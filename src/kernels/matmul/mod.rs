@@ -1,0 +1,491 @@
+//! Launchers for `shaders/matmul.wgsl` (after the tile prelude `shaders/tile.wgsl`):
+//! C = op(A)·op(B) (+ bias) (+ C), batched, in four variants, and `Auto`, which uses the
+//! fastest variant measured for the shape's class (`tune.rs`).
+
+mod tune;
+
+pub use tune::{candidates, measure_candidates, tuning_key};
+
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+
+use super::{check_len, check_nonempty, elements};
+
+pub(crate) const SHADER: Shader = Shader {
+    name: "matmul",
+    wgsl: concat!(
+        include_str!("../../../shaders/tile.wgsl"),
+        include_str!("../../../shaders/matmul.wgsl")
+    ),
+};
+
+/// Which kernel computes the product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulVariant {
+    /// The fastest of a fixed list of variants, measured once per shape class and device
+    /// (and remembered on disk when the `Gpu` has a tuning cache).
+    Auto,
+    /// One invocation per output: the reference and the fallback.
+    Naive,
+    /// A 4×4 block per invocation from workgroup-memory slabs of a [`Tile`].
+    Tiled,
+    /// 8×4 register blocks from vec4 loads, no barriers (what software Vulkan wants).
+    /// Needs each operand's contiguous dimension and batch stride to be multiples of 4.
+    Reg8x4,
+    /// The established GPU design ([`Block`]): a TM×TN register block per invocation over
+    /// double-buffered workgroup slabs, vec4 loads and stores where the shape allows.
+    Blocked(Block),
+}
+
+/// The tile of the blocked kernel: BM×BN of C per workgroup, BK-deep slabs, TM×TN per
+/// invocation (override constants of the shader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Block {
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+    pub tm: u32,
+    pub tn: u32,
+}
+
+impl Block {
+    /// 128×128 tiles, 16-deep slabs, 8×8 per invocation (256 invocations, 32 KiB).
+    pub const LARGE: Block = Block::new(128, 128, 16, 8, 8);
+
+    pub const fn new(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> Block {
+        Block { bm, bn, bk, tm, tn }
+    }
+
+    /// Invocations per workgroup.
+    pub fn threads(&self) -> u32 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
+    /// Workgroup memory: two slabs of both operands.
+    pub fn storage_bytes(&self) -> u64 {
+        2 * self.bk as u64 * (self.bm as u64 + self.bn as u64) * 4
+    }
+
+    /// Why the shader cannot use this block (beyond the device's limits), if it cannot.
+    pub fn obstacle(&self) -> Option<String> {
+        let Block { bm, bn, bk, tm, tn } = *self;
+        if !matches!(tm, 4 | 8) || !matches!(tn, 4 | 8) {
+            return Some(format!("tm = {tm} and tn = {tn} must each be 4 or 8"));
+        }
+        if bm == 0 || bn == 0 || bk == 0 || bm % tm != 0 || bn % tn != 0 || bk % 4 != 0 {
+            return Some(format!(
+                "bm, bn must be positive multiples of tm, tn and bk of 4 (got {self})"
+            ));
+        }
+        // Each invocation stages at most 8 quads of each operand per slab.
+        let threads = self.threads();
+        for (what, quads) in [("A", bm * bk / 4), ("B", bn * bk / 4)] {
+            if quads.div_ceil(threads) > 8 {
+                return Some(format!(
+                    "{what}'s slab of {quads} quads is more than 8 per invocation over \
+                     {threads} invocations"
+                ));
+            }
+        }
+        None
+    }
+
+    /// Errors unless this block runs on `gpu`.
+    pub fn check(&self, gpu: &Gpu) -> Result<()> {
+        if let Some(why) = self.obstacle() {
+            return Err(Error::Unsupported {
+                op: "matmul",
+                variant: format!("blocked:{self}"),
+                why,
+            });
+        }
+        let limits = gpu.limits();
+        let (x, y) = (self.bn / self.tn, self.bm / self.tm);
+        if x > limits.max_compute_workgroup_size_x || y > limits.max_compute_workgroup_size_y {
+            return Err(Error::Limits {
+                what: format!("matmul blocked:{self}: workgroup size {x}x{y}"),
+                needed: x.max(y) as u64,
+                limit: limits.max_compute_workgroup_size_x as u64,
+            });
+        }
+        gpu.check_workgroup("matmul blocked", self.storage_bytes(), self.threads())
+    }
+}
+
+impl std::fmt::Display for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Block { bm, bn, bk, tm, tn } = self;
+        write!(f, "{bm}x{bn}x{bk}:{tm}x{tn}")
+    }
+}
+
+impl MatmulVariant {
+    /// The variants that need no configuration, the reference first.
+    pub const SIMPLE: [MatmulVariant; 3] = [
+        MatmulVariant::Naive,
+        MatmulVariant::Tiled,
+        MatmulVariant::Reg8x4,
+    ];
+
+    /// `naive`, `tiled`, `reg8x4`, `auto` or `blocked:BMxBNxBK:TMxTN`.
+    pub fn name(&self) -> String {
+        match self {
+            MatmulVariant::Auto => "auto".into(),
+            MatmulVariant::Naive => "naive".into(),
+            MatmulVariant::Tiled => "tiled".into(),
+            MatmulVariant::Reg8x4 => "reg8x4".into(),
+            MatmulVariant::Blocked(block) => format!("blocked:{block}"),
+        }
+    }
+}
+
+impl std::str::FromStr for MatmulVariant {
+    type Err = Error;
+    /// Parses [`MatmulVariant::name`]; plain `blocked` is [`Block::LARGE`].
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::Invalid {
+            what: "matmul variant".into(),
+            why: format!(
+                "'{s}' is not one of auto, naive, tiled, reg8x4, blocked, blocked:BMxBNxBK:TMxTN"
+            ),
+        };
+        match s {
+            "auto" => return Ok(MatmulVariant::Auto),
+            "blocked" => return Ok(MatmulVariant::Blocked(Block::LARGE)),
+            _ => {}
+        }
+        if let Some(v) = MatmulVariant::SIMPLE.into_iter().find(|v| v.name() == s) {
+            return Ok(v);
+        }
+        let spec = s.strip_prefix("blocked:").ok_or_else(bad)?;
+        let (tile, thread) = spec.split_once(':').ok_or_else(bad)?;
+        let nums =
+            |text: &str| -> Option<Vec<u32>> { text.split('x').map(|t| t.parse().ok()).collect() };
+        match (nums(tile).as_deref(), nums(thread).as_deref()) {
+            (Some(&[bm, bn, bk]), Some(&[tm, tn])) => {
+                let block = Block::new(bm, bn, bk, tm, tn);
+                match block.obstacle() {
+                    None => Ok(MatmulVariant::Blocked(block)),
+                    Some(why) => Err(Error::Invalid {
+                        what: "matmul variant".into(),
+                        why: format!("'{s}': {why}"),
+                    }),
+                }
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Tile of C per workgroup for the tiled variant (override constants of the shader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+}
+
+impl Default for Tile {
+    fn default() -> Tile {
+        Tile {
+            bm: 64,
+            bn: 64,
+            bk: 16,
+        }
+    }
+}
+
+impl Tile {
+    /// Workgroup memory the tiled kernel declares for this tile.
+    pub fn storage_bytes(&self) -> u64 {
+        (self.bm as u64 + self.bn as u64) * self.bk as u64 * 4
+    }
+
+    fn check(&self, gpu: &Gpu) -> Result<()> {
+        let t = self;
+        if t.bm % 4 != 0 || t.bn % 4 != 0 || t.bm == 0 || t.bn == 0 || t.bk == 0 {
+            return Err(Error::Unsupported {
+                op: "matmul",
+                variant: "tiled".into(),
+                why: format!("tile {t:?}: bm and bn must be positive multiples of 4, bk positive"),
+            });
+        }
+        gpu.check_workgroup("matmul tiled", t.storage_bytes(), (t.bm / 4) * (t.bn / 4))
+    }
+}
+
+/// The shape and options of one (batched) product.
+///
+/// `C[b] = op(A[b])·op(B[b])`, C: [m, n]; A: [m, k] or [k, m] when `trans_a`;
+/// B: [k, n] or [n, k] when `trans_b`. Batch strides default to contiguous;
+/// a stride of 0 reuses one operand for every batch.
+///
+/// ```
+/// use rezero::kernels::matmul::{Block, Matmul, MatmulVariant};
+/// // A Transformer's feed-forward input: [4096 tokens, 512] · Wᵀ with W stored [2048, 512].
+/// let desc = Matmul::new(4096, 2048, 512).trans_b(true).variant(MatmulVariant::Blocked(Block::LARGE));
+/// assert_eq!(desc.flops(), 2.0 * 4096.0 * 2048.0 * 512.0);
+/// assert!(desc.vec4_obstacle().is_none());
+/// // An odd reduction length rules the vec4 loads out (the blocked kernel then reads floats).
+/// assert!(Matmul::new(8, 8, 7).vec4_obstacle().is_some());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Matmul {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub batch: u32,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub accumulate: bool,
+    pub stride_a: u32,
+    pub stride_b: u32,
+    pub stride_c: u32,
+    pub variant: MatmulVariant,
+    pub tile: Tile,
+}
+
+impl Matmul {
+    /// C[m, n] = A[m, k] · B[k, n], one batch, auto variant.
+    pub fn new(m: u32, n: u32, k: u32) -> Matmul {
+        Matmul {
+            m,
+            n,
+            k,
+            batch: 1,
+            trans_a: false,
+            trans_b: false,
+            accumulate: false,
+            stride_a: m.wrapping_mul(k),
+            stride_b: k.wrapping_mul(n),
+            stride_c: m.wrapping_mul(n),
+            variant: MatmulVariant::Auto,
+            tile: Tile::default(),
+        }
+    }
+    /// `batch` products with contiguous strides.
+    pub fn batch(mut self, batch: u32) -> Matmul {
+        self.batch = batch;
+        self
+    }
+    /// A is stored [k, m].
+    pub fn trans_a(mut self, yes: bool) -> Matmul {
+        self.trans_a = yes;
+        self
+    }
+    /// B is stored [n, k].
+    pub fn trans_b(mut self, yes: bool) -> Matmul {
+        self.trans_b = yes;
+        self
+    }
+    /// C += product instead of C = product.
+    pub fn accumulate(mut self, yes: bool) -> Matmul {
+        self.accumulate = yes;
+        self
+    }
+    /// Element strides between batches (0 broadcasts an operand).
+    pub fn strides(mut self, a: u32, b: u32, c: u32) -> Matmul {
+        self.stride_a = a;
+        self.stride_b = b;
+        self.stride_c = c;
+        self
+    }
+    pub fn variant(mut self, variant: MatmulVariant) -> Matmul {
+        self.variant = variant;
+        self
+    }
+    pub fn tile(mut self, tile: Tile) -> Matmul {
+        self.tile = tile;
+        self
+    }
+
+    /// Multiply-adds times two.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
+    }
+
+    /// Why A and B cannot be read as vec4 (what `reg8x4` needs), if they cannot.
+    pub fn vec4_obstacle(&self) -> Option<String> {
+        let (a_dim, a_name) = if self.trans_a {
+            (self.m, "m (A transposed)")
+        } else {
+            (self.k, "k")
+        };
+        let (b_dim, b_name) = if self.trans_b {
+            (self.k, "k (B transposed)")
+        } else {
+            (self.n, "n")
+        };
+        if a_dim % 4 != 0 {
+            return Some(format!("{a_name} = {a_dim} is not a multiple of 4"));
+        }
+        if b_dim % 4 != 0 {
+            return Some(format!("{b_name} = {b_dim} is not a multiple of 4"));
+        }
+        if self.batch > 1 && (self.stride_a % 4 != 0 || self.stride_b % 4 != 0) {
+            return Some("batch strides of A and B must be multiples of 4".into());
+        }
+        None
+    }
+
+    /// Whether C, too, can be written as vec4 (the blocked kernel's vec4 entry point).
+    fn c_is_vec4(&self) -> bool {
+        self.n % 4 == 0 && (self.batch == 1 || self.stride_c % 4 == 0)
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    trans_a: u32,
+    trans_b: u32,
+    accumulate: u32,
+    has_bias: u32,
+    stride_a: u32,
+    stride_b: u32,
+    stride_c: u32,
+    _pad: u32,
+}
+
+/// Checks shapes and buffer sizes; returns nothing on success.
+fn check(
+    desc: &Matmul,
+    c: &wgpu::Buffer,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
+) -> Result<()> {
+    const OP: &str = "matmul";
+    check_nonempty(
+        OP,
+        &[
+            ("m", desc.m),
+            ("n", desc.n),
+            ("k", desc.k),
+            ("batch", desc.batch),
+        ],
+    )?;
+    let last = desc.batch as u64 - 1;
+    let need_a = last * desc.stride_a as u64 + elements(OP, &[desc.m, desc.k])?;
+    let need_b = last * desc.stride_b as u64 + elements(OP, &[desc.k, desc.n])?;
+    let need_c = last * desc.stride_c as u64 + elements(OP, &[desc.m, desc.n])?;
+    let a_shape = if desc.trans_a { "A [k, m]" } else { "A [m, k]" };
+    let b_shape = if desc.trans_b { "B [n, k]" } else { "B [k, n]" };
+    check_len(OP, a_shape, a, need_a)?;
+    check_len(OP, b_shape, b, need_b)?;
+    check_len(OP, "C [m, n]", c, need_c)?;
+    if let Some(bias) = bias {
+        check_len(OP, "bias [n]", bias, desc.n as u64)?;
+    }
+    for (what, need) in [("A", need_a), ("B", need_b), ("C", need_c)] {
+        if need > u32::MAX as u64 {
+            return Err(Error::Limits {
+                what: format!("matmul: elements of {what}"),
+                needed: need,
+                limit: u32::MAX as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Records C = op(A)·op(B) (+ bias) (+ C) into `pass` and returns the variant that ran.
+/// c: [batch, m, n]; a, b as described by [`Matmul`]; bias: [n].
+pub fn matmul(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    c: &wgpu::Buffer,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
+    desc: &Matmul,
+) -> Result<MatmulVariant> {
+    check(desc, c, a, b, bias)?;
+    let variant = match desc.variant {
+        MatmulVariant::Auto => tune::pick(gpu, desc)?,
+        v => v,
+    };
+    let params = Params {
+        m: desc.m,
+        n: desc.n,
+        k: desc.k,
+        batch: desc.batch,
+        trans_a: desc.trans_a as u32,
+        trans_b: desc.trans_b as u32,
+        accumulate: desc.accumulate as u32,
+        has_bias: bias.is_some() as u32,
+        stride_a: desc.stride_a,
+        stride_b: desc.stride_b,
+        stride_c: desc.stride_c,
+        _pad: 0,
+    };
+    // Without a bias, A's buffer fills the binding; the shader never reads it.
+    let buffers = [c, a, b, bias.unwrap_or(a)];
+    let transposes = [
+        ("TRANS_A", desc.trans_a as u8 as f64),
+        ("TRANS_B", desc.trans_b as u8 as f64),
+    ];
+    let (entry, constants, groups): (_, Vec<(&'static str, f64)>, _) = match variant {
+        MatmulVariant::Naive | MatmulVariant::Auto => (
+            "matmul_naive",
+            vec![],
+            [desc.n.div_ceil(16), desc.m.div_ceil(16), desc.batch],
+        ),
+        MatmulVariant::Tiled => {
+            let t = desc.tile;
+            t.check(gpu)?;
+            let constants = vec![
+                ("BM", t.bm as f64),
+                ("BN", t.bn as f64),
+                ("BK", t.bk as f64),
+            ];
+            let groups = [desc.n.div_ceil(t.bn), desc.m.div_ceil(t.bm), desc.batch];
+            ("matmul_tiled", constants, groups)
+        }
+        MatmulVariant::Reg8x4 => {
+            if let Some(why) = desc.vec4_obstacle() {
+                return Err(Error::Unsupported {
+                    op: "matmul",
+                    variant: variant.name(),
+                    why,
+                });
+            }
+            // 16×16 invocations, each 4 columns by 8 rows of C.
+            let groups = [desc.n.div_ceil(64), desc.m.div_ceil(128), desc.batch];
+            ("matmul_reg8x4", transposes.to_vec(), groups)
+        }
+        MatmulVariant::Blocked(block) => {
+            block.check(gpu)?;
+            let vec4 = desc.vec4_obstacle().is_none() && desc.c_is_vec4();
+            let mut constants = transposes.to_vec();
+            constants.extend([
+                ("BM", block.bm as f64),
+                ("BN", block.bn as f64),
+                ("BK", block.bk as f64),
+                ("TM", block.tm as f64),
+                ("TN", block.tn as f64),
+            ]);
+            let entry = if vec4 {
+                "matmul_blocked_vec4"
+            } else {
+                "matmul_blocked"
+            };
+            let groups = [
+                desc.n.div_ceil(block.bn),
+                desc.m.div_ceil(block.bm),
+                desc.batch,
+            ];
+            (entry, constants, groups)
+        }
+    };
+    let kernel = Kernel {
+        shader: SHADER,
+        entry,
+        constants: &constants,
+    };
+    gpu.dispatch(pass, &kernel, &params, &buffers, groups)?;
+    Ok(variant)
+}
