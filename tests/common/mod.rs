@@ -10,10 +10,15 @@ use std::sync::OnceLock;
 use rezero::{Gpu, GpuOptions};
 
 /// The device shared by this test binary. With no adapter, the test is skipped, unless
-/// `CI` is set: then the run fails.
+/// `CI` is set: then the run fails. `REZERO_TEST_CHECKED_SHADERS=1` builds its shaders with
+/// wgpu's runtime checks (CI runs the kernel tests in both modes).
 pub fn gpu() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new(&GpuOptions::default()) {
+    let options = GpuOptions {
+        checked_shaders: std::env::var_os("REZERO_TEST_CHECKED_SHADERS").is_some_and(|v| v == "1"),
+        ..Default::default()
+    };
+    GPU.get_or_init(|| match Gpu::new(&options) {
         Ok(gpu) => Some(gpu),
         Err(e) if std::env::var_os("CI").is_some() => {
             panic!("CI is set and there is no GPU adapter: {e}")
