@@ -221,25 +221,23 @@ fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// ---- blocked: the established GPU design. A BM x BN tile of C per workgroup, walked in
-// BK-deep slabs that are double-buffered in workgroup memory, A stored transposed
-// ([BK, BM]) so that the inner loop reads both operands as vec4. Each invocation holds a
-// TM x TN block of C in registers (TM, TN in {4, 8}): rows ty*4 + i*(4*BM/TM) and
-// columns tx*4 + j*(4*BN/TN), so that neighbouring invocations read neighbouring vec4s.
-// While one slab is multiplied, the next is loaded from memory into registers and then
-// stored into the other buffer: one barrier per slab. Workgroup memory
-// 2*BK*(BM + BN)*4 bytes; the launcher checks it, the invocation count and that each
-// invocation stages at most 8 quads of each operand per slab.
-//
-// A "quad" is 4 elements that are consecutive in an operand's stored layout. Two entry
-// points differ only in how quads reach memory: `matmul_blocked` reads and writes single
-// floats (any shape), `matmul_blocked_vec4` whole vec4s (each operand's contiguous
-// dimension, C's columns and every batch stride multiples of 4, checked in Rust). The
-// tile sizes, slab buffers and the register-blocked multiply are the tile prelude's
-// (shaders/tile.wgsl). ----
+// ---- blocked: the established GPU design, on the tile prelude (shaders/tile.wgsl): a
+// BM x BN tile of C per workgroup from double-buffered slabs, TM x TN of it per
+// invocation. Quads run along each operand's stored contiguous dimension. With VEC4
+// (each operand's contiguous dimension, C's columns and every batch stride multiples of
+// 4, checked in Rust) quads are read and C written as whole vec4s through the vec4 views
+// below, which the launcher binds to the same buffers; otherwise float by float. ----
 
-// c4: the same buffer as c, viewed as vec4
-@group(0) @binding(1) var<storage, read_write> c4: array<vec4<f32>>;
+// a4v, b4v, c4v: the buffers of a, b and c again, viewed as vec4
+@group(0) @binding(5) var<storage, read> a4v: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> b4v: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> c4v: array<vec4<f32>>;
+
+// This workgroup's tile: first row and column of C, and the batch's offsets into A and B.
+var<private> tile_row0: u32;
+var<private> tile_col0: u32;
+var<private> tile_base_a: u32;
+var<private> tile_base_b: u32;
 
 // Where quad q of A's slab starts within the tile: (row, k). Its elements run along k
 // when A is stored [m, k], along rows when stored [k, m].
@@ -268,53 +266,51 @@ fn b_offset(kk: u32, col: u32) -> u32 {
     return select(kk * p.n + col, col * p.k + kk, TRANS_B);
 }
 
-// Quad q of A's slab at depth k0 of the tile from row0, zero outside A: one float at a time.
-fn fetch_a_scalar(base: u32, row0: u32, k0: u32, q: u32) -> vec4<f32> {
+// Quad q of A's slab at depth k0, zero outside A. With VEC4 a quad starts at a multiple
+// of 4 along a dimension whose length is a multiple of 4: wholly inside or outside.
+fn fetch_a(q: u32, k0: u32) -> vec4<f32> {
     let at = a_quad(q);
-    var v = vec4<f32>(0.0);
-    for (var e = 0u; e < 4u; e++) {
-        let row = row0 + at.x + select(0u, e, TRANS_A);
-        let kk = k0 + at.y + select(e, 0u, TRANS_A);
+    let row = tile_row0 + at.x;
+    let kk = k0 + at.y;
+    if (VEC4) {
         if (row < p.m && kk < p.k) {
-            v[e] = a[base + a_offset(row, kk)];
+            return a4v[(tile_base_a + a_offset(row, kk)) / 4u];
         }
+        return vec4<f32>(0.0);
     }
-    return v;
-}
-
-fn fetch_b_scalar(base: u32, col0: u32, k0: u32, q: u32) -> vec4<f32> {
-    let at = b_quad(q);
     var v = vec4<f32>(0.0);
     for (var e = 0u; e < 4u; e++) {
-        let kk = k0 + at.x + select(0u, e, TRANS_B);
-        let col = col0 + at.y + select(e, 0u, TRANS_B);
-        if (kk < p.k && col < p.n) {
-            v[e] = b[base + b_offset(kk, col)];
+        let r = row + select(0u, e, TRANS_A);
+        let k = kk + select(e, 0u, TRANS_A);
+        if (r < p.m && k < p.k) {
+            v[e] = a[tile_base_a + a_offset(r, k)];
         }
     }
     return v;
 }
 
-// The same quads as one vec4 load each: a quad starts at a multiple of 4 along a
-// dimension whose length is a multiple of 4, so it lies wholly inside or wholly outside.
-fn fetch_a_vec4(base: u32, row0: u32, k0: u32, q: u32) -> vec4<f32> {
-    let at = a_quad(q);
-    if (row0 + at.x < p.m && k0 + at.y < p.k) {
-        return a4[(base + a_offset(row0 + at.x, k0 + at.y)) / 4u];
-    }
-    return vec4<f32>(0.0);
-}
-
-fn fetch_b_vec4(base: u32, col0: u32, k0: u32, q: u32) -> vec4<f32> {
+fn fetch_b(q: u32, k0: u32) -> vec4<f32> {
     let at = b_quad(q);
-    if (k0 + at.x < p.k && col0 + at.y < p.n) {
-        return b4[(base + b_offset(k0 + at.x, col0 + at.y)) / 4u];
+    let kk = k0 + at.x;
+    let col = tile_col0 + at.y;
+    if (VEC4) {
+        if (kk < p.k && col < p.n) {
+            return b4v[(tile_base_b + b_offset(kk, col)) / 4u];
+        }
+        return vec4<f32>(0.0);
     }
-    return vec4<f32>(0.0);
+    var v = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        let k = kk + select(0u, e, TRANS_B);
+        let c = col + select(e, 0u, TRANS_B);
+        if (k < p.k && c < p.n) {
+            v[e] = b[tile_base_b + b_offset(k, c)];
+        }
+    }
+    return v;
 }
 
-// Stores quad q of A into slab buffer `buf`, transposed: sa[buf][k][row]. Quads past
-// the slab (when it has fewer quads than the workgroup has invocations) are skipped.
+// Stores quad q of A into slab buffer `buf`, transposed: sa[buf][k][row].
 fn stage_a(buf: u32, q: u32, v: vec4<f32>) {
     if (q >= BM * BK / 4u) {
         return;
@@ -346,120 +342,37 @@ fn stage_b(buf: u32, q: u32, v: vec4<f32>) {
     }
 }
 
-// Quads of A and B each invocation stages per slab.
-fn quads_a() -> u32 {
-    return (BM * BK / 4u + blocked_threads() - 1u) / blocked_threads();
-}
-
-fn quads_b() -> u32 {
-    return (BN * BK / 4u + blocked_threads() - 1u) / blocked_threads();
-}
-
 @compute @workgroup_size(BN / TN, BM / TM)
 fn matmul_blocked(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
-    let tid = lid.y * (BN / TN) + lid.x;
-    let threads = blocked_threads();
-    let row0 = wg.y * BM;
-    let col0 = wg.x * BN;
-    let base_a = wg.z * p.stride_a;
-    let base_b = wg.z * p.stride_b;
+    tile_row0 = wg.y * BM;
+    tile_col0 = wg.x * BN;
+    tile_base_a = wg.z * p.stride_a;
+    tile_base_b = wg.z * p.stride_b;
     var acc: array<vec4<f32>, 16>;
-    var ra: array<vec4<f32>, 8>;
-    var rb: array<vec4<f32>, 8>;
-    for (var l = 0u; l < quads_a(); l++) {
-        stage_a(0u, tid + l * threads, fetch_a_scalar(base_a, row0, 0u, tid + l * threads));
-    }
-    for (var l = 0u; l < quads_b(); l++) {
-        stage_b(0u, tid + l * threads, fetch_b_scalar(base_b, col0, 0u, tid + l * threads));
-    }
-    workgroupBarrier();
-    let slabs = (p.k + BK - 1u) / BK;
-    for (var s = 0u; s < slabs; s++) {
-        let next = s + 1u < slabs;
-        if (next) {
-            for (var l = 0u; l < quads_a(); l++) {
-                ra[l] = fetch_a_scalar(base_a, row0, (s + 1u) * BK, tid + l * threads);
-            }
-            for (var l = 0u; l < quads_b(); l++) {
-                rb[l] = fetch_b_scalar(base_b, col0, (s + 1u) * BK, tid + l * threads);
-            }
-        }
-        multiply_slab(s % 2u, lid, &acc);
-        if (next) {
-            for (var l = 0u; l < quads_a(); l++) {
-                stage_a((s + 1u) % 2u, tid + l * threads, ra[l]);
-            }
-            for (var l = 0u; l < quads_b(); l++) {
-                stage_b((s + 1u) % 2u, tid + l * threads, rb[l]);
-            }
-        }
-        workgroupBarrier();
-    }
+    accumulate_tile(lid, 0u, p.k, &acc);
     for (var v = 0u; v < TM * TN / 4u; v++) {
         let at = acc_position(v, lid);
-        for (var e = 0u; e < 4u; e++) {
-            if (row0 + at.x < p.m && col0 + at.y + e < p.n) {
-                store_c(wg.z, row0 + at.x, col0 + at.y + e, acc[v][e]);
+        let row = tile_row0 + at.x;
+        let col = tile_col0 + at.y;
+        if (VEC4) {
+            // C's columns are a multiple of 4: a vec4 of C is wholly inside or outside.
+            if (row < p.m && col < p.n) {
+                let idx = (wg.z * p.stride_c + row * p.n + col) / 4u;
+                var value = acc[v];
+                if (p.has_bias == 1u) {
+                    value += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
+                }
+                if (p.accumulate == 1u) {
+                    value += c4v[idx];
+                }
+                c4v[idx] = value;
             }
-        }
-    }
-}
-
-@compute @workgroup_size(BN / TN, BM / TM)
-fn matmul_blocked_vec4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
-    let tid = lid.y * (BN / TN) + lid.x;
-    let threads = blocked_threads();
-    let row0 = wg.y * BM;
-    let col0 = wg.x * BN;
-    let base_a = wg.z * p.stride_a;
-    let base_b = wg.z * p.stride_b;
-    var acc: array<vec4<f32>, 16>;
-    var ra: array<vec4<f32>, 8>;
-    var rb: array<vec4<f32>, 8>;
-    for (var l = 0u; l < quads_a(); l++) {
-        stage_a(0u, tid + l * threads, fetch_a_vec4(base_a, row0, 0u, tid + l * threads));
-    }
-    for (var l = 0u; l < quads_b(); l++) {
-        stage_b(0u, tid + l * threads, fetch_b_vec4(base_b, col0, 0u, tid + l * threads));
-    }
-    workgroupBarrier();
-    let slabs = (p.k + BK - 1u) / BK;
-    for (var s = 0u; s < slabs; s++) {
-        let next = s + 1u < slabs;
-        if (next) {
-            for (var l = 0u; l < quads_a(); l++) {
-                ra[l] = fetch_a_vec4(base_a, row0, (s + 1u) * BK, tid + l * threads);
+        } else {
+            for (var e = 0u; e < 4u; e++) {
+                if (row < p.m && col + e < p.n) {
+                    store_c(wg.z, row, col + e, acc[v][e]);
+                }
             }
-            for (var l = 0u; l < quads_b(); l++) {
-                rb[l] = fetch_b_vec4(base_b, col0, (s + 1u) * BK, tid + l * threads);
-            }
-        }
-        multiply_slab(s % 2u, lid, &acc);
-        if (next) {
-            for (var l = 0u; l < quads_a(); l++) {
-                stage_a((s + 1u) % 2u, tid + l * threads, ra[l]);
-            }
-            for (var l = 0u; l < quads_b(); l++) {
-                stage_b((s + 1u) % 2u, tid + l * threads, rb[l]);
-            }
-        }
-        workgroupBarrier();
-    }
-    // C's columns are a multiple of 4: a vec4 of C is wholly inside or outside.
-    for (var v = 0u; v < TM * TN / 4u; v++) {
-        let at = acc_position(v, lid);
-        let row = row0 + at.x;
-        let col = col0 + at.y;
-        if (row < p.m && col < p.n) {
-            let idx = (wg.z * p.stride_c + row * p.n + col) / 4u;
-            var value = acc[v];
-            if (p.has_bias == 1u) {
-                value += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
-            }
-            if (p.accumulate == 1u) {
-                value += c4[idx];
-            }
-            c4[idx] = value;
         }
     }
 }

@@ -5,8 +5,16 @@
 // (BM/TM)·(BN/TN) invocations keeps a TM x TN block of the tile in registers (TM, TN in
 // {4, 8}): rows lid.y*4 + i*(4*BM/TM) + r and columns lid.x*4 + j*(4*BN/TN) + e, so
 // that neighbouring invocations read neighbouring vec4s of sa and sb.
-// The including shader must keep the slab index in range: BM, BN multiples of TM, TN;
-// the launchers check this and the workgroup memory, 2*BK*(BM + BN)*4 bytes.
+// `accumulate_tile` walks the slabs: while one is multiplied, the next is read from memory
+// into registers, then stored into the other buffer, so one barrier a slab suffices. The
+// including shader says how its operands are read and laid out by defining four hooks:
+//   fn fetch_a(q: u32, k0: u32) -> vec4<f32>  quad q of the left operand's slab at depth k0
+//   fn fetch_b(q: u32, k0: u32) -> vec4<f32>  quad q of the right operand's slab
+//   fn stage_a(buf: u32, q: u32, v: vec4<f32>) stores that quad into sa[buf] (transposed)
+//   fn stage_b(buf: u32, q: u32, v: vec4<f32>) stores that quad into sb[buf]
+// (a quad: 4 elements consecutive in the operand's memory; zeros outside the operand).
+// The launchers check BM, BN against TM, TN and the workgroup memory, 2*BK*(BM + BN)*4
+// bytes, and that each invocation stages at most 8 quads of each operand per slab.
 
 // Every override constant of the shaders that include this prelude is declared here,
 // before the first override-sized array: naga 30 drops an override declared after one
@@ -19,6 +27,7 @@ override TN: u32 = 8u;
 override TRANS_A: bool = false; // matmul: A is stored [k, m]
 override TRANS_B: bool = false; // matmul: B is stored [n, k]
 override MODE: u32 = 0u;        // conv2d: which pass (see conv2d.wgsl)
+override VEC4: bool = false;    // read and write whole vec4s where the includer can
 
 // sa: [2, BK, BM/4] vec4 (left operand transposed), sb: [2, BK, BN/4] vec4
 var<workgroup> sa: array<vec4<f32>, 2u * BK * BM / 4u>;
@@ -27,6 +36,59 @@ var<workgroup> sb: array<vec4<f32>, 2u * BK * BN / 4u>;
 // Invocations of a blocked workgroup.
 fn blocked_threads() -> u32 {
     return (BM / TM) * (BN / TN);
+}
+
+// Quads of each operand's slab that each invocation stages (the last ones may be past
+// the slab when it has fewer quads than the workgroup has invocations; `stage_*` skip them).
+fn quads_a() -> u32 {
+    return (BM * BK / 4u + blocked_threads() - 1u) / blocked_threads();
+}
+
+fn quads_b() -> u32 {
+    return (BN * BK / 4u + blocked_threads() - 1u) / blocked_threads();
+}
+
+// acc += the tile's products over the reduction [k_begin, k_end), slab by slab.
+fn accumulate_tile(
+    lid: vec3<u32>,
+    k_begin: u32,
+    k_end: u32,
+    acc: ptr<function, array<vec4<f32>, 16>>,
+) {
+    let threads = blocked_threads();
+    let tid = lid.y * (BN / TN) + lid.x;
+    var ra: array<vec4<f32>, 8>;
+    var rb: array<vec4<f32>, 8>;
+    for (var l = 0u; l < quads_a(); l++) {
+        stage_a(0u, tid + l * threads, fetch_a(tid + l * threads, k_begin));
+    }
+    for (var l = 0u; l < quads_b(); l++) {
+        stage_b(0u, tid + l * threads, fetch_b(tid + l * threads, k_begin));
+    }
+    workgroupBarrier();
+    let slabs = (k_end - k_begin + BK - 1u) / BK;
+    for (var s = 0u; s < slabs; s++) {
+        let next = s + 1u < slabs;
+        let k_next = k_begin + (s + 1u) * BK;
+        if (next) {
+            for (var l = 0u; l < quads_a(); l++) {
+                ra[l] = fetch_a(tid + l * threads, k_next);
+            }
+            for (var l = 0u; l < quads_b(); l++) {
+                rb[l] = fetch_b(tid + l * threads, k_next);
+            }
+        }
+        multiply_slab(s % 2u, lid, acc);
+        if (next) {
+            for (var l = 0u; l < quads_a(); l++) {
+                stage_a((s + 1u) % 2u, tid + l * threads, ra[l]);
+            }
+            for (var l = 0u; l < quads_b(); l++) {
+                stage_b((s + 1u) % 2u, tid + l * threads, rb[l]);
+            }
+        }
+        workgroupBarrier();
+    }
 }
 
 // acc[(i*4 + r)*(TN/4) + j] += the contribution of slab buffer `buf` to row group i,

@@ -29,10 +29,8 @@ fn every_shader_parses_and_validates() {
             continue;
         }
         let stem = path.file_stem().unwrap().to_str().unwrap();
-        let source = std::fs::read_to_string(&path).unwrap();
-        if stem == "tile" {
-            validate("the tile prelude", &source); // standalone: it has no entry point
-        } else {
+        if stem != "tile" {
+            // (the tile prelude calls hooks its includers define: validated with them)
             assert!(
                 shaders.iter().any(|s| s.name == stem),
                 "{} is not built by any launcher",

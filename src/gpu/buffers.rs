@@ -59,6 +59,23 @@ impl Gpu {
         self.zeroed(label, len as u64 * 4)
     }
 
+    /// `buffer`, or placeholder number `slot` (0-3, a 16-byte buffer) when `buffer` is
+    /// smaller than one vec4: for a binding that a kernel declares as `array<vec4<f32>>`
+    /// but, for this shape, never touches. Give each binding of a dispatch its own slot.
+    pub fn vec4_view_or_placeholder<'a>(
+        &'a self,
+        buffer: &'a wgpu::Buffer,
+        slot: usize,
+    ) -> &'a wgpu::Buffer {
+        if buffer.size() >= 16 {
+            return buffer;
+        }
+        let all = self
+            .placeholders
+            .get_or_init(|| std::array::from_fn(|_| self.zeroed("placeholder", 16)));
+        &all[slot.min(3)]
+    }
+
     /// Copies the first `len` elements of `buffer` to the host (staging buffer, map, wait).
     pub fn read<T: Element>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
         let bytes = (len * std::mem::size_of::<T>()) as u64;

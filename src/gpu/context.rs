@@ -113,6 +113,9 @@ pub struct Gpu {
     row_workgroup: AtomicU32,
     /// Whether shader modules keep wgpu's runtime checks (see `GpuOptions::checked_shaders`).
     checked_shaders: bool,
+    /// 16-byte buffers bound where a kernel declares a vec4 view it will not touch, one per
+    /// binding (a dispatch may not bind one buffer both read-only and writable).
+    pub(crate) placeholders: std::sync::OnceLock<[wgpu::Buffer; 4]>,
 }
 
 impl fmt::Debug for Gpu {
@@ -238,6 +241,7 @@ impl Gpu {
             tuned: Mutex::new(tuned),
             uncaptured,
             checked_shaders: options.checked_shaders,
+            placeholders: std::sync::OnceLock::new(),
         })
     }
 
@@ -255,6 +259,7 @@ impl Gpu {
             row_workgroup: AtomicU32::new(default_row_workgroup(&info)),
             info,
             checked_shaders: false,
+            placeholders: std::sync::OnceLock::new(),
         }
     }
 

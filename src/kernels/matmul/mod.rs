@@ -467,18 +467,14 @@ pub fn matmul(
                 ("BK", block.bk as f64),
                 ("TM", block.tm as f64),
                 ("TN", block.tn as f64),
+                ("VEC4", vec4 as u8 as f64),
             ]);
-            let entry = if vec4 {
-                "matmul_blocked_vec4"
-            } else {
-                "matmul_blocked"
-            };
             let groups = [
                 desc.n.div_ceil(block.bn),
                 desc.m.div_ceil(block.bm),
                 desc.batch,
             ];
-            (entry, constants, groups)
+            ("matmul_blocked", constants, groups)
         }
     };
     let kernel = Kernel {
@@ -486,6 +482,13 @@ pub fn matmul(
         entry,
         constants: &constants,
     };
-    gpu.dispatch(pass, &kernel, &params, &buffers, groups)?;
+    // The blocked kernel also binds A, B and C as vec4 arrays (bindings 5-7), which it
+    // reads only with VEC4 (then every operand holds whole vec4s).
+    let mut numbered: Vec<(u32, &wgpu::Buffer)> = (1..).zip(buffers).collect();
+    if entry == "matmul_blocked" {
+        let view = |b, slot| gpu.vec4_view_or_placeholder(b, slot);
+        numbered.extend([(5, view(a, 0)), (6, view(b, 1)), (7, view(c, 2))]);
+    }
+    gpu.dispatch_bound(pass, &kernel, &params, &numbered, groups)?;
     Ok(variant)
 }
