@@ -2,67 +2,62 @@
 // size, stride and zero padding, as an implicit GEMM: the unfolded ("im2col") operand is
 // gathered straight from the image into workgroup memory, never stored.
 //
-// One tiled GEMM kernel serves the three products, picked by the override MODE:
+// One blocked GEMM kernel serves the three products, picked by the override MODE:
 //   MODE 0, forward:          y[co, (n,oy,ox)]   = Σ_(ci,ky,kx)  w[co,(ci,ky,kx)] · x̃[(ci,ky,kx),(n,oy,ox)]
 //   MODE 1, backward input:   dx[ci, (n,iy,ix)]  = Σ_(co,ky,kx)  w[co,(ci,ky,kx)] · dỹ[(co,ky,kx),(n,iy,ix)]
 //   MODE 2, backward weight:  dw[co, (ci,ky,kx)] = Σ_(n,oy,ox)   dy[n,co,oy,ox] · x̃[(n,oy,ox),(ci,ky,kx)]
 // where x̃ reads x at (oy·stride − pad + ky, ox·stride − pad + kx) and dỹ reads dy at the
 // output pixel whose window puts tap (ky, kx) on input pixel (iy, ix) (zero when none
-// does). MODE 2 splits its long reduction over workgroups along z (k_split each) and
-// writes partial sums; `conv2d_weight_finish` adds them up in a fixed order.
+// does). MODE 1 is split by the input pixel's phase (iy mod stride, ix mod stride), one
+// phase per z-workgroup: only the taps that reach an output pixel from that phase enter
+// its reduction (1 in 4 of a 3x3 kernel's at stride 2 skipped). MODE 2 splits its long
+// reduction over z-workgroups (k_split each) and writes partial sums;
+// `conv2d_weight_finish` adds them up in a fixed order. Compiled after the tile prelude
+// and conv2d_common.wgsl.
 
-struct Params {
-    batch: u32,
-    c_in: u32,
-    h: u32,          // input height
-    w: u32,          // input width
-    c_out: u32,
-    kh: u32,         // kernel height
-    kw: u32,         // kernel width
-    stride: u32,
-    pad: u32,
-    oh: u32,         // output height
-    ow: u32,         // output width
-    has_bias: u32,   // forward: add bias[co]
-    accumulate: u32, // 1: out += result, 0: out = result
-    m: u32,          // GEMM rows of this MODE
-    n: u32,          // GEMM columns
-    k: u32,          // GEMM reduction length
-    k_split: u32,    // reduction length per z-workgroup (MODE 2; k otherwise)
-    splits: u32,     // z-workgroups (conv2d_weight_finish)
-    _pad0: u32,
-    _pad1: u32,
+// ---- the blocked implicit-GEMM kernel ----
+// Bindings 1-4 as conv2d_common.wgsl lists them (MODE 0 forward, 1 backward input,
+// 2 backward weight); bindings 5 and 6 hold a and out again, viewed as vec4: with VEC4 a quad of the left
+// operand is one vec4 load (MODE 0: c_in·kh·kw, MODE 2: oh·ow a multiple of 4), with
+// VEC4_OUT four outputs are one vec4 store (MODE 0: oh·ow, MODE 1 at stride 1: h·w,
+// MODE 2: c_in·kh·kw a multiple of 4); the launcher checks these.
+@group(0) @binding(5) var<storage, read> a4v: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> out4v: array<vec4<f32>>;
+
+// One phase of the backward-to-input GEMM: input pixels (iy, ix) with iy ≡ ry, ix ≡ rx
+// (mod stride), and the taps (ky, kx) that reach them: ky ≡ ky0, kx ≡ kx0 (mod stride).
+struct Phase {
+    ry: u32,
+    rx: u32,
+    ky0: u32,
+    kx0: u32,
+    taps_y: u32,    // taps of the phase per column of the kernel
+    taps_x: u32,
+    rows: u32,      // input rows of the phase: ⌈(h − ry) / stride⌉
+    cols: u32,      // input columns
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-
-// ---- the implicit-GEMM kernel ----
-// Bindings by MODE:            out (1)                         a (2)        b (3)    bias (4)
-//   0 forward                  y: [batch, c_out, oh, ow]       w            x        bias: [c_out]
-//   1 backward input           dx: [batch, c_in, h, w]         w            dy       (unused)
-//   2 backward weight          partial: [splits, c_out, c_in·kh·kw]  dy     x        (unused)
-// with w: [c_out, c_in, kh, kw], x: [batch, c_in, h, w], dy: [batch, c_out, oh, ow].
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> a_src: array<f32>;
-@group(0) @binding(3) var<storage, read> b_src: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-
-override MODE: u32 = 0u;
-override BM: u32 = 64u;
-override BN: u32 = 64u;
-override BK: u32 = 16u;
-
-// a_tile: [BK, BM], b_tile: [BK, BN]
-var<workgroup> a_tile: array<f32, BM * BK>;
-var<workgroup> b_tile: array<f32, BK * BN>;
-
-// x at (n, c, y, x) or 0 outside the image.
-fn image_at(n: u32, c: u32, y: i32, x: i32) -> f32 {
-    if (y < 0 || x < 0 || y >= i32(p.h) || x >= i32(p.w)) {
-        return 0.0;
-    }
-    return b_src[((n * p.c_in + c) * p.h + u32(y)) * p.w + u32(x)];
+fn phase_of(z: u32) -> Phase {
+    let s = p.stride;
+    var ph: Phase;
+    ph.ry = z / s;
+    ph.rx = z % s;
+    ph.ky0 = (ph.ry + p.pad) % s;
+    ph.kx0 = (ph.rx + p.pad) % s;
+    ph.taps_y = select(0u, (p.kh - ph.ky0 + s - 1u) / s, ph.ky0 < p.kh);
+    ph.taps_x = select(0u, (p.kw - ph.kx0 + s - 1u) / s, ph.kx0 < p.kw);
+    ph.rows = select(0u, (p.h - ph.ry + s - 1u) / s, ph.ry < p.h);
+    ph.cols = select(0u, (p.w - ph.rx + s - 1u) / s, ph.rx < p.w);
+    return ph;
 }
+
+// This workgroup's tile: first row and column, the end of its reduction, and (MODE 1)
+// its phase.
+var<private> tile_row0: u32;
+var<private> tile_col0: u32;
+var<private> tile_k_end: u32;
+var<private> tile_cols: u32;
+var<private> phase: Phase;
 
 // Element (row, kk) of the GEMM's left operand.
 fn load_a(row: u32, kk: u32) -> f32 {
@@ -71,12 +66,14 @@ fn load_a(row: u32, kk: u32) -> f32 {
         return a_src[row * p.k + kk];
     }
     if (MODE == 1u) {
-        let co = kk / taps;
-        return a_src[(co * p.c_in + row) * taps + kk % taps];
+        let per_co = phase.taps_y * phase.taps_x;
+        let t = kk % per_co;
+        let ky = phase.ky0 + p.stride * (t / phase.taps_x);
+        let kx = phase.kx0 + p.stride * (t % phase.taps_x);
+        return a_src[((kk / per_co * p.c_in + row) * p.kh + ky) * p.kw + kx];
     }
     let pixels = p.oh * p.ow;
-    let n = kk / pixels;
-    return a_src[(n * p.c_out + row) * pixels + kk % pixels];
+    return a_src[(kk / pixels * p.c_out + row) * pixels + kk % pixels];
 }
 
 // Element (kk, col) of the GEMM's right operand, gathered from the image or from dy.
@@ -84,320 +81,181 @@ fn load_b(kk: u32, col: u32) -> f32 {
     let taps = p.kh * p.kw;
     let pixels = p.oh * p.ow;
     if (MODE == 0u) {
-        let ci = kk / taps;
         let tap = kk % taps;
-        let n = col / pixels;
         let pix = col % pixels;
         let y = i32((pix / p.ow) * p.stride + tap / p.kw) - i32(p.pad);
         let x = i32((pix % p.ow) * p.stride + tap % p.kw) - i32(p.pad);
-        return image_at(n, ci, y, x);
+        return image_at(col / pixels, kk / taps, y, x);
     }
     if (MODE == 1u) {
-        let co = kk / taps;
-        let tap = kk % taps;
-        let n = col / (p.h * p.w);
-        let pix = col % (p.h * p.w);
-        let ty = i32(pix / p.w + p.pad) - i32(tap / p.kw);
-        let tx = i32(pix % p.w + p.pad) - i32(tap % p.kw);
-        if (ty < 0 || tx < 0) {
+        let per_co = phase.taps_y * phase.taps_x;
+        let t = kk % per_co;
+        let ky = phase.ky0 + p.stride * (t / phase.taps_x);
+        let kx = phase.kx0 + p.stride * (t % phase.taps_x);
+        let per_image = phase.rows * phase.cols;
+        let r = col % per_image;
+        let iy = phase.ry + p.stride * (r / phase.cols);
+        let ix = phase.rx + p.stride * (r % phase.cols);
+        // iy + pad − ky is a multiple of the stride by the choice of the phase's taps.
+        let ty = i32(iy + p.pad) - i32(ky);
+        let tx = i32(ix + p.pad) - i32(kx);
+        let oy = ty / i32(p.stride);
+        let ox = tx / i32(p.stride);
+        if (ty < 0 || tx < 0 || oy >= i32(p.oh) || ox >= i32(p.ow)) {
             return 0.0;
         }
-        let s = p.stride;
-        let uy = u32(ty);
-        let ux = u32(tx);
-        if (uy % s != 0u || ux % s != 0u || uy / s >= p.oh || ux / s >= p.ow) {
-            return 0.0;
-        }
-        return b_src[((n * p.c_out + co) * p.oh + uy / s) * p.ow + ux / s];
+        let n = col / per_image;
+        return b_src[((n * p.c_out + kk / per_co) * p.oh + u32(oy)) * p.ow + u32(ox)];
     }
-    let n = kk / pixels;
     let pix = kk % pixels;
-    let ci = col / taps;
     let tap = col % taps;
     let y = i32((pix / p.ow) * p.stride + tap / p.kw) - i32(p.pad);
     let x = i32((pix % p.ow) * p.stride + tap % p.kw) - i32(p.pad);
-    return image_at(n, ci, y, x);
+    return image_at(kk / pixels, col / taps, y, x);
 }
 
-fn store(row: u32, col: u32, split: u32, value: f32) {
-    var idx: u32;
-    var v = value;
-    if (MODE == 0u) {
-        let pixels = p.oh * p.ow;
-        idx = ((col / pixels) * p.c_out + row) * pixels + col % pixels;
-        if (p.has_bias == 1u) {
-            v += bias[row];
+// Where the tile prelude's quad q starts: A's run along k from (row, k), B's along
+// columns from (k, col), like a matmul with both operands untransposed.
+fn a_quad(q: u32) -> vec2<u32> {
+    return vec2<u32>(q / (BK / 4u), 4u * (q % (BK / 4u)));
+}
+
+fn b_quad(q: u32) -> vec2<u32> {
+    return vec2<u32>(q / (BN / 4u), 4u * (q % (BN / 4u)));
+}
+
+// The tile prelude's hooks (see shaders/tile.wgsl).
+fn fetch_a(q: u32, k0: u32) -> vec4<f32> {
+    let at = a_quad(q);
+    let row = tile_row0 + at.x;
+    let kk = k0 + at.y;
+    if (VEC4) {
+        if (row < p.m && kk < tile_k_end) {
+            var idx = row * p.k + kk;
+            if (MODE == 2u) {
+                let pixels = p.oh * p.ow;
+                idx = (kk / pixels * p.c_out + row) * pixels + kk % pixels;
+            }
+            return a4v[idx / 4u];
         }
-    } else if (MODE == 1u) {
-        let pixels = p.h * p.w;
-        idx = ((col / pixels) * p.c_in + row) * pixels + col % pixels;
-    } else {
-        out[(split * p.m + row) * p.n + col] = v;
+        return vec4<f32>(0.0);
+    }
+    var v = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if (row < p.m && kk + e < tile_k_end) {
+            v[e] = load_a(row, kk + e);
+        }
+    }
+    return v;
+}
+
+fn fetch_b(q: u32, k0: u32) -> vec4<f32> {
+    let at = b_quad(q);
+    let kk = k0 + at.x;
+    var v = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        let col = tile_col0 + at.y + e;
+        if (kk < tile_k_end && col < tile_cols) {
+            v[e] = load_b(kk, col);
+        }
+    }
+    return v;
+}
+
+fn stage_a(buf: u32, q: u32, v: vec4<f32>) {
+    if (q >= BM * BK / 4u) {
         return;
     }
-    if (p.accumulate == 1u) {
-        v += out[idx];
+    let at = a_quad(q);
+    for (var e = 0u; e < 4u; e++) {
+        sa[((buf * BK + at.y + e) * BM + at.x) / 4u][at.x % 4u] = v[e];
     }
-    out[idx] = v;
 }
 
-// A BM x BN tile of the GEMM per workgroup, 4x4 per invocation, BK-deep slabs of both
-// operands staged in workgroup memory ((BM + BN)·BK·4 bytes, checked in Rust).
-@compute @workgroup_size(BN / 4u, BM / 4u)
-fn conv2d_gemm(
+fn stage_b(buf: u32, q: u32, v: vec4<f32>) {
+    if (q >= BN * BK / 4u) {
+        return;
+    }
+    let at = b_quad(q);
+    sb[((buf * BK + at.x) * BN + at.y) / 4u] = v;
+}
+
+// Where output (row, col) of this tile lives (MODE 2: in the partial sums of `split`).
+fn out_index(row: u32, col: u32, split: u32) -> u32 {
+    if (MODE == 0u) {
+        let pixels = p.oh * p.ow;
+        return ((col / pixels) * p.c_out + row) * pixels + col % pixels;
+    }
+    if (MODE == 1u) {
+        let per_image = phase.rows * phase.cols;
+        let r = col % per_image;
+        let iy = phase.ry + p.stride * (r / phase.cols);
+        let ix = phase.rx + p.stride * (r % phase.cols);
+        return (((col / per_image) * p.c_in + row) * p.h + iy) * p.w + ix;
+    }
+    return (split * p.m + row) * p.n + col;
+}
+
+// Stores four consecutive outputs of a row: with bias (MODE 0) and accumulation (MODE 0
+// and 1; MODE 2 writes fresh partial sums).
+fn store4(row: u32, col: u32, split: u32, value: vec4<f32>) {
+    var v = value;
+    if (MODE == 0u && p.has_bias == 1u) {
+        v += vec4<f32>(bias[row]);
+    }
+    let add = p.accumulate == 1u && MODE != 2u;
+    if (VEC4_OUT) {
+        // The four columns lie in one image (or row of partial sums), whole and aligned.
+        if (col < tile_cols) {
+            let idx = out_index(row, col, split) / 4u;
+            if (add) {
+                v += out4v[idx];
+            }
+            out4v[idx] = v;
+        }
+        return;
+    }
+    for (var e = 0u; e < 4u; e++) {
+        if (col + e < tile_cols) {
+            let idx = out_index(row, col + e, split);
+            var x = v[e];
+            if (add) {
+                x += out[idx];
+            }
+            out[idx] = x;
+        }
+    }
+}
+
+// A BM x BN tile of this MODE's GEMM per workgroup; z picks the phase (MODE 1) or the
+// split of the reduction (MODE 2).
+@compute @workgroup_size(BN / TN, BM / TM)
+fn conv2d_blocked(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
 ) {
-    let threads = (BN / 4u) * (BM / 4u);
-    let tid = lid.y * (BN / 4u) + lid.x;
-    let row0 = wg.y * BM;
-    let col0 = wg.x * BN;
-    let k_begin = wg.z * p.k_split;
-    let k_end = min(p.k, k_begin + p.k_split);
-    var acc: array<vec4<f32>, 4>;
-    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        for (var i = tid; i < BM * BK; i += threads) {
-            let mm = i / BK;
-            let kk = i % BK;
-            var v = 0.0;
-            if (row0 + mm < p.m && k0 + kk < k_end) {
-                v = load_a(row0 + mm, k0 + kk);
-            }
-            a_tile[kk * BM + mm] = v;
-        }
-        for (var i = tid; i < BK * BN; i += threads) {
-            let nn = i % BN;
-            let kk = i / BN;
-            var v = 0.0;
-            if (col0 + nn < p.n && k0 + kk < k_end) {
-                v = load_b(k0 + kk, col0 + nn);
-            }
-            b_tile[kk * BN + nn] = v;
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk++) {
-            let ar = kk * BM + lid.y * 4u;
-            let br = kk * BN + lid.x * 4u;
-            let bv = vec4<f32>(b_tile[br], b_tile[br + 1u], b_tile[br + 2u], b_tile[br + 3u]);
-            acc[0] += a_tile[ar] * bv;
-            acc[1] += a_tile[ar + 1u] * bv;
-            acc[2] += a_tile[ar + 2u] * bv;
-            acc[3] += a_tile[ar + 3u] * bv;
-        }
-        workgroupBarrier();
+    tile_row0 = wg.y * BM;
+    tile_col0 = wg.x * BN;
+    var k_begin = 0u;
+    tile_k_end = p.k;
+    tile_cols = p.n;
+    if (MODE == 1u) {
+        phase = phase_of(wg.z);
+        tile_k_end = p.c_out * phase.taps_y * phase.taps_x;
+        tile_cols = p.batch * phase.rows * phase.cols;
+    } else if (MODE == 2u) {
+        k_begin = wg.z * p.k_split;
+        tile_k_end = min(p.k, k_begin + p.k_split);
     }
-    for (var r = 0u; r < 4u; r++) {
-        let row = row0 + lid.y * 4u + r;
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x * 4u + j;
-            if (row < p.m && col < p.n) {
-                store(row, col, wg.z, acc[r][j]);
-            }
-        }
+    if (tile_col0 >= tile_cols) {
+        return; // a phase with fewer columns than the grid is wide
     }
-}
-
-// ---- register-blocked kernels: 8 channels × 4 pixels (or taps) per invocation, operands
-// read straight from storage (no workgroup memory, no barriers), the window walked with no
-// division in the inner loop. Bindings as the MODE of the same pass. ----
-
-const REG_ROWS: u32 = 8u;
-const REG_COLS: u32 = 4u;
-
-// Forward: invocation i computes output channels from 8·(i / col_blocks) at the 4 output
-// pixels from 4·(i % col_blocks), so neighbouring invocations read neighbouring pixels.
-@compute @workgroup_size(64)
-fn conv2d_forward_reg(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let pixels = p.oh * p.ow;
-    let i = gid.y * nwg.x * 64u + gid.x;
-    let col_blocks = (p.n + REG_COLS - 1u) / REG_COLS;
-    let block = vec2<u32>((i / col_blocks) * REG_ROWS, (i % col_blocks) * REG_COLS);
-    let co0 = block.x;
-    if (co0 >= p.c_out) {
-        return;
-    }
-    // Per column: the image's base offset and the window's top-left corner.
-    var base: array<u32, 4>;
-    var y0: array<i32, 4>;
-    var x0: array<i32, 4>;
-    var live: array<bool, 4>;
-    for (var j = 0u; j < REG_COLS; j++) {
-        let col = block.y + j;
-        live[j] = col < p.n;
-        let c = min(col, p.n - 1u);
-        let pix = c % pixels;
-        base[j] = (c / pixels) * p.c_in * p.h * p.w;
-        y0[j] = i32((pix / p.ow) * p.stride) - i32(p.pad);
-        x0[j] = i32((pix % p.ow) * p.stride) - i32(p.pad);
-    }
-    var rows: array<u32, 8>;
-    for (var r = 0u; r < REG_ROWS; r++) {
-        rows[r] = min(co0 + r, p.c_out - 1u) * p.k;
-    }
-    var acc: array<vec4<f32>, 8>;
-    var kk = 0u;
-    for (var ci = 0u; ci < p.c_in; ci++) {
-        let plane = ci * p.h * p.w;
-        for (var ky = 0u; ky < p.kh; ky++) {
-            for (var kx = 0u; kx < p.kw; kx++) {
-                var bv = vec4<f32>(0.0);
-                for (var j = 0u; j < REG_COLS; j++) {
-                    let y = y0[j] + i32(ky);
-                    let x = x0[j] + i32(kx);
-                    if (live[j] && y >= 0 && x >= 0 && y < i32(p.h) && x < i32(p.w)) {
-                        bv[j] = b_src[base[j] + plane + u32(y) * p.w + u32(x)];
-                    }
-                }
-                for (var r = 0u; r < REG_ROWS; r++) {
-                    acc[r] += a_src[rows[r] + kk] * bv;
-                }
-                kk++;
-            }
-        }
-    }
-    for (var r = 0u; r < REG_ROWS; r++) {
-        for (var j = 0u; j < REG_COLS; j++) {
-            if (co0 + r < p.c_out && live[j]) {
-                store(co0 + r, block.y + j, 0u, acc[r][j]);
-            }
-        }
-    }
-}
-
-// Backward to the input: 8 input channels × 4 input pixels of one row that share their
-// column's remainder modulo the stride (ix = r, r + s, r + 2s, ...), so that the same
-// filter taps reach all four and the taps that reach none (3 in 4 at stride 2) are skipped.
-@compute @workgroup_size(64)
-fn conv2d_backward_input_reg(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let s = p.stride;
-    // Column blocks per image row: s remainders × chunks of 4 of the ⌈w/s⌉ columns each.
-    let chunks = ((p.w + s - 1u) / s + REG_COLS - 1u) / REG_COLS;
-    let row_blocks = s * chunks;
-    let col_blocks = p.batch * p.h * row_blocks;
-    let i = gid.y * nwg.x * 64u + gid.x;
-    let ci0 = (i / col_blocks) * REG_ROWS;
-    if (ci0 >= p.c_in) {
-        return;
-    }
-    let cb = i % col_blocks;
-    let image_row = cb / row_blocks;       // n · h + iy
-    let n = image_row / p.h;
-    let iy = image_row % p.h;
-    let rem = (cb % row_blocks) / chunks;  // the columns' remainder r
-    let ix0 = rem + s * REG_COLS * (cb % chunks);
-    let taps = p.kh * p.kw;
-    var rows: array<u32, 8>;
-    for (var r = 0u; r < REG_ROWS; r++) {
-        rows[r] = min(ci0 + r, p.c_in - 1u) * taps;
-    }
-    let dy_base = n * p.c_out * p.oh * p.ow;
-    var acc: array<vec4<f32>, 8>;
-    // Taps with (iy + pad − ky) and (ix + pad − kx) multiples of s.
-    for (var ky = (iy + p.pad) % s; ky < p.kh; ky += s) {
-        let ty = i32(iy + p.pad) - i32(ky);
-        let oy = ty / i32(s);
-        if (ty < 0 || oy >= i32(p.oh)) {
-            continue;
-        }
-        for (var kx = (ix0 + p.pad) % s; kx < p.kw; kx += s) {
-            // ox of column j: (ix0 + s·j + pad − kx) / s = ox0 + j (exact: kx was picked so
-            // that s divides ix0 + pad − kx, which may be negative)
-            let ox0 = (i32(ix0 + p.pad) - i32(kx)) / i32(s);
-            let tap = ky * p.kw + kx;
-            for (var co = 0u; co < p.c_out; co++) {
-                let dy_row = dy_base + (co * p.oh + u32(oy)) * p.ow;
-                var bv = vec4<f32>(0.0);
-                for (var j = 0u; j < REG_COLS; j++) {
-                    let ox = ox0 + i32(j);
-                    let ix = ix0 + s * j;
-                    if (ox >= 0 && ox < i32(p.ow) && ix < p.w) {
-                        bv[j] = b_src[dy_row + u32(ox)];
-                    }
-                }
-                let w_co = co * p.c_in * taps + tap;
-                for (var r = 0u; r < REG_ROWS; r++) {
-                    acc[r] += a_src[w_co + rows[r]] * bv;
-                }
-            }
-        }
-    }
-    for (var r = 0u; r < REG_ROWS; r++) {
-        let ci = ci0 + r;
-        for (var j = 0u; j < REG_COLS; j++) {
-            let ix = ix0 + s * j;
-            if (ci < p.c_in && ix < p.w) {
-                let idx = ((n * p.c_in + ci) * p.h + iy) * p.w + ix;
-                var v = acc[r][j];
-                if (p.accumulate == 1u) {
-                    v += out[idx];
-                }
-                out[idx] = v;
-            }
-        }
-    }
-}
-
-// Backward to the weights, first stage: 8 output channels × 4 consecutive (ci, ky, kx)
-// taps per invocation, summed over the pixels of this z-split (k_split of the
-// batch·oh·ow), written as partial sums like MODE 2 (`conv2d_weight_finish` adds them).
-// Bindings as MODE 2: out = partial, a = dy, b = x.
-@compute @workgroup_size(64)
-fn conv2d_backward_weight_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
-    // p.m = c_out rows, p.n = c_in·kh·kw columns; gid.x picks the 8 × 4 block, gid.y the
-    // split.
-    let i = gid.x;
-    let col_blocks = (p.n + REG_COLS - 1u) / REG_COLS;
-    let co0 = (i / col_blocks) * REG_ROWS;
-    if (co0 >= p.m) {
-        return;
-    }
-    let col0 = (i % col_blocks) * REG_COLS;
-    let split = gid.y;
-    let taps = p.kh * p.kw;
-    // Per column: the input plane's offset within an image and the tap.
-    var plane: array<u32, 4>;
-    var ky: array<i32, 4>;
-    var kx: array<i32, 4>;
-    for (var j = 0u; j < REG_COLS; j++) {
-        let c = min(col0 + j, p.n - 1u);
-        plane[j] = (c / taps) * p.h * p.w;
-        ky[j] = i32((c % taps) / p.kw) - i32(p.pad);
-        kx[j] = i32((c % taps) % p.kw) - i32(p.pad);
-    }
-    let pixels = p.oh * p.ow;
-    let k_begin = split * p.k_split;
-    let k_end = min(p.k, k_begin + p.k_split);
-    var acc: array<vec4<f32>, 8>;
-    for (var kk = k_begin; kk < k_end; kk++) {
-        let n = kk / pixels;
-        let pix = kk % pixels;
-        let oy = i32((pix / p.ow) * p.stride);
-        let ox = i32((pix % p.ow) * p.stride);
-        let image = n * p.c_in * p.h * p.w;
-        var bv = vec4<f32>(0.0);
-        for (var j = 0u; j < REG_COLS; j++) {
-            let y = oy + ky[j];
-            let x = ox + kx[j];
-            if (y >= 0 && x >= 0 && y < i32(p.h) && x < i32(p.w)) {
-                bv[j] = b_src[image + plane[j] + u32(y) * p.w + u32(x)];
-            }
-        }
-        let dy_base = n * p.c_out * pixels + pix;
-        for (var r = 0u; r < REG_ROWS; r++) {
-            acc[r] += a_src[dy_base + min(co0 + r, p.m - 1u) * pixels] * bv;
-        }
-    }
-    for (var r = 0u; r < REG_ROWS; r++) {
-        for (var j = 0u; j < REG_COLS; j++) {
-            if (co0 + r < p.m && col0 + j < p.n) {
-                out[(split * p.m + co0 + r) * p.n + col0 + j] = acc[r][j];
-            }
+    var acc: array<vec4<f32>, 16>;
+    accumulate_tile(lid, k_begin, tile_k_end, &acc);
+    for (var v = 0u; v < TM * TN / 4u; v++) {
+        let at = acc_position(v, lid);
+        if (tile_row0 + at.x < p.m) {
+            store4(tile_row0 + at.x, tile_col0 + at.y, wg.z, acc[v]);
         }
     }
 }
@@ -463,8 +321,7 @@ fn conv2d_weight_finish(
 @group(0) @binding(1) var<storage, read_write> db: array<f32>;
 @group(0) @binding(2) var<storage, read> dy_bias: array<f32>;
 
-// Invocations per workgroup for the bias sum, a power of two (`Gpu::row_workgroup_size`).
-override WG: u32 = 256u;
+// red: [WG], WG (the tile prelude's override) a power of two, `Gpu::row_workgroup_size`
 var<workgroup> red: array<f32, WG>;
 
 @compute @workgroup_size(WG)

@@ -409,7 +409,11 @@ fn convolution_batchnorm_pooling_shortcut() {
         Conv2d::new(3, 5, 9, 11, 15, 3).stride(2).pad(1),
         Conv2d::new(1, 17, 8, 8, 9, 1).stride(2),
     ] {
-        for variant in [ConvVariant::Direct, ConvVariant::Gemm, ConvVariant::Reg] {
+        for variant in [
+            ConvVariant::Direct,
+            ConvVariant::Reg,
+            ConvVariant::Blocked(Block::new(32, 32, 8, 8, 4)),
+        ] {
             same(&format!("conv2d {variant:?} {conv:?}"), |gpu| {
                 let (x, w, bias) = (
                     up(gpu, 27, conv.input_len()),

@@ -52,6 +52,29 @@ fn tune_measures_records_and_saves_the_table() {
 }
 
 #[test]
+fn bench_step_profile() {
+    let _gpu = require_gpu!();
+    let out = rezero(&[
+        "bench",
+        "mlp",
+        "--sizes",
+        "4x32x8",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--profile",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout.contains("\"kernel\":\"mlp_step\""), "{stdout}");
+    assert!(stdout.contains("\"profile_entry\":\"matmul_"), "{stdout}");
+    assert!(stdout.contains("\"profile_total_ms\""), "{stdout}");
+    assert!(stdout.lines().all(|l| l.starts_with('{')), "{stdout}");
+}
+
+#[test]
 fn info_and_bench_json() {
     let _gpu = require_gpu!();
     let out = rezero(&["info"]);
@@ -108,12 +131,28 @@ fn train_mlp_one_run_and_compare() {
         "20",
         "--quiet",
     ];
-    let out = rezero(&[&common[..], &["--out", run.to_str().unwrap()]].concat());
+    let out = rezero(
+        &[
+            &common[..],
+            &["--out", run.to_str().unwrap(), "--profile", "3"],
+        ]
+        .concat(),
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("rezero-4x16: 20 steps"),
         "{}",
         text(&out)
+    );
+    // --profile 3: where step 3's time went, by entry point.
+    let shown = text(&out);
+    assert!(
+        shown.contains("profile of step 3:") && shown.contains("matmul_"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("dispatches") && shown.contains("timed on the GPU"),
+        "{shown}"
     );
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(

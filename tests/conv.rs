@@ -8,6 +8,7 @@ use common::{assert_close, atol_for};
 use rezero::cpu;
 use rezero::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormShape};
 use rezero::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
+use rezero::kernels::matmul::Block;
 use rezero::kernels::pool;
 use rezero::kernels::shortcut::{self, ShortcutShape};
 use rezero::{Error, Gpu};
@@ -29,6 +30,13 @@ fn shapes() -> Vec<Conv2d> {
     ]
 }
 
+/// Two blocked tiles: the simple one (4x4 per invocation, 64x64) and an oblong 8x4 one
+/// with shallow slabs, so shapes cross their tiles' edges differently.
+const BLOCKED: [ConvVariant; 2] = [
+    ConvVariant::Blocked(ConvVariant::SIMPLE_BLOCK),
+    ConvVariant::Blocked(Block::new(32, 32, 8, 8, 4)),
+];
+
 fn tol(s: &Conv2d) -> f32 {
     atol_for((s.c_in * s.kh * s.kw) as usize)
 }
@@ -46,7 +54,10 @@ fn forward_every_variant_with_bias_and_accumulate() {
             gpu.upload("w", &w),
             gpu.upload("b", &b),
         );
-        for variant in ConvVariant::ALL.into_iter().chain([ConvVariant::Auto]) {
+        for variant in [ConvVariant::Direct, ConvVariant::Reg, ConvVariant::Auto]
+            .into_iter()
+            .chain(BLOCKED)
+        {
             for (bias, accumulate) in [(false, false), (true, false), (true, true)] {
                 let gy = gpu.upload("y", &old);
                 let gbias = bias.then_some(&gb);
@@ -85,11 +96,13 @@ fn backward_input_weight_and_bias() {
             gpu.upload("dy", &dy),
         );
         for (accumulate, variant) in [
-            (false, ConvVariant::Gemm),
-            (true, ConvVariant::Gemm),
+            (false, BLOCKED[0]),
+            (true, BLOCKED[0]),
+            (true, BLOCKED[1]),
             (false, ConvVariant::Reg),
             (true, ConvVariant::Reg),
             (false, ConvVariant::Auto),
+            (true, ConvVariant::Direct),
         ] {
             let old_dx = cpu::seeded(8, s.input_len(), -1.0, 1.0);
             let old_dw = cpu::seeded(9, s.weight_len(), -1.0, 1.0);
@@ -131,32 +144,18 @@ fn conv_shape_errors_are_reported_before_dispatch() {
     let s = Conv2d::new(1, 2, 3, 3, 2, 5);
     let buf = gpu.zeroed_f32("b", 1024);
     let err = gpu
-        .run(|p| conv::conv2d_forward(gpu, p, &buf, &buf, &buf, None, &s, ConvVariant::Gemm, false))
+        .run(|p| conv::conv2d_forward(gpu, p, &buf, &buf, &buf, None, &s, BLOCKED[0], false))
         .unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
     let s = Conv2d::new(1, 2, 3, 3, 2, 3).stride(0);
     let err = gpu
-        .run(|p| {
-            conv::conv2d_backward_input(gpu, p, &buf, &buf, &buf, &s, ConvVariant::Gemm, false)
-        })
+        .run(|p| conv::conv2d_backward_input(gpu, p, &buf, &buf, &buf, &s, BLOCKED[0], false))
         .unwrap_err();
     assert!(matches!(err, Error::Empty { .. }), "{err}");
     let s = Conv2d::new(2, 4, 8, 8, 4, 3).pad(1);
     let small = gpu.zeroed_f32("small", 10);
     let err = gpu
-        .run(|p| {
-            conv::conv2d_forward(
-                gpu,
-                p,
-                &buf,
-                &small,
-                &buf,
-                None,
-                &s,
-                ConvVariant::Gemm,
-                false,
-            )
-        })
+        .run(|p| conv::conv2d_forward(gpu, p, &buf, &small, &buf, None, &s, BLOCKED[0], false))
         .unwrap_err();
     assert!(err.to_string().contains("x: [batch, c_in, h, w]"), "{err}");
 }

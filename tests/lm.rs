@@ -60,6 +60,7 @@ fn a_64_layer_rezero_transformer_trains_without_warmup() {
         out: Some(out.clone()),
         start_step: 0,
         show_progress: false,
+        profile_step: None,
     };
     let summary = train_lm(gpu, &model, &mut optimizer, &text, &run).unwrap();
     assert_eq!(summary.steps, 30);
@@ -153,6 +154,7 @@ fn a_resumed_run_ends_exactly_where_an_unbroken_one_does() {
         out: Some(out.to_path_buf()),
         start_step,
         show_progress: false,
+        profile_step: None,
     };
 
     let straight = Transformer::new(gpu, narrow(3)).unwrap();

@@ -79,6 +79,7 @@ fn a_thousand_layer_rezero_mlp_trains() {
         log_every: 1,
         out: None,
         show_progress: false,
+        profile_step: None,
     };
     let summary = train_classifier(gpu, &model, &mut optimizer, &train, &test, &run).unwrap();
     let losses: Vec<f32> = summary.losses.iter().map(|l| l.1).collect();

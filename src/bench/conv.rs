@@ -6,7 +6,7 @@ use super::{Case, Work};
 use crate::cpu;
 use crate::gpu::{Gpu, Result};
 use crate::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormShape};
-use crate::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
+use crate::kernels::conv2d::{self as conv, Conv2d, ConvPass, ConvVariant};
 use crate::kernels::matmul::MatmulVariant;
 use crate::kernels::pool;
 
@@ -25,8 +25,24 @@ pub fn conv_shape_name(s: &Conv2d) -> String {
     )
 }
 
-/// The conv cases at `s`: forward (every variant), backward to the input and to the
-/// weights (gemm, reg8x4).
+/// The variants timed for `pass`: the register-blocked kernel, the simple blocked tile
+/// (the earlier tiled kernel's shape), `Auto`'s choice (tuned now if the table has none)
+/// and, for the forward pass, the direct loop. Returns (label, concrete variant).
+fn bench_variants(gpu: &Gpu, pass: ConvPass, s: &Conv2d) -> Result<Vec<(String, ConvVariant)>> {
+    let mut list = vec![
+        ConvVariant::Reg,
+        ConvVariant::Blocked(ConvVariant::SIMPLE_BLOCK),
+    ];
+    if pass == ConvPass::Forward {
+        list.insert(0, ConvVariant::Direct);
+    }
+    let mut labelled: Vec<_> = list.into_iter().map(|v| (v.name(), v)).collect();
+    let auto = ConvVariant::Auto.resolve(gpu, pass, s)?;
+    labelled.push((format!("auto:{}", auto.name()), auto));
+    Ok(labelled)
+}
+
+/// The conv cases at `s`: every pass with the variants of `bench_variants`.
 pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
     s.validate("bench conv2d")?;
     let x = gpu.upload("x", &cpu::seeded(31, s.input_len(), -1.0, 1.0));
@@ -38,19 +54,21 @@ pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
     let shape = conv_shape_name(&s);
     let work = Work::Flops(s.flops());
     let mut cases = Vec::new();
-    for variant in ConvVariant::ALL {
+    for (label, variant) in bench_variants(gpu, ConvPass::Forward, &s)? {
+        let mut case = conv_forward_case(gpu, s, variant, &x, &w);
+        case.variant = label;
         cases.push(ConvCase {
-            case: conv_forward_case(gpu, s, variant, &x, &w),
+            case,
             gemm: s.forward_gemm(),
         });
     }
-    for variant in [ConvVariant::Gemm, ConvVariant::Reg] {
+    for (label, variant) in bench_variants(gpu, ConvPass::BackwardInput, &s)? {
         let (dx, dy, w) = (dx.clone(), dy.clone(), w.clone());
         cases.push(ConvCase {
             case: Case {
                 kernel: "conv2d_bwd_input",
                 shape: shape.clone(),
-                variant: variant.name().into(),
+                variant: label,
                 work,
                 run: Box::new(move |gpu| {
                     gpu.run(|p| {
@@ -61,18 +79,13 @@ pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
             gemm: s.backward_input_gemm(),
         });
     }
-    for variant in [ConvVariant::Gemm, ConvVariant::Reg] {
+    for (label, variant) in bench_variants(gpu, ConvPass::BackwardWeight, &s)? {
         let (dw, scratch, dy, x) = (dw.clone(), scratch.clone(), dy.clone(), x.clone());
-        let name = if variant == ConvVariant::Gemm {
-            "gemm+splitk"
-        } else {
-            "reg8x4+splitk"
-        };
         cases.push(ConvCase {
             case: Case {
                 kernel: "conv2d_bwd_weight",
                 shape: shape.clone(),
-                variant: name.into(),
+                variant: format!("{label}+splitk"),
                 work,
                 run: Box::new(move |gpu| {
                     gpu.run(|p| {
@@ -100,7 +113,7 @@ pub fn conv_forward_case(
     Case {
         kernel: "conv2d_fwd",
         shape: conv_shape_name(&s),
-        variant: variant.name().into(),
+        variant: variant.name(),
         work: Work::Flops(s.flops()),
         run: Box::new(move |gpu| {
             gpu.run(|p| conv::conv2d_forward(gpu, p, &y, &x, &w, None, &s, variant, false))

@@ -1,7 +1,7 @@
 //! A whole Transformer training step (forward, backward, Adam) timed on byte windows: the
 //! tokens/s figure of the language-model jobs.
 
-use super::median_seconds;
+use super::{StepProfile, StepTiming, time_step};
 use crate::gpu::{Gpu, Result};
 use crate::nn::{BlockVariant, Transformer, TransformerConfig};
 use crate::optim::{Method, Optimizer, OptimizerConfig, Schedule};
@@ -10,6 +10,8 @@ use crate::tape::Tape;
 /// The measured step.
 #[derive(Clone, Debug)]
 pub struct LmStep {
+    /// One more step under the profiler, when asked.
+    pub profile: Option<StepProfile>,
     pub seconds: f64,
     pub tokens: usize,
     /// 6 × (linear weights) × tokens, plus the causal attention's products (forward and
@@ -26,8 +28,7 @@ pub fn lm_step(
     d_model: usize,
     seq: usize,
     batch: usize,
-    warmup: usize,
-    runs: usize,
+    timing: StepTiming,
 ) -> Result<LmStep> {
     let heads = (d_model / 64).max(1);
     let config = TransformerConfig {
@@ -56,7 +57,8 @@ pub fn lm_step(
     let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7 + 3) % 256).collect();
     let targets: Vec<u32> = ids.iter().map(|i| (i + 1) % 256).collect();
     let mut tape = Tape::new(gpu);
-    let seconds = median_seconds(
+    let (seconds, profile) = time_step(
+        gpu,
         || {
             let logits = model.forward(&mut tape, &ids, batch)?;
             let loss = tape.cross_entropy(&logits, &targets)?;
@@ -65,8 +67,7 @@ pub fn lm_step(
             tape.reset();
             gpu.sync()
         },
-        warmup,
-        runs,
+        timing,
     )?;
     let linear_weights = layers * (12 * d_model * d_model) + 256 * d_model;
     let attention = 3.0
@@ -75,6 +76,7 @@ pub fn lm_step(
         * (seq * (seq + 1) / 2) as f64
         * (d_model / heads) as f64;
     Ok(LmStep {
+        profile,
         seconds,
         tokens,
         flops: 6.0 * linear_weights as f64 * tokens as f64 + attention,

@@ -1,7 +1,7 @@
 //! A whole training step of a deep MLP (forward, backward, optimizer), timed, with the
 //! memory it holds: the figure for depth scaling.
 
-use super::median_seconds;
+use super::{StepProfile, StepTiming, time_step};
 use crate::gpu::{Gpu, Result};
 use crate::nn::{Mlp, MlpConfig, MlpVariant, init};
 use crate::optim::{Method, Optimizer, OptimizerConfig, Schedule};
@@ -10,6 +10,8 @@ use crate::tape::Tape;
 /// The measured step.
 #[derive(Clone, Debug)]
 pub struct MlpStep {
+    /// One more step under the profiler, when asked.
+    pub profile: Option<StepProfile>,
     /// Median seconds a step.
     pub seconds: f64,
     /// Multiply-adds × 2 of the linear layers, forward and backward (3 products each).
@@ -28,8 +30,7 @@ pub fn mlp_step(
     depth: usize,
     width: usize,
     batch: usize,
-    warmup: usize,
-    runs: usize,
+    timing: StepTiming,
 ) -> Result<MlpStep> {
     let classes = 10;
     let model = Mlp::new(
@@ -56,7 +57,8 @@ pub fn mlp_step(
     let x = init::normal(2, batch * width, 1.0);
     let y: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
     let mut tape = Tape::new(gpu);
-    let seconds = median_seconds(
+    let (seconds, profile) = time_step(
+        gpu,
         || {
             let xt = tape.input(&x, &[batch, width])?;
             let logits = model.forward(&mut tape, &xt)?;
@@ -66,12 +68,12 @@ pub fn mlp_step(
             tape.reset();
             gpu.sync()
         },
-        warmup,
-        runs,
+        timing,
     )?;
     let linear =
         |inputs: usize, outputs: usize| 6.0 * batch as f64 * inputs as f64 * outputs as f64;
     Ok(MlpStep {
+        profile,
         seconds,
         flops: linear(width, width) * (depth + 1) as f64 + linear(width, classes),
         peak_activation_bytes: tape.peak_bytes_held(),

@@ -67,6 +67,54 @@ pub fn median_seconds(
     Ok(times[times.len() / 2])
 }
 
+/// The profile of one training step (see `gpu::profile`) and that step's wall time.
+#[derive(Clone, Debug)]
+pub struct StepProfile {
+    pub profile: crate::gpu::Profile,
+    pub wall_seconds: f64,
+}
+
+/// How a training step is timed: untimed runs, timed runs (the median is reported), and
+/// whether one more runs under the profiler.
+#[derive(Clone, Copy, Debug)]
+pub struct StepTiming {
+    pub warmup: usize,
+    pub runs: usize,
+    pub profile: bool,
+}
+
+/// The median seconds of `step` (see [`median_seconds`]) and, if asked, one more step run
+/// under the profiler.
+pub fn time_step(
+    gpu: &Gpu,
+    mut step: impl FnMut() -> Result<()>,
+    timing: StepTiming,
+) -> Result<(f64, Option<StepProfile>)> {
+    let seconds = median_seconds(&mut step, timing.warmup, timing.runs)?;
+    if !timing.profile {
+        return Ok((seconds, None));
+    }
+    gpu.start_profile()?;
+    let start = Instant::now();
+    let stepped = step();
+    let wall_seconds = start.elapsed().as_secs_f64();
+    let profile = gpu.finish_profile();
+    stepped?;
+    Ok((
+        seconds,
+        Some(StepProfile {
+            profile: profile?,
+            wall_seconds,
+        }),
+    ))
+}
+
+/// The profile's table (or JSON lines), its total set beside the step's median time.
+pub fn profile_lines(step: &StepProfile, median_seconds: f64, json: bool) -> Vec<String> {
+    step.profile
+        .lines(step.wall_seconds, Some(median_seconds), json)
+}
+
 /// One line of a benchmark report.
 #[derive(Clone, Debug)]
 pub struct Record {

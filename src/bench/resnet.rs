@@ -2,7 +2,7 @@
 //! a seeded batch of 32×32 images, timed, with its convolution FLOPs and the memory it
 //! holds: images per second against depth.
 
-use super::median_seconds;
+use super::{StepProfile, StepTiming, time_step};
 use crate::gpu::{Gpu, Result};
 use crate::nn::resnet::ConvLayer;
 use crate::nn::{Resnet, ResnetConfig, ResnetVariant, init};
@@ -12,6 +12,8 @@ use crate::tape::Tape;
 /// The measured step.
 #[derive(Clone, Debug)]
 pub struct ResnetStep {
+    /// One more step under the profiler, when asked.
+    pub profile: Option<StepProfile>,
     /// Median seconds a step.
     pub seconds: f64,
     pub images: usize,
@@ -50,8 +52,7 @@ pub fn resnet_step(
     variant: ResnetVariant,
     depth: usize,
     batch: usize,
-    warmup: usize,
-    runs: usize,
+    timing: StepTiming,
 ) -> Result<ResnetStep> {
     let classes = 10;
     let model = Resnet::new(
@@ -78,7 +79,8 @@ pub fn resnet_step(
     let x = init::normal(2, batch * 3 * 32 * 32, 1.0);
     let y: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
     let mut tape = Tape::new(gpu);
-    let seconds = median_seconds(
+    let (seconds, profile) = time_step(
+        gpu,
         || {
             let xt = tape.input(&x, &[batch, 3, 32, 32])?;
             let logits = model.forward(&mut tape, &xt, true)?;
@@ -88,10 +90,10 @@ pub fn resnet_step(
             tape.reset();
             gpu.sync()
         },
-        warmup,
-        runs,
+        timing,
     )?;
     Ok(ResnetStep {
+        profile,
         seconds,
         images: batch,
         flops: 3.0 * resnet_conv_flops(&model, batch, 32),

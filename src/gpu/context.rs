@@ -113,6 +113,8 @@ pub struct Gpu {
     row_workgroup: AtomicU32,
     /// Whether shader modules keep wgpu's runtime checks (see `GpuOptions::checked_shaders`).
     checked_shaders: bool,
+    /// The profile being recorded, if any (see `gpu::profile`).
+    pub(crate) profiler: Mutex<Option<super::profile::Profiler>>,
     /// 16-byte buffers bound where a kernel declares a vec4 view it will not touch, one per
     /// binding (a dispatch may not bind one buffer both read-only and writable).
     pub(crate) placeholders: std::sync::OnceLock<[wgpu::Buffer; 4]>,
@@ -242,6 +244,7 @@ impl Gpu {
             uncaptured,
             checked_shaders: options.checked_shaders,
             placeholders: std::sync::OnceLock::new(),
+            profiler: Mutex::new(None),
         })
     }
 
@@ -260,6 +263,7 @@ impl Gpu {
             info,
             checked_shaders: false,
             placeholders: std::sync::OnceLock::new(),
+            profiler: Mutex::new(None),
         }
     }
 
@@ -359,6 +363,17 @@ impl Gpu {
     /// Records the variant chosen for a tuning key (and saves the cache file, if any).
     pub fn set_tuned(&self, key: &str, variant: &str) {
         self.tuned.lock().unwrap().set(key, variant);
+    }
+
+    /// Every kernel choice in force on this `Gpu`, by tuning class.
+    pub fn tuning_in_force(&self) -> std::collections::BTreeMap<String, String> {
+        self.tuned.lock().unwrap().in_force()
+    }
+
+    /// Makes these kernel choices win for the rest of this `Gpu`'s life without saving
+    /// them (a resumed run repeats the choices of the run it continues).
+    pub fn pin_tuning(&self, choices: &std::collections::BTreeMap<String, String>) {
+        self.tuned.lock().unwrap().pin(choices);
     }
 
     /// The whole tuning table as file text, and its cache file (if any).

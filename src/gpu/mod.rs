@@ -5,9 +5,11 @@ mod buffers;
 mod context;
 mod error;
 mod pipeline;
+pub mod profile;
 pub mod tuning;
 
 pub use buffers::{BufferPool, Element, STORAGE_USAGE};
 pub use context::{BackendChoice, Gpu, GpuOptions};
 pub use error::{Error, Result};
 pub use pipeline::{Kernel, Shader, grid_1d};
+pub use profile::{Profile, ProfileRow, Work};

@@ -6,6 +6,7 @@ use wgpu::util::DeviceExt;
 use super::bind_groups::BindKey;
 use super::context::{Gpu, PipelineKey};
 use super::error::{Error, Result};
+use super::profile::Work;
 
 /// Most distinct uniform buffers kept for reuse (see `Gpu::uniform`).
 const UNIFORM_CACHE_LIMIT: usize = 1 << 16;
@@ -17,21 +18,39 @@ pub struct Shader {
     pub wgsl: &'static str,
 }
 
-/// One compute entry point of a shader, with its override constants.
+/// One compute entry point of a shader, with its override constants, and the work one
+/// dispatch of it does (what a profile's rates are computed from).
 #[derive(Clone, Debug)]
 pub struct Kernel<'a> {
     pub shader: Shader,
     pub entry: &'static str,
     pub constants: &'a [(&'static str, f64)],
+    pub work: Work,
 }
 
 impl<'a> Kernel<'a> {
     pub fn new(shader: Shader, entry: &'static str) -> Kernel<'a> {
+        Kernel::with(shader, entry, &[])
+    }
+
+    /// An entry point with override constants (its work uncounted until [`Kernel::work`]).
+    pub fn with(
+        shader: Shader,
+        entry: &'static str,
+        constants: &'a [(&'static str, f64)],
+    ) -> Kernel<'a> {
         Kernel {
             shader,
             entry,
-            constants: &[],
+            constants,
+            work: Work::Uncounted,
         }
+    }
+
+    /// The same kernel, counting `work` per dispatch.
+    pub fn work(mut self, work: Work) -> Kernel<'a> {
+        self.work = work;
+        self
     }
 }
 
@@ -215,9 +234,11 @@ impl Gpu {
             .lock()
             .unwrap()
             .get_or_make(key, |key| self.make_bind_group(kernel.entry, key));
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        self.profiled(pass, kernel.entry, kernel.work, |pass| {
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        });
         Ok(())
     }
 
@@ -247,7 +268,17 @@ impl Gpu {
     {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
+            let timestamps = self.profile_pass_timestamps();
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: timestamps.as_ref().map(|(set, index)| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(*index),
+                        end_of_pass_write_index: Some(index + 1),
+                    }
+                }),
+            });
             record(&mut pass)?;
         }
         self.queue.submit([encoder.finish()]);

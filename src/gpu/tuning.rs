@@ -67,6 +67,9 @@ impl DeviceId {
 pub struct TuningTable {
     device: DeviceId,
     entries: BTreeMap<String, String>,
+    /// Choices a resumed run must repeat (from its checkpoint): they come first and are
+    /// never written to the cache file.
+    pinned: BTreeMap<String, String>,
     /// The cache file, when the table has one.
     file: Option<PathBuf>,
 }
@@ -87,6 +90,25 @@ pub fn parse(text: &str) -> Result<(DeviceId, BTreeMap<String, String>), String>
         adapter: field("adapter")?,
         driver: field("driver")?,
     };
+    let entries = parse_lines(lines, 4)?;
+    Ok((device, entries))
+}
+
+/// Choices as 'KEY<TAB>CHOICE' lines (a table file's body; what a checkpoint records).
+pub fn format_choices(choices: &BTreeMap<String, String>) -> String {
+    choices.iter().map(|(k, c)| format!("{k}\t{c}\n")).collect()
+}
+
+/// The inverse of [`format_choices`].
+pub fn parse_choices(text: &str) -> Result<BTreeMap<String, String>, String> {
+    parse_lines(text.lines(), 1)
+}
+
+/// 'KEY<TAB>CHOICE' lines, numbered from `first` in errors.
+fn parse_lines<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    first: usize,
+) -> Result<BTreeMap<String, String>, String> {
     let mut entries = BTreeMap::new();
     for (number, line) in lines.enumerate() {
         let well_formed = line.split_once('\t').filter(|(key, choice)| {
@@ -97,26 +119,24 @@ pub fn parse(text: &str) -> Result<(DeviceId, BTreeMap<String, String>), String>
                 && choice.chars().all(|c| c.is_ascii_graphic())
         });
         let Some((key, choice)) = well_formed else {
-            return Err(format!("line {} is not 'KEY<TAB>CHOICE'", number + 4));
+            return Err(format!("line {} is not 'KEY<TAB>CHOICE'", number + first));
         };
         if entries.len() >= MAX_ENTRIES {
             return Err(format!("more than {MAX_ENTRIES} entries"));
         }
         entries.insert(key.to_string(), choice.to_string());
     }
-    Ok((device, entries))
+    Ok(entries)
 }
 
 /// The text of a table file.
 pub fn format(device: &DeviceId, entries: &BTreeMap<String, String>) -> String {
-    let mut text = format!(
-        "{HEADER}\nadapter\t{}\ndriver\t{}\n",
-        device.adapter, device.driver
-    );
-    for (key, choice) in entries {
-        text.push_str(&format!("{key}\t{choice}\n"));
-    }
-    text
+    format!(
+        "{HEADER}\nadapter\t{}\ndriver\t{}\n{}",
+        device.adapter,
+        device.driver,
+        format_choices(entries)
+    )
 }
 
 /// Reads a cache file for `device`: its entries, or why it is not used. A missing file
@@ -166,20 +186,40 @@ impl TuningTable {
         TuningTable {
             device,
             entries,
+            pinned: BTreeMap::new(),
             file,
         }
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.get(key).map(String::as_str)
+        self.pinned
+            .get(key)
+            .or_else(|| self.entries.get(key))
+            .map(String::as_str)
     }
 
-    /// Records a choice and rewrites the cache file, if there is one (a failure to write
-    /// is a warning: the table still holds the choice for this process).
+    /// Makes these choices win over every other source for this process, without saving
+    /// them (a resumed run repeats the kernels its checkpoint was trained with).
+    pub fn pin(&mut self, choices: &BTreeMap<String, String>) {
+        self.pinned.extend(choices.clone());
+    }
+
+    /// Every choice in force, pinned ones over the rest (what a checkpoint records).
+    pub fn in_force(&self) -> BTreeMap<String, String> {
+        let mut all = self.entries.clone();
+        all.extend(self.pinned.clone());
+        all
+    }
+
+    /// Records a choice and rewrites the cache file, if there is one, keeping what other
+    /// processes added to it meanwhile (a failure to write is a warning: the table still
+    /// holds the choice for this process).
     pub fn set(&mut self, key: &str, choice: &str) {
         self.entries.insert(key.to_string(), choice.to_string());
         if let Some(path) = &self.file {
-            if let Err(e) = write_atomically(path, &format(&self.device, &self.entries)) {
+            let mut merged = read_cache(path, &self.device).unwrap_or_default();
+            merged.extend(self.entries.clone());
+            if let Err(e) = write_atomically(path, &format(&self.device, &merged)) {
                 eprintln!(
                     "warning: could not save the tuning cache {}: {e}",
                     path.display()

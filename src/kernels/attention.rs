@@ -1,7 +1,7 @@
 //! Launchers for `shaders/attention.wgsl`: fused causal attention (flash style) and its
 //! backward (delta, dQ, dK/dV), with the tile chosen to fit the device's workgroup memory.
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
 use super::{check_len, check_nonempty, elements, grid_stride};
 
@@ -134,11 +134,7 @@ pub fn attention_forward(
         params,
         rows: b,
     } = setup(gpu, s)?;
-    let kernel = Kernel {
-        shader: SHADER,
-        entry: OP,
-        constants: &constants,
-    };
+    let kernel = Kernel::with(SHADER, OP, &constants).work(Work::Flops(s.forward_flops()));
     gpu.dispatch(
         pass,
         &kernel,
@@ -189,11 +185,8 @@ pub fn attention_backward(
         params,
         rows: b,
     } = setup(gpu, s)?;
-    let delta_kernel = Kernel {
-        shader: SHADER,
-        entry: "attention_backward_delta",
-        constants: &constants[..1],
-    };
+    let delta_kernel = Kernel::with(SHADER, "attention_backward_delta", &constants[..1])
+        .work(Work::Bytes((2 * n + rows) as f64 * 4.0));
     let [groups, _, _] = grid_stride(rows * 4); // 64 invocations a workgroup
     gpu.dispatch_bound(
         pass,
@@ -204,19 +197,16 @@ pub fn attention_backward(
     )?;
     let blocks = [s.t.div_ceil(b), s.bh, 1];
     let shared = [(3, q), (4, k), (5, v), (6, d_o), (7, delta)];
-    let dq_kernel = Kernel {
-        shader: SHADER,
-        entry: "attention_backward_dq",
-        constants: &constants,
-    };
+    // dq recomputes QKᵀ and dO·Vᵀ and forms dS·K: three causal products, the forward two.
+    let causal_product = s.forward_flops() / 2.0;
+    let dq_kernel = Kernel::with(SHADER, "attention_backward_dq", &constants)
+        .work(Work::Flops(3.0 * causal_product));
     let dq_buffers: Vec<(u32, &wgpu::Buffer)> =
         [(1, dq), (2, lse)].into_iter().chain(shared).collect();
     gpu.dispatch_bound(pass, &dq_kernel, &params, &dq_buffers, blocks)?;
-    let dkv_kernel = Kernel {
-        shader: SHADER,
-        entry: "attention_backward_dkv",
-        constants: &constants,
-    };
+    // dkv recomputes QKᵀ and dO·Vᵀ and forms Pᵀ·dO and dSᵀ·Q: four.
+    let dkv_kernel = Kernel::with(SHADER, "attention_backward_dkv", &constants)
+        .work(Work::Flops(4.0 * causal_product));
     let dkv_buffers: Vec<(u32, &wgpu::Buffer)> = [(1, dk), (2, dv)]
         .into_iter()
         .chain(shared)

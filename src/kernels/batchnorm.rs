@@ -153,11 +153,7 @@ pub fn batchnorm_scratch_len(gpu: &Gpu, shape: &BatchNormShape, config: &BatchNo
 }
 
 fn per_channel_kernel<'a>(entry: &'static str, constants: &'a [(&'static str, f64)]) -> Kernel<'a> {
-    Kernel {
-        shader: SHADER,
-        entry,
-        constants,
-    }
+    Kernel::with(SHADER, entry, constants)
 }
 
 /// Training mode: y = (x − mean)·rstd·gamma + beta with the batch's per-channel mean and

@@ -1,6 +1,6 @@
 //! Launchers for `shaders/elementwise.wgsl`: add, scale, relu, gelu (with backwards), fill, copy.
 
-use crate::gpu::{Gpu, Kernel, Result, Shader};
+use crate::gpu::{Gpu, Kernel, Result, Shader, Work};
 
 use super::{check_len, check_nonempty, grid_stride};
 
@@ -44,9 +44,12 @@ fn launch(
     let mut buffers = vec![out];
     buffers.extend_from_slice(inputs);
     let items = if entry.ends_with("_vec4") { n / 4 } else { n };
+    // Reads every input (and the output when accumulating), writes the output.
+    let streams = inputs.len() + 1 + accumulate as usize;
+    let bytes = streams as f64 * n as f64 * 4.0;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, entry),
+        &Kernel::new(SHADER, entry).work(Work::Bytes(bytes)),
         &params,
         &buffers,
         grid_stride(items as u64),

@@ -5,6 +5,7 @@
 //! buffer; shapes and device limits are checked before anything is recorded.
 
 pub mod attention;
+pub mod autotune;
 pub mod batchnorm;
 pub mod conv2d;
 pub mod cross_entropy;
@@ -29,6 +30,7 @@ pub fn shaders() -> Vec<Shader> {
         attention::SHADER,
         batchnorm::SHADER,
         conv2d::SHADER,
+        conv2d::REG_SHADER,
         cross_entropy::SHADER,
         elementwise::SHADER,
         embedding::SHADER,
@@ -113,11 +115,7 @@ pub(crate) fn dispatch_rows<P: bytemuck::Pod>(
     rows: u32,
 ) -> Result<()> {
     let constants = [("WG", gpu.row_workgroup_size() as f64)];
-    let kernel = crate::gpu::Kernel {
-        shader,
-        entry,
-        constants: &constants,
-    };
+    let kernel = crate::gpu::Kernel::with(shader, entry, &constants);
     let groups = crate::gpu::grid_1d(
         rows as u64,
         gpu.limits().max_compute_workgroups_per_dimension,

@@ -1,6 +1,6 @@
 //! Launchers for `shaders/optim.wgsl`: SGD with momentum, Adagrad, Adam and AdamW, in place.
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
 use super::{check_len, check_nonempty, grid_stride};
 
@@ -148,7 +148,10 @@ fn launch(
     buffers.extend(state2);
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, entry),
+        // reads and writes param and each state, reads grad
+        &Kernel::new(SHADER, entry).work(Work::Bytes(
+            (3 + 2 * state2.is_some() as u8 + 2) as f64 * 4.0 * params.n as f64,
+        )),
         params,
         &buffers,
         grid_stride(params.n as u64),

@@ -1,6 +1,6 @@
 //! Launchers for `shaders/rezero.wgsl`: the fused ReZero residual y = x + α·f and its backward.
 
-use crate::gpu::{Gpu, Kernel, Result, Shader};
+use crate::gpu::{Gpu, Kernel, Result, Shader, Work};
 
 use super::{check_len, check_nonempty, grid_stride};
 
@@ -54,7 +54,8 @@ pub fn rezero_forward(
     };
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, entry),
+        // reads x and f, writes y
+        &Kernel::new(SHADER, entry).work(Work::Bytes(3.0 * 4.0 * n as f64)),
         &params,
         &[y, x, f, alpha],
         grid_stride(items as u64),
@@ -104,7 +105,10 @@ pub fn rezero_backward(
     };
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, OP),
+        // reads dy and f (and dx when accumulating), writes dx and df
+        &Kernel::new(SHADER, OP).work(Work::Bytes(
+            (4 + accumulate_dx as u8) as f64 * 4.0 * n as f64,
+        )),
         &params,
         &[dx, df, scratch, dy, f, alpha],
         [groups, 1, 1],

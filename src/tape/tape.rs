@@ -197,29 +197,38 @@ impl<'g> Tape<'g> {
         self.grad_enabled
     }
 
-    /// The compute pass ops record into, opened on first use.
+    /// The compute pass ops record into, opened on first use. While a profile times only
+    /// whole passes (see `gpu::profile`), every op gets a pass of its own.
     pub(crate) fn pass(&mut self) -> &mut wgpu::ComputePass<'static> {
         if self.recorded >= OPS_PER_SUBMISSION {
             self.submit_chunk();
         }
         self.recorded += 1;
-        if self.pass.is_none() {
-            let mut encoder =
-                self.gpu
-                    .device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("tape"),
-                    });
-            let pass = encoder
+        let timestamps = self.gpu.profile_pass_timestamps();
+        if timestamps.is_some() {
+            self.pass = None; // ends the previous op's pass
+        }
+        let encoder = self.encoder.get_or_insert_with(|| {
+            self.gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("tape"),
+                })
+        });
+        self.pass.get_or_insert_with(|| {
+            encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("tape"),
-                    timestamp_writes: None,
+                    timestamp_writes: timestamps.as_ref().map(|(set, index)| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: set,
+                            beginning_of_pass_write_index: Some(*index),
+                            end_of_pass_write_index: Some(index + 1),
+                        }
+                    }),
                 })
-                .forget_lifetime();
-            self.encoder = Some(encoder);
-            self.pass = Some(pass);
-        }
-        self.pass.as_mut().expect("opened above")
+                .forget_lifetime()
+        })
     }
 
     /// Records extra work (an optimizer step, say) into the tape's pass.

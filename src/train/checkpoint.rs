@@ -43,8 +43,14 @@ pub fn save_buffers(
     gpu: &Gpu,
     path: &Path,
     entries: &[Entry],
-    metadata: HashMap<String, String>,
+    mut metadata: HashMap<String, String>,
 ) -> Result<()> {
+    // The kernel choices in force, so that a resumed run repeats them exactly.
+    let choices = gpu.tuning_in_force();
+    metadata.insert(
+        "tuning".into(),
+        crate::gpu::tuning::format_choices(&choices),
+    );
     let mut values = Vec::with_capacity(entries.len());
     for (name, shape, buffer) in entries {
         values.push((
@@ -224,6 +230,13 @@ pub fn restore_run(
 ) -> Result<u64> {
     let step: u64 = checkpoint.meta_parse(path, "step")?;
     let optimizer_steps: u64 = checkpoint.meta_parse(path, "optimizer_steps")?;
+    // The kernels the run was trained with (a checkpoint from before they were recorded
+    // has none): the rest of the run uses them too, so it ends as an unbroken run would.
+    if let Some(text) = checkpoint.metadata.get("tuning") {
+        let choices = crate::gpu::tuning::parse_choices(text)
+            .map_err(|why| Error::data(path, format!("metadata 'tuning': {why}")))?;
+        gpu.pin_tuning(&choices);
+    }
     let lookup = |name: &str| checkpoint.tensors.get(name).map(|(_, v)| v.clone());
     optimizer
         .restore(gpu, params, optimizer_steps, &lookup)

@@ -38,6 +38,8 @@ pub struct LmRun {
     /// Steps already taken (a resumed run starts after them and appends to metrics.csv).
     pub start_step: u64,
     pub show_progress: bool,
+    /// Profile this step (counted from 1) and print where its time went.
+    pub profile_step: Option<u64>,
 }
 
 /// What a run ended with.
@@ -149,7 +151,9 @@ pub fn train_lm(
     let (mut losses, mut val_curve, mut steps_to_target, mut diverged) =
         (Vec::new(), Vec::new(), None, false);
     let mut step = run.start_step;
+    let mut profiler = super::progress::StepProfiler::new(run.profile_step);
     while step < run.steps {
+        profiler.before(gpu, step + 1)?;
         let (x, y) = random_windows(
             &text.train,
             run.seq,
@@ -170,6 +174,7 @@ pub fn train_lm(
             None
         };
         tape.reset();
+        profiler.after(gpu, step)?;
         let mut bpb = None;
         if evaluate {
             let v = validation_bpb(&mut tape, model, &eval, run.batch, run.seq)?;

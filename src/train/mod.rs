@@ -35,6 +35,8 @@ pub struct RunConfig {
     /// after every epoch).
     pub out: Option<PathBuf>,
     pub show_progress: bool,
+    /// Profile this step (counted from 1) and print where its time went.
+    pub profile_step: Option<u64>,
 }
 
 /// What a run ended with.
@@ -203,6 +205,7 @@ pub fn train_classifier(
     let mut progress = Progress::new(&run.label, total, run.show_progress);
     let params = model.params();
     let mut tape = Tape::new(gpu);
+    let mut profiler = progress::StepProfiler::new(run.profile_step);
     let (mut step, mut losses, mut diverged) = (0u64, Vec::new(), false);
     let (mut test_loss, mut test_accuracy) = (f32::NAN, f32::NAN);
     'epochs: for epoch in 0..run.epochs {
@@ -211,6 +214,7 @@ pub fn train_classifier(
             if step >= total {
                 break 'epochs;
             }
+            profiler.before(gpu, step + 1)?;
             let (x, y) = train.gather(chunk);
             let xt = tape.input(&x, &[run.batch, train.features()])?;
             let logits = model.forward(&mut tape, &xt)?;
@@ -241,6 +245,7 @@ pub fn train_classifier(
                 }
             }
             tape.reset();
+            profiler.after(gpu, step)?;
             progress.update(step, epoch + 1, shown.or(losses.last().map(|l| l.1)));
         }
         (test_loss, test_accuracy) = evaluate(&mut tape, model, test, run.batch.max(100))?;

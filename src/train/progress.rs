@@ -106,3 +106,45 @@ impl Progress {
         }
     }
 }
+
+/// `--profile N`: times every dispatch of training step N (counted from 1, over resumed
+/// runs too) and prints where its time went, by kernel entry point, on stderr.
+#[derive(Debug, Default)]
+pub struct StepProfiler {
+    step: Option<u64>,
+    started: Option<std::time::Instant>,
+}
+
+impl StepProfiler {
+    pub fn new(step: Option<u64>) -> StepProfiler {
+        StepProfiler {
+            step,
+            started: None,
+        }
+    }
+
+    /// Call before recording step `step` (1-based).
+    pub fn before(&mut self, gpu: &crate::gpu::Gpu, step: u64) -> crate::Result<()> {
+        if self.step == Some(step) {
+            gpu.sync()?;
+            gpu.start_profile()?;
+            self.started = Some(std::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Call after the step's work is submitted (after `Tape::reset`).
+    pub fn after(&mut self, gpu: &crate::gpu::Gpu, step: u64) -> crate::Result<()> {
+        let Some(started) = self.started.take() else {
+            return Ok(());
+        };
+        gpu.sync()?;
+        let wall = started.elapsed().as_secs_f64();
+        let profile = gpu.finish_profile()?;
+        eprintln!("profile of step {step}:");
+        for line in profile.lines(wall, None, false) {
+            eprintln!("{line}");
+        }
+        Ok(())
+    }
+}

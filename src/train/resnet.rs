@@ -37,6 +37,8 @@ pub struct ResnetRun {
     /// to its CSVs).
     pub start_step: u64,
     pub show_progress: bool,
+    /// Profile this step (counted from 1) and print where its time went.
+    pub profile_step: Option<u64>,
 }
 
 /// What a run ended with.
@@ -183,6 +185,7 @@ pub fn train_resnet(
     let (mut losses, mut accuracy_curve, mut diverged) = (Vec::new(), Vec::new(), false);
     let (mut test_loss, mut test_accuracy, mut epochs_to_target) = (f32::NAN, f32::NAN, None);
     let (start, mut eval_seconds, mut trained) = (Instant::now(), 0.0f64, 0u64);
+    let mut profiler = super::progress::StepProfiler::new(run.profile_step);
     let mut epoch = (first_step / steps_per_epoch) as usize;
     // A run resumed mid-epoch skips the batches of that epoch it already took.
     let mut done_in_epoch = (first_step % steps_per_epoch) as usize;
@@ -194,6 +197,7 @@ pub fn train_resnet(
             if step >= total {
                 break;
             }
+            profiler.before(gpu, step + 1)?;
             let (mut x, y) = train.gather(chunk);
             if let Some(a) = run.augment {
                 augment_batch(&mut x, train, a, batch_seed(run.seed, epoch, index));
@@ -232,6 +236,7 @@ pub fn train_resnet(
                 }
             }
             tape.reset();
+            profiler.after(gpu, step)?;
             progress.update(step - first_step, epoch + 1, shown);
             if diverged {
                 break;

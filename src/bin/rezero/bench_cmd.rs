@@ -60,6 +60,19 @@ pub struct BenchArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+    /// mlp, lm, resnet: time every dispatch of one more step with timestamp queries and
+    /// print where the step's time goes, by kernel entry point.
+    #[arg(long)]
+    profile: bool,
+}
+
+/// Prints a step's profile, if it has one.
+fn emit_profile(step: Option<&bench::StepProfile>, median_seconds: f64, json: bool) {
+    if let Some(step) = step {
+        for line in bench::profile_lines(step, median_seconds, json) {
+            out!("{line}");
+        }
+    }
 }
 
 /// Prints one record as a table row or a JSON line.
@@ -280,8 +293,11 @@ fn bench_mlp(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
             depth as usize,
             width as usize,
             batch as usize,
-            1,
-            runs,
+            bench::StepTiming {
+                warmup: 1,
+                runs,
+                profile: args.profile,
+            },
         )?;
         let mib = |b: u64| b as f64 / 1048576.0;
         let record = Record {
@@ -300,6 +316,7 @@ fn bench_mlp(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
             ),
         };
         emit(&record, args.json);
+        emit_profile(step.profile.as_ref(), step.seconds, args.json);
     }
     Ok(())
 }
@@ -345,8 +362,11 @@ fn bench_lm(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
             d_model as usize,
             seq as usize,
             batch as usize,
-            1,
-            args.runs.min(3),
+            bench::StepTiming {
+                warmup: 1,
+                runs: args.runs.min(3),
+                profile: args.profile,
+            },
         )?;
         let record = Record {
             kernel: "lm_step".into(),
@@ -364,6 +384,7 @@ fn bench_lm(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
             ),
         };
         emit(&record, args.json);
+        emit_profile(step.profile.as_ref(), step.seconds, args.json);
     }
     Ok(())
 }
@@ -422,8 +443,11 @@ fn bench_resnet(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
                 variant,
                 depth as usize,
                 batch as usize,
-                1,
-                args.runs.min(3),
+                bench::StepTiming {
+                    warmup: 1,
+                    runs: args.runs.min(3),
+                    profile: args.profile,
+                },
             )?;
             let record = Record {
                 kernel: "resnet_step".into(),
@@ -442,6 +466,7 @@ fn bench_resnet(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
                 ),
             };
             emit(&record, args.json);
+            emit_profile(step.profile.as_ref(), step.seconds, args.json);
         }
     }
     Ok(())

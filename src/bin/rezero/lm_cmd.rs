@@ -88,6 +88,10 @@ pub struct LmArgs {
     sample: usize,
     #[arg(long)]
     quiet: bool,
+    /// Time every dispatch of training step N (from 1) and print where its time went,
+    /// by kernel entry point.
+    #[arg(long, value_name = "N")]
+    profile: Option<u64>,
 }
 
 impl LmArgs {
@@ -182,6 +186,7 @@ fn run_one(
         out: Some(out),
         start_step,
         show_progress: !args.quiet,
+        profile_step: args.profile,
     };
     Ok((train_lm(gpu, &model, &mut optimizer, text, &run)?, model))
 }

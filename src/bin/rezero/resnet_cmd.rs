@@ -104,6 +104,10 @@ pub struct ResnetArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Time every dispatch of training step N (from 1) and print where its time went,
+    /// by kernel entry point.
+    #[arg(long, value_name = "N")]
+    profile: Option<u64>,
 }
 
 fn load(args: &ResnetArgs) -> Result<(Images, Images)> {
@@ -219,6 +223,7 @@ fn run_one(
         out: Some(out.to_path_buf()),
         start_step,
         show_progress: !args.quiet,
+        profile_step: args.profile,
     };
     train_resnet(gpu, &model, &mut optimizer, train, test, &run)
 }

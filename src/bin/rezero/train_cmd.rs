@@ -88,6 +88,10 @@ pub struct MlpArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Time every dispatch of training step N (from 1) and print where its time went,
+    /// by kernel entry point.
+    #[arg(long, value_name = "N")]
+    profile: Option<u64>,
 }
 
 /// `rezero train` alone runs the main job: a small ReZero Transformer on the built-in corpus.
@@ -146,6 +150,7 @@ fn run_one(
         log_every: args.log_every.max(1),
         out,
         show_progress: !args.quiet,
+        profile_step: args.profile,
     };
     train_classifier(gpu, &model, &mut optimizer, train, test, &run)
 }

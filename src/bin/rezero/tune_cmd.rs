@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use rezero::gpu::Gpu;
+use rezero::kernels::autotune;
+use rezero::kernels::conv2d::{self, ConvPass};
 use rezero::kernels::matmul::{self, Matmul};
 use rezero::{Error, Result};
 
@@ -15,6 +17,10 @@ pub struct TuneArgs {
     /// (default: square products, the Transformer's projections and their backwards).
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
+    /// Convolutions, every pass: BATCHxC_INxSIZExC_OUTxKxSTRIDE with padding K/2
+    /// (default: the CIFAR ResNet layers at batch 128; `none` for none).
+    #[arg(long, value_delimiter = ',')]
+    convs: Vec<String>,
     /// Also write the whole table to this file (to commit as the device's defaults).
     #[arg(long, value_name = "FILE")]
     save: Option<PathBuf>,
@@ -37,6 +43,16 @@ const DEFAULT_SIZES: [&str; 9] = [
     "2048x512x4096:tn",
 ];
 
+/// The CIFAR ResNet's convolutions at batch 128 (`rezero bench conv2d`'s shapes).
+const DEFAULT_CONVS: [&str; 6] = [
+    "128x16x32x16x3x1",
+    "128x16x32x32x3x2",
+    "128x32x16x32x3x1",
+    "128x32x16x64x3x2",
+    "128x64x8x64x3x1",
+    "128x16x32x32x1x2",
+];
+
 /// "MxNxK[:nt]" as a product.
 fn parse_shape(text: &str) -> Result<Matmul> {
     let (dims, layout) = text.split_once(':').unwrap_or((text, "nn"));
@@ -56,19 +72,76 @@ fn parse_shape(text: &str) -> Result<Matmul> {
     Ok(Matmul::new(m, n, k).trans_a(ta).trans_b(tb))
 }
 
+/// One measured class: prints every candidate (or a JSON line each), marks the fastest,
+/// records it in the table and returns nothing.
+fn report<V: Copy + PartialEq>(
+    gpu: &Gpu,
+    args: &TuneArgs,
+    (kernel, shape, key): (&str, &str, &str),
+    flops: f64,
+    times: &[(V, f64)],
+    name: impl Fn(V) -> String,
+) {
+    let best = autotune::fastest(times).expect("there is always a candidate");
+    if let [(only, _)] = times {
+        // A lone candidate is not timed.
+        if args.json {
+            out!(
+                "{{\"kernel\":\"{kernel}\",\"shape\":\"{shape}\",\"class\":\"{key}\",\"candidate\":\"{}\",\"ms\":null,\"gflops\":null,\"best\":true}}",
+                name(*only)
+            );
+        } else {
+            out!(
+                "{shape:<26} {key:<44} {:<24} {:>21} *",
+                name(*only),
+                "the only candidate"
+            );
+        }
+        gpu.set_tuned(key, &name(*only));
+        return;
+    }
+    for &(variant, seconds) in times {
+        let gflops = flops / seconds / 1e9;
+        let winner = variant == best;
+        let label = name(variant);
+        if args.json {
+            out!(
+                "{{\"kernel\":\"{kernel}\",\"shape\":\"{shape}\",\"class\":\"{key}\",\"candidate\":\"{label}\",\"ms\":{:.4},\"gflops\":{gflops:.3},\"best\":{winner}}}",
+                seconds * 1e3
+            );
+        } else {
+            let mark = if winner { " *" } else { "" };
+            out!(
+                "{shape:<26} {key:<44} {label:<24} {:>10.3} {gflops:>10.1}{mark}",
+                seconds * 1e3
+            );
+        }
+    }
+    gpu.set_tuned(key, &name(best));
+}
+
 pub fn tune(gpu: &Gpu, args: &TuneArgs) -> Result<()> {
-    let sizes: Vec<&str> = if args.sizes.is_empty() {
-        DEFAULT_SIZES.to_vec()
-    } else {
-        args.sizes.iter().map(String::as_str).collect()
+    let pick = |given: &[String], default: &[&'static str]| -> Vec<String> {
+        match given {
+            [] => default.iter().map(|s| s.to_string()).collect(),
+            [none] if none == "none" => vec![],
+            list => list.to_vec(),
+        }
     };
-    let shapes = sizes
+    let sizes = pick(&args.sizes, &DEFAULT_SIZES);
+    let convs = pick(&args.convs, &DEFAULT_CONVS);
+    // Every shape is parsed before anything is measured: a typo fails at once.
+    let products = sizes
         .iter()
         .map(|s| parse_shape(s))
         .collect::<Result<Vec<_>>>()?;
+    let layers = convs
+        .iter()
+        .map(|s| rezero::bench::parse_conv(s))
+        .collect::<Result<Vec<_>>>()?;
     if !args.json {
         out!(
-            "{:<22} {:<38} {:<24} {:>10} {:>10}",
+            "{:<26} {:<44} {:<24} {:>10} {:>10}",
             "shape",
             "class",
             "candidate",
@@ -76,33 +149,36 @@ pub fn tune(gpu: &Gpu, args: &TuneArgs) -> Result<()> {
             "GFLOP/s"
         );
     }
-    for (text, desc) in sizes.iter().zip(&shapes) {
+    for (text, desc) in sizes.iter().zip(&products) {
         let key = matmul::tuning_key(desc);
         let times = matmul::measure_candidates(gpu, desc)?;
-        let best = times
-            .iter()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|&(v, _)| v)
-            .expect("there is always a candidate");
-        for (variant, seconds) in &times {
-            let gflops = desc.flops() / seconds / 1e9;
-            let mark = if *variant == best { " *" } else { "" };
-            if args.json {
-                out!(
-                    "{{\"kernel\":\"matmul\",\"shape\":\"{text}\",\"class\":\"{key}\",\"candidate\":\"{}\",\"ms\":{:.4},\"gflops\":{gflops:.3},\"best\":{}}}",
-                    variant.name(),
-                    seconds * 1e3,
-                    *variant == best
-                );
-            } else {
-                out!(
-                    "{text:<22} {key:<38} {:<24} {:>10.3} {gflops:>10.1}{mark}",
-                    variant.name(),
-                    seconds * 1e3
-                );
-            }
+        report(
+            gpu,
+            args,
+            ("matmul", text, &key),
+            desc.flops(),
+            &times,
+            |v| v.name(),
+        );
+    }
+    for (text, layer) in convs.iter().zip(&layers) {
+        for pass in [
+            ConvPass::Forward,
+            ConvPass::BackwardInput,
+            ConvPass::BackwardWeight,
+        ] {
+            let key = conv2d::tuning_key(pass, layer);
+            let times = conv2d::measure_candidates(gpu, pass, layer)?;
+            let shape = format!("{text} {}", pass.name());
+            report(
+                gpu,
+                args,
+                ("conv2d", &shape, &key),
+                layer.flops(),
+                &times,
+                |v| v.name(),
+            );
         }
-        gpu.set_tuned(&key, &best.name());
     }
     let (table, file) = gpu.tuning_table();
     match file {

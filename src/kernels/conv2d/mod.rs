@@ -1,22 +1,35 @@
-//! Launchers for `shaders/conv2d.wgsl`: 2D convolution over NCHW images as an implicit
-//! GEMM (forward, backward to the input, backward to the weights in two stages, backward
-//! to the bias) tiled or register-blocked, and the direct-loop forward kept as the simple
-//! variant. The shape and its checks live in `shape.rs`.
+//! Launchers for the convolution shaders: `shaders/conv2d.wgsl` (the blocked implicit
+//! GEMM on the tile prelude for the three passes, the direct-loop forward, the split-K
+//! finish and the bias gradient) and `shaders/conv2d_reg.wgsl` (register-blocked kernels
+//! for software Vulkan), both after `shaders/conv2d_common.wgsl`. The shape and its checks
+//! live in `shape.rs`, `Auto`'s choice in `tune.rs`.
 
 mod shape;
+mod tune;
 
 pub use shape::Conv2d;
+pub use tune::{candidates, measure_candidates, tuning_key};
 
+use super::matmul::Block;
 use super::{check_len, elements, grid_stride};
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "conv2d",
-    wgsl: include_str!("../../../shaders/conv2d.wgsl"),
+    wgsl: concat!(
+        include_str!("../../../shaders/tile.wgsl"),
+        include_str!("../../../shaders/conv2d_common.wgsl"),
+        include_str!("../../../shaders/conv2d.wgsl")
+    ),
 };
 
-/// Reduction depth of one workgroup-memory slab (the shader's `BK`).
-const BK: u32 = 16;
+pub(crate) const REG_SHADER: Shader = Shader {
+    name: "conv2d_reg",
+    wgsl: concat!(
+        include_str!("../../../shaders/conv2d_common.wgsl"),
+        include_str!("../../../shaders/conv2d_reg.wgsl")
+    ),
+};
 
 impl Conv2d {
     fn params(&self, m: u32, n: u32, k: u32) -> Params {
@@ -67,19 +80,19 @@ struct Params {
 }
 
 /// Which kernel runs a convolution pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvVariant {
     /// One invocation per output, a plain loop over the window (the reference; forward
-    /// only, the backward passes run `Gemm`).
+    /// only, the backward passes run `Blocked` with [`ConvVariant::SIMPLE_BLOCK`]).
     Direct,
-    /// The implicit GEMM tiled in workgroup memory.
-    Gemm,
-    /// 8 channels × 4 pixels per invocation straight from storage, no workgroup memory.
+    /// The implicit GEMM on the tile prelude: a TM×TN register block per invocation over
+    /// double-buffered workgroup slabs (what GPUs want).
+    Blocked(Block),
+    /// 8 channels × 4 pixels per invocation straight from storage, no workgroup memory
+    /// (what software Vulkan wants).
     Reg,
-    /// Per device and pass, from measurements (BENCHMARKS.md, "Convolution"): `Reg` on
-    /// CPU adapters (2-13× `Gemm` on lavapipe); on GPUs `Gemm`, except `Reg` for the
-    /// backward to the input at stride > 1, which skips the taps that miss (1.3-1.5× on an
-    /// H200, where `Gemm` beats `Reg` by up to 2.3× elsewhere).
+    /// The fastest of a fixed list, measured once per device, pass and shape class
+    /// (`tune.rs`) and kept in the tuning table.
     Auto,
 }
 
@@ -91,31 +104,61 @@ pub enum ConvPass {
     BackwardWeight,
 }
 
-impl ConvVariant {
-    /// The concrete variants (what `Auto` chooses from).
-    pub const ALL: [ConvVariant; 3] = [ConvVariant::Direct, ConvVariant::Gemm, ConvVariant::Reg];
-
-    pub fn name(&self) -> &'static str {
+impl ConvPass {
+    pub fn name(self) -> &'static str {
         match self {
-            ConvVariant::Direct => "direct",
-            ConvVariant::Gemm => "gemm",
-            ConvVariant::Reg => "reg8x4",
-            ConvVariant::Auto => "auto",
+            ConvPass::Forward => "fwd",
+            ConvPass::BackwardInput => "bwd_input",
+            ConvPass::BackwardWeight => "bwd_weight",
+        }
+    }
+}
+
+impl ConvVariant {
+    /// The block `Direct` falls back to for the backward passes: the tiled kernel of
+    /// earlier versions (4×4 per invocation, 64×64 tiles) with double buffering.
+    pub const SIMPLE_BLOCK: Block = Block::new(64, 64, 16, 4, 4);
+
+    /// `direct`, `reg8x4`, `auto` or `blocked:BMxBNxBK:TMxTN`.
+    pub fn name(&self) -> String {
+        match self {
+            ConvVariant::Direct => "direct".into(),
+            ConvVariant::Reg => "reg8x4".into(),
+            ConvVariant::Auto => "auto".into(),
+            ConvVariant::Blocked(block) => format!("blocked:{block}"),
         }
     }
 
-    /// The concrete kernel this variant runs for `pass` of `shape` on `gpu`.
-    pub fn resolve(self, gpu: &Gpu, pass: ConvPass, shape: &Conv2d) -> ConvVariant {
-        self.resolve_for(gpu.is_software(), pass, shape.stride)
-    }
-
-    fn resolve_for(self, software: bool, pass: ConvPass, stride: u32) -> ConvVariant {
+    /// The concrete kernel this variant runs for `pass` of `shape` on `gpu` (`Auto`
+    /// measures the candidates when the tuning table has no usable choice).
+    pub fn resolve(self, gpu: &Gpu, pass: ConvPass, shape: &Conv2d) -> Result<ConvVariant> {
         match self {
-            ConvVariant::Auto if software => ConvVariant::Reg,
-            ConvVariant::Auto if pass == ConvPass::BackwardInput && stride > 1 => ConvVariant::Reg,
-            ConvVariant::Auto => ConvVariant::Gemm,
-            ConvVariant::Direct if pass != ConvPass::Forward => ConvVariant::Gemm,
-            concrete => concrete,
+            ConvVariant::Auto => tune::pick(gpu, pass, shape),
+            ConvVariant::Direct if pass != ConvPass::Forward => {
+                Ok(ConvVariant::Blocked(Self::SIMPLE_BLOCK))
+            }
+            concrete => Ok(concrete),
+        }
+    }
+}
+
+impl std::str::FromStr for ConvVariant {
+    type Err = Error;
+    /// Parses [`ConvVariant::name`]; plain `blocked` is [`Block::LARGE`].
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "direct" => Ok(ConvVariant::Direct),
+            "reg8x4" => Ok(ConvVariant::Reg),
+            "auto" => Ok(ConvVariant::Auto),
+            _ => match s.parse::<super::matmul::MatmulVariant>() {
+                Ok(super::matmul::MatmulVariant::Blocked(block)) => Ok(ConvVariant::Blocked(block)),
+                _ => Err(Error::Invalid {
+                    what: "conv2d variant".into(),
+                    why: format!(
+                        "'{s}' is not one of direct, reg8x4, auto, blocked, blocked:BMxBNxBK:TMxTN"
+                    ),
+                }),
+            },
         }
     }
 }
@@ -130,36 +173,41 @@ fn reg_groups(gpu: &Gpu, m: u32, n: u32) -> [u32; 3] {
     )
 }
 
-/// Rows of the GEMM tile: the smallest of 16, 32, 64 that covers `m` (ResNet channels).
-fn tile_rows(m: u32) -> u32 {
-    match m {
-        0..=16 => 16,
-        17..=32 => 32,
-        _ => 64,
-    }
-}
-
-const TILE_COLS: u32 = 64;
-
-/// Override constants of the implicit-GEMM kernel for `mode` and tile rows `bm`, after
-/// checking the tile's workgroup memory against the device.
-fn gemm_constants(gpu: &Gpu, mode: u32, bm: u32) -> Result<[(&'static str, f64); 4]> {
-    let storage = (bm + TILE_COLS) as u64 * BK as u64 * 4;
-    gpu.check_workgroup("conv2d gemm", storage, (bm / 4) * (TILE_COLS / 4))?;
-    Ok([
+/// Records the blocked kernel for `mode` (0 forward, 1 backward input, 2 backward weight)
+/// over `groups`, binding `out`, `a`, `b`, `bias` and the vec4 views of `a` and `out`.
+#[allow(clippy::too_many_arguments)]
+fn dispatch_blocked(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    params: &Params,
+    block: Block,
+    mode: u32,
+    (vec4_a, vec4_out): (bool, bool),
+    [out, a, b, bias]: [&wgpu::Buffer; 4],
+    groups: [u32; 3],
+) -> Result<()> {
+    block.check(gpu)?;
+    let constants = [
         ("MODE", mode as f64),
-        ("BM", bm as f64),
-        ("BN", TILE_COLS as f64),
-        ("BK", BK as f64),
-    ])
-}
-
-fn gemm_kernel<'a>(constants: &'a [(&'static str, f64)]) -> Kernel<'a> {
-    Kernel {
-        shader: SHADER,
-        entry: "conv2d_gemm",
-        constants,
-    }
+        ("BM", block.bm as f64),
+        ("BN", block.bn as f64),
+        ("BK", block.bk as f64),
+        ("TM", block.tm as f64),
+        ("TN", block.tn as f64),
+        ("VEC4", vec4_a as u8 as f64),
+        ("VEC4_OUT", vec4_out as u8 as f64),
+    ];
+    let flops = 2.0 * params.m as f64 * params.n as f64 * params.k as f64;
+    let kernel = Kernel::with(SHADER, "conv2d_blocked", &constants).work(Work::Flops(flops));
+    let buffers = [
+        (1, out),
+        (2, a),
+        (3, b),
+        (4, bias),
+        (5, gpu.vec4_view_or_placeholder(a, 0)),
+        (6, gpu.vec4_view_or_placeholder(out, 1)),
+    ];
+    gpu.dispatch_bound(pass, &kernel, params, &buffers, groups)
 }
 
 /// y (+)= conv(x, w) (+ bias). y: [batch, c_out, oh, ow]; x: [batch, c_in, h, w];
@@ -186,29 +234,28 @@ pub fn conv2d_forward(
     params.has_bias = bias.is_some() as u32;
     params.accumulate = accumulate as u32;
     let buffers = [y, w, x, bias.unwrap_or(w)];
-    match variant.resolve(gpu, ConvPass::Forward, shape) {
+    match variant.resolve(gpu, ConvPass::Forward, shape)? {
         ConvVariant::Direct => gpu.dispatch(
             pass,
-            &Kernel::new(SHADER, "conv2d_direct"),
+            &Kernel::new(SHADER, "conv2d_direct").work(Work::Flops(shape.flops())),
             &params,
             &buffers,
             grid_stride(shape.output_len() as u64),
         ),
-        ConvVariant::Gemm => {
-            let bm = tile_rows(m);
-            let constants = gemm_constants(gpu, 0, bm)?;
-            let kernel = gemm_kernel(&constants);
-            let groups = [n.div_ceil(TILE_COLS), m.div_ceil(bm), 1];
-            gpu.dispatch(pass, &kernel, &params, &buffers, groups)
+        ConvVariant::Blocked(block) => {
+            let pixels = shape.out_h() * shape.out_w();
+            let vec4 = (k % 4 == 0, pixels % 4 == 0);
+            let groups = [n.div_ceil(block.bn), m.div_ceil(block.bm), 1];
+            dispatch_blocked(gpu, pass, &params, block, 0, vec4, buffers, groups)
         }
-        ConvVariant::Auto => unreachable!("resolve returns a concrete variant"),
         ConvVariant::Reg => gpu.dispatch(
             pass,
-            &Kernel::new(SHADER, "conv2d_forward_reg"),
+            &Kernel::new(REG_SHADER, "conv2d_forward_reg").work(Work::Flops(shape.flops())),
             &params,
             &buffers,
             reg_groups(gpu, m, n),
         ),
+        ConvVariant::Auto => unreachable!("resolve returns a concrete variant"),
     }
 }
 
@@ -231,65 +278,87 @@ pub fn conv2d_backward_input(
     elements(OP, &[n])?;
     let mut params = shape.params(m, n, k);
     params.accumulate = accumulate as u32;
-    if variant.resolve(gpu, ConvPass::BackwardInput, shape) == ConvVariant::Reg {
-        let kernel = Kernel::new(SHADER, "conv2d_backward_input_reg");
-        // 8 channels × 4 same-remainder pixels of a row per invocation (see the shader).
-        let s = shape.stride;
-        let chunks = shape.w.div_ceil(s).div_ceil(4) as u64;
-        let col_blocks = shape.batch as u64 * shape.h as u64 * s as u64 * chunks;
-        let invocations = m.div_ceil(8) as u64 * col_blocks;
-        if invocations > u32::MAX as u64 {
-            return Err(Error::Limits {
-                what: format!("{OP}: invocations addressable by a u32 index"),
-                needed: invocations,
-                limit: u32::MAX as u64,
-            });
-        }
-        let groups = crate::gpu::grid_1d(
-            invocations.div_ceil(64),
-            gpu.limits().max_compute_workgroups_per_dimension,
+    let s = shape.stride;
+    if let ConvVariant::Blocked(block) = variant.resolve(gpu, ConvPass::BackwardInput, shape)? {
+        // One z-workgroup per phase (input pixels of one remainder modulo the stride); the
+        // grid is as wide as the phase with the most columns.
+        let widest = shape.batch as u64 * shape.h.div_ceil(s) as u64 * shape.w.div_ceil(s) as u64;
+        let vec4_out = s == 1 && (shape.h * shape.w) % 4 == 0;
+        let groups = [
+            widest.div_ceil(block.bn as u64) as u32,
+            m.div_ceil(block.bm),
+            s * s,
+        ];
+        return dispatch_blocked(
+            gpu,
+            pass,
+            &params,
+            block,
+            1,
+            (false, vec4_out),
+            [dx, w, dy, w],
+            groups,
         );
-        return gpu.dispatch(pass, &kernel, &params, &[dx, w, dy], groups);
     }
-    let bm = tile_rows(m);
-    let constants = gemm_constants(gpu, 1, bm)?;
-    let kernel = gemm_kernel(&constants);
-    let groups = [n.div_ceil(TILE_COLS), m.div_ceil(bm), 1];
-    gpu.dispatch(pass, &kernel, &params, &[dx, w, dy, w], groups)
+    let kernel =
+        Kernel::new(REG_SHADER, "conv2d_backward_input_reg").work(Work::Flops(shape.flops()));
+    // 8 channels × 4 same-remainder pixels of a row per invocation (see the shader).
+    let chunks = shape.w.div_ceil(s).div_ceil(4) as u64;
+    let col_blocks = shape.batch as u64 * shape.h as u64 * s as u64 * chunks;
+    let invocations = m.div_ceil(8) as u64 * col_blocks;
+    if invocations > u32::MAX as u64 {
+        return Err(Error::Limits {
+            what: format!("{OP}: invocations addressable by a u32 index"),
+            needed: invocations,
+            limit: u32::MAX as u64,
+        });
+    }
+    let groups = crate::gpu::grid_1d(
+        invocations.div_ceil(64),
+        gpu.limits().max_compute_workgroups_per_dimension,
+    );
+    gpu.dispatch(pass, &kernel, &params, &[dx, w, dy], groups)
 }
 
 /// How the backward-to-weight reduction (length batch·oh·ow) is split over workgroups for
-/// `variant`: (splits, reduction length per split, a multiple of the slab depth).
-fn weight_splits(gpu: &Gpu, shape: &Conv2d, variant: ConvVariant) -> (u32, u32) {
+/// `variant`, with at most `most_splits`: (splits, reduction length per split, a multiple
+/// of the slab depth).
+fn weight_splits(gpu: &Gpu, shape: &Conv2d, variant: ConvVariant, most_splits: u32) -> (u32, u32) {
     let (m, n, k) = shape.backward_weight_gemm();
     // Enough parallel work to fill the device; a CPU adapter wants little and long.
-    let (parallel, wanted) = if variant == ConvVariant::Reg {
-        let blocks = m.div_ceil(8) * n.div_ceil(4);
-        (blocks, if gpu.is_software() { 512 } else { 65536 })
-    } else {
-        let tiles = n.div_ceil(TILE_COLS) * m.div_ceil(tile_rows(m));
-        (tiles, if gpu.is_software() { 8 } else { 512 })
+    let (parallel, wanted, depth) = match variant {
+        ConvVariant::Blocked(b) => {
+            let tiles = n.div_ceil(b.bn) * m.div_ceil(b.bm);
+            (tiles, if gpu.is_software() { 8 } else { 512 }, b.bk)
+        }
+        _ => {
+            let blocks = m.div_ceil(8) * n.div_ceil(4);
+            (blocks, if gpu.is_software() { 512 } else { 65536 }, 16)
+        }
     };
-    let most = k.div_ceil(4 * BK).max(1);
+    let most = k.div_ceil(4 * depth).clamp(1, most_splits.max(1));
     let splits = (wanted as u32).div_ceil(parallel).clamp(1, most);
-    let per_split = k.div_ceil(splits).div_ceil(BK) * BK;
+    let per_split = k.div_ceil(splits).div_ceil(depth) * depth;
     (k.div_ceil(per_split), per_split)
 }
 
-/// Length (f32 elements) of the scratch buffer `conv2d_backward_weight` needs on `gpu`
-/// (enough for every variant).
+/// Length (f32 elements) of the scratch buffer `conv2d_backward_weight` wants on `gpu`:
+/// room for the split-K partial sums of every variant `Auto` may pick. A smaller one (of
+/// at least one weight tensor) works with fewer splits.
 pub fn conv2d_weight_scratch_len(gpu: &Gpu, shape: &Conv2d) -> usize {
-    let splits = [ConvVariant::Gemm, ConvVariant::Reg]
-        .map(|v| weight_splits(gpu, shape, v).0)
+    let variants = tune::candidates(gpu, ConvPass::BackwardWeight, shape)
         .into_iter()
+        .chain([ConvVariant::Blocked(ConvVariant::SIMPLE_BLOCK)]);
+    let splits = variants
+        .map(|v| weight_splits(gpu, shape, v, u32::MAX).0)
         .max()
         .unwrap_or(1);
     splits as usize * shape.weight_len()
 }
 
 /// dw (+)= ∂L/∂w given dy, through `scratch` (see [`conv2d_weight_scratch_len`]); `Direct`
-/// runs the `Gemm` kernel.
-/// dw: [c_out, c_in, kh, kw]; dy: [batch, c_out, oh, ow]; x: [batch, c_in, h, w].
+/// runs the blocked kernel. dw: [c_out, c_in, kh, kw]; dy: [batch, c_out, oh, ow];
+/// x: [batch, c_in, h, w].
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight(
     gpu: &Gpu,
@@ -304,26 +373,34 @@ pub fn conv2d_backward_weight(
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_weight";
     shape.check_buffers(OP, Some(("x", x)), Some(("dy", dy)), Some(("dw", dw)))?;
-    let scratch_len = conv2d_weight_scratch_len(gpu, shape);
-    check_len(OP, "scratch", scratch, scratch_len as u64)?;
+    check_len(OP, "scratch", scratch, shape.weight_len() as u64)?;
+    let most_splits = (scratch.size() / 4 / shape.weight_len() as u64).min(u32::MAX as u64);
     let (m, n, k) = shape.backward_weight_gemm();
-    let variant = variant.resolve(gpu, ConvPass::BackwardWeight, shape);
-    let (splits, per_split) = weight_splits(gpu, shape, variant);
+    let variant = variant.resolve(gpu, ConvPass::BackwardWeight, shape)?;
+    let (splits, per_split) = weight_splits(gpu, shape, variant, most_splits as u32);
     let mut params = shape.params(m, n, k);
     params.k_split = per_split;
     params.splits = splits;
     params.accumulate = accumulate as u32;
-    if variant == ConvVariant::Reg {
+    if let ConvVariant::Blocked(block) = variant {
+        let vec4 = ((shape.out_h() * shape.out_w()) % 4 == 0, n % 4 == 0);
+        let groups = [n.div_ceil(block.bn), m.div_ceil(block.bm), splits];
+        dispatch_blocked(
+            gpu,
+            pass,
+            &params,
+            block,
+            2,
+            vec4,
+            [scratch, dy, x, dy],
+            groups,
+        )?;
+    } else {
         let blocks = m.div_ceil(8) * n.div_ceil(4);
-        let kernel = Kernel::new(SHADER, "conv2d_backward_weight_reg");
+        let kernel =
+            Kernel::new(REG_SHADER, "conv2d_backward_weight_reg").work(Work::Flops(shape.flops()));
         let groups = [blocks.div_ceil(64), splits, 1];
         gpu.dispatch(pass, &kernel, &params, &[scratch, dy, x], groups)?;
-    } else {
-        let bm = tile_rows(m);
-        let constants = gemm_constants(gpu, 2, bm)?;
-        let kernel = gemm_kernel(&constants);
-        let groups = [n.div_ceil(TILE_COLS), m.div_ceil(bm), splits];
-        gpu.dispatch(pass, &kernel, &params, &[scratch, dy, x, dy], groups)?;
     }
     gpu.dispatch(
         pass,
@@ -350,37 +427,6 @@ pub fn conv2d_backward_bias(
     let mut params = shape.params(m, n, k);
     params.accumulate = accumulate as u32;
     let constants = [("WG", gpu.row_workgroup_size() as f64)];
-    let kernel = Kernel {
-        shader: SHADER,
-        entry: "conv2d_bias_backward",
-        constants: &constants,
-    };
+    let kernel = Kernel::with(SHADER, "conv2d_bias_backward", &constants);
     gpu.dispatch(pass, &kernel, &params, &[db, dy], [shape.c_out, 1, 1])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{ConvPass::*, ConvVariant::*};
-
-    #[test]
-    fn auto_follows_the_measurements() {
-        for pass in [Forward, BackwardInput, BackwardWeight] {
-            assert_eq!(
-                Auto.resolve_for(true, pass, 1),
-                Reg,
-                "CPU adapters: {pass:?}"
-            );
-            assert_eq!(
-                Gemm.resolve_for(true, pass, 2),
-                Gemm,
-                "a concrete choice stays"
-            );
-        }
-        assert_eq!(Auto.resolve_for(false, Forward, 2), Gemm);
-        assert_eq!(Auto.resolve_for(false, BackwardWeight, 2), Gemm);
-        assert_eq!(Auto.resolve_for(false, BackwardInput, 1), Gemm);
-        assert_eq!(Auto.resolve_for(false, BackwardInput, 2), Reg);
-        assert_eq!(Direct.resolve_for(false, Forward, 1), Direct);
-        assert_eq!(Direct.resolve_for(false, BackwardWeight, 1), Gemm);
-    }
 }

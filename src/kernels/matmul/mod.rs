@@ -6,7 +6,7 @@ mod tune;
 
 pub use tune::{candidates, measure_candidates, tuning_key};
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
 use super::{check_len, check_nonempty, elements};
 
@@ -477,11 +477,7 @@ pub fn matmul(
             ("matmul_blocked", constants, groups)
         }
     };
-    let kernel = Kernel {
-        shader: SHADER,
-        entry,
-        constants: &constants,
-    };
+    let kernel = Kernel::with(SHADER, entry, &constants).work(Work::Flops(desc.flops()));
     // The blocked kernel also binds A, B and C as vec4 arrays (bindings 5-7), which it
     // reads only with VEC4 (then every operand holds whole vec4s).
     let mut numbered: Vec<(u32, &wgpu::Buffer)> = (1..).zip(buffers).collect();
