@@ -1,14 +1,16 @@
-"""PyTorch reference for `rezero bench conv2d` and `rezero bench resnet`.
+"""PyTorch reference for `rezero bench matmul`, `rezero bench conv2d` and `rezero bench resnet`.
 
 Times the same work in PyTorch on the same machine, in FP32 with TF32 off (rezero's kernels
 are plain FP32), so the ratio in BENCHMARKS.md compares like with like:
+  * torch.mm at the matmul shapes given (M x N x K, ":nt" etc. for transposed operands);
   * conv2d forward, backward to the input and backward to the weights at the ResNet layer
     shapes of `rezero bench conv2d` (GFLOP/s, the same FLOP count: 2·outputs·c_in·k·k);
   * a whole ResNet training step (forward in training mode, cross-entropy, backward, SGD
     with momentum 0.9 and weight decay 1e-4) for the standard and rezero blocks of
     src/nn/resnet.rs, at the depths and batch given (images/s).
 
-Usage: python3 benches/pytorch_reference.py [--depths 20,56,110] [--batch 128] [--device cuda]
+Usage: python3 benches/pytorch_reference.py [--matmul 1024,4096x2048x512:nt] [--depths 20,56,110]
+       [--batch 128] [--device cuda] [--skip-conv]
 Prints one JSON object per line.
 """
 
@@ -47,6 +49,21 @@ def median_seconds(fn, device, warmup=3, runs=10):
         times.append(time.perf_counter() - start)
     times.sort()
     return times[len(times) // 2]
+
+
+def bench_matmul(device, sizes):
+    """torch.mm on random operands stored as rezero stores them (":nt": B is [n, k])."""
+    for text in sizes:
+        dims, _, layout = text.partition(":")
+        layout = layout or "nn"
+        parts = [int(d) for d in dims.split("x")]
+        m, n, k = (parts * 3)[:3] if len(parts) == 1 else parts
+        a = torch.randn(k, m, device=device).t() if layout[0] == "t" else torch.randn(m, k, device=device)
+        b = torch.randn(n, k, device=device).t() if layout[1] == "t" else torch.randn(k, n, device=device)
+        s = median_seconds(lambda: torch.mm(a, b), device, warmup=5, runs=20)
+        shape = f"{m}x{n}x{k}" + ("" if layout == "nn" else f":{layout}")  # as rezero names it
+        print(json.dumps({"framework": "pytorch", "kernel": "matmul", "shape": shape,
+                          "ms": s * 1e3, "gflops": 2.0 * m * n * k / s / 1e9}), flush=True)
 
 
 def bench_conv(device):
@@ -154,6 +171,7 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-conv", action="store_true")
+    parser.add_argument("--matmul", default="", help="comma-separated matmul shapes")
     args = parser.parse_args()
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -162,6 +180,8 @@ def main():
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(json.dumps({"framework": "pytorch", "version": torch.__version__, "device": name,
                       "tf32": False}), flush=True)
+    if args.matmul:
+        bench_matmul(device, args.matmul.split(","))
     if not args.skip_conv:
         bench_conv(device)
     bench_resnet(device, [int(d) for d in args.depths.split(",")], args.batch)

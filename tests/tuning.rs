@@ -163,3 +163,27 @@ fn auto_choices_persist_across_devices_and_unusable_ones_are_measured_again() {
         assert_eq!(second.tuned(&key), Some(used.name()));
     }
 }
+
+#[test]
+fn the_committed_tables_parse() {
+    let text = include_str!("../tuning/devices.tuning");
+    let tables: Vec<&str> = text
+        .split("rezero tuning 1\n")
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    assert!(!tables.is_empty());
+    for body in tables {
+        let (device, entries) = parse(&format!("rezero tuning 1\n{body}")).unwrap();
+        assert!(!device.adapter.is_empty());
+        for (key, choice) in entries {
+            let ok = if key.starts_with("matmul/") {
+                choice.parse::<MatmulVariant>().is_ok()
+            } else {
+                choice
+                    .parse::<rezero::kernels::conv2d::ConvVariant>()
+                    .is_ok()
+            };
+            assert!(ok, "{}: {key} -> {choice}", device.adapter);
+        }
+    }
+}

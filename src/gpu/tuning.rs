@@ -1,8 +1,8 @@
 //! The tuning table: which kernel variant won for each shape class on this device (see
 //! `kernels::matmul::tuning_key`). Three sources, the first that knows a class wins:
 //! measurements made in this process, the user's cache file for this adapter and driver,
-//! and the tables measured on known devices and committed to the repository (`tuning/`,
-//! used when the adapter's name matches). A cache file is never required: one that is
+//! and the tables measured on known devices and committed to the repository
+//! (`tuning/devices.tuning`, used when the adapter's name matches). A cache file is never required: one that is
 //! missing is made, one that is corrupt or was written for another adapter or driver is
 //! ignored with a warning, and a failed write only costs a later re-measurement.
 //!
@@ -22,8 +22,19 @@ const HEADER: &str = "rezero tuning 1";
 const MAX_FILE_BYTES: u64 = 1 << 20;
 const MAX_ENTRIES: usize = 100_000;
 
-/// The tables measured on known devices, committed as their defaults.
-const COMMITTED: &[&str] = &[include_str!("../../tuning/llvmpipe.tuning")];
+/// The tables measured on known devices, committed as their defaults: one after another,
+/// each from its header line (a device's `rezero tune --save` file appended).
+const COMMITTED: &str = include_str!("../../tuning/devices.tuning");
+
+/// The committed tables, each as its own text.
+fn committed_tables() -> Vec<String> {
+    let separator = format!("{HEADER}\n");
+    COMMITTED
+        .split(&separator)
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| format!("{separator}{t}"))
+        .collect()
+}
 
 /// The adapter and driver a table was measured on, as wgpu reports them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,8 +177,8 @@ impl TuningTable {
     /// cache file in `dir` (when given; see the module docs for what is ignored).
     pub fn open(device: DeviceId, dir: Option<&Path>) -> TuningTable {
         let mut entries = BTreeMap::new();
-        for text in COMMITTED {
-            if let Ok((found, committed)) = parse(text) {
+        for text in committed_tables() {
+            if let Ok((found, committed)) = parse(&text) {
                 if found.adapter == device.adapter {
                     entries.extend(committed);
                 }
