@@ -6,8 +6,11 @@
 //!
 //! Where things live:
 //! - [`gpu`]: the [`Gpu`](gpu::Gpu) context (device selection, or another program's device),
-//!   buffers and readback, the buffer pool, the pipeline cache, the [`Error`](gpu::Error) type.
-//! - [`kernels`]: one module per WGSL file in `shaders/`; the launchers are the embeddable API.
+//!   buffers and readback, the buffer pool, the pipeline and bind-group caches, the
+//!   [`tuning`](gpu::tuning) table of kernel choices, the per-dispatch
+//!   [`profile`](gpu::profile), the [`Error`](gpu::Error) type.
+//! - [`kernels`]: one module per WGSL file in `shaders/`; the launchers are the embeddable API;
+//!   [`autotune`](kernels::autotune) holds what every `Auto` variant shares.
 //! - [`cpu`]: plain-loop references of every kernel (ground truth for tests and benches).
 //! - [`data`]: MNIST / Fashion-MNIST (IDX) and CIFAR-10 (binary) loaders, seeded epoch order,
 //!   byte-level text and the built-in corpus.

@@ -25,6 +25,22 @@ pub fn info(gpu: &Gpu) {
         i.subgroup_min_size,
         i.subgroup_max_size
     );
+    out!(
+        "shaders        {} (--checked-shaders turns wgpu's bounds checks on)",
+        if gpu.checked_shaders() {
+            "with runtime checks"
+        } else {
+            "without runtime checks"
+        }
+    );
+    let (_, file) = gpu.tuning_table();
+    out!(
+        "tuning table   {} kernel choices; cache file {}",
+        gpu.tuning_in_force().len(),
+        file.map_or("none (--no-tuning-cache)".to_string(), |p| p
+            .display()
+            .to_string())
+    );
     out!("limits");
     out!(
         "  workgroup storage          {} bytes",
