@@ -10,6 +10,17 @@ use crate::kernels::conv2d::{self as conv, Conv2d, ConvPass, ConvVariant};
 use crate::kernels::matmul::MatmulVariant;
 use crate::kernels::pool;
 
+/// The CIFAR ResNet's convolutions at batch 128 (BATCHxC_INxSIZExC_OUTxKxSTRIDE, padding
+/// K/2): what `rezero bench conv2d` and `rezero tune` measure by default.
+pub const RESNET_CONV_SHAPES: [&str; 6] = [
+    "128x16x32x16x3x1",
+    "128x16x32x32x3x2",
+    "128x32x16x32x3x1",
+    "128x32x16x64x3x2",
+    "128x64x8x64x3x1",
+    "128x16x32x32x1x2",
+];
+
 /// A conv case and the GEMM-shaped matmul it stands beside.
 pub struct ConvCase {
     pub case: Case,

@@ -184,8 +184,10 @@ impl Profile {
         } else {
             let against = match median_ms {
                 Some(m) => format!(
-                    "; the step: {m:.3} ms median, {:.3} ms profiled (timed / median = {:.2})",
+                    "; the step: {:.3} ms profiled (timed / that = {:.2}), {m:.3} ms median \
+                     unprofiled (timed / that = {:.2})",
                     wall_seconds * 1e3,
+                    self.total_seconds / wall_seconds,
                     self.total_seconds * 1e3 / m
                 ),
                 None => format!(

@@ -392,15 +392,7 @@ fn bench_lm(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
 /// conv2d at ResNet layer shapes: every pass beside the matmul of its equivalent GEMM
 /// shape in the same run.
 fn bench_conv(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
-    let defaults = [
-        "128x16x32x16x3x1",
-        "128x16x32x32x3x2",
-        "128x32x16x32x3x1",
-        "128x32x16x64x3x2",
-        "128x64x8x64x3x1",
-        "128x16x32x32x1x2",
-    ];
-    for size in sizes_or(&args.sizes, &defaults) {
+    for size in sizes_or(&args.sizes, &bench::RESNET_CONV_SHAPES) {
         let shape = bench::parse_conv(size)?;
         for conv in bench::conv_cases(gpu, shape)? {
             let (m, n, k) = conv.gemm;

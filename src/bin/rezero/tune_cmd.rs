@@ -43,16 +43,6 @@ const DEFAULT_SIZES: [&str; 9] = [
     "2048x512x4096:tn",
 ];
 
-/// The CIFAR ResNet's convolutions at batch 128 (`rezero bench conv2d`'s shapes).
-const DEFAULT_CONVS: [&str; 6] = [
-    "128x16x32x16x3x1",
-    "128x16x32x32x3x2",
-    "128x32x16x32x3x1",
-    "128x32x16x64x3x2",
-    "128x64x8x64x3x1",
-    "128x16x32x32x1x2",
-];
-
 /// "MxNxK[:nt]" as a product.
 fn parse_shape(text: &str) -> Result<Matmul> {
     let (dims, layout) = text.split_once(':').unwrap_or((text, "nn"));
@@ -129,7 +119,7 @@ pub fn tune(gpu: &Gpu, args: &TuneArgs) -> Result<()> {
         }
     };
     let sizes = pick(&args.sizes, &DEFAULT_SIZES);
-    let convs = pick(&args.convs, &DEFAULT_CONVS);
+    let convs = pick(&args.convs, &rezero::bench::RESNET_CONV_SHAPES);
     // Every shape is parsed before anything is measured: a typo fails at once.
     let products = sizes
         .iter()

@@ -187,16 +187,12 @@ fn dispatch_blocked(
     groups: [u32; 3],
 ) -> Result<()> {
     block.check(gpu)?;
-    let constants = [
+    let mut constants = vec![
         ("MODE", mode as f64),
-        ("BM", block.bm as f64),
-        ("BN", block.bn as f64),
-        ("BK", block.bk as f64),
-        ("TM", block.tm as f64),
-        ("TN", block.tn as f64),
         ("VEC4", vec4_a as u8 as f64),
         ("VEC4_OUT", vec4_out as u8 as f64),
     ];
+    constants.extend(block.constants());
     let flops = 2.0 * params.m as f64 * params.n as f64 * params.k as f64;
     let kernel = Kernel::with(SHADER, "conv2d_blocked", &constants).work(Work::Flops(flops));
     let buffers = [

@@ -60,6 +60,17 @@ impl Block {
         (self.bm / self.tm) * (self.bn / self.tn)
     }
 
+    /// The override constants of the tile prelude for this block.
+    pub fn constants(&self) -> [(&'static str, f64); 5] {
+        [
+            ("BM", self.bm as f64),
+            ("BN", self.bn as f64),
+            ("BK", self.bk as f64),
+            ("TM", self.tm as f64),
+            ("TN", self.tn as f64),
+        ]
+    }
+
     /// Workgroup memory: two slabs of both operands.
     pub fn storage_bytes(&self) -> u64 {
         2 * self.bk as u64 * (self.bm as u64 + self.bn as u64) * 4
@@ -461,14 +472,8 @@ pub fn matmul(
             block.check(gpu)?;
             let vec4 = desc.vec4_obstacle().is_none() && desc.c_is_vec4();
             let mut constants = transposes.to_vec();
-            constants.extend([
-                ("BM", block.bm as f64),
-                ("BN", block.bn as f64),
-                ("BK", block.bk as f64),
-                ("TM", block.tm as f64),
-                ("TN", block.tn as f64),
-                ("VEC4", vec4 as u8 as f64),
-            ]);
+            constants.extend(block.constants());
+            constants.push(("VEC4", vec4 as u8 as f64));
             let groups = [
                 desc.n.div_ceil(block.bn),
                 desc.m.div_ceil(block.bm),
