@@ -270,7 +270,11 @@ impl<'g> Tape<'g> {
         self.flush();
         self.nodes.clear();
         self.slots.clear();
-        for buffer in self.taken.drain(..).chain(self.grads_taken.drain(..)) {
+        // Back in the reverse of the order they were taken, so that the pool (last in,
+        // first out) hands the next step the same buffer for the same tensor, and its
+        // dispatches find their bind groups cached.
+        let taken = self.taken.drain(..).chain(self.grads_taken.drain(..));
+        for buffer in taken.collect::<Vec<_>>().into_iter().rev() {
             self.pool.give(buffer);
         }
     }
