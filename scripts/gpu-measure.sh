@@ -5,7 +5,7 @@
 # beside PyTorch, and the per-kernel profiles of the ResNet-56 and the 12-layer d_model 512
 # Transformer steps. Every figure is a JSON line in OUT/results.jsonl (rezero) or
 # OUT/pytorch.jsonl; OUT/summary.md sets them side by side; OUT/log.txt has everything
-# printed. Each step has its own time limit, so a slow one cannot starve the rest.
+# printed. Each step has its own time limit (450 s in all), so a slow one cannot starve the rest.
 #
 # usage: scripts/gpu-measure.sh [--smoke] BINARY OUT
 #   --smoke   tiny sizes, no PyTorch, fails on any error: the dry run on software Vulkan
@@ -76,16 +76,16 @@ log "info"
 "${rz[@]}" info >"$out/info.txt" 2>&1 || failed+=(info)
 cat "$out/info.txt" >>"$out/log.txt"
 
-step tune 100 "${rz[@]}" tune --sizes "$tune_sizes" --convs "$tune_convs" --json --save "$out/tuned.tuning"
-step matmul 60 "${rz[@]}" bench matmul --sizes "$matmul_sizes" --variants reg8x4,blocked,auto --runs 7 --json
+step tune 90 "${rz[@]}" tune --sizes "$tune_sizes" --convs "$tune_convs" --json --save "$out/tuned.tuning"
+step matmul 50 "${rz[@]}" bench matmul --sizes "$matmul_sizes" --variants reg8x4,blocked,auto --runs 7 --json
 if [[ $smoke -eq 0 ]]; then
     log "pytorch"
-    timeout 120 python3 "$here/benches/pytorch_reference.py" --matmul "$matmul_sizes" \
+    timeout 110 python3 "$here/benches/pytorch_reference.py" --matmul "$matmul_sizes" \
         --depths 20,56 --batch 128 >"$out/pytorch.jsonl" 2>>"$out/log.txt" \
         || failed+=(pytorch)
 fi
-step conv2d 60 "${rz[@]}" bench conv2d --sizes "$conv_sizes" --runs 5 --json
-step resnet 100 "${rz[@]}" bench resnet --sizes "$resnet_sizes" --runs 5 --profile --json
+step conv2d 50 "${rz[@]}" bench conv2d --sizes "$conv_sizes" --runs 5 --json
+step resnet 90 "${rz[@]}" bench resnet --sizes "$resnet_sizes" --runs 5 --profile --json
 step lm 60 "${rz[@]}" bench lm --sizes "$lm_sizes" --runs 3 --profile --json
 
 log "summary"
