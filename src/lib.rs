@@ -23,11 +23,13 @@
 //!   evaluation, safetensors checkpoints, sampling and SVG plots.
 //! - [`analysis`]: the input-output Jacobian and its singular values (dynamical isometry).
 //! - [`bench`]: the benchmark cases shared by `rezero bench` and `cargo bench`.
+//! - [`files`]: writing a file atomically (checkpoints, the tuning cache).
 
 pub mod analysis;
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod files;
 pub mod gpu;
 pub mod kernels;
 pub mod nn;

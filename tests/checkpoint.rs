@@ -1,5 +1,6 @@
 //! Checkpoints: an MLP saved and loaded gives the same parameters; bad files and
-//! mismatched shapes get clear errors; no temporary file is left behind.
+//! mismatched shapes get clear errors; no temporary file is left behind; a diverged model
+//! never replaces a good checkpoint.
 
 mod common;
 
@@ -37,9 +38,10 @@ fn mlp_round_trip() {
         .unwrap();
         let path = dir.join(format!("{}.safetensors", variant.name()));
         save_mlp(gpu, &model, &path).unwrap();
-        assert!(
-            !path.with_extension("safetensors.tmp").exists(),
-            "the temporary file was renamed"
+        let files = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(
+            files,
+            1 + MlpVariant::ALL.iter().position(|&v| v == variant).unwrap()
         );
         let loaded = load_mlp(gpu, &path).unwrap();
         assert_eq!(loaded.config.variant, variant);
@@ -98,5 +100,42 @@ fn bad_files_and_shapes_are_data_errors() {
     );
     let err = load_mlp(gpu, &path).unwrap_err();
     assert!(err.to_string().contains("metadata has no 'model'"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn non_finite_values_never_replace_a_good_checkpoint() {
+    let gpu = require_gpu!();
+    let dir = temp_dir("diverged");
+    let path = dir.join("model.safetensors");
+    let good = Param::new(gpu, "w", &[2, 2], &[1.0, 2.0, 3.0, 4.0], true);
+    checkpoint::save(gpu, &path, &[&good], HashMap::new()).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let diverged = Param::new(gpu, "w", &[2, 2], &[1.0, bad, 3.0, 4.0], true);
+        let err = checkpoint::save(gpu, &path, &[&diverged], HashMap::new()).unwrap_err();
+        assert!(matches!(err, Error::Diverged { .. }), "{err}");
+        assert!(
+            err.to_string().contains("not saved: w holds") && err.to_string().contains("kept"),
+            "{err}"
+        );
+        let again = checkpoint::save(gpu, &path, &[&diverged], HashMap::new());
+        assert!(!checkpoint::saved_unless_diverged(again).unwrap());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the good checkpoint is unchanged"
+        );
+    }
+    // A rename that fails (a folder where the file goes) leaves no temporary file behind.
+    let blocked = dir.join("blocked.safetensors");
+    std::fs::create_dir(&blocked).unwrap();
+    std::fs::write(blocked.join("inside"), b"x").unwrap();
+    assert!(checkpoint::save(gpu, &blocked, &[&good], HashMap::new()).is_err());
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -386,6 +386,19 @@ fn train_lm_on_a_file_resume_and_sample() {
             .count(),
         7
     );
+    // A resumed run that diverges (its weights overflow to infinity and NaN) stops at the
+    // evaluation where it would save, and the good checkpoint of step 6 stays.
+    let checkpoint = run.join("model.safetensors");
+    let good = std::fs::read(&checkpoint).unwrap();
+    let mut wild = args("10");
+    wild.extend(["--resume".into(), "--lr".into(), "1e30".into()]);
+    let out = rezero(&wild.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(text(&out).contains("not saved"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&checkpoint).unwrap(),
+        good,
+        "the good checkpoint is unchanged"
+    );
     let out = rezero(&[
         "sample",
         "--checkpoint",

@@ -57,6 +57,11 @@ pub enum Error {
     #[error("invalid {what}: {why}")]
     Invalid { what: String, why: String },
 
+    /// A checkpoint was not written because the model holds non-finite values: the run has
+    /// diverged, and whatever checkpoint was there before stays.
+    #[error("{}: not saved: {why} (the run has diverged); the checkpoint already there, if any, is kept", path.display())]
+    Diverged { path: PathBuf, why: String },
+
     /// A data or checkpoint file is missing, truncated or malformed.
     #[error("{}: {why}", path.display())]
     Data { path: PathBuf, why: String },

@@ -15,7 +15,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const HEADER: &str = "rezero tuning 1";
@@ -230,7 +229,9 @@ impl TuningTable {
         if let Some(path) = &self.file {
             let mut merged = read_cache(path, &self.device).unwrap_or_default();
             merged.extend(self.entries.clone());
-            if let Err(e) = write_atomically(path, &format(&self.device, &merged)) {
+            if let Err(e) =
+                crate::files::write_atomically(path, format(&self.device, &merged).as_bytes())
+            {
                 eprintln!(
                     "warning: could not save the tuning cache {}: {e}",
                     path.display()
@@ -253,36 +254,6 @@ impl TuningTable {
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()
     }
-}
-
-/// Writes `text` to a uniquely named temporary file beside `path` (created exclusively),
-/// flushes it and renames it over `path`; the temporary file is removed on any error.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(
-        ".{}.{}-{nanos}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("tuning"),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The user's cache directory for rezero's tuning tables: `$XDG_CACHE_HOME/rezero` or

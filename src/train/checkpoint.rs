@@ -1,6 +1,7 @@
 //! Checkpoints in the safetensors format (PyTorch users can open them): every parameter
-//! by name as F32, plus string metadata describing the model. Written to a temporary file
-//! and renamed, so a crash never leaves half a file.
+//! by name as F32, plus string metadata describing the model. Written atomically
+//! (`files::write_atomically`), so a crash never leaves half a file, and only when every
+//! value is finite, so a diverged run never replaces a good checkpoint.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -53,11 +54,15 @@ pub fn save_buffers(
     );
     let mut values = Vec::with_capacity(entries.len());
     for (name, shape, buffer) in entries {
-        values.push((
-            name.clone(),
-            shape.clone(),
-            gpu.read_f32(buffer, shape.iter().product())?,
-        ));
+        let data = gpu.read_f32(buffer, shape.iter().product())?;
+        // A diverged run must never replace the last good checkpoint.
+        if let Some(bad) = data.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Diverged {
+                path: path.to_path_buf(),
+                why: format!("{name} holds {bad}"),
+            });
+        }
+        values.push((name.clone(), shape.clone(), data));
     }
     let mut views = Vec::with_capacity(values.len());
     for (name, shape, data) in &values {
@@ -67,14 +72,22 @@ pub fn save_buffers(
     }
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::data(path, format!("cannot serialise: {e}")))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::data(&tmp, format!("cannot write: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        Error::data(
-            path,
-            format!("cannot rename the finished file into place: {e}"),
-        )
-    })
+    crate::files::write_atomically(path, &bytes)
+        .map_err(|e| Error::data(path, format!("cannot write: {e}")))
+}
+
+/// What a training loop makes of a checkpoint save: `Ok(true)` saved, `Ok(false)` not
+/// saved because the model has diverged (said on stderr; the loop stops as for a non-finite
+/// loss), any other error passed on.
+pub fn saved_unless_diverged(result: Result<()>) -> Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e @ Error::Diverged { .. }) => {
+            eprintln!("{e}");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads and validates a checkpoint: a safetensors file of F32 tensors.

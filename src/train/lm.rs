@@ -184,13 +184,13 @@ pub fn train_lm(
             }
             bpb = Some(v);
             if let Some(dir) = &run.out {
-                super::checkpoint::save_transformer_run(
-                    gpu,
-                    model,
-                    optimizer,
-                    step,
-                    &dir.join("model.safetensors"),
-                )?;
+                let path = dir.join("model.safetensors");
+                let saved =
+                    super::checkpoint::save_transformer_run(gpu, model, optimizer, step, &path);
+                if !super::checkpoint::saved_unless_diverged(saved)? {
+                    diverged = true;
+                    break;
+                }
             }
         }
         if let Some(l) = loss_value {

@@ -250,7 +250,11 @@ pub fn train_classifier(
         }
         (test_loss, test_accuracy) = evaluate(&mut tape, model, test, run.batch.max(100))?;
         if let Some(dir) = &run.out {
-            checkpoint::save_mlp(gpu, model, &dir.join("model.safetensors"))?;
+            let saved = checkpoint::save_mlp(gpu, model, &dir.join("model.safetensors"));
+            if !checkpoint::saved_unless_diverged(saved)? {
+                diverged = true;
+                break 'epochs;
+            }
         }
         if let Some((_, (file, path))) = files.as_mut() {
             write_line(

@@ -259,7 +259,11 @@ pub fn train_resnet(
         }
         if let Some(dir) = &run.out {
             let path = dir.join("model.safetensors");
-            super::checkpoint::save_resnet_run(gpu, model, optimizer, epoch, step, &path)?;
+            let saved =
+                super::checkpoint::save_resnet_run(gpu, model, optimizer, epoch, step, &path);
+            if !super::checkpoint::saved_unless_diverged(saved)? {
+                diverged = true;
+            }
         }
         if run.show_progress {
             progress.finish();
