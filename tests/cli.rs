@@ -144,6 +144,19 @@ fn train_mlp_one_run_and_compare() {
         "{}",
         text(&out)
     );
+    // The same --out again without --resume: refused, and the run there is untouched.
+    let metrics_before = std::fs::read(run.join("metrics.csv")).unwrap();
+    let again = rezero(&[&common[..], &["--out", run.to_str().unwrap()]].concat());
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        text(&again).contains("already holds a run"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(
+        std::fs::read(run.join("metrics.csv")).unwrap(),
+        metrics_before
+    );
     // --profile 3: where step 3's time went, by entry point.
     let shown = text(&out);
     assert!(

@@ -6,6 +6,7 @@ pub mod lm;
 pub mod plot;
 pub mod progress;
 pub mod resnet;
+pub mod run_dir;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

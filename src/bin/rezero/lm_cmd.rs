@@ -13,6 +13,7 @@ use rezero::train::checkpoint::{self, load_transformer};
 use rezero::train::lm::{LmRun, LmSummary, sample, train_lm};
 use rezero::train::plot::{Curve, plot_svg};
 use rezero::train::progress::format_duration;
+use rezero::train::run_dir;
 use rezero::{Error, Result};
 
 #[derive(Args, Clone)]
@@ -172,6 +173,7 @@ fn run_one(
         let optimizer = Optimizer::new(gpu, &model.params(), optimizer_config)?;
         (model, optimizer, 0)
     };
+    let _lock = run_dir::claim(&out, args.resume)?;
     let c = &model.config;
     let run = LmRun {
         label: format!("{}-{}x{}", c.variant.name(), c.layers, c.d_model),
@@ -207,16 +209,23 @@ fn print_summary(s: &LmSummary) {
     );
 }
 
+/// `--out`, or `runs/NAME` (the next free `runs/NAME-2`, ... when that holds a run and this
+/// is not a resume).
+fn default_out(args: &LmArgs, name: &str) -> PathBuf {
+    match &args.out {
+        Some(out) => out.clone(),
+        None if args.resume => PathBuf::from("runs").join(name),
+        None => run_dir::fresh_default(&PathBuf::from("runs").join(name)),
+    }
+}
+
 pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
     let text = match &args.data {
         Some(path) => TextSplits::from_file(path, args.seq)?,
         None => TextSplits::new(builtin_corpus()),
     };
     if args.compare.is_empty() {
-        let out = args
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(format!("lm-{}", args.variant.name())));
+        let out = default_out(args, &format!("lm-{}", args.variant.name()));
         let (summary, model) = run_one(gpu, args, args.variant, &text, out.clone())?;
         print_summary(&summary);
         out!("checkpoint: {}", out.join("model.safetensors").display());
@@ -229,10 +238,7 @@ pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join("lm-compare"));
+    let dir = default_out(args, "lm-compare");
     let mut summaries = Vec::new();
     for &variant in &args.compare {
         let (summary, _) = run_one(gpu, args, variant, &text, dir.join(variant.name()))?;

@@ -16,6 +16,7 @@ use rezero::train::checkpoint;
 use rezero::train::plot::{Curve, plot_svg};
 use rezero::train::progress::format_duration;
 use rezero::train::resnet::{ResnetRun, ResnetSummary, train_resnet};
+use rezero::train::run_dir;
 use rezero::{Error, Result};
 
 /// The side the images are padded to: 28×28 digits become 32×32, like CIFAR-10.
@@ -208,6 +209,7 @@ fn run_one(
         (model, optimizer, 0)
     };
     let mut optimizer = optimizer;
+    let _lock = run_dir::claim(out, args.resume)?;
     let run = ResnetRun {
         label: format!("resnet{}-{}", args.depth, variant.name()),
         epochs: args.epochs,
@@ -267,7 +269,15 @@ pub fn train_resnet_command(gpu: &Gpu, args: &ResnetArgs) -> Result<()> {
     }
     target_fraction(args.target_acc)?;
     let (train, test) = load(args)?;
-    let name = |what: &str| PathBuf::from("runs").join(format!("resnet{}-{what}", args.depth));
+    // --out, or runs/resnetDEPTH-WHAT (the next free -2, -3, ... unless resuming).
+    let name = |what: &str| {
+        let base = PathBuf::from("runs").join(format!("resnet{}-{what}", args.depth));
+        if args.resume {
+            base
+        } else {
+            run_dir::fresh_default(&base)
+        }
+    };
     if args.compare.is_empty() {
         let out = args
             .out

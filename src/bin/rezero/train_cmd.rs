@@ -10,7 +10,7 @@ use rezero::gpu::Gpu;
 use rezero::nn::{Mlp, MlpConfig, MlpVariant};
 use rezero::optim::{Method, Optimizer, OptimizerConfig, Schedule};
 use rezero::train::plot::{plot_svg, read_curve};
-use rezero::train::{RunConfig, Summary, progress::format_duration, train_classifier};
+use rezero::train::{RunConfig, Summary, progress::format_duration, run_dir, train_classifier};
 use rezero::{Error, Result};
 
 #[derive(Subcommand)]
@@ -141,6 +141,10 @@ fn run_one(
         schedule: Schedule::parse(&args.schedule, args.warmup)?,
     };
     let mut optimizer = Optimizer::new(gpu, &model.params(), config)?;
+    let _lock = out
+        .as_deref()
+        .map(|dir| run_dir::claim(dir, false))
+        .transpose()?;
     let run = RunConfig {
         label: format!("{}-{}x{}", variant.name(), args.depth, args.width),
         epochs: args.epochs,
