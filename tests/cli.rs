@@ -52,6 +52,35 @@ fn tune_measures_records_and_saves_the_table() {
 }
 
 #[test]
+fn a_failed_write_to_stdout_is_an_error_exit() {
+    let _gpu = require_gpu!();
+    // Its reader gone before it writes (the benchmark runs first): the write fails.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rezero"))
+        .args([
+            "--no-tuning-cache",
+            "bench",
+            "matmul",
+            "--sizes",
+            "64",
+            "--runs",
+            "1",
+        ])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot write to standard output"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
 fn bench_step_profile() {
     let _gpu = require_gpu!();
     let out = rezero(&[

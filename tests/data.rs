@@ -155,3 +155,19 @@ fn epoch_order_is_a_seeded_permutation() {
         "a new order for another seed"
     );
 }
+
+#[test]
+fn train_and_test_images_of_different_sizes_are_refused_at_load() {
+    let dir = temp_dir("sizes");
+    write_idx_set(&dir, true, 4, 2);
+    // Test images of 14×14 beside 28×28 training images.
+    let pixels = vec![7u8; 2 * 14 * 14];
+    idx::write_images(&dir.join("t10k-images-idx3-ubyte.gz"), 2, 14, 14, &pixels).unwrap();
+    let err = data::load(DatasetName::FashionMnist, &dir).unwrap_err();
+    assert!(matches!(err, Error::Data { .. }), "{err}");
+    assert!(
+        err.to_string().contains("(1, 28, 28)") && err.to_string().contains("(1, 14, 14)"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

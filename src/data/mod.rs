@@ -199,19 +199,34 @@ fn load_cifar(dir: &Path, files: &[&str]) -> Result<Images> {
 
 /// (train, test) splits of `set` from the files in `dir`.
 pub fn load(set: DatasetName, dir: &Path) -> Result<(Images, Images)> {
-    match set {
+    let (train, test) = match set {
         DatasetName::Mnist | DatasetName::FashionMnist => {
-            Ok((load_idx(set, dir, "train")?, load_idx(set, dir, "t10k")?))
+            (load_idx(set, dir, "train")?, load_idx(set, dir, "t10k")?)
         }
         DatasetName::Cifar10 => {
             let train: Vec<String> = (1..=5).map(|i| format!("data_batch_{i}.bin")).collect();
             let train: Vec<&str> = train.iter().map(String::as_str).collect();
-            Ok((
+            (
                 load_cifar(dir, &train)?,
                 load_cifar(dir, &["test_batch.bin"])?,
-            ))
+            )
         }
+    };
+    // A model is built for the training images: test images of another size would only
+    // fail after training, with a shape error.
+    let size = |i: &Images| (i.channels, i.height, i.width);
+    if size(&train) != size(&test) {
+        return Err(Error::data(
+            dir,
+            format!(
+                "the training images are {:?} (channels, height, width) but the test images \
+                 are {:?}",
+                size(&train),
+                size(&test)
+            ),
+        ));
     }
+    Ok((train, test))
 }
 
 /// (train, test) splits of `set` from `dir` (default `data/NAME`, where

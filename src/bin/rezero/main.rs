@@ -3,11 +3,13 @@
 
 use std::process::ExitCode;
 
-/// `println!` for the command modules (they `use std::io::Write`) that ends the program quietly when stdout is closed (`rezero bench ... | head`).
+/// `println!` for the command modules (they `use std::io::Write`): a failed write to stdout
+/// (a closed pipe, a full disk) ends the program with an error, exit status 1.
 macro_rules! out {
     ($($arg:tt)*) => {
-        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
-            std::process::exit(0);
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
         }
     };
 }
