@@ -35,3 +35,38 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+/// Reads at most `cap` bytes from `reader`: the bytes, or an error if there are more (an
+/// input that never ends, a decompression bomb) or the read fails.
+pub fn read_capped(reader: impl std::io::Read, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    reader.take(cap.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {cap} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Reads the regular file at `path`, refusing one larger than `cap` bytes before reading
+/// it, and anything that is not a regular file (a device or a pipe may never end).
+pub fn read_file_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a device or a pipe may never end)",
+        ));
+    }
+    if meta.len() > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} bytes, more than the {cap} allowed", meta.len()),
+        ));
+    }
+    read_capped(file, cap)
+}

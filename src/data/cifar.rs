@@ -11,7 +11,9 @@ pub const RECORD: usize = 1 + 3 * 32 * 32;
 
 /// (pixels [count, 3, 32, 32] as bytes, labels [count]) of one batch file.
 pub fn read_batch(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Data {
+    // A CIFAR-10 batch holds 10,000 records (30.7 MB); allow four times that.
+    let cap = 40_000 * RECORD as u64;
+    let bytes = crate::files::read_file_capped(path, cap).map_err(|e| Error::Data {
         path: path.to_path_buf(),
         why: format!("cannot read: {e}"),
     })?;

@@ -1,20 +1,22 @@
 //! IDX files (MNIST, Fashion-MNIST): images (magic 0x00000803) and labels (0x00000801),
 //! raw or gzip-compressed, with every header field and size checked.
 
-use std::io::Read;
 use std::path::Path;
 
 use crate::gpu::{Error, Result};
 
-/// The file's bytes, gunzipped when it starts with the gzip magic.
+/// Most bytes an IDX file may hold, and may decompress to (MNIST's training images: 47 MB).
+pub const MAX_IDX_BYTES: u64 = 256 << 20;
+
+/// The file's bytes, gunzipped when it starts with the gzip magic. The raw file and the
+/// decompressed stream are both capped ([`MAX_IDX_BYTES`]): a device, a pipe or a
+/// decompression bomb gets an error, not all the memory.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+    let raw = crate::files::read_file_capped(path, MAX_IDX_BYTES)
+        .map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::data(path, format!("not a valid gzip file: {e}")))?;
-        Ok(out)
+        crate::files::read_capped(flate2::read::GzDecoder::new(&raw[..]), MAX_IDX_BYTES)
+            .map_err(|e| Error::data(path, format!("not a valid gzip file of IDX data: {e}")))
     } else {
         Ok(raw)
     }
@@ -54,7 +56,15 @@ pub fn read_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
             format!("header says {count} images of {rows}x{cols}: nothing to train on"),
         ));
     }
-    let want = count * rows * cols;
+    let want = count
+        .checked_mul(rows)
+        .and_then(|n| n.checked_mul(cols))
+        .ok_or_else(|| {
+            Error::data(
+                path,
+                format!("header says {count} images of {rows}x{cols}: too many bytes"),
+            )
+        })?;
     let have = bytes.len() - 16;
     if have != want {
         return Err(Error::data(

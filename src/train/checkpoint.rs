@@ -90,9 +90,13 @@ pub fn saved_unless_diverged(result: Result<()>) -> Result<bool> {
     }
 }
 
+/// Most bytes a checkpoint file may hold (read whole into memory).
+pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
+
 /// Reads and validates a checkpoint: a safetensors file of F32 tensors.
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+    let bytes = crate::files::read_file_capped(path, MAX_CHECKPOINT_BYTES)
+        .map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::data(path, format!("not a valid safetensors file: {e}")))?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
