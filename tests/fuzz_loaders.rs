@@ -160,6 +160,11 @@ fn loaders_survive_mutated_and_endless_files() {
             |p: &Path| idx::read_images(p).err().map(|e| e.to_string()),
             |p: &Path| cifar::read_batch(p).err().map(|e| e.to_string()),
             |p: &Path| checkpoint::load(p).err().map(|e| e.to_string()),
+            |p: &Path| {
+                rezero::data::text::TextSplits::from_file(p, 8)
+                    .err()
+                    .map(|e| e.to_string())
+            },
         ] {
             let err = load(Path::new("/dev/zero")).expect("refused");
             assert!(err.contains("not a regular file"), "{err}");

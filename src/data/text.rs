@@ -44,10 +44,13 @@ impl TextSplits {
     /// Reads any file of bytes and splits it; a file too short for windows of `window`
     /// bytes in every split is an error naming the file.
     pub fn from_file(path: &Path, window: usize) -> Result<TextSplits> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Data {
-            path: path.to_path_buf(),
-            why: format!("cannot read: {e}"),
-        })?;
+        // enwik9, the largest of the usual byte-level corpora, is 1 GB.
+        const MAX_TEXT_BYTES: u64 = 4 << 30;
+        let bytes =
+            crate::files::read_file_capped(path, MAX_TEXT_BYTES).map_err(|e| Error::Data {
+                path: path.to_path_buf(),
+                why: format!("cannot read: {e}"),
+            })?;
         let splits = TextSplits::new(bytes);
         let shortest = splits.validation.len().min(splits.test.len());
         if shortest <= window {
