@@ -59,18 +59,34 @@ var<private> tile_k_end: u32;
 var<private> tile_cols: u32;
 var<private> phase: Phase;
 
+// Tap (ky, kx) number t of the phase's taps, in the order they enter the reduction.
+fn phase_tap(t: u32) -> vec2<u32> {
+    return vec2<u32>(
+        phase.ky0 + p.stride * (t / phase.taps_x),
+        phase.kx0 + p.stride * (t % phase.taps_x),
+    );
+}
+
+// Image n and input pixel (iy, ix) of the phase's GEMM column `col`.
+fn phase_pixel(col: u32) -> vec3<u32> {
+    let per_image = phase.rows * phase.cols;
+    let r = col % per_image;
+    return vec3<u32>(
+        col / per_image,
+        phase.ry + p.stride * (r / phase.cols),
+        phase.rx + p.stride * (r % phase.cols),
+    );
+}
+
 // Element (row, kk) of the GEMM's left operand.
 fn load_a(row: u32, kk: u32) -> f32 {
-    let taps = p.kh * p.kw;
     if (MODE == 0u) {
         return a_src[row * p.k + kk];
     }
     if (MODE == 1u) {
         let per_co = phase.taps_y * phase.taps_x;
-        let t = kk % per_co;
-        let ky = phase.ky0 + p.stride * (t / phase.taps_x);
-        let kx = phase.kx0 + p.stride * (t % phase.taps_x);
-        return a_src[((kk / per_co * p.c_in + row) * p.kh + ky) * p.kw + kx];
+        let tap = phase_tap(kk % per_co);
+        return a_src[((kk / per_co * p.c_in + row) * p.kh + tap.x) * p.kw + tap.y];
     }
     let pixels = p.oh * p.ow;
     return a_src[(kk / pixels * p.c_out + row) * pixels + kk % pixels];
@@ -81,37 +97,23 @@ fn load_b(kk: u32, col: u32) -> f32 {
     let taps = p.kh * p.kw;
     let pixels = p.oh * p.ow;
     if (MODE == 0u) {
-        let tap = kk % taps;
-        let pix = col % pixels;
-        let y = i32((pix / p.ow) * p.stride + tap / p.kw) - i32(p.pad);
-        let x = i32((pix % p.ow) * p.stride + tap % p.kw) - i32(p.pad);
-        return image_at(col / pixels, kk / taps, y, x);
+        return window_at(col / pixels, kk / taps, col % pixels, kk % taps);
     }
-    if (MODE == 1u) {
-        let per_co = phase.taps_y * phase.taps_x;
-        let t = kk % per_co;
-        let ky = phase.ky0 + p.stride * (t / phase.taps_x);
-        let kx = phase.kx0 + p.stride * (t % phase.taps_x);
-        let per_image = phase.rows * phase.cols;
-        let r = col % per_image;
-        let iy = phase.ry + p.stride * (r / phase.cols);
-        let ix = phase.rx + p.stride * (r % phase.cols);
-        // iy + pad − ky is a multiple of the stride by the choice of the phase's taps.
-        let ty = i32(iy + p.pad) - i32(ky);
-        let tx = i32(ix + p.pad) - i32(kx);
-        let oy = ty / i32(p.stride);
-        let ox = tx / i32(p.stride);
-        if (ty < 0 || tx < 0 || oy >= i32(p.oh) || ox >= i32(p.ow)) {
-            return 0.0;
-        }
-        let n = col / per_image;
-        return b_src[((n * p.c_out + kk / per_co) * p.oh + u32(oy)) * p.ow + u32(ox)];
+    if (MODE == 2u) {
+        return window_at(kk / pixels, col / taps, kk % pixels, col % taps);
     }
-    let pix = kk % pixels;
-    let tap = col % taps;
-    let y = i32((pix / p.ow) * p.stride + tap / p.kw) - i32(p.pad);
-    let x = i32((pix % p.ow) * p.stride + tap % p.kw) - i32(p.pad);
-    return image_at(kk / pixels, col / taps, y, x);
+    let per_co = phase.taps_y * phase.taps_x;
+    let tap = phase_tap(kk % per_co);
+    let at = phase_pixel(col);
+    // iy + pad − ky is a multiple of the stride by the choice of the phase's taps.
+    let ty = i32(at.y + p.pad) - i32(tap.x);
+    let tx = i32(at.z + p.pad) - i32(tap.y);
+    let oy = ty / i32(p.stride);
+    let ox = tx / i32(p.stride);
+    if (ty < 0 || tx < 0 || oy >= i32(p.oh) || ox >= i32(p.ow)) {
+        return 0.0;
+    }
+    return b_src[((at.x * p.c_out + kk / per_co) * p.oh + u32(oy)) * p.ow + u32(ox)];
 }
 
 // Where the tile prelude's quad q starts: A's run along k from (row, k), B's along
@@ -183,15 +185,11 @@ fn stage_b(buf: u32, q: u32, v: vec4<f32>) {
 // Where output (row, col) of this tile lives (MODE 2: in the partial sums of `split`).
 fn out_index(row: u32, col: u32, split: u32) -> u32 {
     if (MODE == 0u) {
-        let pixels = p.oh * p.ow;
-        return ((col / pixels) * p.c_out + row) * pixels + col % pixels;
+        return forward_index(row, col);
     }
     if (MODE == 1u) {
-        let per_image = phase.rows * phase.cols;
-        let r = col % per_image;
-        let iy = phase.ry + p.stride * (r / phase.cols);
-        let ix = phase.rx + p.stride * (r % phase.cols);
-        return (((col / per_image) * p.c_in + row) * p.h + iy) * p.w + ix;
+        let at = phase_pixel(col);
+        return ((at.x * p.c_in + row) * p.h + at.y) * p.w + at.z;
     }
     return (split * p.m + row) * p.n + col;
 }

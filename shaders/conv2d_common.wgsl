@@ -45,10 +45,23 @@ fn image_at(n: u32, c: u32, y: i32, x: i32) -> f32 {
     return b_src[((n * p.c_in + c) * p.h + u32(y)) * p.w + u32(x)];
 }
 
+// x at tap `tap` (of kh·kw) of the window of output pixel `pix` (of oh·ow) of image n,
+// channel c: what the forward and backward-to-weight GEMMs gather.
+fn window_at(n: u32, c: u32, pix: u32, tap: u32) -> f32 {
+    let y = i32((pix / p.ow) * p.stride + tap / p.kw) - i32(p.pad);
+    let x = i32((pix % p.ow) * p.stride + tap % p.kw) - i32(p.pad);
+    return image_at(n, c, y, x);
+}
+
+// Index of y[n, co, pixel] for the forward GEMM's (row co, column n·oh·ow + pixel).
+fn forward_index(co: u32, col: u32) -> u32 {
+    let pixels = p.oh * p.ow;
+    return ((col / pixels) * p.c_out + co) * pixels + col % pixels;
+}
+
 // y[n, co, pixel] (+)= value (+ bias[co]) for the forward GEMM's column n·oh·ow + pixel.
 fn store_forward(co: u32, col: u32, value: f32) {
-    let pixels = p.oh * p.ow;
-    let idx = ((col / pixels) * p.c_out + co) * pixels + col % pixels;
+    let idx = forward_index(co, col);
     var v = value;
     if (p.has_bias == 1u) {
         v += bias[co];

@@ -42,6 +42,27 @@ fn tune_measures_records_and_saves_the_table() {
             .iter()
             .any(|t| t.contains("matmul/nn/v4/m32/n32/k32/b1"))
     );
+    // Empty, zero-sized and malformed shapes are clear errors before anything runs, and
+    // so is profiling a step 0 that never comes.
+    for (args, says) in [
+        (&["tune", "--sizes", "0"][..], "matmul size"),
+        (
+            &["tune", "--sizes", "none", "--convs", "2x3x0x4x3x1"][..],
+            "conv size",
+        ),
+        (
+            &["tune", "--sizes", "none", "--convs", "2x3x8"][..],
+            "conv size",
+        ),
+        (&["train", "lm", "--profile", "0"][..], "--profile"),
+    ] {
+        let out = rezero(args);
+        assert!(
+            !out.status.success() && text(&out).contains(says),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
     // A bad layout is a clear error.
     let out = rezero(&["tune", "--sizes", "8x8x8:xy"]);
     assert!(

@@ -85,3 +85,43 @@ fn step_rejects_other_parameters() {
     assert!(matches!(err, rezero::Error::Shape { .. }), "{err}");
     assert!(Method::parse("lion").is_err());
 }
+
+#[test]
+fn two_steps_on_one_tape_without_a_reset_each_use_their_own_step_values() {
+    // The bias corrections of Adam change every step and reach the GPU by a queue write:
+    // the second step must not overwrite the first's before the first has been submitted.
+    let gpu = require_gpu!();
+    let (w0, g) = (cpu::seeded(5, 8, -1.0, 1.0), cpu::seeded(6, 8, -1.0, 1.0));
+    let w = Param::new(gpu, "w", &[8], &w0, false);
+    gpu.write(&w.grad, &g);
+    let config = OptimizerConfig {
+        method: Method::parse("adam").unwrap(),
+        lr: 0.1,
+        weight_decay: 0.0,
+        clip: None,
+        schedule: Schedule::parse("constant", 0).unwrap(),
+    };
+    let mut opt = Optimizer::new(gpu, &[&w], config).unwrap();
+    let mut tape = rezero::tape::Tape::new(gpu);
+    opt.step_on_tape(&mut tape, &[&w]).unwrap();
+    opt.step_on_tape(&mut tape, &[&w]).unwrap(); // its gradient: zeroed by the first
+    tape.reset();
+    let h = k::Adam {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+    };
+    let (mut p, mut m, mut v) = (w0.clone(), vec![0.0; 8], vec![0.0; 8]);
+    cpu::optim::adam(&mut p, &mut m, &mut v, &g, &h, 1, 1.0);
+    cpu::optim::adam(&mut p, &mut m, &mut v, &[0.0; 8], &h, 2, 1.0);
+    assert_close(
+        "w after two steps",
+        &gpu.read_f32(&w.value, 8).unwrap(),
+        &p,
+        1e-6,
+        1e-5,
+    );
+}

@@ -109,12 +109,6 @@ pub fn time_step(
     ))
 }
 
-/// The profile's table (or JSON lines), its total set beside the step's median time.
-pub fn profile_lines(step: &StepProfile, median_seconds: f64, json: bool) -> Vec<String> {
-    step.profile
-        .lines(step.wall_seconds, Some(median_seconds), json)
-}
-
 /// One line of a benchmark report.
 #[derive(Clone, Debug)]
 pub struct Record {

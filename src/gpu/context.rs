@@ -14,13 +14,6 @@ const BIND_GROUP_CACHE_ENTRIES: usize = 1 << 16;
 /// Most bytes of buffers the cached bind groups may keep alive (see `gpu::bind_groups`).
 const BIND_GROUP_CACHE_BYTES: u64 = 4 << 30;
 
-fn bind_group_cache() -> Mutex<BindGroupCache> {
-    Mutex::new(BindGroupCache::new(
-        BIND_GROUP_CACHE_ENTRIES,
-        BIND_GROUP_CACHE_BYTES,
-    ))
-}
-
 /// Which graphics API to open the device with (`--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendChoice {
@@ -80,7 +73,6 @@ pub struct GpuOptions {
 /// Optional device features rezero asks for when the adapter has them.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
-    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     .union(wgpu::Features::SHADER_F16)
     .union(wgpu::Features::SUBGROUP);
 
@@ -226,26 +218,18 @@ impl Gpu {
                     adapter: info.name.clone(),
                     why: e.to_string(),
                 })?;
-        let tuned = TuningTable::open(DeviceId::of(&info), options.tuning_cache.as_deref());
-        let uncaptured = Arc::new(Mutex::new(Vec::new()));
-        let sink = uncaptured.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().unwrap().push(e.to_string());
-        }));
-        Ok(Gpu {
-            device,
-            queue,
-            row_workgroup: AtomicU32::new(default_row_workgroup(&info)),
-            info,
-            pipelines: Mutex::new(HashMap::new()),
-            uniforms: Mutex::new(HashMap::new()),
-            bind_groups: bind_group_cache(),
-            tuned: Mutex::new(tuned),
-            uncaptured,
-            checked_shaders: options.checked_shaders,
-            placeholders: std::sync::OnceLock::new(),
-            profiler: Mutex::new(None),
-        })
+        let mut gpu =
+            Gpu::from_device(device, queue, info).with_checked_shaders(options.checked_shaders);
+        if let Some(dir) = &options.tuning_cache {
+            gpu = gpu.with_tuning_cache(dir);
+        }
+        // Validation errors raised outside an error scope are kept for `Gpu::sync`.
+        let sink = gpu.uncaptured.clone();
+        gpu.device
+            .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                sink.lock().unwrap().push(e.to_string());
+            }));
+        Ok(gpu)
     }
 
     /// Wraps a device and queue that another program created. rezero leaves the device's
@@ -256,7 +240,10 @@ impl Gpu {
             queue,
             pipelines: Mutex::new(HashMap::new()),
             uniforms: Mutex::new(HashMap::new()),
-            bind_groups: bind_group_cache(),
+            bind_groups: Mutex::new(BindGroupCache::new(
+                BIND_GROUP_CACHE_ENTRIES,
+                BIND_GROUP_CACHE_BYTES,
+            )),
             tuned: Mutex::new(TuningTable::open(DeviceId::of(&info), None)),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
             row_workgroup: AtomicU32::new(default_row_workgroup(&info)),

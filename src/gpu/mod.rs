@@ -12,4 +12,5 @@ pub use buffers::{BufferPool, Element, STORAGE_USAGE};
 pub use context::{BackendChoice, Gpu, GpuOptions};
 pub use error::{Error, Result};
 pub use pipeline::{Kernel, Shader, grid_1d};
+pub(crate) use profile::begin_pass;
 pub use profile::{Profile, ProfileRow, Work};

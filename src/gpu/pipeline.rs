@@ -269,16 +269,7 @@ impl Gpu {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let timestamps = self.profile_pass_timestamps();
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: timestamps.as_ref().map(|(set, index)| {
-                    wgpu::ComputePassTimestampWrites {
-                        query_set: set,
-                        beginning_of_pass_write_index: Some(*index),
-                        end_of_pass_write_index: Some(index + 1),
-                    }
-                }),
-            });
+            let mut pass = super::profile::begin_pass(&mut encoder, None, timestamps.as_ref());
             record(&mut pass)?;
         }
         self.queue.submit([encoder.finish()]);

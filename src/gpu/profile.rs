@@ -58,6 +58,23 @@ impl Profiler {
     }
 }
 
+/// Begins a compute pass on `encoder` that carries, when given, the timestamps of a
+/// whole-pass profile interval (from [`Gpu::profile_pass_timestamps`]).
+pub(crate) fn begin_pass<'e>(
+    encoder: &'e mut wgpu::CommandEncoder,
+    label: Option<&str>,
+    timestamps: Option<&(wgpu::QuerySet, u32)>,
+) -> wgpu::ComputePass<'e> {
+    encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label,
+        timestamp_writes: timestamps.map(|(set, index)| wgpu::ComputePassTimestampWrites {
+            query_set: set,
+            beginning_of_pass_write_index: Some(*index),
+            end_of_pass_write_index: Some(index + 1),
+        }),
+    })
+}
+
 /// One kernel entry point's share of a profiled step.
 #[derive(Clone, Debug)]
 pub struct ProfileRow {
@@ -257,11 +274,6 @@ impl Gpu {
         let result = work();
         *self.profiler.lock().unwrap() = held;
         result
-    }
-
-    /// Whether a profile is being recorded.
-    pub fn profiling(&self) -> bool {
-        self.profiler.lock().unwrap().is_some()
     }
 
     /// Records `dispatch` into `pass`, bracketed by timestamps when profiling inside passes,

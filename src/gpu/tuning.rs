@@ -2,9 +2,10 @@
 //! `kernels::matmul::tuning_key`). Three sources, the first that knows a class wins:
 //! measurements made in this process, the user's cache file for this adapter and driver,
 //! and the tables measured on known devices and committed to the repository
-//! (`tuning/devices.tuning`, used when the adapter's name matches). A cache file is never required: one that is
-//! missing is made, one that is corrupt or was written for another adapter or driver is
-//! ignored with a warning, and a failed write only costs a later re-measurement.
+//! (`tuning/devices.tuning`, used when the adapter's name matches). A cache file is never
+//! required: one that is missing is made, one that is corrupt or was written for another
+//! adapter or driver is ignored with a warning, and a failed write only costs a later
+//! re-measurement.
 //!
 //! File format (text, at most 1 MiB, at most 100,000 entries):
 //! ```text
@@ -152,15 +153,12 @@ pub fn format(device: &DeviceId, entries: &BTreeMap<String, String>) -> String {
 /// Reads a cache file for `device`: its entries, or why it is not used. A missing file
 /// is an empty table.
 fn read_cache(path: &Path, device: &DeviceId) -> Result<BTreeMap<String, String>, String> {
-    let size = match std::fs::metadata(path) {
-        Ok(meta) => meta.len(),
+    let bytes = match crate::files::read_file_capped(path, MAX_FILE_BYTES) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(e.to_string()),
     };
-    if size > MAX_FILE_BYTES {
-        return Err(format!("{size} bytes, more than a table can be"));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
     let (found, entries) = parse(&text)?;
     if found != *device {
         return Err(format!(
@@ -238,11 +236,6 @@ impl TuningTable {
                 );
             }
         }
-    }
-
-    /// Every (class, choice), sorted by class.
-    pub fn entries(&self) -> &BTreeMap<String, String> {
-        &self.entries
     }
 
     /// The table as file text (what `rezero tune` saves for committing).

@@ -51,15 +51,11 @@ pub(crate) fn filled(gpu: &Gpu, label: &str, len: u64) -> Result<wgpu::Buffer> {
 
 /// Times `run` (one submitted, waited-for dispatch set) for every candidate: the fastest of
 /// at least 2 runs, and of up to 20 within 20 ms, after a warm-up run that also builds the
-/// pipelines. Returns (candidate, seconds) in candidate order; a lone candidate is not run
-/// (its time reads 0).
+/// pipelines. Returns (candidate, seconds) in candidate order.
 pub(crate) fn time_each<V: Copy>(
     candidates: &[V],
     run: impl Fn(V) -> Result<()>,
 ) -> Result<Vec<(V, f64)>> {
-    if let [only] = candidates {
-        return Ok(vec![(*only, 0.0)]);
-    }
     let mut times = Vec::new();
     for &candidate in candidates {
         run(candidate)?;

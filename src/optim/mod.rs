@@ -78,6 +78,9 @@ pub struct Optimizer {
     /// [4]: this step's learning-rate factor and bias corrections (`k::step_values`),
     /// written before each step so that the update's uniforms never change.
     step_values: wgpu::Buffer,
+    /// The tape's submission count when the last update was recorded through it: until
+    /// it grows, that update may still read `step_values`.
+    recorded_at: Option<u64>,
     scratch: wgpu::Buffer,
 }
 
@@ -105,6 +108,7 @@ impl Optimizer {
             step: 0,
             norm_sq: gpu.zeroed_f32("grad norm²", 1),
             step_values: gpu.zeroed_f32("optimizer step values", 4),
+            recorded_at: None,
             scratch: gpu.zeroed_f32("grad norm scratch", reduce::REDUCE_SCRATCH_LEN),
         })
     }
@@ -210,12 +214,16 @@ impl Optimizer {
         if self.config.clip.is_some() {
             tape.record(|gpu, pass| self.record_norm(gpu, pass, params))?;
         }
-        // Work recorded before may still read last step's values: submit it first.
-        tape.flush();
+        // The last update may not be submitted yet (no `Tape::reset` since): it reads the
+        // values about to be overwritten, so submit it first.
+        if self.recorded_at == Some(tape.submissions()) {
+            tape.flush();
+        }
         self.advance(tape.gpu())?;
         for (i, p) in params.iter().enumerate() {
             tape.record(|gpu, pass| self.update(gpu, pass, i, p))?;
         }
+        self.recorded_at = Some(tape.submissions());
         Ok(())
     }
 

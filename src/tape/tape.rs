@@ -159,6 +159,8 @@ pub struct Tape<'g> {
     recorded: usize,
     /// The last submission, waited for before the next chunk of a long step goes in.
     in_flight: Option<wgpu::SubmissionIndex>,
+    /// Command buffers submitted so far.
+    submissions: u64,
 }
 
 /// Ops recorded into one command buffer before a long step is submitted in chunks.
@@ -180,6 +182,7 @@ impl<'g> Tape<'g> {
             ones: None,
             recorded: 0,
             in_flight: None,
+            submissions: 0,
         }
     }
 
@@ -216,18 +219,7 @@ impl<'g> Tape<'g> {
                 })
         });
         self.pass.get_or_insert_with(|| {
-            encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("tape"),
-                    timestamp_writes: timestamps.as_ref().map(|(set, index)| {
-                        wgpu::ComputePassTimestampWrites {
-                            query_set: set,
-                            beginning_of_pass_write_index: Some(*index),
-                            end_of_pass_write_index: Some(index + 1),
-                        }
-                    }),
-                })
-                .forget_lifetime()
+            crate::gpu::begin_pass(encoder, Some("tape"), timestamps.as_ref()).forget_lifetime()
         })
     }
 
@@ -246,7 +238,14 @@ impl<'g> Tape<'g> {
         self.recorded = 0;
         if let Some(encoder) = self.encoder.take() {
             self.in_flight = Some(self.gpu.queue.submit([encoder.finish()]));
+            self.submissions += 1;
         }
+    }
+
+    /// Command buffers this tape has submitted: work recorded while this read `n` has been
+    /// submitted once it reads more.
+    pub fn submissions(&self) -> u64 {
+        self.submissions
     }
 
     /// Submits the open encoder mid-step and waits for the submission before it, so that

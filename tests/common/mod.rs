@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod modes;
 pub mod reference64;
 
 use std::sync::OnceLock;

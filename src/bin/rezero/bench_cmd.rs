@@ -69,7 +69,10 @@ pub struct BenchArgs {
 /// Prints a step's profile, if it has one.
 fn emit_profile(step: Option<&bench::StepProfile>, median_seconds: f64, json: bool) {
     if let Some(step) = step {
-        for line in bench::profile_lines(step, median_seconds, json) {
+        for line in step
+            .profile
+            .lines(step.wall_seconds, Some(median_seconds), json)
+        {
             out!("{line}");
         }
     }

@@ -107,7 +107,7 @@ pub struct ResnetArgs {
     quiet: bool,
     /// Time every dispatch of training step N (from 1) and print where its time went,
     /// by kernel entry point.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     profile: Option<u64>,
 }
 

@@ -62,8 +62,8 @@ fn parse_shape(text: &str) -> Result<Matmul> {
     Ok(Matmul::new(m, n, k).trans_a(ta).trans_b(tb))
 }
 
-/// One measured class: prints every candidate (or a JSON line each), marks the fastest,
-/// records it in the table and returns nothing.
+/// One class: prints every candidate's time (or a JSON line each), marks the fastest and
+/// records it in the table. A lone candidate is not run: its time reads 0, shown as such.
 fn report<V: Copy + PartialEq>(
     gpu: &Gpu,
     args: &TuneArgs,
@@ -73,38 +73,22 @@ fn report<V: Copy + PartialEq>(
     name: impl Fn(V) -> String,
 ) {
     let best = autotune::fastest(times).expect("there is always a candidate");
-    if let [(only, _)] = times {
-        // A lone candidate is not timed.
-        if args.json {
-            out!(
-                "{{\"kernel\":\"{kernel}\",\"shape\":\"{shape}\",\"class\":\"{key}\",\"candidate\":\"{}\",\"ms\":null,\"gflops\":null,\"best\":true}}",
-                name(*only)
-            );
-        } else {
-            out!(
-                "{shape:<26} {key:<44} {:<24} {:>21} *",
-                name(*only),
-                "the only candidate"
-            );
-        }
-        gpu.set_tuned(key, &name(*only));
-        return;
-    }
     for &(variant, seconds) in times {
-        let gflops = flops / seconds / 1e9;
-        let winner = variant == best;
-        let label = name(variant);
+        let timed = (seconds > 0.0).then(|| (seconds * 1e3, flops / seconds / 1e9));
+        let (winner, label) = (variant == best, name(variant));
         if args.json {
+            let (ms, gflops) = timed.map_or(("null".into(), "null".into()), |(ms, g)| {
+                (format!("{ms:.4}"), format!("{g:.3}"))
+            });
             out!(
-                "{{\"kernel\":\"{kernel}\",\"shape\":\"{shape}\",\"class\":\"{key}\",\"candidate\":\"{label}\",\"ms\":{:.4},\"gflops\":{gflops:.3},\"best\":{winner}}}",
-                seconds * 1e3
+                "{{\"kernel\":\"{kernel}\",\"shape\":\"{shape}\",\"class\":\"{key}\",\"candidate\":\"{label}\",\"ms\":{ms},\"gflops\":{gflops},\"best\":{winner}}}"
             );
         } else {
+            let figures = timed.map_or(format!("{:>21}", "the only candidate"), |(ms, g)| {
+                format!("{ms:>10.3} {g:>10.1}")
+            });
             let mark = if winner { " *" } else { "" };
-            out!(
-                "{shape:<26} {key:<44} {label:<24} {:>10.3} {gflops:>10.1}{mark}",
-                seconds * 1e3
-            );
+            out!("{shape:<26} {key:<44} {label:<24} {figures}{mark}");
         }
     }
     gpu.set_tuned(key, &name(best));

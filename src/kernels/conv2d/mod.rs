@@ -79,6 +79,15 @@ struct Params {
     _pad: [u32; 2],
 }
 
+impl Params {
+    /// Multiply-adds × 2 of the convolution, the same for each of its passes (the GEMM
+    /// dimensions of the backward to the input count every tap, skipped or not).
+    fn flops(&self) -> f64 {
+        let outputs = self.batch as f64 * self.c_out as f64 * self.oh as f64 * self.ow as f64;
+        2.0 * outputs * (self.c_in * self.kh * self.kw) as f64
+    }
+}
+
 /// Which kernel runs a convolution pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvVariant {
@@ -193,8 +202,8 @@ fn dispatch_blocked(
         ("VEC4_OUT", vec4_out as u8 as f64),
     ];
     constants.extend(block.constants());
-    let flops = 2.0 * params.m as f64 * params.n as f64 * params.k as f64;
-    let kernel = Kernel::with(SHADER, "conv2d_blocked", &constants).work(Work::Flops(flops));
+    let kernel =
+        Kernel::with(SHADER, "conv2d_blocked", &constants).work(Work::Flops(params.flops()));
     let buffers = [
         (1, out),
         (2, a),
@@ -342,7 +351,7 @@ fn weight_splits(gpu: &Gpu, shape: &Conv2d, variant: ConvVariant, most_splits: u
 /// room for the split-K partial sums of every variant `Auto` may pick. A smaller one (of
 /// at least one weight tensor) works with fewer splits.
 pub fn conv2d_weight_scratch_len(gpu: &Gpu, shape: &Conv2d) -> usize {
-    let variants = tune::candidates(gpu, ConvPass::BackwardWeight, shape)
+    let variants = tune::candidates(gpu, ConvPass::BackwardWeight)
         .into_iter()
         .chain([ConvVariant::Blocked(ConvVariant::SIMPLE_BLOCK)]);
     let splits = variants

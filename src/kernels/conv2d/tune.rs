@@ -55,7 +55,7 @@ const GPU_BLOCKS: [Block; 8] = [
 /// loop (the fastest for some strided forwards on an H200; BENCHMARKS.md). On software
 /// adapters the register-blocked kernel alone: it beat every blocked tile there by 1.3-10x
 /// at the ResNet shapes (BENCHMARKS.md), so nothing is measured.
-pub fn candidates(gpu: &Gpu, pass: ConvPass, _shape: &Conv2d) -> Vec<ConvVariant> {
+pub fn candidates(gpu: &Gpu, pass: ConvPass) -> Vec<ConvVariant> {
     let mut list = vec![ConvVariant::Reg];
     if gpu.is_software() {
         return list;
@@ -76,9 +76,9 @@ pub fn measure_candidates(
     shape: &Conv2d,
 ) -> Result<Vec<(ConvVariant, f64)>> {
     shape.validate("conv2d tuning")?;
-    let list = candidates(gpu, pass, shape);
+    let list = candidates(gpu, pass);
     if let [only] = list[..] {
-        return Ok(vec![(only, 0.0)]); // nothing to choose between
+        return Ok(vec![(only, 0.0)]); // nothing to choose between: not run (its time reads 0)
     }
     let x = autotune::filled(gpu, "tune x", shape.input_len() as u64)?;
     let w = autotune::filled(gpu, "tune w", shape.weight_len() as u64)?;

@@ -403,43 +403,17 @@ fn check(
     Ok(())
 }
 
-/// Records C = op(A)·op(B) (+ bias) (+ C) into `pass` and returns the variant that ran.
-/// c: [batch, m, n]; a, b as described by [`Matmul`]; bias: [n].
-pub fn matmul(
-    gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
-    c: &wgpu::Buffer,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    bias: Option<&wgpu::Buffer>,
-    desc: &Matmul,
-) -> Result<MatmulVariant> {
-    check(desc, c, a, b, bias)?;
-    let variant = match desc.variant {
-        MatmulVariant::Auto => tune::pick(gpu, desc)?,
-        v => v,
-    };
-    let params = Params {
-        m: desc.m,
-        n: desc.n,
-        k: desc.k,
-        batch: desc.batch,
-        trans_a: desc.trans_a as u32,
-        trans_b: desc.trans_b as u32,
-        accumulate: desc.accumulate as u32,
-        has_bias: bias.is_some() as u32,
-        stride_a: desc.stride_a,
-        stride_b: desc.stride_b,
-        stride_c: desc.stride_c,
-        _pad: 0,
-    };
-    // Without a bias, A's buffer fills the binding; the shader never reads it.
-    let buffers = [c, a, b, bias.unwrap_or(a)];
+/// What runs a variant: its entry point, override constants and workgroups.
+type Plan = (&'static str, Vec<(&'static str, f64)>, [u32; 3]);
+
+/// The [`Plan`] of `variant` for `desc`, after checking that the variant can run the shape
+/// on `gpu`.
+fn plan(gpu: &Gpu, desc: &Matmul, variant: MatmulVariant) -> Result<Plan> {
     let transposes = [
         ("TRANS_A", desc.trans_a as u8 as f64),
         ("TRANS_B", desc.trans_b as u8 as f64),
     ];
-    let (entry, constants, groups): (_, Vec<(&'static str, f64)>, _) = match variant {
+    Ok(match variant {
         MatmulVariant::Naive | MatmulVariant::Auto => (
             "matmul_naive",
             vec![],
@@ -481,7 +455,42 @@ pub fn matmul(
             ];
             ("matmul_blocked", constants, groups)
         }
+    })
+}
+
+/// Records C = op(A)·op(B) (+ bias) (+ C) into `pass` and returns the variant that ran.
+/// c: [batch, m, n]; a, b as described by [`Matmul`]; bias: [n].
+pub fn matmul(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    c: &wgpu::Buffer,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
+    desc: &Matmul,
+) -> Result<MatmulVariant> {
+    check(desc, c, a, b, bias)?;
+    let variant = match desc.variant {
+        MatmulVariant::Auto => tune::pick(gpu, desc)?,
+        v => v,
     };
+    let params = Params {
+        m: desc.m,
+        n: desc.n,
+        k: desc.k,
+        batch: desc.batch,
+        trans_a: desc.trans_a as u32,
+        trans_b: desc.trans_b as u32,
+        accumulate: desc.accumulate as u32,
+        has_bias: bias.is_some() as u32,
+        stride_a: desc.stride_a,
+        stride_b: desc.stride_b,
+        stride_c: desc.stride_c,
+        _pad: 0,
+    };
+    // Without a bias, A's buffer fills the binding; the shader never reads it.
+    let buffers = [c, a, b, bias.unwrap_or(a)];
+    let (entry, constants, groups) = plan(gpu, desc, variant)?;
     let kernel = Kernel::with(SHADER, entry, &constants).work(Work::Flops(desc.flops()));
     // The blocked kernel also binds A, B and C as vec4 arrays (bindings 5-7), which it
     // reads only with VEC4 (then every operand holds whole vec4s).
