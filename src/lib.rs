@@ -8,7 +8,7 @@
 //! - [`gpu`]: the [`Gpu`](gpu::Gpu) context (device selection, or another program's device),
 //!   buffers and readback, the buffer pool, the pipeline and bind-group caches, the
 //!   [`tuning`](gpu::tuning) table of kernel choices, the per-dispatch
-//!   [`profile`](gpu::profile), the [`Error`](gpu::Error) type.
+//!   [`profile`](gpu::profile).
 //! - [`kernels`]: one module per WGSL file in `shaders/`; the launchers are the embeddable API;
 //!   [`autotune`](kernels::autotune) holds what every `Auto` variant shares.
 //! - [`cpu`]: plain-loop references of every kernel (ground truth for tests and benches).
@@ -23,12 +23,14 @@
 //!   evaluation, safetensors checkpoints, sampling and SVG plots.
 //! - [`analysis`]: the input-output Jacobian and its singular values (dynamical isometry).
 //! - [`bench`]: the benchmark cases shared by `rezero bench` and `cargo bench`.
-//! - [`files`]: writing a file atomically (checkpoints, the tuning cache).
+//! - [`files`]: writing a file atomically (checkpoints, the tuning cache), capped reads.
+//! - [`error`]: the crate's one [`Error`](error::Error) type.
 
 pub mod analysis;
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod error;
 pub mod files;
 pub mod gpu;
 pub mod kernels;
@@ -37,4 +39,5 @@ pub mod optim;
 pub mod tape;
 pub mod train;
 
-pub use gpu::{Error, Gpu, GpuOptions, Result};
+pub use error::{Error, Result};
+pub use gpu::{Gpu, GpuOptions};

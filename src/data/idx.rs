@@ -13,7 +13,7 @@ pub const MAX_IDX_BYTES: u64 = 256 << 20;
 /// decompression bomb gets an error, not all the memory.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = crate::files::read_file_capped(path, MAX_IDX_BYTES)
-        .map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+        .map_err(|e| Error::io(path, "read", e))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         crate::files::read_capped(flate2::read::GzDecoder::new(&raw[..]), MAX_IDX_BYTES)
             .map_err(|e| Error::data(path, format!("not a valid gzip file of IDX data: {e}")))

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use wgpu::util::DeviceExt;
 
 use super::context::Gpu;
-use super::error::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Usage of every tensor buffer rezero creates: bindable as storage, copyable both ways.
 pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE

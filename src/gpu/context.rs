@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::bind_groups::BindGroupCache;
-use super::error::{Error, Result};
+use crate::error::{Error, Result};
 use super::tuning::{DeviceId, TuningTable};
 
 /// Most bind groups kept for reuse.

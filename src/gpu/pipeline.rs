@@ -5,7 +5,7 @@ use wgpu::util::DeviceExt;
 
 use super::bind_groups::BindKey;
 use super::context::{Gpu, PipelineKey};
-use super::error::{Error, Result};
+use crate::error::{Error, Result};
 use super::profile::Work;
 
 /// Most distinct uniform buffers kept for reuse (see `Gpu::uniform`).

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::context::Gpu;
-use super::error::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What one dispatch does, for the profile's rates: floating-point operations, bytes read
 /// and written (each buffer once), or not counted.

@@ -72,8 +72,7 @@ pub fn save_buffers(
     }
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::data(path, format!("cannot serialise: {e}")))?;
-    crate::files::write_atomically(path, &bytes)
-        .map_err(|e| Error::data(path, format!("cannot write: {e}")))
+    crate::files::write_atomically(path, &bytes).map_err(|e| Error::io(path, "write", e))
 }
 
 /// What a training loop makes of a checkpoint save: `Ok(true)` saved, `Ok(false)` not
@@ -96,7 +95,7 @@ pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
 /// Reads and validates a checkpoint: a safetensors file of F32 tensors.
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = crate::files::read_file_capped(path, MAX_CHECKPOINT_BYTES)
-        .map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+        .map_err(|e| Error::io(path, "read", e))?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::data(path, format!("not a valid safetensors file: {e}")))?;
     let (_, header) = SafeTensors::read_metadata(&bytes)

@@ -74,7 +74,7 @@ pub fn claim(dir: &Path, resume: bool) -> Result<RunLock> {
              (nothing was overwritten)",
         ));
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::data(dir, format!("cannot create: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create the run folder", e))?;
     let path = dir.join(LOCK_FILE);
     for _ in 0..2 {
         match std::fs::OpenOptions::new()
@@ -106,7 +106,7 @@ pub fn claim(dir: &Path, resume: bool) -> Result<RunLock> {
                     }
                 }
             }
-            Err(e) => return Err(Error::data(&path, format!("cannot create the lock: {e}"))),
+            Err(e) => return Err(Error::io(&path, "create the lock", e)),
         }
     }
     Err(Error::data(&path, "cannot take the lock"))

@@ -166,10 +166,7 @@ pub fn isometry(gpu: &Gpu, args: &IsometryArgs) -> Result<()> {
         let text: String = std::iter::once("singular_value\n".to_string())
             .chain(spectrum.singular_values.iter().map(|s| format!("{s}\n")))
             .collect();
-        std::fs::write(path, text).map_err(|e| Error::Data {
-            path: path.clone(),
-            why: format!("cannot write: {e}"),
-        })?;
+        std::fs::write(path, text).map_err(|e| Error::io(path, "write", e))?;
     }
     Ok(())
 }

@@ -160,7 +160,7 @@ pub fn tune(gpu: &Gpu, args: &TuneArgs) -> Result<()> {
         None => eprintln!("tuning table: not kept (--no-tuning-cache)"),
     }
     if let Some(path) = &args.save {
-        std::fs::write(path, table).map_err(|e| Error::data(path, e.to_string()))?;
+        std::fs::write(path, table).map_err(|e| Error::io(path, "write", e))?;
         eprintln!("saved to {}", path.display());
     }
     Ok(())

@@ -65,9 +65,37 @@ pub enum Error {
     /// A data or checkpoint file is missing, truncated or malformed.
     #[error("{}: {why}", path.display())]
     Data { path: PathBuf, why: String },
+
+    /// Reading, writing or creating a file failed; the io error is kept as the source.
+    #[error("{}: cannot {action}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        /// What was being done: "read", "write", "create the run folder", ...
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A training run stopped because it diverged (a non-finite loss, or one that
+    /// exploded); its last good checkpoint is kept.
+    #[error("{label} diverged at step {step}: {why}")]
+    RunDiverged {
+        label: String,
+        step: u64,
+        why: String,
+    },
 }
 
 impl Error {
+    /// An `Error::Io` naming the file, what was being done and the io error.
+    pub fn io(path: &std::path::Path, action: &'static str, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    }
+
     /// An `Error::Data` naming the file and what is wrong with it.
     pub fn data(path: &std::path::Path, why: impl Into<String>) -> Error {
         Error::Data {
