@@ -359,8 +359,13 @@ fn bad_input_gets_a_clear_error_and_exit_code_1() {
         "--width",
         "8",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("learning rate"), "{}", text(&out));
+    // Refused as the flags are parsed: a usage error, exit status 2.
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("--lr") && text(&out).contains("-1 is negative"),
+        "{}",
+        text(&out)
+    );
     let out = rezero(&[
         "train",
         "mlp",
@@ -450,13 +455,19 @@ fn train_lm_on_a_file_resume_and_sample() {
         7
     );
     // A resumed run that diverges (its weights overflow to infinity and NaN) stops at the
-    // evaluation where it would save, and the good checkpoint of step 6 stays.
+    // step whose loss shows it, exits with an error, and the good checkpoint of step 6
+    // stays.
     let checkpoint = run.join("model.safetensors");
     let good = std::fs::read(&checkpoint).unwrap();
     let mut wild = args("10");
     wild.extend(["--resume".into(), "--lr".into(), "1e30".into()]);
     let out = rezero(&wild.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(text(&out).contains("not saved"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("rezero-1x8 diverged at step") && text(&out).contains("training loss"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(
         std::fs::read(&checkpoint).unwrap(),
         good,

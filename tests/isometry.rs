@@ -36,7 +36,7 @@ fn rezero_at_alpha_zero_is_the_identity() {
         .map(|i| if i / width == i % width { 1.0 } else { 0.0 })
         .collect();
     assert_close("J", &j, &identity, 0.0, 0.0);
-    let spectrum = Spectrum::new(singular_values(width, width, &j));
+    let spectrum = Spectrum::new(singular_values(width, width, &j).unwrap());
     assert!(
         (spectrum.mean_squared - 1.0).abs() < 1e-9
             && (spectrum.min - 1.0).abs() < 1e-9
@@ -85,11 +85,20 @@ fn plain_deep_stack_is_far_from_isometry() {
     let model = mlp(gpu, MlpVariant::Plain, 30, width, 0.0);
     let x = init::normal(3, width, 1.0);
     let (_, j) = jacobian(gpu, &x, |tape, x| model.blocks(tape, x)).unwrap();
-    let spectrum = Spectrum::new(singular_values(width, width, &j));
+    let spectrum = Spectrum::new(singular_values(width, width, &j).unwrap());
     // ReLU layers zero about half the units each: the spectrum collapses or spreads.
     assert!(
         spectrum.max / spectrum.min.max(1e-30) > 10.0,
         "{spectrum:?}"
     );
     assert!(spectrum.histogram(5).lines().count() == 5);
+}
+
+#[test]
+fn a_jacobian_holding_nan_or_infinity_is_an_error_not_a_hang() {
+    for bad in [f32::NAN, f32::INFINITY] {
+        let err = singular_values(2, 2, &[1.0, bad, 0.0, 1.0]).unwrap_err();
+        assert!(err.to_string().contains("NaN or infinite"), "{err}");
+    }
+    assert!(singular_values(2, 2, &[1.0; 3]).is_err(), "a wrong count");
 }

@@ -6,6 +6,7 @@ mod common;
 use rezero::data::text::{TextSplits, builtin_corpus};
 use rezero::nn::{BlockVariant, Transformer, TransformerConfig};
 use rezero::optim::{Method, Optimizer, OptimizerConfig, Schedule};
+use rezero::train::RunConfig;
 use rezero::train::checkpoint::{load_transformer, save_transformer};
 use rezero::train::lm::{LmRun, sample, train_lm};
 
@@ -48,23 +49,20 @@ fn a_64_layer_rezero_transformer_trains_without_warmup() {
     let text = TextSplits::new(builtin_corpus());
     let out = std::env::temp_dir().join(format!("rezero-lm64-{}", std::process::id()));
     let run = LmRun {
-        label: "rezero-64x16".into(),
+        run: RunConfig {
+            seed: 1,
+            out: Some(out.clone()),
+            ..RunConfig::quiet("rezero-64x16", 4)
+        },
         steps: 30,
-        batch: 4,
         seq: 16,
-        seed: 1,
         eval_every: 30,
         eval_windows: 8,
-        log_every: 1,
         target_bpb: None,
-        out: Some(out.clone()),
-        start_step: 0,
-        show_progress: false,
-        profile_step: None,
     };
     let summary = train_lm(gpu, &model, &mut optimizer, &text, &run).unwrap();
-    assert_eq!(summary.steps, 30);
-    assert!(!summary.diverged && summary.val_bpb.is_finite());
+    assert_eq!(summary.run.steps, 30);
+    assert!(!summary.run.diverged() && summary.val_bpb.is_some_and(f32::is_finite));
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let losses: Vec<f32> = csv
         .lines()
@@ -142,19 +140,17 @@ fn a_resumed_run_ends_exactly_where_an_unbroken_one_does() {
         std::env::temp_dir().join(format!("rezero-resume-{name}-{}", std::process::id()))
     };
     let run = |out: &std::path::Path, steps: u64, start_step: u64| LmRun {
-        label: "r".into(),
+        run: RunConfig {
+            seed: 9,
+            out: Some(out.to_path_buf()),
+            start_step,
+            ..RunConfig::quiet("r", 2)
+        },
         steps,
-        batch: 2,
         seq: 8,
-        seed: 9,
         eval_every: 3,
         eval_windows: 2,
-        log_every: 1,
         target_bpb: None,
-        out: Some(out.to_path_buf()),
-        start_step,
-        show_progress: false,
-        profile_step: None,
     };
 
     let straight = Transformer::new(gpu, narrow(3)).unwrap();
@@ -189,4 +185,14 @@ fn a_resumed_run_ends_exactly_where_an_unbroken_one_does() {
     );
     std::fs::remove_dir_all(a).unwrap();
     std::fs::remove_dir_all(b).unwrap();
+}
+
+#[test]
+fn sampling_from_weights_holding_nan_is_an_error_not_a_panic() {
+    let gpu = require_gpu!();
+    let model = Transformer::new(gpu, narrow(1)).unwrap();
+    let out = &model.out.w;
+    gpu.write(&out.value, &vec![f32::NAN; out.len()]);
+    let err = sample(gpu, &model, b"ab", 3, 0.8, 1).unwrap_err();
+    assert!(err.to_string().contains("NaN or infinite"), "{err}");
 }

@@ -172,7 +172,9 @@ fn train_resnet_resume_compare_and_errors() {
         text(&out)
     );
     let metrics = std::fs::read_to_string(straight.join("metrics.csv")).unwrap();
-    assert!(metrics.starts_with("step,epoch,loss,lr,images_per_s,alpha_0,alpha_1,alpha_2\n"));
+    assert!(metrics.starts_with(
+        "step,epoch,loss,lr,images_per_s,alpha_min,alpha_mean,alpha_max,alpha_0,alpha_1,alpha_2\n"
+    ));
     assert_eq!(metrics.lines().count(), 7, "{metrics}");
     let eval = std::fs::read_to_string(straight.join("eval.csv")).unwrap();
     assert_eq!(eval.lines().count(), 3, "{eval}");
@@ -238,12 +240,14 @@ fn train_resnet_resume_compare_and_errors() {
     let svg = std::fs::read_to_string(cmp.join("test_accuracy.svg")).unwrap();
     assert!(svg.contains("resnet8-standard") && svg.contains("epoch"));
 
-    // A checkpoint of another depth, and a bad depth, are refused with a clear message.
+    // Resuming with another depth, and a bad depth, are refused with a clear message.
     let mut args = train_args(data, r, "3");
     args[7] = "14";
     let out = rezero(&[&args[..], &["--resume"]].concat());
     assert!(
-        !out.status.success() && text(&out).contains("ResNet-8"),
+        out.status.code() == Some(1)
+            && text(&out).contains("--depth is 14 here")
+            && text(&out).contains("started with --depth 8"),
         "{}",
         text(&out)
     );

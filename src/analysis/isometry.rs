@@ -69,12 +69,29 @@ pub fn jacobian(
     }
 }
 
-/// Singular values of the row-major [rows, cols] matrix, largest first (SVD in f64 on the CPU).
-pub fn singular_values(rows: usize, cols: usize, values: &[f32]) -> Vec<f64> {
+/// Singular values of the row-major [rows, cols] matrix, largest first (SVD in f64 on the
+/// CPU). A matrix holding NaN or infinite values (from weights or inputs that hold them) is
+/// an error: the SVD cannot handle them.
+pub fn singular_values(rows: usize, cols: usize, values: &[f32]) -> Result<Vec<f64>> {
+    if values.len() != rows * cols {
+        return Err(Error::Shape {
+            op: "singular values",
+            expected: format!("{rows}×{cols} values"),
+            got: values.len().to_string(),
+        });
+    }
+    if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+        return Err(Error::Invalid {
+            what: "jacobian".into(),
+            why: format!(
+                "it holds {bad}: the network's weights or inputs hold NaN or infinite values"
+            ),
+        });
+    }
     let m = nalgebra::DMatrix::from_row_iterator(rows, cols, values.iter().map(|&v| v as f64));
     let mut s: Vec<f64> = m.singular_values().iter().copied().collect();
     s.sort_by(|a, b| b.total_cmp(a));
-    s
+    Ok(s)
 }
 
 /// Summary of a spectrum: mean of σ², min, max.

@@ -13,7 +13,8 @@ pub const RECORD: usize = 1 + 3 * 32 * 32;
 pub fn read_batch(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
     // A CIFAR-10 batch holds 10,000 records (30.7 MB); allow four times that.
     let cap = 40_000 * RECORD as u64;
-    let bytes = crate::files::read_file_capped(path, cap).map_err(|e| Error::io(path, "read", e))?;
+    let bytes =
+        crate::files::read_file_capped(path, cap).map_err(|e| Error::io(path, "read", e))?;
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(Error::Data {
             path: path.to_path_buf(),

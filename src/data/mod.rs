@@ -15,10 +15,11 @@ use rand::seq::SliceRandom;
 use crate::gpu::{Error, Result};
 
 /// The data sets rezero reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DatasetName {
     Mnist,
     FashionMnist,
+    #[value(name = "cifar10", alias = "cifar-10")]
     Cifar10,
 }
 

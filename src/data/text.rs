@@ -46,8 +46,8 @@ impl TextSplits {
     pub fn from_file(path: &Path, window: usize) -> Result<TextSplits> {
         // enwik9, the largest of the usual byte-level corpora, is 1 GB.
         const MAX_TEXT_BYTES: u64 = 4 << 30;
-        let bytes =
-            crate::files::read_file_capped(path, MAX_TEXT_BYTES).map_err(|e| Error::io(path, "read", e))?;
+        let bytes = crate::files::read_file_capped(path, MAX_TEXT_BYTES)
+            .map_err(|e| Error::io(path, "read", e))?;
         let splits = TextSplits::new(bytes);
         let shortest = splits.validation.len().min(splits.test.len());
         if shortest <= window {

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::bind_groups::BindGroupCache;
-use crate::error::{Error, Result};
 use super::tuning::{DeviceId, TuningTable};
+use crate::error::{Error, Result};
 
 /// Most bind groups kept for reuse.
 const BIND_GROUP_CACHE_ENTRIES: usize = 1 << 16;

@@ -5,8 +5,8 @@ use wgpu::util::DeviceExt;
 
 use super::bind_groups::BindKey;
 use super::context::{Gpu, PipelineKey};
-use crate::error::{Error, Result};
 use super::profile::Work;
+use crate::error::{Error, Result};
 
 /// Most distinct uniform buffers kept for reuse (see `Gpu::uniform`).
 const UNIFORM_CACHE_LIMIT: usize = 1 << 16;

@@ -7,13 +7,14 @@ use crate::tape::{Param, Tape, Tensor};
 use super::init::xavier_normal;
 
 /// The block `x ← ...` of each layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum MlpVariant {
     /// x ← relu(W x + b)
     Plain,
     /// x ← x + relu(W x + b)
     Residual,
     /// x ← LN(x + relu(W x + b))
+    #[value(name = "layernorm")]
     LayerNorm,
     /// x ← x + α_i · relu(W x + b), α_i initialised to `alpha_init` (0)
     Rezero,

@@ -1,5 +1,6 @@
 //! Models built from tape ops. Parameters are named struct fields with shape comments.
 
+pub mod footprint;
 pub mod init;
 pub mod mlp;
 pub mod resnet;

@@ -11,7 +11,7 @@ use crate::tape::{Param, RunningStats, Tape, Tensor};
 use super::init::{normal, xavier_normal};
 
 /// The residual block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ResnetVariant {
     /// out = relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x))
     Standard,
@@ -19,6 +19,7 @@ pub enum ResnetVariant {
     Rezero,
     /// out = shortcut(x) + α·relu(conv2(relu(conv1 x))), convolutions with biases, no
     /// BatchNorm anywhere
+    #[value(name = "rezero-nobn")]
     RezeroNoBn,
 }
 
@@ -56,7 +57,7 @@ impl std::str::FromStr for ResnetVariant {
 }
 
 /// The shortcut of a block that changes the shape (the first of stages 2 and 3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ShortcutKind {
     /// A 1×1 stride-2 convolution (with BatchNorm where the variant has it).
     Projection,

@@ -8,17 +8,20 @@ use crate::tape::{Param, Tape, Tensor};
 use super::init::{normal, xavier_normal};
 
 /// How each block combines a sublayer F (attention or feed-forward) with the stream x.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BlockVariant {
     /// x = LN(x + F(x))
+    #[value(name = "postnorm")]
     PostNorm,
     /// x = x + F(LN(x)), and a final LN before the output projection
+    #[value(name = "prenorm")]
     PreNorm,
     /// x = x + α·F(x), α = 0 at the start, no LayerNorm anywhere
     Rezero,
     /// x = x + F(x): ReZero with α fixed at 1
     Residual,
     /// x = LN(x + α·F(x))
+    #[value(name = "rezero-postnorm")]
     RezeroPostNorm,
 }
 

@@ -29,29 +29,46 @@ pub enum Method {
     },
 }
 
+/// The update rules by name (the `--optimizer` flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerName {
+    Sgd,
+    Adagrad,
+    Adam,
+    Adamw,
+}
+
 impl Method {
+    /// The rule `name` with the usual constants and SGD momentum `momentum`.
+    pub fn of(name: OptimizerName, momentum: f32) -> Method {
+        match name {
+            OptimizerName::Sgd => Method::Sgd { momentum },
+            OptimizerName::Adagrad => Method::Adagrad { eps: 1e-10 },
+            OptimizerName::Adam | OptimizerName::Adamw => Method::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                decoupled: name == OptimizerName::Adamw,
+            },
+        }
+    }
+
+    /// Buffers of the parameters' size that the rule keeps.
+    pub fn state_buffers(self) -> u64 {
+        match self {
+            Method::Adam { .. } => 2,
+            Method::Sgd { .. } | Method::Adagrad { .. } => 1,
+        }
+    }
+
     /// `sgd` (momentum 0.9), `adagrad`, `adam` or `adamw` with the usual constants.
     pub fn parse(name: &str) -> Result<Method> {
-        match name {
-            "sgd" => Ok(Method::Sgd { momentum: 0.9 }),
-            "adagrad" => Ok(Method::Adagrad { eps: 1e-10 }),
-            "adam" => Ok(Method::Adam {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                decoupled: false,
-            }),
-            "adamw" => Ok(Method::Adam {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                decoupled: true,
-            }),
-            _ => Err(Error::Invalid {
-                what: "optimizer".into(),
-                why: format!("'{name}' is not one of sgd, adagrad, adam, adamw"),
-            }),
-        }
+        use clap::ValueEnum;
+        let name = OptimizerName::from_str(name, false).map_err(|_| Error::Invalid {
+            what: "optimizer".into(),
+            why: format!("'{name}' is not one of sgd, adagrad, adam, adamw"),
+        })?;
+        Ok(Method::of(name, 0.9))
     }
 }
 

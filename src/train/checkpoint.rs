@@ -13,6 +13,8 @@ use crate::nn::{Mlp, MlpConfig, Resnet, ResnetConfig, Transformer, TransformerCo
 use crate::optim::Optimizer;
 use crate::tape::Param;
 
+use super::core::RunPoint;
+
 /// A checkpoint read from disk.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
@@ -177,6 +179,10 @@ fn metadata_map<const N: usize>(pairs: [(&str, String); N]) -> HashMap<String, S
 
 /// Saves an MLP: its parameters and its configuration as metadata.
 pub fn save_mlp(gpu: &Gpu, model: &Mlp, path: &Path) -> Result<()> {
+    save(gpu, path, &model.params(), mlp_metadata(model))
+}
+
+fn mlp_metadata(model: &Mlp) -> HashMap<String, String> {
     let c = &model.config;
     let metadata = [
         ("model", "mlp".to_string()),
@@ -188,12 +194,16 @@ pub fn save_mlp(gpu: &Gpu, model: &Mlp, path: &Path) -> Result<()> {
         ("alpha_init", c.alpha_init.to_string()),
         ("seed", c.seed.to_string()),
     ];
-    save(gpu, path, &model.params(), metadata_map(metadata))
+    metadata_map(metadata)
 }
 
-/// Loads an MLP saved by [`save_mlp`].
+/// Loads an MLP saved by [`save_mlp`] or [`save_mlp_run`].
 pub fn load_mlp(gpu: &Gpu, path: &Path) -> Result<Mlp> {
-    let checkpoint = load(path)?;
+    mlp_from(gpu, path, &load(path)?)
+}
+
+/// The MLP a loaded checkpoint describes, with its weights.
+pub fn mlp_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Mlp> {
     checkpoint.expect_model(path, "mlp")?;
     let config = MlpConfig {
         variant: checkpoint.meta_parse(path, "variant")?,
@@ -214,25 +224,104 @@ pub fn save_transformer(gpu: &Gpu, model: &Transformer, path: &Path) -> Result<(
     save(gpu, path, &model.params(), transformer_metadata(model))
 }
 
-/// Saves a Transformer with its optimizer's state and the step reached, so that
-/// `rezero train lm --resume` can continue the run.
+/// Saves a Transformer with its optimizer's state, the step reached and the run's flags,
+/// so that `rezero train lm --resume` can continue the run.
 pub fn save_transformer_run(
     gpu: &Gpu,
     model: &Transformer,
     optimizer: &Optimizer,
-    step: u64,
+    at: RunPoint,
     path: &Path,
 ) -> Result<()> {
-    let params = model.params();
+    let metadata = transformer_metadata(model);
+    save_run(
+        gpu,
+        path,
+        &model.params(),
+        Vec::new(),
+        metadata,
+        optimizer,
+        at,
+    )
+}
+
+/// Saves an MLP run: parameters, optimizer state, epoch, step and flags.
+pub fn save_mlp_run(
+    gpu: &Gpu,
+    model: &Mlp,
+    optimizer: &Optimizer,
+    at: RunPoint,
+    path: &Path,
+) -> Result<()> {
+    let metadata = mlp_metadata(model);
+    save_run(
+        gpu,
+        path,
+        &model.params(),
+        Vec::new(),
+        metadata,
+        optimizer,
+        at,
+    )
+}
+
+/// Writes a resumable checkpoint: `params`, `extra` tensors, the optimizer's state, and
+/// `metadata` with the epoch, step, optimizer steps and the run's flags added.
+fn save_run(
+    gpu: &Gpu,
+    path: &Path,
+    params: &[&Param],
+    extra: Vec<Entry>,
+    mut metadata: HashMap<String, String>,
+    optimizer: &Optimizer,
+    at: RunPoint,
+) -> Result<()> {
     let mut entries: Vec<Entry> = params
         .iter()
         .map(|p| (p.name.clone(), p.shape.clone(), &p.value))
         .collect();
-    entries.extend(optimizer.state_entries(&params));
-    let mut metadata = transformer_metadata(model);
-    metadata.insert("step".into(), step.to_string());
+    entries.extend(extra);
+    entries.extend(optimizer.state_entries(params));
+    metadata.insert("epoch".into(), at.epoch.to_string());
+    metadata.insert("step".into(), at.step.to_string());
     metadata.insert("optimizer_steps".into(), optimizer.steps().to_string());
+    metadata.insert("flags".into(), format_flags(at.flags));
     save_buffers(gpu, path, &entries, metadata)
+}
+
+/// Flags as metadata text: one `--name=value` a line.
+fn format_flags(flags: &[(String, String)]) -> String {
+    flags.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
+impl Checkpoint {
+    /// Errors, naming the first flag that differs, unless `flags` (what a resumed run was
+    /// given) match the flags saved with the run. A checkpoint saved without its flags is
+    /// compared on its model's configuration only (by the caller).
+    pub fn check_flags(&self, path: &Path, flags: &[(String, String)]) -> Result<()> {
+        let Some(saved) = self.metadata.get("flags") else {
+            return Ok(());
+        };
+        let saved: HashMap<&str, &str> = saved.lines().filter_map(|l| l.split_once('=')).collect();
+        for (name, value) in flags {
+            match saved.get(name.as_str()) {
+                Some(old) if old == value => {}
+                old => {
+                    return Err(Error::Invalid {
+                        what: "--resume".into(),
+                        why: format!(
+                            "{name} is {value} here, but the run in {} was started with {}: \
+                             give the run's own flags to resume it, or start a new run with \
+                             another --out",
+                            path.parent().unwrap_or(path).display(),
+                            old.map_or("no such flag".to_string(), |v| format!("{name} {v}"))
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Restores the optimizer state over `params` and returns the step a run checkpoint
@@ -303,25 +392,20 @@ pub fn transformer_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Resu
     Ok(model)
 }
 
-/// Saves a ResNet run: parameters, BatchNorm running statistics, the optimizer's state and
-/// the epoch and step reached (`rezero train resnet --resume` continues from it).
+/// Saves a ResNet run: parameters, BatchNorm running statistics, the optimizer's state,
+/// the epoch and step reached and the flags (`rezero train resnet --resume` continues it).
 pub fn save_resnet_run(
     gpu: &Gpu,
     model: &Resnet,
     optimizer: &Optimizer,
-    epoch: usize,
-    step: u64,
+    at: RunPoint,
     path: &Path,
 ) -> Result<()> {
-    let params = model.params();
-    let mut entries: Vec<Entry> = params
-        .iter()
-        .map(|p| (p.name.clone(), p.shape.clone(), &p.value))
+    let running = model
+        .batchnorms()
+        .into_iter()
+        .flat_map(|bn| bn.running_entries())
         .collect();
-    for bn in model.batchnorms() {
-        entries.extend(bn.running_entries());
-    }
-    entries.extend(optimizer.state_entries(&params));
     let c = &model.config;
     let metadata = [
         ("model", "resnet".to_string()),
@@ -332,12 +416,9 @@ pub fn save_resnet_run(
         ("shortcut", c.shortcut.name().to_string()),
         ("alpha_init", c.alpha_init.to_string()),
         ("seed", c.seed.to_string()),
-        ("epoch", epoch.to_string()),
-        ("step", step.to_string()),
-        ("optimizer_steps", optimizer.steps().to_string()),
     ];
     let metadata = metadata_map(metadata);
-    save_buffers(gpu, path, &entries, metadata)
+    save_run(gpu, path, &model.params(), running, metadata, optimizer, at)
 }
 
 /// The ResNet a loaded checkpoint describes, with its weights and running statistics.

@@ -2,9 +2,6 @@
 //! bits per byte on a fixed set of windows, progress in tokens per second, a metrics CSV
 //! with every α, checkpoints, and sampling.
 
-use std::io::Write;
-use std::path::PathBuf;
-
 use rand::{RngExt, SeedableRng};
 
 use crate::data::text::{TextSplits, fixed_windows, random_windows};
@@ -13,50 +10,32 @@ use crate::nn::Transformer;
 use crate::optim::Optimizer;
 use crate::tape::Tape;
 
-use super::progress::Progress;
+use super::core::{Columns, RunConfig, RunSummary, Trainer, field};
 
 /// How to run one language-model job.
 #[derive(Clone, Debug)]
 pub struct LmRun {
-    pub label: String,
+    pub run: RunConfig,
+    /// The step to stop at (over resumed runs too).
     pub steps: u64,
-    pub batch: usize,
     /// Window length (≤ the model's `seq`).
     pub seq: usize,
-    pub seed: u64,
-    /// Validation every this many steps (and at the end).
+    /// Validation every this many steps (and at the end); each writes the checkpoint.
     pub eval_every: u64,
     /// Windows in the fixed validation set.
     pub eval_windows: usize,
-    /// Read the training loss back every this many steps.
-    pub log_every: u64,
     /// Stop when validation bits per byte reach this.
     pub target_bpb: Option<f32>,
-    /// Run directory: metrics.csv, summary.txt, model.safetensors (with the optimizer state,
-    /// written at every evaluation).
-    pub out: Option<PathBuf>,
-    /// Steps already taken (a resumed run starts after them and appends to metrics.csv).
-    pub start_step: u64,
-    pub show_progress: bool,
-    /// Profile this step (counted from 1) and print where its time went.
-    pub profile_step: Option<u64>,
 }
 
 /// What a run ended with.
 #[derive(Clone, Debug)]
 pub struct LmSummary {
-    pub label: String,
-    pub steps: u64,
-    /// Mean of the last ten training losses read (nats per byte).
-    pub final_train_loss: f32,
-    /// The last validation bits per byte.
-    pub val_bpb: f32,
+    pub run: RunSummary,
+    /// The last validation bits per byte (`None` if none ran).
+    pub val_bpb: Option<f32>,
     /// The first evaluated step whose validation bits per byte reached the target.
     pub steps_to_target: Option<u64>,
-    pub wall_seconds: f64,
-    pub tokens_per_second: f64,
-    pub peak_activation_bytes: u64,
-    pub diverged: bool,
     /// (step, validation bits per byte)
     pub val_curve: Vec<(u64, f32)>,
 }
@@ -87,20 +66,15 @@ pub fn validation_bpb(
     result
 }
 
-/// Trains `model` with `optimizer` on the training split, evaluating on validation windows.
-pub fn train_lm(
-    gpu: &Gpu,
-    model: &Transformer,
-    optimizer: &mut Optimizer,
-    text: &TextSplits,
-    run: &LmRun,
-) -> Result<LmSummary> {
-    if run.seq == 0 || run.seq > model.config.seq || run.batch == 0 {
+/// Errors unless the windows fit the model and the text holds more than one of them.
+fn check(model: &Transformer, text: &TextSplits, run: &LmRun) -> Result<()> {
+    let batch = run.run.batch;
+    if run.seq == 0 || run.seq > model.config.seq || batch == 0 {
         return Err(Error::Invalid {
             what: "window".into(),
             why: format!(
-                "batch {} and seq {} must be positive, seq at most the model's {}",
-                run.batch, run.seq, model.config.seq
+                "batch {batch} and seq {} must be positive, seq at most the model's {}",
+                run.seq, model.config.seq
             ),
         });
     }
@@ -115,147 +89,76 @@ pub fn train_lm(
             ),
         });
     }
-    let eval = fixed_windows(&text.validation, run.seq, run.eval_windows.max(1));
-    let alphas = model.alphas.as_ref().map_or(0, |a| a.len());
-    let mut csv = match &run.out {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::data(dir, format!("cannot create the run directory: {e}")))?;
-            let path = dir.join("metrics.csv");
-            let file = if run.start_step > 0 {
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| {
-                        Error::data(
-                            &path,
-                            format!("cannot append to the resumed run's metrics: {e}"),
-                        )
-                    })?
-            } else {
-                let mut file = std::fs::File::create(&path)
-                    .map_err(|e| Error::data(&path, format!("cannot create: {e}")))?;
-                let alpha_cols: String = (0..alphas).map(|i| format!(",alpha_{i}")).collect();
-                writeln!(file, "step,loss,val_bpb,lr,tokens_per_s{alpha_cols}")
-                    .map_err(|e| Error::data(&path, e.to_string()))?;
-                file
-            };
-            Some((file, path))
-        }
-        None => None,
+    Ok(())
+}
+
+/// Trains `model` with `optimizer` on the training split, evaluating on validation windows
+/// every `eval_every` steps (and writing the checkpoint then).
+pub fn train_lm(
+    gpu: &Gpu,
+    model: &Transformer,
+    optimizer: &mut Optimizer,
+    text: &TextSplits,
+    run: &LmRun,
+) -> Result<LmSummary> {
+    check(model, text, run)?;
+    let (batch, seq) = (run.run.batch, run.seq);
+    let eval = fixed_windows(&text.validation, seq, run.eval_windows.max(1));
+    let columns = Columns {
+        epoch: false,
+        rate_unit: "tokens",
+        items_per_step: (batch * seq) as u64,
     };
-    let params = model.params();
-    let mut tape = Tape::new(gpu);
-    let mut progress = Progress::new(&run.label, run.steps, run.show_progress)
-        .with_tokens((run.batch * run.seq) as u64);
-    let (mut losses, mut val_curve, mut steps_to_target, mut diverged) =
-        (Vec::new(), Vec::new(), None, false);
-    let mut step = run.start_step;
-    let mut profiler = super::progress::StepProfiler::new(run.profile_step);
-    while step < run.steps {
-        profiler.before(gpu, step + 1)?;
-        let (x, y) = random_windows(
-            &text.train,
-            run.seq,
-            run.batch,
-            run.seed.wrapping_mul(0x9e37_79b9).wrapping_add(step),
+    let alphas = model.alphas.as_ref();
+    let mut core = Trainer::new(
+        gpu,
+        optimizer,
+        (model.params(), alphas),
+        &run.run,
+        (columns, "step,val_bpb"),
+        run.steps,
+    )?;
+    let (mut val_curve, mut steps_to_target) = (Vec::new(), None);
+    while core.running() && steps_to_target.is_none() {
+        let step = core.step_count();
+        let data_seed = run.run.seed.wrapping_mul(0x9e37_79b9).wrapping_add(step);
+        let (x, y) = random_windows(&text.train, seq, batch, data_seed);
+        core.step(None, |tape| {
+            let logits = model.forward(tape, &x, batch)?;
+            tape.cross_entropy(&logits, &y)
+        })?;
+        let step = core.step_count();
+        if core.diverged() || !(step % run.eval_every.max(1) == 0 || step == run.steps) {
+            continue;
+        }
+        let bpb = core.evaluate(|tape| validation_bpb(tape, model, &eval, batch, seq))?;
+        val_curve.push((step, bpb));
+        if run.target_bpb.is_some_and(|t| bpb <= t) {
+            steps_to_target = Some(step);
+        }
+        let note = format!(
+            "{} step {step}: validation {bpb:.4} bits/byte",
+            run.run.label
         );
-        let logits = model.forward(&mut tape, &x, run.batch)?;
-        let loss = tape.cross_entropy(&logits, &y)?;
-        tape.backward(&loss)?;
-        let lr = optimizer.lr();
-        optimizer.step_on_tape(&mut tape, &params)?;
-        step += 1;
-        let evaluate = step % run.eval_every.max(1) == 0 || step == run.steps;
-        let read = step % run.log_every.max(1) == 0 || evaluate;
-        let loss_value = if read {
-            Some(tape.read(&loss)?[0])
-        } else {
-            None
-        };
-        tape.reset();
-        profiler.after(gpu, step)?;
-        let mut bpb = None;
-        if evaluate {
-            let v = validation_bpb(&mut tape, model, &eval, run.batch, run.seq)?;
-            val_curve.push((step, v));
-            if run.target_bpb.is_some_and(|t| v <= t) && steps_to_target.is_none() {
-                steps_to_target = Some(step);
-            }
-            bpb = Some(v);
-            if let Some(dir) = &run.out {
-                let path = dir.join("model.safetensors");
-                let saved =
-                    super::checkpoint::save_transformer_run(gpu, model, optimizer, step, &path);
-                if !super::checkpoint::saved_unless_diverged(saved)? {
-                    diverged = true;
-                    break;
-                }
-            }
-        }
-        if let Some(l) = loss_value {
-            losses.push((step, l));
-            if let Some((file, path)) = csv.as_mut() {
-                let tokens_per_s = ((step - run.start_step) as usize * run.batch * run.seq) as f64
-                    / progress.elapsed().as_secs_f64();
-                let alpha_values = match &model.alphas {
-                    Some(a) => gpu
-                        .read_f32(&a.value, a.len())?
-                        .iter()
-                        .map(|v| format!(",{v}"))
-                        .collect(),
-                    None => String::new(),
-                };
-                let b = bpb.map_or(String::new(), |b| b.to_string());
-                writeln!(file, "{step},{l},{b},{lr},{tokens_per_s:.1}{alpha_values}")
-                    .map_err(|e| Error::data(path, e.to_string()))?;
-            }
-            if !l.is_finite() {
-                diverged = true;
-                break;
-            }
-        }
-        progress.update(step, 0, losses.last().map(|l| l.1));
-        if steps_to_target.is_some() {
-            break;
-        }
+        core.eval_row(&format!("{step},{bpb}"), &note)?;
+        core.checkpoint(0, |optimizer, at, path| {
+            super::checkpoint::save_transformer_run(gpu, model, optimizer, at, path)
+        })?;
     }
-    progress.finish();
-    let wall = progress.elapsed().as_secs_f64();
-    let tail = &losses[losses.len().saturating_sub(10)..];
-    let summary = LmSummary {
-        label: run.label.clone(),
-        steps: step,
-        final_train_loss: tail.iter().map(|l| l.1).sum::<f32>() / tail.len().max(1) as f32,
-        val_bpb: val_curve.last().map_or(f32::NAN, |v| v.1),
+    let val_bpb = val_curve.last().map(|v| v.1);
+    let extra = [
+        ("val_bpb", field(val_bpb)),
+        (
+            "steps_to_target",
+            steps_to_target.map_or(String::new(), |s| s.to_string()),
+        ),
+    ];
+    Ok(LmSummary {
+        run: core.finish(&extra)?,
+        val_bpb,
         steps_to_target,
-        wall_seconds: wall,
-        tokens_per_second: ((step - run.start_step) as usize * run.batch * run.seq) as f64
-            / wall.max(1e-9),
-        peak_activation_bytes: tape.peak_bytes_held(),
-        diverged,
         val_curve,
-    };
-    if let Some(dir) = &run.out {
-        let path = dir.join("summary.txt");
-        let text = format!(
-            "label={}\nsteps={}\nfinal_train_loss={}\nval_bpb={}\nsteps_to_target={}\nwall_seconds={:.3}\ntokens_per_second={:.1}\npeak_activation_bytes={}\ndiverged={}\n",
-            summary.label,
-            summary.steps,
-            summary.final_train_loss,
-            summary.val_bpb,
-            summary
-                .steps_to_target
-                .map_or("-".to_string(), |s| s.to_string()),
-            summary.wall_seconds,
-            summary.tokens_per_second,
-            summary.peak_activation_bytes,
-            summary.diverged
-        );
-        std::fs::write(&path, text)
-            .map_err(|e| Error::data(&path, format!("cannot write: {e}")))?;
-    }
-    Ok(summary)
+    })
 }
 
 /// Continues `prompt` by `len` bytes, sampling each from softmax(logits / temperature)
@@ -289,6 +192,14 @@ pub fn sample(
         let values = tape.read(&logits)?;
         tape.reset();
         let last = &values[values.len() - 256..];
+        if let Some(bad) = last.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Invalid {
+                what: "sample".into(),
+                why: format!(
+                    "the model's logits hold {bad}: its weights hold NaN or infinite values"
+                ),
+            });
+        }
         let next = if temperature == 0.0 {
             last.iter()
                 .enumerate()

@@ -62,6 +62,20 @@ pub fn read_curve_against(run_dir: &Path, file: &str, x: &str, column: &str) -> 
     })
 }
 
+/// Like [`plot_svg`], but when no curve has a finite point (every run diverged at once)
+/// nothing is drawn and `Ok(false)` says so.
+pub fn plot_svg_if_any(
+    curves: &[Curve],
+    y_label: &str,
+    title: &str,
+    out: &PathBuf,
+) -> Result<bool> {
+    if curves.iter().all(|c| c.points.is_empty()) {
+        return Ok(false);
+    }
+    plot_svg(curves, y_label, title, out).map(|()| true)
+}
+
 /// Draws `curves` into an SVG file at `out`, with `y_label` and a legend.
 pub fn plot_svg(curves: &[Curve], y_label: &str, title: &str, out: &PathBuf) -> Result<()> {
     if out.extension().is_none_or(|e| e != "svg") {

@@ -1,15 +1,41 @@
-//! A one-line progress display on stderr (step, loss, steps/s, ETA), redrawn at most ten
-//! times a second, and duration formatting.
+//! Progress of a run on stderr: on a terminal an `indicatif` bar with the loss, the rate
+//! and the ETA; piped or in CI, one plain line at each logged loss (no carriage returns);
+//! and duration formatting.
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How a run shows its progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Display {
+    /// Nothing (`--quiet`).
+    Off,
+    /// A bar redrawn in place (stderr is a terminal).
+    Bar,
+    /// One line per logged loss (stderr is a pipe or a file).
+    Lines,
+}
+
+impl Display {
+    /// A bar on a terminal, lines otherwise, nothing when `quiet`.
+    pub fn for_stderr(quiet: bool) -> Display {
+        match (quiet, std::io::stderr().is_terminal()) {
+            (true, _) => Display::Off,
+            (false, true) => Display::Bar,
+            (false, false) => Display::Lines,
+        }
+    }
+}
 
 pub struct Progress {
     label: String,
+    /// Steps this run takes (a resumed run counts from where it resumed).
     total: u64,
     start: Instant,
-    last_draw: Option<Instant>,
-    enabled: bool,
+    display: Display,
+    bar: Option<ProgressBar>,
     /// Examples a step and their unit ("tokens", "images"): the line shows their rate.
     items_per_step: Option<(u64, &'static str)>,
     /// The loss is in nats per byte: the line also shows bits per byte.
@@ -29,13 +55,23 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 impl Progress {
-    pub fn new(label: &str, total: u64, enabled: bool) -> Progress {
+    pub fn new(label: &str, total: u64, display: Display) -> Progress {
+        let bar = (display == Display::Bar).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            let style =
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                    .expect("a valid template")
+                    .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(label.to_string());
+            bar
+        });
         Progress {
             label: label.to_string(),
             total,
             start: Instant::now(),
-            last_draw: None,
-            enabled,
+            display,
+            bar,
             items_per_step: None,
             bits_per_byte: false,
         }
@@ -58,22 +94,8 @@ impl Progress {
         self.start.elapsed()
     }
 
-    /// Redraws the line for `step` (1-based) if a tenth of a second has passed; `epoch` 0
-    /// leaves the epoch out.
-    pub fn update(&mut self, step: u64, epoch: usize, loss: Option<f32>) {
-        if !self.enabled
-            || self
-                .last_draw
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
-                && step < self.total
-        {
-            return;
-        }
-        self.last_draw = Some(Instant::now());
-        let elapsed = self.start.elapsed().as_secs_f64();
-        let rate = step as f64 / elapsed.max(1e-9);
-        let eta =
-            Duration::from_secs_f64((self.total.saturating_sub(step)) as f64 / rate.max(1e-9));
+    /// "loss 1.2345 (1.781 bits/byte) 5120 tokens/s" after `done` steps of this run.
+    fn status(&self, done: u64, loss: Option<f32>) -> String {
         let loss = match loss {
             None => "-".to_string(),
             Some(l) if self.bits_per_byte => {
@@ -81,28 +103,60 @@ impl Progress {
             }
             Some(l) => format!("{l:.4}"),
         };
+        let rate = done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
         let speed = match self.items_per_step {
             Some((items, unit)) => format!("{:.0} {unit}/s", rate * items as f64),
             None => format!("{rate:.1} steps/s"),
         };
-        let epoch = if epoch > 0 {
-            format!(" epoch {epoch}")
-        } else {
-            String::new()
-        };
-        eprint!(
-            "\r{}{epoch} step {step}/{} loss {loss} {speed} ETA {}   ",
-            self.label,
-            self.total,
-            format_duration(eta)
-        );
-        let _ = std::io::stderr().flush();
+        format!("loss {loss} {speed}")
     }
 
-    /// Ends the progress line.
+    /// Shows that `done` steps of this run are done (`step` counts over resumed runs too);
+    /// `loss` is the latest loss read, `fresh` whether it was read at this step.
+    pub fn update(
+        &mut self,
+        done: u64,
+        step: u64,
+        epoch: Option<usize>,
+        loss: Option<f32>,
+        fresh: bool,
+    ) {
+        let status = self.status(done, loss);
+        match self.display {
+            Display::Off => {}
+            Display::Bar => {
+                let bar = self.bar.as_ref().expect("a bar display has a bar");
+                bar.set_position(done);
+                bar.set_message(status);
+            }
+            Display::Lines if fresh || done == self.total => {
+                let epoch = epoch.map_or(String::new(), |e| format!(" epoch {e}"));
+                let left = self.total.saturating_sub(done) as f64;
+                let per_step = self.start.elapsed().as_secs_f64() / done.max(1) as f64;
+                eprintln!(
+                    "{}{epoch} step {step} ({done}/{}) {status} ETA {}",
+                    self.label,
+                    self.total,
+                    format_duration(Duration::from_secs_f64(left * per_step))
+                );
+            }
+            Display::Lines => {}
+        }
+    }
+
+    /// Prints a line (an epoch's results) without breaking the bar.
+    pub fn note(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None if self.display == Display::Lines => eprintln!("{line}"),
+            None => {}
+        }
+    }
+
+    /// Ends the bar, leaving its last state on screen.
     pub fn finish(&mut self) {
-        if self.enabled && self.last_draw.is_some() {
-            eprintln!();
+        if let Some(bar) = self.bar.take() {
+            bar.abandon();
         }
     }
 }

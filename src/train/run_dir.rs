@@ -2,7 +2,10 @@
 //! refuses a folder that already holds a run (continue it with `--resume`, or choose
 //! another `--out`), a default folder that holds one is passed over for the next free name
 //! (`runs/lm-rezero-2`, ...), and a lock file claims the folder while a run writes into it.
+//! [`RunDir`] owns everything a run writes there: the lock, the metrics and evaluation CSVs,
+//! the summary and where the checkpoint goes.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::gpu::{Error, Result};
@@ -110,4 +113,107 @@ pub fn claim(dir: &Path, resume: bool) -> Result<RunLock> {
         }
     }
     Err(Error::data(&path, "cannot take the lock"))
+}
+
+/// A claimed run folder and the files a run writes into it: `metrics.csv` (a row each
+/// logged step), `eval.csv` (a row each evaluation), `summary.txt` and `model.safetensors`.
+/// Both CSVs start with a `step` column.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    metrics: std::fs::File,
+    eval: std::fs::File,
+    _lock: RunLock,
+}
+
+impl RunDir {
+    /// Claims `path` ([`claim`]) and opens its CSVs. A new run (`resumed_at` None) creates
+    /// them with these headers; a resumed one keeps the rows up to its checkpoint's step,
+    /// drops any written after it (by a run that stopped before its next checkpoint), and
+    /// appends. A resumed CSV with another header is refused (the run was of another kind).
+    pub fn open(
+        path: &Path,
+        resumed_at: Option<u64>,
+        metrics_header: &str,
+        eval_header: &str,
+    ) -> Result<RunDir> {
+        let lock = claim(path, resumed_at.is_some())?;
+        let open = |name: &str, header: &str| match resumed_at {
+            None => create_csv(&path.join(name), header),
+            Some(step) => reopen_csv(&path.join(name), header, step),
+        };
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            metrics: open("metrics.csv", metrics_header)?,
+            eval: open("eval.csv", eval_header)?,
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the run's checkpoint lives.
+    pub fn checkpoint(&self) -> PathBuf {
+        self.path.join("model.safetensors")
+    }
+
+    /// Appends a row to `metrics.csv`.
+    pub fn metrics_row(&mut self, row: &str) -> Result<()> {
+        let path = self.path.join("metrics.csv");
+        writeln!(self.metrics, "{row}").map_err(|e| Error::io(&path, "write", e))
+    }
+
+    /// Appends a row to `eval.csv`.
+    pub fn eval_row(&mut self, row: &str) -> Result<()> {
+        let path = self.path.join("eval.csv");
+        writeln!(self.eval, "{row}").map_err(|e| Error::io(&path, "write", e))
+    }
+
+    /// Writes `summary.txt` (atomically): one `key=value` line per field.
+    pub fn write_summary(&self, fields: &[(&str, String)]) -> Result<()> {
+        let text: String = fields.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        let path = self.path.join("summary.txt");
+        crate::files::write_atomically(&path, text.as_bytes())
+            .map_err(|e| Error::io(&path, "write", e))
+    }
+}
+
+fn create_csv(path: &Path, header: &str) -> Result<std::fs::File> {
+    let mut file = std::fs::File::create(path).map_err(|e| Error::io(path, "create", e))?;
+    writeln!(file, "{header}").map_err(|e| Error::io(path, "write", e))?;
+    Ok(file)
+}
+
+/// A resumed run's CSV: its header checked, rows after `step` dropped, opened to append.
+fn reopen_csv(path: &Path, header: &str, step: u64) -> Result<std::fs::File> {
+    const MAX_CSV_BYTES: u64 = 4 << 30;
+    let text = match crate::files::read_file_capped(path, MAX_CSV_BYTES) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return create_csv(path, header),
+        Err(e) => return Err(Error::io(path, "read", e)),
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(header) {
+        return Err(Error::data(
+            path,
+            format!("does not start with the header this run writes ({header}): not resumable"),
+        ));
+    }
+    let kept: String = std::iter::once(header)
+        .chain(lines.filter(|row| {
+            let first = row.split(',').next().unwrap_or("");
+            first.parse::<u64>().is_ok_and(|s| s <= step)
+        }))
+        .map(|row| format!("{row}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        crate::files::write_atomically(path, kept.as_bytes())
+            .map_err(|e| Error::io(path, "rewrite", e))?;
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, "append to", e))
 }

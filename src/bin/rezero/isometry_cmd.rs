@@ -152,7 +152,7 @@ pub fn isometry(gpu: &Gpu, args: &IsometryArgs) -> Result<()> {
         Model::Mlp => mlp_jacobian(gpu, args)?,
         Model::Transformer => transformer_jacobian(gpu, args)?,
     };
-    let spectrum = Spectrum::new(singular_values(rows, cols, &j));
+    let spectrum = Spectrum::new(singular_values(rows, cols, &j)?);
     out!("{what}: Jacobian of the block stack at a standard-normal input");
     out!(
         "singular values: {}  mean squared {:.6}  min {:.6}  max {:.6}",

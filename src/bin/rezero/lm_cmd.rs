@@ -8,91 +8,66 @@ use clap::Args;
 use rezero::data::text::{TextSplits, builtin_corpus};
 use rezero::gpu::Gpu;
 use rezero::nn::{BlockVariant, Transformer, TransformerConfig};
-use rezero::optim::{Method, Optimizer, OptimizerConfig, Schedule};
 use rezero::train::checkpoint::{self, load_transformer};
 use rezero::train::lm::{LmRun, LmSummary, sample, train_lm};
-use rezero::train::plot::{Curve, plot_svg};
+use rezero::train::plot::{Curve, plot_svg_if_any};
 use rezero::train::progress::format_duration;
-use rezero::train::run_dir;
 use rezero::{Error, Result};
 
+use crate::flags::{self, OptimArgs, RunArgs, flag};
+use crate::start::{ModelSource, start};
+
 #[derive(Args, Clone)]
+#[command(
+    mut_arg("steps", |a| a.default_value("300")),
+    mut_arg("batch", |a| a.default_value("16")),
+)]
 pub struct LmArgs {
-    /// Block type: postnorm, prenorm, rezero, residual or rezero-postnorm.
-    #[arg(long, default_value = "rezero")]
+    /// Block type.
+    #[arg(long, value_enum, default_value_t = BlockVariant::Rezero, conflicts_with = "compare")]
     variant: BlockVariant,
     /// Train each of these variants in turn (same data order and seed) and compare them.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_enum, value_delimiter = ',')]
     compare: Vec<BlockVariant>,
-    #[arg(long, default_value_t = 4)]
-    layers: usize,
-    #[arg(long, default_value_t = 128)]
-    d_model: usize,
-    #[arg(long, default_value_t = 4)]
-    heads: usize,
-    #[arg(long, default_value_t = 512)]
-    d_ff: usize,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    layers: u64,
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    d_model: u64,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    heads: u64,
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    d_ff: u64,
     /// Window length in bytes.
-    #[arg(long, default_value_t = 64)]
-    seq: usize,
-    #[arg(long, default_value_t = 16)]
-    batch: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    seq: u64,
     /// ReLU instead of GELU in the feed-forward layers.
     #[arg(long)]
     relu: bool,
     /// One α per sublayer instead of one per block.
     #[arg(long)]
     alpha_per_sublayer: bool,
-    #[arg(long, default_value_t = 0.0)]
+    /// Initial α of the ReZero blocks (finite).
+    #[arg(long, default_value_t = 0.0, value_parser = flags::finite)]
     alpha_init: f32,
     /// Any file of bytes, split 90/5/5 into train/validation/test (default: the built-in corpus).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// sgd, adagrad, adam or adamw.
-    #[arg(long, default_value = "adam")]
-    optimizer: String,
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
-    #[arg(long, default_value_t = 0.0)]
-    weight_decay: f32,
-    #[arg(long)]
-    clip: Option<f32>,
-    /// constant, step:M1,M2[@GAMMA] or cosine:TOTAL.
-    #[arg(long, default_value = "constant")]
-    schedule: String,
-    /// Steps of linear learning-rate warm-up.
-    #[arg(long, default_value_t = 0)]
-    warmup: u64,
-    #[arg(long, default_value_t = 300)]
-    steps: u64,
-    #[arg(long, default_value_t = 50)]
+    /// Evaluate on the validation windows (and write the checkpoint) every this many steps.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     eval_every: u64,
     /// Windows in the fixed validation set.
-    #[arg(long, default_value_t = 64)]
-    eval_windows: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    eval_windows: u64,
     /// Stop a run when validation bits per byte reach this (and report the steps it took).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::positive)]
     target_bpb: Option<f32>,
-    #[arg(long, default_value_t = 10)]
-    log_every: u64,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Run directory (default runs/lm-VARIANT, or runs/lm-compare).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue the run in --out (its model.safetensors: weights, optimizer state, step) up
-    /// to --steps, with the same data order; the model's shape comes from the checkpoint.
-    #[arg(long)]
-    resume: bool,
     /// Bytes of text to sample after training (0: none).
     #[arg(long, default_value_t = 200)]
     sample: usize,
-    #[arg(long)]
-    quiet: bool,
-    /// Time every dispatch of training step N (from 1) and print where its time went,
-    /// by kernel entry point.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    profile: Option<u64>,
+    #[command(flatten)]
+    optim: OptimArgs,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 impl LmArgs {
@@ -117,11 +92,50 @@ pub struct SampleArgs {
     prompt: String,
     #[arg(long, default_value_t = 300)]
     len: usize,
-    /// 0 picks the likeliest byte every time.
-    #[arg(long, default_value_t = 0.8)]
+    /// 0 picks the likeliest byte every time (finite, ≥ 0).
+    #[arg(long, default_value_t = 0.8, value_parser = flags::non_negative)]
     temperature: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+impl LmArgs {
+    fn model_config(&self, variant: BlockVariant) -> TransformerConfig {
+        TransformerConfig {
+            variant,
+            layers: self.layers as usize,
+            d_model: self.d_model as usize,
+            heads: self.heads as usize,
+            d_ff: self.d_ff as usize,
+            seq: self.seq as usize,
+            gelu: !self.relu,
+            alpha_per_sublayer: self.alpha_per_sublayer,
+            alpha_init: self.alpha_init,
+            seed: self.run.seed,
+        }
+    }
+
+    /// The flags that define a run of `variant` (compared on --resume).
+    fn flags(&self, variant: BlockVariant) -> Vec<(String, String)> {
+        let data = self.data.as_ref();
+        vec![
+            flag("--variant", variant.name()),
+            flag("--layers", self.layers),
+            flag("--d-model", self.d_model),
+            flag("--heads", self.heads),
+            flag("--d-ff", self.d_ff),
+            flag("--seq", self.seq),
+            flag("--relu", self.relu),
+            flag("--alpha-per-sublayer", self.alpha_per_sublayer),
+            flag("--alpha-init", self.alpha_init),
+            flag(
+                "--data",
+                data.map_or("built-in".into(), |d| d.display().to_string()),
+            ),
+            flag("--batch", self.run.batch),
+            flag("--seed", self.run.seed),
+        ]
+    }
 }
 
 fn run_one(
@@ -131,142 +145,98 @@ fn run_one(
     text: &TextSplits,
     out: PathBuf,
 ) -> Result<(LmSummary, Transformer)> {
-    let optimizer_config = OptimizerConfig {
-        method: Method::parse(&args.optimizer)?,
-        lr: args.lr,
-        weight_decay: args.weight_decay,
-        clip: args.clip,
-        schedule: Schedule::parse(&args.schedule, args.warmup)?,
+    let optimizer = args.optim.config(None)?;
+    let config = args.model_config(variant);
+    let footprint = config.footprint(args.run.batch as usize)?;
+    footprint.check(gpu, optimizer.method.state_buffers())?;
+    let flags = args.flags(variant);
+    let source = ModelSource {
+        fresh: || Transformer::new(gpu, config.clone()),
+        load: |path: &std::path::Path, c: &_| checkpoint::transformer_from(gpu, path, c),
+        params: Transformer::params,
     };
-    let checkpoint_path = out.join("model.safetensors");
-    let (model, mut optimizer, start_step) = if args.resume {
-        let checkpoint = checkpoint::load(&checkpoint_path)?;
-        let model = checkpoint::transformer_from(gpu, &checkpoint_path, &checkpoint)?;
-        let mut optimizer = Optimizer::new(gpu, &model.params(), optimizer_config)?;
-        let step = checkpoint::restore_run(
-            gpu,
-            &checkpoint_path,
-            &checkpoint,
-            &model.params(),
-            &mut optimizer,
-        )?;
-        eprintln!(
-            "resuming {} at step {step} of {}",
-            checkpoint_path.display(),
-            args.steps
-        );
-        (model, optimizer, step)
-    } else {
-        let config = TransformerConfig {
-            variant,
-            layers: args.layers,
-            d_model: args.d_model,
-            heads: args.heads,
-            d_ff: args.d_ff,
-            seq: args.seq,
-            gelu: !args.relu,
-            alpha_per_sublayer: args.alpha_per_sublayer,
-            alpha_init: args.alpha_init,
-            seed: args.seed,
-        };
-        let model = Transformer::new(gpu, config)?;
-        let optimizer = Optimizer::new(gpu, &model.params(), optimizer_config)?;
-        (model, optimizer, 0)
-    };
-    let _lock = run_dir::claim(&out, args.resume)?;
-    let c = &model.config;
+    let mut begun = start(gpu, (&out, args.run.resume), &flags, optimizer, source)?;
+    let label = format!("{}-{}x{}", variant.name(), args.layers, args.d_model);
     let run = LmRun {
-        label: format!("{}-{}x{}", c.variant.name(), c.layers, c.d_model),
-        steps: args.steps,
-        batch: args.batch,
-        seq: args.seq,
-        seed: args.seed,
+        run: args.run.config(label, Some(out), begun.step, flags),
+        steps: args.run.steps.unwrap_or(300),
+        seq: args.seq as usize,
         eval_every: args.eval_every,
-        eval_windows: args.eval_windows,
-        log_every: args.log_every,
+        eval_windows: args.eval_windows as usize,
         target_bpb: args.target_bpb,
-        out: Some(out),
-        start_step,
-        show_progress: !args.quiet,
-        profile_step: args.profile,
     };
-    Ok((train_lm(gpu, &model, &mut optimizer, text, &run)?, model))
+    let summary = train_lm(gpu, &begun.model, &mut begun.optimizer, text, &run)?;
+    Ok((summary, begun.model))
 }
 
 fn print_summary(s: &LmSummary) {
+    let r = &s.run;
     out!(
-        "{}: {} steps in {} ({:.0} tokens/s), final train loss {:.4} nats/byte, validation {:.4} bits/byte{}{}, activations {:.1} MiB peak",
-        s.label,
-        s.steps,
-        format_duration(std::time::Duration::from_secs_f64(s.wall_seconds)),
-        s.tokens_per_second,
-        s.final_train_loss,
-        s.val_bpb,
+        "{}: {} steps in {} ({:.0} tokens/s), final train loss {} nats/byte, validation {} bits/byte{}{}, activations {:.1} MiB peak",
+        r.label,
+        r.steps,
+        format_duration(std::time::Duration::from_secs_f64(r.wall_seconds)),
+        r.items_per_second,
+        r.final_train_loss.map_or("-".into(), |l| format!("{l:.4}")),
+        s.val_bpb.map_or("-".into(), |b| format!("{b:.4}")),
         s.steps_to_target
             .map_or(String::new(), |t| format!(", target reached at step {t}")),
-        if s.diverged { " (DIVERGED)" } else { "" },
-        s.peak_activation_bytes as f64 / 1048576.0
+        r.divergence.as_ref().map_or(String::new(), |d| format!(
+            " (DIVERGED at step {}: {})",
+            d.step, d.why
+        )),
+        r.peak_activation_bytes as f64 / 1048576.0
     );
 }
 
-/// `--out`, or `runs/NAME` (the next free `runs/NAME-2`, ... when that holds a run and this
-/// is not a resume).
-fn default_out(args: &LmArgs, name: &str) -> PathBuf {
-    match &args.out {
-        Some(out) => out.clone(),
-        None if args.resume => PathBuf::from("runs").join(name),
-        None => run_dir::fresh_default(&PathBuf::from("runs").join(name)),
-    }
-}
-
 pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
+    flags::check_compare(&args.compare, BlockVariant::name, &args.run)?;
     let text = match &args.data {
-        Some(path) => TextSplits::from_file(path, args.seq)?,
+        Some(path) => TextSplits::from_file(path, args.seq as usize)?,
         None => TextSplits::new(builtin_corpus()),
     };
     if args.compare.is_empty() {
-        let out = default_out(args, &format!("lm-{}", args.variant.name()));
+        let out = args.run.folder(&format!("lm-{}", args.variant.name()));
         let (summary, model) = run_one(gpu, args, args.variant, &text, out.clone())?;
         print_summary(&summary);
         out!("checkpoint: {}", out.join("model.safetensors").display());
-        if args.sample > 0 {
-            let text = sample(gpu, &model, b"And ", args.sample, 0.8, args.seed)?;
+        if args.sample > 0 && !summary.run.diverged() {
+            let text = sample(gpu, &model, b"And ", args.sample, 0.8, args.run.seed)?;
             out!(
                 "sample (temperature 0.8, prompt \"And \"):\nAnd {}",
                 String::from_utf8_lossy(&text)
             );
         }
-        return Ok(());
+        return summary.run.error().map_or(Ok(()), Err);
     }
-    let dir = default_out(args, "lm-compare");
+    let dir = args.run.folder("lm-compare");
     let mut summaries = Vec::new();
     for &variant in &args.compare {
         let (summary, _) = run_one(gpu, args, variant, &text, dir.join(variant.name()))?;
         print_summary(&summary);
         summaries.push(summary);
     }
+    print_comparison(args, &dir, &summaries)
+}
+
+/// The validation curves of a comparison in one picture, and its table.
+fn print_comparison(args: &LmArgs, dir: &std::path::Path, summaries: &[LmSummary]) -> Result<()> {
     let curves: Vec<Curve> = summaries
         .iter()
         .map(|s| Curve {
-            label: s.label.clone(),
-            points: s
-                .val_curve
-                .iter()
+            label: s.run.label.clone(),
+            points: (s.val_curve.iter())
                 .map(|&(x, y)| (x as f64, y as f64))
                 .collect(),
             x_label: "step".into(),
         })
         .collect();
     let svg = dir.join("val_bpb.svg");
-    plot_svg(
-        &curves,
-        "validation bits per byte",
-        &format!("{} layers, d_model {}", args.layers, args.d_model),
-        &svg,
-    )?;
+    let title = format!("{} layers, d_model {}", args.layers, args.d_model);
+    plot_svg_if_any(&curves, "validation bits per byte", &title, &svg)?;
     let baseline = summaries
         .iter()
-        .find(|s| s.label.starts_with("postnorm-"))
+        .find(|s| s.run.label.starts_with("postnorm-"))
         .and_then(|s| s.steps_to_target);
     out!(
         "\n{:<24} {:>8} {:>12} {:>16} {:>10} {:>10}",
@@ -277,20 +247,24 @@ pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
         "speed-up",
         "wall time"
     );
-    for s in &summaries {
+    for s in summaries {
         let speedup = match (baseline, s.steps_to_target) {
             (Some(b), Some(t)) => format!("{:.2}x", b as f64 / t as f64),
             _ => "-".into(),
         };
         out!(
-            "{:<24} {:>8} {:>12.4} {:>16} {:>10} {:>10}",
-            s.label,
-            s.steps,
-            s.val_bpb,
+            "{:<24} {:>8} {:>12} {:>16} {:>10} {:>10}{}",
+            s.run.label,
+            s.run.steps,
+            s.val_bpb.map_or("-".into(), |b| format!("{b:.4}")),
             s.steps_to_target
                 .map_or("not reached".into(), |t| t.to_string()),
             speedup,
-            format_duration(std::time::Duration::from_secs_f64(s.wall_seconds))
+            format_duration(std::time::Duration::from_secs_f64(s.run.wall_seconds)),
+            s.run
+                .divergence
+                .as_ref()
+                .map_or(String::new(), |d| format!("  diverged at step {}", d.step))
         );
     }
     eprintln!("validation curves: {}", svg.display());

@@ -15,11 +15,14 @@ macro_rules! out {
 }
 
 mod bench_cmd;
+mod flags;
+mod images_cmd;
 mod info_cmd;
 mod isometry_cmd;
 mod lm_cmd;
 mod plot_cmd;
 mod resnet_cmd;
+mod start;
 mod train_cmd;
 mod tune_cmd;
 

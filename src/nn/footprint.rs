@@ -1,0 +1,231 @@
+//! What a training configuration will need, estimated from its flags before anything is
+//! allocated: parameters (with their gradients and the optimizer's state), the activations
+//! of one step, and the largest single buffer. All arithmetic is checked, so no flag value
+//! can overflow it; [`Footprint::check`] turns a configuration the device or the host
+//! cannot hold into an error that names the flags.
+
+use crate::gpu::{Error, Gpu, Result};
+
+/// The estimate, in f32 elements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Footprint {
+    /// The flags the sizes come from, for error messages ("--depth 64 --width 256").
+    pub flags: String,
+    pub params: u64,
+    /// Activations and their gradients for one training step.
+    pub activations: u64,
+    /// The largest single buffer and what it holds.
+    pub largest: (u64, &'static str),
+}
+
+/// `a · b · ...` of sizes, or an error naming the flags when it overflows.
+pub fn product(flags: &str, sizes: &[u64]) -> Result<u64> {
+    sizes
+        .iter()
+        .try_fold(1u64, |acc, &s| acc.checked_mul(s))
+        .ok_or_else(|| too_large(flags))
+}
+
+/// The sum of sizes, or an error naming the flags when it overflows.
+pub fn sum(flags: &str, sizes: &[u64]) -> Result<u64> {
+    sizes
+        .iter()
+        .try_fold(0u64, |acc, &s| acc.checked_add(s))
+        .ok_or_else(|| too_large(flags))
+}
+
+fn too_large(flags: &str) -> Error {
+    Error::Invalid {
+        what: flags.to_string(),
+        why: "the sizes multiply beyond any memory (the count overflows 64 bits)".into(),
+    }
+}
+
+/// This machine's memory in bytes (Linux: MemTotal), if known.
+fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+impl Footprint {
+    /// Bytes of the whole step: parameters, their gradients, `optimizer_states` buffers of
+    /// the parameters' size, and the activations.
+    pub fn total_bytes(&self, optimizer_states: u64) -> Result<u64> {
+        let params = product(&self.flags, &[self.params, 2 + optimizer_states])?;
+        product(
+            &self.flags,
+            &[sum(&self.flags, &[params, self.activations])?, 4],
+        )
+    }
+
+    /// Errors, naming the flags, when the largest buffer is over the device's buffer or
+    /// binding limit, or the whole (on a software adapter, whose memory is the host's) or
+    /// the host copies of parameters and optimizer state are over this machine's memory.
+    pub fn check(&self, gpu: &Gpu, optimizer_states: u64) -> Result<()> {
+        let limits = gpu.limits();
+        let limit = limits
+            .max_buffer_size
+            .min(limits.max_storage_buffer_binding_size);
+        let (largest, what) = self.largest;
+        let largest_bytes = product(&self.flags, &[largest, 4])?;
+        if largest_bytes > limit {
+            return Err(Error::Limits {
+                what: format!("{}: one buffer ({what}) in bytes", self.flags),
+                needed: largest_bytes,
+                limit,
+            });
+        }
+        let total = self.total_bytes(optimizer_states)?;
+        let host_copies = product(&self.flags, &[self.params, 1 + optimizer_states, 4])?;
+        let Some(host) = host_memory() else {
+            return Ok(());
+        };
+        let needed = if gpu.is_software() {
+            total
+        } else {
+            host_copies
+        };
+        if needed > host {
+            return Err(Error::Invalid {
+                what: self.flags.clone(),
+                why: format!(
+                    "a training step needs about {} ({} of parameters), more than this \
+                     machine's {} of memory",
+                    gib(total),
+                    gib(product(&self.flags, &[self.params, 4])?),
+                    gib(host)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl super::MlpConfig {
+    /// The footprint of training this MLP on batches of `batch`.
+    pub fn footprint(&self, batch: usize) -> Result<Footprint> {
+        let flags = format!(
+            "--depth {} --width {} --batch {batch}",
+            self.depth, self.width
+        );
+        let (d, w, b) = (self.depth as u64, self.width as u64, batch as u64);
+        let (i, c) = (self.inputs as u64, self.classes as u64);
+        let block = sum(&flags, &[product(&flags, &[w, w])?, 3 * w + 1])?;
+        let params = sum(
+            &flags,
+            &[
+                product(&flags, &[d, block])?,
+                product(&flags, &[w, i + 1])?,
+                product(&flags, &[c, w + 1])?,
+            ],
+        )?;
+        // Per block: the pre-activation, the activation and the output, and their
+        // gradients.
+        let activations = product(&flags, &[d, b, w, 6])?;
+        let largest = [
+            (product(&flags, &[w, w])?, "a block's weight [width, width]"),
+            (
+                product(&flags, &[w, i])?,
+                "the input weight [width, inputs]",
+            ),
+            (
+                product(&flags, &[b, w])?,
+                "a block's activations [batch, width]",
+            ),
+            (product(&flags, &[b, i])?, "the input batch [batch, inputs]"),
+        ];
+        Ok(Footprint {
+            flags,
+            params,
+            activations,
+            largest: largest.into_iter().max_by_key(|l| l.0).expect("four"),
+        })
+    }
+}
+
+impl super::TransformerConfig {
+    /// The footprint of training this Transformer on `batch` windows of its `seq` bytes.
+    pub fn footprint(&self, batch: usize) -> Result<Footprint> {
+        let flags = format!(
+            "--layers {} --d-model {} --d-ff {} --heads {} --seq {} --batch {batch}",
+            self.layers, self.d_model, self.d_ff, self.heads, self.seq
+        );
+        let (l, d, f) = (self.layers as u64, self.d_model as u64, self.d_ff as u64);
+        let (h, t, b) = (self.heads as u64, self.seq as u64, batch as u64);
+        let layer = sum(
+            &flags,
+            &[product(&flags, &[d, 4 * d + 2 * f])?, 9 * d + f + 2],
+        )?;
+        let params = sum(
+            &flags,
+            &[
+                product(&flags, &[l, layer])?,
+                product(&flags, &[d, 512 + t])?,
+            ],
+        )?;
+        let rows = product(&flags, &[b, t])?;
+        // Per layer and row: q, k, v, the attention output, the projection, the sublayer
+        // sums and norms (8·d), the feed-forward (2·d_ff) and the scores (2·heads·seq);
+        // gradients as much again.
+        let per_row = sum(&flags, &[product(&flags, &[2 * h, t])?, 8 * d, 2 * f])?;
+        let activations = product(&flags, &[l, rows, per_row, 2])?;
+        let largest = [
+            (
+                product(&flags, &[rows, h, t])?,
+                "attention scores [batch·heads, seq, seq]",
+            ),
+            (
+                product(&flags, &[rows, f.max(256)])?,
+                "feed-forward or logits [batch·seq, d_ff]",
+            ),
+            (
+                product(&flags, &[d, f])?,
+                "a feed-forward weight [d_model, d_ff]",
+            ),
+        ];
+        Ok(Footprint {
+            flags,
+            params,
+            activations,
+            largest: largest.into_iter().max_by_key(|l| l.0).expect("three"),
+        })
+    }
+}
+
+impl super::ResnetConfig {
+    /// The footprint of training this ResNet on `batch` images of `size`×`size`.
+    pub fn footprint(&self, batch: usize, size: usize) -> Result<Footprint> {
+        let flags = format!("--depth {} --batch {batch}", self.depth);
+        let (n, b, s) = (self.blocks_per_stage() as u64, batch as u64, size as u64);
+        let mut params = 16 * 9 * self.in_channels as u64 + 65 * self.classes as u64;
+        let mut activations = 0u64;
+        for (stage, &c) in super::resnet::STAGE_CHANNELS.iter().enumerate() {
+            let c = c as u64;
+            let side = s >> stage;
+            params = sum(
+                &flags,
+                &[params, product(&flags, &[n, 2 * 9 * c * c + 4 * c])?],
+            )?;
+            // Per block: two convolutions, their norms and activations, the sum: about 8
+            // maps, gradients as much again.
+            let maps = product(&flags, &[n, b, c, side, side, 16])?;
+            activations = sum(&flags, &[activations, maps])?;
+        }
+        let largest = (
+            product(&flags, &[b, 16, s, s])?,
+            "a first-stage map [batch, 16, h, w]",
+        );
+        Ok(Footprint {
+            flags,
+            params,
+            activations,
+            largest,
+        })
+    }
+}

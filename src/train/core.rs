@@ -1,0 +1,463 @@
+//! The one training core every loop runs on: a step (forward and loss from the model,
+//! backward, the optimizer's update and schedule), loss readback and the metrics row,
+//! divergence detection, evaluation timing, checkpoints and the run's summary. A loop
+//! (`images.rs`, `lm.rs`) supplies only what differs: its batches, its evaluation and its
+//! checkpoint's contents.
+//!
+//! Divergence: a run has diverged when a loss it reads is NaN or infinite, or exceeds
+//! [`EXPLOSION_FACTOR`] times the first loss the run read (a finite loss that explodes), or
+//! when a checkpoint would hold a non-finite value. It then stops at once, the step and
+//! the quantity are named, the last good checkpoint stays as it was, and the command exits
+//! with an error. `allow_divergence` lets a run go on past an exploding finite loss (never
+//! past NaN or infinity).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::gpu::{Error, Gpu, Result};
+use crate::optim::Optimizer;
+use crate::tape::{Param, Tape, Tensor};
+
+use super::progress::{Display, Progress, StepProfiler};
+use super::run_dir::RunDir;
+
+/// A loss above this many times the run's first loss is divergence.
+pub const EXPLOSION_FACTOR: f32 = 100.0;
+
+/// The final training loss is the mean of this many last steps' losses, each read
+/// whatever `log_every` is.
+pub const FINAL_WINDOW: u64 = 10;
+
+/// What every training loop needs to know about its run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Name shown in progress, summaries and tables.
+    pub label: String,
+    pub batch: usize,
+    /// Seeds the data order (the model has its own seed).
+    pub seed: u64,
+    /// Read the loss back and write a metrics row every this many steps (≥ 1).
+    pub log_every: u64,
+    /// The run folder (metrics.csv, eval.csv, summary.txt, model.safetensors), claimed for
+    /// the run; `None` writes nothing.
+    pub out: Option<PathBuf>,
+    /// Steps already taken: a resumed run continues after them and appends to its CSVs.
+    pub start_step: u64,
+    pub display: Display,
+    /// Profile this step (counted from 1) and print where its time went.
+    pub profile_step: Option<u64>,
+    /// Go on past a finite loss that explodes (NaN and infinity still stop the run).
+    pub allow_divergence: bool,
+    /// The flags that define the run (model, data, data order), saved in its checkpoints
+    /// so that `--resume` can compare them.
+    pub flags: Vec<(String, String)>,
+}
+
+impl RunConfig {
+    /// A run of `label` with batch `batch`, no folder, no progress, a loss read every step.
+    pub fn quiet(label: &str, batch: usize) -> RunConfig {
+        RunConfig {
+            label: label.to_string(),
+            batch,
+            seed: 0,
+            log_every: 1,
+            out: None,
+            start_step: 0,
+            display: Display::Off,
+            profile_step: None,
+            allow_divergence: false,
+            flags: Vec::new(),
+        }
+    }
+}
+
+/// Where a run is: the epochs finished, the steps taken, and the flags that define it
+/// (kept in the checkpoint so that `--resume` can compare them).
+#[derive(Clone, Copy, Debug)]
+pub struct RunPoint<'a> {
+    pub epoch: usize,
+    pub step: u64,
+    pub flags: &'a [(String, String)],
+}
+
+/// Where and why a run diverged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    pub step: u64,
+    pub why: String,
+}
+
+/// What every run ends with; each loop adds its own metric.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub label: String,
+    /// The step reached (over resumed runs too).
+    pub steps: u64,
+    /// Mean loss of the last [`FINAL_WINDOW`] steps; `None` if no step was taken.
+    pub final_train_loss: Option<f32>,
+    pub wall_seconds: f64,
+    /// Examples (tokens, images) per second of training, evaluation excluded.
+    pub items_per_second: f64,
+    /// Peak bytes of activations and gradients (the tape's pool).
+    pub peak_activation_bytes: u64,
+    /// Parameters, their gradients and the optimizer state.
+    pub param_bytes: u64,
+    pub divergence: Option<Divergence>,
+    /// (step, loss) of every logged step.
+    pub losses: Vec<(u64, f32)>,
+}
+
+impl RunSummary {
+    pub fn diverged(&self) -> bool {
+        self.divergence.is_some()
+    }
+
+    /// The run's error when it diverged (for a command's exit status).
+    pub fn error(&self) -> Option<Error> {
+        self.divergence.as_ref().map(|d| Error::RunDiverged {
+            label: self.label.clone(),
+            step: d.step,
+            why: d.why.clone(),
+        })
+    }
+}
+
+/// Watches the losses read for divergence.
+#[derive(Clone, Debug, Default)]
+pub struct DivergenceGuard {
+    first: Option<f32>,
+}
+
+impl DivergenceGuard {
+    /// Why `loss` means divergence, if it does; `allow_explosion` lets a finite loss pass.
+    pub fn check(&mut self, loss: f32, allow_explosion: bool) -> Option<String> {
+        if !loss.is_finite() {
+            return Some(format!("the training loss is {loss}"));
+        }
+        let first = *self.first.get_or_insert(loss);
+        (!allow_explosion && loss > EXPLOSION_FACTOR * first.max(f32::MIN_POSITIVE)).then(|| {
+            format!(
+                "the training loss {loss:.4e} is more than {EXPLOSION_FACTOR}x its first value \
+                 {first:.4} (allow this with --allow-divergence)"
+            )
+        })
+    }
+}
+
+/// Metrics columns a loop asks for besides step, loss, lr and rate.
+#[derive(Clone, Copy, Debug)]
+pub struct Columns {
+    /// An `epoch` column after `step`.
+    pub epoch: bool,
+    /// The unit of the rate column: "tokens" gives `tokens_per_s`.
+    pub rate_unit: &'static str,
+    /// Examples per step (for the rate).
+    pub items_per_step: u64,
+}
+
+/// The core of a training run: the tape, the optimizer over the model's parameters, the
+/// run folder, progress and the bookkeeping of losses, time and divergence.
+pub struct Trainer<'g, 'm> {
+    gpu: &'g Gpu,
+    pub tape: Tape<'g>,
+    optimizer: &'m mut Optimizer,
+    params: Vec<&'m Param>,
+    alphas: Option<&'m Param>,
+    config: RunConfig,
+    columns: Columns,
+    run_dir: Option<RunDir>,
+    progress: Progress,
+    profiler: StepProfiler,
+    guard: DivergenceGuard,
+    step: u64,
+    /// The step the run ends at if nothing stops it earlier.
+    total: u64,
+    losses: Vec<(u64, f32)>,
+    final_losses: Vec<f32>,
+    divergence: Option<Divergence>,
+    start: Instant,
+    eval_seconds: f64,
+}
+
+impl<'g, 'm> Trainer<'g, 'm> {
+    /// Claims the run folder and opens its CSVs (`eval_header` for evaluations); the run
+    /// goes from `config.start_step` to `total`.
+    pub fn new(
+        gpu: &'g Gpu,
+        optimizer: &'m mut Optimizer,
+        (params, alphas): (Vec<&'m Param>, Option<&'m Param>),
+        config: &RunConfig,
+        (columns, eval_header): (Columns, &str),
+        total: u64,
+    ) -> Result<Trainer<'g, 'm>> {
+        if config.start_step > 0 && config.start_step >= total {
+            return Err(Error::Invalid {
+                what: "resume".into(),
+                why: format!(
+                    "the run already took {} steps of the {total} asked for; raise --epochs or --steps",
+                    config.start_step
+                ),
+            });
+        }
+        let header = metrics_header(columns, alphas.map_or(0, |a| a.len()));
+        let resumed_at = (config.start_step > 0).then_some(config.start_step);
+        let run_dir = match &config.out {
+            Some(path) => Some(RunDir::open(path, resumed_at, &header, eval_header)?),
+            None => None,
+        };
+        let progress = Progress::new(&config.label, total - config.start_step, config.display);
+        let progress = match columns.rate_unit {
+            "tokens" => progress.with_tokens(columns.items_per_step),
+            _ => progress.with_images(columns.items_per_step),
+        };
+        Ok(Trainer {
+            gpu,
+            tape: Tape::new(gpu),
+            optimizer,
+            params,
+            alphas,
+            config: config.clone(),
+            columns,
+            run_dir,
+            progress,
+            profiler: StepProfiler::new(config.profile_step),
+            guard: DivergenceGuard::default(),
+            step: config.start_step,
+            total,
+            losses: Vec::new(),
+            final_losses: Vec::new(),
+            divergence: None,
+            start: Instant::now(),
+            eval_seconds: 0.0,
+        })
+    }
+
+    /// The steps taken, over resumed runs too.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// Whether the run should take another step (not at its end, not diverged).
+    pub fn running(&self) -> bool {
+        self.step < self.total && self.divergence.is_none()
+    }
+
+    pub fn diverged(&self) -> bool {
+        self.divergence.is_some()
+    }
+
+    /// One training step: `loss_of` records the forward pass and the loss on the tape;
+    /// then backward, the optimizer's update, and (every `log_every` steps, the first,
+    /// the last [`FINAL_WINDOW`]) the loss read back, logged and checked. Returns the
+    /// loss if it was read.
+    pub fn step(
+        &mut self,
+        epoch: Option<usize>,
+        loss_of: impl FnOnce(&mut Tape<'g>) -> Result<Tensor>,
+    ) -> Result<Option<f32>> {
+        self.profiler.before(self.gpu, self.step + 1)?;
+        let loss = loss_of(&mut self.tape)?;
+        self.tape.backward(&loss)?;
+        let lr = self.optimizer.lr();
+        self.optimizer.step_on_tape(&mut self.tape, &self.params)?;
+        self.step += 1;
+        let logged = self.step % self.config.log_every == 0 || self.step == self.total;
+        let in_final = self.step + FINAL_WINDOW > self.total;
+        let first = self.step == self.config.start_step + 1;
+        let value = if logged || in_final || first {
+            Some(self.tape.read(&loss)?[0])
+        } else {
+            None
+        };
+        self.tape.reset();
+        self.profiler.after(self.gpu, self.step)?;
+        if let Some(v) = value {
+            self.record(epoch, v, lr, logged, in_final)?;
+        }
+        let done = self.step - self.config.start_step;
+        let latest = self.losses.last().map(|l| l.1).or(value);
+        self.progress
+            .update(done, self.step, epoch, latest, value.is_some() && logged);
+        Ok(value)
+    }
+
+    /// Keeps a loss read at this step, checks it, and writes its metrics row if `logged`
+    /// or if it shows divergence.
+    fn record(
+        &mut self,
+        epoch: Option<usize>,
+        loss: f32,
+        lr: f32,
+        logged: bool,
+        in_final: bool,
+    ) -> Result<()> {
+        if in_final {
+            self.final_losses.push(loss);
+        }
+        if let Some(why) = self.guard.check(loss, self.config.allow_divergence) {
+            self.divergence = Some(Divergence {
+                step: self.step,
+                why,
+            });
+        }
+        if !logged && self.divergence.is_none() {
+            return Ok(());
+        }
+        self.losses.push((self.step, loss));
+        let row = match self.run_dir {
+            Some(_) => Some(self.metrics_row(epoch, loss, lr)?),
+            None => None,
+        };
+        if let (Some(dir), Some(row)) = (self.run_dir.as_mut(), row) {
+            dir.metrics_row(&row)?;
+        }
+        Ok(())
+    }
+
+    fn metrics_row(&self, epoch: Option<usize>, loss: f32, lr: f32) -> Result<String> {
+        let epoch = match (self.columns.epoch, epoch) {
+            (true, Some(e)) => format!(",{e}"),
+            (true, None) => ",".into(),
+            (false, _) => String::new(),
+        };
+        let rate = self.items_per_second();
+        let mut row = format!("{}{epoch},{loss},{lr},{rate:.1}", self.step);
+        if let Some(a) = self.alphas {
+            let values = self.gpu.read_f32(&a.value, a.len())?;
+            let (lo, hi) = values
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                    (lo.min(v), hi.max(v))
+                });
+            let mean = values.iter().sum::<f32>() / values.len().max(1) as f32;
+            row += &format!(",{lo},{mean},{hi}");
+            row.extend(values.iter().map(|v| format!(",{v}")));
+        }
+        Ok(row)
+    }
+
+    fn items_per_second(&self) -> f64 {
+        let items = (self.step - self.config.start_step) * self.columns.items_per_step;
+        let seconds = self.start.elapsed().as_secs_f64() - self.eval_seconds;
+        items as f64 / seconds.max(1e-9)
+    }
+
+    /// Runs an evaluation on the tape (its time is left out of the training rate).
+    pub fn evaluate<T>(&mut self, eval: impl FnOnce(&mut Tape<'g>) -> Result<T>) -> Result<T> {
+        let start = Instant::now();
+        let result = eval(&mut self.tape);
+        self.eval_seconds += start.elapsed().as_secs_f64();
+        result
+    }
+
+    /// Appends a row to `eval.csv` (if the run has a folder) and shows `note` as progress.
+    pub fn eval_row(&mut self, row: &str, note: &str) -> Result<()> {
+        if let Some(dir) = self.run_dir.as_mut() {
+            dir.eval_row(row)?;
+        }
+        self.progress.note(note);
+        Ok(())
+    }
+
+    /// Writes the checkpoint with `save(optimizer, where the run is, path)` if the run has a
+    /// folder (`epoch`: the epochs finished). A model holding non-finite values is
+    /// divergence: nothing is written, the old checkpoint stays, and the run stops.
+    pub fn checkpoint(
+        &mut self,
+        epoch: usize,
+        save: impl FnOnce(&Optimizer, RunPoint, &std::path::Path) -> Result<()>,
+    ) -> Result<()> {
+        let Some(dir) = &self.run_dir else {
+            return Ok(());
+        };
+        let at = RunPoint {
+            epoch,
+            step: self.step,
+            flags: &self.config.flags,
+        };
+        match save(self.optimizer, at, &dir.checkpoint()) {
+            Err(Error::Diverged { why, .. }) => {
+                self.divergence = Some(Divergence {
+                    step: self.step,
+                    why: format!("the model holds a non-finite value ({why})"),
+                });
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Ends the run: the summary, written to `summary.txt` with `extra` fields after the
+    /// common ones.
+    pub fn finish(mut self, extra: &[(&str, String)]) -> Result<RunSummary> {
+        let param_bytes: u64 = self.params.iter().map(|p| p.len() as u64 * 4).sum();
+        self.progress.finish();
+        let (tail, all) = (&self.final_losses, &self.losses);
+        let final_train_loss = if !tail.is_empty() {
+            Some(tail.iter().sum::<f32>() / tail.len() as f32)
+        } else {
+            all.last().map(|l| l.1)
+        };
+        let summary = RunSummary {
+            label: self.config.label.clone(),
+            steps: self.step,
+            final_train_loss,
+            wall_seconds: self.start.elapsed().as_secs_f64(),
+            items_per_second: self.items_per_second(),
+            peak_activation_bytes: self.tape.peak_bytes_held(),
+            param_bytes: 2 * param_bytes + self.optimizer.state_bytes(),
+            divergence: self.divergence.take(),
+            losses: std::mem::take(&mut self.losses),
+        };
+        if let Some(dir) = &self.run_dir {
+            let mut fields = summary_fields(&summary);
+            fields.extend(extra.iter().cloned());
+            dir.write_summary(&fields)?;
+        }
+        if let Some(d) = &summary.divergence {
+            eprintln!("{} diverged at step {}: {}", summary.label, d.step, d.why);
+        }
+        Ok(summary)
+    }
+}
+
+/// `step[,epoch],loss,lr,UNIT_per_s[,alpha_min,alpha_mean,alpha_max,alpha_0,...]`
+pub fn metrics_header(columns: Columns, alphas: usize) -> String {
+    let mut header = String::from("step");
+    if columns.epoch {
+        header += ",epoch";
+    }
+    header += &format!(",loss,lr,{}_per_s", columns.rate_unit);
+    if alphas > 0 {
+        header += ",alpha_min,alpha_mean,alpha_max";
+        header.extend((0..alphas).map(|i| format!(",alpha_{i}")));
+    }
+    header
+}
+
+/// An optional number as a CSV or summary field: empty when it was not measured.
+pub fn field(value: Option<f32>) -> String {
+    value.map_or(String::new(), |v| v.to_string())
+}
+
+fn summary_fields(s: &RunSummary) -> Vec<(&'static str, String)> {
+    let d = s.divergence.as_ref();
+    vec![
+        ("label", s.label.clone()),
+        ("steps", s.steps.to_string()),
+        ("final_train_loss", field(s.final_train_loss)),
+        ("wall_seconds", format!("{:.3}", s.wall_seconds)),
+        ("items_per_second", format!("{:.1}", s.items_per_second)),
+        ("peak_activation_bytes", s.peak_activation_bytes.to_string()),
+        ("param_bytes", s.param_bytes.to_string()),
+        ("diverged", d.is_some().to_string()),
+        (
+            "diverged_at_step",
+            d.map_or(String::new(), |d| d.step.to_string()),
+        ),
+        (
+            "diverged_because",
+            d.map_or(String::new(), |d| d.why.clone()),
+        ),
+    ]
+}

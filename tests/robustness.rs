@@ -1,0 +1,252 @@
+//! Hostile input to the training commands, one defect class at a time: each case gives the
+//! command, the exit status it must end with and a fragment of its message, and the
+//! data-loss cases check that the earlier checkpoint is byte-identical afterwards.
+
+mod common;
+
+use std::path::Path;
+
+use common::cli::{rezero, temp_dir, text, tiny_dataset};
+use rezero::train::core::DivergenceGuard;
+
+/// `train mlp` on the tiny data set in `data` into `out`: 2 blocks of width 8, batches of
+/// 10 (20 steps an epoch), unless `extra` gives those flags itself.
+fn mlp(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "mlp",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for (flag, value) in [("--depth", "2"), ("--width", "8"), ("--batch", "10")] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    rezero(&[&args[..], extra].concat())
+}
+
+fn expect(out: &std::process::Output, code: i32, fragments: &[&str]) {
+    let shown = text(out);
+    assert_eq!(out.status.code(), Some(code), "{shown}");
+    for f in fragments {
+        assert!(shown.contains(f), "missing {f:?} in:\n{shown}");
+    }
+}
+
+fn summary_field(run: &Path, key: &str) -> String {
+    let text = std::fs::read_to_string(run.join("summary.txt")).unwrap();
+    let prefix = format!("{key}=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        .to_string()
+}
+
+#[test]
+fn divergence_is_a_loss_that_is_not_finite_or_explodes() {
+    let mut guard = DivergenceGuard::default();
+    assert_eq!(
+        guard.check(2.3, false),
+        None,
+        "the first loss sets the scale"
+    );
+    assert_eq!(guard.check(200.0, false), None, "under 100x the first");
+    let why = guard.check(231.0, false).expect("over 100x the first");
+    assert!(why.contains("100x its first value 2.3"), "{why}");
+    assert_eq!(guard.check(1e9, true), None, "allowed on purpose");
+    assert!(guard.check(f32::NAN, true).unwrap().contains("NaN"));
+    assert!(guard.check(f32::INFINITY, true).unwrap().contains("inf"));
+}
+
+#[test]
+fn a_diverging_run_stops_exits_non_zero_and_keeps_its_checkpoint() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("robust-diverge");
+    tiny_dataset(&dir);
+    let run = dir.join("run");
+    expect(&mlp(&dir, &run, &["--epochs", "1"]), 0, &["20 steps"]);
+    let good = std::fs::read(run.join("model.safetensors")).unwrap();
+    // Resumed for a second epoch at a learning rate that blows the weights up.
+    let wild = ["--epochs", "2", "--resume", "--lr", "1e30"];
+    let out = mlp(&dir, &run, &wild);
+    expect(&out, 1, &["diverged at step", "training loss"]);
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), good);
+    assert_eq!(summary_field(&run, "diverged"), "true");
+    assert!(!summary_field(&run, "diverged_at_step").is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // --compare marks a diverged variant and goes on to the next.
+    let cmp = dir.join("cmp");
+    let args = ["--compare", "plain,rezero", "--lr", "1e30"];
+    let out = mlp(&dir, &cmp, &args);
+    expect(&out, 0, &["plain-2x8", "rezero-2x8", "diverged at step"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn resume_compares_the_flags_and_the_step() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("robust-resume");
+    tiny_dataset(&dir);
+    let run = dir.join("run");
+    expect(&mlp(&dir, &run, &["--steps", "12"]), 0, &["12 steps"]);
+    let good = std::fs::read(run.join("model.safetensors")).unwrap();
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    // Another width, another seed, another batch: each refused by name.
+    for (flag, value) in [("--width", "16"), ("--seed", "3"), ("--batch", "5")] {
+        let mut args = vec!["--steps", "15", "--resume"];
+        args.extend([flag, value]);
+        let out = mlp(&dir, &run, &args);
+        expect(&out, 1, &[&format!("{flag} is {value} here"), "--resume"]);
+    }
+    // --steps at or below the checkpoint's step.
+    expect(
+        &mlp(&dir, &run, &["--steps", "12", "--resume"]),
+        1,
+        &["already took 12 steps"],
+    );
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), good);
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.csv")).unwrap(),
+        metrics
+    );
+    // A row written after the checkpoint (by a run that stopped before its next one) is
+    // dropped on resume, so every step has one row.
+    std::fs::write(
+        run.join("metrics.csv"),
+        format!("{metrics}999,1,0.5,0.01,1\n"),
+    )
+    .unwrap();
+    expect(
+        &mlp(&dir, &run, &["--steps", "16", "--resume"]),
+        0,
+        &["16 steps"],
+    );
+    let resumed = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(!resumed.contains("\n999,"), "{resumed}");
+    assert!(resumed.starts_with(&metrics), "{resumed}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn numeric_flags_are_checked_before_anything_runs() {
+    let dir = temp_dir("robust-flags");
+    let out = dir.join("never");
+    let cases: [(&[&str], &str); 12] = [
+        (&["--lr", "NaN"], "not a finite number"),
+        (&["--lr=-1"], "is negative"),
+        (&["--alpha-init", "inf"], "not a finite number"),
+        (&["--momentum", "1.5"], "not below 1"),
+        (&["--clip", "0"], "not above 0"),
+        (&["--weight-decay=-0.1"], "is negative"),
+        (&["--log-every", "0"], "--log-every"),
+        (&["--test-limit", "0"], "--test-limit"),
+        (&["--train-limit", "0"], "--train-limit"),
+        (&["--epochs", "0"], "--epochs"),
+        (&["--optimizer", "adamm"], "possible values"),
+        (
+            &["--compare", "plain", "--variant", "rezero"],
+            "cannot be used with",
+        ),
+    ];
+    for (args, fragment) in cases {
+        let got = mlp(&dir, &out, args);
+        expect(&got, 2, &[fragment]);
+    }
+    let lm = |args: &[&str]| rezero(&[&["train", "lm", "--quiet"][..], args].concat());
+    expect(&lm(&["--eval-every", "0"]), 2, &["--eval-every"]);
+    expect(&lm(&["--eval-windows", "0"]), 2, &["--eval-windows"]);
+    expect(&lm(&["--target-bpb", "NaN"]), 2, &["not a finite number"]);
+    expect(&lm(&["--variant", "rezro"]), 2, &["possible values"]);
+    assert!(!out.exists(), "nothing was created");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn duplicate_or_resumed_comparisons_are_refused() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("robust-compare");
+    tiny_dataset(&dir);
+    let out = dir.join("cmp");
+    let got = mlp(&dir, &out, &["--compare", "rezero,plain,rezero"]);
+    expect(&got, 1, &["--compare", "names rezero twice"]);
+    let got = mlp(&dir, &out, &["--compare", "rezero,plain", "--resume"]);
+    expect(&got, 1, &["does not combine with --compare"]);
+    assert!(!out.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn sizes_no_machine_holds_are_refused_before_allocating() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("robust-sizes");
+    tiny_dataset(&dir);
+    let out = dir.join("run");
+    let huge_width = mlp(&dir, &out, &["--width", "3000000000"]);
+    expect(&huge_width, 1, &["--width 3000000000"]);
+    let overflow = mlp(&dir, &out, &["--width", "18446744073709551615"]);
+    expect(&overflow, 1, &["overflows"]);
+    let deep = mlp(&dir, &out, &["--depth", "100000000", "--width", "4096"]);
+    expect(&deep, 1, &["--depth 100000000", "memory"]);
+    let lm = |args: &[&str]| {
+        let base = ["train", "lm", "--quiet", "--out", out.to_str().unwrap()];
+        rezero(&[&base[..], args].concat())
+    };
+    expect(
+        &lm(&["--seq", "100000", "--batch", "64"]),
+        1,
+        &["--seq 100000"],
+    );
+    expect(
+        &lm(&["--d-model", "4000000000"]),
+        1,
+        &["--d-model 4000000000"],
+    );
+    assert!(!out.exists(), "nothing was created");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_final_train_loss_does_not_depend_on_log_every() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("robust-final");
+    tiny_dataset(&dir);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    expect(
+        &mlp(&dir, &a, &["--steps", "30", "--log-every", "1"]),
+        0,
+        &[],
+    );
+    expect(
+        &mlp(&dir, &b, &["--steps", "30", "--log-every", "7"]),
+        0,
+        &[],
+    );
+    let (fa, fb) = (
+        summary_field(&a, "final_train_loss"),
+        summary_field(&b, "final_train_loss"),
+    );
+    assert!(!fa.is_empty());
+    assert_eq!(fa, fb);
+    // An epoch in which no loss was read has an empty train loss, never a made-up one:
+    // 3 epochs of 20 steps, a loss read at step 1 and in the last ten steps only.
+    let c = dir.join("c");
+    expect(
+        &mlp(&dir, &c, &["--epochs", "3", "--log-every", "1000"]),
+        0,
+        &[],
+    );
+    let eval = std::fs::read_to_string(c.join("eval.csv")).unwrap();
+    let second = eval.lines().nth(2).unwrap();
+    assert!(second.starts_with("40,2,,"), "{eval}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
