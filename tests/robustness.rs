@@ -250,3 +250,25 @@ fn the_final_train_loss_does_not_depend_on_log_every() {
     assert!(second.starts_with("40,2,,"), "{eval}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn bench_refuses_sizes_over_the_limits_before_running_anything() {
+    let _gpu = require_gpu!();
+    let cases: [(&str, &str, &str); 5] = [
+        ("matmul", "200000", "matmul 200000: A [M, K]"),
+        ("mlp", "4x300000x100", "--width 300000"),
+        ("lm", "2x4000000000x64x8", "overflows"),
+        ("lm", "2x64x100000x64", "attention scores"),
+        ("resnet", "20x100000", "--batch 100000"),
+    ];
+    for (family, size, fragment) in cases {
+        let start = std::time::Instant::now();
+        let out = rezero(&["bench", family, "--sizes", size]);
+        expect(&out, 1, &[fragment]);
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "{family} {size}: refused only after {:?}",
+            start.elapsed()
+        );
+    }
+}

@@ -20,6 +20,22 @@ pub struct LmStep {
     pub peak_activation_bytes: u64,
 }
 
+/// The benchmarked Transformer: ReZero, d_model/64 heads, d_ff 4·d_model.
+pub fn lm_config(layers: usize, d_model: usize, seq: usize) -> TransformerConfig {
+    TransformerConfig {
+        variant: BlockVariant::Rezero,
+        layers,
+        d_model,
+        heads: (d_model / 64).max(1),
+        d_ff: d_model.saturating_mul(4),
+        seq,
+        gelu: true,
+        alpha_per_sublayer: false,
+        alpha_init: 0.0,
+        seed: 1,
+    }
+}
+
 /// Times training steps of a ReZero Transformer of `layers` × `d_model` (d_model/64 heads,
 /// d_ff 4·d_model) on `batch` windows of `seq` bytes.
 pub fn lm_step(
@@ -30,19 +46,10 @@ pub fn lm_step(
     batch: usize,
     timing: StepTiming,
 ) -> Result<LmStep> {
-    let heads = (d_model / 64).max(1);
-    let config = TransformerConfig {
-        variant: BlockVariant::Rezero,
-        layers,
-        d_model,
-        heads,
-        d_ff: 4 * d_model,
-        seq,
-        gelu: true,
-        alpha_per_sublayer: false,
-        alpha_init: 0.0,
-        seed: 1,
-    };
+    let config = lm_config(layers, d_model, seq);
+    let heads = config.heads;
+    // Sizes the device or this machine cannot hold are refused before anything is made.
+    config.footprint(batch)?.check(gpu, 2)?;
     let model = Transformer::new(gpu, config)?;
     let adam = OptimizerConfig {
         method: Method::parse("adam")?,

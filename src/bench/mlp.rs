@@ -22,6 +22,19 @@ pub struct MlpStep {
     pub param_bytes: u64,
 }
 
+/// The benchmarked MLP: inputs = width, 10 classes.
+pub fn mlp_config(variant: MlpVariant, depth: usize, width: usize) -> MlpConfig {
+    MlpConfig {
+        variant,
+        depth,
+        width,
+        inputs: width,
+        classes: 10,
+        alpha_init: 0.0,
+        seed: 1,
+    }
+}
+
 /// Times steps of a `variant` MLP of `depth` blocks of `width` on a seeded batch of
 /// `batch` examples (inputs = width, 10 classes), Adagrad.
 pub fn mlp_step(
@@ -33,18 +46,10 @@ pub fn mlp_step(
     timing: StepTiming,
 ) -> Result<MlpStep> {
     let classes = 10;
-    let model = Mlp::new(
-        gpu,
-        MlpConfig {
-            variant,
-            depth,
-            width,
-            inputs: width,
-            classes,
-            alpha_init: 0.0,
-            seed: 1,
-        },
-    )?;
+    let config = mlp_config(variant, depth, width);
+    // Sizes the device or this machine cannot hold are refused before anything is made.
+    config.footprint(batch)?.check(gpu, 1)?;
+    let model = Mlp::new(gpu, config)?;
     let config = OptimizerConfig {
         method: Method::Adagrad { eps: 1e-10 },
         lr: 0.01,

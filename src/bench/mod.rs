@@ -15,10 +15,10 @@ mod resnet;
 pub use attention::attention_cases;
 pub use cases::*;
 pub use conv::*;
-pub use lm::{LmStep, lm_step};
-pub use mlp::{MlpStep, mlp_step};
+pub use lm::{LmStep, lm_config, lm_step};
+pub use mlp::{MlpStep, mlp_config, mlp_step};
 pub use parse::*;
-pub use resnet::{ResnetStep, resnet_conv_flops, resnet_step};
+pub use resnet::{ResnetStep, resnet_config, resnet_conv_flops, resnet_step};
 
 use crate::gpu::{Error, Gpu, Result};
 

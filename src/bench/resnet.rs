@@ -46,6 +46,19 @@ pub fn resnet_conv_flops(model: &Resnet, batch: usize, size: usize) -> f64 {
     flops
 }
 
+/// The benchmarked ResNet: 3 input channels, 10 classes, projection shortcuts.
+pub fn resnet_config(variant: ResnetVariant, depth: usize) -> ResnetConfig {
+    ResnetConfig {
+        variant,
+        depth,
+        in_channels: 3,
+        classes: 10,
+        shortcut: crate::nn::resnet::ShortcutKind::Projection,
+        alpha_init: 0.0,
+        seed: 1,
+    }
+}
+
 /// Times training steps of a ResNet of `depth` on `batch` seeded 3×32×32 images.
 pub fn resnet_step(
     gpu: &Gpu,
@@ -55,18 +68,10 @@ pub fn resnet_step(
     timing: StepTiming,
 ) -> Result<ResnetStep> {
     let classes = 10;
-    let model = Resnet::new(
-        gpu,
-        ResnetConfig {
-            variant,
-            depth,
-            in_channels: 3,
-            classes,
-            shortcut: crate::nn::resnet::ShortcutKind::Projection,
-            alpha_init: 0.0,
-            seed: 1,
-        },
-    )?;
+    let config = resnet_config(variant, depth);
+    // Sizes the device or this machine cannot hold are refused before anything is made.
+    config.footprint(batch, 32)?.check(gpu, 1)?;
+    let model = Resnet::new(gpu, config)?;
     let config = OptimizerConfig {
         method: Method::Sgd { momentum: 0.9 },
         lr: 0.1,

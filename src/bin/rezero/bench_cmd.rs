@@ -95,12 +95,37 @@ fn sizes_or<'a>(given: &'a [String], default: &[&'a str]) -> Vec<&'a str> {
     }
 }
 
+/// Refuses a matmul whose operands are over the device's binding limit, before the CPU
+/// reference is run or anything is allocated.
+fn check_matmul_size(gpu: &Gpu, size: &str, [m, n, k]: [u32; 3]) -> Result<()> {
+    let limits = gpu.limits();
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let (m, n, k) = (m as u64, n as u64, k as u64);
+    for (what, elements) in [
+        ("A [M, K]", m * k),
+        ("B [K, N]", k * n),
+        ("C [M, N]", m * n),
+    ] {
+        if elements * 4 > limit {
+            return Err(Error::Limits {
+                what: format!("matmul {size}: {what} in bytes"),
+                needed: elements * 4,
+                limit,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn bench_matmul(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     for size in sizes_or(
         &args.sizes,
         &["256", "512", "1024", "4096x512x512", "4096x2048x512"],
     ) {
         let (m, n, k) = bench::parse_mnk(size)?;
+        check_matmul_size(gpu, size, [m, n, k])?;
         let flops = 2.0 * m as f64 * n as f64 * k as f64;
         let cpu_runs = if flops > 4e9 { 3 } else { args.runs };
         let cpu =
@@ -287,6 +312,12 @@ pub fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
 fn bench_mlp(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     for size in sizes_or(&args.sizes, &["64", "256", "1000"]) {
         let (depth, width, batch) = bench::parse_mlp(size)?;
+        let config = bench::mlp_config(
+            rezero::nn::MlpVariant::Rezero,
+            depth as usize,
+            width as usize,
+        );
+        config.footprint(batch as usize)?.check(gpu, 1)?;
         let layer = bench::matmul_case(gpu, batch, width, width, MatmulVariant::Auto)?;
         let reference = bench::measure(gpu, &layer, args.warmup, args.runs, "", 1.0)?.value;
         let runs = args.runs.min(5);
@@ -356,6 +387,8 @@ fn bench_lm(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
         &["12x256x128x4", "12x256x512x1", "12x512x128x1"],
     ) {
         let (layers, d_model, seq, batch) = bench::parse_lm(size)?;
+        let config = bench::lm_config(layers as usize, d_model as usize, seq as usize);
+        config.footprint(batch as usize)?.check(gpu, 2)?;
         let layer =
             bench::matmul_case(gpu, batch * seq, 4 * d_model, d_model, MatmulVariant::Auto)?;
         let reference = bench::measure(gpu, &layer, args.warmup, args.runs, "", 1.0)?.value;
@@ -423,6 +456,8 @@ fn bench_resnet(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     // Sizes that finish on software Vulkan; a GPU takes 20x128,56x128,110x128.
     for size in sizes_or(&args.sizes, &["20x32", "56x32"]) {
         let (depth, batch) = bench::parse_resnet(size)?;
+        let config = bench::resnet_config(rezero::nn::ResnetVariant::Rezero, depth as usize);
+        config.footprint(batch as usize, 32)?.check(gpu, 1)?;
         let layer = rezero::kernels::conv2d::Conv2d::new(batch, 16, 32, 32, 16, 3).pad(1);
         // The forward kernel the tape runs (`Auto`) on the first stage's layer.
         let x = gpu.upload("x", &rezero::cpu::seeded(1, layer.input_len(), -1.0, 1.0));
