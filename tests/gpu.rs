@@ -67,6 +67,7 @@ fn pipelines_are_cached_and_shader_errors_are_pipeline_errors() {
     let broken = rezero::gpu::Shader {
         name: "broken",
         wgsl: "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
+        uniform_bytes: 0,
     };
     let err = gpu
         .pipeline(&rezero::gpu::Kernel::new(broken, "main"))
@@ -84,6 +85,7 @@ fn pipelines_are_cached_and_shader_errors_are_pipeline_errors() {
     let ok = rezero::gpu::Shader {
         name: "ok",
         wgsl: "@compute @workgroup_size(1) fn main() {}",
+        uniform_bytes: 0,
     };
     let first = gpu.pipeline(&rezero::gpu::Kernel::new(ok, "main")).unwrap();
     let second = gpu.pipeline(&rezero::gpu::Kernel::new(ok, "main")).unwrap();

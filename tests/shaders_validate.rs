@@ -1,5 +1,6 @@
 //! Every shader the launchers build (with the preludes it includes) parses and validates
-//! with naga, and every WGSL file in shaders/ goes into one of them.
+//! with naga, every WGSL file in shaders/ goes into one of them, and each shader's uniform
+//! struct has the size of the Rust struct its launchers pass.
 
 use std::path::Path;
 
@@ -38,4 +39,30 @@ fn every_shader_parses_and_validates() {
         files += 1;
     }
     assert!(files > shaders.len(), "the shader files and the preludes");
+}
+
+/// Bytes of the shader's one uniform variable, from naga's layout of the parsed module.
+fn uniform_bytes(name: &str, source: &str) -> usize {
+    let module = naga::front::wgsl::parse_str(source).unwrap();
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).unwrap();
+    let uniforms: Vec<_> = module
+        .global_variables
+        .iter()
+        .filter(|(_, v)| v.space == naga::AddressSpace::Uniform)
+        .collect();
+    assert_eq!(uniforms.len(), 1, "{name}: one uniform variable");
+    layouter[uniforms[0].1.ty].size as usize
+}
+
+#[test]
+fn every_uniform_struct_has_the_size_of_its_rust_struct() {
+    for shader in rezero::kernels::shaders() {
+        assert_eq!(
+            uniform_bytes(shader.name, shader.wgsl),
+            shader.uniform_bytes,
+            "{}: the WGSL Params and the Rust Params differ in size",
+            shader.name
+        );
+    }
 }

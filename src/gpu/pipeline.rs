@@ -11,11 +11,14 @@ use crate::error::{Error, Result};
 /// Most distinct uniform buffers kept for reuse (see `Gpu::uniform`).
 const UNIFORM_CACHE_LIMIT: usize = 1 << 16;
 
-/// A WGSL source file: its family name (for errors and cache keys) and its text.
+/// A WGSL source file: its family name (for errors and cache keys), its text, and the size
+/// of the Rust struct its launchers pass as the uniform `p` (`tests/shaders_validate.rs`
+/// checks it against the WGSL struct's size with naga).
 #[derive(Clone, Copy, Debug)]
 pub struct Shader {
     pub name: &'static str,
     pub wgsl: &'static str,
+    pub uniform_bytes: usize,
 }
 
 /// One compute entry point of a shader, with its override constants, and the work one
@@ -222,6 +225,12 @@ impl Gpu {
         if groups.contains(&0) {
             return Ok(());
         }
+        debug_assert_eq!(
+            std::mem::size_of::<P>(),
+            kernel.shader.uniform_bytes,
+            "{}: the uniform passed is not the shader's",
+            kernel.entry
+        );
         let pipeline = self.pipeline(kernel)?;
         let uniform = self.uniform(bytemuck::bytes_of(params));
         let key = BindKey {

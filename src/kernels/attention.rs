@@ -8,6 +8,7 @@ use super::{check_len, check_nonempty, elements, grid_stride};
 pub(crate) const SHADER: Shader = Shader {
     name: "attention",
     wgsl: include_str!("../../shaders/attention.wgsl"),
+    uniform_bytes: std::mem::size_of::<Params>(),
 };
 
 /// The largest head dimension the kernels hold in registers (the shader's MAX_D).

@@ -9,6 +9,7 @@ use super::{check_len, check_nonempty, elements, grid_stride};
 pub(crate) const SHADER: Shader = Shader {
     name: "batchnorm",
     wgsl: include_str!("../../shaders/batchnorm.wgsl"),
+    uniform_bytes: std::mem::size_of::<Params>(),
 };
 
 /// The activations a batch norm sees: [batch, channels, pixels] (pixels = h·w).

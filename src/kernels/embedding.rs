@@ -7,6 +7,7 @@ use super::{check_len, check_nonempty, elements, grid_stride};
 pub(crate) const SHADER: Shader = Shader {
     name: "embedding",
     wgsl: include_str!("../../shaders/embedding.wgsl"),
+    uniform_bytes: std::mem::size_of::<Params>(),
 };
 
 #[repr(C)]

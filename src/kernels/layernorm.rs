@@ -7,6 +7,7 @@ use super::{check_len, check_nonempty, dispatch_rows, elements};
 pub(crate) const SHADER: Shader = Shader {
     name: "layernorm",
     wgsl: include_str!("../../shaders/layernorm.wgsl"),
+    uniform_bytes: std::mem::size_of::<Params>(),
 };
 
 /// Rows summed by one invocation in the first stage of the gain/bias gradient (the

@@ -7,6 +7,7 @@ use super::{check_len, check_nonempty, dispatch_rows, elements};
 pub(crate) const SHADER: Shader = Shader {
     name: "reduce",
     wgsl: include_str!("../../shaders/reduce.wgsl"),
+    uniform_bytes: std::mem::size_of::<Params>(),
 };
 
 /// Length (f32 elements) of the scratch buffer `sum_all` needs for its partial sums.

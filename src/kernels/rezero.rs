@@ -7,6 +7,7 @@ use super::{check_len, check_nonempty, grid_stride};
 pub(crate) const SHADER: Shader = Shader {
     name: "rezero",
     wgsl: include_str!("../../shaders/rezero.wgsl"),
+    uniform_bytes: std::mem::size_of::<Params>(),
 };
 
 /// Length (f32 elements) of the scratch buffer `rezero_backward` needs for its partial sums.

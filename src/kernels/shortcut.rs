@@ -9,6 +9,7 @@ use super::{check_len, check_nonempty, elements, grid_stride};
 pub(crate) const SHADER: Shader = Shader {
     name: "shortcut",
     wgsl: include_str!("../../shaders/shortcut.wgsl"),
+    uniform_bytes: std::mem::size_of::<Params>(),
 };
 
 /// Images [batch, c_in, h, w] in, [batch, c_out, ⌈h/stride⌉, ⌈w/stride⌉] out.

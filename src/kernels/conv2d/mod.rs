@@ -21,6 +21,7 @@ pub(crate) const SHADER: Shader = Shader {
         include_str!("../../../shaders/conv2d_common.wgsl"),
         include_str!("../../../shaders/conv2d.wgsl")
     ),
+    uniform_bytes: std::mem::size_of::<Params>(),
 };
 
 pub(crate) const REG_SHADER: Shader = Shader {
@@ -29,6 +30,7 @@ pub(crate) const REG_SHADER: Shader = Shader {
         include_str!("../../../shaders/conv2d_common.wgsl"),
         include_str!("../../../shaders/conv2d_reg.wgsl")
     ),
+    uniform_bytes: std::mem::size_of::<Params>(),
 };
 
 impl Conv2d {

@@ -16,6 +16,7 @@ pub(crate) const SHADER: Shader = Shader {
         include_str!("../../../shaders/tile.wgsl"),
         include_str!("../../../shaders/matmul.wgsl")
     ),
+    uniform_bytes: std::mem::size_of::<Params>(),
 };
 
 /// Which kernel computes the product.
