@@ -12,30 +12,16 @@ struct Params {
     pixels: u32,      // h·w
     eps: f32,
     momentum: f32,    // running = (1 − momentum)·running + momentum·batch statistic
-    accumulate: u32,  // backward: 1 dx += ..., 0 dx = ...
+    accumulate: u32,  // backward: bits DX, DGAMMA, DBETA set where that gradient is added to
     blocks: u32,      // split: blocks per channel
     block_len: u32,   // split: elements of a channel per block
 }
 
+const DX: u32 = 1u;
+const DGAMMA: u32 = 2u;
+const DBETA: u32 = 4u;
+
 @group(0) @binding(0) var<uniform> p: Params;
-
-// Invocations per workgroup, a power of two (`Gpu::row_workgroup_size`).
-override WG: u32 = 256u;
-var<workgroup> red: array<f32, WG>;
-
-fn workgroup_sum(l: u32, v: f32) -> f32 {
-    red[l] = v;
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        workgroupBarrier();
-        if (l < s) {
-            red[l] += red[l + s];
-        }
-    }
-    workgroupBarrier();
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 // Flat index of the i-th element (over batch × pixels) of channel c.
 fn at(c: u32, i: u32) -> u32 {
@@ -112,7 +98,7 @@ fn batchnorm_eval_forward(
 }
 
 // ---- training backward, with x̂ = (x − mean)·rstd and N = batch·pixels:
-// dx = gamma·rstd·(dy − Σdy/N − x̂·Σ(dy·x̂)/N), dgamma += Σ dy·x̂, dbeta += Σ dy ----
+// dx (+)= gamma·rstd·(dy − Σdy/N − x̂·Σ(dy·x̂)/N), dgamma (+)= Σ dy·x̂, dbeta (+)= Σ dy ----
 // dx, dy, xb: [batch, channels, pixels]; the rest: [channels]
 @group(0) @binding(1) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
@@ -147,14 +133,14 @@ fn batchnorm_backward(
         let j = at(c, i);
         let xhat = (xb[j] - mu) * r;
         var v = g * (dy[j] - sum_dy * inv_n - xhat * sum_dyx * inv_n);
-        if (p.accumulate == 1u) {
+        if (accumulates(p.accumulate, DX)) {
             v += dx[j];
         }
         dx[j] = v;
     }
     if (lid.x == 0u) {
-        dgamma[c] += sum_dyx;
-        dbeta[c] += sum_dy;
+        dgamma[c] = select(sum_dyx, dgamma[c] + sum_dyx, accumulates(p.accumulate, DGAMMA));
+        dbeta[c] = select(sum_dy, dbeta[c] + sum_dy, accumulates(p.accumulate, DBETA));
     }
 }
 
@@ -252,7 +238,7 @@ fn batchnorm_apply(
 }
 
 // ---- split backward: (1) each block's Σdy and Σdy·x̂, (2) per channel, the sums in block
-// order (dgamma, dbeta += them), (3) dx elementwise ----
+// order (dgamma, dbeta (+)= them), (3) dx elementwise ----
 
 // partial: as above; dy_p, x_p: [batch, channels, pixels]; mean_p, rstd_p: [channels]
 @group(0) @binding(2) var<storage, read> dy_p: array<f32>;
@@ -305,8 +291,8 @@ fn batchnorm_backward_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     partial_f[c * p.blocks * 2u] = s_dy;
     partial_f[c * p.blocks * 2u + 1u] = s_dyx;
-    dgamma_f[c] += s_dyx;
-    dbeta_f[c] += s_dy;
+    dgamma_f[c] = select(s_dyx, dgamma_f[c] + s_dyx, accumulates(p.accumulate, DGAMMA));
+    dbeta_f[c] = select(s_dy, dbeta_f[c] + s_dy, accumulates(p.accumulate, DBETA));
 }
 
 // dx_d, dy_d, x_d: [batch, channels, pixels]; mean_d, rstd_d, gamma_d: [channels];
@@ -333,7 +319,7 @@ fn batchnorm_backward_apply(
         let sum_dy = sums_d[c * p.blocks * 2u];
         let sum_dyx = sums_d[c * p.blocks * 2u + 1u];
         var v = gamma_d[c] * rs * (dy_d[i] - sum_dy * inv_n - xhat * sum_dyx * inv_n);
-        if (p.accumulate == 1u) {
+        if (accumulates(p.accumulate, DX)) {
             v += dx_d[i];
         }
         dx_d[i] = v;

@@ -10,31 +10,7 @@ struct Params {
     _pad: u32,
 }
 
-// Invocations per workgroup, a power of two; Rust sets it per device (see
-// `Gpu::row_workgroup_size`).
-override WG: u32 = 256u;
-
 @group(0) @binding(0) var<uniform> p: Params;
-
-var<workgroup> red: array<f32, WG>;
-
-fn workgroup_reduce(l: u32, v: f32, take_max: bool) -> f32 {
-    red[l] = v;
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        workgroupBarrier();
-        if (l < s) {
-            if (take_max) {
-                red[l] = max(red[l], red[l + s]);
-            } else {
-                red[l] += red[l + s];
-            }
-        }
-    }
-    workgroupBarrier();
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 // dlogits, logits: [rows, cols]; row_loss: [rows]; targets: [rows]
 @group(0) @binding(1) var<storage, read_write> dlogits: array<f32>;

@@ -7,7 +7,7 @@ struct Params {
     tokens: u32,      // number of ids
     dim: u32,         // embedding width
     vocab: u32,       // rows of the table
-    accumulate: u32,  // forward: 1 out += row (e.g. adding positions), 0 out = row
+    accumulate: u32,  // 1: out += (forward: e.g. adding positions; backward: dtable), 0: =
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,7 +41,7 @@ fn embedding_forward(
     }
 }
 
-// ---- backward: dtable[v, :] += Σ_{t: ids[t] = v} dout[t, :] ----
+// ---- backward: dtable[v, :] (+)= Σ_{t: ids[t] = v} dout[t, :] ----
 // dtable: [vocab, dim]; dout: [tokens, dim]; order: [tokens]; offsets: [vocab + 1]
 @group(0) @binding(1) var<storage, read_write> dtable: array<f32>;
 @group(0) @binding(2) var<storage, read> dout: array<f32>;
@@ -62,6 +62,10 @@ fn embedding_backward(
         for (var j = offsets[v]; j < offsets[v + 1u]; j++) {
             acc += dout[order[j] * p.dim + c];
         }
-        dtable[i] += acc;
+        if (p.accumulate == 1u) {
+            dtable[i] += acc;
+        } else {
+            dtable[i] = acc;
+        }
     }
 }

@@ -6,34 +6,18 @@ struct Params {
     rows: u32,
     cols: u32,
     eps: f32,
-    accumulate: u32,  // backward to the input: 1 dx += ..., 0 dx = ...
+    accumulate: u32,  // backward: bits DX, DGAIN, DBIAS set where that gradient is added to
     blocks: u32,      // backward to gain and bias: ceil(rows / ROW_BLOCK)
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
 }
 
-// Invocations per workgroup, a power of two; Rust sets it per device (see
-// `Gpu::row_workgroup_size`).
-override WG: u32 = 256u;
+const DX: u32 = 1u;
+const DGAIN: u32 = 2u;
+const DBIAS: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-
-var<workgroup> red: array<f32, WG>;
-
-fn workgroup_sum(l: u32, v: f32) -> f32 {
-    red[l] = v;
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        workgroupBarrier();
-        if (l < s) {
-            red[l] += red[l + s];
-        }
-    }
-    workgroupBarrier();
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 // ---- forward ----
 // y, x: [rows, cols]; mean, rstd: [rows]; gain, bias: [cols]
@@ -112,7 +96,7 @@ fn layernorm_backward_input(
     for (var c = lid.x; c < p.cols; c += WG) {
         let xhat = (xb[base + c] - mu) * r;
         let v = r * (dy[base + c] * gain_b[c] - mean_g - xhat * mean_gx);
-        if (p.accumulate == 1u) {
+        if (accumulates(p.accumulate, DX)) {
             dx[base + c] += v;
         } else {
             dx[base + c] = v;
@@ -120,7 +104,7 @@ fn layernorm_backward_input(
     }
 }
 
-// ---- backward to gain and bias (accumulated: they are parameters), in two stages so a
+// ---- backward to gain and bias, in two stages so a
 // few hundred columns still spread over many invocations: each (column, block of
 // ROW_BLOCK rows) sums into a partial, then one invocation a column adds the partials in
 // block order (deterministic). ----
@@ -172,6 +156,6 @@ fn layernorm_backward_params_finish(@builtin(global_invocation_id) gid: vec3<u32
         sg += partial_in[block * p.cols + c];
         sb += partial_in[(p.blocks + block) * p.cols + c];
     }
-    dgain[c] += sg;
-    dbias[c] += sb;
+    dgain[c] = select(sg, dgain[c] + sg, accumulates(p.accumulate, DGAIN));
+    dbias[c] = select(sb, dbias[c] + sb, accumulates(p.accumulate, DBIAS));
 }

@@ -12,38 +12,18 @@ struct Params {
     _pad1: u32,
 }
 
-// Invocations per workgroup, a power of two; Rust sets it per device (see
-// `Gpu::row_workgroup_size`).
-override WG: u32 = 256u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 // out: [rows] for sum_rows, [groups] for sum_partial, [1] for sum_finish
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 // x: [rows, cols] or [n]; for sum_finish the partials [groups]
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 
-var<workgroup> sums: array<f32, WG>;
-
 fn term(v: f32) -> f32 {
     return select(v, v * v, p.square == 1u);
 }
 
-fn workgroup_sum(l: u32) {
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        workgroupBarrier();
-        if (l < s) {
-            sums[l] += sums[l + s];
-        }
-    }
-    workgroupBarrier();
-}
-
 fn put(i: u32, v: f32) {
-    if (p.accumulate == 1u) {
-        out[i] += v;
-    } else {
-        out[i] = v;
-    }
+    out[i] = select(v, out[i] + v, accumulates(p.accumulate, 1u));
 }
 
 @compute @workgroup_size(WG)
@@ -60,10 +40,9 @@ fn sum_rows(
     for (var c = lid.x; c < p.cols; c += WG) {
         acc += term(x[row * p.cols + c]);
     }
-    sums[lid.x] = acc;
-    workgroup_sum(lid.x);
+    let total = workgroup_sum(lid.x, acc);
     if (lid.x == 0u) {
-        put(row, sums[0]);
+        put(row, total);
     }
 }
 
@@ -73,10 +52,9 @@ fn sum_partial(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     for (var i = wg.x * WG + lid.x; i < p.n; i += p.groups * WG) {
         acc += term(x[i]);
     }
-    sums[lid.x] = acc;
-    workgroup_sum(lid.x);
+    let total = workgroup_sum(lid.x, acc);
     if (lid.x == 0u) {
-        out[wg.x] = sums[0];
+        out[wg.x] = total;
     }
 }
 
@@ -87,9 +65,8 @@ fn sum_finish(@builtin(local_invocation_id) lid: vec3<u32>) {
     for (var i = lid.x; i < p.groups; i += WG) {
         acc += x[i];
     }
-    sums[lid.x] = acc;
-    workgroup_sum(lid.x);
+    let total = workgroup_sum(lid.x, acc);
     if (lid.x == 0u) {
-        put(0u, sums[0]);
+        put(0u, total);
     }
 }

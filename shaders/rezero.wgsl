@@ -1,15 +1,18 @@
-// The fused ReZero residual: y = x + α·f (grid-stride loops; vec4 when n % 4 == 0), with α a one-element buffer so the optimizer
-// updates it on the GPU. Backward from dy: dx (+)= dy, df = α·dy, dα += Σ dy·f, the sum
-// in two stages (per-workgroup partials, then one workgroup adds them into dα).
+// The fused ReZero residual: y = x + α·f (grid-stride loops; vec4 when n % 4 == 0), with
+// α in a buffer so the optimizer updates it on the GPU. Backward from dy: dx (+)= dy,
+// df (+)= α·dy, dα (+)= Σ dy·f, the sum in two stages (per-workgroup partials, then one
+// workgroup adds them up). Included after workgroup.wgsl (WG stays 256 here).
 
 struct Params {
-    n: u32,              // elements of x, f, y
-    accumulate_dx: u32,  // 1: dx += dy (x also feeds another op), 0: dx = dy
-    groups: u32,         // workgroups of the first backward stage (= partial sums)
-    alpha_index: u32,    // which α of the alpha buffer (one buffer can hold every block's α)
+    n: u32,            // elements of x, f, y
+    accumulate: u32,   // backward: bits DX, DF, DALPHA set where that gradient is added to
+    groups: u32,       // workgroups of the first backward stage (= partial sums)
+    alpha_index: u32,  // which α of the alpha buffer (one buffer can hold every block's α)
 }
 
-const WG: u32 = 256u;
+const DX: u32 = 1u;
+const DF: u32 = 2u;
+const DALPHA: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -20,7 +23,7 @@ const WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read> f: array<f32>;
 @group(0) @binding(4) var<storage, read> alpha: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rezero_forward(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -37,7 +40,7 @@ fn rezero_forward(
 @group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> f4: array<vec4<f32>>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rezero_forward_vec4(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -59,57 +62,49 @@ fn rezero_forward_vec4(
 @group(0) @binding(5) var<storage, read> f2: array<f32>;
 @group(0) @binding(6) var<storage, read> alpha2: array<f32>;
 
-var<workgroup> sums: array<f32, WG>;
-
-// Tree-sums `sums` across the workgroup; the result is in sums[0].
-fn workgroup_sum(l: u32) {
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        workgroupBarrier();
-        if (l < s) {
-            sums[l] += sums[l + s];
-        }
-    }
-    workgroupBarrier();
-}
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rezero_backward(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
 ) {
     let a = alpha2[p.alpha_index];
+    let add_dx = accumulates(p.accumulate, DX);
+    let add_df = accumulates(p.accumulate, DF);
     var acc = 0.0;
     for (var i = wg.x * WG + lid.x; i < p.n; i += p.groups * WG) {
         let g = dy[i];
-        if (p.accumulate_dx == 1u) {
+        if (add_dx) {
             dx[i] += g;
         } else {
             dx[i] = g;
         }
-        df[i] = a * g;
+        if (add_df) {
+            df[i] += a * g;
+        } else {
+            df[i] = a * g;
+        }
         acc = fma(g, f2[i], acc);
     }
-    sums[lid.x] = acc;
-    workgroup_sum(lid.x);
+    let total = workgroup_sum(lid.x, acc);
     if (lid.x == 0u) {
-        partial[wg.x] = sums[0];
+        partial[wg.x] = total;
     }
 }
 
-// ---- backward, stage 2: dα += Σ partial ----
+// ---- backward, stage 2: dα (+)= Σ partial ----
 // dalpha: [> alpha_index]; partial_in: [groups]
 @group(0) @binding(1) var<storage, read_write> dalpha: array<f32>;
 @group(0) @binding(2) var<storage, read> partial_in: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rezero_alpha_reduce(@builtin(local_invocation_id) lid: vec3<u32>) {
     var acc = 0.0;
     for (var i = lid.x; i < p.groups; i += WG) {
         acc += partial_in[i];
     }
-    sums[lid.x] = acc;
-    workgroup_sum(lid.x);
+    let total = workgroup_sum(lid.x, acc);
     if (lid.x == 0u) {
-        dalpha[p.alpha_index] += sums[0];
+        let old = dalpha[p.alpha_index];
+        dalpha[p.alpha_index] = select(total, old + total, accumulates(p.accumulate, DALPHA));
     }
 }

@@ -19,46 +19,12 @@ fn width(row: u32) -> u32 {
     return select(p.cols, row % p.cols + 1u, p.causal == 1u);
 }
 
-// Invocations per workgroup, a power of two; Rust sets it per device (see
-// `Gpu::row_workgroup_size`).
-override WG: u32 = 256u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 // forward: out = y [rows, cols], in1 = x [rows, cols]
 // backward: out = dx, in1 = y, in2 = dy (all [rows, cols])
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> in1: array<f32>;
 @group(0) @binding(3) var<storage, read> in2: array<f32>;
-
-var<workgroup> red: array<f32, WG>;
-
-fn workgroup_max(l: u32, v: f32) -> f32 {
-    red[l] = v;
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        workgroupBarrier();
-        if (l < s) {
-            red[l] = max(red[l], red[l + s]);
-        }
-    }
-    workgroupBarrier();
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn workgroup_sum(l: u32, v: f32) -> f32 {
-    red[l] = v;
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        workgroupBarrier();
-        if (l < s) {
-            red[l] += red[l + s];
-        }
-    }
-    workgroupBarrier();
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 @compute @workgroup_size(WG)
 fn softmax_forward(

@@ -9,10 +9,11 @@ mod common;
 use common::modes::{modes, out, read, same, up};
 use rezero::Result;
 use rezero::kernels::attention::{AttentionShape, attention_backward, attention_forward};
-use rezero::kernels::embedding::{IdGroups, embedding_backward, embedding_forward};
+use rezero::kernels::embedding::{EmbeddingShape, IdGroups, embedding_backward, embedding_forward};
 use rezero::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
 use rezero::kernels::{
-    cross_entropy, elementwise as ew, layernorm, optim, reduce, rezero as rz, softmax,
+    Grad, NormSaved, cross_entropy, elementwise as ew, layernorm, optim, reduce, rezero as rz,
+    softmax,
 };
 
 /// Sizes around a grid-stride kernel's workgroup (256) and its largest grid (1024 groups).
@@ -76,9 +77,9 @@ fn elementwise_rezero_and_optimizers() {
                 decoupled: true,
             };
             gpu.run(|pass| {
-                rz::rezero_backward(
-                    gpu, pass, &dx, &df, &dalpha, &scratch, &dy, &f, &alpha, 0, n, false,
-                )?;
+                let (gdx, gdf, gda) = (Grad::write(&dx), Grad::write(&df), Grad::add(&dalpha));
+                let shape = rz::RezeroShape { n, alpha_index: 0 };
+                rz::rezero_backward(gpu, pass, gdx, gdf, gda, &scratch, &dy, &f, &alpha, shape)?;
                 let [p0, p1, p2] = [&params[0], &params[1], &params[2]];
                 optim::sgd(gpu, pass, p0, &state[0], &g, &values, n, &sgd, clip)?;
                 optim::adagrad(gpu, pass, p1, &state[1], &g, &values, n, &ada, None)?;
@@ -175,10 +176,16 @@ fn reductions_softmax_layernorm_cross_entropy() {
                         layernorm::layernorm_forward(
                             gpu, pass, &y, &mean, &rstd, &x, &gain, &bias, rows, cols, 1e-5,
                         )?;
-                        layernorm::layernorm_backward(
-                            gpu, pass, &dx, &dgain, &dbias, &scratch, &dy, &x, &mean, &rstd, &gain,
-                            rows, cols, false,
-                        )?;
+                        let saved = NormSaved {
+                            x: &x,
+                            mean: &mean,
+                            rstd: &rstd,
+                            gain: &gain,
+                        };
+                        let (gx, gg, gb) = (Grad::write(&dx), Grad::add(&dgain), Grad::add(&dbias));
+                        let shape = layernorm::LayerNormShape { rows, cols };
+                        let s = &scratch;
+                        layernorm::layernorm_backward(gpu, pass, gx, gg, gb, s, &dy, saved, shape)?;
                         cross_entropy::cross_entropy(
                             gpu, pass, &loss, &dlogits, &row_loss, &x, &targets, rows, cols,
                         )
@@ -222,9 +229,9 @@ fn embedding_heads_attention() {
             );
             gpu.run(|pass| {
                 embedding_forward(gpu, pass, &o, &table, &ids, tokens, dim, vocab, false)?;
-                embedding_backward(
-                    gpu, pass, &dtable, &dout, &order, &offsets, tokens, dim, vocab,
-                )
+                let shape = EmbeddingShape { tokens, dim, vocab };
+                let dt = Grad::write(&dtable);
+                embedding_backward(gpu, pass, dt, &dout, &order, &offsets, shape)
             })?;
             read(
                 gpu,

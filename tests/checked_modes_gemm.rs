@@ -9,8 +9,8 @@ use common::modes::{out, read, same, up};
 use rezero::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormShape};
 use rezero::kernels::conv2d::{self, Conv2d, ConvVariant};
 use rezero::kernels::matmul::{Block, Matmul, MatmulVariant, matmul};
-use rezero::kernels::pool;
 use rezero::kernels::shortcut::{ShortcutShape, shortcut_backward, shortcut_forward};
+use rezero::kernels::{Grad, NormSaved, pool};
 
 #[test]
 fn matmul_every_variant() {
@@ -147,10 +147,15 @@ fn convolution_batchnorm_pooling_shortcut() {
                     bn::batchnorm_eval_forward(
                         gpu, pass, &ye, &x, &rmean, &rvar, &gamma, &beta, &shape, &config,
                     )?;
-                    bn::batchnorm_backward(
-                        gpu, pass, &dx, &dgamma, &dbeta, &scratch, &dy, &x, &mean, &rstd, &gamma,
-                        &shape, &config, false,
-                    )
+                    let saved = NormSaved {
+                        x: &x,
+                        mean: &mean,
+                        rstd: &rstd,
+                        gain: &gamma,
+                    };
+                    let (gx, gg, gb) = (Grad::write(&dx), Grad::add(&dgamma), Grad::add(&dbeta));
+                    let (s, c) = (&shape, &config);
+                    bn::batchnorm_backward(gpu, pass, gx, gg, gb, &scratch, &dy, saved, s, c)
                 })?;
                 read(
                     gpu,

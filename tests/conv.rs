@@ -9,8 +9,8 @@ use rezero::cpu;
 use rezero::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormShape};
 use rezero::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
 use rezero::kernels::matmul::Block;
-use rezero::kernels::pool;
 use rezero::kernels::shortcut::{self, ShortcutShape};
+use rezero::kernels::{Grad, NormSaved, pool};
 use rezero::{Error, Gpu};
 
 fn shapes() -> Vec<Conv2d> {
@@ -258,19 +258,34 @@ fn bn_case(gpu: &Gpu, s: &BatchNormShape, block: Option<u32>) {
 
     let dy = cpu::seeded(16, len, -1.0, 1.0);
     let gdy = gpu.upload("dy", &dy);
-    for accumulate in [false, true] {
-        let old = cpu::seeded(17, len, -1.0, 1.0);
-        let (mut dx, mut dg, mut db) = (old.clone(), vec![0.5; c], vec![-0.5; c]);
+    // Each gradient written (its buffer NaN-poisoned first) or added to.
+    for accumulate in [[false, true, true], [true, false, false]] {
+        let start = |v: Vec<f32>, add: bool| if add { v } else { vec![f32::NAN; v.len()] };
+        let old = start(cpu::seeded(17, len, -1.0, 1.0), accumulate[0]);
+        let (mut dx, mut dg, mut db) = (
+            old.clone(),
+            start(vec![0.5; c], accumulate[1]),
+            start(vec![-0.5; c], accumulate[2]),
+        );
         let (gdx, gdg, gdb) = (
             gpu.upload("dx", &old),
             gpu.upload("dg", &dg),
             gpu.upload("db", &db),
         );
         gpu.run(|p| {
-            bn::batchnorm_backward(
-                gpu, p, &gdx, &gdg, &gdb, &scratch, &gdy, &gx, &gmean, &grstd, &gg, s, &config,
-                accumulate,
-            )
+            let saved = NormSaved {
+                x: &gx,
+                mean: &gmean,
+                rstd: &grstd,
+                gain: &gg,
+            };
+            let [adx, adg, adb] = accumulate;
+            let (dx, dg, db) = (
+                Grad::new(&gdx, adx),
+                Grad::new(&gdg, adg),
+                Grad::new(&gdb, adb),
+            );
+            bn::batchnorm_backward(gpu, p, dx, dg, db, &scratch, &gdy, saved, s, &config)
         })
         .unwrap();
         cpu::batchnorm::batchnorm_backward(

@@ -8,7 +8,7 @@ use common::reference64::{dot, layernorm64, numeric_grad, softmax64, to64};
 use rezero::cpu;
 use rezero::kernels::matmul::{Matmul, MatmulVariant, matmul};
 use rezero::kernels::{
-    cross_entropy, elementwise as ew, embedding, layernorm, rezero as rz, softmax,
+    Grad, NormSaved, cross_entropy, elementwise as ew, embedding, layernorm, rezero as rz, softmax,
 };
 
 const ATOL: f32 = 2e-5;
@@ -36,9 +36,12 @@ fn rezero_residual() {
         gpu.upload("alpha", &[alpha]),
     );
     gpu.run(|p| {
-        rz::rezero_backward(
-            gpu, p, &gdx, &gdf, &gda, &scratch, &gdy, &gf, &galpha, 0, n as u32, false,
-        )
+        let (dx, df, da) = (Grad::write(&gdx), Grad::write(&gdf), Grad::write(&gda));
+        let shape = rz::RezeroShape {
+            n: n as u32,
+            alpha_index: 0,
+        };
+        rz::rezero_backward(gpu, p, dx, df, da, &scratch, &gdy, &gf, &galpha, shape)
     })
     .unwrap();
     let fwd = |x: &[f64], f: &[f64], a: f64| -> f64 {
@@ -188,9 +191,15 @@ fn layernorm_rows() {
     let scratch = gpu.zeroed_f32("s", layernorm::layernorm_scratch_len(r, c));
     gpu.run(|p| {
         layernorm::layernorm_forward(gpu, p, &gy, &gm, &gr, &gx, &gg, &gb, r, c, 1e-5)?;
-        layernorm::layernorm_backward(
-            gpu, p, &gdx, &gdg, &gdb, &scratch, &gdy, &gx, &gm, &gr, &gg, r, c, false,
-        )
+        let saved = NormSaved {
+            x: &gx,
+            mean: &gm,
+            rstd: &gr,
+            gain: &gg,
+        };
+        let (dx, dg, db) = (Grad::write(&gdx), Grad::write(&gdg), Grad::write(&gdb));
+        let shape = layernorm::LayerNormShape { rows: r, cols: c };
+        layernorm::layernorm_backward(gpu, p, dx, dg, db, &scratch, &gdy, saved, shape)
     })
     .unwrap();
     let (x64, g64, b64) = (to64(&x), to64(&g), to64(&b));
@@ -272,17 +281,12 @@ fn embedding_table() {
         gpu.upload("off", &groups.offsets),
     );
     gpu.run(|p| {
-        embedding::embedding_backward(
-            gpu,
-            p,
-            &gdt,
-            &gdout,
-            &go,
-            &goff,
-            tokens as u32,
-            dim as u32,
-            vocab as u32,
-        )
+        let shape = embedding::EmbeddingShape {
+            tokens: tokens as u32,
+            dim: dim as u32,
+            vocab: vocab as u32,
+        };
+        embedding::embedding_backward(gpu, p, Grad::write(&gdt), &gdout, &go, &goff, shape)
     })
     .unwrap();
     let fwd = |t: &[f64]| -> f64 {

@@ -9,8 +9,8 @@ use common::reference64::{batchnorm64, conv64, dot, numeric_grad, to64};
 use rezero::cpu;
 use rezero::kernels::batchnorm::{self as bn, BatchNormShape};
 use rezero::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
-use rezero::kernels::pool;
 use rezero::kernels::shortcut::{self, ShortcutShape};
+use rezero::kernels::{Grad, NormSaved, pool};
 
 const ATOL: f32 = 2e-5;
 const RTOL: f32 = 1e-3;
@@ -130,9 +130,14 @@ fn batchnorm_case(
         bn::batchnorm_train_forward(
             gpu, p, &gy, mean, rstd, rm, rv, &scratch, &gx, &gg, &gb, &s, &config,
         )?;
-        bn::batchnorm_backward(
-            gpu, p, &gdx, &gdg, &gdb, &scratch, &gdy, &gx, mean, rstd, &gg, &s, &config, false,
-        )
+        let saved = NormSaved {
+            x: &gx,
+            mean,
+            rstd,
+            gain: &gg,
+        };
+        let (dx, dg, db) = (Grad::write(&gdx), Grad::write(&gdg), Grad::write(&gdb));
+        bn::batchnorm_backward(gpu, p, dx, dg, db, &scratch, &gdy, saved, &s, &config)
     })
     .unwrap();
     let eps = config.eps as f64;

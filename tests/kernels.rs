@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_close, atol_for};
 use rezero::cpu;
-use rezero::kernels::{elementwise as ew, optim, rezero as rz};
+use rezero::kernels::{Grad, elementwise as ew, optim, rezero as rz};
 
 const SIZES: [u32; 6] = [1, 3, 17, 33, 65, 1000];
 
@@ -21,10 +21,21 @@ fn rezero_forward_and_backward() {
             cpu::seeded(4, len, -1.0, 1.0),
         );
         let alpha = 0.37f32;
-        for accumulate_dx in [false, true] {
+        // Each gradient written (its buffer NaN-poisoned first) or added to.
+        for accumulate in [
+            [false, false, true],
+            [true, true, false],
+            [true, false, true],
+        ] {
+            let poison = |v: Vec<f32>, add: bool| if add { v } else { vec![f32::NAN; v.len()] };
+            let (dx0, df0) = (
+                poison(dx0.clone(), accumulate[0]),
+                poison(cpu::seeded(5, len, -1.0, 1.0), accumulate[1]),
+            );
+            let da0 = if accumulate[2] { 0.5f32 } else { f32::NAN };
             let mut want_y = vec![0.0; len];
             cpu::rezero::rezero_forward(&mut want_y, &x, &f, alpha);
-            let (mut want_dx, mut want_df, mut want_da) = (dx0.clone(), vec![0.0; len], 0.5f32);
+            let (mut want_dx, mut want_df, mut want_da) = (dx0.clone(), df0.clone(), da0);
             cpu::rezero::rezero_backward(
                 &mut want_dx,
                 &mut want_df,
@@ -32,7 +43,7 @@ fn rezero_forward_and_backward() {
                 &dy,
                 &f,
                 alpha,
-                accumulate_dx,
+                accumulate,
             );
 
             let (gx, gf, gdy, galpha) = (
@@ -45,29 +56,23 @@ fn rezero_forward_and_backward() {
             let (gy, gdx, gdf, gda) = (
                 gpu.zeroed_f32("y", len),
                 gpu.upload("dx", &dx0),
-                gpu.zeroed_f32("df", len),
-                gpu.upload("da", &[1.0f32, 2.0, 0.5, 3.0]),
+                gpu.upload("df", &df0),
+                gpu.upload("da", &[1.0f32, 2.0, da0, 3.0]),
             );
             let scratch = gpu.zeroed_f32("scratch", rz::REZERO_SCRATCH_LEN);
             gpu.run(|pass| {
                 rz::rezero_forward(gpu, pass, &gy, &gx, &gf, &galpha, 2, n)?;
-                rz::rezero_backward(
-                    gpu,
-                    pass,
-                    &gdx,
-                    &gdf,
-                    &gda,
-                    &scratch,
-                    &gdy,
-                    &gf,
-                    &galpha,
-                    2,
-                    n,
-                    accumulate_dx,
-                )
+                let [adx, adf, ada] = accumulate;
+                let (dx, df, da) = (
+                    Grad::new(&gdx, adx),
+                    Grad::new(&gdf, adf),
+                    Grad::new(&gda, ada),
+                );
+                let shape = rz::RezeroShape { n, alpha_index: 2 };
+                rz::rezero_backward(gpu, pass, dx, df, da, &scratch, &gdy, &gf, &galpha, shape)
             })
             .unwrap();
-            let what = format!("rezero n={n} accumulate_dx={accumulate_dx}");
+            let what = format!("rezero n={n} accumulate={accumulate:?}");
             assert_close(
                 &format!("{what} y"),
                 &gpu.read_f32(&gy, len).unwrap(),

@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_close, atol_for};
 use rezero::cpu;
-use rezero::kernels::{cross_entropy, embedding, layernorm, reduce, softmax};
+use rezero::kernels::{Grad, NormSaved, cross_entropy, embedding, layernorm, reduce, softmax};
 
 /// Row kernels run with the device's own row workgroup size and with others (256 is what
 /// GPUs get); the lock keeps parallel tests from changing it under each other.
@@ -135,92 +135,107 @@ fn layernorm_forward_backward() {
             let mut want_y = vec![0.0; len];
             let (mean, rstd) =
                 cpu::layernorm::layernorm_forward(&mut want_y, &x, &gain, &bias, c, eps);
-            let (mut want_dx, mut want_dg, mut want_db) =
-                (vec![0.0; len], vec![0.1; c], vec![0.2; c]);
-            cpu::layernorm::layernorm_backward(
-                &mut want_dx,
-                &mut want_dg,
-                &mut want_db,
-                &dy,
-                &x,
-                &mean,
-                &rstd,
-                &gain,
-                c,
-                false,
-            );
+            // Each gradient written (its buffer NaN-poisoned first) or added to.
+            for accumulate in [[false, true, true], [true, false, false]] {
+                let dx0 = start(len, accumulate[0], 0.3);
+                let (dg0, db0) = (start(c, accumulate[1], 0.1), start(c, accumulate[2], 0.2));
+                let (mut want_dx, mut want_dg, mut want_db) =
+                    (dx0.clone(), dg0.clone(), db0.clone());
+                cpu::layernorm::layernorm_backward(
+                    &mut want_dx,
+                    &mut want_dg,
+                    &mut want_db,
+                    &dy,
+                    &x,
+                    &mean,
+                    &rstd,
+                    &gain,
+                    c,
+                    accumulate,
+                );
 
-            let (gx, gdy, gg, gb) = (
-                gpu.upload("x", &x),
-                gpu.upload("dy", &dy),
-                gpu.upload("gain", &gain),
-                gpu.upload("bias", &bias),
-            );
-            let (gy, gm, gr, gdx) = (
-                gpu.zeroed_f32("y", len),
-                gpu.zeroed_f32("mean", r),
-                gpu.zeroed_f32("rstd", r),
-                gpu.zeroed_f32("dx", len),
-            );
-            let (gdg, gdb) = (
-                gpu.upload("dgain", &vec![0.1f32; c]),
-                gpu.upload("dbias", &vec![0.2f32; c]),
-            );
-            let scratch = gpu.zeroed_f32("scratch", layernorm::layernorm_scratch_len(rows, cols));
-            gpu.run(|pass| {
-                layernorm::layernorm_forward(
-                    gpu, pass, &gy, &gm, &gr, &gx, &gg, &gb, rows, cols, eps,
-                )?;
-                layernorm::layernorm_backward(
-                    gpu, pass, &gdx, &gdg, &gdb, &scratch, &gdy, &gx, &gm, &gr, &gg, rows, cols,
-                    false,
-                )
-            })
-            .unwrap();
-            let what = format!("layernorm {rows}x{cols}");
-            // A row of one column normalises to 0 with rstd = 1/sqrt(eps): compare relative to that scale.
-            assert_close(
-                &format!("{what} y"),
-                &gpu.read_f32(&gy, len).unwrap(),
-                &want_y,
-                1e-4,
-                1e-4,
-            );
-            assert_close(
-                &format!("{what} mean"),
-                &gpu.read_f32(&gm, r).unwrap(),
-                &mean,
-                1e-5,
-                1e-5,
-            );
-            assert_close(
-                &format!("{what} rstd"),
-                &gpu.read_f32(&gr, r).unwrap(),
-                &rstd,
-                1e-5,
-                1e-4,
-            );
-            assert_close(
-                &format!("{what} dx"),
-                &gpu.read_f32(&gdx, len).unwrap(),
-                &want_dx,
-                10.0 * atol_for(c),
-                1e-3,
-            );
-            assert_close(
-                &format!("{what} dgain"),
-                &gpu.read_f32(&gdg, c).unwrap(),
-                &want_dg,
-                atol_for(r),
-                1e-4,
-            );
-            assert_close(
-                &format!("{what} dbias"),
-                &gpu.read_f32(&gdb, c).unwrap(),
-                &want_db,
-                atol_for(r),
-                1e-4,
-            );
+                let (gx, gdy, gg, gb) = (
+                    gpu.upload("x", &x),
+                    gpu.upload("dy", &dy),
+                    gpu.upload("gain", &gain),
+                    gpu.upload("bias", &bias),
+                );
+                let (gy, gm, gr, gdx) = (
+                    gpu.zeroed_f32("y", len),
+                    gpu.zeroed_f32("mean", r),
+                    gpu.zeroed_f32("rstd", r),
+                    gpu.upload("dx", &dx0),
+                );
+                let (gdg, gdb) = (gpu.upload("dgain", &dg0), gpu.upload("dbias", &db0));
+                let scratch =
+                    gpu.zeroed_f32("scratch", layernorm::layernorm_scratch_len(rows, cols));
+                gpu.run(|pass| {
+                    layernorm::layernorm_forward(
+                        gpu, pass, &gy, &gm, &gr, &gx, &gg, &gb, rows, cols, eps,
+                    )?;
+                    let saved = NormSaved {
+                        x: &gx,
+                        mean: &gm,
+                        rstd: &gr,
+                        gain: &gg,
+                    };
+                    let [adx, adg, adb] = accumulate;
+                    let (dx, dg, db) = (
+                        Grad::new(&gdx, adx),
+                        Grad::new(&gdg, adg),
+                        Grad::new(&gdb, adb),
+                    );
+                    let shape = layernorm::LayerNormShape { rows, cols };
+                    layernorm::layernorm_backward(
+                        gpu, pass, dx, dg, db, &scratch, &gdy, saved, shape,
+                    )
+                })
+                .unwrap();
+                let what = format!("layernorm {rows}x{cols} accumulate {accumulate:?}");
+                // A row of one column normalises to 0 with rstd = 1/sqrt(eps): compare relative to that scale.
+                assert_close(
+                    &format!("{what} y"),
+                    &gpu.read_f32(&gy, len).unwrap(),
+                    &want_y,
+                    1e-4,
+                    1e-4,
+                );
+                assert_close(
+                    &format!("{what} mean"),
+                    &gpu.read_f32(&gm, r).unwrap(),
+                    &mean,
+                    1e-5,
+                    1e-5,
+                );
+                assert_close(
+                    &format!("{what} rstd"),
+                    &gpu.read_f32(&gr, r).unwrap(),
+                    &rstd,
+                    1e-5,
+                    1e-4,
+                );
+                assert_close(
+                    &format!("{what} dx"),
+                    &gpu.read_f32(&gdx, len).unwrap(),
+                    &want_dx,
+                    10.0 * atol_for(c),
+                    1e-3,
+                );
+                assert_close(
+                    &format!("{what} dgain"),
+                    &gpu.read_f32(&gdg, c).unwrap(),
+                    &want_dg,
+                    atol_for(r),
+                    1e-4,
+                );
+                assert_close(
+                    &format!("{what} dbias"),
+                    &gpu.read_f32(&gdb, c).unwrap(),
+                    &want_db,
+                    atol_for(r),
+                    1e-4,
+                );
+            }
         }
     }
 }
@@ -236,57 +251,63 @@ fn embedding_lookup_and_deterministic_scatter_add() {
         let base = cpu::seeded(18, t * d, -1.0, 1.0);
         let mut want_out = base.clone();
         cpu::embedding::embedding_forward(&mut want_out, &table, &ids, d, true);
-        let mut want_dt = vec![0.5; v * d];
-        cpu::embedding::embedding_backward(&mut want_dt, &dout, &ids, d);
+        for accumulate in [true, false] {
+            let dt0 = start(v * d, accumulate, 0.5);
+            let mut want_dt = dt0.clone();
+            cpu::embedding::embedding_backward(&mut want_dt, &dout, &ids, d, accumulate);
 
-        let groups = embedding::IdGroups::new(&ids, vocab).unwrap();
-        let (gt, gids, gout) = (
-            gpu.upload("table", &table),
-            gpu.upload("ids", &ids),
-            gpu.upload("out", &base),
-        );
-        let (gdout, gorder, goff, gdt) = (
-            gpu.upload("dout", &dout),
-            gpu.upload("order", &groups.order),
-            gpu.upload("offsets", &groups.offsets),
-            gpu.upload("dtable", &vec![0.5f32; v * d]),
-        );
-        gpu.run(|pass| {
-            embedding::embedding_forward(gpu, pass, &gout, &gt, &gids, tokens, dim, vocab, true)?;
-            embedding::embedding_backward(
-                gpu, pass, &gdt, &gdout, &gorder, &goff, tokens, dim, vocab,
-            )
-        })
-        .unwrap();
-        let what = format!("embedding tokens={tokens} dim={dim} vocab={vocab}");
-        assert_close(
-            &format!("{what} out"),
-            &gpu.read_f32(&gout, t * d).unwrap(),
-            &want_out,
-            1e-6,
-            1e-6,
-        );
-        let got_dt = gpu.read_f32(&gdt, v * d).unwrap();
-        assert_close(
-            &format!("{what} dtable"),
-            &got_dt,
-            &want_dt,
-            atol_for(t),
-            1e-5,
-        );
-        // Deterministic: a second run gives bit-identical gradients.
-        let gdt2 = gpu.upload("dtable2", &vec![0.5f32; v * d]);
-        gpu.run(|pass| {
-            embedding::embedding_backward(
-                gpu, pass, &gdt2, &gdout, &gorder, &goff, tokens, dim, vocab,
-            )
-        })
-        .unwrap();
-        assert_eq!(
-            got_dt,
-            gpu.read_f32(&gdt2, v * d).unwrap(),
-            "{what}: backward is not deterministic"
-        );
+            let groups = embedding::IdGroups::new(&ids, vocab).unwrap();
+            let (gt, gids, gout) = (
+                gpu.upload("table", &table),
+                gpu.upload("ids", &ids),
+                gpu.upload("out", &base),
+            );
+            let (gdout, gorder, goff, gdt) = (
+                gpu.upload("dout", &dout),
+                gpu.upload("order", &groups.order),
+                gpu.upload("offsets", &groups.offsets),
+                gpu.upload("dtable", &dt0),
+            );
+            let shape = embedding::EmbeddingShape { tokens, dim, vocab };
+            gpu.run(|pass| {
+                embedding::embedding_forward(
+                    gpu, pass, &gout, &gt, &gids, tokens, dim, vocab, true,
+                )?;
+                let dt = Grad::new(&gdt, accumulate);
+                embedding::embedding_backward(gpu, pass, dt, &gdout, &gorder, &goff, shape)
+            })
+            .unwrap();
+            let what = format!(
+                "embedding tokens={tokens} dim={dim} vocab={vocab} accumulate={accumulate}"
+            );
+            assert_close(
+                &format!("{what} out"),
+                &gpu.read_f32(&gout, t * d).unwrap(),
+                &want_out,
+                1e-6,
+                1e-6,
+            );
+            let got_dt = gpu.read_f32(&gdt, v * d).unwrap();
+            assert_close(
+                &format!("{what} dtable"),
+                &got_dt,
+                &want_dt,
+                atol_for(t),
+                1e-5,
+            );
+            // Deterministic: a second run gives bit-identical gradients.
+            let gdt2 = gpu.upload("dtable2", &dt0);
+            gpu.run(|pass| {
+                let dt = Grad::new(&gdt2, accumulate);
+                embedding::embedding_backward(gpu, pass, dt, &gdout, &gorder, &goff, shape)
+            })
+            .unwrap();
+            assert_eq!(
+                got_dt,
+                gpu.read_f32(&gdt2, v * d).unwrap(),
+                "{what}: backward is not deterministic"
+            );
+        }
     }
 }
 
@@ -391,4 +412,10 @@ fn causal_scaled_softmax_forward_backward() {
             1e-4,
         );
     }
+}
+
+/// A gradient buffer's starting values: `value` where the kernel adds to it, NaN where it
+/// must overwrite it (so a missed element shows).
+fn start(len: usize, accumulate: bool, value: f32) -> Vec<f32> {
+    vec![if accumulate { value } else { f32::NAN }; len]
 }

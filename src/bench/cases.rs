@@ -6,7 +6,8 @@ use crate::cpu;
 use crate::gpu::{Gpu, Result};
 use crate::kernels::matmul::{Matmul, MatmulVariant, matmul};
 use crate::kernels::{
-    cross_entropy, elementwise as ew, embedding, layernorm, optim, reduce, rezero as rz, softmax,
+    Grad, NormSaved, cross_entropy, elementwise as ew, embedding, layernorm, optim, reduce,
+    rezero as rz, softmax,
 };
 
 /// C[m, n] = A[m, k]·B[k, n] on seeded inputs with the given variant.
@@ -148,10 +149,10 @@ pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             n,
             16.0,
             Box::new(move |gpu| {
+                let shape = rz::RezeroShape { n, alpha_index: 0 };
+                let (gx, gf, ga) = (Grad::write(&dx), Grad::write(&df), Grad::add(&dalpha));
                 gpu.run(|p| {
-                    rz::rezero_backward(
-                        gpu, p, &dx, &df, &dalpha, &scratch, &dy, &f2, &alpha2, 0, n, false,
-                    )
+                    rz::rezero_backward(gpu, p, gx, gf, ga, &scratch, &dy, &f2, &alpha2, shape)
                 })
             }),
         ),
@@ -285,11 +286,16 @@ pub fn layernorm_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
             variant: "row+col".into(),
             work: Work::Bytes(20.0 * len as f64),
             run: Box::new(move |gpu| {
+                let saved = NormSaved {
+                    x: &x2,
+                    mean: &mean2,
+                    rstd: &rstd2,
+                    gain: &gain2,
+                };
+                let shape = layernorm::LayerNormShape { rows, cols };
+                let (gx, gg, gb) = (Grad::write(&dx), Grad::add(&dgain), Grad::add(&dbias));
                 gpu.run(|p| {
-                    layernorm::layernorm_backward(
-                        gpu, p, &dx, &dgain, &dbias, &scratch, &dy, &x2, &mean2, &rstd2, &gain2,
-                        rows, cols, false,
-                    )
+                    layernorm::layernorm_backward(gpu, p, gx, gg, gb, &scratch, &dy, saved, shape)
                 })
             }),
         },
@@ -370,10 +376,10 @@ pub fn embedding_cases(gpu: &Gpu, tokens: u32, dim: u32, vocab: u32) -> Result<V
             variant: "grouped".into(),
             work: Work::Bytes(4.0 * td + 8.0 * vocab as f64 * dim as f64),
             run: Box::new(move |gpu| {
+                let shape = embedding::EmbeddingShape { tokens, dim, vocab };
+                let dt = Grad::add(&dtable);
                 gpu.run(|p| {
-                    embedding::embedding_backward(
-                        gpu, p, &dtable, &dout, &order, &offsets, tokens, dim, vocab,
-                    )
+                    embedding::embedding_backward(gpu, p, dt, &dout, &order, &offsets, shape)
                 })
             }),
         },

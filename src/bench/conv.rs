@@ -8,7 +8,7 @@ use crate::gpu::{Gpu, Result};
 use crate::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormShape};
 use crate::kernels::conv2d::{self as conv, Conv2d, ConvPass, ConvVariant};
 use crate::kernels::matmul::MatmulVariant;
-use crate::kernels::pool;
+use crate::kernels::{Grad, NormSaved, pool};
 
 /// The CIFAR ResNet's convolutions at batch 128 (BATCHxC_INxSIZExC_OUTxKxSTRIDE, padding
 /// K/2): what `rezero bench conv2d` and `rezero tune` measure by default.
@@ -193,10 +193,15 @@ pub fn batchnorm_cases(gpu: &Gpu, s: BatchNormShape) -> Vec<Case> {
             work: Work::Bytes(3.0 * 4.0 * len as f64),
             run: Box::new(move |gpu| {
                 let [m, r, dg, db] = [&st[0], &st[1], &st[4], &st[5]];
+                let saved = NormSaved {
+                    x: &x2,
+                    mean: m,
+                    rstd: r,
+                    gain: &g,
+                };
+                let (gx, gg, gb) = (Grad::write(&dx2), Grad::add(dg), Grad::add(db));
                 gpu.run(|p| {
-                    bn::batchnorm_backward(
-                        gpu, p, &dx2, dg, db, &scratch, &dy2, &x2, m, r, &g, &s, &config, false,
-                    )
+                    bn::batchnorm_backward(gpu, p, gx, gg, gb, &scratch, &dy2, saved, &s, &config)
                 })
             }),
         });

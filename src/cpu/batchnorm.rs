@@ -80,7 +80,7 @@ pub fn batchnorm_backward(
     rstd: &[f32],
     gamma: &[f32],
     s: &BatchNormShape,
-    accumulate_dx: bool,
+    accumulate: [bool; 3],
 ) {
     let count = (s.batch * s.pixels) as f64;
     for c in 0..s.channels as usize {
@@ -91,14 +91,10 @@ pub fn batchnorm_backward(
         let g = gamma[c] as f64 * r;
         for i in channel(s, c) {
             let v = g * (dy[i] as f64 - sum_dy / count - xhat(i) * sum_dyx / count);
-            dx[i] = if accumulate_dx {
-                dx[i] + v as f32
-            } else {
-                v as f32
-            };
+            super::put(&mut dx[i], v as f32, accumulate[0]);
         }
-        dgamma[c] += sum_dyx as f32;
-        dbeta[c] += sum_dy as f32;
+        super::put(&mut dgamma[c], sum_dyx as f32, accumulate[1]);
+        super::put(&mut dbeta[c], sum_dy as f32, accumulate[2]);
     }
 }
 

@@ -22,11 +22,21 @@ pub fn embedding_forward(
     }
 }
 
-/// dtable[ids[t], :] += dout[t, :]
-pub fn embedding_backward(dtable: &mut [f32], dout: &[f32], ids: &[u32], dim: usize) {
+/// dtable[v, :] (+)= Σ_{t: ids[t] = v} dout[t, :] (`accumulate` adds to dtable)
+pub fn embedding_backward(
+    dtable: &mut [f32],
+    dout: &[f32],
+    ids: &[u32],
+    dim: usize,
+    accumulate: bool,
+) {
+    let mut sums = vec![0.0f32; dtable.len()];
     for (t, &id) in ids.iter().enumerate() {
         for c in 0..dim {
-            dtable[id as usize * dim + c] += dout[t * dim + c];
+            sums[id as usize * dim + c] += dout[t * dim + c];
         }
+    }
+    for (d, s) in dtable.iter_mut().zip(sums) {
+        super::put(d, s, accumulate);
     }
 }

@@ -23,7 +23,8 @@ pub fn layernorm_forward(
     (means, rstds)
 }
 
-/// dx (+)=, dgain +=, dbias += the gradients of the forward above, given dy.
+/// dx (+)=, dgain (+)=, dbias (+)= the gradients of the forward above, given dy;
+/// `accumulate` says, for (dx, dgain, dbias), which are added to.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
     dx: &mut [f32],
@@ -35,8 +36,9 @@ pub fn layernorm_backward(
     rstd: &[f32],
     gain: &[f32],
     cols: usize,
-    accumulate_dx: bool,
+    accumulate: [bool; 3],
 ) {
+    let (mut sum_gain, mut sum_bias) = (vec![0.0f64; cols], vec![0.0f64; cols]);
     for r in 0..x.len() / cols {
         let (mu, rs) = (mean[r] as f64, rstd[r] as f64);
         let row = r * cols..(r + 1) * cols;
@@ -52,9 +54,13 @@ pub fn layernorm_backward(
         for c in 0..cols {
             let i = r * cols + c;
             let v = (rs * (g[c] - mean_g - xhat[c] * mean_gx)) as f32;
-            dx[i] = if accumulate_dx { dx[i] + v } else { v };
-            dgain[c] += (dy[i] as f64 * xhat[c]) as f32;
-            dbias[c] += dy[i];
+            super::put(&mut dx[i], v, accumulate[0]);
+            sum_gain[c] += dy[i] as f64 * xhat[c];
+            sum_bias[c] += dy[i] as f64;
         }
+    }
+    for c in 0..cols {
+        super::put(&mut dgain[c], sum_gain[c] as f32, accumulate[1]);
+        super::put(&mut dbias[c], sum_bias[c] as f32, accumulate[2]);
     }
 }

@@ -28,3 +28,8 @@ pub fn seeded_ids(seed: u64, len: usize, below: u32) -> Vec<u32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..len).map(|_| rng.random_range(0..below)).collect()
 }
+
+/// `*out = v`, or `*out += v` when `accumulate`: how a backward writes a gradient.
+pub fn put(out: &mut f32, v: f32, accumulate: bool) {
+    *out = if accumulate { *out + v } else { v };
+}

@@ -7,7 +7,8 @@ pub fn rezero_forward(y: &mut [f32], x: &[f32], f: &[f32], alpha: f32) {
     }
 }
 
-/// dx (+)= dy, df = α·dy, dα += Σ dy·f
+/// dx (+)= dy, df (+)= α·dy, dα (+)= Σ dy·f; `accumulate` says, for (dx, df, dα), which
+/// are added to.
 pub fn rezero_backward(
     dx: &mut [f32],
     df: &mut [f32],
@@ -15,13 +16,13 @@ pub fn rezero_backward(
     dy: &[f32],
     f: &[f32],
     alpha: f32,
-    accumulate_dx: bool,
+    accumulate: [bool; 3],
 ) {
     let mut acc = 0.0f64;
     for i in 0..dy.len() {
-        dx[i] = if accumulate_dx { dx[i] + dy[i] } else { dy[i] };
-        df[i] = alpha * dy[i];
+        super::put(&mut dx[i], dy[i], accumulate[0]);
+        super::put(&mut df[i], alpha * dy[i], accumulate[1]);
         acc += dy[i] as f64 * f[i] as f64;
     }
-    *dalpha += acc as f32;
+    super::put(dalpha, acc as f32, accumulate[2]);
 }

@@ -4,11 +4,11 @@
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
 
-use super::{check_len, check_nonempty, elements, grid_stride};
+use super::{Grad, NormSaved, accumulate_bits, check_len, check_nonempty, elements, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "batchnorm",
-    wgsl: include_str!("../../shaders/batchnorm.wgsl"),
+    wgsl: super::with_workgroup_prelude!("batchnorm.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 
@@ -129,7 +129,8 @@ impl BatchNormConfig {
         (count > block).then(|| (count.div_ceil(block), block))
     }
 
-    fn params(&self, gpu: &Gpu, s: &BatchNormShape, accumulate: bool) -> Params {
+    /// The uniform; `accumulate`: the backward's flags (`accumulate_bits`), 0 forward.
+    fn params(&self, gpu: &Gpu, s: &BatchNormShape, accumulate: u32) -> Params {
         let (blocks, block_len) = self.split(gpu, s).unwrap_or((1, s.batch * s.pixels));
         Params {
             batch: s.batch,
@@ -137,7 +138,7 @@ impl BatchNormConfig {
             pixels: s.pixels,
             eps: self.eps,
             momentum: self.momentum,
-            accumulate: accumulate as u32,
+            accumulate,
             blocks,
             block_len,
         }
@@ -186,7 +187,7 @@ pub fn batchnorm_train_forward(
     )?;
     let scratch_len = batchnorm_scratch_len(gpu, shape, config) as u64;
     check_len(OP, "scratch", scratch, scratch_len)?;
-    let params = config.params(gpu, shape, false);
+    let params = config.params(gpu, shape, 0);
     let constants = [("WG", gpu.row_workgroup_size() as f64)];
     let Some((blocks, _)) = config.split(gpu, shape) else {
         return gpu.dispatch(
@@ -240,38 +241,42 @@ pub fn batchnorm_eval_forward(
     gpu.dispatch(
         pass,
         &Kernel::new(SHADER, "batchnorm_eval_forward"),
-        &config.params(gpu, shape, false),
+        &config.params(gpu, shape, 0),
         &[y, x, running_mean, running_var, gamma, beta],
         grid_stride(shape.len()),
     )
 }
 
-/// Training-mode backward: dx (+)= ∂L/∂x (`accumulate_dx`), dgamma += Σ dy·x̂,
-/// dbeta += Σ dy, with the mean and rstd the forward saved; scratch:
-/// [`batchnorm_scratch_len`].
+/// Training-mode backward: dx (+)= ∂L/∂x, dgamma (+)= Σ dy·x̂, dbeta (+)= Σ dy, each
+/// written or added to as its [`Grad`] says, with the mean and rstd the forward saved;
+/// scratch: [`batchnorm_scratch_len`].
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
-    dx: &wgpu::Buffer,
-    dgamma: &wgpu::Buffer,
-    dbeta: &wgpu::Buffer,
+    dx: Grad,
+    dgamma: Grad,
+    dbeta: Grad,
     scratch: &wgpu::Buffer,
     dy: &wgpu::Buffer,
-    x: &wgpu::Buffer,
-    mean: &wgpu::Buffer,
-    rstd: &wgpu::Buffer,
-    gamma: &wgpu::Buffer,
+    saved: NormSaved,
     shape: &BatchNormShape,
     config: &BatchNormConfig,
-    accumulate_dx: bool,
 ) -> Result<()> {
     const OP: &str = "batchnorm_backward";
+    let flags = accumulate_bits(&[dx, dgamma, dbeta]);
     config.validate()?;
+    let NormSaved {
+        x,
+        mean,
+        rstd,
+        gain: gamma,
+    } = saved;
+    let (dx, dgamma, dbeta) = (dx.buffer, dgamma.buffer, dbeta.buffer);
     shape.check(OP, &[dx, dy, x], &[dgamma, dbeta, mean, rstd, gamma])?;
     let scratch_len = batchnorm_scratch_len(gpu, shape, config) as u64;
     check_len(OP, "scratch", scratch, scratch_len)?;
-    let params = config.params(gpu, shape, accumulate_dx);
+    let params = config.params(gpu, shape, flags);
     let constants = [("WG", gpu.row_workgroup_size() as f64)];
     let Some((blocks, _)) = config.split(gpu, shape) else {
         return gpu.dispatch(

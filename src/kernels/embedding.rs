@@ -2,7 +2,7 @@
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
 
-use super::{check_len, check_nonempty, elements, grid_stride};
+use super::{Grad, check_len, check_nonempty, elements, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "embedding",
@@ -101,27 +101,37 @@ pub fn embedding_forward(
     )
 }
 
-/// dtable[v, :] += Σ_{t: ids[t] = v} dout[t, :], summed in a fixed order (deterministic).
+/// Sizes of an embedding lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmbeddingShape {
+    /// Ids looked up.
+    pub tokens: u32,
+    /// Width of a row.
+    pub dim: u32,
+    /// Rows of the table.
+    pub vocab: u32,
+}
+
+/// dtable[v, :] (+)= Σ_{t: ids[t] = v} dout[t, :], summed in a fixed order (deterministic);
+/// rows no id names get 0 (or keep their value when `dtable` adds).
 /// dtable: [vocab, dim]; dout: [tokens, dim]; order: [tokens]; offsets: [vocab + 1]
 /// (both from [`IdGroups`], uploaded as u32).
-#[allow(clippy::too_many_arguments)]
 pub fn embedding_backward(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
-    dtable: &wgpu::Buffer,
+    dtable: Grad,
     dout: &wgpu::Buffer,
     order: &wgpu::Buffer,
     offsets: &wgpu::Buffer,
-    tokens: u32,
-    dim: u32,
-    vocab: u32,
+    shape: EmbeddingShape,
 ) -> Result<()> {
     const OP: &str = "embedding_backward";
+    let EmbeddingShape { tokens, dim, vocab } = shape;
     check_nonempty(OP, &[("tokens", tokens), ("dim", dim), ("vocab", vocab)])?;
     check_len(
         OP,
         "dtable [vocab, dim]",
-        dtable,
+        dtable.buffer,
         elements(OP, &[vocab, dim])?,
     )?;
     check_len(
@@ -136,13 +146,13 @@ pub fn embedding_backward(
         tokens,
         dim,
         vocab,
-        accumulate: 1,
+        accumulate: dtable.accumulate as u32,
     };
     gpu.dispatch(
         pass,
         &Kernel::new(SHADER, OP),
         &params,
-        &[dtable, dout, order, offsets],
+        &[dtable.buffer, dout, order, offsets],
         grid_stride(vocab as u64 * dim as u64),
     )
 }

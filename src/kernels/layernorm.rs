@@ -2,11 +2,11 @@
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
 
-use super::{check_len, check_nonempty, dispatch_rows, elements};
+use super::{Grad, NormSaved, accumulate_bits, check_len, check_nonempty, dispatch_rows, elements};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "layernorm",
-    wgsl: include_str!("../../shaders/layernorm.wgsl"),
+    wgsl: super::with_workgroup_prelude!("layernorm.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 
@@ -94,56 +94,64 @@ pub fn layernorm_forward(
     )
 }
 
-/// Backward: dx (+)= ∂L/∂x (`accumulate_dx`), dgain += Σ_rows dy·x̂, dbias += Σ_rows dy.
+/// Rows normalised and their length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerNormShape {
+    pub rows: u32,
+    pub cols: u32,
+}
+
+/// Backward: dx (+)= ∂L/∂x, dgain (+)= Σ_rows dy·x̂, dbias (+)= Σ_rows dy, each written or
+/// added to as its [`Grad`] says.
 /// dx, dy, x: [rows, cols]; mean, rstd: [rows]; dgain, dbias, gain: [cols];
 /// scratch: [`layernorm_scratch_len`] floats.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
-    dx: &wgpu::Buffer,
-    dgain: &wgpu::Buffer,
-    dbias: &wgpu::Buffer,
+    dx: Grad,
+    dgain: Grad,
+    dbias: Grad,
     scratch: &wgpu::Buffer,
     dy: &wgpu::Buffer,
-    x: &wgpu::Buffer,
-    mean: &wgpu::Buffer,
-    rstd: &wgpu::Buffer,
-    gain: &wgpu::Buffer,
-    rows: u32,
-    cols: u32,
-    accumulate_dx: bool,
+    saved: NormSaved,
+    shape: LayerNormShape,
 ) -> Result<()> {
     const OP: &str = "layernorm_backward";
+    let LayerNormShape { rows, cols } = shape;
+    let NormSaved {
+        x,
+        mean,
+        rstd,
+        gain,
+    } = saved;
+    let (dxb, dgb, dbb) = (dx.buffer, dgain.buffer, dbias.buffer);
     check(
         OP,
         rows,
         cols,
-        &[dx, dy, x],
+        &[dxb, dy, x],
         &[mean, rstd],
-        &[dgain, dbias, gain],
+        &[dgb, dbb, gain],
     )?;
-    check_len(
-        OP,
-        "scratch",
-        scratch,
-        layernorm_scratch_len(rows, cols) as u64,
-    )?;
+    let scratch_len = layernorm_scratch_len(rows, cols) as u64;
+    check_len(OP, "scratch", scratch, scratch_len)?;
     let blocks = rows.div_ceil(ROW_BLOCK);
     let params = Params {
         rows,
         cols,
-        accumulate: accumulate_dx as u32,
+        accumulate: accumulate_bits(&[dx, dgain, dbias]),
         blocks,
         ..Default::default()
     };
+    let input = [dxb, dy, x, mean, rstd, gain];
     dispatch_rows(
         gpu,
         pass,
         SHADER,
         "layernorm_backward_input",
         &params,
-        &[dx, dy, x, mean, rstd, gain],
+        &input,
         rows,
     )?;
     gpu.dispatch(
@@ -157,7 +165,7 @@ pub fn layernorm_backward(
         pass,
         &Kernel::new(SHADER, "layernorm_backward_params_finish"),
         &params,
-        &[dgain, dbias, scratch],
+        &[dgb, dbb, scratch],
         [cols.div_ceil(64), 1, 1],
     )
 }

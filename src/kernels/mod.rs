@@ -23,6 +23,69 @@ pub mod softmax;
 
 use crate::gpu::{Error, Result, Shader};
 
+/// The workgroup reductions and the accumulate rule shared by the row and reduction
+/// shaders (`shaders/workgroup.wgsl`), included before each of them.
+macro_rules! with_workgroup_prelude {
+    ($file:literal) => {
+        concat!(
+            include_str!("../../shaders/workgroup.wgsl"),
+            include_str!(concat!("../../shaders/", $file))
+        )
+    };
+}
+pub(crate) use with_workgroup_prelude;
+
+/// A gradient a backward launcher writes: its buffer, and whether the kernel adds to what
+/// is there (`+=`: a parameter's gradient, or an activation that feeds a second op) or
+/// overwrites it (`=`). Every backward launcher takes one for each gradient it writes, so
+/// the caller's rule alone decides.
+#[derive(Clone, Copy, Debug)]
+pub struct Grad<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub accumulate: bool,
+}
+
+impl<'a> Grad<'a> {
+    /// Overwrite `buffer` with the gradient.
+    pub fn write(buffer: &'a wgpu::Buffer) -> Grad<'a> {
+        Grad {
+            buffer,
+            accumulate: false,
+        }
+    }
+
+    /// Add the gradient to what `buffer` holds.
+    pub fn add(buffer: &'a wgpu::Buffer) -> Grad<'a> {
+        Grad {
+            buffer,
+            accumulate: true,
+        }
+    }
+
+    pub fn new(buffer: &'a wgpu::Buffer, accumulate: bool) -> Grad<'a> {
+        Grad { buffer, accumulate }
+    }
+}
+
+/// What a normalisation's backward reads: the forward's input, the mean and 1/std it saved
+/// (per row for LayerNorm, per channel for BatchNorm), and the gain (γ).
+#[derive(Clone, Copy, Debug)]
+pub struct NormSaved<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub mean: &'a wgpu::Buffer,
+    pub rstd: &'a wgpu::Buffer,
+    pub gain: &'a wgpu::Buffer,
+}
+
+/// The shaders' accumulate flags for `grads`: bit i set when the i-th adds.
+pub(crate) fn accumulate_bits(grads: &[Grad]) -> u32 {
+    grads
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.accumulate as u32) << i)
+        .sum()
+}
+
 /// Every shader the launchers build from: its family name and full WGSL source (with the
 /// tile prelude, for the shaders that include it). `tests/shaders_validate.rs` checks them.
 pub fn shaders() -> Vec<Shader> {

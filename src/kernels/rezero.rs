@@ -2,11 +2,11 @@
 
 use crate::gpu::{Gpu, Kernel, Result, Shader, Work};
 
-use super::{check_len, check_nonempty, grid_stride};
+use super::{Grad, accumulate_bits, check_len, check_nonempty, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "rezero",
-    wgsl: include_str!("../../shaders/rezero.wgsl"),
+    wgsl: super::with_workgroup_prelude!("rezero.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 
@@ -17,9 +17,19 @@ pub const REZERO_SCRATCH_LEN: usize = 1024;
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     n: u32,
-    accumulate_dx: u32,
+    /// Backward: bit 0 dx, bit 1 df, bit 2 dα set where that gradient is added to.
+    accumulate: u32,
     groups: u32,
     alpha_index: u32,
+}
+
+/// Which α of the alpha buffer a residual uses, and its length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RezeroShape {
+    /// Elements of x, f and y.
+    pub n: u32,
+    /// α = alpha[alpha_index] (one buffer may hold every block's α).
+    pub alpha_index: u32,
 }
 
 /// y = x + α·f with α = alpha[alpha_index]; y, x, f: [n]; alpha: [> alpha_index] (a GPU
@@ -43,7 +53,7 @@ pub fn rezero_forward(
     check_len(OP, "alpha [> alpha_index]", alpha, alpha_index as u64 + 1)?;
     let params = Params {
         n,
-        accumulate_dx: 0,
+        accumulate: 0,
         groups: 0,
         alpha_index,
     };
@@ -63,8 +73,8 @@ pub fn rezero_forward(
     )
 }
 
-/// Backward of y = x + α·f given dy: dx (+)= dy (`accumulate_dx` when x feeds another op
-/// too), df = α·dy, dα += Σ dy·f. x is not needed. `scratch` holds
+/// Backward of y = x + α·f given dy: dx (+)= dy, df (+)= α·dy, dα (+)= Σ dy·f, each
+/// written or added to as its [`Grad`] says. x is not needed. `scratch` holds
 /// [`REZERO_SCRATCH_LEN`] floats of partial sums. α = alpha[alpha_index] and the sum goes
 /// to dalpha[alpha_index].
 /// dx, df, dy, f: [n]; dalpha, alpha: [> alpha_index]
@@ -72,23 +82,26 @@ pub fn rezero_forward(
 pub fn rezero_backward(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
-    dx: &wgpu::Buffer,
-    df: &wgpu::Buffer,
-    dalpha: &wgpu::Buffer,
+    dx: Grad,
+    df: Grad,
+    dalpha: Grad,
     scratch: &wgpu::Buffer,
     dy: &wgpu::Buffer,
     f: &wgpu::Buffer,
     alpha: &wgpu::Buffer,
-    alpha_index: u32,
-    n: u32,
-    accumulate_dx: bool,
+    shape: RezeroShape,
 ) -> Result<()> {
     const OP: &str = "rezero_backward";
+    let RezeroShape { n, alpha_index } = shape;
     check_nonempty(OP, &[("n", n)])?;
     for (what, b, len) in [
-        ("dx", dx, n as u64),
-        ("df", df, n as u64),
-        ("dalpha [> alpha_index]", dalpha, alpha_index as u64 + 1),
+        ("dx", dx.buffer, n as u64),
+        ("df", df.buffer, n as u64),
+        (
+            "dalpha [> alpha_index]",
+            dalpha.buffer,
+            alpha_index as u64 + 1,
+        ),
         ("scratch", scratch, REZERO_SCRATCH_LEN as u64),
         ("dy", dy, n as u64),
         ("f", f, n as u64),
@@ -100,25 +113,24 @@ pub fn rezero_backward(
     let groups = (n as u64).div_ceil(256 * 8).min(REZERO_SCRATCH_LEN as u64) as u32;
     let params = Params {
         n,
-        accumulate_dx: accumulate_dx as u32,
+        accumulate: accumulate_bits(&[dx, df, dalpha]),
         groups,
         alpha_index,
     };
+    // reads dy and f (and dx, df where they are added to), writes dx and df
+    let reads = 2 + dx.accumulate as u8 + df.accumulate as u8;
     gpu.dispatch(
         pass,
-        // reads dy and f (and dx when accumulating), writes dx and df
-        &Kernel::new(SHADER, OP).work(Work::Bytes(
-            (4 + accumulate_dx as u8) as f64 * 4.0 * n as f64,
-        )),
+        &Kernel::new(SHADER, OP).work(Work::Bytes((reads + 2) as f64 * 4.0 * n as f64)),
         &params,
-        &[dx, df, scratch, dy, f, alpha],
+        &[dx.buffer, df.buffer, scratch, dy, f, alpha],
         [groups, 1, 1],
     )?;
     gpu.dispatch(
         pass,
         &Kernel::new(SHADER, "rezero_alpha_reduce"),
         &params,
-        &[dalpha, scratch],
+        &[dalpha.buffer, scratch],
         [1, 1, 1],
     )
 }

@@ -1,24 +1,27 @@
 //! Backward: replays the tape in reverse, one `match` arm per op, each calling the named
-//! backward launchers of `kernels`. See the module docs of `tape` for the accumulation rule.
+//! backward launchers of `kernels` (the longer rules are in `backward_ops.rs`). See the
+//! module docs of `tape` for the accumulation rule, which `target` alone applies.
 
 use crate::gpu::{Error, Result};
-use crate::kernels::attention::attention_backward;
-use crate::kernels::conv2d::{conv2d_backward_input, conv2d_backward_weight};
-use crate::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
-use crate::kernels::matmul::{Matmul, matmul};
+use crate::kernels::embedding;
 use crate::kernels::shortcut::shortcut_backward;
-use crate::kernels::{
-    batchnorm, conv2d, elementwise as ew, embedding, layernorm, pool, rezero, softmax,
-};
+use crate::kernels::{Grad, elementwise as ew, pool, softmax};
 
 use super::tape::{Op, Tape};
 use super::tensor::Tensor;
 
 /// Where a gradient goes: its buffer and whether to add to what is there (`+=`) or
 /// overwrite it (`=`).
-struct Target {
-    buffer: wgpu::Buffer,
-    accumulate: bool,
+pub(super) struct Target {
+    pub(super) buffer: wgpu::Buffer,
+    pub(super) accumulate: bool,
+}
+
+impl Target {
+    /// The launchers' view of it.
+    pub(super) fn grad(&self) -> Grad<'_> {
+        Grad::new(&self.buffer, self.accumulate)
+    }
 }
 
 impl<'g> Tape<'g> {
@@ -69,118 +72,35 @@ impl<'g> Tape<'g> {
         let gpu = self.gpu;
         let n = self.slots[out].len as u32;
         match op {
-            Op::Matmul { a, b, bias, desc } => {
-                let (ab, bb) = (self.slots[*a].buffer.clone(), self.slots[*b].buffer.clone());
-                let (m, n, k, ta, tb) = (desc.m, desc.n, desc.k, desc.trans_a, desc.trans_b);
-                if let Some(t) = self.target(*a) {
-                    // dÂ = dC·B̂ᵀ; stored transposed: dAᵀ = B̂·dCᵀ
-                    let (x, y, d) = if ta {
-                        (&bb, &dy, Matmul::new(k, m, n).trans_a(tb).trans_b(true))
-                    } else {
-                        (&dy, &bb, Matmul::new(m, k, n).trans_b(!tb))
-                    };
-                    matmul(
-                        gpu,
-                        self.pass(),
-                        &t.buffer,
-                        x,
-                        y,
-                        None,
-                        &d.accumulate(t.accumulate),
-                    )?;
-                }
-                if let Some(t) = self.target(*b) {
-                    // dB̂ = Âᵀ·dC; stored transposed: dBᵀ = dCᵀ·Â
-                    let (x, y, d) = if tb {
-                        (&dy, &ab, Matmul::new(n, k, m).trans_a(true).trans_b(ta))
-                    } else {
-                        (&ab, &dy, Matmul::new(k, n, m).trans_a(!ta))
-                    };
-                    matmul(
-                        gpu,
-                        self.pass(),
-                        &t.buffer,
-                        x,
-                        y,
-                        None,
-                        &d.accumulate(t.accumulate),
-                    )?;
-                }
-                if let Some(bias) = bias {
-                    if let Some(t) = self.target(*bias) {
-                        // dbias[n] = 1[m]ᵀ·dC: column sums as a product with ones.
-                        let ones = self.ones(m as usize)?;
-                        matmul(
-                            gpu,
-                            self.pass(),
-                            &t.buffer,
-                            &ones,
-                            &dy,
-                            None,
-                            &Matmul::new(1, n, m).accumulate(t.accumulate),
-                        )?;
-                    }
-                }
-            }
+            Op::Matmul { a, b, bias, desc } => self.matmul_backward(&dy, [*a, *b], *bias, desc),
             Op::Rezero {
                 x,
                 f,
                 alpha,
                 alpha_index,
-            } => {
-                let (fb, ab) = (
-                    self.slots[*f].buffer.clone(),
-                    self.slots[*alpha].buffer.clone(),
-                );
-                let (dx_buffer, accumulate_dx) = self.target_or_discard(*x, n as usize);
-                let df = self.target(*f);
-                let df_buffer = match &df {
-                    Some(t) if !t.accumulate => t.buffer.clone(),
-                    _ => self.take_grad(n as usize),
-                };
-                let dalpha = self.target_zeroed_or_discard(*alpha, self.slots[*alpha].len)?;
-                let scratch = self.scratch(rezero::REZERO_SCRATCH_LEN);
-                rezero::rezero_backward(
-                    gpu,
-                    self.pass(),
-                    &dx_buffer,
-                    &df_buffer,
-                    &dalpha,
-                    &scratch,
-                    &dy,
-                    &fb,
-                    &ab,
-                    *alpha_index,
-                    n,
-                    accumulate_dx,
-                )?;
-                if let Some(t) = df.filter(|t| t.accumulate) {
-                    ew::scale(gpu, self.pass(), &t.buffer, &df_buffer, 1.0, n, true)?;
-                }
-            }
+            } => self.rezero_backward(&dy, [*x, *f, *alpha], *alpha_index),
             Op::Add { a, b } => {
                 for input in [*a, *b] {
                     if let Some(t) = self.target(input) {
                         ew::scale(gpu, self.pass(), &t.buffer, &dy, 1.0, n, t.accumulate)?;
                     }
                 }
+                Ok(())
             }
-            Op::Scale { x, s } => {
-                if let Some(t) = self.target(*x) {
-                    ew::scale(gpu, self.pass(), &t.buffer, &dy, *s, n, t.accumulate)?;
-                }
-            }
+            Op::Scale { x, s } => self.with_target(*x, |tape, dx| {
+                ew::scale(gpu, tape.pass(), dx.buffer, &dy, *s, n, dx.accumulate)
+            }),
             Op::Relu { x } => {
                 let xb = self.slots[*x].buffer.clone();
-                if let Some(t) = self.target(*x) {
-                    ew::relu_backward(gpu, self.pass(), &t.buffer, &dy, &xb, n, t.accumulate)?;
-                }
+                self.with_target(*x, |tape, dx| {
+                    ew::relu_backward(gpu, tape.pass(), dx.buffer, &dy, &xb, n, dx.accumulate)
+                })
             }
             Op::Gelu { x } => {
                 let xb = self.slots[*x].buffer.clone();
-                if let Some(t) = self.target(*x) {
-                    ew::gelu_backward(gpu, self.pass(), &t.buffer, &dy, &xb, n, t.accumulate)?;
-                }
+                self.with_target(*x, |tape, dx| {
+                    ew::gelu_backward(gpu, tape.pass(), dx.buffer, &dy, &xb, n, dx.accumulate)
+                })
             }
             Op::LayerNorm {
                 x,
@@ -188,159 +108,42 @@ impl<'g> Tape<'g> {
                 bias,
                 mean,
                 rstd,
-                rows,
-                cols,
-            } => {
-                let (xb, gb) = (
-                    self.slots[*x].buffer.clone(),
-                    self.slots[*gain].buffer.clone(),
-                );
-                let (dx_buffer, accumulate_dx) = self.target_or_discard(*x, n as usize);
-                let dgain = self.target_zeroed_or_discard(*gain, *cols as usize)?;
-                let dbias = self.target_zeroed_or_discard(*bias, *cols as usize)?;
-                let scratch = self.scratch(layernorm::layernorm_scratch_len(*rows, *cols));
-                layernorm::layernorm_backward(
-                    gpu,
-                    self.pass(),
-                    &dx_buffer,
-                    &dgain,
-                    &dbias,
-                    &scratch,
-                    &dy,
-                    &xb,
-                    mean,
-                    rstd,
-                    &gb,
-                    *rows,
-                    *cols,
-                    accumulate_dx,
-                )?;
-            }
+                shape,
+            } => self.layernorm_backward(&dy, [*x, *gain, *bias], (mean, rstd), *shape),
             Op::Softmax { x, rows, cols } => {
-                let yb = self.slots[out].buffer.clone();
-                if let Some(t) = self.target(*x) {
-                    softmax::softmax_backward(
-                        gpu,
-                        self.pass(),
-                        &t.buffer,
-                        &yb,
-                        &dy,
-                        *rows,
-                        *cols,
-                        t.accumulate,
-                    )?;
-                }
+                let y = self.slots[out].buffer.clone();
+                let (r, c) = (*rows, *cols);
+                self.with_target(*x, |tape, dx| {
+                    let acc = dx.accumulate;
+                    softmax::softmax_backward(gpu, tape.pass(), dx.buffer, &y, &dy, r, c, acc)
+                })
             }
             Op::Embedding {
                 table,
                 order,
                 offsets,
-                tokens,
-                dim,
-                vocab,
-            } => {
-                if let Some(dtable) = self.target_zeroed(*table)? {
-                    embedding::embedding_backward(
-                        gpu,
-                        self.pass(),
-                        &dtable,
-                        &dy,
-                        order,
-                        offsets,
-                        *tokens,
-                        *dim,
-                        *vocab,
-                    )?;
-                }
-            }
-            Op::Attention {
-                qkv,
-                q,
-                k,
-                v,
-                o,
-                lse,
-                batch,
-                heads,
                 shape,
-            } => {
-                if let Some(t) = self.target(*qkv) {
-                    let dm = heads * shape.d;
-                    let layout = |offset: u32, stride: u32| HeadLayout {
-                        batch: *batch,
-                        t: shape.t,
-                        heads: *heads,
-                        d: shape.d,
-                        stride,
-                        offset,
-                    };
-                    let n = (shape.bh * shape.t * shape.d) as usize;
-                    let d_o = self.take_grad(n);
-                    rows_to_heads(gpu, self.pass(), &d_o, &dy, &layout(0, dm))?;
-                    let (dq, dk, dv, delta) = (
-                        self.take_grad(n),
-                        self.take_grad(n),
-                        self.take_grad(n),
-                        self.take_grad((shape.bh * shape.t) as usize),
-                    );
-                    attention_backward(
-                        gpu,
-                        self.pass(),
-                        &dq,
-                        &dk,
-                        &dv,
-                        &delta,
-                        q,
-                        k,
-                        v,
-                        o,
-                        lse,
-                        &d_o,
-                        shape,
-                    )?;
-                    // The three parts fill disjoint columns of dqkv: together one full write.
-                    for (part, offset) in [(&dq, 0), (&dk, dm), (&dv, 2 * dm)] {
-                        heads_to_rows(
-                            gpu,
-                            self.pass(),
-                            &t.buffer,
-                            part,
-                            &layout(offset, 3 * dm),
-                            t.accumulate,
-                        )?;
-                    }
-                }
-            }
+            } => self.with_target(*table, |tape, dtable| {
+                let pass = tape.pass();
+                embedding::embedding_backward(gpu, pass, dtable, &dy, order, offsets, *shape)
+            }),
+            Op::Attention { .. } => self.attention_backward(&dy, op),
             Op::CrossEntropy { logits, dlogits } => {
                 let upstream = terminal_seed("cross_entropy", out, seeded, seed)?;
-                if let Some(t) = self.target(*logits) {
-                    let len = self.slots[*logits].len as u32;
-                    ew::scale(
-                        gpu,
-                        self.pass(),
-                        &t.buffer,
-                        dlogits,
-                        upstream,
-                        len,
-                        t.accumulate,
-                    )?;
-                }
+                let len = self.slots[*logits].len as u32;
+                self.with_target(*logits, |tape, d| {
+                    let acc = d.accumulate;
+                    ew::scale(gpu, tape.pass(), d.buffer, dlogits, upstream, len, acc)
+                })
             }
             Op::Sum { x } => {
                 let upstream = terminal_seed("sum", out, seeded, seed)?;
-                if let Some(t) = self.target(*x) {
-                    let len = self.slots[*x].len;
-                    let filled = self.take_filled(len, upstream)?;
-                    ew::scale(
-                        gpu,
-                        self.pass(),
-                        &t.buffer,
-                        &filled,
-                        1.0,
-                        len as u32,
-                        t.accumulate,
-                    )?;
-                }
+                let len = self.slots[*x].len;
+                let filled = self.take_filled(len, upstream)?;
+                self.with_target(*x, |tape, dx| {
+                    let acc = dx.accumulate;
+                    ew::scale(gpu, tape.pass(), dx.buffer, &filled, 1.0, len as u32, acc)
+                })
             }
             Op::Conv2d {
                 x,
@@ -348,82 +151,25 @@ impl<'g> Tape<'g> {
                 bias,
                 shape,
                 variant,
-            } => {
-                let (xb, wb, v) = (
-                    self.slots[*x].buffer.clone(),
-                    self.slots[*w].buffer.clone(),
-                    *variant,
-                );
-                if let Some(t) = self.target(*x) {
-                    let (dx, acc) = (t.buffer, t.accumulate);
-                    conv2d_backward_input(gpu, self.pass(), &dx, &dy, &wb, shape, v, acc)?;
-                }
-                if let Some(t) = self.target(*w) {
-                    let scratch = self.scratch(conv2d::conv2d_weight_scratch_len(gpu, shape));
-                    let (dw, acc) = (t.buffer, t.accumulate);
-                    let pass = self.pass();
-                    conv2d_backward_weight(gpu, pass, &dw, &scratch, &dy, &xb, shape, v, acc)?;
-                }
-                if let Some(t) = bias.and_then(|b| self.target(b)) {
-                    let acc = t.accumulate;
-                    conv2d::conv2d_backward_bias(gpu, self.pass(), &t.buffer, &dy, shape, acc)?;
-                }
-            }
-            Op::BatchNorm {
-                x,
-                gamma,
-                beta,
-                mean,
-                rstd,
-                shape,
-                config,
-            } => {
-                let (xb, gb) = (
-                    self.slots[*x].buffer.clone(),
-                    self.slots[*gamma].buffer.clone(),
-                );
-                let (dx_buffer, accumulate_dx) = self.target_or_discard(*x, n as usize);
-                let channels = shape.channels as usize;
-                let dgamma = self.target_zeroed_or_discard(*gamma, channels)?;
-                let dbeta = self.target_zeroed_or_discard(*beta, channels)?;
-                let scratch = self.scratch(batchnorm::batchnorm_scratch_len(gpu, shape, config));
-                batchnorm::batchnorm_backward(
-                    gpu,
-                    self.pass(),
-                    &dx_buffer,
-                    &dgamma,
-                    &dbeta,
-                    &scratch,
-                    &dy,
-                    &xb,
-                    mean,
-                    rstd,
-                    &gb,
-                    shape,
-                    config,
-                    accumulate_dx,
-                )?;
-            }
-            Op::Shortcut { x, shape } => {
-                if let Some(t) = self.target(*x) {
-                    let (dx, acc) = (t.buffer, t.accumulate);
-                    shortcut_backward(gpu, self.pass(), &dx, &dy, shape, acc)?;
-                }
-            }
+            } => self.conv2d_backward(&dy, [*x, *w], *bias, shape, *variant),
+            Op::BatchNorm { .. } => self.batchnorm_backward(&dy, op),
+            Op::Shortcut { x, shape } => self.with_target(*x, |tape, dx| {
+                shortcut_backward(gpu, tape.pass(), dx.buffer, &dy, shape, dx.accumulate)
+            }),
             Op::GlobalAvgPool { x, rows, pixels } => {
-                if let Some(t) = self.target(*x) {
-                    let (r, px, acc) = (*rows, *pixels, t.accumulate);
-                    pool::global_avg_pool_backward(gpu, self.pass(), &t.buffer, &dy, r, px, acc)?;
-                }
+                let (r, px) = (*rows, *pixels);
+                self.with_target(*x, |tape, dx| {
+                    let acc = dx.accumulate;
+                    pool::global_avg_pool_backward(gpu, tape.pass(), dx.buffer, &dy, r, px, acc)
+                })
             }
         }
-        Ok(())
     }
 
     /// The gradient destination of tensor `id`, or None if it needs no gradient.
     /// Parameters accumulate into their own buffer; an activation's first gradient is
     /// written into a fresh buffer, later ones (a second consumer) add to it.
-    fn target(&mut self, id: usize) -> Option<Target> {
+    pub(super) fn target(&mut self, id: usize) -> Option<Target> {
         let slot = &self.slots[id];
         if !slot.requires_grad {
             return None;
@@ -448,38 +194,25 @@ impl<'g> Tape<'g> {
         })
     }
 
-    /// `target`, or a throwaway buffer for kernels that always write this output:
-    /// (buffer, accumulate).
-    fn target_or_discard(&mut self, id: usize, len: usize) -> (wgpu::Buffer, bool) {
+    /// Runs `write` with the gradient destination of tensor `id`, if it needs one.
+    pub(super) fn with_target(
+        &mut self,
+        id: usize,
+        write: impl FnOnce(&mut Self, Grad) -> Result<()>,
+    ) -> Result<()> {
         match self.target(id) {
-            Some(t) => (t.buffer, t.accumulate),
-            None => (self.take_grad(len), false),
+            Some(t) => write(self, Grad::new(&t.buffer, t.accumulate)),
+            None => Ok(()),
         }
     }
 
-    /// `target_zeroed`, or a zeroed throwaway buffer for kernels that always add.
-    fn target_zeroed_or_discard(&mut self, id: usize, len: usize) -> Result<wgpu::Buffer> {
-        match self.target_zeroed(id)? {
-            Some(buffer) => Ok(buffer),
-            None => self.take_filled(len, 0.0),
-        }
-    }
-
-    /// Like `target`, for kernels that can only add: a fresh buffer is zero-filled first.
-    fn target_zeroed(&mut self, id: usize) -> Result<Option<wgpu::Buffer>> {
-        match self.target(id) {
-            Some(Target {
-                buffer,
-                accumulate: false,
-            }) => {
-                let gpu = self.gpu;
-                let len = self.slots[id].len as u32;
-                ew::fill(gpu, self.pass(), &buffer, 0.0, len)?;
-                Ok(Some(buffer))
-            }
-            Some(t) => Ok(Some(t.buffer)),
-            None => Ok(None),
-        }
+    /// `target`, or a throwaway buffer of `len` for kernels that write this gradient
+    /// together with others that are needed.
+    pub(super) fn target_or_discard(&mut self, id: usize, len: usize) -> Target {
+        self.target(id).unwrap_or_else(|| Target {
+            buffer: self.take_grad(len),
+            accumulate: false,
+        })
     }
 }
 

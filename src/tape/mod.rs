@@ -8,8 +8,9 @@
 //! which persists across steps until the optimizer zeroes it. An activation's gradient is
 //! written (`=`) by the first op that reaches it in the reverse sweep; when a tensor
 //! feeds two consumers (the residual stream: `x` feeds both `F(x)` and `x + α·F(x)`) the
-//! later contributions add to it (`+=`). Kernels that can only add get a zero-filled
-//! buffer; kernels that can only overwrite write into a temporary that is then added.
+//! later contributions add to it (`+=`). `Tape::target` alone applies this rule: every
+//! backward launcher takes an accumulate flag ([`Grad`](crate::kernels::Grad)) for each
+//! gradient it writes.
 //!
 //! All work of a step goes into one command encoder and compute pass; nothing is read back
 //! unless asked ([`Tape::read`]). Activations and gradients come from the tape's
@@ -17,6 +18,7 @@
 //! loop that repeats the same shapes allocates nothing after its first step.
 
 mod backward;
+mod backward_ops;
 mod ops;
 mod ops_image;
 #[allow(clippy::module_inception)]

@@ -269,8 +269,7 @@ impl<'g> Tape<'g> {
                 bias: bias.id,
                 mean,
                 rstd,
-                rows: r,
-                cols: c,
+                shape: crate::kernels::layernorm::LayerNormShape { rows: r, cols: c },
             },
         );
         Ok(out)
@@ -334,9 +333,7 @@ impl<'g> Tape<'g> {
                     table: table.id,
                     order,
                     offsets,
-                    tokens,
-                    dim,
-                    vocab,
+                    shape: crate::kernels::embedding::EmbeddingShape { tokens, dim, vocab },
                 },
             );
         }

@@ -45,8 +45,7 @@ pub(crate) enum Op {
         bias: usize,
         mean: wgpu::Buffer,
         rstd: wgpu::Buffer,
-        rows: u32,
-        cols: u32,
+        shape: crate::kernels::layernorm::LayerNormShape,
     },
     /// Row-wise softmax over [rows, cols]; backward reads the output.
     Softmax {
@@ -59,9 +58,7 @@ pub(crate) enum Op {
         table: usize,
         order: wgpu::Buffer,
         offsets: wgpu::Buffer,
-        tokens: u32,
-        dim: u32,
-        vocab: u32,
+        shape: crate::kernels::embedding::EmbeddingShape,
     },
     /// Mean cross-entropy (a [1] loss); its gradient was computed with the loss.
     CrossEntropy {

@@ -1,0 +1,224 @@
+//! The backward rules too long for an arm of the `match` in `backward.rs`: matmul, the
+//! ReZero residual, the normalisations, attention and convolution. Each takes the output's
+//! gradient `dy` and the op's saved inputs, and writes every input's gradient through
+//! `target` (the tape's one accumulation rule).
+
+use crate::gpu::Result;
+use crate::kernels::attention::attention_backward;
+use crate::kernels::batchnorm;
+use crate::kernels::conv2d::{
+    self, Conv2d, ConvVariant, conv2d_backward_input, conv2d_backward_weight,
+};
+use crate::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
+use crate::kernels::layernorm::{self, LayerNormShape};
+use crate::kernels::matmul::{Matmul, matmul};
+use crate::kernels::rezero::{self, RezeroShape};
+use crate::kernels::{Grad, NormSaved};
+
+use super::tape::{Op, Tape};
+
+impl Tape<'_> {
+    /// C = Â·B̂ (+ bias), where Â, B̂ are A, B or their transposes as `desc` says.
+    pub(super) fn matmul_backward(
+        &mut self,
+        dy: &wgpu::Buffer,
+        [a, b]: [usize; 2],
+        bias: Option<usize>,
+        desc: &Matmul,
+    ) -> Result<()> {
+        let gpu = self.gpu;
+        let (ab, bb) = (self.slots[a].buffer.clone(), self.slots[b].buffer.clone());
+        let (m, n, k, ta, tb) = (desc.m, desc.n, desc.k, desc.trans_a, desc.trans_b);
+        self.with_target(a, |tape, da| {
+            // dÂ = dC·B̂ᵀ; stored transposed: dAᵀ = B̂·dCᵀ
+            let (x, y, d) = if ta {
+                (&bb, dy, Matmul::new(k, m, n).trans_a(tb).trans_b(true))
+            } else {
+                (dy, &bb, Matmul::new(m, k, n).trans_b(!tb))
+            };
+            let d = d.accumulate(da.accumulate);
+            matmul(gpu, tape.pass(), da.buffer, x, y, None, &d).map(drop)
+        })?;
+        self.with_target(b, |tape, db| {
+            // dB̂ = Âᵀ·dC; stored transposed: dBᵀ = dCᵀ·Â
+            let (x, y, d) = if tb {
+                (dy, &ab, Matmul::new(n, k, m).trans_a(true).trans_b(ta))
+            } else {
+                (&ab, dy, Matmul::new(k, n, m).trans_a(!ta))
+            };
+            let d = d.accumulate(db.accumulate);
+            matmul(gpu, tape.pass(), db.buffer, x, y, None, &d).map(drop)
+        })?;
+        let Some(bias) = bias else {
+            return Ok(());
+        };
+        // dbias[n] = 1[m]ᵀ·dC: column sums as a product with ones.
+        let ones = self.ones(m as usize)?;
+        self.with_target(bias, |tape, dbias| {
+            let d = Matmul::new(1, n, m).accumulate(dbias.accumulate);
+            matmul(gpu, tape.pass(), dbias.buffer, &ones, dy, None, &d).map(drop)
+        })
+    }
+
+    /// y = x + α·f with α = alpha[alpha_index]: dx, df and dα in one kernel.
+    pub(super) fn rezero_backward(
+        &mut self,
+        dy: &wgpu::Buffer,
+        [x, f, alpha]: [usize; 3],
+        alpha_index: u32,
+    ) -> Result<()> {
+        let gpu = self.gpu;
+        let n = self.slots[f].len;
+        let (fb, ab) = (
+            self.slots[f].buffer.clone(),
+            self.slots[alpha].buffer.clone(),
+        );
+        let dx = self.target_or_discard(x, n);
+        let df = self.target_or_discard(f, n);
+        let dalpha = self.target_or_discard(alpha, self.slots[alpha].len);
+        let scratch = self.scratch(rezero::REZERO_SCRATCH_LEN);
+        let shape = RezeroShape {
+            n: n as u32,
+            alpha_index,
+        };
+        let (dx, df, da) = (dx.grad(), df.grad(), dalpha.grad());
+        rezero::rezero_backward(gpu, self.pass(), dx, df, da, &scratch, dy, &fb, &ab, shape)
+    }
+
+    /// LayerNorm over rows with gain and bias, from the mean and rstd it saved.
+    pub(super) fn layernorm_backward(
+        &mut self,
+        dy: &wgpu::Buffer,
+        [x, gain, bias]: [usize; 3],
+        (mean, rstd): (&wgpu::Buffer, &wgpu::Buffer),
+        shape: LayerNormShape,
+    ) -> Result<()> {
+        let gpu = self.gpu;
+        let (xb, gb) = (
+            self.slots[x].buffer.clone(),
+            self.slots[gain].buffer.clone(),
+        );
+        let dx = self.target_or_discard(x, self.slots[x].len);
+        let dgain = self.target_or_discard(gain, shape.cols as usize);
+        let dbias = self.target_or_discard(bias, shape.cols as usize);
+        let scratch = self.scratch(layernorm::layernorm_scratch_len(shape.rows, shape.cols));
+        let saved = NormSaved {
+            x: &xb,
+            mean,
+            rstd,
+            gain: &gb,
+        };
+        let (dx, dg, db) = (dx.grad(), dgain.grad(), dbias.grad());
+        layernorm::layernorm_backward(gpu, self.pass(), dx, dg, db, &scratch, dy, saved, shape)
+    }
+
+    /// Fused causal attention over the packed q, k, v columns of `qkv`.
+    pub(super) fn attention_backward(&mut self, dy: &wgpu::Buffer, op: &Op) -> Result<()> {
+        let Op::Attention {
+            qkv,
+            q,
+            k,
+            v,
+            o,
+            lse,
+            batch,
+            heads,
+            shape,
+        } = op
+        else {
+            unreachable!("called for attention ops only")
+        };
+        let Some(dqkv) = self.target(*qkv) else {
+            return Ok(());
+        };
+        let gpu = self.gpu;
+        let dm = heads * shape.d;
+        let layout = |offset: u32, stride: u32| HeadLayout {
+            batch: *batch,
+            t: shape.t,
+            heads: *heads,
+            d: shape.d,
+            stride,
+            offset,
+        };
+        let n = (shape.bh * shape.t * shape.d) as usize;
+        let d_o = self.take_grad(n);
+        rows_to_heads(gpu, self.pass(), &d_o, dy, &layout(0, dm))?;
+        let (dq, dk, dv) = (self.take_grad(n), self.take_grad(n), self.take_grad(n));
+        let delta = self.take_grad((shape.bh * shape.t) as usize);
+        let pass = self.pass();
+        attention_backward(
+            gpu, pass, &dq, &dk, &dv, &delta, q, k, v, o, lse, &d_o, shape,
+        )?;
+        // The three parts fill disjoint columns of dqkv: together one full write.
+        for (part, offset) in [(&dq, 0), (&dk, dm), (&dv, 2 * dm)] {
+            let (layout, acc) = (layout(offset, 3 * dm), dqkv.accumulate);
+            heads_to_rows(gpu, self.pass(), &dqkv.buffer, part, &layout, acc)?;
+        }
+        Ok(())
+    }
+
+    /// A 2D convolution: to its input, its weight and its bias.
+    pub(super) fn conv2d_backward(
+        &mut self,
+        dy: &wgpu::Buffer,
+        [x, w]: [usize; 2],
+        bias: Option<usize>,
+        shape: &Conv2d,
+        variant: ConvVariant,
+    ) -> Result<()> {
+        let gpu = self.gpu;
+        let (xb, wb) = (self.slots[x].buffer.clone(), self.slots[w].buffer.clone());
+        self.with_target(x, |tape, dx| {
+            let (pass, acc) = (tape.pass(), dx.accumulate);
+            conv2d_backward_input(gpu, pass, dx.buffer, dy, &wb, shape, variant, acc)
+        })?;
+        let scratch = self.scratch(conv2d::conv2d_weight_scratch_len(gpu, shape));
+        self.with_target(w, |tape, dw| {
+            let (pass, acc) = (tape.pass(), dw.accumulate);
+            conv2d_backward_weight(gpu, pass, dw.buffer, &scratch, dy, &xb, shape, variant, acc)
+        })?;
+        match bias {
+            Some(b) => self.with_target(b, |tape, db: Grad| {
+                let (pass, acc) = (tape.pass(), db.accumulate);
+                conv2d::conv2d_backward_bias(gpu, pass, db.buffer, dy, shape, acc)
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Training-mode BatchNorm, from the batch mean and rstd it saved.
+    pub(super) fn batchnorm_backward(&mut self, dy: &wgpu::Buffer, op: &Op) -> Result<()> {
+        let Op::BatchNorm {
+            x,
+            gamma,
+            beta,
+            mean,
+            rstd,
+            shape,
+            config,
+        } = op
+        else {
+            unreachable!("called for batchnorm ops only")
+        };
+        let gpu = self.gpu;
+        let (xb, gb) = (
+            self.slots[*x].buffer.clone(),
+            self.slots[*gamma].buffer.clone(),
+        );
+        let channels = shape.channels as usize;
+        let dx = self.target_or_discard(*x, self.slots[*x].len);
+        let dgamma = self.target_or_discard(*gamma, channels);
+        let dbeta = self.target_or_discard(*beta, channels);
+        let scratch = self.scratch(batchnorm::batchnorm_scratch_len(gpu, shape, config));
+        let saved = NormSaved {
+            x: &xb,
+            mean,
+            rstd,
+            gain: &gb,
+        };
+        let (dx, dg, db) = (dx.grad(), dgamma.grad(), dbeta.grad());
+        let pass = self.pass();
+        batchnorm::batchnorm_backward(gpu, pass, dx, dg, db, &scratch, dy, saved, shape, config)
+    }
+}
