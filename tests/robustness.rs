@@ -272,3 +272,40 @@ fn bench_refuses_sizes_over_the_limits_before_running_anything() {
         );
     }
 }
+
+#[test]
+fn piped_progress_is_plain_lines_without_carriage_returns() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("robust-progress");
+    tiny_dataset(&dir);
+    let out = dir.join("run");
+    let args = [
+        "train",
+        "mlp",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--depth",
+        "2",
+        "--width",
+        "8",
+        "--batch",
+        "10",
+        "--log-every",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let got = rezero(&args);
+    let stderr = String::from_utf8_lossy(&got.stderr);
+    assert!(got.status.success(), "{stderr}");
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(" step ")).collect();
+    // Steps 5, 10, 15 and 20 of the epoch's 20, each with its loss, rate and ETA.
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert!(
+        lines[0].contains("step 5 (5/20) loss") && lines[0].contains("images/s ETA"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("epoch 1: train loss"), "{stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
