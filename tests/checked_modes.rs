@@ -173,8 +173,9 @@ fn reductions_softmax_layernorm_cross_entropy() {
                         out(gpu, rows as usize)?,
                     );
                     gpu.run(|pass| {
+                        let shape = layernorm::LayerNormShape { rows, cols };
                         layernorm::layernorm_forward(
-                            gpu, pass, &y, &mean, &rstd, &x, &gain, &bias, rows, cols, 1e-5,
+                            gpu, pass, &y, &mean, &rstd, &x, &gain, &bias, shape, 1e-5,
                         )?;
                         let saved = NormSaved {
                             x: &x,
@@ -183,7 +184,6 @@ fn reductions_softmax_layernorm_cross_entropy() {
                             gain: &gain,
                         };
                         let (gx, gg, gb) = (Grad::write(&dx), Grad::add(&dgain), Grad::add(&dbias));
-                        let shape = layernorm::LayerNormShape { rows, cols };
                         let s = &scratch;
                         layernorm::layernorm_backward(gpu, pass, gx, gg, gb, s, &dy, saved, shape)?;
                         cross_entropy::cross_entropy(

@@ -190,7 +190,8 @@ fn layernorm_rows() {
     let (r, c) = (rows as u32, cols as u32);
     let scratch = gpu.zeroed_f32("s", layernorm::layernorm_scratch_len(r, c));
     gpu.run(|p| {
-        layernorm::layernorm_forward(gpu, p, &gy, &gm, &gr, &gx, &gg, &gb, r, c, 1e-5)?;
+        let shape = layernorm::LayerNormShape { rows: r, cols: c };
+        layernorm::layernorm_forward(gpu, p, &gy, &gm, &gr, &gx, &gg, &gb, shape, 1e-5)?;
         let saved = NormSaved {
             x: &gx,
             mean: &gm,

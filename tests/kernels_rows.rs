@@ -170,8 +170,9 @@ fn layernorm_forward_backward() {
                 let scratch =
                     gpu.zeroed_f32("scratch", layernorm::layernorm_scratch_len(rows, cols));
                 gpu.run(|pass| {
+                    let shape = layernorm::LayerNormShape { rows, cols };
                     layernorm::layernorm_forward(
-                        gpu, pass, &gy, &gm, &gr, &gx, &gg, &gb, rows, cols, eps,
+                        gpu, pass, &gy, &gm, &gr, &gx, &gg, &gb, shape, eps,
                     )?;
                     let saved = NormSaved {
                         x: &gx,
@@ -185,7 +186,6 @@ fn layernorm_forward_backward() {
                         Grad::new(&gdg, adg),
                         Grad::new(&gdb, adb),
                     );
-                    let shape = layernorm::LayerNormShape { rows, cols };
                     layernorm::layernorm_backward(
                         gpu, pass, dx, dg, db, &scratch, &gdy, saved, shape,
                     )

@@ -273,8 +273,9 @@ pub fn layernorm_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
             work: Work::Bytes(8.0 * len as f64),
             run: Box::new(move |gpu| {
                 gpu.run(|p| {
+                    let shape = layernorm::LayerNormShape { rows, cols };
                     layernorm::layernorm_forward(
-                        gpu, p, &y, &mean, &rstd, &x, &gain, &bias, rows, cols, 1e-5,
+                        gpu, p, &y, &mean, &rstd, &x, &gain, &bias, shape, 1e-5,
                     )
                 })
             }),

@@ -53,6 +53,13 @@ fn check(
     Ok(())
 }
 
+/// Rows normalised and their length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerNormShape {
+    pub rows: u32,
+    pub cols: u32,
+}
+
 /// y = (x − mean)·rstd·gain + bias per row, saving mean and rstd.
 /// y, x: [rows, cols]; mean, rstd: [rows]; gain, bias: [cols]
 #[allow(clippy::too_many_arguments)]
@@ -65,11 +72,11 @@ pub fn layernorm_forward(
     x: &wgpu::Buffer,
     gain: &wgpu::Buffer,
     bias: &wgpu::Buffer,
-    rows: u32,
-    cols: u32,
+    shape: LayerNormShape,
     eps: f32,
 ) -> Result<()> {
     const OP: &str = "layernorm_forward";
+    let LayerNormShape { rows, cols } = shape;
     if !(eps > 0.0 && eps.is_finite()) {
         return Err(Error::Invalid {
             what: "layernorm eps".into(),
@@ -92,13 +99,6 @@ pub fn layernorm_forward(
         &[y, mean, rstd, x, gain, bias],
         rows,
     )
-}
-
-/// Rows normalised and their length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LayerNormShape {
-    pub rows: u32,
-    pub cols: u32,
 }
 
 /// Backward: dx (+)= ∂L/∂x, dgain (+)= Σ_rows dy·x̂, dbias (+)= Σ_rows dy, each written or

@@ -257,8 +257,7 @@ impl<'g> Tape<'g> {
             &x.buffer,
             &gain.buffer,
             &bias.buffer,
-            r,
-            c,
+            layernorm::LayerNormShape { rows: r, cols: c },
             eps,
         )?;
         self.record_op(
