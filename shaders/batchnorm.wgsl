@@ -90,7 +90,7 @@ fn batchnorm_eval_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let total = p.batch * p.channels * p.pixels;
-    for (var i = gid.x; i < total; i += nwg.x * 256u) {
+    for (var i = gid.x; i < total; i += grid_step(nwg)) {
         let c = (i / p.pixels) % p.channels;
         let g = gamma_eval[c] * inverseSqrt(var_eval[c] + p.eps);
         y_eval[i] = (x_eval[i] - mean_eval[c]) * g + beta_eval[c];
@@ -231,7 +231,7 @@ fn batchnorm_apply(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let total = p.batch * p.channels * p.pixels;
-    for (var i = gid.x; i < total; i += nwg.x * 256u) {
+    for (var i = gid.x; i < total; i += grid_step(nwg)) {
         let c = (i / p.pixels) % p.channels;
         y_a[i] = (x_a[i] - mean_a[c]) * rstd_a[c] * gamma_a[c] + beta_a[c];
     }
@@ -312,7 +312,7 @@ fn batchnorm_backward_apply(
 ) {
     let total = p.batch * p.channels * p.pixels;
     let inv_n = 1.0 / f32(p.batch * p.pixels);
-    for (var i = gid.x; i < total; i += nwg.x * 256u) {
+    for (var i = gid.x; i < total; i += grid_step(nwg)) {
         let c = (i / p.pixels) % p.channels;
         let rs = rstd_d[c];
         let xhat = (x_d[i] - mean_d[c]) * rs;

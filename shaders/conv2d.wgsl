@@ -266,7 +266,7 @@ fn conv2d_direct(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let total = p.batch * p.c_out * p.oh * p.ow;
-    for (var i = gid.x; i < total; i += nwg.x * 256u) {
+    for (var i = gid.x; i < total; i += grid_step(nwg)) {
         let ox = i % p.ow;
         let oy = (i / p.ow) % p.oh;
         let co = (i / (p.ow * p.oh)) % p.c_out;
@@ -302,7 +302,7 @@ fn conv2d_weight_finish(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let len = p.m * p.n;
-    for (var i = gid.x; i < len; i += nwg.x * 256u) {
+    for (var i = gid.x; i < len; i += grid_step(nwg)) {
         var s = 0.0;
         for (var z = 0u; z < p.splits; z++) {
             s += partial[z * len + i];

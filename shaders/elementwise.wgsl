@@ -8,8 +8,6 @@ struct Params {
     _pad: u32,
 }
 
-const WG: u32 = 256u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 // out, a, b: [n]
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -29,31 +27,31 @@ fn put(i: u32, v: f32) {
 }
 
 // out = a + b (its backward hands dy to both inputs: `copy` or an accumulating `scale`)
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn add(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
        @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) { put(i, a[i] + b[i]); }
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) { put(i, a[i] + b[i]); }
 }
 
 // out = scalar · a (backward: scale dy by the same scalar)
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn scale(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
          @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) { put(i, p.scalar * a[i]); }
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) { put(i, p.scalar * a[i]); }
 }
 
 // out = max(a, 0)
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn relu(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) { put(i, max(a[i], 0.0)); }
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) { put(i, max(a[i], 0.0)); }
 }
 
 // dx = dy · [x > 0]; a = dy, b = x
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn relu_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) { put(i, select(0.0, a[i], b[i] > 0.0)); }
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) { put(i, select(0.0, a[i], b[i] > 0.0)); }
 }
 
 const GELU_C: f32 = 0.7978845608028654; // sqrt(2 / pi)
@@ -66,20 +64,20 @@ fn tanh_stable(u: f32) -> f32 {
 }
 
 // out = 0.5 · a · (1 + tanh(√(2/π) · (a + 0.044715 a³)))
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn gelu(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
         let x = a[i];
         put(i, 0.5 * x * (1.0 + tanh_stable(GELU_C * (x + GELU_K * x * x * x))));
     }
 }
 
 // dx = dy · gelu'(x); a = dy, b = x
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn gelu_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
         let x = b[i];
         let t = tanh_stable(GELU_C * (x + GELU_K * x * x * x));
         let du = GELU_C * (1.0 + 3.0 * GELU_K * x * x);
@@ -88,17 +86,17 @@ fn gelu_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
 }
 
 // out = scalar (accumulate is ignored)
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn fill(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) { out[i] = p.scalar; }
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) { out[i] = p.scalar; }
 }
 
 // out = a (accumulate is ignored): the plain copy that memory-bound kernels are measured against
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn copy(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) { out[i] = a[i]; }
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) { out[i] = a[i]; }
 }
 
 // The vec4 copy for n a multiple of 4: the ceiling of memory-bound kernels (software
@@ -106,10 +104,10 @@ fn copy(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
 @group(0) @binding(1) var<storage, read_write> out4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn copy_vec4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = wg.x * WG + lid.x; i < p.n / 4u; i += nwg.x * WG) {
+    for (var i = grid_first(wg, lid); i < p.n / 4u; i += grid_step(nwg)) {
         out4[i] = a4[i];
     }
 }

@@ -25,7 +25,7 @@ fn embedding_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     // Grid-stride over the flat [tokens, dim] output.
-    for (var i = wg.x * 256u + lid.x; i < p.tokens * p.dim; i += nwg.x * 256u) {
+    for (var i = grid_first(wg, lid); i < p.tokens * p.dim; i += grid_step(nwg)) {
         let t = i / p.dim;
         let c = i - t * p.dim;
         let id = ids[t];
@@ -55,7 +55,7 @@ fn embedding_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     // Grid-stride over the flat [vocab, dim] gradient; each element sums its tokens in order.
-    for (var i = wg.x * 256u + lid.x; i < p.vocab * p.dim; i += nwg.x * 256u) {
+    for (var i = grid_first(wg, lid); i < p.vocab * p.dim; i += grid_step(nwg)) {
         let v = i / p.dim;
         let c = i - v * p.dim;
         var acc = 0.0;

@@ -31,7 +31,7 @@ fn row_index(i: u32) -> u32 {
 // out (head layout) = x (row layout)
 @compute @workgroup_size(256)
 fn rows_to_heads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.batch * p.heads * p.t * p.d; i += nwg.x * 256u) {
+    for (var i = gid.x; i < p.batch * p.heads * p.t * p.d; i += grid_step(nwg)) {
         out[i] = x[row_index(i)];
     }
 }
@@ -39,7 +39,7 @@ fn rows_to_heads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // out (row layout) (+)= x (head layout); columns outside the heads are left alone
 @compute @workgroup_size(256)
 fn heads_to_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < p.batch * p.heads * p.t * p.d; i += nwg.x * 256u) {
+    for (var i = gid.x; i < p.batch * p.heads * p.t * p.d; i += grid_step(nwg)) {
         let r = row_index(i);
         if (p.accumulate == 1u) {
             out[r] += x[i];

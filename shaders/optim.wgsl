@@ -20,8 +20,6 @@ struct Params {
     _pad: u32,
 }
 
-const WG: u32 = 256u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 // param, state1, grad, state2: [n]; norm_sq: [1] (bound but unread when clip is 0)
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
@@ -47,12 +45,12 @@ fn grad_scale() -> f32 {
 // Each entry point walks the elements in a grid-stride loop over a 1D grid.
 
 // v = momentum·v + (g + wd·p); p -= lr·v      (state1 = v)
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn sgd(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
        @builtin(num_workgroups) nwg: vec3<u32>) {
     let scale = grad_scale();
     let lr = lr();
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
         let g = scale * grad[i] + p.weight_decay * param[i];
         let v = p.momentum * state1[i] + g;
         state1[i] = v;
@@ -61,12 +59,12 @@ fn sgd(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: 
 }
 
 // s += g²; p -= lr·g / (√s + eps)      (state1 = s)
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn adagrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let scale = grad_scale();
     let lr = lr();
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
         let g = scale * grad[i] + p.weight_decay * param[i];
         let s = state1[i] + g * g;
         state1[i] = s;
@@ -75,14 +73,14 @@ fn adagrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
 }
 
 // m, v moments with bias correction; AdamW decays p directly   (state1 = m, state2 = v)
-@compute @workgroup_size(256)
+@compute @workgroup_size(GRID_WG)
 fn adam(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let scale = grad_scale();
     let lr = lr();
     let bias_correction1 = step_values[1];
     let bias_correction2 = step_values[2];
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
         var g = scale * grad[i];
         var w = param[i];
         if (p.decoupled == 1u) {

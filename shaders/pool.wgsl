@@ -19,7 +19,7 @@ fn global_avg_pool_forward(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    for (var r = gid.x; r < p.rows; r += nwg.x * 256u) {
+    for (var r = gid.x; r < p.rows; r += grid_step(nwg)) {
         var s = 0.0;
         for (var i = 0u; i < p.pixels; i++) {
             s += x[r * p.pixels + i];
@@ -38,7 +38,7 @@ fn global_avg_pool_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let total = p.rows * p.pixels;
-    for (var i = gid.x; i < total; i += nwg.x * 256u) {
+    for (var i = gid.x; i < total; i += grid_step(nwg)) {
         var v = dy[i / p.pixels] / f32(p.pixels);
         if (p.accumulate == 1u) {
             v += dx[i];

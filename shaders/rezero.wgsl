@@ -1,7 +1,7 @@
 // The fused ReZero residual: y = x + α·f (grid-stride loops; vec4 when n % 4 == 0), with
 // α in a buffer so the optimizer updates it on the GPU. Backward from dy: dx (+)= dy,
 // df (+)= α·dy, dα (+)= Σ dy·f, the sum in two stages (per-workgroup partials, then one
-// workgroup adds them up). Included after workgroup.wgsl (WG stays 256 here).
+// workgroup adds them up). Included after workgroup.wgsl (WG stays 256 here) and grid.wgsl.
 
 struct Params {
     n: u32,            // elements of x, f, y
@@ -23,14 +23,14 @@ const DALPHA: u32 = 4u;
 @group(0) @binding(3) var<storage, read> f: array<f32>;
 @group(0) @binding(4) var<storage, read> alpha: array<f32>;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GRID_WG)
 fn rezero_forward(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let a = alpha[p.alpha_index];
-    for (var i = wg.x * WG + lid.x; i < p.n; i += nwg.x * WG) {
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
         y[i] = fma(a, f[i], x[i]);
     }
 }
@@ -40,14 +40,14 @@ fn rezero_forward(
 @group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> f4: array<vec4<f32>>;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GRID_WG)
 fn rezero_forward_vec4(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let a = alpha[p.alpha_index];
-    for (var i = wg.x * WG + lid.x; i < p.n / 4u; i += nwg.x * WG) {
+    for (var i = grid_first(wg, lid); i < p.n / 4u; i += grid_step(nwg)) {
         // fma: twice as fast as a * f + x on software Vulkan, the same on GPUs.
         y4[i] = fma(vec4<f32>(a), f4[i], x4[i]);
     }

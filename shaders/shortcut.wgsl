@@ -28,7 +28,7 @@ fn shortcut_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let total = p.batch * p.c_out * p.oh * p.ow;
-    for (var i = gid.x; i < total; i += nwg.x * 256u) {
+    for (var i = gid.x; i < total; i += grid_step(nwg)) {
         let ox = i % p.ow;
         let oy = (i / p.ow) % p.oh;
         let c = (i / (p.ow * p.oh)) % p.c_out;
@@ -51,7 +51,7 @@ fn shortcut_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let total = p.batch * p.c_in * p.h * p.w;
-    for (var i = gid.x; i < total; i += nwg.x * 256u) {
+    for (var i = gid.x; i < total; i += grid_step(nwg)) {
         let ix = i % p.w;
         let iy = (i / p.w) % p.h;
         let c = (i / (p.w * p.h)) % p.c_in;

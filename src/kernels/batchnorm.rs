@@ -8,7 +8,7 @@ use super::{Grad, NormSaved, accumulate_bits, check_len, check_nonempty, element
 
 pub(crate) const SHADER: Shader = Shader {
     name: "batchnorm",
-    wgsl: super::with_workgroup_prelude!("batchnorm.wgsl"),
+    wgsl: super::wgsl!("workgroup.wgsl", "grid.wgsl", "batchnorm.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 

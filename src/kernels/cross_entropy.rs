@@ -6,7 +6,7 @@ use super::{check_len, check_nonempty, dispatch_rows, elements};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "cross_entropy",
-    wgsl: super::with_workgroup_prelude!("cross_entropy.wgsl"),
+    wgsl: super::wgsl!("workgroup.wgsl", "cross_entropy.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 

@@ -6,7 +6,7 @@ use super::{Grad, check_len, check_nonempty, elements, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "embedding",
-    wgsl: include_str!("../../shaders/embedding.wgsl"),
+    wgsl: super::wgsl!("grid.wgsl", "embedding.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 

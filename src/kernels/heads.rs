@@ -8,7 +8,7 @@ use super::{check_len, check_nonempty, elements, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "heads",
-    wgsl: include_str!("../../shaders/heads.wgsl"),
+    wgsl: super::wgsl!("grid.wgsl", "heads.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 

@@ -6,7 +6,7 @@ use super::{Grad, NormSaved, accumulate_bits, check_len, check_nonempty, dispatc
 
 pub(crate) const SHADER: Shader = Shader {
     name: "layernorm",
-    wgsl: super::with_workgroup_prelude!("layernorm.wgsl"),
+    wgsl: super::wgsl!("workgroup.wgsl", "layernorm.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 

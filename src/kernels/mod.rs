@@ -23,17 +23,15 @@ pub mod softmax;
 
 use crate::gpu::{Error, Result, Shader};
 
-/// The workgroup reductions and the accumulate rule shared by the row and reduction
-/// shaders (`shaders/workgroup.wgsl`), included before each of them.
-macro_rules! with_workgroup_prelude {
-    ($file:literal) => {
-        concat!(
-            include_str!("../../shaders/workgroup.wgsl"),
-            include_str!(concat!("../../shaders/", $file))
-        )
+/// A shader's source: the named files of `shaders/`, preludes first (`workgroup.wgsl`:
+/// the workgroup reductions and the accumulate rule of the row and reduction shaders;
+/// `grid.wgsl`: the grid-stride loop). For the modules in this folder.
+macro_rules! wgsl {
+    ($($file:literal),+) => {
+        concat!($(include_str!(concat!("../../shaders/", $file))),+)
     };
 }
-pub(crate) use with_workgroup_prelude;
+pub(crate) use wgsl;
 
 /// A gradient a backward launcher writes: its buffer, and whether the kernel adds to what
 /// is there (`+=`: a parameter's gradient, or an activation that feeds a second op) or
@@ -161,7 +159,8 @@ pub(crate) fn elements(op: &'static str, dims: &[u32]) -> Result<u64> {
 /// few enough that each invocation loops (software Vulkan pays per workgroup).
 pub const GRID_STRIDE_GROUPS: u64 = 1024;
 
-/// A 1D grid for a grid-stride kernel of 256 invocations a workgroup over `n` items.
+/// A 1D grid for a grid-stride kernel of 256 invocations a workgroup (`GRID_WG` in
+/// `shaders/grid.wgsl`) over `n` items.
 pub(crate) fn grid_stride(n: u64) -> [u32; 3] {
     [n.div_ceil(256).clamp(1, GRID_STRIDE_GROUPS) as u32, 1, 1]
 }

@@ -7,7 +7,7 @@ use super::{check_len, check_nonempty, elements, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "pool",
-    wgsl: include_str!("../../shaders/pool.wgsl"),
+    wgsl: super::wgsl!("grid.wgsl", "pool.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 

@@ -6,7 +6,7 @@ use super::{check_len, check_nonempty, dispatch_rows, elements};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "reduce",
-    wgsl: super::with_workgroup_prelude!("reduce.wgsl"),
+    wgsl: super::wgsl!("workgroup.wgsl", "reduce.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 

@@ -6,7 +6,7 @@ use super::{Grad, accumulate_bits, check_len, check_nonempty, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "rezero",
-    wgsl: super::with_workgroup_prelude!("rezero.wgsl"),
+    wgsl: super::wgsl!("workgroup.wgsl", "grid.wgsl", "rezero.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 

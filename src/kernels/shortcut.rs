@@ -8,7 +8,7 @@ use super::{check_len, check_nonempty, elements, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "shortcut",
-    wgsl: include_str!("../../shaders/shortcut.wgsl"),
+    wgsl: super::wgsl!("grid.wgsl", "shortcut.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 

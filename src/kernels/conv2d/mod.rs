@@ -18,6 +18,7 @@ pub(crate) const SHADER: Shader = Shader {
     name: "conv2d",
     wgsl: concat!(
         include_str!("../../../shaders/tile.wgsl"),
+        include_str!("../../../shaders/grid.wgsl"),
         include_str!("../../../shaders/conv2d_common.wgsl"),
         include_str!("../../../shaders/conv2d.wgsl")
     ),
