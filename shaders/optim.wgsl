@@ -1,4 +1,4 @@
-// Optimizer updates in place on the GPU: SGD with momentum, Adagrad, Adam / AdamW.
+// Optimizer updates in place on the GPU: SGD with momentum, Adagrad, Adam / AdamW, LAMB.
 // Hyperparameters that stay fixed for a run arrive in the uniform; what changes from step
 // to step (the learning-rate factor of a schedule, Adam's bias corrections) in the
 // four-element `step_values` buffer, so a training loop's dispatches keep their uniform
@@ -29,6 +29,10 @@ struct Params {
 // step_values: [4] = [lr factor, 1 − beta1^t, 1 − beta2^t, 0]
 @group(0) @binding(5) var<storage, read> step_values: array<f32>;
 @group(0) @binding(6) var<storage, read_write> state2: array<f32>;
+// LAMB: direction: [n], the update before its trust ratio; w_norm_sq, u_norm_sq: [1]
+@group(0) @binding(7) var<storage, read_write> direction: array<f32>;
+@group(0) @binding(8) var<storage, read> w_norm_sq: array<f32>;
+@group(0) @binding(9) var<storage, read> u_norm_sq: array<f32>;
 
 fn lr() -> f32 {
     return p.lr * step_values[0];
@@ -95,5 +99,41 @@ fn adam(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
         let mhat = m / bias_correction1;
         let vhat = v / bias_correction2;
         param[i] = w - lr * mhat / (sqrt(vhat) + p.eps);
+    }
+}
+
+// LAMB (You et al., 2020), stage 1: Adam's moments with bias correction, and the direction
+// u = m̂ / (√v̂ + eps) + wd·p (decoupled decay) into `direction`   (state1 = m, state2 = v)
+@compute @workgroup_size(GRID_WG)
+fn lamb_direction(@builtin(local_invocation_id) lid: vec3<u32>,
+                  @builtin(workgroup_id) wg: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let scale = grad_scale();
+    let bias_correction1 = step_values[1];
+    let bias_correction2 = step_values[2];
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
+        let g = scale * grad[i];
+        let m = p.beta1 * state1[i] + (1.0 - p.beta1) * g;
+        let v = p.beta2 * state2[i] + (1.0 - p.beta2) * g * g;
+        state1[i] = m;
+        state2[i] = v;
+        let mhat = m / bias_correction1;
+        let vhat = v / bias_correction2;
+        direction[i] = mhat / (sqrt(vhat) + p.eps) + p.weight_decay * param[i];
+    }
+}
+
+// LAMB, stage 2 (after ‖p‖² and ‖u‖² are summed): p −= lr · (‖p‖ / ‖u‖) · u, the trust
+// ratio taken as 1 when either norm is 0.
+@compute @workgroup_size(GRID_WG)
+fn lamb_apply(@builtin(local_invocation_id) lid: vec3<u32>,
+              @builtin(workgroup_id) wg: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w_norm = sqrt(w_norm_sq[0]);
+    let u_norm = sqrt(u_norm_sq[0]);
+    let ratio = select(1.0, w_norm / u_norm, w_norm > 0.0 && u_norm > 0.0);
+    let step = lr() * ratio;
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
+        param[i] -= step * direction[i];
     }
 }

@@ -16,7 +16,8 @@
 //!   byte-level text and the built-in corpus.
 //! - [`nn`]: models from tape ops (the deep MLP and the Transformer, each in its variants)
 //!   and initialisation.
-//! - [`optim`]: SGD, Adagrad, Adam/AdamW over parameters, clipping, learning-rate schedules.
+//! - [`optim`]: SGD, Adagrad, Adam/AdamW, LAMB over parameters, clipping, learning-rate
+//!   schedules.
 //! - [`tape`]: [`Tensor`](tape::Tensor), [`Param`](tape::Param) and the [`Tape`](tape::Tape)
 //!   that records ops and runs backward.
 //! - [`train`]: training loops (classifiers, language models) with progress, metrics CSV,

@@ -125,3 +125,92 @@ fn two_steps_on_one_tape_without_a_reset_each_use_their_own_step_values() {
         1e-5,
     );
 }
+
+/// LAMB with weight decay on the weights only, clipping and warm-up, over three steps on
+/// awkward sizes (one element, a partial workgroup, several grid strides), against the CPU
+/// reference.
+#[test]
+fn lamb_matches_its_reference_over_steps() {
+    let gpu = require_gpu!();
+    for n in [1usize, 3, 1000, 70_000] {
+        let (w0, a0) = (cpu::seeded(3, n, -1.0, 1.0), cpu::seeded(4, 3, -1.0, 1.0));
+        let w = Param::new(gpu, "w", &[n], &w0, true);
+        let alphas = Param::new(gpu, "alphas", &[3], &a0, false);
+        let config = OptimizerConfig {
+            method: Method::parse("lamb").unwrap(),
+            lr: 0.02,
+            weight_decay: 0.01,
+            clip: Some(1.0),
+            schedule: Schedule::parse("constant", 2).unwrap(),
+        };
+        let mut opt = Optimizer::new(gpu, &[&w, &alphas], config).unwrap();
+        let (mut pw, mut pa) = (w0.clone(), a0.clone());
+        let (mut mw, mut vw) = (vec![0.0; n], vec![0.0; n]);
+        let (mut ma, mut va) = (vec![0.0; 3], vec![0.0; 3]);
+        for step in 1..=3u32 {
+            let gw = cpu::seeded(30 + step as u64, n, -1.0, 1.0);
+            let ga = cpu::seeded(40 + step as u64, 3, -1.0, 1.0);
+            gpu.write(&w.grad, &gw);
+            gpu.write(&alphas.grad, &ga);
+            let lr = opt.lr();
+            gpu.run(|pass| opt.step(gpu, pass, &[&w, &alphas])).unwrap();
+            let norm_sq = cpu::reduce::sum_all(&gw, true) + cpu::reduce::sum_all(&ga, true);
+            let scale = cpu::optim::clip_scale(norm_sq, Some(1.0));
+            let h = |weight_decay| k::Lamb {
+                lr,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-6,
+                weight_decay,
+            };
+            cpu::optim::lamb(&mut pw, &mut mw, &mut vw, &gw, &h(0.01), step, scale);
+            cpu::optim::lamb(&mut pa, &mut ma, &mut va, &ga, &h(0.0), step, scale);
+        }
+        let what = format!("lamb n={n}");
+        let got = gpu.read_f32(&w.value, n).unwrap();
+        assert_close(&format!("{what} w"), &got, &pw, 1e-5, 1e-4);
+        let got = gpu.read_f32(&alphas.value, 3).unwrap();
+        assert_close(&format!("{what} alphas (no decay)"), &got, &pa, 1e-5, 1e-4);
+    }
+}
+
+/// One LAMB step worked out by hand: w = (3, 4), so ‖w‖ = 5; g = (1, 1) gives m̂ = v̂ = 1
+/// after bias correction, u = (1, 1)/(1 + eps), ‖u‖ ≈ √2, and w −= lr·(5/√2)·u.
+#[test]
+fn a_lamb_step_by_hand() {
+    let gpu = require_gpu!();
+    let w = Param::new(gpu, "w", &[2], &[3.0, 4.0], true);
+    let config = OptimizerConfig {
+        method: Method::parse("lamb").unwrap(),
+        lr: 0.1,
+        weight_decay: 0.0,
+        clip: None,
+        schedule: Schedule::default(),
+    };
+    let mut opt = Optimizer::new(gpu, &[&w], config).unwrap();
+    gpu.write(&w.grad, &[1.0, 1.0]);
+    gpu.run(|pass| opt.step(gpu, pass, &[&w])).unwrap();
+    let step = 0.1 * 5.0 / 2f32.sqrt();
+    let got = gpu.read_f32(&w.value, 2).unwrap();
+    assert_close(
+        "w after one step",
+        &got,
+        &[3.0 - step, 4.0 - step],
+        1e-5,
+        1e-5,
+    );
+    // A zero weight has no trust ratio to take: the ratio is 1, a plain Adam-like step.
+    let z = Param::new(gpu, "z", &[2], &[0.0, 0.0], true);
+    let config = OptimizerConfig {
+        method: Method::parse("lamb").unwrap(),
+        lr: 0.1,
+        weight_decay: 0.0,
+        clip: None,
+        schedule: Schedule::default(),
+    };
+    let mut opt = Optimizer::new(gpu, &[&z], config).unwrap();
+    gpu.write(&z.grad, &[1.0, -1.0]);
+    gpu.run(|pass| opt.step(gpu, pass, &[&z])).unwrap();
+    let got = gpu.read_f32(&z.value, 2).unwrap();
+    assert_close("zero weights", &got, &[-0.1, 0.1], 1e-5, 1e-5);
+}

@@ -481,5 +481,41 @@ pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
                 gpu.run(|pass| optim::adam(gpu, pass, &p, &s1, &s2, &g, &values, n, &adam, None))
             }),
         ),
+        lamb_case(gpu, n),
     ]
+}
+
+/// A LAMB step of one tensor: the moments and direction (reads p, m, v, g; writes m, v, u),
+/// the two norms (read p and u), the update (reads u and p, writes p).
+fn lamb_case(gpu: &Gpu, n: u32) -> Case {
+    let len = n as usize;
+    let [p, m, v, g, u] = [19, 0, 0, 20, 0].map(|seed| match seed {
+        0 => gpu.zeroed_f32("lamb state", len),
+        s => gpu.upload("lamb p/g", &cpu::seeded(s, len, -1.0, 1.0)),
+    });
+    let [w_norm_sq, u_norm_sq] = [0; 2].map(|_| gpu.zeroed_f32("lamb norm", 1));
+    let partials = gpu.zeroed_f32("lamb partials", crate::kernels::reduce::REDUCE_SCRATCH_LEN);
+    let values = gpu.upload("values", &[1.0f32, 0.1, 0.001, 0.0]);
+    let h = optim::Lamb {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-6,
+        weight_decay: 0.01,
+    };
+    memory_case(
+        "lamb",
+        "trust-ratio",
+        n,
+        48.0,
+        Box::new(move |gpu| {
+            let scratch = optim::LambScratch {
+                direction: &u,
+                w_norm_sq: &w_norm_sq,
+                u_norm_sq: &u_norm_sq,
+                reduce: &partials,
+            };
+            gpu.run(|pass| optim::lamb(gpu, pass, &p, &m, &v, &g, &values, scratch, n, &h, None))
+        }),
+    )
 }

@@ -50,3 +50,34 @@ pub fn adam(
         param[i] = w - h.lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + h.eps);
     }
 }
+
+/// One LAMB step of one parameter tensor (step counted from 1): the norms in f64.
+pub fn lamb(
+    param: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    grad: &[f32],
+    h: &crate::kernels::optim::Lamb,
+    step: u32,
+    scale: f32,
+) {
+    let bc1 = 1.0 - h.beta1.powi(step as i32);
+    let bc2 = 1.0 - h.beta2.powi(step as i32);
+    let mut direction = vec![0.0f32; param.len()];
+    for i in 0..param.len() {
+        let g = scale * grad[i];
+        m[i] = h.beta1 * m[i] + (1.0 - h.beta1) * g;
+        v[i] = h.beta2 * v[i] + (1.0 - h.beta2) * g * g;
+        direction[i] = (m[i] / bc1) / ((v[i] / bc2).sqrt() + h.eps) + h.weight_decay * param[i];
+    }
+    let norm = |x: &[f32]| x.iter().map(|&a| a as f64 * a as f64).sum::<f64>().sqrt();
+    let (w_norm, u_norm) = (norm(param), norm(&direction));
+    let ratio = if w_norm > 0.0 && u_norm > 0.0 {
+        (w_norm / u_norm) as f32
+    } else {
+        1.0
+    };
+    for (w, u) in param.iter_mut().zip(&direction) {
+        *w -= h.lr * ratio * u;
+    }
+}

@@ -1,8 +1,9 @@
-//! Launchers for `shaders/optim.wgsl`: SGD with momentum, Adagrad, Adam and AdamW, in place.
+//! Launchers for `shaders/optim.wgsl`: SGD with momentum, Adagrad, Adam and AdamW, and
+//! LAMB, in place.
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
-use super::{check_len, check_nonempty, grid_stride};
+use super::{check_len, check_nonempty, grid_stride, reduce};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "optim",
@@ -64,6 +65,29 @@ pub struct Adam {
     pub decoupled: bool,
 }
 
+/// LAMB (You et al., 2020): Adam's bias-corrected direction u = m̂/(√v̂ + eps) + wd·p (decay
+/// decoupled), applied as p −= lr·(‖p‖/‖u‖)·u with the trust ratio of this one parameter
+/// tensor (1 when either norm is 0).
+#[derive(Clone, Copy, Debug)]
+pub struct Lamb {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+/// The buffers a LAMB step works in, reusable from one parameter to the next:
+/// `direction` [≥ n], `w_norm_sq` and `u_norm_sq` [1] each, and `reduce` of
+/// [`reduce::REDUCE_SCRATCH_LEN`] floats for the two norms' partial sums.
+#[derive(Clone, Copy, Debug)]
+pub struct LambScratch<'a> {
+    pub direction: &'a wgpu::Buffer,
+    pub w_norm_sq: &'a wgpu::Buffer,
+    pub u_norm_sq: &'a wgpu::Buffer,
+    pub reduce: &'a wgpu::Buffer,
+}
+
 fn invalid(what: &str, value: f32, rule: &str) -> Error {
     Error::Invalid {
         what: what.into(),
@@ -113,7 +137,7 @@ pub fn step_values(lr_factor: f32, betas: Option<(f32, f32)>, step: u32) -> Resu
 }
 
 /// Binds param, state1, grad, the clipping norm (grad itself when there is none: unread),
-/// the step values, then state2 if the method has one.
+/// the step values, then state2 and LAMB's direction where the method has them.
 #[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Gpu,
@@ -121,7 +145,7 @@ fn launch(
     entry: &'static str,
     params: &mut Params,
     [param, state1, grad]: [&wgpu::Buffer; 3],
-    state2: Option<&wgpu::Buffer>,
+    [state2, direction]: [Option<&wgpu::Buffer>; 2],
     values: &wgpu::Buffer,
     clip: Option<Clip>,
 ) -> Result<()> {
@@ -147,6 +171,7 @@ fn launch(
     };
     let mut buffers = vec![param, state1, grad, norm_sq, values];
     buffers.extend(state2);
+    buffers.extend(direction);
     gpu.dispatch(
         pass,
         // reads and writes param and each state, reads grad
@@ -190,7 +215,7 @@ pub fn sgd(
         "sgd",
         &mut params,
         [param, velocity, grad],
-        None,
+        [None, None],
         values,
         clip,
     )
@@ -227,7 +252,7 @@ pub fn adagrad(
         "adagrad",
         &mut params,
         [param, sum_sq, grad],
-        None,
+        [None, None],
         values,
         clip,
     )
@@ -250,14 +275,7 @@ pub fn adam(
     clip: Option<Clip>,
 ) -> Result<()> {
     check_common(h.lr, h.weight_decay)?;
-    for (what, beta) in [("beta1", h.beta1), ("beta2", h.beta2)] {
-        if !(0.0..1.0).contains(&beta) {
-            return Err(invalid(what, beta, "must be in [0, 1)"));
-        }
-    }
-    if h.eps.is_nan() || h.eps <= 0.0 {
-        return Err(invalid("eps", h.eps, "must be > 0"));
-    }
+    check_moments(h.beta1, h.beta2, h.eps)?;
     let mut params = Params {
         n,
         decoupled: h.decoupled as u32,
@@ -274,8 +292,87 @@ pub fn adam(
         "adam",
         &mut params,
         [param, m, grad],
-        Some(v),
+        [Some(v), None],
         values,
         clip,
+    )
+}
+
+/// Errors unless the betas are in [0, 1) and eps is above 0 (Adam's and LAMB's rule).
+fn check_moments(beta1: f32, beta2: f32, eps: f32) -> Result<()> {
+    for (what, beta) in [("beta1", beta1), ("beta2", beta2)] {
+        if !(0.0..1.0).contains(&beta) {
+            return Err(invalid(what, beta, "must be in [0, 1)"));
+        }
+    }
+    if eps.is_nan() || eps <= 0.0 {
+        return Err(invalid("eps", eps, "must be > 0"));
+    }
+    Ok(())
+}
+
+/// One LAMB step of one parameter tensor at learning rate `h.lr` × `values[0]` with the
+/// bias corrections in `values[1..3]`, optionally clipped: the direction and moments, the
+/// two norms summed on the GPU (no readback), then the update scaled by the trust ratio.
+/// param, m, v, grad: [n]; values: [4], see [`step_values`] (with the betas).
+#[allow(clippy::too_many_arguments)]
+pub fn lamb(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    param: &wgpu::Buffer,
+    m: &wgpu::Buffer,
+    v: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+    values: &wgpu::Buffer,
+    scratch: LambScratch,
+    n: u32,
+    h: &Lamb,
+    clip: Option<Clip>,
+) -> Result<()> {
+    check_common(h.lr, h.weight_decay)?;
+    check_moments(h.beta1, h.beta2, h.eps)?;
+    let LambScratch {
+        direction,
+        w_norm_sq,
+        u_norm_sq,
+        reduce: partials,
+    } = scratch;
+    check_len("lamb", "direction [n]", direction, n as u64)?;
+    let mut params = Params {
+        n,
+        lr: h.lr,
+        weight_decay: h.weight_decay,
+        beta1: h.beta1,
+        beta2: h.beta2,
+        eps: h.eps,
+        ..Default::default()
+    };
+    let moments = [Some(v), Some(direction)];
+    launch(
+        gpu,
+        pass,
+        "lamb_direction",
+        &mut params,
+        [param, m, grad],
+        moments,
+        values,
+        clip,
+    )?;
+    reduce::sum_all(gpu, pass, w_norm_sq, partials, param, n, true, false)?;
+    reduce::sum_all(gpu, pass, u_norm_sq, partials, direction, n, true, false)?;
+    let bound = [
+        (1, param),
+        (5, values),
+        (7, direction),
+        (8, w_norm_sq),
+        (9, u_norm_sq),
+    ];
+    gpu.dispatch_bound(
+        pass,
+        // reads direction, reads and writes param
+        &Kernel::new(SHADER, "lamb_apply").work(Work::Bytes(3.0 * 4.0 * n as f64)),
+        &params,
+        &bound,
+        grid_stride(n as u64),
     )
 }

@@ -1,5 +1,5 @@
 //! Optimizers over a model's parameters, on the GPU: SGD with momentum, Adagrad, Adam and
-//! AdamW, optional global-norm clipping, a learning-rate schedule, and weight decay only
+//! AdamW, LAMB (its trust ratios computed on the GPU), optional global-norm clipping, a learning-rate schedule, and weight decay only
 //! for parameters that want it (not α, biases or norm gains: `Param::decay`).
 
 mod schedule;
@@ -27,6 +27,13 @@ pub enum Method {
         eps: f32,
         decoupled: bool,
     },
+    /// LAMB: Adam's direction (decay decoupled) scaled per parameter tensor by the trust
+    /// ratio ‖w‖/‖update‖, the paper's optimizer for its Transformers.
+    Lamb {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+    },
 }
 
 /// The update rules by name (the `--optimizer` flag).
@@ -36,6 +43,7 @@ pub enum OptimizerName {
     Adagrad,
     Adam,
     Adamw,
+    Lamb,
 }
 
 impl Method {
@@ -50,13 +58,18 @@ impl Method {
                 eps: 1e-8,
                 decoupled: name == OptimizerName::Adamw,
             },
+            OptimizerName::Lamb => Method::Lamb {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-6,
+            },
         }
     }
 
     /// Buffers of the parameters' size that the rule keeps.
     pub fn state_buffers(self) -> u64 {
         match self {
-            Method::Adam { .. } => 2,
+            Method::Adam { .. } | Method::Lamb { .. } => 2,
             Method::Sgd { .. } | Method::Adagrad { .. } => 1,
         }
     }
@@ -66,7 +79,7 @@ impl Method {
         use clap::ValueEnum;
         let name = OptimizerName::from_str(name, false).map_err(|_| Error::Invalid {
             what: "optimizer".into(),
-            why: format!("'{name}' is not one of sgd, adagrad, adam, adamw"),
+            why: format!("'{name}' is not one of sgd, adagrad, adam, adamw, lamb"),
         })?;
         Ok(Method::of(name, 0.9))
     }
@@ -99,6 +112,16 @@ pub struct Optimizer {
     /// it grows, that update may still read `step_values`.
     recorded_at: Option<u64>,
     scratch: wgpu::Buffer,
+    /// LAMB only: the direction of the parameter being updated (as long as the longest
+    /// parameter) and its two norms.
+    lamb: Option<LambBuffers>,
+}
+
+/// LAMB's working buffers, reused from one parameter to the next.
+struct LambBuffers {
+    direction: wgpu::Buffer,
+    w_norm_sq: wgpu::Buffer,
+    u_norm_sq: wgpu::Buffer,
 }
 
 impl Optimizer {
@@ -110,10 +133,12 @@ impl Optimizer {
                 why: format!("{} must be a finite number >= 0", config.lr),
             });
         }
+        let (config_method, longest) = (config.method, params.iter().map(|p| p.len()).max());
+        let longest = longest.unwrap_or(1);
         let state = params
             .iter()
             .map(|p| {
-                let second = matches!(config.method, Method::Adam { .. })
+                let second = (config.method.state_buffers() == 2)
                     .then(|| gpu.zeroed_f32("optimizer state 2", p.len()));
                 (gpu.zeroed_f32("optimizer state", p.len()), second)
             })
@@ -127,6 +152,11 @@ impl Optimizer {
             step_values: gpu.zeroed_f32("optimizer step values", 4),
             recorded_at: None,
             scratch: gpu.zeroed_f32("grad norm scratch", reduce::REDUCE_SCRATCH_LEN),
+            lamb: matches!(config_method, Method::Lamb { .. }).then(|| LambBuffers {
+                direction: gpu.zeroed_f32("lamb direction", longest.max(1)),
+                w_norm_sq: gpu.zeroed_f32("lamb ‖w‖²", 1),
+                u_norm_sq: gpu.zeroed_f32("lamb ‖u‖²", 1),
+            }),
         })
     }
 
@@ -249,7 +279,9 @@ impl Optimizer {
         let factor = self.config.schedule.factor(self.step);
         self.step += 1;
         let betas = match self.config.method {
-            Method::Adam { beta1, beta2, .. } => Some((beta1, beta2)),
+            Method::Adam { beta1, beta2, .. } | Method::Lamb { beta1, beta2, .. } => {
+                Some((beta1, beta2))
+            }
             _ => None,
         };
         let step = self.step.min(u32::MAX as u64) as u32;
@@ -366,6 +398,28 @@ impl Optimizer {
                 };
                 let s2 = s2.as_ref().expect("Adam state has two buffers");
                 k::adam(gpu, pass, &p.value, s1, s2, &p.grad, values, n, &h, clip)?
+            }
+            Method::Lamb { beta1, beta2, eps } => {
+                let h = k::Lamb {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                };
+                let b = self
+                    .lamb
+                    .as_ref()
+                    .expect("a LAMB optimizer has its buffers");
+                let scratch = k::LambScratch {
+                    direction: &b.direction,
+                    w_norm_sq: &b.w_norm_sq,
+                    u_norm_sq: &b.u_norm_sq,
+                    reduce: &self.scratch,
+                };
+                let s2 = s2.as_ref().expect("LAMB state has two buffers");
+                let (w, g) = (&p.value, &p.grad);
+                k::lamb(gpu, pass, w, s1, s2, g, values, scratch, n, &h, clip)?
             }
         }
         elementwise::fill(gpu, pass, &p.grad, 0.0, n)
