@@ -214,3 +214,49 @@ fn a_lamb_step_by_hand() {
     let got = gpu.read_f32(&z.value, 2).unwrap();
     assert_close("zero weights", &got, &[-0.1, 0.1], 1e-5, 1e-5);
 }
+
+/// `--alpha-lr-mult`: the parameter named `alphas` moves at lr × the multiplier, the others
+/// at lr.
+#[test]
+fn the_alpha_learning_rate_multiplier_scales_only_the_alphas() {
+    let gpu = require_gpu!();
+    for mult in [0.0f32, 1.0, 2.5] {
+        let w = Param::new(gpu, "w", &[2], &[1.0, 1.0], true);
+        let alphas = Param::new(gpu, "alphas", &[2], &[0.0, 0.0], false);
+        let config = OptimizerConfig {
+            method: Method::Sgd { momentum: 0.0 },
+            lr: 0.1,
+            weight_decay: 0.0,
+            clip: None,
+            schedule: Schedule::default(),
+        };
+        let mut opt = Optimizer::new(gpu, &[&w, &alphas], config).unwrap();
+        opt.set_alpha_lr_mult(mult).unwrap();
+        gpu.write(&w.grad, &[1.0, -1.0]);
+        gpu.write(&alphas.grad, &[1.0, -1.0]);
+        gpu.run(|pass| opt.step(gpu, pass, &[&w, &alphas])).unwrap();
+        let got = gpu.read_f32(&w.value, 2).unwrap();
+        assert_close(&format!("w, mult {mult}"), &got, &[0.9, 1.1], 1e-6, 1e-6);
+        let got = gpu.read_f32(&alphas.value, 2).unwrap();
+        let step = 0.1 * mult;
+        assert_close(
+            &format!("alphas, mult {mult}"),
+            &got,
+            &[-step, step],
+            1e-6,
+            1e-6,
+        );
+    }
+    let w = Param::new(gpu, "alphas", &[1], &[0.0], false);
+    let config = OptimizerConfig {
+        method: Method::Sgd { momentum: 0.0 },
+        lr: 0.1,
+        weight_decay: 0.0,
+        clip: None,
+        schedule: Schedule::default(),
+    };
+    let mut opt = Optimizer::new(gpu, &[&w], config).unwrap();
+    for bad in [f32::NAN, -1.0, f32::INFINITY] {
+        assert!(opt.set_alpha_lr_mult(bad).is_err(), "{bad}");
+    }
+}

@@ -309,3 +309,73 @@ fn piped_progress_is_plain_lines_without_carriage_returns() {
     assert!(stderr.contains("epoch 1: train loss"), "{stderr}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_comparison_can_give_warm_up_to_the_baselines_only() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("robust-warmup");
+    let out = dir.join("cmp");
+    let lm = |extra: &[&str]| {
+        let base = [
+            "train",
+            "lm",
+            "--quiet",
+            "--layers",
+            "1",
+            "--d-model",
+            "8",
+            "--heads",
+            "2",
+            "--d-ff",
+            "16",
+            "--seq",
+            "8",
+            "--batch",
+            "2",
+            "--steps",
+            "3",
+            "--eval-every",
+            "3",
+            "--eval-windows",
+            "2",
+            "--sample",
+            "0",
+        ];
+        rezero(&[&base[..], extra].concat())
+    };
+    let args = [
+        "--compare",
+        "postnorm,rezero",
+        "--warmup",
+        "5",
+        "--warmup-only",
+        "postnorm",
+        "--alpha-lr-mult",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let got = lm(&args);
+    expect(&got, 0, &["warm-up"]);
+    let shown = text(&got);
+    let row = |label: &str| {
+        shown
+            .lines()
+            .find(|l| l.starts_with(label) && !l.contains(':'))
+            .unwrap_or_else(|| panic!("no {label} row in {shown}"))
+            .to_string()
+    };
+    assert!(row("postnorm-1x8").contains("5 steps"), "{shown}");
+    assert!(row("rezero-1x8").contains("none"), "{shown}");
+    // The multiplier is one of the run's recorded flags.
+    let checkpoint = rezero::train::checkpoint::load(&out.join("rezero/model.safetensors"));
+    let flags = checkpoint.unwrap().metadata["flags"].clone();
+    assert!(flags.contains("--alpha-lr-mult=2"), "{flags}");
+    expect(&lm(&["--warmup-only", "postnorm"]), 2, &["--compare"]);
+    expect(
+        &lm(&["--alpha-lr-mult", "NaN"]),
+        2,
+        &["not a finite number"],
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -115,6 +115,10 @@ pub struct Optimizer {
     /// LAMB only: the direction of the parameter being updated (as long as the longest
     /// parameter) and its two norms.
     lamb: Option<LambBuffers>,
+    /// Which parameter holds the α of the ReZero blocks (named `alphas`), and the factor
+    /// its learning rate is multiplied by (1, the paper's setting, unless set).
+    alphas: Option<usize>,
+    alpha_lr_mult: f32,
 }
 
 /// LAMB's working buffers, reused from one parameter to the next.
@@ -157,11 +161,26 @@ impl Optimizer {
                 w_norm_sq: gpu.zeroed_f32("lamb ‖w‖²", 1),
                 u_norm_sq: gpu.zeroed_f32("lamb ‖u‖²", 1),
             }),
+            alphas: params.iter().position(|p| p.name == "alphas"),
+            alpha_lr_mult: 1.0,
         })
     }
 
     pub fn config(&self) -> &OptimizerConfig {
         &self.config
+    }
+
+    /// Multiplies the learning rate of the α parameter (the one named `alphas`, if any) by
+    /// `mult`, a finite number ≥ 0; the others keep theirs.
+    pub fn set_alpha_lr_mult(&mut self, mult: f32) -> Result<()> {
+        if !(mult >= 0.0 && mult.is_finite()) {
+            return Err(Error::Invalid {
+                what: "α learning-rate multiplier".into(),
+                why: format!("{mult} must be a finite number >= 0"),
+            });
+        }
+        self.alpha_lr_mult = mult;
+        Ok(())
     }
 
     /// Steps taken so far.
@@ -338,7 +357,10 @@ impl Optimizer {
         i: usize,
         p: &Param,
     ) -> Result<()> {
-        let lr = self.config.lr;
+        let lr = match self.alphas {
+            Some(a) if a == i => self.config.lr * self.alpha_lr_mult,
+            _ => self.config.lr,
+        };
         let values = &self.step_values;
         let clip = self.config.clip.map(|max_norm| Clip {
             norm_sq: &self.norm_sq,

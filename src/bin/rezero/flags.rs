@@ -60,18 +60,31 @@ pub struct OptimArgs {
     /// Steps of linear learning-rate warm-up.
     #[arg(long, default_value_t = 0)]
     pub warmup: u64,
+    /// Multiplies the learning rate of every α (finite, ≥ 0; the paper's setting is 1).
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
+    pub alpha_lr_mult: f32,
 }
 
 impl OptimArgs {
     /// The optimizer's configuration; `epoch_steps` is Some(steps in an epoch) for a
     /// command whose `--schedule` counts epochs.
     pub fn config(&self, epoch_steps: Option<u64>) -> Result<OptimizerConfig> {
+        self.config_with_warmup(epoch_steps, self.warmup)
+    }
+
+    /// [`OptimArgs::config`] with `warmup` steps of warm-up instead of `--warmup`'s (for
+    /// comparisons that give warm-up to some variants only).
+    pub fn config_with_warmup(
+        &self,
+        epoch_steps: Option<u64>,
+        warmup: u64,
+    ) -> Result<OptimizerConfig> {
         let unit = if epoch_steps.is_some() {
             "epochs"
         } else {
             "steps"
         };
-        let schedule = Schedule::parse(&self.schedule, self.warmup).map_err(|e| match e {
+        let schedule = Schedule::parse(&self.schedule, warmup).map_err(|e| match e {
             Error::Invalid { what, why } => Error::Invalid {
                 what: format!("--schedule ({what}, counted in {unit})"),
                 why,

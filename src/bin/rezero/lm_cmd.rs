@@ -29,6 +29,11 @@ pub struct LmArgs {
     /// Train each of these variants in turn (same data order and seed) and compare them.
     #[arg(long, value_enum, value_delimiter = ',')]
     compare: Vec<BlockVariant>,
+    /// With --compare: give the --warmup to these variants only (e.g. the Post-Norm
+    /// baseline, which diverges without it, while ReZero runs without); the table says
+    /// which variant had which schedule. Default: every variant gets it.
+    #[arg(long, value_enum, value_delimiter = ',', requires = "compare")]
+    warmup_only: Vec<BlockVariant>,
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     layers: u64,
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
@@ -100,6 +105,14 @@ pub struct SampleArgs {
 }
 
 impl LmArgs {
+    /// The warm-up steps `variant` trains with.
+    fn warmup_for(&self, variant: BlockVariant) -> u64 {
+        match self.warmup_only.is_empty() || self.warmup_only.contains(&variant) {
+            true => self.optim.warmup,
+            false => 0,
+        }
+    }
+
     fn model_config(&self, variant: BlockVariant) -> TransformerConfig {
         TransformerConfig {
             variant,
@@ -128,6 +141,7 @@ impl LmArgs {
             flag("--relu", self.relu),
             flag("--alpha-per-sublayer", self.alpha_per_sublayer),
             flag("--alpha-init", self.alpha_init),
+            flag("--alpha-lr-mult", self.optim.alpha_lr_mult),
             flag(
                 "--data",
                 data.map_or("built-in".into(), |d| d.display().to_string()),
@@ -145,7 +159,9 @@ fn run_one(
     text: &TextSplits,
     out: PathBuf,
 ) -> Result<(LmSummary, Transformer)> {
-    let optimizer = args.optim.config(None)?;
+    let optimizer = args
+        .optim
+        .config_with_warmup(None, args.warmup_for(variant))?;
     let config = args.model_config(variant);
     let footprint = config.footprint(args.run.batch as usize)?;
     footprint.check(gpu, optimizer.method.state_buffers())?;
@@ -155,6 +171,7 @@ fn run_one(
         load: |path: &std::path::Path, c: &_| checkpoint::transformer_from(gpu, path, c),
         params: Transformer::params,
     };
+    let optimizer = (optimizer, args.optim.alpha_lr_mult);
     let mut begun = start(gpu, (&out, args.run.resume), &flags, optimizer, source)?;
     let label = format!("{}-{}x{}", variant.name(), args.layers, args.d_model);
     let run = LmRun {
@@ -239,22 +256,28 @@ fn print_comparison(args: &LmArgs, dir: &std::path::Path, summaries: &[LmSummary
         .find(|s| s.run.label.starts_with("postnorm-"))
         .and_then(|s| s.steps_to_target);
     out!(
-        "\n{:<24} {:>8} {:>12} {:>16} {:>10} {:>10}",
+        "\n{:<24} {:>10} {:>8} {:>12} {:>16} {:>10} {:>10}",
         "variant",
+        "warm-up",
         "steps",
         "val bpb",
         "steps to target",
         "speed-up",
         "wall time"
     );
-    for s in summaries {
+    for (s, &variant) in summaries.iter().zip(&args.compare) {
+        let warmup = match args.warmup_for(variant) {
+            0 => "none".to_string(),
+            w => format!("{w} steps"),
+        };
         let speedup = match (baseline, s.steps_to_target) {
             (Some(b), Some(t)) => format!("{:.2}x", b as f64 / t as f64),
             _ => "-".into(),
         };
         out!(
-            "{:<24} {:>8} {:>12} {:>16} {:>10} {:>10}{}",
+            "{:<24} {:>10} {:>8} {:>12} {:>16} {:>10} {:>10}{}",
             s.run.label,
+            warmup,
             s.run.steps,
             s.val_bpb.map_or("-".into(), |b| format!("{b:.4}")),
             s.steps_to_target

@@ -98,6 +98,7 @@ impl ResnetArgs {
             flag("--depth", self.depth),
             flag("--shortcut", self.shortcut.name()),
             flag("--alpha-init", self.alpha_init),
+            flag("--alpha-lr-mult", self.optim.alpha_lr_mult),
             flag("--augment", self.augment),
         ];
         flags.extend(self.data.flags(&self.run));
@@ -132,6 +133,7 @@ fn run_one(
         load: |path: &std::path::Path, c: &_| resnet_from(gpu, path, c),
         params: Resnet::params,
     };
+    let optimizer = (optimizer, args.optim.alpha_lr_mult);
     let mut begun = start(gpu, (&out, args.run.resume), &flags, optimizer, source)?;
     let run = ImageRun {
         run: args.run.config(

@@ -24,12 +24,13 @@ pub struct ModelSource<F, L, P> {
 }
 
 /// A fresh model, or (with `resume`) the one in `out`'s checkpoint with its optimizer state
-/// and step, refused unless the checkpoint's recorded `flags` match these.
+/// and step, refused unless the checkpoint's recorded `flags` match these. The optimizer
+/// multiplies the α learning rate by `alpha_lr_mult`.
 pub fn start<M, F, L, P>(
     gpu: &Gpu,
     (out, resume): (&Path, bool),
     flags: &[(String, String)],
-    optimizer: OptimizerConfig,
+    (optimizer, alpha_lr_mult): (OptimizerConfig, f32),
     source: ModelSource<F, L, P>,
 ) -> Result<Start<M>>
 where
@@ -39,7 +40,8 @@ where
 {
     if !resume {
         let model = (source.fresh)()?;
-        let optimizer = Optimizer::new(gpu, &(source.params)(&model), optimizer)?;
+        let mut optimizer = Optimizer::new(gpu, &(source.params)(&model), optimizer)?;
+        optimizer.set_alpha_lr_mult(alpha_lr_mult)?;
         return Ok(Start {
             model,
             optimizer,
@@ -58,6 +60,7 @@ where
     let model = (source.load)(&path, &loaded)?;
     let params = (source.params)(&model);
     let mut optimizer = Optimizer::new(gpu, &params, optimizer)?;
+    optimizer.set_alpha_lr_mult(alpha_lr_mult)?;
     let step = checkpoint::restore_run(gpu, &path, &loaded, &params, &mut optimizer)?;
     eprintln!("resuming {} after step {step}", path.display());
     Ok(Start {

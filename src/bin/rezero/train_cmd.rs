@@ -85,6 +85,7 @@ impl MlpArgs {
             flag("--depth", self.depth),
             flag("--width", self.width),
             flag("--alpha-init", self.alpha_init),
+            flag("--alpha-lr-mult", self.optim.alpha_lr_mult),
         ];
         flags.extend(self.data.flags(&self.run));
         flags
@@ -108,6 +109,7 @@ fn run_one(
         load: |path: &std::path::Path, c: &_| mlp_from(gpu, path, c),
         params: Mlp::params,
     };
+    let optimizer = (optimizer, args.optim.alpha_lr_mult);
     let mut begun = start(gpu, (&out, args.run.resume), &flags, optimizer, source)?;
     let label = format!("{}-{}x{}", variant.name(), args.depth, args.width);
     let run = ImageRun {
