@@ -473,6 +473,19 @@ fn train_lm_on_a_file_resume_and_sample() {
         good,
         "the good checkpoint is unchanged"
     );
+    // The checkpoint on any text: bits per byte over its non-overlapping windows.
+    let out = rezero(&[
+        "eval",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success() && text(&out).contains("bits/byte over"),
+        "{}",
+        text(&out)
+    );
     let out = rezero(&[
         "sample",
         "--checkpoint",

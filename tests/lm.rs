@@ -196,3 +196,32 @@ fn sampling_from_weights_holding_nan_is_an_error_not_a_panic() {
     let err = sample(gpu, &model, b"ab", 3, 0.8, 1).unwrap_err();
     assert!(err.to_string().contains("NaN or infinite"), "{err}");
 }
+
+#[test]
+fn text_bits_per_byte_covers_every_window_whatever_the_batch() {
+    use rezero::data::text::fixed_windows;
+    use rezero::train::lm::{text_bpb, validation_bpb};
+    let gpu = require_gpu!();
+    let model = Transformer::new(gpu, narrow(1)).unwrap();
+    let text = &builtin_corpus()[..1001];
+    let mut tape = rezero::tape::Tape::new(gpu);
+    let all = fixed_windows(text, 16, usize::MAX);
+    let want = validation_bpb(&mut tape, &model, &all, 62, 16).unwrap();
+    for batch in [1, 7, 100] {
+        let (got, bytes) = text_bpb(&mut tape, &model, text, 16, batch).unwrap();
+        assert_eq!(
+            bytes,
+            62 * 16,
+            "1000 predicted bytes make 62 whole windows of 16"
+        );
+        assert!(
+            (got - want).abs() < 1e-5,
+            "batch {batch}: {got} against {want}"
+        );
+    }
+    assert!(text_bpb(&mut tape, &model, &text[..16], 16, 4).is_err());
+    assert!(
+        text_bpb(&mut tape, &model, text, 17, 4).is_err(),
+        "over the model's seq"
+    );
+}

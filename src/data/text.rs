@@ -44,11 +44,7 @@ impl TextSplits {
     /// Reads any file of bytes and splits it; a file too short for windows of `window`
     /// bytes in every split is an error naming the file.
     pub fn from_file(path: &Path, window: usize) -> Result<TextSplits> {
-        // enwik9, the largest of the usual byte-level corpora, is 1 GB.
-        const MAX_TEXT_BYTES: u64 = 4 << 30;
-        let bytes = crate::files::read_file_capped(path, MAX_TEXT_BYTES)
-            .map_err(|e| Error::io(path, "read", e))?;
-        let splits = TextSplits::new(bytes);
+        let splits = TextSplits::new(read_text(path)?);
         let shortest = splits.validation.len().min(splits.test.len());
         if shortest <= window {
             return Err(Error::Data {
@@ -62,6 +58,16 @@ impl TextSplits {
         }
         Ok(splits)
     }
+}
+
+/// Most bytes a text file may hold (read whole): enwik9, the largest of the usual
+/// byte-level corpora, is 1 GB.
+pub const MAX_TEXT_BYTES: u64 = 4 << 30;
+
+/// The bytes of a text file, read with a cap ([`MAX_TEXT_BYTES`]); devices and pipes are
+/// refused.
+pub fn read_text(path: &Path) -> Result<Vec<u8>> {
+    crate::files::read_file_capped(path, MAX_TEXT_BYTES).map_err(|e| Error::io(path, "read", e))
 }
 
 /// `count` windows of `window` + 1 bytes from `data` (inputs and next-byte targets), at

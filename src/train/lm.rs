@@ -66,6 +66,41 @@ pub fn validation_bpb(
     result
 }
 
+/// Bits per byte of `model` on all of `text` cut into non-overlapping windows of `seq`
+/// bytes (each predicting the next byte of every position), `batch` windows at a time,
+/// without recording gradients: (bits per byte, bytes predicted). The windows are made a
+/// batch at a time, so a large file never has all its windows in memory.
+pub fn text_bpb(
+    tape: &mut Tape,
+    model: &Transformer,
+    text: &[u8],
+    seq: usize,
+    batch: usize,
+) -> Result<(f32, u64)> {
+    if seq == 0 || seq > model.config.seq || batch == 0 || text.len() <= seq {
+        return Err(Error::Invalid {
+            what: "evaluation windows".into(),
+            why: format!(
+                "{} bytes in windows of {seq} (at most the model's {}) by batches of {batch}: \
+                 need a window of at least 1 and more bytes than one window",
+                text.len(),
+                model.config.seq
+            ),
+        });
+    }
+    let windows = (text.len() - 1) / seq;
+    let (mut bits, mut bytes) = (0.0f64, 0u64);
+    for first in (0..windows).step_by(batch) {
+        let count = batch.min(windows - first);
+        let slice = &text[first * seq..(first + count) * seq + 1];
+        let group = fixed_windows(slice, seq, count);
+        let bpb = validation_bpb(tape, model, &group, count, seq)? as f64;
+        bits += bpb * (count * seq) as f64;
+        bytes += (count * seq) as u64;
+    }
+    Ok(((bits / bytes as f64) as f32, bytes))
+}
+
 /// Errors unless the windows fit the model and the text holds more than one of them.
 fn check(model: &Transformer, text: &TextSplits, run: &LmRun) -> Result<()> {
     let batch = run.run.batch;

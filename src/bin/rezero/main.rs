@@ -15,6 +15,7 @@ macro_rules! out {
 }
 
 mod bench_cmd;
+mod eval_cmd;
 mod flags;
 mod images_cmd;
 mod info_cmd;
@@ -72,6 +73,8 @@ enum Command {
     },
     /// Generate text from a language-model checkpoint.
     Sample(lm_cmd::SampleArgs),
+    /// Bits per byte of a language-model checkpoint on any text file (non-overlapping windows).
+    Eval(eval_cmd::EvalArgs),
     /// Singular values of a network's input-output Jacobian (dynamical isometry).
     Isometry(isometry_cmd::IsometryArgs),
     /// Draw the curves of several runs in one SVG picture.
@@ -112,6 +115,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Tune(args) => tune_cmd::tune(&gpu, args),
         Command::Train { command } => train_cmd::train(&gpu, command.as_ref()),
         Command::Sample(args) => lm_cmd::sample_command(&gpu, args),
+        Command::Eval(args) => eval_cmd::eval(&gpu, args),
         Command::Isometry(args) => isometry_cmd::isometry(&gpu, args),
         Command::Plot(_) => unreachable!("handled above"),
     }
