@@ -367,6 +367,22 @@ fn a_comparison_can_give_warm_up_to_the_baselines_only() {
     };
     assert!(row("postnorm-1x8").contains("5 steps"), "{shown}");
     assert!(row("rezero-1x8").contains("none"), "{shown}");
+    // α over training for the ReZero variant only, and `rezero plot --alpha` of its run.
+    assert!(out.join("alpha-rezero.svg").exists() && !out.join("alpha-postnorm.svg").exists());
+    let svg = dir.join("alpha.svg");
+    let run = out.join("rezero");
+    let args = [
+        "plot",
+        run.to_str().unwrap(),
+        "--alpha",
+        "-o",
+        svg.to_str().unwrap(),
+    ];
+    expect(&rezero(&args), 0, &["wrote"]);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<rect"));
+    let postnorm = out.join("postnorm");
+    let args = ["plot", postnorm.to_str().unwrap(), "--alpha"];
+    expect(&rezero(&args), 1, &["ReZero variant"]);
     // The multiplier is one of the run's recorded flags.
     let checkpoint = rezero::train::checkpoint::load(&out.join("rezero/model.safetensors"));
     let flags = checkpoint.unwrap().metadata["flags"].clone();

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod core;
+pub mod heatmap;
 pub mod images;
 pub mod lm;
 pub mod plot;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rezero::data::{self, Images};
 use rezero::train::ImageSummary;
+use rezero::train::heatmap::heatmaps_for;
 use rezero::train::plot::{Curve, plot_svg_if_any, read_curve};
 use rezero::train::progress::format_duration;
 use rezero::{Error, Result};
@@ -99,6 +100,9 @@ pub fn compare<V: Copy>(
     )?;
     print_table(&summaries, target);
     eprintln!("curves: {}", dir.join("{loss,test_accuracy}.svg").display());
+    for heatmap in heatmaps_for(&folders, dir)? {
+        eprintln!("α over training: {}", heatmap.display());
+    }
     Ok(())
 }
 

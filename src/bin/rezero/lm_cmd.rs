@@ -9,6 +9,7 @@ use rezero::data::text::{TextSplits, builtin_corpus};
 use rezero::gpu::Gpu;
 use rezero::nn::{BlockVariant, Transformer, TransformerConfig};
 use rezero::train::checkpoint::{self, load_transformer};
+use rezero::train::heatmap::heatmaps_for;
 use rezero::train::lm::{LmRun, LmSummary, sample, train_lm};
 use rezero::train::plot::{Curve, plot_svg_if_any};
 use rezero::train::progress::format_duration;
@@ -291,6 +292,10 @@ fn print_comparison(args: &LmArgs, dir: &std::path::Path, summaries: &[LmSummary
         );
     }
     eprintln!("validation curves: {}", svg.display());
+    let folders: Vec<_> = args.compare.iter().map(|v| dir.join(v.name())).collect();
+    for heatmap in heatmaps_for(&folders, dir)? {
+        eprintln!("α over training: {}", heatmap.display());
+    }
     if args.target_bpb.is_none() {
         eprintln!("(give --target-bpb X to count the steps each variant needs to reach X)");
     }

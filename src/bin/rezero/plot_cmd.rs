@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use rezero::Result;
+use rezero::train::heatmap::{alpha_heatmap_svg, read_alphas};
 use rezero::train::plot::{plot_svg, read_curve};
+use rezero::{Error, Result};
 
 #[derive(Args)]
 pub struct PlotArgs {
@@ -20,6 +21,10 @@ pub struct PlotArgs {
     /// The picture's title (default: METRIC against step).
     #[arg(long)]
     title: Option<String>,
+    /// Draw one run's α instead: every block's α against the step, as a heatmap (the
+    /// paper's figure; default file alpha.svg).
+    #[arg(long, conflicts_with = "metric")]
+    alpha: bool,
 }
 
 /// The metrics file that holds `metric`.
@@ -31,7 +36,32 @@ pub fn file_of(metric: &str) -> &'static str {
     }
 }
 
+/// `rezero plot RUN --alpha`: the heatmap of one run's α.
+fn plot_alpha(args: &PlotArgs) -> Result<()> {
+    let [run] = args.runs.as_slice() else {
+        return Err(Error::Invalid {
+            what: "--alpha".into(),
+            why: format!("draws one run, {} were given", args.runs.len()),
+        });
+    };
+    let out = match args.out.to_str() {
+        Some("loss.svg") => PathBuf::from("alpha.svg"),
+        _ => args.out.clone(),
+    };
+    let trace = read_alphas(run)?;
+    let title = args
+        .title
+        .clone()
+        .unwrap_or_else(|| run.display().to_string());
+    alpha_heatmap_svg(&trace, &title, &out)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
 pub fn plot(args: &PlotArgs) -> Result<()> {
+    if args.alpha {
+        return plot_alpha(args);
+    }
     let file = file_of(&args.metric);
     let curves = args
         .runs
