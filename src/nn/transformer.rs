@@ -287,9 +287,22 @@ impl Transformer {
         tape.add(&a, &b)
     }
 
-    /// The block stack (and the final norm): [batch·t, d_model] to [batch·t, d_model]. The
-    /// part whose Jacobian `isometry` studies.
+    /// The block stack and the final norm (Pre-Norm has one): [batch·t, d_model] to
+    /// [batch·t, d_model].
     pub fn stack(&self, tape: &mut Tape, x: &Tensor, batch: usize) -> Result<Tensor> {
+        let x = self.blocks(tape, x, batch)?;
+        match &self.final_norm {
+            Some(n) => {
+                let (g, b) = (tape.param(&n.gain), tape.param(&n.bias));
+                tape.layernorm(&x, &g, &b, 1e-5)
+            }
+            None => Ok(x),
+        }
+    }
+
+    /// The residual blocks alone, without the final norm: [batch·t, d_model] to
+    /// [batch·t, d_model]. The part whose Jacobian `isometry` studies, as the paper does.
+    pub fn blocks(&self, tape: &mut Tape, x: &Tensor, batch: usize) -> Result<Tensor> {
         let alphas = self.alphas.as_ref().map(|a| tape.param(a));
         let mut x = x.clone();
         for (i, block) in self.blocks.iter().enumerate() {
@@ -314,10 +327,6 @@ impl Transformer {
                 alphas.as_ref().map(|a| (a, a2)),
                 batch,
             )?;
-        }
-        if let Some(n) = &self.final_norm {
-            let (g, b) = (tape.param(&n.gain), tape.param(&n.bias));
-            x = tape.layernorm(&x, &g, &b, 1e-5)?;
         }
         Ok(x)
     }

@@ -51,6 +51,9 @@ pub struct RunConfig {
     /// The flags that define the run (model, data, data order), saved in its checkpoints
     /// so that `--resume` can compare them.
     pub flags: Vec<(String, String)>,
+    /// Keep every checkpoint written (`checkpoints/step-N.safetensors`), besides the
+    /// rolling `model.safetensors`, so that the run can be studied along the way.
+    pub keep_checkpoints: bool,
 }
 
 impl RunConfig {
@@ -67,6 +70,7 @@ impl RunConfig {
             profile_step: None,
             allow_divergence: false,
             flags: Vec::new(),
+            keep_checkpoints: false,
         }
     }
 }
@@ -383,6 +387,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
                 });
                 Ok(())
             }
+            Ok(()) if self.config.keep_checkpoints => dir.keep_checkpoint(self.step),
             other => other,
         }
     }

@@ -18,6 +18,25 @@ const RUN_FILES: [&str; 4] = [
     "summary.txt",
 ];
 
+/// The folder of a run's kept checkpoints (`--keep-checkpoints`).
+pub const KEPT_CHECKPOINTS: &str = "checkpoints";
+
+/// The checkpoints kept in `run` (`checkpoints/step-N.safetensors`), by step.
+pub fn kept_checkpoints(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let folder = run.join(KEPT_CHECKPOINTS);
+    let entries = std::fs::read_dir(&folder).map_err(|e| Error::io(&folder, "read", e))?;
+    let mut kept: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?;
+            let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?;
+            Some((step.parse().ok()?, p.clone()))
+        })
+        .collect();
+    kept.sort();
+    Ok(kept)
+}
+
 /// The lock file's name inside a run folder.
 pub const LOCK_FILE: &str = ".rezero.lock";
 
@@ -157,6 +176,21 @@ impl RunDir {
     /// Where the run's checkpoint lives.
     pub fn checkpoint(&self) -> PathBuf {
         self.path.join("model.safetensors")
+    }
+
+    /// Keeps the checkpoint just written as `checkpoints/step-N.safetensors` (a hard link
+    /// where the file system allows, else a copy); one already kept for that step stays.
+    pub fn keep_checkpoint(&self, step: u64) -> Result<()> {
+        let folder = self.path.join(KEPT_CHECKPOINTS);
+        std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, "create", e))?;
+        let kept = folder.join(format!("step-{step:08}.safetensors"));
+        if kept.exists() {
+            return Ok(());
+        }
+        let from = self.checkpoint();
+        std::fs::hard_link(&from, &kept)
+            .or_else(|_| std::fs::copy(&from, &kept).map(drop))
+            .map_err(|e| Error::io(&kept, "keep the checkpoint as", e))
     }
 
     /// Appends a row to `metrics.csv`.

@@ -141,6 +141,10 @@ pub struct RunArgs {
     /// by kernel entry point.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub profile: Option<u64>,
+    /// Keep every checkpoint (one per evaluation or epoch) in RUN/checkpoints/, besides the
+    /// rolling model.safetensors (for `rezero isometry --run`).
+    #[arg(long)]
+    pub keep_checkpoints: bool,
 }
 
 impl RunArgs {
@@ -163,6 +167,7 @@ impl RunArgs {
             profile_step: self.profile,
             allow_divergence: self.allow_divergence,
             flags,
+            keep_checkpoints: self.keep_checkpoints,
         }
     }
 

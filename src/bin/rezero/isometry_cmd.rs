@@ -1,13 +1,15 @@
 //! `rezero isometry`: the input-output Jacobian spectrum of a network's block stack.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use rezero::analysis::isometry::{Spectrum, jacobian, singular_values};
 use rezero::gpu::Gpu;
 use rezero::nn::{Mlp, MlpConfig, Transformer, TransformerConfig, init};
 use rezero::train::checkpoint;
+use rezero::train::plot::{Curve, plot_svg};
+use rezero::train::run_dir::kept_checkpoints;
 use rezero::{Error, Result};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -47,27 +49,46 @@ pub struct IsometryArgs {
     /// Seeds the weights and the input.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Take the model (its configuration and weights) from a checkpoint that
+    /// Take the model (its kind, configuration and weights) from a checkpoint that
     /// `rezero train mlp|lm --out DIR` wrote (DIR/model.safetensors).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "run")]
     checkpoint: Option<PathBuf>,
+    /// The spectrum of every checkpoint a run kept (`rezero train ... --keep-checkpoints`),
+    /// against the step: a table, RUN/isometry.csv and RUN/isometry.svg.
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// Transformer: include the final LayerNorm (Pre-Norm has one) in the Jacobian; by
+    /// default it is of the residual blocks alone, as the paper measures it.
+    #[arg(long)]
+    with_final_norm: bool,
     /// Write the singular values, one a line, to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
 }
 
-fn weights(args: &IsometryArgs) -> String {
-    match &args.checkpoint {
-        Some(path) => format!("trained weights from {}", path.display()),
-        None => format!("initial weights, alpha init {}", args.alpha_init),
-    }
+/// The network whose block stack is studied.
+enum Net {
+    Mlp(Mlp),
+    Transformer(Transformer),
 }
 
-/// (description, rows, columns, Jacobian) of an MLP's block stack at a standard-normal input.
-fn mlp_jacobian(gpu: &Gpu, args: &IsometryArgs) -> Result<(String, usize, usize, Vec<f32>)> {
-    let model = match &args.checkpoint {
-        Some(path) => checkpoint::load_mlp(gpu, path)?,
-        None => Mlp::new(
+/// The network of `checkpoint` (its kind from the metadata), or a fresh one from the flags.
+fn network(gpu: &Gpu, args: &IsometryArgs, checkpoint: Option<&Path>) -> Result<Net> {
+    if let Some(path) = checkpoint {
+        let loaded = checkpoint::load(path)?;
+        return match loaded.meta(path, "model")? {
+            "mlp" => Ok(Net::Mlp(checkpoint::mlp_from(gpu, path, &loaded)?)),
+            "transformer" => Ok(Net::Transformer(checkpoint::transformer_from(
+                gpu, path, &loaded,
+            )?)),
+            other => Err(Error::data(
+                path,
+                format!("holds a {other} model; isometry studies MLPs and Transformers"),
+            )),
+        };
+    }
+    Ok(match args.model {
+        Model::Mlp => Net::Mlp(Mlp::new(
             gpu,
             MlpConfig {
                 variant: args.variant.parse()?,
@@ -78,34 +99,8 @@ fn mlp_jacobian(gpu: &Gpu, args: &IsometryArgs) -> Result<(String, usize, usize,
                 alpha_init: args.alpha_init,
                 seed: args.seed,
             },
-        )?,
-    };
-    let c = &model.config;
-    let x = init::normal(args.seed.wrapping_add(12345), c.width, 1.0);
-    let (outputs, j) = jacobian(gpu, &x, |tape, h| model.blocks(tape, h))?;
-    Ok((
-        format!(
-            "{} MLP, {} blocks of width {}, {}",
-            c.variant.name(),
-            c.depth,
-            c.width,
-            weights(args)
-        ),
-        outputs,
-        c.width,
-        j,
-    ))
-}
-
-/// The same for a Transformer's block stack over one sequence: every position's channels
-/// flattened, so J is [seq·d_model, seq·d_model]; the input is standard normal.
-fn transformer_jacobian(
-    gpu: &Gpu,
-    args: &IsometryArgs,
-) -> Result<(String, usize, usize, Vec<f32>)> {
-    let model = match &args.checkpoint {
-        Some(path) => checkpoint::load_transformer(gpu, path)?,
-        None => Transformer::new(
+        )?),
+        Model::Transformer => Net::Transformer(Transformer::new(
             gpu,
             TransformerConfig {
                 variant: args.variant.parse()?,
@@ -119,41 +114,83 @@ fn transformer_jacobian(
                 alpha_init: args.alpha_init,
                 seed: args.seed,
             },
-        )?,
-    };
+        )?),
+    })
+}
+
+/// (description, rows, columns, Jacobian) of an MLP's block stack at a standard-normal input.
+fn mlp_jacobian(
+    gpu: &Gpu,
+    args: &IsometryArgs,
+    model: &Mlp,
+) -> Result<(String, usize, usize, Vec<f32>)> {
+    let c = &model.config;
+    let x = init::normal(args.seed.wrapping_add(12345), c.width, 1.0);
+    let (outputs, j) = jacobian(gpu, &x, |tape, h| model.blocks(tape, h))?;
+    let what = format!(
+        "{} MLP, {} blocks of width {}",
+        c.variant.name(),
+        c.depth,
+        c.width
+    );
+    Ok((what, outputs, c.width, j))
+}
+
+/// The same for a Transformer's residual blocks (and, if asked, its final norm) over one
+/// sequence: every position's channels flattened, so J is [seq·d_model, seq·d_model].
+fn transformer_jacobian(
+    gpu: &Gpu,
+    args: &IsometryArgs,
+    model: &Transformer,
+) -> Result<(String, usize, usize, Vec<f32>)> {
     let c = &model.config;
     let t = args.seq.min(c.seq);
     let n = t * c.d_model;
     let x = init::normal(args.seed.wrapping_add(12345), n, 1.0);
     let (outputs, j) = jacobian(gpu, &x, |tape, rows| {
-        // [batch, t·d_model] rows are whole sequences: the stack sees [batch·t, d_model].
+        // [batch, t·d_model] rows are whole sequences: the blocks see [batch·t, d_model].
         let batch = rows.shape()[0];
         let positions = tape.reshape(rows, &[batch * t, c.d_model])?;
-        let y = model.stack(tape, &positions, batch)?;
+        let y = match args.with_final_norm {
+            true => model.stack(tape, &positions, batch)?,
+            false => model.blocks(tape, &positions, batch)?,
+        };
         tape.reshape(&y, &[batch, n])
     })?;
-    Ok((
-        format!(
-            "{} Transformer, {} blocks of d_model {} and {} heads, {t} positions, {}",
-            c.variant.name(),
-            c.layers,
-            c.d_model,
-            c.heads,
-            weights(args)
-        ),
-        outputs,
-        n,
-        j,
-    ))
+    let norm = match (args.with_final_norm, model.final_norm.is_some()) {
+        (true, true) => " and the final norm",
+        _ => "",
+    };
+    let what = format!(
+        "{} Transformer, {} blocks{norm} of d_model {} and {} heads, {t} positions",
+        c.variant.name(),
+        c.layers,
+        c.d_model,
+        c.heads
+    );
+    Ok((what, outputs, n, j))
+}
+
+/// The spectrum of `net`'s block stack, and what was measured.
+fn spectrum(gpu: &Gpu, args: &IsometryArgs, net: &Net) -> Result<(String, Spectrum)> {
+    let (what, rows, cols, j) = match net {
+        Net::Mlp(m) => mlp_jacobian(gpu, args, m)?,
+        Net::Transformer(t) => transformer_jacobian(gpu, args, t)?,
+    };
+    Ok((what, Spectrum::new(singular_values(rows, cols, &j)?)))
 }
 
 pub fn isometry(gpu: &Gpu, args: &IsometryArgs) -> Result<()> {
-    let (what, rows, cols, j) = match args.model {
-        Model::Mlp => mlp_jacobian(gpu, args)?,
-        Model::Transformer => transformer_jacobian(gpu, args)?,
+    if let Some(run) = &args.run {
+        return isometry_over_run(gpu, args, run);
+    }
+    let net = network(gpu, args, args.checkpoint.as_deref())?;
+    let (what, spectrum) = spectrum(gpu, args, &net)?;
+    let weights = match &args.checkpoint {
+        Some(path) => format!("trained weights from {}", path.display()),
+        None => format!("initial weights, alpha init {}", args.alpha_init),
     };
-    let spectrum = Spectrum::new(singular_values(rows, cols, &j)?);
-    out!("{what}: Jacobian of the block stack at a standard-normal input");
+    out!("{what}, {weights}: Jacobian of the block stack at a standard-normal input");
     out!(
         "singular values: {}  mean squared {:.6}  min {:.6}  max {:.6}",
         spectrum.singular_values.len(),
@@ -168,5 +205,72 @@ pub fn isometry(gpu: &Gpu, args: &IsometryArgs) -> Result<()> {
             .collect();
         std::fs::write(path, text).map_err(|e| Error::io(path, "write", e))?;
     }
+    Ok(())
+}
+
+/// `--run RUN`: the spectrum of every kept checkpoint of a run against its step, printed
+/// and written to RUN/isometry.csv and RUN/isometry.svg (mean σ², min σ, max σ).
+fn isometry_over_run(gpu: &Gpu, args: &IsometryArgs, run: &Path) -> Result<()> {
+    let kept = kept_checkpoints(run).map_err(|e| {
+        Error::data(
+            run,
+            format!("{e}: train the run with --keep-checkpoints to study it"),
+        )
+    })?;
+    if kept.is_empty() {
+        return Err(Error::data(
+            run,
+            "has no kept checkpoints (train it with --keep-checkpoints)",
+        ));
+    }
+    let mut rows = Vec::new();
+    for (step, path) in &kept {
+        let (what, s) = spectrum(gpu, args, &network(gpu, args, Some(path))?)?;
+        if rows.is_empty() {
+            out!(
+                "{what}: the block stack's Jacobian at each kept checkpoint of {}",
+                run.display()
+            );
+            out!(
+                "{:>10} {:>14} {:>12} {:>12}",
+                "step",
+                "mean σ²",
+                "min σ",
+                "max σ"
+            );
+        }
+        out!(
+            "{step:>10} {:>14.6} {:>12.6} {:>12.6}",
+            s.mean_squared,
+            s.min,
+            s.max
+        );
+        rows.push((*step as f64, [s.mean_squared, s.min, s.max]));
+    }
+    let csv: String = std::iter::once("step,mean_sq,min,max\n".to_string())
+        .chain(
+            rows.iter()
+                .map(|(x, v)| format!("{x},{},{},{}\n", v[0], v[1], v[2])),
+        )
+        .collect();
+    let path = run.join("isometry.csv");
+    std::fs::write(&path, csv).map_err(|e| Error::io(&path, "write", e))?;
+    let curves: Vec<Curve> = ["mean σ²", "min σ", "max σ"]
+        .iter()
+        .enumerate()
+        .map(|(i, label)| Curve {
+            label: label.to_string(),
+            points: rows.iter().map(|(x, v)| (*x, v[i])).collect(),
+            x_label: "step".into(),
+        })
+        .collect();
+    let svg = run.join("isometry.svg");
+    plot_svg(
+        &curves,
+        "singular values",
+        "Jacobian of the block stack over training",
+        &svg,
+    )?;
+    eprintln!("wrote {} and {}", path.display(), svg.display());
     Ok(())
 }
