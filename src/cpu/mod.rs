@@ -5,6 +5,7 @@ pub mod attention;
 pub mod batchnorm;
 pub mod conv2d;
 pub mod cross_entropy;
+pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
 pub mod heads;

@@ -9,6 +9,7 @@ pub mod autotune;
 pub mod batchnorm;
 pub mod conv2d;
 pub mod cross_entropy;
+pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
 pub mod heads;
@@ -93,6 +94,7 @@ pub fn shaders() -> Vec<Shader> {
         conv2d::SHADER,
         conv2d::REG_SHADER,
         cross_entropy::SHADER,
+        dropout::SHADER,
         elementwise::SHADER,
         embedding::SHADER,
         heads::SHADER,

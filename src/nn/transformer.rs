@@ -359,6 +359,9 @@ impl Transformer {
         } else {
             self.feed_forward(tape, &input, block)?
         };
+        // Dropout on the sublayer's output before the residual add, where the official
+        // ReZero Transformer applies it (the identity unless a training step turned it on).
+        let f = tape.dropout(&f)?;
         let sum = match alpha {
             Some((alphas, index)) => tape.rezero(x, &f, alphas, index)?,
             None => tape.add(x, &f)?,
@@ -393,6 +396,7 @@ impl Transformer {
         } else {
             tape.relu(&hidden)?
         };
+        let act = tape.dropout(&act)?; // and between the feed-forward layers
         let (w, b) = (tape.param(&block.ff2.w), tape.param(&block.ff2.b));
         tape.linear(&act, &w, Some(&b))
     }

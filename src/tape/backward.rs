@@ -96,6 +96,10 @@ impl<'g> Tape<'g> {
                     ew::relu_backward(gpu, tape.pass(), dx.buffer, &dy, &xb, n, dx.accumulate)
                 })
             }
+            Op::Dropout { x, mask, step } => self.with_target(*x, |tape, dx| {
+                let pass = tape.pass();
+                crate::kernels::dropout::dropout_backward(gpu, pass, dx, &dy, step, n, *mask)
+            }),
             Op::Gelu { x } => {
                 let xb = self.slots[*x].buffer.clone();
                 self.with_target(*x, |tape, dx| {

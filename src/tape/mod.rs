@@ -26,5 +26,5 @@ mod tape;
 mod tensor;
 
 pub use ops_image::RunningStats;
-pub use tape::Tape;
+pub use tape::{DropoutStep, Tape};
 pub use tensor::{Param, Tensor};

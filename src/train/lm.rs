@@ -8,7 +8,7 @@ use crate::data::text::{TextSplits, fixed_windows, random_windows};
 use crate::gpu::{Error, Gpu, Result};
 use crate::nn::Transformer;
 use crate::optim::Optimizer;
-use crate::tape::Tape;
+use crate::tape::{DropoutStep, Tape};
 
 use super::core::{Columns, RunConfig, RunSummary, Trainer, field};
 
@@ -26,6 +26,9 @@ pub struct LmRun {
     pub eval_windows: usize,
     /// Stop when validation bits per byte reach this.
     pub target_bpb: Option<f32>,
+    /// Dropout probability in training (0: none): on each sublayer's output and between
+    /// the feed-forward layers, drawn from the run's seed and the step; off in evaluation.
+    pub dropout: f32,
 }
 
 /// What a run ended with.
@@ -113,6 +116,12 @@ fn check(model: &Transformer, text: &TextSplits, run: &LmRun) -> Result<()> {
             ),
         });
     }
+    if !(0.0..1.0).contains(&run.dropout) {
+        return Err(Error::Invalid {
+            what: "--dropout".into(),
+            why: format!("{} is not a probability in [0, 1)", run.dropout),
+        });
+    }
     if text.train.len() <= run.seq || text.validation.len() <= run.seq {
         return Err(Error::Invalid {
             what: "text".into(),
@@ -158,7 +167,12 @@ pub fn train_lm(
         let step = core.step_count();
         let data_seed = run.run.seed.wrapping_mul(0x9e37_79b9).wrapping_add(step);
         let (x, y) = random_windows(&text.train, seq, batch, data_seed);
+        let dropout = DropoutStep {
+            p: run.dropout,
+            seed: run.run.seed,
+        };
         core.step(None, |tape| {
+            tape.set_dropout(Some(dropout), step);
             let logits = model.forward(tape, &x, batch)?;
             tape.cross_entropy(&logits, &y)
         })?;

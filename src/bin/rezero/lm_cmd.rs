@@ -52,6 +52,10 @@ pub struct LmArgs {
     /// One α per sublayer instead of one per block.
     #[arg(long)]
     alpha_per_sublayer: bool,
+    /// Dropout probability in training, in [0, 1): on each sublayer's output before the
+    /// residual add and between the feed-forward layers (the paper's runs: 0.1-0.2).
+    #[arg(long, default_value_t = 0.0, value_parser = flags::fraction)]
+    dropout: f32,
     /// Initial α of the ReZero blocks (finite).
     #[arg(long, default_value_t = 0.0, value_parser = flags::finite)]
     alpha_init: f32,
@@ -143,6 +147,7 @@ impl LmArgs {
             flag("--alpha-per-sublayer", self.alpha_per_sublayer),
             flag("--alpha-init", self.alpha_init),
             flag("--alpha-lr-mult", self.optim.alpha_lr_mult),
+            flag("--dropout", self.dropout),
             flag(
                 "--data",
                 data.map_or("built-in".into(), |d| d.display().to_string()),
@@ -182,6 +187,7 @@ fn run_one(
         eval_every: args.eval_every,
         eval_windows: args.eval_windows as usize,
         target_bpb: args.target_bpb,
+        dropout: args.dropout,
     };
     let summary = train_lm(gpu, &begun.model, &mut begun.optimizer, text, &run)?;
     Ok((summary, begun.model))
