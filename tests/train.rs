@@ -189,8 +189,8 @@ fn transformer_and_resnet_steps_create_no_bind_group_once_steady() {
         };
         Optimizer::new(gpu, params, config).unwrap()
     };
-    // A Transformer with a learning-rate schedule and clipping: what changes from step to
-    // step lives in buffers, not in uniforms.
+    // A Transformer with a learning-rate schedule, clipping and dropout: what changes from
+    // step to step (the rate, the dropout masks) lives in buffers, not in uniforms.
     let gpu = rezero::Gpu::new(&rezero::GpuOptions::default()).unwrap();
     let config = rezero::nn::TransformerConfig {
         variant: rezero::nn::BlockVariant::Rezero,
@@ -210,7 +210,11 @@ fn transformer_and_resnet_steps_create_no_bind_group_once_steady() {
     let mut tape = Tape::new(&gpu);
     let ids: Vec<u32> = (0..16).map(|i| (i * 7 + 3) % 256).collect();
     let targets: Vec<u32> = ids.iter().map(|i| (i + 1) % 256).collect();
+    let mut step = 0;
     let created = bind_groups_per_step(&gpu, 4, || {
+        let dropout = rezero::tape::DropoutStep { p: 0.1, seed: 3 };
+        tape.set_dropout(Some(dropout), step);
+        step += 1;
         let logits = model.forward(&mut tape, &ids, 2)?;
         let loss = tape.cross_entropy(&logits, &targets)?;
         tape.backward(&loss)?;
