@@ -82,8 +82,6 @@ fn adam(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let scale = grad_scale();
     let lr = lr();
-    let bias_correction1 = step_values[1];
-    let bias_correction2 = step_values[2];
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
         var g = scale * grad[i];
         var w = param[i];
@@ -92,14 +90,18 @@ fn adam(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
         } else {
             g += p.weight_decay * w;
         }
-        let m = p.beta1 * state1[i] + (1.0 - p.beta1) * g;
-        let v = p.beta2 * state2[i] + (1.0 - p.beta2) * g * g;
-        state1[i] = m;
-        state2[i] = v;
-        let mhat = m / bias_correction1;
-        let vhat = v / bias_correction2;
-        param[i] = w - lr * mhat / (sqrt(vhat) + p.eps);
+        param[i] = w - lr * adam_direction(i, g);
     }
+}
+
+// Adam's moments of element i updated with gradient g (state1 = m, state2 = v), and the
+// bias-corrected direction m̂ / (√v̂ + eps) they give (Adam's and LAMB's).
+fn adam_direction(i: u32, g: f32) -> f32 {
+    let m = p.beta1 * state1[i] + (1.0 - p.beta1) * g;
+    let v = p.beta2 * state2[i] + (1.0 - p.beta2) * g * g;
+    state1[i] = m;
+    state2[i] = v;
+    return (m / step_values[1]) / (sqrt(v / step_values[2]) + p.eps);
 }
 
 // LAMB (You et al., 2020), stage 1: Adam's moments with bias correction, and the direction
@@ -109,17 +111,8 @@ fn lamb_direction(@builtin(local_invocation_id) lid: vec3<u32>,
                   @builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let scale = grad_scale();
-    let bias_correction1 = step_values[1];
-    let bias_correction2 = step_values[2];
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
-        let g = scale * grad[i];
-        let m = p.beta1 * state1[i] + (1.0 - p.beta1) * g;
-        let v = p.beta2 * state2[i] + (1.0 - p.beta2) * g * g;
-        state1[i] = m;
-        state2[i] = v;
-        let mhat = m / bias_correction1;
-        let vhat = v / bias_correction2;
-        direction[i] = mhat / (sqrt(vhat) + p.eps) + p.weight_decay * param[i];
+        direction[i] = adam_direction(i, scale * grad[i]) + p.weight_decay * param[i];
     }
 }
 
