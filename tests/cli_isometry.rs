@@ -1,5 +1,6 @@
-//! `rezero isometry` as the paper measures it: the residual blocks alone (a flag adds
-//! Pre-Norm's final norm), and the spectrum along a run from the checkpoints it kept.
+//! `rezero isometry` as the paper measures it: a fresh ReZero stack (MLP or Transformer) is
+//! the identity and the others are not, the residual blocks alone (a flag adds Pre-Norm's
+//! final norm), and the spectrum along a run from the checkpoints it kept.
 
 mod common;
 
@@ -105,4 +106,64 @@ fn a_run_with_kept_checkpoints_has_its_spectrum_along_the_steps() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("--keep-checkpoints"), "{}", text(&out));
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn isometry_of_a_fresh_rezero_transformer_is_one_and_of_postnorm_is_not() {
+    let _gpu = require_gpu!();
+    let base = [
+        "isometry",
+        "--model",
+        "transformer",
+        "--layers",
+        "2",
+        "--d-model",
+        "8",
+        "--heads",
+        "2",
+        "--seq",
+        "3",
+    ];
+    let out = rezero(&[&base[..], &["--variant", "rezero"]].concat());
+    assert!(
+        out.status.success()
+            && text(&out)
+                .contains("singular values: 24  mean squared 1.000000  min 1.000000  max 1.000000"),
+        "{}",
+        text(&out)
+    );
+    let out = rezero(&[&base[..], &["--variant", "postnorm"]].concat());
+    assert!(
+        out.status.success() && !text(&out).contains("mean squared 1.000000  min 1.000000"),
+        "{}",
+        text(&out)
+    );
+    let out = rezero(&[&base[..], &["--variant", "plain"]].concat());
+    assert!(
+        !out.status.success() && text(&out).contains("postnorm, prenorm, rezero"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn isometry_of_a_fresh_rezero_stack_is_one() {
+    let _gpu = require_gpu!();
+    let out = rezero(&[
+        "isometry",
+        "--model",
+        "mlp",
+        "--variant",
+        "rezero",
+        "--depth",
+        "8",
+        "--width",
+        "16",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("mean squared 1.000000  min 1.000000  max 1.000000"),
+        "{}",
+        text(&out)
+    );
 }

@@ -395,3 +395,92 @@ fn a_comparison_can_give_warm_up_to_the_baselines_only() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_paper_flags_and_eval_refuse_bad_input() {
+    let dir = temp_dir("robust-paper");
+    let lm = |args: &[&str]| rezero(&[&["train", "lm", "--quiet"][..], args].concat());
+    expect(&lm(&["--dropout", "1"]), 2, &["not below 1"]);
+    expect(&lm(&["--dropout", "NaN"]), 2, &["not a finite number"]);
+    expect(&lm(&["--dropout=-0.1"]), 2, &["is negative"]);
+    expect(&lm(&["--alpha-lr-mult=-1"]), 2, &["is negative"]);
+    expect(&lm(&["--optimizer", "lambb"]), 2, &["possible values"]);
+    let eval = |args: &[&str]| rezero(&[&["eval"][..], args].concat());
+    expect(
+        &eval(&["--checkpoint", "x", "--data", "y", "--batch", "0"]),
+        2,
+        &["--batch"],
+    );
+    expect(
+        &eval(&["--checkpoint", "x", "--data", "y", "--seq", "0"]),
+        2,
+        &["--seq"],
+    );
+    if common::gpu().is_none() {
+        return std::fs::remove_dir_all(dir).unwrap();
+    }
+    // A real checkpoint against text that is missing, too short, or endless.
+    let run = dir.join("run");
+    let train = [
+        "--layers",
+        "1",
+        "--d-model",
+        "8",
+        "--heads",
+        "2",
+        "--d-ff",
+        "16",
+        "--seq",
+        "8",
+        "--batch",
+        "2",
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-windows",
+        "2",
+        "--sample",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    expect(&lm(&train), 0, &[]);
+    let short = dir.join("short.txt");
+    std::fs::write(&short, b"abc").unwrap();
+    let ck = run.to_str().unwrap();
+    let missing = dir.join("missing.txt");
+    expect(
+        &eval(&["--checkpoint", ck, "--data", missing.to_str().unwrap()]),
+        1,
+        &["cannot read"],
+    );
+    expect(
+        &eval(&["--checkpoint", ck, "--data", short.to_str().unwrap()]),
+        1,
+        &["3 bytes"],
+    );
+    expect(
+        &eval(&["--checkpoint", ck, "--data", "/dev/zero"]),
+        1,
+        &["/dev/zero"],
+    );
+    let text = dir.join("text.txt");
+    std::fs::write(
+        &text,
+        "the quick brown fox jumps over the lazy dog. ".repeat(20),
+    )
+    .unwrap();
+    let t = text.to_str().unwrap();
+    expect(
+        &eval(&["--checkpoint", ck, "--data", t, "--seq", "9"]),
+        1,
+        &["the model's 8"],
+    );
+    expect(
+        &eval(&["--checkpoint", ck, "--data", t]),
+        0,
+        &["bits/byte over"],
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

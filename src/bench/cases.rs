@@ -3,12 +3,36 @@
 
 use super::{Case, RunFn, Work, median_seconds};
 use crate::cpu;
-use crate::gpu::{Gpu, Result};
+use crate::gpu::{Error, Gpu, Result};
 use crate::kernels::matmul::{Matmul, MatmulVariant, matmul};
 use crate::kernels::{
-    Grad, NormSaved, cross_entropy, elementwise as ew, embedding, layernorm, optim, reduce,
-    rezero as rz, softmax,
+    Grad, NormSaved, cross_entropy, elementwise as ew, embedding, layernorm, reduce, rezero as rz,
+    softmax,
 };
+
+/// Refuses a matmul whose operands are over the device's binding limit, before the CPU
+/// reference is run or anything is allocated.
+pub fn check_matmul_size(gpu: &Gpu, size: &str, [m, n, k]: [u32; 3]) -> Result<()> {
+    let limits = gpu.limits();
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let (m, n, k) = (m as u64, n as u64, k as u64);
+    for (what, elements) in [
+        ("A [M, K]", m * k),
+        ("B [K, N]", k * n),
+        ("C [M, N]", m * n),
+    ] {
+        if elements * 4 > limit {
+            return Err(Error::Limits {
+                what: format!("matmul {size}: {what} in bytes"),
+                needed: elements * 4,
+                limit,
+            });
+        }
+    }
+    Ok(())
+}
 
 /// C[m, n] = A[m, k]·B[k, n] on seeded inputs with the given variant.
 pub fn matmul_case(gpu: &Gpu, m: u32, n: u32, k: u32, variant: MatmulVariant) -> Result<Case> {
@@ -73,7 +97,7 @@ pub fn cpu_sgemm_seconds(m: usize, n: usize, k: usize, runs: usize) -> Result<f6
 }
 
 /// A memory-bound case over n elements: buffers `outs` written, `ins` read.
-fn memory_case(
+pub(super) fn memory_case(
     kernel: &'static str,
     variant: &str,
     n: u32,
@@ -412,110 +436,4 @@ pub fn cross_entropy_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
             })
         }),
     }]
-}
-
-/// One optimizer step over n parameters: SGD (reads p, v, g; writes p, v), Adagrad (the
-/// same), Adam (reads p, m, v, g; writes p, m, v).
-pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
-    let len = n as usize;
-    let (p, s1, s2, g) = (
-        gpu.upload("p", &cpu::seeded(19, len, -1.0, 1.0)),
-        gpu.zeroed_f32("s1", len),
-        gpu.zeroed_f32("s2", len),
-        gpu.upload("g", &cpu::seeded(20, len, -1.0, 1.0)),
-    );
-    let sgd = optim::Sgd {
-        lr: 1e-3,
-        momentum: 0.9,
-        weight_decay: 0.0,
-    };
-    let ada = optim::Adagrad {
-        lr: 1e-3,
-        eps: 1e-8,
-        weight_decay: 0.0,
-    };
-    let adam = optim::Adam {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.01,
-        decoupled: true,
-    };
-    let one = gpu.upload("values", &[1.0f32, 1.0, 1.0, 0.0]);
-    let values = gpu.upload("values", &[1.0f32, 0.1, 0.001, 0.0]);
-    let (one1, one2) = (one.clone(), one);
-    let (p1, s11, g1, p2, s12, g2) = (
-        p.clone(),
-        s1.clone(),
-        g.clone(),
-        p.clone(),
-        s1.clone(),
-        g.clone(),
-    );
-    vec![
-        memory_case(
-            "sgd",
-            "momentum",
-            n,
-            20.0,
-            Box::new(move |gpu| {
-                gpu.run(|pass| optim::sgd(gpu, pass, &p1, &s11, &g1, &one1, n, &sgd, None))
-            }),
-        ),
-        memory_case(
-            "adagrad",
-            "plain",
-            n,
-            20.0,
-            Box::new(move |gpu| {
-                gpu.run(|pass| optim::adagrad(gpu, pass, &p2, &s12, &g2, &one2, n, &ada, None))
-            }),
-        ),
-        memory_case(
-            "adam",
-            "adamw",
-            n,
-            28.0,
-            Box::new(move |gpu| {
-                gpu.run(|pass| optim::adam(gpu, pass, &p, &s1, &s2, &g, &values, n, &adam, None))
-            }),
-        ),
-        lamb_case(gpu, n),
-    ]
-}
-
-/// A LAMB step of one tensor: the moments and direction (reads p, m, v, g; writes m, v, u),
-/// the two norms (read p and u), the update (reads u and p, writes p).
-fn lamb_case(gpu: &Gpu, n: u32) -> Case {
-    let len = n as usize;
-    let [p, m, v, g, u] = [19, 0, 0, 20, 0].map(|seed| match seed {
-        0 => gpu.zeroed_f32("lamb state", len),
-        s => gpu.upload("lamb p/g", &cpu::seeded(s, len, -1.0, 1.0)),
-    });
-    let [w_norm_sq, u_norm_sq] = [0; 2].map(|_| gpu.zeroed_f32("lamb norm", 1));
-    let partials = gpu.zeroed_f32("lamb partials", crate::kernels::reduce::REDUCE_SCRATCH_LEN);
-    let values = gpu.upload("values", &[1.0f32, 0.1, 0.001, 0.0]);
-    let h = optim::Lamb {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-6,
-        weight_decay: 0.01,
-    };
-    memory_case(
-        "lamb",
-        "trust-ratio",
-        n,
-        48.0,
-        Box::new(move |gpu| {
-            let scratch = optim::LambScratch {
-                direction: &u,
-                w_norm_sq: &w_norm_sq,
-                u_norm_sq: &u_norm_sq,
-                reduce: &partials,
-            };
-            gpu.run(|pass| optim::lamb(gpu, pass, &p, &m, &v, &g, &values, scratch, n, &h, None))
-        }),
-    )
 }

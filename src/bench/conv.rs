@@ -221,15 +221,20 @@ pub fn batchnorm_cases(gpu: &Gpu, s: BatchNormShape) -> Vec<Case> {
             })
         }),
     });
+    cases.push(pool_case(s, shape, y, x));
+    cases
+}
+
+/// Global average pooling of x [batch·channels, pixels] into y: reads x, writes y.
+fn pool_case(s: BatchNormShape, shape: String, y: wgpu::Buffer, x: wgpu::Buffer) -> Case {
     let rows = s.batch * s.channels;
-    cases.push(Case {
+    Case {
         kernel: "global_avg_pool",
         shape,
         variant: "grid-stride".into(),
-        work: Work::Bytes(4.0 * (len + rows as usize) as f64),
+        work: Work::Bytes(4.0 * (s.len() as usize + rows as usize) as f64),
         run: Box::new(move |gpu| {
             gpu.run(|p| pool::global_avg_pool_forward(gpu, p, &y, &x, rows, s.pixels))
         }),
-    });
-    cases
+    }
 }

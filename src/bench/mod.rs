@@ -9,6 +9,7 @@ mod cases;
 mod conv;
 mod lm;
 mod mlp;
+mod optim;
 mod parse;
 mod resnet;
 
@@ -17,6 +18,7 @@ pub use cases::*;
 pub use conv::*;
 pub use lm::{LmStep, lm_config, lm_step};
 pub use mlp::{MlpStep, mlp_config, mlp_step};
+pub use optim::optim_cases;
 pub use parse::*;
 pub use resnet::{ResnetStep, resnet_config, resnet_conv_flops, resnet_step};
 

@@ -140,9 +140,11 @@ pub struct Transformer {
 
 const VOCAB: usize = 256;
 
-impl Transformer {
-    pub fn new(gpu: &Gpu, config: TransformerConfig) -> Result<Transformer> {
-        let c = &config;
+impl TransformerConfig {
+    /// Errors unless every size is positive, d_model a multiple of heads, and the head
+    /// dimension within what the attention kernel takes.
+    pub fn check(&self) -> Result<()> {
+        let c = self;
         if c.layers == 0
             || c.d_model == 0
             || c.heads == 0
@@ -168,6 +170,14 @@ impl Transformer {
                 ),
             });
         }
+        Ok(())
+    }
+}
+
+impl Transformer {
+    pub fn new(gpu: &Gpu, config: TransformerConfig) -> Result<Transformer> {
+        config.check()?;
+        let c = &config;
         let mut seed = c.seed;
         let mut next = || {
             seed = seed.wrapping_add(1);

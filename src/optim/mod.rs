@@ -348,6 +348,20 @@ impl Optimizer {
         Ok(())
     }
 
+    /// LAMB's working buffers (the optimizer's own reduction scratch for the norms).
+    fn lamb_scratch(&self) -> k::LambScratch<'_> {
+        let b = self
+            .lamb
+            .as_ref()
+            .expect("a LAMB optimizer has its buffers");
+        k::LambScratch {
+            direction: &b.direction,
+            w_norm_sq: &b.w_norm_sq,
+            u_norm_sq: &b.u_norm_sq,
+            reduce: &self.scratch,
+        }
+    }
+
     /// Updates parameter `i` (clipped by `norm_sq` when asked) and zeroes its gradient.
     /// `self.step` has already been advanced for this step.
     fn update(
@@ -361,49 +375,35 @@ impl Optimizer {
             Some(a) if a == i => self.config.lr * self.alpha_lr_mult,
             _ => self.config.lr,
         };
-        let values = &self.step_values;
-        let clip = self.config.clip.map(|max_norm| Clip {
-            norm_sq: &self.norm_sq,
-            max_norm,
-        });
-        let (s1, s2) = &self.state[i];
         let weight_decay = if p.decay {
             self.config.weight_decay
         } else {
             0.0
         };
-        let n = p.len() as u32;
+        let clip = (self.config.clip).map(|max_norm| Clip {
+            norm_sq: &self.norm_sq,
+            max_norm,
+        });
+        let (values, n, w, g) = (&self.step_values, p.len() as u32, &p.value, &p.grad);
+        let (s1, s2) = &self.state[i];
+        let second = || s2.as_ref().expect("Adam and LAMB keep two state buffers");
         match self.config.method {
-            Method::Sgd { momentum } => k::sgd(
-                gpu,
-                pass,
-                &p.value,
-                s1,
-                &p.grad,
-                values,
-                n,
-                &k::Sgd {
+            Method::Sgd { momentum } => {
+                let h = k::Sgd {
                     lr,
                     momentum,
                     weight_decay,
-                },
-                clip,
-            )?,
-            Method::Adagrad { eps } => k::adagrad(
-                gpu,
-                pass,
-                &p.value,
-                s1,
-                &p.grad,
-                values,
-                n,
-                &k::Adagrad {
+                };
+                k::sgd(gpu, pass, w, s1, g, values, n, &h, clip)?
+            }
+            Method::Adagrad { eps } => {
+                let h = k::Adagrad {
                     lr,
                     eps,
                     weight_decay,
-                },
-                clip,
-            )?,
+                };
+                k::adagrad(gpu, pass, w, s1, g, values, n, &h, clip)?
+            }
             Method::Adam {
                 beta1,
                 beta2,
@@ -418,8 +418,7 @@ impl Optimizer {
                     weight_decay,
                     decoupled,
                 };
-                let s2 = s2.as_ref().expect("Adam state has two buffers");
-                k::adam(gpu, pass, &p.value, s1, s2, &p.grad, values, n, &h, clip)?
+                k::adam(gpu, pass, w, s1, second(), g, values, n, &h, clip)?
             }
             Method::Lamb { beta1, beta2, eps } => {
                 let h = k::Lamb {
@@ -429,19 +428,8 @@ impl Optimizer {
                     eps,
                     weight_decay,
                 };
-                let b = self
-                    .lamb
-                    .as_ref()
-                    .expect("a LAMB optimizer has its buffers");
-                let scratch = k::LambScratch {
-                    direction: &b.direction,
-                    w_norm_sq: &b.w_norm_sq,
-                    u_norm_sq: &b.u_norm_sq,
-                    reduce: &self.scratch,
-                };
-                let s2 = s2.as_ref().expect("LAMB state has two buffers");
-                let (w, g) = (&p.value, &p.grad);
-                k::lamb(gpu, pass, w, s1, s2, g, values, scratch, n, &h, clip)?
+                let scratch = self.lamb_scratch();
+                k::lamb(gpu, pass, w, s1, second(), g, values, scratch, n, &h, clip)?
             }
         }
         elementwise::fill(gpu, pass, &p.grad, 0.0, n)

@@ -4,8 +4,7 @@
 
 use crate::gpu::{Error, Result};
 use crate::kernels::embedding;
-use crate::kernels::shortcut::shortcut_backward;
-use crate::kernels::{Grad, elementwise as ew, pool, softmax};
+use crate::kernels::{Grad, elementwise as ew, softmax};
 
 use super::tape::{Op, Tape};
 use super::tensor::Tensor;
@@ -132,8 +131,23 @@ impl<'g> Tape<'g> {
                 embedding::embedding_backward(gpu, pass, dtable, &dy, order, offsets, *shape)
             }),
             Op::Attention { .. } => self.attention_backward(&dy, op),
+            Op::CrossEntropy { .. } | Op::Sum { .. } => {
+                let upstream = terminal_seed(op, out, seeded, seed)?;
+                self.terminal_backward(op, upstream)
+            }
+            Op::Conv2d { .. }
+            | Op::BatchNorm { .. }
+            | Op::Shortcut { .. }
+            | Op::GlobalAvgPool { .. } => self.image_backward(&dy, op),
+        }
+    }
+
+    /// The ops that end the graph (a loss), given the upstream gradient of their one
+    /// output: cross-entropy (its gradient computed with the loss) and the sum.
+    fn terminal_backward(&mut self, op: &Op, upstream: f32) -> Result<()> {
+        let gpu = self.gpu;
+        match op {
             Op::CrossEntropy { logits, dlogits } => {
-                let upstream = terminal_seed("cross_entropy", out, seeded, seed)?;
                 let len = self.slots[*logits].len as u32;
                 self.with_target(*logits, |tape, d| {
                     let acc = d.accumulate;
@@ -141,7 +155,6 @@ impl<'g> Tape<'g> {
                 })
             }
             Op::Sum { x } => {
-                let upstream = terminal_seed("sum", out, seeded, seed)?;
                 let len = self.slots[*x].len;
                 let filled = self.take_filled(len, upstream)?;
                 self.with_target(*x, |tape, dx| {
@@ -149,24 +162,7 @@ impl<'g> Tape<'g> {
                     ew::scale(gpu, tape.pass(), dx.buffer, &filled, 1.0, len as u32, acc)
                 })
             }
-            Op::Conv2d {
-                x,
-                w,
-                bias,
-                shape,
-                variant,
-            } => self.conv2d_backward(&dy, [*x, *w], *bias, shape, *variant),
-            Op::BatchNorm { .. } => self.batchnorm_backward(&dy, op),
-            Op::Shortcut { x, shape } => self.with_target(*x, |tape, dx| {
-                shortcut_backward(gpu, tape.pass(), dx.buffer, &dy, shape, dx.accumulate)
-            }),
-            Op::GlobalAvgPool { x, rows, pixels } => {
-                let (r, px) = (*rows, *pixels);
-                self.with_target(*x, |tape, dx| {
-                    let acc = dx.accumulate;
-                    pool::global_avg_pool_backward(gpu, tape.pass(), dx.buffer, &dy, r, px, acc)
-                })
-            }
+            _ => unreachable!("called for the ops that end the graph only"),
         }
     }
 
@@ -221,7 +217,11 @@ impl<'g> Tape<'g> {
 }
 
 /// The host-known upstream gradient of an op that must end the graph (a loss).
-fn terminal_seed(op: &str, out: usize, seeded: usize, seed: &[f32]) -> Result<f32> {
+fn terminal_seed(op: &Op, out: usize, seeded: usize, seed: &[f32]) -> Result<f32> {
+    let op = match op {
+        Op::CrossEntropy { .. } => "cross_entropy",
+        _ => "sum",
+    };
     if out != seeded {
         return Err(Error::Invalid {
             what: format!("backward through {op}"),

@@ -13,7 +13,8 @@ use crate::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
 use crate::kernels::layernorm::{self, LayerNormShape};
 use crate::kernels::matmul::{Matmul, matmul};
 use crate::kernels::rezero::{self, RezeroShape};
-use crate::kernels::{Grad, NormSaved};
+use crate::kernels::shortcut::shortcut_backward;
+use crate::kernels::{Grad, NormSaved, pool};
 
 use super::tape::{Op, Tape};
 
@@ -156,6 +157,30 @@ impl Tape<'_> {
             heads_to_rows(gpu, self.pass(), &dqkv.buffer, part, &layout, acc)?;
         }
         Ok(())
+    }
+
+    /// The image ops (`ops_image.rs`): convolution, batch norm, the downsampling shortcut and
+    /// global average pooling.
+    pub(super) fn image_backward(&mut self, dy: &wgpu::Buffer, op: &Op) -> Result<()> {
+        let gpu = self.gpu;
+        match op {
+            Op::Conv2d {
+                x,
+                w,
+                bias,
+                shape,
+                variant,
+            } => self.conv2d_backward(dy, [*x, *w], *bias, shape, *variant),
+            Op::BatchNorm { .. } => self.batchnorm_backward(dy, op),
+            Op::Shortcut { x, shape } => self.with_target(*x, |tape, dx| {
+                shortcut_backward(gpu, tape.pass(), dx.buffer, dy, shape, dx.accumulate)
+            }),
+            Op::GlobalAvgPool { x, rows, pixels } => self.with_target(*x, |tape, dx| {
+                let (pass, acc) = (tape.pass(), dx.accumulate);
+                pool::global_avg_pool_backward(gpu, pass, dx.buffer, dy, *rows, *pixels, acc)
+            }),
+            _ => unreachable!("called for image ops only"),
+        }
     }
 
     /// A 2D convolution: to its input, its weight and its bias.

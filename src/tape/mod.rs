@@ -19,12 +19,14 @@
 
 mod backward;
 mod backward_ops;
+mod dropout;
 mod ops;
 mod ops_image;
 #[allow(clippy::module_inception)]
 mod tape;
 mod tensor;
 
+pub use dropout::DropoutStep;
 pub use ops_image::RunningStats;
-pub use tape::{DropoutStep, Tape};
+pub use tape::Tape;
 pub use tensor::{Param, Tensor};

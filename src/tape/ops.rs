@@ -209,46 +209,6 @@ impl<'g> Tape<'g> {
         Ok(out)
     }
 
-    /// Dropout with the probability and stream [`Tape::set_dropout`] put in force for this
-    /// step: each element kept with probability 1 − p and scaled by 1/(1 − p). The
-    /// identity (x itself) when dropout is off or gradients are disabled (evaluation).
-    pub fn dropout(&mut self, x: &Tensor) -> Result<Tensor> {
-        let (Some(d), Some(step), true) = (
-            self.dropout,
-            self.dropout_step_buffer(),
-            self.grad_enabled(),
-        ) else {
-            return Ok(x.clone());
-        };
-        let mask = crate::kernels::dropout::Mask {
-            p: d.p,
-            site: crate::kernels::dropout::Mask::site_key(d.seed, self.dropout_sites),
-        };
-        self.dropout_sites += 1;
-        let out = self.output(&x.shape, self.requires_grad(x));
-        let gpu = self.gpu;
-        let n = dim_u32("tape dropout", x.len())?;
-        let pass = self.pass();
-        crate::kernels::dropout::dropout_forward(
-            gpu,
-            pass,
-            &out.buffer,
-            &x.buffer,
-            &step,
-            n,
-            mask,
-        )?;
-        self.record_op(
-            &out,
-            Op::Dropout {
-                x: x.id,
-                mask,
-                step,
-            },
-        );
-        Ok(out)
-    }
-
     /// GELU, tanh form.
     pub fn gelu(&mut self, x: &Tensor) -> Result<Tensor> {
         let out = self.output(&x.shape, self.requires_grad(x));

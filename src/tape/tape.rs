@@ -166,16 +166,9 @@ pub struct Tape<'g> {
     submissions: u64,
     /// Dropout for the step being recorded (`set_dropout`), the sites drawn so far this
     /// step, and the one-element buffer holding the step's key.
-    pub(crate) dropout: Option<DropoutStep>,
+    pub(crate) dropout: Option<super::dropout::DropoutStep>,
     pub(crate) dropout_sites: u32,
-    dropout_step: Option<wgpu::Buffer>,
-}
-
-/// Dropout of a training step: probability `p` at every site, the run's `seed`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DropoutStep {
-    pub p: f32,
-    pub seed: u64,
+    pub(crate) dropout_step: Option<wgpu::Buffer>,
 }
 
 /// Ops recorded into one command buffer before a long step is submitted in chunks.
@@ -295,29 +288,6 @@ impl<'g> Tape<'g> {
         for buffer in taken.collect::<Vec<_>>().into_iter().rev() {
             self.pool.give(buffer);
         }
-    }
-
-    /// Turns dropout on for the step about to be recorded, step `step` (counted over resumed
-    /// runs too) with `dropout`'s probability and seed, or off with `None`. Each
-    /// [`Tape::dropout`] of the step then draws its own mask, a function of the seed, the
-    /// step and the site's order in the step (so a run is reproducible, and a resumed one
-    /// bit-identical). Work recorded before is submitted first: the step key is written
-    /// by a queue write.
-    pub fn set_dropout(&mut self, dropout: Option<DropoutStep>, step: u64) {
-        self.flush();
-        self.dropout = dropout.filter(|d| d.p > 0.0);
-        if self.dropout.is_some() {
-            let gpu = self.gpu;
-            let buffer =
-                (self.dropout_step).get_or_insert_with(|| gpu.upload("dropout step key", &[0u32]));
-            let key = crate::kernels::dropout::Mask::step_key(step);
-            gpu.queue.write_buffer(buffer, 0, bytemuck::bytes_of(&key));
-        }
-    }
-
-    /// The step key buffer of the dropout in force.
-    pub(crate) fn dropout_step_buffer(&self) -> Option<wgpu::Buffer> {
-        self.dropout_step.clone()
     }
 
     /// The shared scratch buffer, at least `len` floats.

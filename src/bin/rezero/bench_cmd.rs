@@ -95,37 +95,13 @@ fn sizes_or<'a>(given: &'a [String], default: &[&'a str]) -> Vec<&'a str> {
     }
 }
 
-/// Refuses a matmul whose operands are over the device's binding limit, before the CPU
-/// reference is run or anything is allocated.
-fn check_matmul_size(gpu: &Gpu, size: &str, [m, n, k]: [u32; 3]) -> Result<()> {
-    let limits = gpu.limits();
-    let limit = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
-    let (m, n, k) = (m as u64, n as u64, k as u64);
-    for (what, elements) in [
-        ("A [M, K]", m * k),
-        ("B [K, N]", k * n),
-        ("C [M, N]", m * n),
-    ] {
-        if elements * 4 > limit {
-            return Err(Error::Limits {
-                what: format!("matmul {size}: {what} in bytes"),
-                needed: elements * 4,
-                limit,
-            });
-        }
-    }
-    Ok(())
-}
-
 fn bench_matmul(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     for size in sizes_or(
         &args.sizes,
         &["256", "512", "1024", "4096x512x512", "4096x2048x512"],
     ) {
         let (m, n, k) = bench::parse_mnk(size)?;
-        check_matmul_size(gpu, size, [m, n, k])?;
+        bench::check_matmul_size(gpu, size, [m, n, k])?;
         let flops = 2.0 * m as f64 * n as f64 * k as f64;
         let cpu_runs = if flops > 4e9 { 3 } else { args.runs };
         let cpu =
