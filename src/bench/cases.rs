@@ -6,8 +6,8 @@ use crate::cpu;
 use crate::gpu::{Error, Gpu, Result};
 use crate::kernels::matmul::{Matmul, MatmulVariant, matmul};
 use crate::kernels::{
-    Grad, NormSaved, cross_entropy, elementwise as ew, embedding, layernorm, reduce, rezero as rz,
-    softmax,
+    Grad, NormSaved, cross_entropy, dropout, elementwise as ew, embedding, layernorm, reduce,
+    rezero as rz, softmax,
 };
 
 /// Refuses a matmul whose operands are over the device's binding limit, before the CPU
@@ -225,10 +225,24 @@ pub fn elementwise_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
         8.0,
         Box::new(move |gpu| gpu.run(|p| ew::gelu(gpu, p, &o1, &a1, n))),
     );
+    let (a1, b1, o1) = (a.clone(), b.clone(), out.clone());
     add(
         "gelu_backward",
         12.0,
-        Box::new(move |gpu| gpu.run(|p| ew::gelu_backward(gpu, p, &out, &a, &b, n, false))),
+        Box::new(move |gpu| gpu.run(|p| ew::gelu_backward(gpu, p, &o1, &a1, &b1, n, false))),
+    );
+    // Dropout at p = 0.1 (a mask drawn per element; the step key is one more read).
+    let step = gpu.upload("dropout step", &[dropout::Mask::step_key(1)]);
+    let mask = dropout::Mask {
+        p: 0.1,
+        site: dropout::Mask::site_key(0, 0),
+    };
+    add(
+        "dropout",
+        8.0,
+        Box::new(move |gpu| {
+            gpu.run(|p| dropout::dropout_forward(gpu, p, &out, &a, &step, n, mask))
+        }),
     );
     cases
 }
