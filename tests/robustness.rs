@@ -345,11 +345,9 @@ fn a_comparison_can_give_warm_up_to_the_baselines_only() {
     };
     let args = [
         "--compare",
-        "postnorm,rezero",
+        "postnorm:warmup,rezero",
         "--warmup",
         "5",
-        "--warmup-only",
-        "postnorm",
         "--alpha-lr-mult",
         "2",
         "--out",
@@ -365,10 +363,12 @@ fn a_comparison_can_give_warm_up_to_the_baselines_only() {
             .unwrap_or_else(|| panic!("no {label} row in {shown}"))
             .to_string()
     };
-    assert!(row("postnorm-1x8").contains("5 steps"), "{shown}");
+    assert!(row("postnorm-warmup-1x8").contains("5 steps"), "{shown}");
     assert!(row("rezero-1x8").contains("none"), "{shown}");
     // α over training for the ReZero variant only, and `rezero plot --alpha` of its run.
-    assert!(out.join("alpha-rezero.svg").exists() && !out.join("alpha-postnorm.svg").exists());
+    assert!(
+        out.join("alpha-rezero.svg").exists() && !out.join("alpha-postnorm-warmup.svg").exists()
+    );
     let svg = dir.join("alpha.svg");
     let run = out.join("rezero");
     let args = [
@@ -380,14 +380,16 @@ fn a_comparison_can_give_warm_up_to_the_baselines_only() {
     ];
     expect(&rezero(&args), 0, &["wrote"]);
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<rect"));
-    let postnorm = out.join("postnorm");
+    let postnorm = out.join("postnorm-warmup");
     let args = ["plot", postnorm.to_str().unwrap(), "--alpha"];
     expect(&rezero(&args), 1, &["ReZero variant"]);
     // The multiplier is one of the run's recorded flags.
     let checkpoint = rezero::train::checkpoint::load(&out.join("rezero/model.safetensors"));
     let flags = checkpoint.unwrap().metadata["flags"].clone();
     assert!(flags.contains("--alpha-lr-mult=2"), "{flags}");
-    expect(&lm(&["--warmup-only", "postnorm"]), 2, &["--compare"]);
+    expect(&lm(&["--compare", "postnorm:alpha=1"]), 2, &["no α"]);
+    let twice = ["--compare", "rezero:alpha=1,prenorm,rezero:alpha=1.0"];
+    expect(&lm(&twice), 1, &["names rezero-alpha1 twice"]);
     expect(
         &lm(&["--alpha-lr-mult", "NaN"]),
         2,

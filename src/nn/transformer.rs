@@ -44,7 +44,8 @@ impl BlockVariant {
         }
     }
 
-    fn has_alpha(self) -> bool {
+    /// Whether the blocks have a trainable α.
+    pub fn has_alpha(self) -> bool {
         matches!(self, BlockVariant::Rezero | BlockVariant::RezeroPostNorm)
     }
 

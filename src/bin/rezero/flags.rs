@@ -220,21 +220,18 @@ pub fn flag(name: &str, value: impl ToString) -> (String, String) {
     (name.to_string(), value.to_string())
 }
 
-/// Errors if `compare` names a variant twice, or if it is given with `--resume`.
-pub fn check_compare<T: PartialEq + Copy>(
-    compare: &[T],
-    name: impl Fn(T) -> &'static str,
-    run: &RunArgs,
-) -> Result<()> {
-    for (i, &v) in compare.iter().enumerate() {
-        if compare[..i].contains(&v) {
+/// Errors if a comparison names an entry twice (`names`: its entries' folder names), or
+/// if it is given with `--resume`.
+pub fn check_compare(names: &[String], run: &RunArgs) -> Result<()> {
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
             return Err(Error::Invalid {
                 what: "--compare".into(),
-                why: format!("names {} twice", name(v)),
+                why: format!("names {name} twice"),
             });
         }
     }
-    if run.resume && !compare.is_empty() {
+    if run.resume && !names.is_empty() {
         return Err(Error::Invalid {
             what: "--resume".into(),
             why: "resumes one run; it does not combine with --compare".into(),

@@ -9,13 +9,13 @@ use rezero::data::text::{TextSplits, builtin_corpus};
 use rezero::gpu::Gpu;
 use rezero::nn::{BlockVariant, Transformer, TransformerConfig};
 use rezero::train::checkpoint::{self, load_transformer};
-use rezero::train::heatmap::heatmaps_for;
 use rezero::train::lm::{LmRun, LmSummary, sample, train_lm};
-use rezero::train::plot::{Curve, plot_svg_if_any};
 use rezero::train::progress::format_duration;
 use rezero::{Error, Result};
 
 use crate::flags::{self, OptimArgs, RunArgs, flag};
+use crate::lm_compare::{Entry, VariantSpec, print_comparison};
+use crate::lm_preset::Preset;
 use crate::start::{ModelSource, start};
 
 #[derive(Args, Clone)]
@@ -24,28 +24,32 @@ use crate::start::{ModelSource, start};
     mut_arg("batch", |a| a.default_value("16")),
 )]
 pub struct LmArgs {
+    /// The paper's comparison in one flag: `paper` (12 layers of d_model 512, 512-byte
+    /// windows, LAMB 0.016, dropout 0.1, Post-Norm with warm-up against ReZero; needs a
+    /// GPU) or `paper-small` (the same recipe sized for a CPU's software Vulkan, five
+    /// variants). It sets the flags you leave at their defaults; the ones you give win.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
     /// Block type.
     #[arg(long, value_enum, default_value_t = BlockVariant::Rezero, conflicts_with = "compare")]
-    variant: BlockVariant,
-    /// Train each of these variants in turn (same data order and seed) and compare them.
-    #[arg(long, value_enum, value_delimiter = ',')]
-    compare: Vec<BlockVariant>,
-    /// With --compare: give the --warmup to these variants only (e.g. the Post-Norm
-    /// baseline, which diverges without it, while ReZero runs without); the table says
-    /// which variant had which schedule. Default: every variant gets it.
-    #[arg(long, value_enum, value_delimiter = ',', requires = "compare")]
-    warmup_only: Vec<BlockVariant>,
+    pub variant: BlockVariant,
+    /// Train each of these in turn (same data order and seed) and compare them. An entry is
+    /// VARIANT[:warmup][:alpha=X]: `:warmup` gives it --warmup (when any entry says so,
+    /// only those entries warm up; else all do), `:alpha=X` its own initial α; e.g.
+    /// postnorm:warmup,postnorm,rezero,rezero:alpha=1.
+    #[arg(long, value_delimiter = ',', value_parser = VariantSpec::parse, value_name = "VARIANT[:warmup][:alpha=X],...")]
+    pub compare: Vec<VariantSpec>,
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
-    layers: u64,
+    pub layers: u64,
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
-    d_model: u64,
+    pub d_model: u64,
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
-    heads: u64,
+    pub heads: u64,
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
-    d_ff: u64,
+    pub d_ff: u64,
     /// Window length in bytes.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    seq: u64,
+    pub seq: u64,
     /// ReLU instead of GELU in the feed-forward layers.
     #[arg(long)]
     relu: bool,
@@ -55,7 +59,7 @@ pub struct LmArgs {
     /// Dropout probability in training, in [0, 1): on each sublayer's output before the
     /// residual add and between the feed-forward layers (the paper's runs: 0.1-0.2).
     #[arg(long, default_value_t = 0.0, value_parser = flags::fraction)]
-    dropout: f32,
+    pub dropout: f32,
     /// Initial α of the ReZero blocks (finite).
     #[arg(long, default_value_t = 0.0, value_parser = flags::finite)]
     alpha_init: f32,
@@ -64,20 +68,20 @@ pub struct LmArgs {
     data: Option<PathBuf>,
     /// Evaluate on the validation windows (and write the checkpoint) every this many steps.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
-    eval_every: u64,
+    pub eval_every: u64,
     /// Windows in the fixed validation set.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    eval_windows: u64,
+    pub eval_windows: u64,
     /// Stop a run when validation bits per byte reach this (and report the steps it took).
     #[arg(long, value_parser = flags::positive)]
-    target_bpb: Option<f32>,
+    pub target_bpb: Option<f32>,
     /// Bytes of text to sample after training (0: none).
     #[arg(long, default_value_t = 200)]
     sample: usize,
     #[command(flatten)]
-    optim: OptimArgs,
+    pub optim: OptimArgs,
     #[command(flatten)]
-    run: RunArgs,
+    pub run: RunArgs,
 }
 
 impl LmArgs {
@@ -110,17 +114,18 @@ pub struct SampleArgs {
 }
 
 impl LmArgs {
-    /// The warm-up steps `variant` trains with.
-    fn warmup_for(&self, variant: BlockVariant) -> u64 {
-        match self.warmup_only.is_empty() || self.warmup_only.contains(&variant) {
+    /// The warm-up steps `spec` trains with: --warmup, unless other entries of the
+    /// comparison say `:warmup` and this one does not.
+    fn warmup_for(&self, spec: &VariantSpec) -> u64 {
+        match spec.warmup || !self.compare.iter().any(|s| s.warmup) {
             true => self.optim.warmup,
             false => 0,
         }
     }
 
-    fn model_config(&self, variant: BlockVariant) -> TransformerConfig {
+    fn model_config(&self, spec: &VariantSpec) -> TransformerConfig {
         TransformerConfig {
-            variant,
+            variant: spec.variant,
             layers: self.layers as usize,
             d_model: self.d_model as usize,
             heads: self.heads as usize,
@@ -128,16 +133,16 @@ impl LmArgs {
             seq: self.seq as usize,
             gelu: !self.relu,
             alpha_per_sublayer: self.alpha_per_sublayer,
-            alpha_init: self.alpha_init,
+            alpha_init: spec.alpha_init.unwrap_or(self.alpha_init),
             seed: self.run.seed,
         }
     }
 
-    /// The flags that define a run of `variant` (compared on --resume).
-    fn flags(&self, variant: BlockVariant) -> Vec<(String, String)> {
+    /// The flags that define a run of `spec` (compared on --resume).
+    fn flags(&self, spec: &VariantSpec) -> Vec<(String, String)> {
         let data = self.data.as_ref();
         vec![
-            flag("--variant", variant.name()),
+            flag("--variant", spec.variant.name()),
             flag("--layers", self.layers),
             flag("--d-model", self.d_model),
             flag("--heads", self.heads),
@@ -145,7 +150,7 @@ impl LmArgs {
             flag("--seq", self.seq),
             flag("--relu", self.relu),
             flag("--alpha-per-sublayer", self.alpha_per_sublayer),
-            flag("--alpha-init", self.alpha_init),
+            flag("--alpha-init", spec.alpha_init.unwrap_or(self.alpha_init)),
             flag("--alpha-lr-mult", self.optim.alpha_lr_mult),
             flag("--dropout", self.dropout),
             flag(
@@ -161,17 +166,15 @@ impl LmArgs {
 fn run_one(
     gpu: &Gpu,
     args: &LmArgs,
-    variant: BlockVariant,
+    spec: &VariantSpec,
     text: &TextSplits,
     out: PathBuf,
 ) -> Result<(LmSummary, Transformer)> {
-    let optimizer = args
-        .optim
-        .config_with_warmup(None, args.warmup_for(variant))?;
-    let config = args.model_config(variant);
+    let optimizer = args.optim.config_with_warmup(None, args.warmup_for(spec))?;
+    let config = args.model_config(spec);
     let footprint = config.footprint(args.run.batch as usize)?;
     footprint.check(gpu, optimizer.method.state_buffers())?;
-    let flags = args.flags(variant);
+    let flags = args.flags(spec);
     let source = ModelSource {
         fresh: || Transformer::new(gpu, config.clone()),
         load: |path: &std::path::Path, c: &_| checkpoint::transformer_from(gpu, path, c),
@@ -179,7 +182,7 @@ fn run_one(
     };
     let optimizer = (optimizer, args.optim.alpha_lr_mult);
     let mut begun = start(gpu, (&out, args.run.resume), &flags, optimizer, source)?;
-    let label = format!("{}-{}x{}", variant.name(), args.layers, args.d_model);
+    let label = format!("{}-{}x{}", spec.name(), args.layers, args.d_model);
     let run = LmRun {
         run: args.run.config(label, Some(out), begun.step, flags),
         steps: args.run.steps.unwrap_or(300),
@@ -214,14 +217,16 @@ fn print_summary(s: &LmSummary) {
 }
 
 pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
-    flags::check_compare(&args.compare, BlockVariant::name, &args.run)?;
+    let names: Vec<String> = args.compare.iter().map(VariantSpec::name).collect();
+    flags::check_compare(&names, &args.run)?;
     let text = match &args.data {
         Some(path) => TextSplits::from_file(path, args.seq as usize)?,
         None => TextSplits::new(builtin_corpus()),
     };
     if args.compare.is_empty() {
+        let spec = VariantSpec::plain(args.variant);
         let out = args.run.folder(&format!("lm-{}", args.variant.name()));
-        let (summary, model) = run_one(gpu, args, args.variant, &text, out.clone())?;
+        let (summary, model) = run_one(gpu, args, &spec, &text, out.clone())?;
         print_summary(&summary);
         out!("checkpoint: {}", out.join("model.safetensors").display());
         if args.sample > 0 && !summary.run.diverged() {
@@ -234,78 +239,22 @@ pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
         return summary.run.error().map_or(Ok(()), Err);
     }
     let dir = args.run.folder("lm-compare");
-    let mut summaries = Vec::new();
-    for &variant in &args.compare {
-        let (summary, _) = run_one(gpu, args, variant, &text, dir.join(variant.name()))?;
+    let mut entries = Vec::new();
+    for spec in &args.compare {
+        let folder = dir.join(spec.name());
+        let (summary, _) = run_one(gpu, args, spec, &text, folder.clone())?;
         print_summary(&summary);
-        summaries.push(summary);
-    }
-    print_comparison(args, &dir, &summaries)
-}
-
-/// The validation curves of a comparison in one picture, and its table.
-fn print_comparison(args: &LmArgs, dir: &std::path::Path, summaries: &[LmSummary]) -> Result<()> {
-    let curves: Vec<Curve> = summaries
-        .iter()
-        .map(|s| Curve {
-            label: s.run.label.clone(),
-            points: (s.val_curve.iter())
-                .map(|&(x, y)| (x as f64, y as f64))
-                .collect(),
-            x_label: "step".into(),
-        })
-        .collect();
-    let svg = dir.join("val_bpb.svg");
-    let title = format!("{} layers, d_model {}", args.layers, args.d_model);
-    plot_svg_if_any(&curves, "validation bits per byte", &title, &svg)?;
-    let baseline = summaries
-        .iter()
-        .find(|s| s.run.label.starts_with("postnorm-"))
-        .and_then(|s| s.steps_to_target);
-    out!(
-        "\n{:<24} {:>10} {:>8} {:>12} {:>16} {:>10} {:>10}",
-        "variant",
-        "warm-up",
-        "steps",
-        "val bpb",
-        "steps to target",
-        "speed-up",
-        "wall time"
-    );
-    for (s, &variant) in summaries.iter().zip(&args.compare) {
-        let warmup = match args.warmup_for(variant) {
-            0 => "none".to_string(),
-            w => format!("{w} steps"),
-        };
-        let speedup = match (baseline, s.steps_to_target) {
-            (Some(b), Some(t)) => format!("{:.2}x", b as f64 / t as f64),
-            _ => "-".into(),
-        };
-        out!(
-            "{:<24} {:>10} {:>8} {:>12} {:>16} {:>10} {:>10}{}",
-            s.run.label,
+        let warmup = args.warmup_for(spec);
+        let spec = spec.clone();
+        entries.push(Entry {
+            spec,
             warmup,
-            s.run.steps,
-            s.val_bpb.map_or("-".into(), |b| format!("{b:.4}")),
-            s.steps_to_target
-                .map_or("not reached".into(), |t| t.to_string()),
-            speedup,
-            format_duration(std::time::Duration::from_secs_f64(s.run.wall_seconds)),
-            s.run
-                .divergence
-                .as_ref()
-                .map_or(String::new(), |d| format!("  diverged at step {}", d.step))
-        );
+            folder,
+            summary,
+        });
     }
-    eprintln!("validation curves: {}", svg.display());
-    let folders: Vec<_> = args.compare.iter().map(|v| dir.join(v.name())).collect();
-    for heatmap in heatmaps_for(&folders, dir)? {
-        eprintln!("α over training: {}", heatmap.display());
-    }
-    if args.target_bpb.is_none() {
-        eprintln!("(give --target-bpb X to count the steps each variant needs to reach X)");
-    }
-    Ok(())
+    let title = format!("{} layers, d_model {}", args.layers, args.d_model);
+    print_comparison(&title, &dir, &entries, args.target_bpb)
 }
 
 pub fn sample_command(gpu: &Gpu, args: &SampleArgs) -> Result<()> {

@@ -21,13 +21,15 @@ mod images_cmd;
 mod info_cmd;
 mod isometry_cmd;
 mod lm_cmd;
+mod lm_compare;
+mod lm_preset;
 mod plot_cmd;
 mod resnet_cmd;
 mod start;
 mod train_cmd;
 mod tune_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use rezero::Result;
 use rezero::gpu::{BackendChoice, Gpu, GpuOptions};
 
@@ -121,8 +123,28 @@ fn run(cli: &Cli) -> Result<()> {
     }
 }
 
+/// Parses the command line, with `train lm --preset`'s values in the flags left at their
+/// defaults.
+fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Train {
+        command: Some(train_cmd::TrainCommand::Lm(args)),
+    } = &mut cli.command
+    {
+        let lm = matches
+            .subcommand_matches("train")
+            .and_then(|m| m.subcommand_matches("lm"));
+        if let (Some(preset), Some(lm)) = (args.preset, lm) {
+            let applied = preset.apply(args, lm);
+            eprintln!("--preset {}: {}", preset.name(), applied.join(" "));
+        }
+    }
+    cli
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -154,7 +154,8 @@ fn run_one(
 }
 
 pub fn train_resnet_command(gpu: &Gpu, args: &ResnetArgs) -> Result<()> {
-    flags::check_compare(&args.compare, ResnetVariant::name, &args.run)?;
+    let names: Vec<String> = args.compare.iter().map(|v| v.name().to_string()).collect();
+    flags::check_compare(&names, &args.run)?;
     let target = target_fraction(args.target_acc)?;
     let (train, test) = load(args)?;
     if args.compare.is_empty() {

@@ -123,7 +123,8 @@ fn run_one(
 }
 
 fn train_mlp(gpu: &Gpu, args: &MlpArgs) -> Result<()> {
-    flags::check_compare(&args.compare, MlpVariant::name, &args.run)?;
+    let names: Vec<String> = args.compare.iter().map(|v| v.name().to_string()).collect();
+    flags::check_compare(&names, &args.run)?;
     let (train, test) = images_cmd::load(&args.data)?;
     let shape = format!("{}x{}", args.depth, args.width);
     if args.compare.is_empty() {
