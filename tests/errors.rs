@@ -164,3 +164,36 @@ fn a_backend_the_system_lacks_is_no_adapter_with_an_install_hint() {
     assert!(matches!(err, Error::NoAdapter { .. }), "{err}");
     assert!(err.to_string().contains("mesa-vulkan-drivers"), "{err}");
 }
+
+/// A software Vulkan driver maps each buffer separately, and a process past Linux's
+/// vm.max_map_count segfaults: the notebook's 10,000-layer MLP is refused with the fix
+/// named when the limit is the usual 65,530, and runs when it is raised.
+#[test]
+fn a_model_with_more_buffers_than_the_process_may_map_is_refused() {
+    use rezero::nn::{MlpConfig, MlpVariant};
+    let mlp = |depth| MlpConfig {
+        variant: MlpVariant::Rezero,
+        depth,
+        width: 150,
+        inputs: 784,
+        classes: 10,
+        alpha_init: 0.0,
+        seed: 0,
+    };
+    // Counted on lavapipe at depth 1,000 with Adagrad: 13,414 mappings at the peak.
+    let counted = mlp(1000).footprint(100).unwrap().buffers(1).unwrap();
+    assert!((13_414..20_000).contains(&counted), "{counted}");
+    let deep = mlp(10_000).footprint(100).unwrap();
+    let error = deep
+        .check_mappings(1, Some(65_530))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("--depth 10000"), "{error}");
+    assert!(error.contains("vm.max_map_count (65530)"), "{error}");
+    assert!(
+        error.contains("sysctl -w vm.max_map_count=262144"),
+        "{error}"
+    );
+    deep.check_mappings(1, Some(262_144)).unwrap();
+    deep.check_mappings(1, None).unwrap();
+}

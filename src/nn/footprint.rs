@@ -16,6 +16,11 @@ pub struct Footprint {
     pub activations: u64,
     /// The largest single buffer and what it holds.
     pub largest: (u64, &'static str),
+    /// Parameter tensors: each has a buffer, its gradient's and the optimizer's state.
+    pub param_tensors: u64,
+    /// Buffers one training step holds at once besides those (an upper estimate, from
+    /// counts on lavapipe).
+    pub step_buffers: u64,
 }
 
 /// `a · b · ...` of sizes, or an error naming the flags when it overflows.
@@ -39,6 +44,12 @@ fn too_large(flags: &str) -> Error {
         what: flags.to_string(),
         why: "the sizes multiply beyond any memory (the count overflows 64 bits)".into(),
     }
+}
+
+/// How many memory mappings a process may hold (Linux: vm.max_map_count), if known.
+fn max_map_count() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?;
+    text.trim().parse().ok()
 }
 
 /// This machine's memory in bytes (Linux: MemTotal), if known.
@@ -66,8 +77,19 @@ impl Footprint {
 
     /// Errors, naming the flags, when the largest buffer is over the device's buffer or
     /// binding limit, or the whole (on a software adapter, whose memory is the host's) or
-    /// the host copies of parameters and optimizer state are over this machine's memory.
+    /// the host copies of parameters and optimizer state are over this machine's memory;
+    /// on a software adapter, also when its buffers are over the process's memory mappings.
     pub fn check(&self, gpu: &Gpu, optimizer_states: u64) -> Result<()> {
+        self.check_memory(gpu, optimizer_states)?;
+        match gpu.is_software() {
+            true => self.check_mappings(optimizer_states, max_map_count()),
+            false => Ok(()),
+        }
+    }
+
+    /// The largest buffer against the device's limit, and the whole step against the
+    /// machine's memory.
+    fn check_memory(&self, gpu: &Gpu, optimizer_states: u64) -> Result<()> {
         let limits = gpu.limits();
         let limit = limits
             .max_buffer_size
@@ -105,6 +127,34 @@ impl Footprint {
         }
         Ok(())
     }
+
+    /// Buffers a training step holds at once, with `optimizer_states` per parameter.
+    pub fn buffers(&self, optimizer_states: u64) -> Result<u64> {
+        let per_tensor = sum(&self.flags, &[2, optimizer_states])?;
+        let params = product(&self.flags, &[self.param_tensors, per_tensor])?;
+        sum(&self.flags, &[params, self.step_buffers, 512])
+    }
+
+    /// A software Vulkan driver maps every buffer into the process's memory separately, and
+    /// a process past Linux's vm.max_map_count (`limit`) crashes with a segfault, not an
+    /// error: refuse a model with more buffers than nine tenths of it.
+    pub fn check_mappings(&self, optimizer_states: u64, limit: Option<u64>) -> Result<()> {
+        let (Some(limit), buffers) = (limit, self.buffers(optimizer_states)?) else {
+            return Ok(());
+        };
+        if buffers <= limit / 10 * 9 {
+            return Ok(());
+        }
+        Err(Error::Invalid {
+            what: self.flags.clone(),
+            why: format!(
+                "training needs about {buffers} buffers, and the software Vulkan driver maps \
+                 each into memory: more than this machine's vm.max_map_count ({limit}) \
+                 allows. Raise it (as root: sysctl -w vm.max_map_count={}) or use fewer layers",
+                (buffers + buffers / 4).next_power_of_two()
+            ),
+        })
+    }
 }
 
 impl super::MlpConfig {
@@ -140,11 +190,15 @@ impl super::MlpConfig {
             ),
             (product(&flags, &[b, i])?, "the input batch [batch, inputs]"),
         ];
+        let param_tensors = sum(&flags, &[product(&flags, &[2, d])?, 5])?;
+        let step_buffers = sum(&flags, &[product(&flags, &[8, d])?, 16])?;
         Ok(Footprint {
             flags,
             params,
             activations,
             largest: largest.into_iter().max_by_key(|l| l.0).expect("four"),
+            param_tensors,
+            step_buffers,
         })
     }
 }
@@ -189,11 +243,15 @@ impl super::TransformerConfig {
                 "a feed-forward weight [d_model, d_ff]",
             ),
         ];
+        let param_tensors = sum(&flags, &[product(&flags, &[12, l])?, 8])?;
+        let step_buffers = sum(&flags, &[product(&flags, &[40, l])?, 32])?;
         Ok(Footprint {
             flags,
             params,
             activations,
             largest: largest.into_iter().max_by_key(|l| l.0).expect("three"),
+            param_tensors,
+            step_buffers,
         })
     }
 }
@@ -221,11 +279,15 @@ impl super::ResnetConfig {
             product(&flags, &[b, 16, s, s])?,
             "a first-stage map [batch, 16, h, w]",
         );
+        let param_tensors = sum(&flags, &[product(&flags, &[18, n])?, 10])?;
+        let step_buffers = sum(&flags, &[product(&flags, &[72, n])?, 32])?;
         Ok(Footprint {
             flags,
             params,
             activations,
             largest,
+            param_tensors,
+            step_buffers,
         })
     }
 }

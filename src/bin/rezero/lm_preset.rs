@@ -68,11 +68,11 @@ impl Preset {
                 d_ff: 256,
                 seq: 64,
                 batch: 16,
-                steps: 600,
+                steps: 400,
                 warmup: 100,
                 eval_every: 25,
                 eval_windows: 64,
-                target_bpb: 3.0,
+                target_bpb: 3.5,
                 compare: "postnorm:warmup,postnorm,prenorm,rezero,rezero:alpha=1",
                 ..paper
             },
