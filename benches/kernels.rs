@@ -80,8 +80,9 @@ fn attention(c: &mut Criterion) {
         t: 128,
         d: 64,
     };
-    let (fused, materialised) = bench::attention_cases(&gpu, shape).unwrap();
-    bench_cases(c, &gpu, "attention 8x128x64", vec![materialised, fused]);
+    let (materialised, fused) = bench::attention_cases(&gpu, shape).unwrap();
+    let cases = std::iter::once(materialised).chain(fused).collect();
+    bench_cases(c, &gpu, "attention 8x128x64", cases);
 }
 
 /// conv2d at a small ResNet layer (batch 8, 16 → 16 channels, 3×3, 16×16), every pass and

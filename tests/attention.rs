@@ -164,6 +164,65 @@ fn backward_matches_finite_differences() {
     );
 }
 
+/// Every forward kernel (one row an invocation, and the tiled one with each tile size that
+/// fits) against the reference, on lengths that end mid-tile and odd head dimensions.
+#[test]
+fn every_forward_kernel_matches_the_reference() {
+    use rezero::kernels::attention::{ForwardKernel, attention_forward_with};
+    use rezero::kernels::attention_tiled::Tiles;
+    let gpu = require_gpu!();
+    for (bh, t, d) in [
+        (1, 1, 32),
+        (2, 17, 64),
+        (1, 65, 128),
+        (3, 33, 5),
+        (2, 130, 16),
+        (1, 64, 64),
+    ] {
+        let s = AttentionShape { bh, t, d };
+        let n = (bh * t * d) as usize;
+        let (q, k, v) = (
+            cpu::seeded(11, n, -2.0, 2.0),
+            cpu::seeded(12, n, -2.0, 2.0),
+            cpu::seeded(13, n, -1.0, 1.0),
+        );
+        let (o, lse) =
+            cpu::attention::attention_forward(&q, &k, &v, bh as usize, t as usize, d as usize);
+        let kernels = Tiles::CANDIDATES
+            .into_iter()
+            .filter(|tiles| tiles.check(gpu, d).is_ok())
+            .map(ForwardKernel::Tiled);
+        let mut tried = 0;
+        for kernel in [ForwardKernel::Rows].into_iter().chain(kernels) {
+            let (gq, gk, gv) = (
+                gpu.upload("q", &q),
+                gpu.upload("k", &k),
+                gpu.upload("v", &v),
+            );
+            let (go, glse) = (
+                gpu.upload("o", &vec![f32::NAN; n]),
+                gpu.zeroed_f32("lse", (bh * t) as usize),
+            );
+            let buffers = [&go, &glse, &gq, &gk, &gv];
+            gpu.run(|pass| attention_forward_with(gpu, pass, kernel, buffers, &s))
+                .unwrap();
+            let what = format!("{kernel:?} bh={bh} t={t} d={d}");
+            let atol = 2e-5 * (t as f32).sqrt().max(1.0);
+            assert_close(
+                &format!("{what} o"),
+                &gpu.read_f32(&go, n).unwrap(),
+                &o,
+                atol,
+                1e-4,
+            );
+            let got_lse = gpu.read_f32(&glse, (bh * t) as usize).unwrap();
+            assert_close(&format!("{what} lse"), &got_lse, &lse, 1e-5, 1e-5);
+            tried += 1;
+        }
+        assert!(tried >= 2, "no tiled kernel fits head dimension {d}");
+    }
+}
+
 #[test]
 fn the_tile_fits_the_device_and_bad_shapes_are_rejected() {
     let gpu = require_gpu!();

@@ -1,16 +1,18 @@
-//! Causal attention forward: the fused kernel and the materialised path (batched QKᵀ,
-//! causal softmax, batched PV) on the same inputs, so one is the other's reference.
+//! Causal attention forward: the fused kernels (one row an invocation, and tiled with each
+//! tile size that fits) and the materialised path (batched QKᵀ, causal softmax, batched
+//! PV) on the same inputs, so the materialised path is the others' reference.
 
 use super::{Case, Work};
 use crate::cpu;
 use crate::gpu::{Gpu, Result};
-use crate::kernels::attention::{AttentionShape, attention_forward};
+use crate::kernels::attention::{AttentionShape, ForwardKernel, attention_forward_with};
+use crate::kernels::attention_tiled::Tiles;
 use crate::kernels::matmul::{Matmul, matmul};
 use crate::kernels::softmax::softmax_causal_forward;
 
-/// (fused, materialised) forward cases for `s`. Both count the useful (causal) FLOPs, so
-/// their GFLOP/s compare as their times do.
-pub fn attention_cases(gpu: &Gpu, s: AttentionShape) -> Result<(Case, Case)> {
+/// (materialised, fused kernels) forward cases for `s`. All count the useful (causal)
+/// FLOPs, so their GFLOP/s compare as their times do.
+pub fn attention_cases(gpu: &Gpu, s: AttentionShape) -> Result<(Case, Vec<Case>)> {
     let n = (s.bh * s.t * s.d) as usize;
     let (q, k, v) = (
         gpu.upload("q", &cpu::seeded(21, n, -1.0, 1.0)),
@@ -30,14 +32,31 @@ pub fn attention_cases(gpu: &Gpu, s: AttentionShape) -> Result<(Case, Case)> {
     );
     let shape = format!("{}x{}x{}", s.bh, s.t, s.d);
     let work = Work::Flops(s.forward_flops());
-    let (q2, k2, v2) = (q.clone(), k.clone(), v.clone());
-    let fused = Case {
-        kernel: "attention_fwd",
-        shape: shape.clone(),
-        variant: "fused".into(),
-        work,
-        run: Box::new(move |gpu| gpu.run(|p| attention_forward(gpu, p, &o, &lse, &q, &k, &v, &s))),
-    };
+    let tiled = Tiles::CANDIDATES
+        .into_iter()
+        .filter(|t| t.check(gpu, s.d).is_ok());
+    let kernels = [ForwardKernel::Rows]
+        .into_iter()
+        .chain(tiled.map(ForwardKernel::Tiled));
+    let fused = kernels
+        .map(|kernel| {
+            let variant = match kernel {
+                ForwardKernel::Rows => "fused-rows".to_string(),
+                ForwardKernel::Tiled(t) => format!("fused-tiled:{}x{}", t.br, t.bc),
+            };
+            let buffers = [&o, &lse, &q, &k, &v].map(|b| b.clone());
+            Case {
+                kernel: "attention_fwd",
+                shape: shape.clone(),
+                variant,
+                work,
+                run: Box::new(move |gpu| {
+                    let [o, lse, q, k, v] = &buffers;
+                    gpu.run(|p| attention_forward_with(gpu, p, kernel, [o, lse, q, k, v], &s))
+                }),
+            }
+        })
+        .collect();
     let qk = Matmul::new(s.t, s.t, s.d).batch(s.bh).trans_b(true);
     let pv = Matmul::new(s.t, s.d, s.t).batch(s.bh);
     let scale = 1.0 / (s.d as f32).sqrt();
@@ -48,11 +67,11 @@ pub fn attention_cases(gpu: &Gpu, s: AttentionShape) -> Result<(Case, Case)> {
         work,
         run: Box::new(move |gpu| {
             gpu.run(|p| {
-                matmul(gpu, p, &sc, &q2, &k2, None, &qk)?;
+                matmul(gpu, p, &sc, &q, &k, None, &qk)?;
                 softmax_causal_forward(gpu, p, &pr, &sc, s.bh * s.t, s.t, scale)?;
-                matmul(gpu, p, &o2, &pr, &v2, None, &pv).map(drop)
+                matmul(gpu, p, &o2, &pr, &v, None, &pv).map(drop)
             })
         }),
     };
-    Ok((fused, materialised))
+    Ok((materialised, fused))
 }

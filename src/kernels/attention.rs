@@ -3,6 +3,7 @@
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
+use super::attention_tiled::{self, Tiles};
 use super::{check_len, check_nonempty, elements, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
@@ -31,13 +32,22 @@ impl AttentionShape {
     }
 }
 
+/// The uniform of both attention shaders.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
+pub(crate) struct Params {
     bh: u32,
     t: u32,
     scale: f32,
     _pad: u32,
+}
+
+/// The forward kernels: one invocation a query row, or FlashAttention-2-style tiles (a
+/// workgroup a block of query rows, the score tile register-blocked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardKernel {
+    Rows,
+    Tiled(Tiles),
 }
 
 /// Workgroup memory the kernels declare for a tile of `b` rows: two [b, d] tiles and two
@@ -111,7 +121,8 @@ fn setup(gpu: &Gpu, s: &AttentionShape) -> Result<Setup> {
 }
 
 /// o = softmax(q·kᵀ/√d, causal)·v per head, and lse (the log-sum-exp of each score row)
-/// for the backward pass. o, q, k, v: [bh, t, d]; lse: [bh, t].
+/// for the backward pass. o, q, k, v: [bh, t, d]; lse: [bh, t]. Runs the tiled kernel
+/// where its tiles fit the device, else the one-row-an-invocation kernel.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     gpu: &Gpu,
@@ -121,6 +132,19 @@ pub fn attention_forward(
     q: &wgpu::Buffer,
     k: &wgpu::Buffer,
     v: &wgpu::Buffer,
+    s: &AttentionShape,
+) -> Result<()> {
+    let kernel = Tiles::pick(gpu, s.d).map_or(ForwardKernel::Rows, ForwardKernel::Tiled);
+    attention_forward_with(gpu, pass, kernel, [o, lse, q, k, v], s)
+}
+
+/// [`attention_forward`] with the kernel chosen by the caller (benchmarks and tests):
+/// `[o, lse, q, k, v]`.
+pub fn attention_forward_with(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    kernel: ForwardKernel,
+    [o, lse, q, k, v]: [&wgpu::Buffer; 5],
     s: &AttentionShape,
 ) -> Result<()> {
     const OP: &str = "attention_forward";
@@ -135,6 +159,10 @@ pub fn attention_forward(
         params,
         rows: b,
     } = setup(gpu, s)?;
+    if let ForwardKernel::Tiled(tiles) = kernel {
+        tiles.check(gpu, s.d)?;
+        return attention_tiled::forward(gpu, pass, [o, lse, q, k, v], s, &params, tiles);
+    }
     let kernel = Kernel::with(SHADER, OP, &constants).work(Work::Flops(s.forward_flops()));
     gpu.dispatch(
         pass,

@@ -5,6 +5,7 @@
 //! buffer; shapes and device limits are checked before anything is recorded.
 
 pub mod attention;
+pub mod attention_tiled;
 pub mod autotune;
 pub mod batchnorm;
 pub mod conv2d;
@@ -90,6 +91,7 @@ pub(crate) fn accumulate_bits(grads: &[Grad]) -> u32 {
 pub fn shaders() -> Vec<Shader> {
     vec![
         attention::SHADER,
+        attention_tiled::SHADER,
         batchnorm::SHADER,
         conv2d::SHADER,
         conv2d::REG_SHADER,
