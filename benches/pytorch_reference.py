@@ -1,4 +1,4 @@
-"""PyTorch reference for `rezero bench matmul`, `rezero bench conv2d` and `rezero bench resnet`.
+"""PyTorch reference for `rezero bench matmul`, `conv2d`, `resnet`, `attention` and `lm`.
 
 Times the same work in PyTorch on the same machine, in FP32 with TF32 off (rezero's kernels
 are plain FP32), so the ratio in BENCHMARKS.md compares like with like:
@@ -165,6 +165,100 @@ def bench_resnet(device, depths, batch):
                               "ms": s * 1e3, "images_per_s": batch / s}), flush=True)
 
 
+def bench_attention(device, sizes):
+    """SDPA, causal, FP32: the forward, and the forward with the backward to q, k and v."""
+    for text in sizes:
+        bh, t, d = (int(x) for x in text.split("x"))
+        q, k, v = (torch.randn(1, bh, t, d, device=device, requires_grad=True) for _ in range(3))
+        causal = 4.0 * bh * t * (t + 1) / 2 * d  # QKᵀ and PV over the causal half
+        forward = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        do = torch.randn(1, bh, t, d, device=device)
+
+        def both():
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            torch.autograd.grad(out, (q, k, v), do)
+
+        with torch.no_grad():
+            s = median_seconds(forward, device)
+        print(json.dumps({"framework": "pytorch", "kernel": "attention_fwd", "shape": text,
+                          "ms": s * 1e3, "gflops": causal / s / 1e9}), flush=True)
+        s = median_seconds(both, device)
+        print(json.dumps({"framework": "pytorch", "kernel": "attention_fwd_bwd", "shape": text,
+                          "ms": s * 1e3, "gflops": 3.0 * causal / s / 1e9}), flush=True)
+
+
+class RezeroBlock(nn.Module):
+    """x + α·attention(x), then x + α·feed_forward(x), one α per block (src/nn/transformer.rs)."""
+
+    def __init__(self, d_model, heads, d_ff):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.ff1 = nn.Linear(d_model, d_ff)
+        self.ff2 = nn.Linear(d_ff, d_model)
+        for linear in (self.qkv, self.proj, self.ff1, self.ff2):
+            nn.init.xavier_normal_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    def forward(self, x, alpha):
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        heads = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + alpha * self.proj(heads.transpose(1, 2).reshape(b, t, d))
+        return x + alpha * self.ff2(F.gelu(self.ff1(x), approximate="tanh"))
+
+
+class RezeroTransformer(nn.Module):
+    def __init__(self, layers, d_model, seq):
+        super().__init__()
+        self.tokens = nn.Parameter(torch.randn(256, d_model) * 0.02)
+        self.positions = nn.Parameter(torch.randn(seq, d_model) * 0.02)
+        self.blocks = nn.ModuleList(
+            RezeroBlock(d_model, max(d_model // 64, 1), 4 * d_model) for _ in range(layers))
+        self.alphas = nn.Parameter(torch.zeros(layers))
+        self.out = nn.Linear(d_model, 256)
+        nn.init.xavier_normal_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, ids):
+        x = self.tokens[ids] + self.positions[: ids.shape[1]]
+        for i, block in enumerate(self.blocks):
+            x = block(x, self.alphas[i])
+        return self.out(x)
+
+
+def bench_lm(device, sizes, compile_too):
+    """Training steps of the ReZero Transformer: eager at every size first, then compiled
+    (when asked and it works), so a slow compile cannot cost an eager row."""
+    for mode in ["eager", "compiled"] if compile_too else ["eager"]:
+        for text in sizes:
+            layers, d_model, seq, batch = (int(x) for x in text.split("x"))
+            torch.manual_seed(1)
+            model = RezeroTransformer(layers, d_model, seq).to(device)
+            net = model if mode == "eager" else torch.compile(model)
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            ids = (torch.arange(batch * seq, device=device) * 7 + 3).remainder(256).view(batch, seq)
+            targets = (ids + 1).remainder(256)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(net(ids).view(-1, 256), targets.view(-1))
+                loss.backward()
+                opt.step()
+
+            try:
+                s = median_seconds(step, device, warmup=2, runs=5)
+            except Exception as e:  # torch.compile where the device has no compiler
+                print(json.dumps({"framework": "pytorch", "kernel": "lm_step", "shape": text,
+                                  "mode": mode, "error": str(e)[:200]}), flush=True)
+                continue
+            variant = "rezero" if mode == "eager" else "rezero-compiled"
+            print(json.dumps({"framework": "pytorch", "kernel": "lm_step", "shape": text,
+                              "variant": variant, "ms": s * 1e3,
+                              "tokens_per_s": batch * seq / s}), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--depths", default="20,56,110")
@@ -172,6 +266,10 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-conv", action="store_true")
     parser.add_argument("--matmul", default="", help="comma-separated matmul shapes")
+    parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument("--attention", default="", help="comma-separated BHxTxD shapes")
+    parser.add_argument("--lm", default="", help="comma-separated LAYERSxD_MODELxSEQxBATCH")
+    parser.add_argument("--compile", action="store_true", help="also torch.compile the lm step")
     args = parser.parse_args()
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -184,7 +282,12 @@ def main():
         bench_matmul(device, args.matmul.split(","))
     if not args.skip_conv:
         bench_conv(device)
-    bench_resnet(device, [int(d) for d in args.depths.split(",")], args.batch)
+    if not args.skip_resnet:
+        bench_resnet(device, [int(d) for d in args.depths.split(",")], args.batch)
+    if args.attention:
+        bench_attention(device, args.attention.split(","))
+    if args.lm:
+        bench_lm(device, args.lm.split(","), args.compile)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 # The GPU measurements BENCHMARKS.md records, in one call of at most about 8 minutes on a
 # lent GPU: the adapter, the tuned kernel table (saved to commit as the device's defaults),
 # matmul and conv2d beside PyTorch (FP32, TF32 off) in the same command, ResNet-20/56 steps
-# beside PyTorch, and the per-kernel profiles of the ResNet-56 and the 12-layer d_model 512
-# Transformer steps. Every figure is a JSON line in OUT/results.jsonl (rezero) or
+# beside PyTorch, the causal attention kernels beside the materialised path and PyTorch's
+# SDPA, the 12-layer d_model 512 Transformer step beside the same model in PyTorch (eager and
+# torch.compile), and the per-kernel profiles of the ResNet-56 and Transformer steps. Every figure is a JSON line in OUT/results.jsonl (rezero) or
 # OUT/pytorch.jsonl; OUT/summary.md sets them side by side; OUT/log.txt has everything
-# printed. Each step has its own time limit (450 s in all), so a slow one cannot starve the rest.
+# printed. Each step has its own time limit (555 s in all), so a slow one cannot starve the rest.
 #
 # usage: scripts/gpu-measure.sh [--smoke] BINARY OUT
 #   --smoke   tiny sizes, no PyTorch, fails on any error: the dry run on software Vulkan
@@ -63,30 +64,40 @@ if [[ $smoke -eq 1 ]]; then
     conv_sizes=2x8x8x8x3x1,2x8x8x16x3x2
     resnet_sizes=8x4
     lm_sizes=2x64x16x2
+    attention_sizes=2x64x16,1x33x32
 else
     tune_sizes=1024,2048,4096,4096x1536x512:nt,4096x2048x512:nt,4096x512x2048:nt,4096x512x2048,512x2048x4096:tn,2048x512x4096:tn
     tune_convs=128x16x32x16x3x1,128x16x32x32x3x2,128x32x16x32x3x1,128x32x16x64x3x2,128x64x8x64x3x1,128x16x32x32x1x2
     matmul_sizes=1024,2048,4096,4096x1536x512,4096x2048x512,4096x512x2048
     conv_sizes=$tune_convs
     resnet_sizes=20x128,56x128
-    lm_sizes=12x512x512x8
+    lm_sizes=12x512x512x8,12x512x512x32
+    attention_sizes=8x512x64,8x2048x64,32x512x64,8x512x128
 fi
 
 log "info"
 "${rz[@]}" info >"$out/info.txt" 2>&1 || failed+=(info)
 cat "$out/info.txt" >>"$out/log.txt"
 
-step tune 90 "${rz[@]}" tune --sizes "$tune_sizes" --convs "$tune_convs" --json --save "$out/tuned.tuning"
+step tune 75 "${rz[@]}" tune --sizes "$tune_sizes" --convs "$tune_convs" --json --save "$out/tuned.tuning"
 step matmul 50 "${rz[@]}" bench matmul --sizes "$matmul_sizes" --variants reg8x4,blocked,auto --runs 7 --json
 if [[ $smoke -eq 0 ]]; then
     log "pytorch"
-    timeout 110 python3 "$here/benches/pytorch_reference.py" --matmul "$matmul_sizes" \
+    timeout 95 python3 "$here/benches/pytorch_reference.py" --matmul "$matmul_sizes" \
         --depths 20,56 --batch 128 >"$out/pytorch.jsonl" 2>>"$out/log.txt" \
         || failed+=(pytorch)
 fi
 step conv2d 50 "${rz[@]}" bench conv2d --sizes "$conv_sizes" --runs 5 --json
-step resnet 90 "${rz[@]}" bench resnet --sizes "$resnet_sizes" --runs 5 --profile --json
-step lm 60 "${rz[@]}" bench lm --sizes "$lm_sizes" --runs 3 --profile --json
+step resnet 75 "${rz[@]}" bench resnet --sizes "$resnet_sizes" --runs 5 --profile --json
+step lm 70 "${rz[@]}" bench lm --sizes "$lm_sizes" --runs 3 --profile --json
+step attention 40 "${rz[@]}" bench attention --sizes "$attention_sizes" --runs 5 --json
+if [[ $smoke -eq 0 ]]; then
+    # Eager rows print first, so a torch.compile that runs out of time still leaves them.
+    log "pytorch lm and attention"
+    timeout 100 python3 "$here/benches/pytorch_reference.py" --skip-conv --skip-resnet \
+        --attention "$attention_sizes" --lm "$lm_sizes" --compile >>"$out/pytorch.jsonl" \
+        2>>"$out/log.txt" || failed+=(pytorch-lm)
+fi
 
 log "summary"
 python3 - "$out" <<'PY' | tee "$out/summary.md"
@@ -103,14 +114,14 @@ ref = {(t.get("kernel"), t.get("shape"), t.get("variant")): t for t in torch}
 def rate(r):
     """(value, unit, PyTorch's value) of a bench line."""
     kernel, shape = r.get("kernel", ""), r.get("shape")
-    if kernel == "matmul" or kernel.startswith("conv2d_"):
+    if kernel in ("matmul", "attention_fwd") or kernel.startswith("conv2d_"):
         t = ref.get((kernel, shape, None))
         return r.get("gflops"), "GFLOP/s", t and t.get("gflops")
     if kernel in ("resnet_step", "lm_step"):
         t = ref.get((kernel, shape, r.get("variant")))
         per_s = float(r.get("note", "0").split()[0])
         unit = "images/s" if kernel == "resnet_step" else "tokens/s"
-        return per_s, unit, t and t.get("images_per_s")
+        return per_s, unit, t and (t.get("images_per_s") or t.get("tokens_per_s"))
     return None, None, None
 print("| kernel | shape | variant | ms | rezero | PyTorch | ratio |")
 print("|---|---|---|---:|---:|---:|---:|")
@@ -125,6 +136,8 @@ for r in ours:
     key = (r["kernel"], r["shape"])
     if ratio is not None and r.get("variant", "").startswith("auto") or r["kernel"].endswith("_step"):
         best[key + (r.get("variant"),)] = ratio
+    if ratio is not None and r.get("variant", "").startswith("fused-tiled"):
+        best[key + ("fused-tiled",)] = max(ratio, best.get(key + ("fused-tiled",), 0))
     print(f"| {r['kernel']} | {r['shape']} | {r.get('variant')} | {r.get('ms', 0):.3f} | "
           f"{value:.1f} {unit} | {f'{theirs:.1f}' if theirs else '-'} | "
           f"{f'{ratio:.2f}' if ratio else '-'} |")
@@ -144,6 +157,12 @@ target("matmul 4096³", lambda k: k[:2] == ("matmul", "4096x4096x4096"), 0.5)
 target("matmul 1024³", lambda k: k[:2] == ("matmul", "1024x1024x1024"), 0.4)
 target("conv2d forward, ResNet shapes", lambda k: k[0] == "conv2d_fwd", 0.4)
 target("ResNet-56 step", lambda k: k[0] == "resnet_step" and k[1].startswith("56x"), 0.6)
+target("attention forward (best tile) vs SDPA", lambda k: k[0] == "attention_fwd" and k[2] == "fused-tiled", 0.5)
+target("12-layer Transformer step, batch 32 x 512", lambda k: k[:2] == ("lm_step", "12x512x512x32"), 0.5)
+print("\nPyTorch rows without a rezero row (fwd+bwd, torch.compile, errors):")
+for t in torch:
+    if t.get("kernel") in ("attention_fwd_bwd", "lm_step") and t.get("variant") != "rezero":
+        print(f"- {t}")
 totals = [r for r in ours if "profile_total_ms" in r]
 print(f"\nProfiles ({sum('profile_entry' in r for r in ours)} rows in results.jsonl):")
 for t in totals:

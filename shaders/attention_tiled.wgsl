@@ -18,7 +18,11 @@ override D: u32 = 64u;   // head dimension
 override BR: u32 = 32u;  // query rows a workgroup: 16 or 32
 override BC: u32 = 32u;  // key rows a tile, a multiple of 4
 const WG: u32 = 64u;     // invocations a workgroup
-const MAX_OC: u32 = 16u; // O columns an invocation holds: D / (WG / (BR / 4)), at most 16
+const MAX_OC: u32 = 16u; // the most O columns an invocation holds
+// O columns an invocation holds: D over the column groups, WG / (BR / 4) of them (a
+// constant once the pipeline is made, so the loops over it unroll into registers).
+override CG: u32 = WG / (BR / 4u);
+override OC: u32 = (D + CG - 1u) / CG;
 const NEG_BIG: f32 = -3.4028235e38;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -115,7 +119,6 @@ fn attention_forward_tiled(@builtin(local_invocation_index) lid: u32, @builtin(w
     let base = bh * p.t * D;
     // This invocation's O block: rows r0 .. r0 + 4, columns c0, c0 + CG, c0 + 2·CG, ...
     let row_groups = BR / 4u;
-    let cg = WG / row_groups;
     let r0 = (lid % row_groups) * 4u;
     let c0 = lid / row_groups;
     var acc: array<vec4<f32>, MAX_OC>;
@@ -137,14 +140,15 @@ fn attention_forward_tiled(@builtin(local_invocation_index) lid: u32, @builtin(w
         }
         workgroupBarrier();
         let scale = vec4(row_scale[r0], row_scale[r0 + 1u], row_scale[r0 + 2u], row_scale[r0 + 3u]);
-        for (var cc = 0u; c0 + cc * cg < D; cc++) {
+        for (var cc = 0u; cc < OC; cc++) {
             acc[cc] *= scale;
         }
         for (var j = 0u; j < BC; j++) {
             let pr = vec4(s_tile[r0 * BC + j], s_tile[(r0 + 1u) * BC + j],
                           s_tile[(r0 + 2u) * BC + j], s_tile[(r0 + 3u) * BC + j]);
-            for (var cc = 0u; c0 + cc * cg < D; cc++) {
-                acc[cc] += pr * kv_tile[j * ROW + c0 + cc * cg];
+            for (var cc = 0u; cc < OC; cc++) {
+                // Columns past D read the next row's first floats (or padding): never stored.
+                acc[cc] += pr * kv_tile[min(j * ROW + c0 + cc * CG, BC * ROW - 1u)];
             }
         }
     }
@@ -153,8 +157,11 @@ fn attention_forward_tiled(@builtin(local_invocation_index) lid: u32, @builtin(w
         let row = q0 + r0 + i;
         if (row < p.t) {
             let l = row_sum[r0 + i];
-            for (var cc = 0u; c0 + cc * cg < D; cc++) {
-                o[base + row * D + c0 + cc * cg] = acc[cc][i] / l;
+            for (var cc = 0u; cc < OC; cc++) {
+                let col = c0 + cc * CG;
+                if (col < D) {
+                    o[base + row * D + col] = acc[cc][i] / l;
+                }
             }
         }
     }

@@ -349,3 +349,28 @@ fn tape_causal_attention_matches_finite_differences() {
         1e-3,
     );
 }
+
+/// The forward kernel is measured once per shape class and kept in the tuning table under
+/// a name that parses back to the same kernel.
+#[test]
+fn the_forward_kernel_choice_is_measured_once_and_recorded() {
+    use rezero::kernels::attention::ForwardKernel;
+    use rezero::kernels::attention_tiled::{Tiles, candidates, tuning_key};
+    let gpu = require_gpu!();
+    for kernel in candidates(gpu, 64) {
+        assert_eq!(ForwardKernel::parse(&kernel.name()), Some(kernel));
+    }
+    assert!(candidates(gpu, 64).contains(&ForwardKernel::Tiled(Tiles { br: 16, bc: 16 })));
+    for bad in ["", "tiled", "tiled:32", "tiled:32xq", "row"] {
+        assert_eq!(ForwardKernel::parse(bad), None, "{bad}");
+    }
+    let s = AttentionShape { bh: 2, t: 24, d: 8 };
+    let n = (s.bh * s.t * s.d) as usize;
+    let buf = gpu.upload("qkv", &cpu::seeded(3, n, -1.0, 1.0));
+    let (o, lse) = (gpu.zeroed_f32("o", n), gpu.zeroed_f32("lse", 48));
+    gpu.run(|pass| attention_forward(gpu, pass, &o, &lse, &buf, &buf, &buf, &s))
+        .unwrap();
+    let chosen = gpu.tuned(&tuning_key(&s)).expect("the choice is recorded");
+    assert!(ForwardKernel::parse(&chosen).is_some(), "{chosen}");
+    assert_eq!(tuning_key(&s), "attention/fwd/d8/t32");
+}

@@ -5,8 +5,8 @@
 use super::{Case, Work};
 use crate::cpu;
 use crate::gpu::{Gpu, Result};
-use crate::kernels::attention::{AttentionShape, ForwardKernel, attention_forward_with};
-use crate::kernels::attention_tiled::Tiles;
+use crate::kernels::attention::{AttentionShape, attention_forward_with};
+use crate::kernels::attention_tiled;
 use crate::kernels::matmul::{Matmul, matmul};
 use crate::kernels::softmax::softmax_causal_forward;
 
@@ -32,18 +32,10 @@ pub fn attention_cases(gpu: &Gpu, s: AttentionShape) -> Result<(Case, Vec<Case>)
     );
     let shape = format!("{}x{}x{}", s.bh, s.t, s.d);
     let work = Work::Flops(s.forward_flops());
-    let tiled = Tiles::CANDIDATES
+    let fused = attention_tiled::candidates(gpu, s.d)
         .into_iter()
-        .filter(|t| t.check(gpu, s.d).is_ok());
-    let kernels = [ForwardKernel::Rows]
-        .into_iter()
-        .chain(tiled.map(ForwardKernel::Tiled));
-    let fused = kernels
         .map(|kernel| {
-            let variant = match kernel {
-                ForwardKernel::Rows => "fused-rows".to_string(),
-                ForwardKernel::Tiled(t) => format!("fused-tiled:{}x{}", t.br, t.bc),
-            };
+            let variant = format!("fused-{}", kernel.name());
             let buffers = [&o, &lse, &q, &k, &v].map(|b| b.clone());
             Case {
                 kernel: "attention_fwd",

@@ -121,8 +121,8 @@ fn setup(gpu: &Gpu, s: &AttentionShape) -> Result<Setup> {
 }
 
 /// o = softmax(q·kᵀ/√d, causal)·v per head, and lse (the log-sum-exp of each score row)
-/// for the backward pass. o, q, k, v: [bh, t, d]; lse: [bh, t]. Runs the tiled kernel
-/// where its tiles fit the device, else the one-row-an-invocation kernel.
+/// for the backward pass. o, q, k, v: [bh, t, d]; lse: [bh, t]. Runs the kernel the
+/// tuning table names for the shape's class, measuring the candidates the first time.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     gpu: &Gpu,
@@ -134,7 +134,8 @@ pub fn attention_forward(
     v: &wgpu::Buffer,
     s: &AttentionShape,
 ) -> Result<()> {
-    let kernel = Tiles::pick(gpu, s.d).map_or(ForwardKernel::Rows, ForwardKernel::Tiled);
+    check_shape("attention_forward", s)?;
+    let kernel = attention_tiled::pick(gpu, s)?;
     attention_forward_with(gpu, pass, kernel, [o, lse, q, k, v], s)
 }
 

@@ -1,10 +1,13 @@
 //! The FlashAttention-2-style causal attention forward (`shaders/attention_tiled.wgsl`):
 //! one workgroup of 64 invocations per (head, block of query rows), the score tile
-//! register-blocked, and the tile sizes picked to fit the device's workgroup memory.
+//! register-blocked, tile sizes that fit the device's workgroup memory; and the choice
+//! between it (each tile size) and the one-row-an-invocation kernel, measured once per
+//! shape class and kept in the tuning table like the matmul's.
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
-use super::attention::{AttentionShape, Params};
+use super::attention::{AttentionShape, ForwardKernel, Params, attention_forward_with};
+use super::autotune;
 
 pub(crate) const SHADER: Shader = Shader {
     name: "attention_tiled",
@@ -76,13 +79,6 @@ impl Tiles {
         }
         Ok(())
     }
-
-    /// The largest candidate that suits the device for head dimension `d`, if any.
-    pub fn pick(gpu: &Gpu, d: u32) -> Option<Tiles> {
-        Self::CANDIDATES
-            .into_iter()
-            .find(|t| t.check(gpu, d).is_ok())
-    }
 }
 
 /// Records the tiled forward: o, lse from q, k, v (shapes checked by the caller).
@@ -104,4 +100,70 @@ pub(crate) fn forward(
         .work(Work::Flops(s.forward_flops()));
     let groups = [s.t.div_ceil(tiles.br), s.bh, 1];
     gpu.dispatch(pass, &kernel, params, &[o, lse, q, k, v], groups)
+}
+
+impl ForwardKernel {
+    /// `rows` or `tiled:BRxBC`, as the tuning table and the benchmarks name it.
+    pub fn name(self) -> String {
+        match self {
+            ForwardKernel::Rows => "rows".into(),
+            ForwardKernel::Tiled(t) => format!("tiled:{}x{}", t.br, t.bc),
+        }
+    }
+
+    /// The kernel `name` names, if any.
+    pub fn parse(text: &str) -> Option<ForwardKernel> {
+        if text == "rows" {
+            return Some(ForwardKernel::Rows);
+        }
+        let (br, bc) = text.strip_prefix("tiled:")?.split_once('x')?;
+        let tiles = Tiles {
+            br: br.parse().ok()?,
+            bc: bc.parse().ok()?,
+        };
+        Some(ForwardKernel::Tiled(tiles))
+    }
+}
+
+/// The tuning class of a forward: its head dimension and its length's power of two.
+pub fn tuning_key(s: &AttentionShape) -> String {
+    format!("attention/fwd/d{}/t{}", s.d, s.t.max(1).next_power_of_two())
+}
+
+/// The kernels timed for head dimension `d`: the row kernel and every tile size that fits.
+pub fn candidates(gpu: &Gpu, d: u32) -> Vec<ForwardKernel> {
+    let tiled = Tiles::CANDIDATES
+        .into_iter()
+        .filter(|t| t.check(gpu, d).is_ok());
+    std::iter::once(ForwardKernel::Rows)
+        .chain(tiled.map(ForwardKernel::Tiled))
+        .collect()
+}
+
+/// Times every candidate on scratch buffers of shape `s` (see `autotune::time_each`).
+pub fn measure_candidates(gpu: &Gpu, s: &AttentionShape) -> Result<Vec<(ForwardKernel, f64)>> {
+    let n = s.bh as u64 * s.t as u64 * s.d as u64;
+    let [o, q, k, v] =
+        ["tune o", "tune q", "tune k", "tune v"].map(|l| autotune::filled(gpu, l, n));
+    let (o, q, k, v) = (o?, q?, k?, v?);
+    let lse = autotune::filled(gpu, "tune lse", s.bh as u64 * s.t as u64)?;
+    autotune::time_each(&candidates(gpu, s.d), |kernel| {
+        gpu.run(|pass| attention_forward_with(gpu, pass, kernel, [&o, &lse, &q, &k, &v], s))
+    })
+}
+
+/// The forward kernel for shape `s`: the table's choice for its class, or the fastest
+/// candidate, measured now and recorded.
+pub(crate) fn pick(gpu: &Gpu, s: &AttentionShape) -> Result<ForwardKernel> {
+    autotune::choose(
+        gpu,
+        &tuning_key(s),
+        ForwardKernel::parse,
+        |kernel| match kernel {
+            ForwardKernel::Rows => true,
+            ForwardKernel::Tiled(t) => t.check(gpu, s.d).is_ok(),
+        },
+        || measure_candidates(gpu, s),
+        ForwardKernel::name,
+    )
 }
