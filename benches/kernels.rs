@@ -80,7 +80,7 @@ fn attention(c: &mut Criterion) {
         t: 128,
         d: 64,
     };
-    let (materialised, fused) = bench::attention_cases(&gpu, shape).unwrap();
+    let (materialised, fused) = bench::attention_cases(&gpu, shape, false).unwrap();
     let cases = std::iter::once(materialised).chain(fused).collect();
     bench_cases(c, &gpu, "attention 8x128x64", cases);
 }

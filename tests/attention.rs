@@ -168,8 +168,8 @@ fn backward_matches_finite_differences() {
 /// fits) against the reference, on lengths that end mid-tile and odd head dimensions.
 #[test]
 fn every_forward_kernel_matches_the_reference() {
-    use rezero::kernels::attention::{ForwardKernel, attention_forward_with};
-    use rezero::kernels::attention_tiled::Tiles;
+    use rezero::kernels::attention::attention_forward_with;
+    use rezero::kernels::attention_tune::{Pass, candidates};
     let gpu = require_gpu!();
     for (bh, t, d) in [
         (1, 1, 32),
@@ -188,12 +188,8 @@ fn every_forward_kernel_matches_the_reference() {
         );
         let (o, lse) =
             cpu::attention::attention_forward(&q, &k, &v, bh as usize, t as usize, d as usize);
-        let kernels = Tiles::CANDIDATES
-            .into_iter()
-            .filter(|tiles| tiles.check(gpu, d).is_ok())
-            .map(ForwardKernel::Tiled);
         let mut tried = 0;
-        for kernel in [ForwardKernel::Rows].into_iter().chain(kernels) {
+        for kernel in candidates(gpu, Pass::Forward, d) {
             let (gq, gk, gv) = (
                 gpu.upload("q", &q),
                 gpu.upload("k", &k),
@@ -220,6 +216,58 @@ fn every_forward_kernel_matches_the_reference() {
             tried += 1;
         }
         assert!(tried >= 2, "no tiled kernel fits head dimension {d}");
+    }
+}
+
+/// Every backward kernel (one row an invocation, and the tiled one with each tile size that
+/// fits) against the reference, on lengths that end mid-tile and the head dimensions of
+/// real models; d = 128 may have no tile that fits a 32 KiB device.
+#[test]
+fn every_backward_kernel_matches_the_reference() {
+    use rezero::kernels::attention::{AttentionKernel, attention_backward_with};
+    use rezero::kernels::attention_tune::{Pass, candidates};
+    let gpu = require_gpu!();
+    for (bh, t, d) in [
+        (1, 1, 32),
+        (2, 17, 64),
+        (1, 65, 32),
+        (3, 33, 5),
+        (1, 40, 128),
+    ] {
+        let s = AttentionShape { bh, t, d };
+        let (n, rows) = ((bh * t * d) as usize, (bh * t) as usize);
+        let inputs: Vec<Vec<f32>> = (21..25)
+            .map(|seed| cpu::seeded(seed, n, -1.5, 1.5))
+            .collect();
+        let (q, k, v, d_o) = (&inputs[0], &inputs[1], &inputs[2], &inputs[3]);
+        let (o, lse) =
+            cpu::attention::attention_forward(q, k, v, bh as usize, t as usize, d as usize);
+        let want =
+            cpu::attention::attention_backward(q, k, v, d_o, bh as usize, t as usize, d as usize);
+        let uploaded = [q, k, v, &o, &lse, d_o].map(|x| gpu.upload("in", x));
+        let tiled = candidates(gpu, Pass::Backward, d).len() - 1;
+        assert!(
+            tiled > 0 || d > 64,
+            "no tiled backward fits head dimension {d}"
+        );
+        for kernel in candidates(gpu, Pass::Backward, d) {
+            let grads = [0, 1, 2].map(|_| gpu.upload("grad", &vec![f32::NAN; n]));
+            let delta = gpu.zeroed_f32("delta", rows);
+            let outputs = [&grads[0], &grads[1], &grads[2], &delta];
+            let [a, b, c, e, f, g] = &uploaded;
+            gpu.run(|pass| {
+                attention_backward_with(gpu, pass, kernel, outputs, [a, b, c, e, f, g], &s)
+            })
+            .unwrap();
+            let atol = 3e-5 * (t as f32).sqrt().max(1.0);
+            for (i, name) in ["dq", "dk", "dv"].into_iter().enumerate() {
+                let got = gpu.read_f32(&grads[i], n).unwrap();
+                let what = format!("{kernel:?} bh={bh} t={t} d={d} {name}");
+                let want = [&want.0, &want.1, &want.2][i];
+                assert_close(&what, &got, want, atol, 1e-3);
+            }
+            assert!(kernel == AttentionKernel::Rows || tiled > 0);
+        }
     }
 }
 
@@ -354,15 +402,19 @@ fn tape_causal_attention_matches_finite_differences() {
 /// a name that parses back to the same kernel.
 #[test]
 fn the_forward_kernel_choice_is_measured_once_and_recorded() {
-    use rezero::kernels::attention::ForwardKernel;
-    use rezero::kernels::attention_tiled::{Tiles, candidates, tuning_key};
+    use rezero::kernels::attention::AttentionKernel;
+    use rezero::kernels::attention_tiled::Tiles;
+    use rezero::kernels::attention_tune::{Pass, candidates, tuning_key};
     let gpu = require_gpu!();
-    for kernel in candidates(gpu, 64) {
-        assert_eq!(ForwardKernel::parse(&kernel.name()), Some(kernel));
+    for pass in [Pass::Forward, Pass::Backward] {
+        for kernel in candidates(gpu, pass, 64) {
+            assert_eq!(AttentionKernel::parse(&kernel.name()), Some(kernel));
+        }
+        let smallest = AttentionKernel::Tiled(Tiles { br: 16, bc: 16 });
+        assert!(candidates(gpu, pass, 64).contains(&smallest));
     }
-    assert!(candidates(gpu, 64).contains(&ForwardKernel::Tiled(Tiles { br: 16, bc: 16 })));
     for bad in ["", "tiled", "tiled:32", "tiled:32xq", "row"] {
-        assert_eq!(ForwardKernel::parse(bad), None, "{bad}");
+        assert_eq!(AttentionKernel::parse(bad), None, "{bad}");
     }
     let s = AttentionShape { bh: 2, t: 24, d: 8 };
     let n = (s.bh * s.t * s.d) as usize;
@@ -370,7 +422,10 @@ fn the_forward_kernel_choice_is_measured_once_and_recorded() {
     let (o, lse) = (gpu.zeroed_f32("o", n), gpu.zeroed_f32("lse", 48));
     gpu.run(|pass| attention_forward(gpu, pass, &o, &lse, &buf, &buf, &buf, &s))
         .unwrap();
-    let chosen = gpu.tuned(&tuning_key(&s)).expect("the choice is recorded");
-    assert!(ForwardKernel::parse(&chosen).is_some(), "{chosen}");
-    assert_eq!(tuning_key(&s), "attention/fwd/d8/t32");
+    let chosen = gpu
+        .tuned(&tuning_key(Pass::Forward, &s))
+        .expect("the choice is recorded");
+    assert!(AttentionKernel::parse(&chosen).is_some(), "{chosen}");
+    assert_eq!(tuning_key(Pass::Forward, &s), "attention/fwd/d8/t32");
+    assert_eq!(tuning_key(Pass::Backward, &s), "attention/bwd/d8/t32");
 }

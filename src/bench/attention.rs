@@ -1,69 +1,155 @@
-//! Causal attention forward: the fused kernels (one row an invocation, and tiled with each
-//! tile size that fits) and the materialised path (batched QKᵀ, causal softmax, batched
-//! PV) on the same inputs, so the materialised path is the others' reference.
+//! Causal attention, forward alone or forward with backward: the fused kernels (one row an
+//! invocation, and tiled with each tile size that fits) and the materialised path (batched
+//! matmuls around a causal softmax over the [bh, t, t] scores) on the same inputs, so the
+//! materialised path is the others' reference.
 
 use super::{Case, Work};
 use crate::cpu;
 use crate::gpu::{Gpu, Result};
-use crate::kernels::attention::{AttentionShape, attention_forward_with};
-use crate::kernels::attention_tiled;
+use crate::kernels::attention::{
+    AttentionKernel, AttentionShape, attention_backward_with, attention_forward_with,
+};
+use crate::kernels::attention_tune::{self, Pass};
 use crate::kernels::matmul::{Matmul, matmul};
-use crate::kernels::softmax::softmax_causal_forward;
+use crate::kernels::softmax::{softmax_causal_backward, softmax_causal_forward};
 
-/// (materialised, fused kernels) forward cases for `s`. All count the useful (causal)
-/// FLOPs, so their GFLOP/s compare as their times do.
-pub fn attention_cases(gpu: &Gpu, s: AttentionShape) -> Result<(Case, Vec<Case>)> {
-    let n = (s.bh * s.t * s.d) as usize;
-    let (q, k, v) = (
-        gpu.upload("q", &cpu::seeded(21, n, -1.0, 1.0)),
-        gpu.upload("k", &cpu::seeded(22, n, -1.0, 1.0)),
-        gpu.upload("v", &cpu::seeded(23, n, -1.0, 1.0)),
-    );
-    let (o, lse) = (
-        gpu.zeroed_f32("o", n),
-        gpu.zeroed_f32("lse", (s.bh * s.t) as usize),
-    );
-    let scores = (s.bh as usize) * (s.t as usize) * (s.t as usize);
-    gpu.check_binding("materialised attention scores", scores as u64 * 4)?;
-    let (sc, pr, o2) = (
-        gpu.zeroed_f32("scores", scores),
-        gpu.zeroed_f32("probabilities", scores),
-        gpu.zeroed_f32("o2", n),
-    );
+/// Every buffer of one shape's cases: inputs, fused outputs, and the materialised path's
+/// [bh, t, t] scores, probabilities and their gradients.
+#[derive(Clone)]
+struct Buffers {
+    /// q, k, v, d_o: [bh, t, d]
+    inputs: [wgpu::Buffer; 4],
+    /// o, dq, dk, dv: [bh, t, d]; lse, delta: [bh, t]
+    outputs: [wgpu::Buffer; 6],
+    /// scores, probabilities, dP, dS: [bh, t, t]
+    square: [wgpu::Buffer; 4],
+}
+
+impl Buffers {
+    fn new(gpu: &Gpu, s: &AttentionShape, backward: bool) -> Result<Buffers> {
+        let n = (s.bh * s.t * s.d) as usize;
+        let rows = (s.bh * s.t) as usize;
+        let scores = rows * s.t as usize;
+        gpu.check_binding("materialised attention scores", scores as u64 * 4)?;
+        let input = |seed| gpu.upload("attention input", &cpu::seeded(seed, n, -1.0, 1.0));
+        let zeros = |len| gpu.zeroed_f32("attention buffer", len);
+        let square = |used: bool| zeros(if used { scores } else { 1 });
+        Ok(Buffers {
+            inputs: [input(21), input(22), input(23), input(24)],
+            outputs: [
+                zeros(n),
+                zeros(n),
+                zeros(n),
+                zeros(n),
+                zeros(rows),
+                zeros(rows),
+            ],
+            square: [
+                square(true),
+                square(true),
+                square(backward),
+                square(backward),
+            ],
+        })
+    }
+
+    /// The fused forward, and backward when asked, with `kernel`.
+    fn fused(
+        &self,
+        gpu: &Gpu,
+        s: &AttentionShape,
+        kernel: AttentionKernel,
+        backward: bool,
+    ) -> Result<()> {
+        let [q, k, v, d_o] = &self.inputs;
+        let [o, dq, dk, dv, lse, delta] = &self.outputs;
+        gpu.run(|p| {
+            attention_forward_with(gpu, p, kernel, [o, lse, q, k, v], s)?;
+            match backward {
+                true => attention_backward_with(
+                    gpu,
+                    p,
+                    kernel,
+                    [dq, dk, dv, delta],
+                    [q, k, v, o, lse, d_o],
+                    s,
+                ),
+                false => Ok(()),
+            }
+        })
+    }
+
+    /// The materialised forward (QKᵀ, causal softmax, PV), and backward when asked (dV =
+    /// Pᵀ·dO, dP = dO·Vᵀ, dS = softmax backward, dQ = dS·K, dK = dSᵀ·Q).
+    fn materialised(&self, gpu: &Gpu, s: &AttentionShape, backward: bool) -> Result<()> {
+        let [q, k, v, d_o] = &self.inputs;
+        let [o, dq, dk, dv, _, _] = &self.outputs;
+        let [scores, probs, dp, ds] = &self.square;
+        let (bh, t, d) = (s.bh, s.t, s.d);
+        let scale = 1.0 / (d as f32).sqrt();
+        let product = |m, n, k| Matmul::new(m, n, k).batch(bh);
+        gpu.run(|p| {
+            matmul(gpu, p, scores, q, k, None, &product(t, t, d).trans_b(true))?;
+            softmax_causal_forward(gpu, p, probs, scores, bh * t, t, scale)?;
+            matmul(gpu, p, o, probs, v, None, &product(t, d, t))?;
+            if backward {
+                matmul(
+                    gpu,
+                    p,
+                    dv,
+                    probs,
+                    d_o,
+                    None,
+                    &product(t, d, t).trans_a(true),
+                )?;
+                matmul(gpu, p, dp, d_o, v, None, &product(t, t, d).trans_b(true))?;
+                softmax_causal_backward(gpu, p, ds, probs, dp, bh * t, t, scale, false)?;
+                matmul(gpu, p, dq, ds, k, None, &product(t, d, t))?;
+                matmul(gpu, p, dk, ds, q, None, &product(t, d, t).trans_a(true))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// (materialised, fused kernels) cases for `s`: the forward (`attention_fwd`), or with
+/// `backward` the forward and backward (`attention_fwd_bwd`). All count the useful causal
+/// FLOPs (the backward's four products as twice the forward's two), so their GFLOP/s
+/// compare as their times do.
+pub fn attention_cases(gpu: &Gpu, s: AttentionShape, backward: bool) -> Result<(Case, Vec<Case>)> {
+    let buffers = Buffers::new(gpu, &s, backward)?;
     let shape = format!("{}x{}x{}", s.bh, s.t, s.d);
-    let work = Work::Flops(s.forward_flops());
-    let fused = attention_tiled::candidates(gpu, s.d)
+    let (kernel, pass, work) = match backward {
+        false => (
+            "attention_fwd",
+            Pass::Forward,
+            Work::Flops(s.forward_flops()),
+        ),
+        true => (
+            "attention_fwd_bwd",
+            Pass::Backward,
+            Work::Flops(3.0 * s.forward_flops()),
+        ),
+    };
+    let fused = attention_tune::candidates(gpu, pass, s.d)
         .into_iter()
-        .map(|kernel| {
-            let variant = format!("fused-{}", kernel.name());
-            let buffers = [&o, &lse, &q, &k, &v].map(|b| b.clone());
+        .map(|choice| {
+            let buffers = buffers.clone();
             Case {
-                kernel: "attention_fwd",
+                kernel,
                 shape: shape.clone(),
-                variant,
+                variant: format!("fused-{}", choice.name()),
                 work,
-                run: Box::new(move |gpu| {
-                    let [o, lse, q, k, v] = &buffers;
-                    gpu.run(|p| attention_forward_with(gpu, p, kernel, [o, lse, q, k, v], &s))
-                }),
+                run: Box::new(move |gpu| buffers.fused(gpu, &s, choice, backward)),
             }
         })
         .collect();
-    let qk = Matmul::new(s.t, s.t, s.d).batch(s.bh).trans_b(true);
-    let pv = Matmul::new(s.t, s.d, s.t).batch(s.bh);
-    let scale = 1.0 / (s.d as f32).sqrt();
     let materialised = Case {
-        kernel: "attention_fwd",
+        kernel,
         shape,
         variant: "materialised".into(),
         work,
-        run: Box::new(move |gpu| {
-            gpu.run(|p| {
-                matmul(gpu, p, &sc, &q, &k, None, &qk)?;
-                softmax_causal_forward(gpu, p, &pr, &sc, s.bh * s.t, s.t, scale)?;
-                matmul(gpu, p, &o2, &pr, &v, None, &pv).map(drop)
-            })
-        }),
+        run: Box::new(move |gpu| buffers.materialised(gpu, &s, backward)),
     };
     Ok((materialised, fused))
 }

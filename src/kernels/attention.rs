@@ -4,6 +4,7 @@
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
 use super::attention_tiled::{self, Tiles};
+use super::attention_tune::{self, Pass};
 use super::{check_len, check_nonempty, elements, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
@@ -42,10 +43,10 @@ pub(crate) struct Params {
     _pad: u32,
 }
 
-/// The forward kernels: one invocation a query row, or FlashAttention-2-style tiles (a
-/// workgroup a block of query rows, the score tile register-blocked).
+/// The kernels of a pass: one invocation a query (or key) row, or FlashAttention-2-style
+/// tiles (a workgroup a block of rows, the score tile register-blocked).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ForwardKernel {
+pub enum AttentionKernel {
     Rows,
     Tiled(Tiles),
 }
@@ -135,7 +136,7 @@ pub fn attention_forward(
     s: &AttentionShape,
 ) -> Result<()> {
     check_shape("attention_forward", s)?;
-    let kernel = attention_tiled::pick(gpu, s)?;
+    let kernel = attention_tune::pick(gpu, Pass::Forward, s)?;
     attention_forward_with(gpu, pass, kernel, [o, lse, q, k, v], s)
 }
 
@@ -144,7 +145,7 @@ pub fn attention_forward(
 pub fn attention_forward_with(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
-    kernel: ForwardKernel,
+    kernel: AttentionKernel,
     [o, lse, q, k, v]: [&wgpu::Buffer; 5],
     s: &AttentionShape,
 ) -> Result<()> {
@@ -160,7 +161,7 @@ pub fn attention_forward_with(
         params,
         rows: b,
     } = setup(gpu, s)?;
-    if let ForwardKernel::Tiled(tiles) = kernel {
+    if let AttentionKernel::Tiled(tiles) = kernel {
         tiles.check(gpu, s.d)?;
         return attention_tiled::forward(gpu, pass, [o, lse, q, k, v], s, &params, tiles);
     }
@@ -175,7 +176,9 @@ pub fn attention_forward_with(
 }
 
 /// Backward of `attention_forward` given dO: writes dq, dk, dv. `delta` is scratch of
-/// [bh, t] floats. All of q, k, v, o, d_o, dq, dk, dv: [bh, t, d]; lse: [bh, t].
+/// [bh, t] floats. All of q, k, v, o, d_o, dq, dk, dv: [bh, t, d]; lse: [bh, t]. Runs the
+/// kernel the tuning table names for the shape's class, measuring the candidates the first
+/// time.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(
     gpu: &Gpu,
@@ -192,19 +195,34 @@ pub fn attention_backward(
     d_o: &wgpu::Buffer,
     s: &AttentionShape,
 ) -> Result<()> {
+    check_shape("attention_backward", s)?;
+    let kernel = attention_tune::pick(gpu, Pass::Backward, s)?;
+    let outputs = [dq, dk, dv, delta];
+    attention_backward_with(gpu, pass, kernel, outputs, [q, k, v, o, lse, d_o], s)
+}
+
+/// [`attention_backward`] with the kernel chosen by the caller: `[dq, dk, dv, delta]` from
+/// `[q, k, v, o, lse, d_o]`.
+pub fn attention_backward_with(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    kernel: AttentionKernel,
+    [dq, dk, dv, delta]: [&wgpu::Buffer; 4],
+    [q, k, v, o, lse, d_o]: [&wgpu::Buffer; 6],
+    s: &AttentionShape,
+) -> Result<()> {
     const OP: &str = "attention_backward";
     check_shape(OP, s)?;
     let n = elements(OP, &[s.bh, s.t, s.d])?;
-    for (what, b) in [
+    let tensors = [
         ("dq", dq),
         ("dk", dk),
         ("dv", dv),
         ("q", q),
         ("k", k),
         ("v", v),
-        ("o", o),
-        ("d_o", d_o),
-    ] {
+    ];
+    for (what, b) in tensors.into_iter().chain([("o", o), ("d_o", d_o)]) {
         check_len(OP, what, b, n)?;
     }
     let rows = elements(OP, &[s.bh, s.t])?;
@@ -215,6 +233,9 @@ pub fn attention_backward(
         params,
         rows: b,
     } = setup(gpu, s)?;
+    if let AttentionKernel::Tiled(tiles) = kernel {
+        tiles.check_backward(gpu, s.d)?;
+    }
     let delta_kernel = Kernel::with(SHADER, "attention_backward_delta", &constants[..1])
         .work(Work::Bytes((2 * n + rows) as f64 * 4.0));
     let [groups, _, _] = grid_stride(rows * 4); // 64 invocations a workgroup
@@ -225,6 +246,10 @@ pub fn attention_backward(
         &[(1, delta), (2, o), (6, d_o)],
         [groups, 1, 1],
     )?;
+    if let AttentionKernel::Tiled(tiles) = kernel {
+        let inputs = [q, k, v, d_o, lse, delta];
+        return attention_tiled::backward(gpu, pass, [dq, dk, dv], inputs, s, &params, tiles);
+    }
     let blocks = [s.t.div_ceil(b), s.bh, 1];
     let shared = [(3, q), (4, k), (5, v), (6, d_o), (7, delta)];
     // dq recomputes QKᵀ and dO·Vᵀ and forms dS·K: three causal products, the forward two.

@@ -1,17 +1,22 @@
-//! The FlashAttention-2-style causal attention forward (`shaders/attention_tiled.wgsl`):
-//! one workgroup of 64 invocations per (head, block of query rows), the score tile
-//! register-blocked, tile sizes that fit the device's workgroup memory; and the choice
-//! between it (each tile size) and the one-row-an-invocation kernel, measured once per
-//! shape class and kept in the tuning table like the matmul's.
+//! Causal attention in the FlashAttention-2 layout: the forward
+//! (`shaders/attention_tiled.wgsl`, a workgroup of 64 invocations per head and block of
+//! query rows) and the backward (`shaders/attention_tiled_bwd.wgsl`, dQ by query blocks,
+//! dK and dV by key blocks, no atomics), with score tiles register-blocked and tile sizes
+//! checked against the device's workgroup memory.
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
-use super::attention::{AttentionShape, ForwardKernel, Params, attention_forward_with};
-use super::autotune;
+use super::attention::{AttentionShape, Params};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "attention_tiled",
     wgsl: include_str!("../../shaders/attention_tiled.wgsl"),
+    uniform_bytes: std::mem::size_of::<Params>(),
+};
+
+pub(crate) const BACKWARD_SHADER: Shader = Shader {
+    name: "attention_tiled_bwd",
+    wgsl: include_str!("../../shaders/attention_tiled_bwd.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 
@@ -42,39 +47,63 @@ impl Tiles {
         4 * ((br + bc) * row + br * bc + 3 * br)
     }
 
-    /// Whether an invocation's share of the O block (4 rows × d / column groups) fits.
-    fn holds(self, d: u32) -> bool {
-        let column_groups = WORKGROUP / (self.br / 4);
-        d.div_ceil(column_groups) <= MAX_O_COLUMNS
+    /// Workgroup memory the backward shader declares: the query and output-gradient
+    /// tiles, the key and value tiles (rows of d + 1 floats), the P and dS tiles and two
+    /// row vectors.
+    pub fn backward_storage_bytes(self, d: u32) -> u64 {
+        let (br, bc, row) = (self.br as u64, self.bc as u64, d as u64 + 1);
+        4 * (2 * (br + bc) * row + 2 * br * bc + 2 * br)
     }
 
-    /// Errors unless these tiles suit head dimension `d` on this device.
+    /// Whether 4 rows × (d over the column groups of `rows / 4`) gradient columns fit an
+    /// invocation's registers.
+    fn holds(rows: u32, d: u32) -> bool {
+        d.div_ceil(WORKGROUP / (rows / 4)) <= MAX_O_COLUMNS
+    }
+
+    /// Errors unless these tiles suit the forward with head dimension `d` on this device.
     pub fn check(self, gpu: &Gpu, d: u32) -> Result<()> {
-        if !(self.br == 16 || self.br == 32) || self.bc == 0 || self.bc % 4 != 0 {
+        let shape_ok = (self.br == 16 || self.br == 32) && self.bc > 0 && self.bc % 4 == 0;
+        self.check_with(
+            gpu,
+            d,
+            shape_ok,
+            Tiles::holds(self.br, d),
+            self.storage_bytes(d),
+        )
+    }
+
+    /// Errors unless these tiles suit the backward with head dimension `d` on this device.
+    pub fn check_backward(self, gpu: &Gpu, d: u32) -> Result<()> {
+        let shape_ok = [16, 32].contains(&self.br) && [16, 32].contains(&self.bc);
+        let holds = Tiles::holds(self.br, d) && Tiles::holds(self.bc, d);
+        self.check_with(gpu, d, shape_ok, holds, self.backward_storage_bytes(d))
+    }
+
+    fn check_with(self, gpu: &Gpu, d: u32, shape_ok: bool, holds: bool, bytes: u64) -> Result<()> {
+        if !shape_ok {
             return Err(Error::Invalid {
                 what: format!("attention tiles {self:?}"),
-                why: "query rows must be 16 or 32, key rows a multiple of 4".into(),
+                why: "rows a tile must be 16 or 32 (the forward's key rows: a multiple of 4)"
+                    .into(),
             });
         }
-        if !self.holds(d) {
+        if !holds {
             return Err(Error::Unsupported {
-                op: "attention_forward",
+                op: "attention",
                 variant: format!("{self:?}"),
-                why: format!("head dimension {d} is over {MAX_O_COLUMNS} O columns an invocation"),
+                why: format!("head dimension {d} is over {MAX_O_COLUMNS} columns an invocation"),
             });
         }
         let limits = gpu.limits();
-        let (needed, limit) = (
-            self.storage_bytes(d),
-            limits.max_compute_workgroup_storage_size,
-        );
-        if needed > limit as u64 || WORKGROUP > limits.max_compute_invocations_per_workgroup {
+        let limit = limits.max_compute_workgroup_storage_size as u64;
+        if bytes > limit || WORKGROUP > limits.max_compute_invocations_per_workgroup {
             return Err(Error::Limits {
                 what: format!(
                     "tiled attention {self:?}, head dimension {d}: workgroup storage in bytes"
                 ),
-                needed,
-                limit: limit as u64,
+                needed: bytes,
+                limit,
             });
         }
         Ok(())
@@ -102,68 +131,34 @@ pub(crate) fn forward(
     gpu.dispatch(pass, &kernel, params, &[o, lse, q, k, v], groups)
 }
 
-impl ForwardKernel {
-    /// `rows` or `tiled:BRxBC`, as the tuning table and the benchmarks name it.
-    pub fn name(self) -> String {
-        match self {
-            ForwardKernel::Rows => "rows".into(),
-            ForwardKernel::Tiled(t) => format!("tiled:{}x{}", t.br, t.bc),
-        }
-    }
-
-    /// The kernel `name` names, if any.
-    pub fn parse(text: &str) -> Option<ForwardKernel> {
-        if text == "rows" {
-            return Some(ForwardKernel::Rows);
-        }
-        let (br, bc) = text.strip_prefix("tiled:")?.split_once('x')?;
-        let tiles = Tiles {
-            br: br.parse().ok()?,
-            bc: bc.parse().ok()?,
-        };
-        Some(ForwardKernel::Tiled(tiles))
-    }
-}
-
-/// The tuning class of a forward: its head dimension and its length's power of two.
-pub fn tuning_key(s: &AttentionShape) -> String {
-    format!("attention/fwd/d{}/t{}", s.d, s.t.max(1).next_power_of_two())
-}
-
-/// The kernels timed for head dimension `d`: the row kernel and every tile size that fits.
-pub fn candidates(gpu: &Gpu, d: u32) -> Vec<ForwardKernel> {
-    let tiled = Tiles::CANDIDATES
-        .into_iter()
-        .filter(|t| t.check(gpu, d).is_ok());
-    std::iter::once(ForwardKernel::Rows)
-        .chain(tiled.map(ForwardKernel::Tiled))
-        .collect()
-}
-
-/// Times every candidate on scratch buffers of shape `s` (see `autotune::time_each`).
-pub fn measure_candidates(gpu: &Gpu, s: &AttentionShape) -> Result<Vec<(ForwardKernel, f64)>> {
-    let n = s.bh as u64 * s.t as u64 * s.d as u64;
-    let [o, q, k, v] =
-        ["tune o", "tune q", "tune k", "tune v"].map(|l| autotune::filled(gpu, l, n));
-    let (o, q, k, v) = (o?, q?, k?, v?);
-    let lse = autotune::filled(gpu, "tune lse", s.bh as u64 * s.t as u64)?;
-    autotune::time_each(&candidates(gpu, s.d), |kernel| {
-        gpu.run(|pass| attention_forward_with(gpu, pass, kernel, [&o, &lse, &q, &k, &v], s))
-    })
-}
-
-/// The forward kernel for shape `s`: the table's choice for its class, or the fastest
-/// candidate, measured now and recorded.
-pub(crate) fn pick(gpu: &Gpu, s: &AttentionShape) -> Result<ForwardKernel> {
-    autotune::choose(
-        gpu,
-        &tuning_key(s),
-        ForwardKernel::parse,
-        |kernel| match kernel {
-            ForwardKernel::Rows => true,
-            ForwardKernel::Tiled(t) => t.check(gpu, s.d).is_ok(),
-        },
-        || measure_candidates(gpu, s),
-        ForwardKernel::name,
-    )
+/// Records the tiled backward after the delta kernel: dq, dk, dv from q, k, v, d_o, lse
+/// and delta (shapes checked by the caller).
+pub(crate) fn backward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    [dq, dk, dv]: [&wgpu::Buffer; 3],
+    [q, k, v, d_o, lse, delta]: [&wgpu::Buffer; 6],
+    s: &AttentionShape,
+    params: &Params,
+    tiles: Tiles,
+) -> Result<()> {
+    let constants = [
+        ("D", s.d as f64),
+        ("BR", tiles.br as f64),
+        ("BC", tiles.bc as f64),
+    ];
+    let inputs = [(3, q), (4, k), (5, v), (6, d_o), (7, lse), (8, delta)];
+    // dQ recomputes QKᵀ and dO·Vᵀ and forms dS·K: three causal products, the forward two;
+    // dK and dV recompute the two and form Pᵀ·dO and dSᵀ·Q: four.
+    let causal_product = s.forward_flops() / 2.0;
+    let dq_kernel = Kernel::with(BACKWARD_SHADER, "attention_backward_dq_tiled", &constants)
+        .work(Work::Flops(3.0 * causal_product));
+    let buffers: Vec<_> = [(1, dq)].into_iter().chain(inputs).collect();
+    let groups = [s.t.div_ceil(tiles.br), s.bh, 1];
+    gpu.dispatch_bound(pass, &dq_kernel, params, &buffers, groups)?;
+    let dkv_kernel = Kernel::with(BACKWARD_SHADER, "attention_backward_dkv_tiled", &constants)
+        .work(Work::Flops(4.0 * causal_product));
+    let buffers: Vec<_> = [(1, dk), (2, dv)].into_iter().chain(inputs).collect();
+    let groups = [s.t.div_ceil(tiles.bc), s.bh, 1];
+    gpu.dispatch_bound(pass, &dkv_kernel, params, &buffers, groups)
 }

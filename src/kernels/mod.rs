@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod attention_tiled;
+pub mod attention_tune;
 pub mod autotune;
 pub mod batchnorm;
 pub mod conv2d;
@@ -92,6 +93,7 @@ pub fn shaders() -> Vec<Shader> {
     vec![
         attention::SHADER,
         attention_tiled::SHADER,
+        attention_tiled::BACKWARD_SHADER,
         batchnorm::SHADER,
         conv2d::SHADER,
         conv2d::REG_SHADER,

@@ -20,7 +20,7 @@ pub enum Family {
     Embedding,
     CrossEntropy,
     Optim,
-    /// Causal attention forward: fused against the materialised path.
+    /// Causal attention, forward and forward with backward: each fused kernel against the materialised path.
     Attention,
     /// conv2d forward and both backwards at ResNet shapes, beside the matmul of the equivalent GEMM.
     Conv2d,
@@ -331,20 +331,23 @@ fn bench_mlp(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The fused causal attention forward kernels beside the materialised path in the same run.
+/// The fused causal attention kernels beside the materialised path in the same run: the
+/// forward, then the forward with the backward.
 fn bench_attention(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     for size in sizes_or(&args.sizes, &["128", "512", "2048"]) {
         let (bh, t, d) = bench::parse_attention(size)?;
         let shape = rezero::kernels::attention::AttentionShape { bh, t, d };
-        let (materialised, fused) = bench::attention_cases(gpu, shape)?;
-        let mut reference =
-            bench::measure(gpu, &materialised, args.warmup, args.runs, "itself", 1.0)?;
-        reference.reference_value = reference.value; // the reference row: ratio 1
-        emit(&reference, args.json);
-        for case in &fused {
-            let (warmup, runs, value) = (args.warmup, args.runs, reference.value);
-            let record = bench::measure(gpu, case, warmup, runs, "materialised", value)?;
-            emit(&record, args.json);
+        for backward in [false, true] {
+            let (materialised, fused) = bench::attention_cases(gpu, shape, backward)?;
+            let (warmup, runs) = (args.warmup, args.runs);
+            let mut reference = bench::measure(gpu, &materialised, warmup, runs, "itself", 1.0)?;
+            reference.reference_value = reference.value; // the reference row: ratio 1
+            emit(&reference, args.json);
+            for case in &fused {
+                let value = reference.value;
+                let record = bench::measure(gpu, case, warmup, runs, "materialised", value)?;
+                emit(&record, args.json);
+            }
         }
     }
     Ok(())

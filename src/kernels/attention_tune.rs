@@ -1,0 +1,117 @@
+//! The choice between the attention kernels of a pass (one row an invocation, or tiled
+//! with each tile size that fits), measured once per shape class and kept in the tuning
+//! table like the matmul's.
+
+use crate::gpu::{Gpu, Result};
+
+use super::attention::{
+    AttentionKernel, AttentionShape, attention_backward_with, attention_forward_with,
+};
+use super::attention_tiled::Tiles;
+use super::autotune;
+
+/// The pass a kernel choice is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    Forward,
+    Backward,
+}
+
+impl AttentionKernel {
+    /// `rows` or `tiled:BRxBC`, as the tuning table and the benchmarks name it.
+    pub fn name(self) -> String {
+        match self {
+            AttentionKernel::Rows => "rows".into(),
+            AttentionKernel::Tiled(t) => format!("tiled:{}x{}", t.br, t.bc),
+        }
+    }
+
+    /// The kernel `name` names, if any.
+    pub fn parse(text: &str) -> Option<AttentionKernel> {
+        if text == "rows" {
+            return Some(AttentionKernel::Rows);
+        }
+        let (br, bc) = text.strip_prefix("tiled:")?.split_once('x')?;
+        let tiles = Tiles {
+            br: br.parse().ok()?,
+            bc: bc.parse().ok()?,
+        };
+        Some(AttentionKernel::Tiled(tiles))
+    }
+}
+
+/// The tuning class of a pass: its head dimension and its length's power of two.
+pub fn tuning_key(pass: Pass, s: &AttentionShape) -> String {
+    let name = match pass {
+        Pass::Forward => "fwd",
+        Pass::Backward => "bwd",
+    };
+    format!(
+        "attention/{name}/d{}/t{}",
+        s.d,
+        s.t.max(1).next_power_of_two()
+    )
+}
+
+/// Whether `kernel` can run `pass` with head dimension `d` on this device.
+pub fn usable(gpu: &Gpu, pass: Pass, d: u32, kernel: AttentionKernel) -> bool {
+    match (kernel, pass) {
+        (AttentionKernel::Rows, _) => true,
+        (AttentionKernel::Tiled(t), Pass::Forward) => t.check(gpu, d).is_ok(),
+        (AttentionKernel::Tiled(t), Pass::Backward) => t.check_backward(gpu, d).is_ok(),
+    }
+}
+
+/// The kernels timed for `pass` with head dimension `d`: the row kernel and every tile
+/// size that fits.
+pub fn candidates(gpu: &Gpu, pass: Pass, d: u32) -> Vec<AttentionKernel> {
+    let tiled = Tiles::CANDIDATES
+        .into_iter()
+        .filter(|&t| usable(gpu, pass, d, AttentionKernel::Tiled(t)));
+    std::iter::once(AttentionKernel::Rows)
+        .chain(tiled.map(AttentionKernel::Tiled))
+        .collect()
+}
+
+/// Times every candidate of `pass` on scratch buffers of shape `s` (see
+/// `autotune::time_each`).
+pub fn measure_candidates(
+    gpu: &Gpu,
+    pass: Pass,
+    s: &AttentionShape,
+) -> Result<Vec<(AttentionKernel, f64)>> {
+    let (n, rows) = (
+        s.bh as u64 * s.t as u64 * s.d as u64,
+        s.bh as u64 * s.t as u64,
+    );
+    let labels = ["q", "k", "v", "o", "do", "dq", "dk", "dv"].map(|l| format!("tune {l}"));
+    let [q, k, v, o, d_o, dq, dk, dv] = labels.map(|l| autotune::filled(gpu, &l, n));
+    let (q, k, v, o, d_o) = (q?, k?, v?, o?, d_o?);
+    let (dq, dk, dv) = (dq?, dk?, dv?);
+    let (lse, delta) = (
+        autotune::filled(gpu, "tune lse", rows)?,
+        autotune::filled(gpu, "tune delta", rows)?,
+    );
+    autotune::time_each(&candidates(gpu, pass, s.d), |kernel| {
+        gpu.run(|p| match pass {
+            Pass::Forward => attention_forward_with(gpu, p, kernel, [&o, &lse, &q, &k, &v], s),
+            Pass::Backward => {
+                let inputs = [&q, &k, &v, &o, &lse, &d_o];
+                attention_backward_with(gpu, p, kernel, [&dq, &dk, &dv, &delta], inputs, s)
+            }
+        })
+    })
+}
+
+/// The kernel of `pass` for shape `s`: the table's choice for its class, or the fastest
+/// candidate, measured now and recorded.
+pub(crate) fn pick(gpu: &Gpu, pass: Pass, s: &AttentionShape) -> Result<AttentionKernel> {
+    autotune::choose(
+        gpu,
+        &tuning_key(pass, s),
+        AttentionKernel::parse,
+        |kernel| usable(gpu, pass, s.d, kernel),
+        || measure_candidates(gpu, pass, s),
+        AttentionKernel::name,
+    )
+}
