@@ -47,6 +47,11 @@ impl Tiles {
         4 * ((br + bc) * row + br * bc + 3 * br)
     }
 
+    /// The override constants of both tiled shaders for head dimension `d`.
+    fn constants(self, d: u32) -> [(&'static str, f64); 3] {
+        [("D", d as f64), ("BR", self.br as f64), ("BC", self.bc as f64)]
+    }
+
     /// Workgroup memory the backward shader declares: the query and output-gradient
     /// tiles, the key and value tiles (rows of d + 1 floats), the P and dS tiles and two
     /// row vectors.
@@ -111,7 +116,6 @@ impl Tiles {
 }
 
 /// Records the tiled forward: o, lse from q, k, v (shapes checked by the caller).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
@@ -120,11 +124,7 @@ pub(crate) fn forward(
     params: &Params,
     tiles: Tiles,
 ) -> Result<()> {
-    let constants = [
-        ("D", s.d as f64),
-        ("BR", tiles.br as f64),
-        ("BC", tiles.bc as f64),
-    ];
+    let constants = tiles.constants(s.d);
     let kernel = Kernel::with(SHADER, "attention_forward_tiled", &constants)
         .work(Work::Flops(s.forward_flops()));
     let groups = [s.t.div_ceil(tiles.br), s.bh, 1];
@@ -142,11 +142,7 @@ pub(crate) fn backward(
     params: &Params,
     tiles: Tiles,
 ) -> Result<()> {
-    let constants = [
-        ("D", s.d as f64),
-        ("BR", tiles.br as f64),
-        ("BC", tiles.bc as f64),
-    ];
+    let constants = tiles.constants(s.d);
     let inputs = [(3, q), (4, k), (5, v), (6, d_o), (7, lse), (8, delta)];
     // dQ recomputes QKᵀ and dO·Vᵀ and forms dS·K: three causal products, the forward two;
     // dK and dV recompute the two and form Pᵀ·dO and dSᵀ·Q: four.
