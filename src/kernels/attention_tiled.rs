@@ -49,7 +49,11 @@ impl Tiles {
 
     /// The override constants of both tiled shaders for head dimension `d`.
     fn constants(self, d: u32) -> [(&'static str, f64); 3] {
-        [("D", d as f64), ("BR", self.br as f64), ("BC", self.bc as f64)]
+        [
+            ("D", d as f64),
+            ("BR", self.br as f64),
+            ("BC", self.bc as f64),
+        ]
     }
 
     /// Workgroup memory the backward shader declares: the query and output-gradient
