@@ -206,23 +206,34 @@ pub fn batchnorm_cases(gpu: &Gpu, s: BatchNormShape) -> Vec<Case> {
             }),
         });
     }
-    let config = BatchNormConfig::default();
     let (x2, y2) = (x.clone(), y.clone());
-    cases.push(Case {
+    cases.push(eval_case(s, shape.clone(), [y2, x2, gamma, beta], stats));
+    cases.push(pool_case(s, shape, y, x));
+    cases
+}
+
+/// Batchnorm's eval forward, y from x with the running statistics (stats[2], stats[3]):
+/// reads x, writes y.
+fn eval_case(
+    s: BatchNormShape,
+    shape: String,
+    [y, x, gamma, beta]: [wgpu::Buffer; 4],
+    stats: Vec<wgpu::Buffer>,
+) -> Case {
+    let config = BatchNormConfig::default();
+    Case {
         kernel: "batchnorm_eval",
-        shape: shape.clone(),
+        shape,
         variant: "elementwise".into(),
-        work: Work::Bytes(2.0 * 4.0 * len as f64),
+        work: Work::Bytes(2.0 * 4.0 * s.len() as f64),
         run: Box::new(move |gpu| {
             gpu.run(|p| {
                 bn::batchnorm_eval_forward(
-                    gpu, p, &y2, &x2, &stats[2], &stats[3], &gamma, &beta, &s, &config,
+                    gpu, p, &y, &x, &stats[2], &stats[3], &gamma, &beta, &s, &config,
                 )
             })
         }),
-    });
-    cases.push(pool_case(s, shape, y, x));
-    cases
+    }
 }
 
 /// Global average pooling of x [batch·channels, pixels] into y: reads x, writes y.
