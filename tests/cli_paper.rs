@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::cli::{rezero, temp_dir, text};
+use common::cli::{TINY_LM, rezero, temp_dir, text};
 
 #[test]
 fn the_small_paper_preset_runs_each_entry_with_its_own_settings() {
@@ -16,18 +16,6 @@ fn the_small_paper_preset_runs_each_entry_with_its_own_settings() {
         "--preset",
         "paper-small",
         "--quiet",
-        "--layers",
-        "1",
-        "--d-model",
-        "8",
-        "--heads",
-        "2",
-        "--d-ff",
-        "16",
-        "--seq",
-        "8",
-        "--batch",
-        "2",
         "--steps",
         "3",
         "--eval-every",
@@ -43,7 +31,7 @@ fn the_small_paper_preset_runs_each_entry_with_its_own_settings() {
         "--out",
         out.to_str().unwrap(),
     ];
-    let got = rezero(&args);
+    let got = rezero(&[&args[..], &TINY_LM].concat());
     let shown = text(&got);
     assert!(got.status.success(), "{shown}");
     // The preset's values fill the flags left out; the ones given are not in its list.

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::cli::{rezero, temp_dir, text, tiny_dataset};
+use common::cli::{TINY_LM, rezero, temp_dir, text, tiny_dataset};
 use rezero::train::core::DivergenceGuard;
 
 /// `train mlp` on the tiny data set in `data` into `out`: 2 blocks of width 8, batches of
@@ -320,18 +320,6 @@ fn a_comparison_can_give_warm_up_to_the_baselines_only() {
             "train",
             "lm",
             "--quiet",
-            "--layers",
-            "1",
-            "--d-model",
-            "8",
-            "--heads",
-            "2",
-            "--d-ff",
-            "16",
-            "--seq",
-            "8",
-            "--batch",
-            "2",
             "--steps",
             "3",
             "--eval-every",
@@ -341,7 +329,7 @@ fn a_comparison_can_give_warm_up_to_the_baselines_only() {
             "--sample",
             "0",
         ];
-        rezero(&[&base[..], extra].concat())
+        rezero(&[&base[..], &TINY_LM, extra].concat())
     };
     let args = [
         "--compare",

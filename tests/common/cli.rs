@@ -6,6 +6,23 @@ use std::process::{Command, Output};
 
 use rezero::data::idx;
 
+/// The shape of the smallest Transformer the `train lm` tests run: one layer of d_model 8
+/// (2 heads, d_ff 16) on batches of two 8-byte windows.
+pub const TINY_LM: [&str; 12] = [
+    "--layers",
+    "1",
+    "--d-model",
+    "8",
+    "--heads",
+    "2",
+    "--d-ff",
+    "16",
+    "--seq",
+    "8",
+    "--batch",
+    "2",
+];
+
 pub fn rezero(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rezero"))
         .args(args)
