@@ -429,3 +429,29 @@ fn the_forward_kernel_choice_is_measured_once_and_recorded() {
     assert_eq!(tuning_key(Pass::Forward, &s), "attention/fwd/d8/t32");
     assert_eq!(tuning_key(Pass::Backward, &s), "attention/bwd/d8/t32");
 }
+
+/// Tile sizes a caller names are checked before anything is recorded.
+#[test]
+fn bad_tile_sizes_are_refused() {
+    use rezero::kernels::attention::{AttentionKernel, attention_forward_with};
+    use rezero::kernels::attention_tiled::Tiles;
+    let gpu = require_gpu!();
+    let bad = [(8, 16), (32, 6), (32, 0), (0, 32), (u32::MAX, 32)];
+    for (br, bc) in bad {
+        let err = Tiles { br, bc }.check(gpu, 64).unwrap_err();
+        assert!(
+            matches!(err, rezero::Error::Invalid { .. }),
+            "{br}x{bc}: {err}"
+        );
+    }
+    // The backward takes 16 or 32 key rows only.
+    assert!(Tiles { br: 16, bc: 8 }.check(gpu, 64).is_ok());
+    assert!(Tiles { br: 16, bc: 8 }.check_backward(gpu, 64).is_err());
+    let s = AttentionShape { bh: 1, t: 4, d: 8 };
+    let buf = gpu.zeroed_f32("buf", 64);
+    let kernel = AttentionKernel::Tiled(Tiles { br: 8, bc: 8 });
+    let err = gpu
+        .run(|pass| attention_forward_with(gpu, pass, kernel, [&buf, &buf, &buf, &buf, &buf], &s))
+        .unwrap_err();
+    assert!(matches!(err, rezero::Error::Invalid { .. }), "{err}");
+}

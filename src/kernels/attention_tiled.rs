@@ -65,9 +65,10 @@ impl Tiles {
     }
 
     /// Whether 4 rows × (d over the column groups of `rows / 4`) gradient columns fit an
-    /// invocation's registers.
+    /// invocation's registers (false for rows no workgroup can split that way).
     fn holds(rows: u32, d: u32) -> bool {
-        d.div_ceil(WORKGROUP / (rows / 4)) <= MAX_O_COLUMNS
+        let groups = WORKGROUP.checked_div(rows / 4).unwrap_or(0);
+        groups > 0 && d.div_ceil(groups) <= MAX_O_COLUMNS
     }
 
     /// Errors unless these tiles suit the forward with head dimension `d` on this device.
