@@ -75,11 +75,7 @@ fn memory_bound(c: &mut Criterion) {
 
 fn attention(c: &mut Criterion) {
     let gpu = gpu();
-    let shape = rezero::kernels::attention::AttentionShape {
-        bh: 8,
-        t: 128,
-        d: 64,
-    };
+    let shape = rezero::kernels::attention::AttentionShape::heads(8, 128, 64);
     let (materialised, fused) = bench::attention_cases(&gpu, shape, false).unwrap();
     let cases = std::iter::once(materialised).chain(fused).collect();
     bench_cases(c, &gpu, "attention 8x128x64", cases);

@@ -3,14 +3,7 @@
 // the log-sum-exp saved for the backward pass; no T×T score matrix in memory. Backward
 // recomputes the probabilities: one kernel for dQ (one invocation a query row) and one for
 // dK and dV (one invocation a key row), so no float atomics and a deterministic result.
-// Layout: q, k, v, o and their gradients [bh, t, D] row-major (bh = batch × heads).
-
-struct Params {
-    bh: u32,      // batch × heads
-    t: u32,       // sequence length
-    scale: f32,   // 1 / sqrt(D)
-    _pad: u32,
-}
+// Layout and uniform: attention_layout.wgsl, included before this file.
 
 override D: u32 = 64u;   // head dimension, at most MAX_D
 override BQ: u32 = 32u;  // query rows (invocations) a workgroup
@@ -19,10 +12,8 @@ const MAX_D: u32 = 128u;
 const MAX_TILE: u32 = 64u; // largest BK the Rust side picks
 const NEG_BIG: f32 = -3.4028235e38;
 
-@group(0) @binding(0) var<uniform> p: Params;
-
 // Inputs shared by the entry points, at the same bindings in each:
-// q, k, v, d_o: [bh, t, D]; delta_in: [bh, t]
+// q, k, v, d_o (laid out as above); delta_in: [bh, t]
 @group(0) @binding(3) var<storage, read> q: array<f32>;
 @group(0) @binding(4) var<storage, read> k: array<f32>;
 @group(0) @binding(5) var<storage, read> v: array<f32>;
@@ -36,31 +27,35 @@ var<workgroup> tile_b: array<f32, BK * D>;
 var<workgroup> tile_lse: array<f32, BK>;
 var<workgroup> tile_delta: array<f32, BK>;
 
-// Keys and values of rows row0 .. row0 + BK of head `base` into tile_a and tile_b (zeros
-// past t), the whole workgroup taking part.
+// Keys and values of rows row0 .. row0 + BK of the head at `base` (rows in_stride floats
+// apart) into tile_a and tile_b (zeros past t), the whole workgroup taking part.
 fn load_key_tiles(base: u32, row0: u32, l: u32) {
     for (var e = l; e < BK * D; e += BQ) {
         let row = row0 + e / D;
         var kv = 0.0;
         var vv = 0.0;
         if (row < p.t) {
-            kv = k[base + row * D + e % D];
-            vv = v[base + row * D + e % D];
+            let at = base + row * p.in_stride + e % D;
+            kv = k[at + p.k_offset];
+            vv = v[at + p.v_offset];
         }
         tile_a[e] = kv;
         tile_b[e] = vv;
     }
 }
 
-// Scaled queries and output gradients of rows row0 .. row0 + BK into tile_a and tile_b.
-fn load_query_tiles(base: u32, row0: u32, l: u32) {
+// Scaled queries and output gradients of rows row0 .. row0 + BK of head bh into tile_a
+// and tile_b.
+fn load_query_tiles(bh: u32, row0: u32, l: u32) {
+    let q_base = head_at(bh, p.in_stride);
+    let o_base = head_at(bh, p.out_stride);
     for (var e = l; e < BK * D; e += BQ) {
         let row = row0 + e / D;
         var qv = 0.0;
         var dov = 0.0;
         if (row < p.t) {
-            qv = q[base + row * D + e % D] * p.scale;
-            dov = d_o[base + row * D + e % D];
+            qv = q[q_base + row * p.in_stride + e % D] * p.scale;
+            dov = d_o[o_base + row * p.out_stride + e % D];
         }
         tile_a[e] = qv;
         tile_b[e] = dov;
@@ -68,7 +63,7 @@ fn load_query_tiles(base: u32, row0: u32, l: u32) {
 }
 
 // ---- forward ----
-// o: [bh, t, D]; lse: [bh, t]
+// o (laid out as above); lse: [bh, t]
 @group(0) @binding(1) var<storage, read_write> o: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
 
@@ -78,12 +73,12 @@ fn attention_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     let q0 = wg.x * BQ;
     let i = q0 + lid.x;
     let valid = i < p.t;
-    let base = bh * p.t * D;
+    let base = head_at(bh, p.in_stride);
     var qi: array<f32, MAX_D>;
     var acc: array<f32, MAX_D>;
     if (valid) {
         for (var d = 0u; d < D; d++) {
-            qi[d] = q[base + i * D + d] * p.scale;
+            qi[d] = q[q_at(bh, i) + d] * p.scale;
         }
     }
     var m = NEG_BIG;
@@ -123,31 +118,33 @@ fn attention_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
         workgroupBarrier();
     }
     if (valid) {
+        let out = o_at(bh, i);
         for (var d = 0u; d < D; d++) {
-            o[base + i * D + d] = acc[d] / l;
+            o[out + d] = acc[d] / l;
         }
         lse[bh * p.t + i] = m + log(l);
     }
 }
 
 // ---- backward, step 1: delta[r] = Σ_d dO[r, d] · O[r, d] ----
-// delta: [bh, t]; o_in: [bh, t, D] (and d_o)
+// delta: [bh, t]; o_in (laid out as o above; and d_o)
 @group(0) @binding(1) var<storage, read_write> delta: array<f32>;
 @group(0) @binding(2) var<storage, read> o_in: array<f32>;
 
 @compute @workgroup_size(64)
 fn attention_backward_delta(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     for (var r = gid.x; r < p.bh * p.t; r += nwg.x * 64u) {
+        let at = o_at(r / p.t, r % p.t);
         var s = 0.0;
         for (var d = 0u; d < D; d++) {
-            s += d_o[r * D + d] * o_in[r * D + d];
+            s += d_o[at + d] * o_in[at + d];
         }
         delta[r] = s;
     }
 }
 
 // ---- backward, step 2: dQ (one invocation a query row) ----
-// dq: [bh, t, D]; lse_dq: [bh, t] (and q, k, v, d_o, delta_in)
+// dq (laid out as q); lse_dq: [bh, t] (and q, k, v, d_o, delta_in)
 @group(0) @binding(1) var<storage, read_write> dq: array<f32>;
 @group(0) @binding(2) var<storage, read> lse_dq: array<f32>;
 
@@ -157,16 +154,18 @@ fn attention_backward_dq(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(
     let q0 = wg.x * BQ;
     let i = q0 + lid.x;
     let valid = i < p.t;
-    let base = bh * p.t * D;
+    let base = head_at(bh, p.in_stride);
+    let at = q_at(bh, i);
     var qi: array<f32, MAX_D>;
     var doi: array<f32, MAX_D>;
     var acc: array<f32, MAX_D>;
     var lse_i = 0.0;
     var delta_i = 0.0;
     if (valid) {
+        let o_row = o_at(bh, i);
         for (var d = 0u; d < D; d++) {
-            qi[d] = q[base + i * D + d] * p.scale;
-            doi[d] = d_o[base + i * D + d];
+            qi[d] = q[at + d] * p.scale;
+            doi[d] = d_o[o_row + d];
         }
         lse_i = lse_dq[bh * p.t + i];
         delta_i = delta_in[bh * p.t + i];
@@ -194,13 +193,17 @@ fn attention_backward_dq(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(
     }
     if (valid) {
         for (var d = 0u; d < D; d++) {
-            dq[base + i * D + d] = acc[d] * p.scale;
+            var g = acc[d] * p.scale;
+            if (adds(1u)) {
+                g += dq[at + d];
+            }
+            dq[at + d] = g;
         }
     }
 }
 
 // ---- backward, step 3: dK and dV (one invocation a key row) ----
-// dk, dv: [bh, t, D]; lse_dkv: [bh, t] (and q, k, v, d_o, delta_in)
+// dk, dv (laid out as k and v); lse_dkv: [bh, t] (and q, k, v, d_o, delta_in)
 @group(0) @binding(1) var<storage, read_write> dk: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dv: array<f32>;
 @group(0) @binding(8) var<storage, read> lse_dkv: array<f32>;
@@ -212,20 +215,20 @@ fn attention_backward_dkv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin
     let j0 = wg.x * BQ;
     let j = j0 + lid.x;
     let valid = j < p.t;
-    let base = bh * p.t * D;
+    let at = q_at(bh, j);
     var kj: array<f32, MAX_D>;
     var vj: array<f32, MAX_D>;
     var dk_acc: array<f32, MAX_D>;
     var dv_acc: array<f32, MAX_D>;
     if (valid) {
         for (var d = 0u; d < D; d++) {
-            kj[d] = k[base + j * D + d];
-            vj[d] = v[base + j * D + d];
+            kj[d] = k[at + p.k_offset + d];
+            vj[d] = v[at + p.v_offset + d];
         }
     }
     // causal: queries j0 .. t see this block's keys
     for (var i0 = j0; i0 < p.t; i0 += BK) {
-        load_query_tiles(base, i0, lid.x);
+        load_query_tiles(bh, i0, lid.x);
         for (var e = lid.x; e < BK; e += BQ) {
             let row = i0 + e;
             var lv = 0.0;
@@ -262,8 +265,16 @@ fn attention_backward_dkv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin
     if (valid) {
         for (var d = 0u; d < D; d++) {
             // tile_a held q·scale, so dk_acc already carries the scale of ∂s/∂k.
-            dk[base + j * D + d] = dk_acc[d];
-            dv[base + j * D + d] = dv_acc[d];
+            var gk = dk_acc[d];
+            var gv = dv_acc[d];
+            if (adds(2u)) {
+                gk += dk[at + p.k_offset + d];
+            }
+            if (adds(4u)) {
+                gv += dv[at + p.v_offset + d];
+            }
+            dk[at + p.k_offset + d] = gk;
+            dv[at + p.v_offset + d] = gv;
         }
     }
 }

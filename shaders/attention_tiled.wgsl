@@ -5,14 +5,7 @@
 // a 4-row block of O. Key tiles wholly above the diagonal are never visited and only the
 // tiles that cross it (or the end of the sequence) are masked. The log-sum-exp of each row
 // is saved for the backward pass.
-// Layout: q, k, v, o [bh, t, D] row-major (bh = batch × heads); lse [bh, t].
-
-struct Params {
-    bh: u32,      // batch × heads
-    t: u32,       // sequence length
-    scale: f32,   // 1 / sqrt(D)
-    _pad: u32,
-}
+// Layout and uniform: attention_layout.wgsl, included before this file.
 
 override D: u32 = 64u;   // head dimension
 override BR: u32 = 32u;  // query rows a workgroup: 16 or 32
@@ -25,7 +18,6 @@ override CG: u32 = WG / (BR / 4u);
 override OC: u32 = (D + CG - 1u) / CG;
 const NEG_BIG: f32 = -3.4028235e38;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> o: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(3) var<storage, read> q: array<f32>;
@@ -42,17 +34,18 @@ var<workgroup> row_max: array<f32, BR>;
 var<workgroup> row_sum: array<f32, BR>;
 var<workgroup> row_scale: array<f32, BR>;        // exp(old max − new max) of this tile
 
-// Rows row0 .. row0 + rows of `src` (head at `base`) into `tile` scaled by `by`, zeros past t.
+// Rows row0 .. row0 + rows of q (which 0), k (1) or v (2) of the head at `base` into
+// their tile scaled by `by`, zeros past t.
 fn load_rows(base: u32, row0: u32, rows: u32, lid: u32, which: u32, by: f32) {
     for (var e = lid; e < rows * D; e += WG) {
         let row = row0 + e / D;
         var x = 0.0;
         if (row < p.t) {
-            let at = base + row * D + e % D;
+            let at = base + row * p.in_stride + e % D;
             switch which {
                 case 0u: { x = q[at]; }
-                case 1u: { x = k[at]; }
-                default: { x = v[at]; }
+                case 1u: { x = k[at + p.k_offset]; }
+                default: { x = v[at + p.v_offset]; }
             }
         }
         let slot = (e / D) * ROW + e % D;
@@ -116,7 +109,7 @@ fn softmax_row(row: u32) {
 fn attention_forward_tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let bh = wg.y;
     let q0 = wg.x * BR;
-    let base = bh * p.t * D;
+    let base = head_at(bh, p.in_stride);
     // This invocation's O block: rows r0 .. r0 + 4, columns c0, c0 + CG, c0 + 2·CG, ...
     let row_groups = BR / 4u;
     let r0 = (lid % row_groups) * 4u;
@@ -160,7 +153,7 @@ fn attention_forward_tiled(@builtin(local_invocation_index) lid: u32, @builtin(w
             for (var cc = 0u; cc < OC; cc++) {
                 let col = c0 + cc * CG;
                 if (col < D) {
-                    o[base + row * D + col] = acc[cc][i] / l;
+                    o[o_at(bh, row) + col] = acc[cc][i] / l;
                 }
             }
         }

@@ -6,15 +6,8 @@
 // Score tiles are computed register-blocked (4×4 a block) and the gradient blocks are
 // accumulated in registers (4 rows × OC columns an invocation). delta = rowsum(dO ∘ O)
 // comes from attention.wgsl's attention_backward_delta.
-// Layout: q, k, v, d_o, dq, dk, dv [bh, t, D] row-major (bh = batch × heads); lse, delta
-// [bh, t]. lse is of the scaled scores, as the forward saves it.
-
-struct Params {
-    bh: u32,      // batch × heads
-    t: u32,       // sequence length
-    scale: f32,   // 1 / sqrt(D)
-    _pad: u32,
-}
+// Layout and uniform: attention_layout.wgsl, included before this file. lse is of the
+// scaled scores, as the forward saves it.
 
 override D: u32 = 64u;   // head dimension
 override BR: u32 = 16u;  // query rows a tile: 16 or 32
@@ -31,7 +24,6 @@ override OC_Q: u32 = (D + CG_Q - 1u) / CG_Q;
 override CG_KV: u32 = WG / (BC / 4u);
 override OC_KV: u32 = (D + CG_KV - 1u) / CG_KV;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> q: array<f32>;
 @group(0) @binding(4) var<storage, read> k: array<f32>;
 @group(0) @binding(5) var<storage, read> v: array<f32>;
@@ -54,20 +46,21 @@ var<workgroup> delta_rows: array<f32, BR>;
 // Rows row0 .. row0 + rows of q and d_o (which 0) or k and v (which 1) into their tiles,
 // zeros past t; queries scaled. Row statistics too, for query rows.
 fn load_pair(bh: u32, row0: u32, rows: u32, lid: u32, which: u32) {
-    let base = bh * p.t * D;
+    let base = head_at(bh, p.in_stride);
+    let o_base = head_at(bh, p.out_stride);
     for (var e = lid; e < rows * D; e += WG) {
         let row = row0 + e / D;
         let slot = (e / D) * ROW + e % D;
         var a = 0.0;
         var b = 0.0;
         if (row < p.t) {
-            let at = base + row * D + e % D;
+            let at = base + row * p.in_stride + e % D;
             if (which == 0u) {
                 a = q[at] * p.scale;
-                b = d_o[at];
+                b = d_o[o_base + row * p.out_stride + e % D];
             } else {
-                a = k[at];
-                b = v[at];
+                a = k[at + p.k_offset];
+                b = v[at + p.v_offset];
             }
         }
         if (which == 0u) {
@@ -127,7 +120,7 @@ fn tile_gradients(i0: u32, k0: u32, lid: u32, keep_p: bool) {
     }
 }
 
-// dq: [bh, t, D]
+// dq (laid out as q)
 @group(0) @binding(1) var<storage, read_write> dq: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -155,19 +148,23 @@ fn attention_backward_dq_tiled(@builtin(local_invocation_index) lid: u32, @built
             }
         }
     }
-    let base = bh * p.t * D;
     for (var i = 0u; i < 4u; i++) {
         let row = i0 + r0 + i;
         for (var cc = 0u; cc < OC_Q; cc++) {
             let col = c0 + cc * CG_Q;
             if (row < p.t && col < D) {
-                dq[base + row * D + col] = acc[cc][i] * p.scale;
+                let at = q_at(bh, row) + col;
+                var g = acc[cc][i] * p.scale;
+                if (adds(1u)) {
+                    g += dq[at];
+                }
+                dq[at] = g;
             }
         }
     }
 }
 
-// dk, dv: [bh, t, D]
+// dk, dv (laid out as k and v)
 @group(0) @binding(1) var<storage, read_write> dk: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dv: array<f32>;
 
@@ -200,14 +197,22 @@ fn attention_backward_dkv_tiled(@builtin(local_invocation_index) lid: u32, @buil
             }
         }
     }
-    let base = bh * p.t * D;
     for (var j = 0u; j < 4u; j++) {
         let row = k0 + r0 + j;
         for (var cc = 0u; cc < OC_KV; cc++) {
             let col = c0 + cc * CG_KV;
             if (row < p.t && col < D) {
-                dk[base + row * D + col] = dk_acc[cc][j];
-                dv[base + row * D + col] = dv_acc[cc][j];
+                let at = q_at(bh, row) + col;
+                var gk = dk_acc[cc][j];
+                var gv = dv_acc[cc][j];
+                if (adds(2u)) {
+                    gk += dk[at + p.k_offset];
+                }
+                if (adds(4u)) {
+                    gv += dv[at + p.v_offset];
+                }
+                dk[at + p.k_offset] = gk;
+                dv[at + p.v_offset] = gv;
             }
         }
     }

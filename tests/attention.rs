@@ -6,6 +6,7 @@ mod common;
 use common::assert_close;
 use common::reference64::numeric_grad;
 use rezero::cpu;
+use rezero::kernels::Grad;
 use rezero::kernels::attention::{
     AttentionShape, attention_backward, attention_forward, tile_storage_bytes,
 };
@@ -37,9 +38,9 @@ fn run(gpu: &rezero::Gpu, q: &[f32], k: &[f32], v: &[f32], d_o: &[f32], s: Atten
     );
     gpu.run(|pass| {
         attention_forward(gpu, pass, &go, &glse, &gq, &gk, &gv, &s)?;
-        attention_backward(
-            gpu, pass, &gdq, &gdk, &gdv, &gdelta, &gq, &gk, &gv, &go, &glse, &gdo, &s,
-        )
+        let grads = [&gdq, &gdk, &gdv].map(Grad::write);
+        let inputs = [&gq, &gk, &gv, &go, &glse, &gdo];
+        attention_backward(gpu, pass, grads, &gdelta, inputs, &s)
     })
     .unwrap();
     Run {
@@ -65,7 +66,7 @@ fn forward_and_backward_match_the_reference() {
         (2, 70, 5),
         (1, 130, 16),
     ] {
-        let s = AttentionShape { bh, t, d };
+        let s = AttentionShape::heads(bh, t, d);
         let n = (bh * t * d) as usize;
         let (q, k, v, d_o) = (
             cpu::seeded(1, n, -1.0, 1.0),
@@ -99,11 +100,7 @@ fn forward_and_backward_match_the_reference() {
 fn backward_matches_finite_differences() {
     let gpu = require_gpu!();
     let (bh, t, d) = (2usize, 5usize, 4usize);
-    let s = AttentionShape {
-        bh: bh as u32,
-        t: t as u32,
-        d: d as u32,
-    };
+    let s = AttentionShape::heads(bh as u32, t as u32, d as u32);
     let n = bh * t * d;
     let (q, k, v, d_o) = (
         cpu::seeded(5, n, -1.0, 1.0),
@@ -179,7 +176,7 @@ fn every_forward_kernel_matches_the_reference() {
         (2, 130, 16),
         (1, 64, 64),
     ] {
-        let s = AttentionShape { bh, t, d };
+        let s = AttentionShape::heads(bh, t, d);
         let n = (bh * t * d) as usize;
         let (q, k, v) = (
             cpu::seeded(11, n, -2.0, 2.0),
@@ -234,7 +231,7 @@ fn every_backward_kernel_matches_the_reference() {
         (3, 33, 5),
         (1, 40, 128),
     ] {
-        let s = AttentionShape { bh, t, d };
+        let s = AttentionShape::heads(bh, t, d);
         let (n, rows) = ((bh * t * d) as usize, (bh * t) as usize);
         let inputs: Vec<Vec<f32>> = (21..25)
             .map(|seed| cpu::seeded(seed, n, -1.5, 1.5))
@@ -253,12 +250,11 @@ fn every_backward_kernel_matches_the_reference() {
         for kernel in candidates(gpu, Pass::Backward, d) {
             let grads = [0, 1, 2].map(|_| gpu.upload("grad", &vec![f32::NAN; n]));
             let delta = gpu.zeroed_f32("delta", rows);
-            let outputs = [&grads[0], &grads[1], &grads[2], &delta];
+            let outputs = [&grads[0], &grads[1], &grads[2]].map(Grad::write);
             let [a, b, c, e, f, g] = &uploaded;
-            gpu.run(|pass| {
-                attention_backward_with(gpu, pass, kernel, outputs, [a, b, c, e, f, g], &s)
-            })
-            .unwrap();
+            let inputs = [a, b, c, e, f, g];
+            gpu.run(|pass| attention_backward_with(gpu, pass, kernel, outputs, &delta, inputs, &s))
+                .unwrap();
             let atol = 3e-5 * (t as f32).sqrt().max(1.0);
             for (i, name) in ["dq", "dk", "dv"].into_iter().enumerate() {
                 let got = gpu.read_f32(&grads[i], n).unwrap();
@@ -278,16 +274,12 @@ fn the_tile_fits_the_device_and_bad_shapes_are_rejected() {
     // The smallest tile of the largest head dimension fits every device with 16 KiB.
     assert!(tile_storage_bytes(8, 128) <= 16 * 1024 && tile_storage_bytes(8, 128) <= limit);
     let buf = gpu.zeroed_f32("buf", 4096);
-    let too_wide = AttentionShape {
-        bh: 1,
-        t: 4,
-        d: 256,
-    };
+    let too_wide = AttentionShape::heads(1, 4, 256);
     let err = gpu
         .run(|pass| attention_forward(gpu, pass, &buf, &buf, &buf, &buf, &buf, &too_wide))
         .unwrap_err();
     assert!(matches!(err, rezero::Error::Unsupported { .. }), "{err}");
-    let empty = AttentionShape { bh: 1, t: 0, d: 32 };
+    let empty = AttentionShape::heads(1, 0, 32);
     let err = gpu
         .run(|pass| attention_forward(gpu, pass, &buf, &buf, &buf, &buf, &buf, &empty))
         .unwrap_err();
@@ -416,7 +408,7 @@ fn the_forward_kernel_choice_is_measured_once_and_recorded() {
     for bad in ["", "tiled", "tiled:32", "tiled:32xq", "row"] {
         assert_eq!(AttentionKernel::parse(bad), None, "{bad}");
     }
-    let s = AttentionShape { bh: 2, t: 24, d: 8 };
+    let s = AttentionShape::heads(2, 24, 8);
     let n = (s.bh * s.t * s.d) as usize;
     let buf = gpu.upload("qkv", &cpu::seeded(3, n, -1.0, 1.0));
     let (o, lse) = (gpu.zeroed_f32("o", n), gpu.zeroed_f32("lse", 48));
@@ -447,7 +439,7 @@ fn bad_tile_sizes_are_refused() {
     // The backward takes 16 or 32 key rows only.
     assert!(Tiles { br: 16, bc: 8 }.check(gpu, 64).is_ok());
     assert!(Tiles { br: 16, bc: 8 }.check_backward(gpu, 64).is_err());
-    let s = AttentionShape { bh: 1, t: 4, d: 8 };
+    let s = AttentionShape::heads(1, 4, 8);
     let buf = gpu.zeroed_f32("buf", 64);
     let kernel = AttentionKernel::Tiled(Tiles { br: 8, bc: 8 });
     let err = gpu

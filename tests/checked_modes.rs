@@ -261,11 +261,8 @@ fn embedding_heads_attention() {
             stride: 3 * heads * d,
             offset: heads * d,
         };
-        let shape = AttentionShape {
-            bh: batch * heads,
-            t,
-            d,
-        };
+        // The packed layout the tape uses: q, k, v read in place from x's rows.
+        let shape = AttentionShape::packed(batch, heads, t, d).unwrap();
         let kernels = candidates(unchecked, Pass::Backward, d);
         let kernel = kernels[i % kernels.len()];
         same(
@@ -275,45 +272,22 @@ fn embedding_heads_attention() {
                 let len = (batch * heads * t * d) as usize;
                 let x = up(gpu, 18, rows_len);
                 let (h, back) = (out(gpu, len)?, gpu.zeroed_f32("back", rows_len));
-                let (q, k, v, d_o) = (
-                    up(gpu, 19, len),
-                    up(gpu, 20, len),
-                    up(gpu, 21, len),
-                    up(gpu, 22, len),
-                );
+                let d_o = up(gpu, 22, len);
                 let (o, lse) = (out(gpu, len)?, out(gpu, (shape.bh * t) as usize)?);
-                let (dq, dk, dv, delta) = (
-                    out(gpu, len)?,
-                    out(gpu, len)?,
-                    out(gpu, len)?,
-                    out(gpu, (shape.bh * t) as usize)?,
-                );
+                let (dx, delta) = (out(gpu, rows_len)?, out(gpu, (shape.bh * t) as usize)?);
                 gpu.run(|pass| {
                     rows_to_heads(gpu, pass, &h, &x, &layout)?;
                     heads_to_rows(gpu, pass, &back, &h, &layout, false)?;
-                    attention_forward_with(gpu, pass, kernel, [&o, &lse, &q, &k, &v], &shape)
+                    attention_forward_with(gpu, pass, kernel, [&o, &lse, &x, &x, &x], &shape)
                 })?;
                 gpu.run(|pass| {
-                    let inputs = [&q, &k, &v, &o, &lse, &d_o];
-                    attention_backward_with(
-                        gpu,
-                        pass,
-                        kernel,
-                        [&dq, &dk, &dv, &delta],
-                        inputs,
-                        &shape,
-                    )
+                    let inputs = [&x, &x, &x, &o, &lse, &d_o];
+                    let grads = [Grad::write(&dx); 3];
+                    attention_backward_with(gpu, pass, kernel, grads, &delta, inputs, &shape)
                 })?;
                 read(
                     gpu,
-                    &[
-                        (&h, len),
-                        (&back, rows_len),
-                        (&o, len),
-                        (&dq, len),
-                        (&dk, len),
-                        (&dv, len),
-                    ],
+                    &[(&h, len), (&back, rows_len), (&o, len), (&dx, rows_len)],
                 )
             },
         );

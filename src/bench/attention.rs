@@ -6,6 +6,7 @@
 use super::{Case, Work};
 use crate::cpu;
 use crate::gpu::{Gpu, Result};
+use crate::kernels::Grad;
 use crate::kernels::attention::{
     AttentionKernel, AttentionShape, attention_backward_with, attention_forward_with,
 };
@@ -66,14 +67,11 @@ impl Buffers {
         gpu.run(|p| {
             attention_forward_with(gpu, p, kernel, [o, lse, q, k, v], s)?;
             match backward {
-                true => attention_backward_with(
-                    gpu,
-                    p,
-                    kernel,
-                    [dq, dk, dv, delta],
-                    [q, k, v, o, lse, d_o],
-                    s,
-                ),
+                true => {
+                    let grads = [dq, dk, dv].map(Grad::write);
+                    let inputs = [q, k, v, o, lse, d_o];
+                    attention_backward_with(gpu, p, kernel, grads, delta, inputs, s)
+                }
                 false => Ok(()),
             }
         })

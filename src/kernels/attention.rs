@@ -5,11 +5,11 @@ use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
 use super::attention_tiled::{self, Tiles};
 use super::attention_tune::{self, Pass};
-use super::{check_len, check_nonempty, elements, grid_stride};
+use super::{Grad, check_len, check_nonempty, elements, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "attention",
-    wgsl: include_str!("../../shaders/attention.wgsl"),
+    wgsl: super::wgsl!("attention_layout.wgsl", "attention.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 
@@ -17,15 +17,65 @@ pub(crate) const SHADER: Shader = Shader {
 pub const MAX_HEAD_DIM: u32 = 128;
 
 /// Shape of one attention call: `bh` independent heads (batch × heads) of `t` positions
-/// and head dimension `d`. q, k, v, o: [bh, t, d]; lse: [bh, t].
+/// and head dimension `d`, laid out as `layout` says; lse: [bh, t].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionShape {
     pub bh: u32,
     pub t: u32,
     pub d: u32,
+    pub layout: AttentionLayout,
+}
+
+/// Where the heads of q, k, v, o (and their gradients) lie in their buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionLayout {
+    /// Each of q, k, v, o in a buffer of its own, [bh, t, d].
+    Heads,
+    /// A Transformer's packed projection: q, k and v side by side in each row of one
+    /// [batch·t, 3·heads·d] buffer, passed as each of q, k and v (their gradients likewise
+    /// in one buffer); o and dO [batch·t, heads·d]; bh = batch × heads. No copies into
+    /// the head layout and back.
+    Packed { heads: u32 },
 }
 
 impl AttentionShape {
+    /// `bh` heads of `t` positions and dimension `d`, each tensor [bh, t, d].
+    pub fn heads(bh: u32, t: u32, d: u32) -> AttentionShape {
+        let layout = AttentionLayout::Heads;
+        AttentionShape { bh, t, d, layout }
+    }
+
+    /// The heads of a packed projection [batch·t, 3·heads·d] (see [`AttentionLayout`]);
+    /// None when batch × heads overflows.
+    pub fn packed(batch: u32, heads: u32, t: u32, d: u32) -> Option<AttentionShape> {
+        let layout = AttentionLayout::Packed { heads };
+        Some(AttentionShape {
+            bh: batch.checked_mul(heads)?,
+            t,
+            d,
+            layout,
+        })
+    }
+
+    /// Heads side by side in a row (1 in the head layout).
+    fn heads_a_row(&self) -> u32 {
+        match self.layout {
+            AttentionLayout::Heads => 1,
+            AttentionLayout::Packed { heads } => heads,
+        }
+    }
+
+    /// Elements the buffers of q, k, v (and their gradients) and of o and dO must hold.
+    pub(crate) fn lengths(&self, op: &'static str) -> Result<(u64, u64)> {
+        let h = self.heads_a_row();
+        let rows = [self.bh / h.max(1), self.t];
+        let width = |parts: u32| elements(op, &[rows[0], rows[1], parts, h, self.d]);
+        match self.layout {
+            AttentionLayout::Heads => Ok((width(1)?, width(1)?)),
+            AttentionLayout::Packed { .. } => Ok((width(3)?, width(1)?)),
+        }
+    }
+
     /// Multiply-adds × 2 of the causal forward pass (QKᵀ and PV, half the square each).
     pub fn forward_flops(&self) -> f64 {
         let pairs = self.t as f64 * (self.t as f64 + 1.0) / 2.0;
@@ -33,14 +83,54 @@ impl AttentionShape {
     }
 }
 
-/// The uniform of both attention shaders.
+/// The uniform of the attention shaders (`shaders/attention_layout.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Params {
     bh: u32,
     t: u32,
+    d: u32,
     scale: f32,
-    _pad: u32,
+    heads: u32,
+    in_stride: u32,
+    k_offset: u32,
+    v_offset: u32,
+    out_stride: u32,
+    accumulate: u32,
+    _pad: [u32; 2],
+}
+
+impl Params {
+    fn new(s: &AttentionShape) -> Params {
+        let (h, d) = (s.heads_a_row(), s.d);
+        // Packed: q, k, v each h·d columns of a 3·h·d row (bounded by `lengths`).
+        let (in_stride, width) = match s.layout {
+            AttentionLayout::Heads => (d, 0),
+            AttentionLayout::Packed { .. } => (3 * h * d, h * d),
+        };
+        Params {
+            bh: s.bh,
+            t: s.t,
+            d,
+            scale: 1.0 / (d as f32).sqrt(),
+            heads: h,
+            in_stride,
+            k_offset: width,
+            v_offset: 2 * width,
+            out_stride: h * d,
+            accumulate: 0,
+            _pad: [0; 2],
+        }
+    }
+
+    /// These params with the gradients' accumulate bits (1: dq, 2: dk, 4: dv) set.
+    fn adding(self, [dq, dk, dv]: [Grad<'_>; 3]) -> Params {
+        let bit = |g: Grad<'_>, b: u32| if g.accumulate { b } else { 0 };
+        Params {
+            accumulate: bit(dq, 1) | bit(dk, 2) | bit(dv, 4),
+            ..self
+        }
+    }
 }
 
 /// The kernels of a pass: one invocation a query (or key) row, or FlashAttention-2-style
@@ -76,6 +166,14 @@ fn tile_rows(gpu: &Gpu, d: u32) -> Result<u32> {
 
 fn check_shape(op: &'static str, s: &AttentionShape) -> Result<()> {
     check_nonempty(op, &[("bh", s.bh), ("t", s.t), ("d", s.d)])?;
+    let h = s.heads_a_row();
+    if h == 0 || s.bh % h != 0 {
+        return Err(Error::Shape {
+            op,
+            expected: "heads > 0 that divide batch × heads".into(),
+            got: format!("{s:?}"),
+        });
+    }
     if s.d > MAX_HEAD_DIM {
         return Err(Error::Unsupported {
             op,
@@ -111,19 +209,15 @@ fn setup(gpu: &Gpu, s: &AttentionShape) -> Result<Setup> {
     let b = tile_rows(gpu, s.d)?;
     Ok(Setup {
         constants: [("D", s.d as f64), ("BQ", b as f64), ("BK", b as f64)],
-        params: Params {
-            bh: s.bh,
-            t: s.t,
-            scale: 1.0 / (s.d as f32).sqrt(),
-            _pad: 0,
-        },
+        params: Params::new(s),
         rows: b,
     })
 }
 
 /// o = softmax(q·kᵀ/√d, causal)·v per head, and lse (the log-sum-exp of each score row)
-/// for the backward pass. o, q, k, v: [bh, t, d]; lse: [bh, t]. Runs the kernel the
-/// tuning table names for the shape's class, measuring the candidates the first time.
+/// for the backward pass. q, k, v, o laid out as `s.layout` says; lse: [bh, t]. Runs the
+/// kernel the tuning table names for the shape's class, measuring the candidates the
+/// first time.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     gpu: &Gpu,
@@ -151,10 +245,11 @@ pub fn attention_forward_with(
 ) -> Result<()> {
     const OP: &str = "attention_forward";
     check_shape(OP, s)?;
-    let n = elements(OP, &[s.bh, s.t, s.d])?;
-    for (what, b) in [("o", o), ("q", q), ("k", k), ("v", v)] {
-        check_len(OP, what, b, n)?;
+    let (input, output) = s.lengths(OP)?;
+    for (what, b) in [("q", q), ("k", k), ("v", v)] {
+        check_len(OP, what, b, input)?;
     }
+    check_len(OP, "o", o, output)?;
     check_len(OP, "lse [bh, t]", lse, elements(OP, &[s.bh, s.t])?)?;
     let Setup {
         constants,
@@ -175,56 +270,51 @@ pub fn attention_forward_with(
     )
 }
 
-/// Backward of `attention_forward` given dO: writes dq, dk, dv. `delta` is scratch of
-/// [bh, t] floats. All of q, k, v, o, d_o, dq, dk, dv: [bh, t, d]; lse: [bh, t]. Runs the
-/// kernel the tuning table names for the shape's class, measuring the candidates the first
-/// time.
-#[allow(clippy::too_many_arguments)]
+/// Backward of `attention_forward` given dO: writes (or adds to) dq, dk, dv. `delta` is
+/// scratch of [bh, t] floats. q, k, v, o, d_o and the gradients laid out as `s.layout`
+/// says (packed: dq, dk and dv one buffer); lse: [bh, t]. Runs the kernel the tuning table
+/// names for the shape's class, measuring the candidates the first time.
 pub fn attention_backward(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
-    dq: &wgpu::Buffer,
-    dk: &wgpu::Buffer,
-    dv: &wgpu::Buffer,
+    grads: [Grad<'_>; 3],
     delta: &wgpu::Buffer,
-    q: &wgpu::Buffer,
-    k: &wgpu::Buffer,
-    v: &wgpu::Buffer,
-    o: &wgpu::Buffer,
-    lse: &wgpu::Buffer,
-    d_o: &wgpu::Buffer,
+    [q, k, v, o, lse, d_o]: [&wgpu::Buffer; 6],
     s: &AttentionShape,
 ) -> Result<()> {
     check_shape("attention_backward", s)?;
     let kernel = attention_tune::pick(gpu, Pass::Backward, s)?;
-    let outputs = [dq, dk, dv, delta];
-    attention_backward_with(gpu, pass, kernel, outputs, [q, k, v, o, lse, d_o], s)
+    let inputs = [q, k, v, o, lse, d_o];
+    attention_backward_with(gpu, pass, kernel, grads, delta, inputs, s)
 }
 
-/// [`attention_backward`] with the kernel chosen by the caller: `[dq, dk, dv, delta]` from
-/// `[q, k, v, o, lse, d_o]`.
+/// [`attention_backward`] with the kernel chosen by the caller: `[dq, dk, dv]` and the
+/// scratch `delta` from `[q, k, v, o, lse, d_o]`.
 pub fn attention_backward_with(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
     kernel: AttentionKernel,
-    [dq, dk, dv, delta]: [&wgpu::Buffer; 4],
+    grads: [Grad<'_>; 3],
+    delta: &wgpu::Buffer,
     [q, k, v, o, lse, d_o]: [&wgpu::Buffer; 6],
     s: &AttentionShape,
 ) -> Result<()> {
     const OP: &str = "attention_backward";
     check_shape(OP, s)?;
-    let n = elements(OP, &[s.bh, s.t, s.d])?;
-    let tensors = [
+    let (input, output) = s.lengths(OP)?;
+    let [dq, dk, dv] = grads.map(|g| g.buffer);
+    for (what, b) in [
         ("dq", dq),
         ("dk", dk),
         ("dv", dv),
         ("q", q),
         ("k", k),
         ("v", v),
-    ];
-    for (what, b) in tensors.into_iter().chain([("o", o), ("d_o", d_o)]) {
-        check_len(OP, what, b, n)?;
+    ] {
+        check_len(OP, what, b, input)?;
     }
+    check_len(OP, "o", o, output)?;
+    check_len(OP, "d_o", d_o, output)?;
     let rows = elements(OP, &[s.bh, s.t])?;
     check_len(OP, "lse [bh, t]", lse, rows)?;
     check_len(OP, "delta [bh, t]", delta, rows)?;
@@ -237,7 +327,7 @@ pub fn attention_backward_with(
         tiles.check_backward(gpu, s.d)?;
     }
     let delta_kernel = Kernel::with(SHADER, "attention_backward_delta", &constants[..1])
-        .work(Work::Bytes((2 * n + rows) as f64 * 4.0));
+        .work(Work::Bytes((2 * rows * s.d as u64 + rows) as f64 * 4.0));
     let [groups, _, _] = grid_stride(rows * 4); // 64 invocations a workgroup
     gpu.dispatch_bound(
         pass,
@@ -246,6 +336,7 @@ pub fn attention_backward_with(
         &[(1, delta), (2, o), (6, d_o)],
         [groups, 1, 1],
     )?;
+    let params = params.adding(grads);
     if let AttentionKernel::Tiled(tiles) = kernel {
         let inputs = [q, k, v, d_o, lse, delta];
         return attention_tiled::backward(gpu, pass, [dq, dk, dv], inputs, s, &params, tiles);

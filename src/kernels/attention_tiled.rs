@@ -10,13 +10,13 @@ use super::attention::{AttentionShape, Params};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "attention_tiled",
-    wgsl: include_str!("../../shaders/attention_tiled.wgsl"),
+    wgsl: super::wgsl!("attention_layout.wgsl", "attention_tiled.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 
 pub(crate) const BACKWARD_SHADER: Shader = Shader {
     name: "attention_tiled_bwd",
-    wgsl: include_str!("../../shaders/attention_tiled_bwd.wgsl"),
+    wgsl: super::wgsl!("attention_layout.wgsl", "attention_tiled_bwd.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 

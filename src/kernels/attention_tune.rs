@@ -8,7 +8,7 @@ use super::attention::{
     AttentionKernel, AttentionShape, attention_backward_with, attention_forward_with,
 };
 use super::attention_tiled::Tiles;
-use super::autotune;
+use super::{Grad, autotune};
 
 /// The pass a kernel choice is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,24 +80,20 @@ pub fn measure_candidates(
     pass: Pass,
     s: &AttentionShape,
 ) -> Result<Vec<(AttentionKernel, f64)>> {
-    let (n, rows) = (
-        s.bh as u64 * s.t as u64 * s.d as u64,
-        s.bh as u64 * s.t as u64,
-    );
-    let labels = ["q", "k", "v", "o", "do", "dq", "dk", "dv"].map(|l| format!("tune {l}"));
-    let [q, k, v, o, d_o, dq, dk, dv] = labels.map(|l| autotune::filled(gpu, &l, n));
-    let (q, k, v, o, d_o) = (q?, k?, v?, o?, d_o?);
-    let (dq, dk, dv) = (dq?, dk?, dv?);
-    let (lse, delta) = (
-        autotune::filled(gpu, "tune lse", rows)?,
-        autotune::filled(gpu, "tune delta", rows)?,
-    );
+    let (input, output) = s.lengths("attention tuning")?;
+    let rows = s.bh as u64 * s.t as u64;
+    let scratch = |label: &str, n: u64| autotune::filled(gpu, &format!("tune {label}"), n);
+    let [q, k, v, dq, dk, dv] = ["q", "k", "v", "dq", "dk", "dv"].map(|l| scratch(l, input));
+    let (q, k, v, dq, dk, dv) = (q?, k?, v?, dq?, dk?, dv?);
+    let (o, d_o) = (scratch("o", output)?, scratch("do", output)?);
+    let (lse, delta) = (scratch("lse", rows)?, scratch("delta", rows)?);
+    let grads = [&dq, &dk, &dv].map(Grad::write);
     autotune::time_each(&candidates(gpu, pass, s.d), |kernel| {
         gpu.run(|p| match pass {
             Pass::Forward => attention_forward_with(gpu, p, kernel, [&o, &lse, &q, &k, &v], s),
             Pass::Backward => {
                 let inputs = [&q, &k, &v, &o, &lse, &d_o];
-                attention_backward_with(gpu, p, kernel, [&dq, &dk, &dv, &delta], inputs, s)
+                attention_backward_with(gpu, p, kernel, grads, &delta, inputs, s)
             }
         })
     })

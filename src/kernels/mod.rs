@@ -150,7 +150,10 @@ pub(crate) fn check_nonempty(op: &'static str, dims: &[(&str, u32)]) -> Result<(
 
 /// `a · b` as u64, erroring if the element count overflows what a u32 index can reach.
 pub(crate) fn elements(op: &'static str, dims: &[u32]) -> Result<u64> {
-    let total = dims.iter().map(|&d| d as u64).product::<u64>();
+    let total = dims
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
     if total > u32::MAX as u64 {
         return Err(Error::Limits {
             what: format!("{op}: elements addressable by a u32 index"),

@@ -9,7 +9,6 @@ use crate::kernels::batchnorm;
 use crate::kernels::conv2d::{
     self, Conv2d, ConvVariant, conv2d_backward_input, conv2d_backward_weight,
 };
-use crate::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
 use crate::kernels::layernorm::{self, LayerNormShape};
 use crate::kernels::matmul::{Matmul, matmul};
 use crate::kernels::rezero::{self, RezeroShape};
@@ -113,50 +112,19 @@ impl Tape<'_> {
         layernorm::layernorm_backward(gpu, self.pass(), dx, dg, db, &scratch, dy, saved, shape)
     }
 
-    /// Fused causal attention over the packed q, k, v columns of `qkv`.
+    /// Fused causal attention over the packed q, k, v columns of `qkv`: dq, dk and dv
+    /// written in place into the columns of dqkv.
     pub(super) fn attention_backward(&mut self, dy: &wgpu::Buffer, op: &Op) -> Result<()> {
-        let Op::Attention {
-            qkv,
-            q,
-            k,
-            v,
-            o,
-            lse,
-            batch,
-            heads,
-            shape,
-        } = op
-        else {
+        let Op::Attention { qkv, o, lse, shape } = op else {
             unreachable!("called for attention ops only")
         };
-        let Some(dqkv) = self.target(*qkv) else {
-            return Ok(());
-        };
+        let q = self.slots[*qkv].buffer.clone();
         let gpu = self.gpu;
-        let dm = heads * shape.d;
-        let layout = |offset: u32, stride: u32| HeadLayout {
-            batch: *batch,
-            t: shape.t,
-            heads: *heads,
-            d: shape.d,
-            stride,
-            offset,
-        };
-        let n = (shape.bh * shape.t * shape.d) as usize;
-        let d_o = self.take_grad(n);
-        rows_to_heads(gpu, self.pass(), &d_o, dy, &layout(0, dm))?;
-        let (dq, dk, dv) = (self.take_grad(n), self.take_grad(n), self.take_grad(n));
-        let delta = self.take_grad((shape.bh * shape.t) as usize);
-        let pass = self.pass();
-        attention_backward(
-            gpu, pass, &dq, &dk, &dv, &delta, q, k, v, o, lse, &d_o, shape,
-        )?;
-        // The three parts fill disjoint columns of dqkv: together one full write.
-        for (part, offset) in [(&dq, 0), (&dk, dm), (&dv, 2 * dm)] {
-            let (layout, acc) = (layout(offset, 3 * dm), dqkv.accumulate);
-            heads_to_rows(gpu, self.pass(), &dqkv.buffer, part, &layout, acc)?;
-        }
-        Ok(())
+        self.with_target(*qkv, |tape, dqkv| {
+            let delta = tape.take_grad((shape.bh * shape.t) as usize);
+            let inputs = [&q, &q, &q, o, lse, dy];
+            attention_backward(gpu, tape.pass(), [dqkv; 3], &delta, inputs, shape)
+        })
     }
 
     /// The image ops (`ops_image.rs`): convolution, batch norm, the downsampling shortcut and

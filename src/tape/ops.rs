@@ -3,7 +3,6 @@
 
 use crate::gpu::{Error, Result};
 use crate::kernels::attention::{AttentionShape, attention_forward};
-use crate::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
 use crate::kernels::matmul::{Matmul, matmul};
 use crate::kernels::{
     cross_entropy, elementwise as ew, embedding, layernorm, reduce, rezero, softmax,
@@ -396,54 +395,24 @@ impl<'g> Tape<'g> {
             ));
         }
         let (t, d) = (rows / batch, cols / (3 * heads));
-        let shape = AttentionShape {
-            bh: dim_u32(OP, batch * heads)?,
-            t: dim_u32(OP, t)?,
-            d: dim_u32(OP, d)?,
-        };
-        let layout = |offset: usize, stride: usize| -> Result<HeadLayout> {
-            Ok(HeadLayout {
-                batch: dim_u32(OP, batch)?,
-                t: shape.t,
-                heads: dim_u32(OP, heads)?,
-                d: shape.d,
-                stride: dim_u32(OP, stride)?,
-                offset: dim_u32(OP, offset)?,
-            })
-        };
-        let n = batch * heads * t * d;
-        let (q, k, v, o, lse) = (
-            self.take(n),
-            self.take(n),
-            self.take(n),
-            self.take(n),
-            self.take(batch * heads * t),
-        );
+        let shape = AttentionShape::packed(
+            dim_u32(OP, batch)?,
+            dim_u32(OP, heads)?,
+            dim_u32(OP, t)?,
+            dim_u32(OP, d)?,
+        )
+        .ok_or_else(|| shape_error(OP, "batch × heads within u32", &[qkv]))?;
+        let lse = self.take(batch * heads * t);
         let out = self.output(&[rows, heads * d], self.requires_grad(qkv));
         let gpu = self.gpu;
-        let dm = heads * d;
-        for (buffer, offset) in [(&q, 0), (&k, dm), (&v, 2 * dm)] {
-            rows_to_heads(
-                gpu,
-                self.pass(),
-                buffer,
-                &qkv.buffer,
-                &layout(offset, 3 * dm)?,
-            )?;
-        }
-        attention_forward(gpu, self.pass(), &o, &lse, &q, &k, &v, &shape)?;
-        heads_to_rows(gpu, self.pass(), &out.buffer, &o, &layout(0, dm)?, false)?;
+        let q = &qkv.buffer; // q, k and v: columns of the packed rows
+        attention_forward(gpu, self.pass(), &out.buffer, &lse, q, q, q, &shape)?;
         self.record_op(
             &out,
             Op::Attention {
                 qkv: qkv.id,
-                q,
-                k,
-                v,
-                o,
+                o: out.buffer.clone(),
                 lse,
-                batch: batch as u32,
-                heads: heads as u32,
                 shape,
             },
         );

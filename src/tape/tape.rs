@@ -71,17 +71,12 @@ pub(crate) enum Op {
         logits: usize,
         dlogits: wgpu::Buffer,
     },
-    /// Causal multi-head self-attention of a fused qkv projection; the head-layout q, k, v,
-    /// output and log-sum-exp saved for the backward pass.
+    /// Causal multi-head self-attention of a fused qkv projection (read in place, packed);
+    /// its output and log-sum-exp saved for the backward pass.
     Attention {
         qkv: usize,
-        q: wgpu::Buffer,
-        k: wgpu::Buffer,
-        v: wgpu::Buffer,
         o: wgpu::Buffer,
         lse: wgpu::Buffer,
-        batch: u32,
-        heads: u32,
         shape: crate::kernels::attention::AttentionShape,
     },
     /// Sum of all elements (a [1] output).

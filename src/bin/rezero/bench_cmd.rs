@@ -336,7 +336,7 @@ fn bench_mlp(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
 fn bench_attention(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     for size in sizes_or(&args.sizes, &["128", "512", "2048"]) {
         let (bh, t, d) = bench::parse_attention(size)?;
-        let shape = rezero::kernels::attention::AttentionShape { bh, t, d };
+        let shape = rezero::kernels::attention::AttentionShape::heads(bh, t, d);
         for backward in [false, true] {
             let (materialised, fused) = bench::attention_cases(gpu, shape, backward)?;
             let (warmup, runs) = (args.warmup, args.runs);

@@ -1,0 +1,44 @@
+// The uniform and the memory layout of the attention shaders, included before each.
+// Position `row` of head `bh` (bh = batch × heads) lies: in q at q_at(bh, row), in k and v
+// k_offset and v_offset further on, in o and d_o at o_at(bh, row); d floats each. The
+// gradients of q, k and v lie as q, k and v do; lse and delta are [bh, t]. With heads 1
+// and both strides d that is one [bh, t, d] tensor each; with heads H, in_stride 3·H·d and
+// out_stride H·d it is a Transformer's packed projection [batch·t, 3·H·d] (q, k and v
+// side by side in each row, one buffer bound three times) and its output [batch·t, H·d].
+
+struct Params {
+    bh: u32,         // batch × heads
+    t: u32,          // sequence length
+    d: u32,          // head dimension (the shaders' override D)
+    scale: f32,      // 1 / sqrt(d)
+    heads: u32,      // heads side by side in a row (1: a tensor of heads)
+    in_stride: u32,  // floats from one position of q, k, v to the next
+    k_offset: u32,   // first column of k (and dk) in its rows
+    v_offset: u32,   // first column of v (and dv) in its rows
+    out_stride: u32, // floats from one position of o, d_o to the next
+    accumulate: u32, // bits 1, 2, 4: add the gradient of q, k, v to what its buffer holds
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// The first float of head bh's position 0 in rows `stride` floats apart.
+fn head_at(bh: u32, stride: u32) -> u32 {
+    return (bh / p.heads) * p.t * stride + (bh % p.heads) * p.d;
+}
+
+// The first float of position `row` of head bh in q (and dq; k and v at their offsets).
+fn q_at(bh: u32, row: u32) -> u32 {
+    return head_at(bh, p.in_stride) + row * p.in_stride;
+}
+
+// The first float of position `row` of head bh in o and d_o.
+fn o_at(bh: u32, row: u32) -> u32 {
+    return head_at(bh, p.out_stride) + row * p.out_stride;
+}
+
+// Whether the gradient of bit 1 (q), 2 (k) or 4 (v) is added to what its buffer holds.
+fn adds(bit: u32) -> bool {
+    return (p.accumulate & bit) != 0u;
+}
