@@ -5,7 +5,7 @@ use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
 use super::attention_tiled::{self, Tiles};
 use super::attention_tune::{self, Pass};
-use super::{Grad, check_len, check_nonempty, elements, grid_stride};
+use super::{Grad, accumulate_bits, check_len, check_nonempty, elements, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "attention",
@@ -124,10 +124,9 @@ impl Params {
     }
 
     /// These params with the gradients' accumulate bits (1: dq, 2: dk, 4: dv) set.
-    fn adding(self, [dq, dk, dv]: [Grad<'_>; 3]) -> Params {
-        let bit = |g: Grad<'_>, b: u32| if g.accumulate { b } else { 0 };
+    fn adding(self, grads: [Grad<'_>; 3]) -> Params {
         Params {
-            accumulate: bit(dq, 1) | bit(dk, 2) | bit(dv, 4),
+            accumulate: accumulate_bits(&grads),
             ..self
         }
     }

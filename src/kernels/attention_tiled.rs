@@ -1,8 +1,7 @@
-//! Causal attention in the FlashAttention-2 layout: the forward
-//! (`shaders/attention_tiled.wgsl`, a workgroup of 64 invocations per head and block of
-//! query rows) and the backward (`shaders/attention_tiled_bwd.wgsl`, dQ by query blocks,
-//! dK and dV by key blocks, no atomics), with score tiles register-blocked and tile sizes
-//! checked against the device's workgroup memory.
+//! Launchers for `shaders/attention_tiled.wgsl`: causal attention in the FlashAttention-2
+//! layout, the forward (a workgroup of 64 invocations per head and block of query rows)
+//! and the backward (dQ by query blocks, dK and dV by key blocks, no atomics), with score
+//! tiles register-blocked and tile sizes checked against the device's workgroup memory.
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
@@ -11,12 +10,6 @@ use super::attention::{AttentionShape, Params};
 pub(crate) const SHADER: Shader = Shader {
     name: "attention_tiled",
     wgsl: super::wgsl!("attention_layout.wgsl", "attention_tiled.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
-
-pub(crate) const BACKWARD_SHADER: Shader = Shader {
-    name: "attention_tiled_bwd",
-    wgsl: super::wgsl!("attention_layout.wgsl", "attention_tiled_bwd.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 
@@ -152,12 +145,12 @@ pub(crate) fn backward(
     // dQ recomputes QKᵀ and dO·Vᵀ and forms dS·K: three causal products, the forward two;
     // dK and dV recompute the two and form Pᵀ·dO and dSᵀ·Q: four.
     let causal_product = s.forward_flops() / 2.0;
-    let dq_kernel = Kernel::with(BACKWARD_SHADER, "attention_backward_dq_tiled", &constants)
+    let dq_kernel = Kernel::with(SHADER, "attention_backward_dq_tiled", &constants)
         .work(Work::Flops(3.0 * causal_product));
     let buffers: Vec<_> = [(1, dq)].into_iter().chain(inputs).collect();
     let groups = [s.t.div_ceil(tiles.br), s.bh, 1];
     gpu.dispatch_bound(pass, &dq_kernel, params, &buffers, groups)?;
-    let dkv_kernel = Kernel::with(BACKWARD_SHADER, "attention_backward_dkv_tiled", &constants)
+    let dkv_kernel = Kernel::with(SHADER, "attention_backward_dkv_tiled", &constants)
         .work(Work::Flops(4.0 * causal_product));
     let buffers: Vec<_> = [(1, dk), (2, dv)].into_iter().chain(inputs).collect();
     let groups = [s.t.div_ceil(tiles.bc), s.bh, 1];

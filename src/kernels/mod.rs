@@ -93,7 +93,6 @@ pub fn shaders() -> Vec<Shader> {
     vec![
         attention::SHADER,
         attention_tiled::SHADER,
-        attention_tiled::BACKWARD_SHADER,
         batchnorm::SHADER,
         conv2d::SHADER,
         conv2d::REG_SHADER,
