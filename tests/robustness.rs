@@ -60,6 +60,14 @@ fn divergence_is_a_loss_that_is_not_finite_or_explodes() {
     assert_eq!(guard.check(1e9, true), None, "allowed on purpose");
     assert!(guard.check(f32::NAN, true).unwrap().contains("NaN"));
     assert!(guard.check(f32::INFINITY, true).unwrap().contains("inf"));
+    // A run that starts exploded (an un-gated deep residual stack: 5e9 at step 1) is
+    // caught at once, though its losses never grow 100x.
+    let mut exploded = DivergenceGuard::default();
+    let why = exploded.check(5.1e9, false).expect("over the ceiling");
+    assert!(why.contains("is over 1e6"), "{why}");
+    assert_eq!(exploded.check(5.1e9, true), None, "allowed on purpose");
+    let mut high = DivergenceGuard::default();
+    assert_eq!(high.check(9.9e5, false), None, "under the ceiling");
 }
 
 #[test]

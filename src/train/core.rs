@@ -5,8 +5,9 @@
 //! checkpoint's contents.
 //!
 //! Divergence: a run has diverged when a loss it reads is NaN or infinite, or exceeds
-//! [`EXPLOSION_FACTOR`] times the first loss the run read (a finite loss that explodes), or
-//! when a checkpoint would hold a non-finite value. It then stops at once, the step and
+//! [`EXPLOSION_FACTOR`] times the first loss the run read or [`LOSS_CEILING`] (a finite
+//! loss that explodes, or a run that starts exploded), or when a checkpoint would hold a
+//! non-finite value. It then stops at once, the step and
 //! the quantity are named, the last good checkpoint stays as it was, and the command exits
 //! with an error. `allow_divergence` lets a run go on past an exploding finite loss (never
 //! past NaN or infinity).
@@ -23,6 +24,12 @@ use super::run_dir::RunDir;
 
 /// A loss above this many times the run's first loss is divergence.
 pub const EXPLOSION_FACTOR: f32 = 100.0;
+
+/// A loss above this is divergence whatever the first loss was: every loss here is a
+/// mean cross-entropy, ln(classes) (2.3 for ten classes, 5.5 for bytes) for a model that
+/// knows nothing, so a million nats a prediction is a model whose activations have
+/// exploded (an un-normalised residual stack can start there).
+pub const LOSS_CEILING: f32 = 1e6;
 
 /// The final training loss is the mean of this many last steps' losses, each read
 /// whatever `log_every` is.
@@ -139,7 +146,16 @@ impl DivergenceGuard {
             return Some(format!("the training loss is {loss}"));
         }
         let first = *self.first.get_or_insert(loss);
-        (!allow_explosion && loss > EXPLOSION_FACTOR * first.max(f32::MIN_POSITIVE)).then(|| {
+        if allow_explosion {
+            return None;
+        }
+        if loss > LOSS_CEILING {
+            return Some(format!(
+                "the training loss {loss:.4e} is over {LOSS_CEILING:.0e} (allow this with \
+                 --allow-divergence)"
+            ));
+        }
+        (loss > EXPLOSION_FACTOR * first.max(f32::MIN_POSITIVE)).then(|| {
             format!(
                 "the training loss {loss:.4e} is more than {EXPLOSION_FACTOR}x its first value \
                  {first:.4} (allow this with --allow-divergence)"

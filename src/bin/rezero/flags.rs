@@ -133,8 +133,8 @@ pub struct RunArgs {
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,
-    /// Go on past a loss that explodes (over 100x the first) instead of stopping the run
-    /// as diverged; a NaN or infinite loss still stops it.
+    /// Go on past a loss that explodes (over 100x the first, or over 1e6) instead of
+    /// stopping the run as diverged; a NaN or infinite loss still stops it.
     #[arg(long)]
     pub allow_divergence: bool,
     /// Time every dispatch of training step N (from 1) and print where its time went,
