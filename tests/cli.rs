@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::cli::{rezero, temp_cache, temp_dir, text, tiny_dataset};
+use common::cli::{TINY_LM, rezero, temp_cache, temp_dir, text, tiny_dataset};
 
 #[test]
 fn tune_measures_records_and_saves_the_table() {
@@ -335,23 +335,8 @@ fn train_lm_on_a_file_resume_and_sample() {
     std::fs::write(&data, corpus).unwrap();
     let run = dir.join("run");
     let args = |steps: &str| -> Vec<String> {
-        [
-            "train",
-            "lm",
-            "--data",
-            data.to_str().unwrap(),
-            "--layers",
-            "1",
-            "--d-model",
-            "8",
-            "--heads",
-            "2",
-            "--d-ff",
-            "16",
-            "--seq",
-            "8",
-            "--batch",
-            "2",
+        let head = ["train", "lm", "--data", data.to_str().unwrap()];
+        let tail = [
             "--eval-every",
             "2",
             "--eval-windows",
@@ -365,10 +350,12 @@ fn train_lm_on_a_file_resume_and_sample() {
             run.to_str().unwrap(),
             "--steps",
             steps,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ];
+        [&head[..], &TINY_LM, &tail]
+            .concat()
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     let first: Vec<String> = args("4");
     let out = rezero(&first.iter().map(String::as_str).collect::<Vec<_>>());
