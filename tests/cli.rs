@@ -260,12 +260,12 @@ fn train_mlp_one_run_and_compare() {
         "test_accuracy",
         "-o",
         dir.join("acc.svg").to_str().unwrap(),
+        "--title",
+        "Plain, four layers",
     ]);
-    assert!(
-        out.status.success() && dir.join("acc.svg").is_file(),
-        "{}",
-        text(&out)
-    );
+    assert!(out.status.success(), "{}", text(&out));
+    let svg = std::fs::read_to_string(dir.join("acc.svg")).unwrap();
+    assert!(svg.contains("Plain, four layers"), "the title is drawn");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

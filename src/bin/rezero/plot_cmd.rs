@@ -68,12 +68,11 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
         .iter()
         .map(|dir| read_curve(dir, file, &args.metric))
         .collect::<Result<Vec<_>>>()?;
-    plot_svg(
-        &curves,
-        &args.metric,
-        &format!("{} against step", args.metric),
-        &args.out,
-    )?;
+    let title = args
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("{} against step", args.metric));
+    plot_svg(&curves, &args.metric, &title, &args.out)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }
