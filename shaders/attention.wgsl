@@ -12,6 +12,26 @@ const MAX_D: u32 = 128u;
 const MAX_TILE: u32 = 64u; // largest BK the Rust side picks
 const NEG_BIG: f32 = -3.4028235e38;
 
+// The first float of head bh's position 0 in rows `stride` floats apart.
+fn head_at(bh: u32, stride: u32) -> u32 {
+    return (bh / p.heads) * p.t * stride + (bh % p.heads) * p.d;
+}
+
+// The first float of position `row` of head bh in q (and dq; k and v at their offsets).
+fn q_at(bh: u32, row: u32) -> u32 {
+    return head_at(bh, p.in_stride) + row * p.in_stride;
+}
+
+// The first float of position `row` of head bh in o and d_o.
+fn o_at(bh: u32, row: u32) -> u32 {
+    return head_at(bh, p.out_stride) + row * p.out_stride;
+}
+
+// Whether the gradient of bit 1 (q), 2 (k) or 4 (v) is added to what its buffer holds.
+fn adds(bit: u32) -> bool {
+    return (p.accumulate & bit) != 0u;
+}
+
 // Inputs shared by the entry points, at the same bindings in each:
 // q, k, v, d_o (laid out as above); delta_in: [bh, t]
 @group(0) @binding(3) var<storage, read> q: array<f32>;

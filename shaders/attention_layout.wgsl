@@ -1,4 +1,6 @@
-// The uniform and the memory layout of the attention shaders, included before each.
+// The uniform and the memory layout of the attention shaders, included before each
+// (attention.wgsl reads the layout from the uniform; attention_tiled.wgsl from override
+// constants of the same names in capitals, so its address arithmetic folds).
 // Position `row` of head `bh` (bh = batch × heads) lies: in q at q_at(bh, row), in k and v
 // k_offset and v_offset further on, in o and d_o at o_at(bh, row); d floats each. The
 // gradients of q, k and v lie as q, k and v do; lse and delta are [bh, t]. With heads 1
@@ -22,23 +24,3 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-
-// The first float of head bh's position 0 in rows `stride` floats apart.
-fn head_at(bh: u32, stride: u32) -> u32 {
-    return (bh / p.heads) * p.t * stride + (bh % p.heads) * p.d;
-}
-
-// The first float of position `row` of head bh in q (and dq; k and v at their offsets).
-fn q_at(bh: u32, row: u32) -> u32 {
-    return head_at(bh, p.in_stride) + row * p.in_stride;
-}
-
-// The first float of position `row` of head bh in o and d_o.
-fn o_at(bh: u32, row: u32) -> u32 {
-    return head_at(bh, p.out_stride) + row * p.out_stride;
-}
-
-// Whether the gradient of bit 1 (q), 2 (k) or 4 (v) is added to what its buffer holds.
-fn adds(bit: u32) -> bool {
-    return (p.accumulate & bit) != 0u;
-}

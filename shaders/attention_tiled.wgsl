@@ -33,6 +33,34 @@ override OC_KV: u32 = (D + CG_KV - 1u) / CG_KV;
 // different rows do not meet in one memory bank.
 override ROW: u32 = D + 1u;
 
+// The layout (attention_layout.wgsl) as constants: the uniform's heads, in_stride,
+// out_stride, k_offset and v_offset, set when the pipeline is made.
+override HEADS: u32 = 1u;
+override IN_STRIDE: u32 = 64u;
+override OUT_STRIDE: u32 = 64u;
+override K_OFFSET: u32 = 0u;
+override V_OFFSET: u32 = 0u;
+
+// The first float of head bh's position 0 in rows `stride` floats apart.
+fn head_at(bh: u32, stride: u32) -> u32 {
+    return (bh / HEADS) * p.t * stride + (bh % HEADS) * D;
+}
+
+// The first float of position `row` of head bh in q (and dq; k and v at their offsets).
+fn q_at(bh: u32, row: u32) -> u32 {
+    return head_at(bh, IN_STRIDE) + row * IN_STRIDE;
+}
+
+// The first float of position `row` of head bh in o and d_o.
+fn o_at(bh: u32, row: u32) -> u32 {
+    return head_at(bh, OUT_STRIDE) + row * OUT_STRIDE;
+}
+
+// Whether the gradient of bit 1 (q), 2 (k) or 4 (v) is added to what its buffer holds.
+fn adds(bit: u32) -> bool {
+    return (p.accumulate & bit) != 0u;
+}
+
 // Inputs of every entry point
 @group(0) @binding(3) var<storage, read> q: array<f32>;
 @group(0) @binding(4) var<storage, read> k: array<f32>;
@@ -55,11 +83,11 @@ fn load_rows(base: u32, row0: u32, rows: u32, lid: u32, which: u32, by: f32) {
         let row = row0 + e / D;
         var x = 0.0;
         if (row < p.t) {
-            let at = base + row * p.in_stride + e % D;
+            let at = base + row * IN_STRIDE + e % D;
             switch which {
                 case 0u: { x = q[at]; }
-                case 1u: { x = k[at + p.k_offset]; }
-                default: { x = v[at + p.v_offset]; }
+                case 1u: { x = k[at + K_OFFSET]; }
+                default: { x = v[at + V_OFFSET]; }
             }
         }
         let slot = (e / D) * ROW + e % D;
@@ -123,7 +151,7 @@ fn softmax_row(row: u32) {
 fn attention_forward_tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let bh = wg.y;
     let q0 = wg.x * BR;
-    let base = head_at(bh, p.in_stride);
+    let base = head_at(bh, IN_STRIDE);
     // This invocation's O block: rows r0 .. r0 + 4, columns c0, c0 + CG, c0 + 2·CG, ...
     let row_groups = BR / 4u;
     let r0 = (lid % row_groups) * 4u;
@@ -192,21 +220,21 @@ var<workgroup> delta_rows: array<f32, BR>;
 // Rows row0 .. row0 + rows of q and d_o (which 0) or k and v (which 1) into their tiles,
 // zeros past t; queries scaled. Row statistics too, for query rows.
 fn load_pair(bh: u32, row0: u32, rows: u32, lid: u32, which: u32) {
-    let base = head_at(bh, p.in_stride);
-    let o_base = head_at(bh, p.out_stride);
+    let base = head_at(bh, IN_STRIDE);
+    let o_base = head_at(bh, OUT_STRIDE);
     for (var e = lid; e < rows * D; e += WG) {
         let row = row0 + e / D;
         let slot = (e / D) * ROW + e % D;
         var a = 0.0;
         var b = 0.0;
         if (row < p.t) {
-            let at = base + row * p.in_stride + e % D;
+            let at = base + row * IN_STRIDE + e % D;
             if (which == 0u) {
                 a = q[at] * p.scale;
-                b = d_o[o_base + row * p.out_stride + e % D];
+                b = d_o[o_base + row * OUT_STRIDE + e % D];
             } else {
-                a = k[at + p.k_offset];
-                b = v[at + p.v_offset];
+                a = k[at + K_OFFSET];
+                b = v[at + V_OFFSET];
             }
         }
         if (which == 0u) {
@@ -352,13 +380,13 @@ fn attention_backward_dkv_tiled(@builtin(local_invocation_index) lid: u32, @buil
                 var gk = dk_acc[cc][j];
                 var gv = dv_acc[cc][j];
                 if (adds(2u)) {
-                    gk += dk[at + p.k_offset];
+                    gk += dk[at + K_OFFSET];
                 }
                 if (adds(4u)) {
-                    gv += dv[at + p.v_offset];
+                    gv += dv[at + V_OFFSET];
                 }
-                dk[at + p.k_offset] = gk;
-                dv[at + p.v_offset] = gv;
+                dk[at + K_OFFSET] = gk;
+                dv[at + V_OFFSET] = gv;
             }
         }
     }

@@ -40,13 +40,14 @@ impl Tiles {
         4 * ((br + bc) * row + br * bc + 3 * br)
     }
 
-    /// The override constants of both tiled shaders for head dimension `d`.
-    fn constants(self, d: u32) -> [(&'static str, f64); 3] {
-        [
+    /// The tiled shader's override constants: head dimension, tile sizes and the layout.
+    fn constants(self, d: u32, params: &Params) -> Vec<(&'static str, f64)> {
+        let tiles = [
             ("D", d as f64),
             ("BR", self.br as f64),
             ("BC", self.bc as f64),
-        ]
+        ];
+        tiles.into_iter().chain(params.layout_constants()).collect()
     }
 
     /// Workgroup memory the backward shader declares: the query and output-gradient
@@ -122,7 +123,7 @@ pub(crate) fn forward(
     params: &Params,
     tiles: Tiles,
 ) -> Result<()> {
-    let constants = tiles.constants(s.d);
+    let constants = tiles.constants(s.d, params);
     let kernel = Kernel::with(SHADER, "attention_forward_tiled", &constants)
         .work(Work::Flops(s.forward_flops()));
     let groups = [s.t.div_ceil(tiles.br), s.bh, 1];
@@ -140,7 +141,7 @@ pub(crate) fn backward(
     params: &Params,
     tiles: Tiles,
 ) -> Result<()> {
-    let constants = tiles.constants(s.d);
+    let constants = tiles.constants(s.d, params);
     let inputs = [(3, q), (4, k), (5, v), (6, d_o), (7, lse), (8, delta)];
     // dQ recomputes QKᵀ and dO·Vᵀ and forms dS·K: three causal products, the forward two;
     // dK and dV recompute the two and form Pᵀ·dO and dSᵀ·Q: four.
