@@ -197,3 +197,29 @@ fn a_model_with_more_buffers_than_the_process_may_map_is_refused() {
     deep.check_mappings(1, Some(262_144)).unwrap();
     deep.check_mappings(1, None).unwrap();
 }
+
+/// The fused attention keeps no [seq, seq] scores, so a long context is not refused for a
+/// buffer that does not exist: 2,048 positions of 8 heads at batch 8 once "needed" 1 GiB
+/// of scores against lavapipe's 128 MiB binding limit.
+#[test]
+fn a_long_context_is_not_refused_for_scores_the_fused_attention_never_holds() {
+    use rezero::nn::{BlockVariant, TransformerConfig};
+    let gpu = require_gpu!();
+    let config = TransformerConfig {
+        variant: BlockVariant::Rezero,
+        layers: 1,
+        d_model: 64,
+        heads: 8,
+        d_ff: 128,
+        seq: 2048,
+        gelu: true,
+        alpha_per_sublayer: false,
+        alpha_init: 0.0,
+        seed: 0,
+    };
+    let footprint = config.footprint(8).unwrap();
+    let (largest, what) = footprint.largest;
+    assert!(largest * 4 <= 128 << 20, "{largest} floats: {what}");
+    assert!(!what.contains("scores"), "{what}");
+    footprint.check(gpu, 2).unwrap();
+}

@@ -266,7 +266,7 @@ fn bench_refuses_sizes_over_the_limits_before_running_anything() {
         ("matmul", "200000", "matmul 200000: A [M, K]"),
         ("mlp", "4x300000x100", "--width 300000"),
         ("lm", "2x4000000000x64x8", "overflows"),
-        ("lm", "2x64x100000x64", "attention scores"),
+        ("lm", "2x64x100000x64", "feed-forward or logits"),
         ("resnet", "20x100000", "--batch 100000"),
     ];
     for (family, size, fragment) in cases {

@@ -224,15 +224,16 @@ impl super::TransformerConfig {
             ],
         )?;
         let rows = product(&flags, &[b, t])?;
-        // Per layer and row: q, k, v, the attention output, the projection, the sublayer
-        // sums and norms (8·d), the feed-forward (2·d_ff) and the scores (2·heads·seq);
-        // gradients as much again.
-        let per_row = sum(&flags, &[product(&flags, &[2 * h, t])?, 8 * d, 2 * f])?;
+        // Per layer and row: the qkv projection, the attention output, the projection, the
+        // sublayer sums and norms (8·d), the feed-forward (2·d_ff) and each head's
+        // log-sum-exp (the fused attention keeps no [seq, seq] scores); gradients as much
+        // again.
+        let per_row = sum(&flags, &[h, 8 * d, 2 * f])?;
         let activations = product(&flags, &[l, rows, per_row, 2])?;
         let largest = [
             (
-                product(&flags, &[rows, h, t])?,
-                "attention scores [batch·heads, seq, seq]",
+                product(&flags, &[rows, 3 * d])?,
+                "the qkv projection [batch·seq, 3·d_model]",
             ),
             (
                 product(&flags, &[rows, f.max(256)])?,
