@@ -97,8 +97,9 @@ fn attention_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     var qi: array<f32, MAX_D>;
     var acc: array<f32, MAX_D>;
     if (valid) {
+        let q_row = q_at(bh, i);
         for (var d = 0u; d < D; d++) {
-            qi[d] = q[q_at(bh, i) + d] * p.scale;
+            qi[d] = q[q_row + d] * p.scale;
         }
     }
     var m = NEG_BIG;

@@ -419,19 +419,7 @@ fn the_paper_flags_and_eval_refuse_bad_input() {
     }
     // A real checkpoint against text that is missing, too short, or endless.
     let run = dir.join("run");
-    let train = [
-        "--layers",
-        "1",
-        "--d-model",
-        "8",
-        "--heads",
-        "2",
-        "--d-ff",
-        "16",
-        "--seq",
-        "8",
-        "--batch",
-        "2",
+    let rest = [
         "--steps",
         "2",
         "--eval-every",
@@ -443,7 +431,7 @@ fn the_paper_flags_and_eval_refuse_bad_input() {
         "--out",
         run.to_str().unwrap(),
     ];
-    expect(&lm(&train), 0, &[]);
+    expect(&lm(&[&TINY_LM[..], &rest].concat()), 0, &[]);
     let short = dir.join("short.txt");
     std::fs::write(&short, b"abc").unwrap();
     let ck = run.to_str().unwrap();

@@ -68,12 +68,12 @@ impl AttentionShape {
     /// Elements the buffers of q, k, v (and their gradients) and of o and dO must hold.
     pub(crate) fn lengths(&self, op: &'static str) -> Result<(u64, u64)> {
         let h = self.heads_a_row();
-        let rows = [self.bh / h.max(1), self.t];
-        let width = |parts: u32| elements(op, &[rows[0], rows[1], parts, h, self.d]);
-        match self.layout {
-            AttentionLayout::Heads => Ok((width(1)?, width(1)?)),
-            AttentionLayout::Packed { .. } => Ok((width(3)?, width(1)?)),
-        }
+        let parts = match self.layout {
+            AttentionLayout::Heads => 1,
+            AttentionLayout::Packed { .. } => 3, // q, k and v side by side
+        };
+        let width = |parts: u32| elements(op, &[self.bh / h.max(1), self.t, parts, h, self.d]);
+        Ok((width(parts)?, width(1)?))
     }
 
     /// Multiply-adds × 2 of the causal forward pass (QKᵀ and PV, half the square each).

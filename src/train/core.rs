@@ -7,10 +7,10 @@
 //! Divergence: a run has diverged when a loss it reads is NaN or infinite, or exceeds
 //! [`EXPLOSION_FACTOR`] times the first loss the run read or [`LOSS_CEILING`] (a finite
 //! loss that explodes, or a run that starts exploded), or when a checkpoint would hold a
-//! non-finite value. It then stops at once, the step and
-//! the quantity are named, the last good checkpoint stays as it was, and the command exits
-//! with an error. `allow_divergence` lets a run go on past an exploding finite loss (never
-//! past NaN or infinity).
+//! non-finite value. It then stops at once, the step and the quantity are named, the last
+//! good checkpoint stays as it was, and the command exits with an error.
+//! `allow_divergence` lets a run go on past an exploding finite loss (never past NaN or
+//! infinity).
 
 use std::path::PathBuf;
 use std::time::Instant;
