@@ -261,11 +261,14 @@ fn train_mlp_one_run_and_compare() {
         "-o",
         dir.join("acc.svg").to_str().unwrap(),
         "--title",
-        "Plain, four layers",
+        "Plain, <four> layers & more",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let svg = std::fs::read_to_string(dir.join("acc.svg")).unwrap();
-    assert!(svg.contains("Plain, four layers"), "the title is drawn");
+    assert!(
+        svg.contains("Plain, &lt;four&gt; layers &amp; more"),
+        "the title is drawn, escaped"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
