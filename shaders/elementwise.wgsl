@@ -54,35 +54,18 @@ fn relu_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) { put(i, select(0.0, a[i], b[i] > 0.0)); }
 }
 
-const GELU_C: f32 = 0.7978845608028654; // sqrt(2 / pi)
-const GELU_K: f32 = 0.044715;
-
-// tanh written through exp so large |u| saturates instead of overflowing.
-fn tanh_stable(u: f32) -> f32 {
-    let e = exp(-2.0 * abs(u));
-    return sign(u) * (1.0 - e) / (1.0 + e);
-}
-
-// out = 0.5 · a · (1 + tanh(√(2/π) · (a + 0.044715 a³)))
+// out = gelu(a) (shaders/activation.wgsl)
 @compute @workgroup_size(GRID_WG)
 fn gelu(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
-        let x = a[i];
-        put(i, 0.5 * x * (1.0 + tanh_stable(GELU_C * (x + GELU_K * x * x * x))));
-    }
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) { put(i, gelu_value(a[i])); }
 }
 
 // dx = dy · gelu'(x); a = dy, b = x
 @compute @workgroup_size(GRID_WG)
 fn gelu_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
-        let x = b[i];
-        let t = tanh_stable(GELU_C * (x + GELU_K * x * x * x));
-        let du = GELU_C * (1.0 + 3.0 * GELU_K * x * x);
-        put(i, a[i] * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du));
-    }
+    for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) { put(i, a[i] * gelu_slope(b[i])); }
 }
 
 // out = scalar (accumulate is ignored)

@@ -1,8 +1,10 @@
-// Matrix multiply: C[b] = op(A[b]) · op(B[b]) (+ bias) (+ C), op = identity or transpose.
+// Matrix multiply: C[b] = op(A[b]) · op(B[b]) (+ bias) (+ C), op = identity or transpose;
+// or, with the ACTIVATION override constant, a linear layer's forward in one kernel:
+// pre = op(A)·op(B) + bias and C = act(pre), pre kept for the backward (bias.wgsl).
 // Four variants: naive (the reference), tiled in workgroup memory, register-blocked 8x4
 // with vec4 loads and no barriers (for software Vulkan), and blocked (the established GPU
 // design: big register tiles over double-buffered workgroup slabs). Compiled after the
-// tile prelude (shaders/tile.wgsl).
+// tile prelude (shaders/tile.wgsl) and the activation prelude (shaders/activation.wgsl).
 
 struct Params {
     m: u32,            // rows of C
@@ -28,6 +30,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 // bias: [n] (bound to A's buffer and unused when has_bias is 0)
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
+// pre: [batch, m, n], the product plus bias before the activation (bound to C's buffer and
+// untouched when ACTIVATION is ACT_NONE)
+@group(0) @binding(8) var<storage, read_write> pre: array<f32>;
 
 fn load_a(base: u32, row: u32, kk: u32) -> f32 {
     if (p.trans_a == 1u) {
@@ -43,12 +48,18 @@ fn load_b(base: u32, kk: u32, col: u32) -> f32 {
     return b[base + kk * p.n + col];
 }
 
-// Adds bias and the old C as asked, then stores one element.
+// Adds bias and the old C as asked, then stores one element; with an activation, stores
+// the sum as pre and its activation as C (accumulate is refused in Rust then).
 fn store_c(bat: u32, row: u32, col: u32, value: f32) {
     let idx = bat * p.stride_c + row * p.n + col;
     var v = value;
     if (p.has_bias == 1u) {
         v += bias[col];
+    }
+    if (ACTIVATION != ACT_NONE) {
+        pre[idx] = v;
+        c[idx] = activate(ACTIVATION, v);
+        return;
     }
     if (p.accumulate == 1u) {
         v += c[idx];
@@ -362,7 +373,12 @@ fn matmul_blocked(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
                 if (p.has_bias == 1u) {
                     value += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
                 }
-                if (p.accumulate == 1u) {
+                if (ACTIVATION != ACT_NONE) {
+                    for (var e = 0u; e < 4u; e++) {
+                        pre[idx * 4u + e] = value[e];
+                        value[e] = activate(ACTIVATION, value[e]);
+                    }
+                } else if (p.accumulate == 1u) {
                     value += c4v[idx];
                 }
                 c4v[idx] = value;

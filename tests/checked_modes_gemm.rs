@@ -1,5 +1,6 @@
 //! Shaders built without runtime checks (the default) compute exactly what the checked
-//! build computes: every matmul variant, every convolution pass and variant, batch norm,
+//! build computes: every matmul variant (plain and with an activation in its store), the
+//! bias gradient, every convolution pass and variant, batch norm,
 //! pooling and the shortcut at their edge sizes, on two devices, one of each mode, with
 //! bit-identical results required (`tests/common/modes.rs`).
 
@@ -7,8 +8,9 @@ mod common;
 
 use common::modes::{out, read, same, up};
 use rezero::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormShape};
+use rezero::kernels::bias::{Activation, BiasShape, bias_activation_backward, bias_backward};
 use rezero::kernels::conv2d::{self, Conv2d, ConvVariant};
-use rezero::kernels::matmul::{Block, Matmul, MatmulVariant, matmul};
+use rezero::kernels::matmul::{Block, Matmul, MatmulVariant, matmul, matmul_activation};
 use rezero::kernels::shortcut::{ShortcutShape, shortcut_backward, shortcut_forward};
 use rezero::kernels::{Grad, NormSaved, pool};
 
@@ -209,6 +211,72 @@ fn convolution_batchnorm_pooling_shortcut() {
                 shortcut_backward(gpu, pass, &dx, &dy, &shape, false)
             })?;
             read(gpu, &[(&y, y_len), (&dx, x_len)])
+        });
+    }
+}
+
+#[test]
+fn activation_store_and_bias_gradient() {
+    let variants = [
+        MatmulVariant::Naive,
+        MatmulVariant::Tiled,
+        MatmulVariant::Reg8x4,
+        MatmulVariant::Blocked(Block::new(32, 32, 4, 4, 4)),
+    ];
+    for (m, n, k) in [(1, 1, 1), (33, 31, 17), (32, 36, 20)] {
+        for variant in variants {
+            let desc = Matmul::new(m, n, k).trans_b(true).variant(variant);
+            if variant == MatmulVariant::Reg8x4 && desc.vec4_obstacle().is_some() {
+                continue;
+            }
+            let len = (m * n) as usize;
+            same(&format!("matmul gelu {variant:?} {m}x{n}x{k}"), |gpu| {
+                let (a, b, bias) = (
+                    up(gpu, 27, (m * k) as usize),
+                    up(gpu, 28, (k * n) as usize),
+                    up(gpu, 29, n as usize),
+                );
+                let (o, pre) = (out(gpu, len)?, out(gpu, len)?);
+                let gelu = Activation::Gelu;
+                gpu.run(|pass| {
+                    matmul_activation(gpu, pass, &o, &pre, &a, &b, Some(&bias), gelu, &desc)
+                        .map(drop)
+                })?;
+                read(gpu, &[(&o, len), (&pre, len)])
+            });
+        }
+    }
+    // One pass, and two passes with a ragged last chunk.
+    for (rows, cols) in [(1, 1), (257, 65), (300, 3)] {
+        let shape = BiasShape { rows, cols };
+        let len = (rows * cols) as usize;
+        same(&format!("bias gradient {rows}x{cols}"), |gpu| {
+            let (dy, pre) = (up(gpu, 30, len), up(gpu, 31, len));
+            let (dx, dbias, dbias_alone) = (up(gpu, 32, len), up(gpu, 33, 65), up(gpu, 34, 65));
+            let scratch = out(gpu, shape.scratch_len().max(1))?;
+            let (relu, add) = (Activation::Relu, Grad::add);
+            gpu.run(|pass| {
+                bias_activation_backward(
+                    gpu,
+                    pass,
+                    add(&dx),
+                    add(&dbias),
+                    &scratch,
+                    &dy,
+                    &pre,
+                    relu,
+                    shape,
+                )?;
+                bias_backward(gpu, pass, add(&dbias_alone), &scratch, &dy, shape)
+            })?;
+            read(
+                gpu,
+                &[
+                    (&dx, len),
+                    (&dbias, cols as usize),
+                    (&dbias_alone, cols as usize),
+                ],
+            )
         });
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod batchnorm;
+pub mod bias;
 pub mod conv2d;
 pub mod cross_entropy;
 pub mod dropout;

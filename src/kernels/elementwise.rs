@@ -6,7 +6,7 @@ use super::{check_len, check_nonempty, grid_stride};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "elementwise",
-    wgsl: super::wgsl!("grid.wgsl", "elementwise.wgsl"),
+    wgsl: super::wgsl!("grid.wgsl", "activation.wgsl", "elementwise.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 

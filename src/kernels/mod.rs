@@ -9,6 +9,7 @@ pub mod attention_tiled;
 pub mod attention_tune;
 pub mod autotune;
 pub mod batchnorm;
+pub mod bias;
 pub mod conv2d;
 pub mod cross_entropy;
 pub mod dropout;
@@ -94,6 +95,7 @@ pub fn shaders() -> Vec<Shader> {
         attention::SHADER,
         attention_tiled::SHADER,
         batchnorm::SHADER,
+        bias::SHADER,
         conv2d::SHADER,
         conv2d::REG_SHADER,
         cross_entropy::SHADER,

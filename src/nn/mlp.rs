@@ -2,7 +2,8 @@
 //! projection, `depth` blocks of one variant, and a linear classifier head.
 
 use crate::gpu::{Error, Gpu, Result};
-use crate::tape::{Param, Tape, Tensor};
+
+use crate::tape::{Activation, Param, Tape, Tensor};
 
 use super::init::xavier_normal;
 
@@ -179,8 +180,7 @@ impl Mlp {
         let mut h = h.clone();
         for i in 0..self.config.depth {
             let (w, b) = (tape.param(&self.w[i]), tape.param(&self.b[i]));
-            let pre = tape.linear(&h, &w, Some(&b))?;
-            let f = tape.relu(&pre)?;
+            let f = tape.linear_activation(&h, &w, &b, Activation::Relu)?;
             h = match self.config.variant {
                 MlpVariant::Plain => f,
                 MlpVariant::Residual => tape.add(&h, &f)?,

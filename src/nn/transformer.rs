@@ -3,7 +3,8 @@
 //! 256 logits, with the block variants of the paper's Transformer experiments.
 
 use crate::gpu::{Error, Gpu, Result};
-use crate::tape::{Param, Tape, Tensor};
+
+use crate::tape::{Activation, Param, Tape, Tensor};
 
 use super::init::{normal, xavier_normal};
 
@@ -401,12 +402,12 @@ impl Transformer {
 
     fn feed_forward(&self, tape: &mut Tape, x: &Tensor, block: &Block) -> Result<Tensor> {
         let (w, b) = (tape.param(&block.ff1.w), tape.param(&block.ff1.b));
-        let hidden = tape.linear(x, &w, Some(&b))?;
-        let act = if self.config.gelu {
-            tape.gelu(&hidden)?
+        let activation = if self.config.gelu {
+            Activation::Gelu
         } else {
-            tape.relu(&hidden)?
+            Activation::Relu
         };
+        let act = tape.linear_activation(x, &w, &b, activation)?;
         let act = tape.dropout(&act)?; // and between the feed-forward layers
         let (w, b) = (tape.param(&block.ff2.w), tape.param(&block.ff2.b));
         tape.linear(&act, &w, Some(&b))

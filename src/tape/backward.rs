@@ -105,6 +105,11 @@ impl<'g> Tape<'g> {
                     ew::gelu_backward(gpu, tape.pass(), dx.buffer, &dy, &xb, n, dx.accumulate)
                 })
             }
+            Op::BiasActivation {
+                x,
+                bias,
+                activation,
+            } => self.bias_activation_backward(&dy, [*x, *bias], *activation),
             Op::LayerNorm {
                 x,
                 gain,

@@ -1,11 +1,12 @@
 //! The backward rules too long for an arm of the `match` in `backward.rs`: matmul, the
-//! ReZero residual, the normalisations, attention and convolution. Each takes the output's
+//! bias with its activation, the ReZero residual, the normalisations, attention and convolution. Each takes the output's
 //! gradient `dy` and the op's saved inputs, and writes every input's gradient through
 //! `target` (the tape's one accumulation rule).
 
 use crate::gpu::Result;
 use crate::kernels::attention::attention_backward;
 use crate::kernels::batchnorm;
+use crate::kernels::bias::{self, Activation, BiasShape};
 use crate::kernels::conv2d::{
     self, Conv2d, ConvVariant, conv2d_backward_input, conv2d_backward_weight,
 };
@@ -52,12 +53,43 @@ impl Tape<'_> {
         let Some(bias) = bias else {
             return Ok(());
         };
-        // dbias[n] = 1[m]ᵀ·dC: column sums as a product with ones.
-        let ones = self.ones(m as usize)?;
+        let shape = BiasShape { rows: m, cols: n };
+        let scratch = self.scratch(shape.scratch_len().max(1));
         self.with_target(bias, |tape, dbias| {
-            let d = Matmul::new(1, n, m).accumulate(dbias.accumulate);
-            matmul(gpu, tape.pass(), dbias.buffer, &ones, dy, None, &d).map(drop)
+            bias::bias_backward(gpu, tape.pass(), dbias, &scratch, dy, shape)
         })
+    }
+
+    /// out = act(x), x = product + bias: dx and dbias in one kernel (dx is handed on to
+    /// the product's backward).
+    pub(super) fn bias_activation_backward(
+        &mut self,
+        dy: &wgpu::Buffer,
+        [x, bias]: [usize; 2],
+        activation: Activation,
+    ) -> Result<()> {
+        let gpu = self.gpu;
+        let cols = self.slots[bias].len;
+        let shape = BiasShape {
+            rows: (self.slots[x].len / cols) as u32,
+            cols: cols as u32,
+        };
+        let pre = self.slots[x].buffer.clone();
+        let dx = self.target_or_discard(x, self.slots[x].len);
+        let dbias = self.target_or_discard(bias, cols);
+        let scratch = self.scratch(shape.scratch_len().max(1));
+        let (dx, db) = (dx.grad(), dbias.grad());
+        bias::bias_activation_backward(
+            gpu,
+            self.pass(),
+            dx,
+            db,
+            &scratch,
+            dy,
+            &pre,
+            activation,
+            shape,
+        )
     }
 
     /// y = x + α·f with α = alpha[alpha_index]: dx, df and dα in one kernel.

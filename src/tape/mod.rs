@@ -26,6 +26,7 @@ mod ops_image;
 mod tape;
 mod tensor;
 
+pub use crate::kernels::bias::Activation;
 pub use dropout::DropoutStep;
 pub use ops_image::RunningStats;
 pub use tape::Tape;

@@ -38,6 +38,13 @@ pub(crate) enum Op {
     Gelu {
         x: usize,
     },
+    /// out = act(x), where x is a product whose bias the same kernel added (its `Matmul`
+    /// recorded without the bias): backward writes dx and the bias's gradient in one kernel.
+    BiasActivation {
+        x: usize,
+        bias: usize,
+        activation: crate::kernels::bias::Activation,
+    },
     /// Row-wise LayerNorm over [rows, cols]; mean and rstd saved by the forward pass.
     LayerNorm {
         x: usize,
@@ -151,8 +158,6 @@ pub struct Tape<'g> {
     /// Scratch for two-stage reductions, shared by every op: the dispatches that use it
     /// run one after another, so one buffer serves them all. Grows as needed.
     scratch: Option<wgpu::Buffer>,
-    /// A buffer of ones (bias gradients are 1ᵀ·dC). Grows as needed.
-    ones: Option<(usize, wgpu::Buffer)>,
     /// Ops recorded into the open encoder.
     recorded: usize,
     /// The last submission, waited for before the next chunk of a long step goes in.
@@ -182,7 +187,6 @@ impl<'g> Tape<'g> {
             grads_taken: Vec::new(),
             grad_enabled: true,
             scratch: None,
-            ones: None,
             recorded: 0,
             in_flight: None,
             submissions: 0,
@@ -295,20 +299,6 @@ impl<'g> Tape<'g> {
                 buffer
             }
         }
-    }
-
-    /// A buffer of at least `len` ones (filled when it is made).
-    pub(crate) fn ones(&mut self, len: usize) -> Result<wgpu::Buffer> {
-        if let Some((have, buffer)) = &self.ones {
-            if *have >= len {
-                return Ok(buffer.clone());
-            }
-        }
-        let buffer = self.gpu.zeroed_f32("tape ones", len);
-        let gpu = self.gpu;
-        elementwise::fill(gpu, self.pass(), &buffer, 1.0, len as u32)?;
-        self.ones = Some((len, buffer.clone()));
-        Ok(buffer)
     }
 
     /// A pool buffer for a gradient of the current backward pass.

@@ -10,12 +10,14 @@ pub use tune::{candidates, measure_candidates, tuning_key};
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
+use super::bias::Activation;
 use super::{check_len, check_nonempty, elements};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "matmul",
     wgsl: concat!(
         include_str!("../../../shaders/tile.wgsl"),
+        include_str!("../../../shaders/activation.wgsl"),
         include_str!("../../../shaders/matmul.wgsl")
     ),
     uniform_bytes: std::mem::size_of::<Params>(),
@@ -271,6 +273,11 @@ struct Params {
     _pad: u32,
 }
 
+/// Elements C (and pre) must hold: the last batch's offset plus one [m, n].
+fn c_len(desc: &Matmul) -> u64 {
+    (desc.batch as u64 - 1) * desc.stride_c as u64 + desc.m as u64 * desc.n as u64
+}
+
 /// Checks shapes and buffer sizes; returns nothing on success.
 fn check(
     desc: &Matmul,
@@ -292,7 +299,7 @@ fn check(
     let last = desc.batch as u64 - 1;
     let need_a = last * desc.stride_a as u64 + elements(OP, &[desc.m, desc.k])?;
     let need_b = last * desc.stride_b as u64 + elements(OP, &[desc.k, desc.n])?;
-    let need_c = last * desc.stride_c as u64 + elements(OP, &[desc.m, desc.n])?;
+    let need_c = c_len(desc);
     let a_shape = if desc.trans_a { "A [k, m]" } else { "A [m, k]" };
     let b_shape = if desc.trans_b { "B [n, k]" } else { "B [k, n]" };
     check_len(OP, a_shape, a, need_a)?;
@@ -379,7 +386,49 @@ pub fn matmul(
     bias: Option<&wgpu::Buffer>,
     desc: &Matmul,
 ) -> Result<MatmulVariant> {
+    record(gpu, pass, c, None, a, b, bias, desc)
+}
+
+/// A linear layer's forward in one kernel: pre = op(A)·op(B) (+ bias) and
+/// out = activation(pre), both stored by the product's epilogue (pre is what the backward,
+/// [`bias_activation_backward`](crate::kernels::bias::bias_activation_backward), reads).
+/// out, pre: [batch, m, n]; the rest as for [`matmul`]; `desc` must not accumulate.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_activation(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    out: &wgpu::Buffer,
+    pre: &wgpu::Buffer,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
+    activation: Activation,
+    desc: &Matmul,
+) -> Result<MatmulVariant> {
+    if desc.accumulate {
+        return Err(Error::Invalid {
+            what: "matmul_activation".into(),
+            why: "an activation's output cannot be added to what C holds".into(),
+        });
+    }
+    record(gpu, pass, out, Some((pre, activation)), a, b, bias, desc)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    c: &wgpu::Buffer,
+    epilogue: Option<(&wgpu::Buffer, Activation)>,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
+    desc: &Matmul,
+) -> Result<MatmulVariant> {
     check(desc, c, a, b, bias)?;
+    if let Some((pre, _)) = epilogue {
+        check_len("matmul", "pre [m, n]", pre, c_len(desc))?;
+    }
     let variant = match desc.variant {
         MatmulVariant::Auto => tune::pick(gpu, desc)?,
         v => v,
@@ -398,13 +447,17 @@ pub fn matmul(
         stride_c: desc.stride_c,
         _pad: 0,
     };
-    // Without a bias, A's buffer fills the binding; the shader never reads it.
+    // Without a bias, A's buffer fills the binding, and without an activation C's fills
+    // pre's; the shader never reads them.
+    let (pre, code) = epilogue.map_or((c, 0), |(pre, act)| (pre, act.code()));
     let buffers = [c, a, b, bias.unwrap_or(a)];
-    let (entry, constants, groups) = plan(gpu, desc, variant)?;
+    let (entry, mut constants, groups) = plan(gpu, desc, variant)?;
+    constants.push(("ACTIVATION", code as f64));
     let kernel = Kernel::with(SHADER, entry, &constants).work(Work::Flops(desc.flops()));
     // The blocked kernel also binds A, B and C as vec4 arrays (bindings 5-7), which it
     // reads only with VEC4 (then every operand holds whole vec4s).
     let mut numbered: Vec<(u32, &wgpu::Buffer)> = (1..).zip(buffers).collect();
+    numbered.push((8, pre));
     if entry == "matmul_blocked" {
         let view = |b, slot| gpu.vec4_view_or_placeholder(b, slot);
         numbered.extend([(5, view(a, 0)), (6, view(b, 1)), (7, view(c, 2))]);

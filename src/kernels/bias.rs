@@ -1,0 +1,170 @@
+//! Launchers for `shaders/bias.wgsl`: a linear layer's bias gradient (the column sums of
+//! dy), alone or through the activation that followed the bias, whose gradient it writes
+//! on the way. The forward of that activation is the matmul's store
+//! ([`matmul_activation`](super::matmul::matmul_activation)).
+
+use crate::gpu::{Gpu, Kernel, Result, Shader, Work};
+
+use super::{Grad, accumulate_bits, check_len, check_nonempty, elements};
+
+pub(crate) const SHADER: Shader = Shader {
+    name: "bias",
+    wgsl: super::wgsl!("bias.wgsl", "activation.wgsl"),
+    uniform_bytes: std::mem::size_of::<Params>(),
+};
+
+/// An activation applied right after a linear layer's bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// max(x, 0)
+    Relu,
+    /// GELU, tanh form
+    Gelu,
+}
+
+impl Activation {
+    /// Its `ACT_*` value in `shaders/activation.wgsl`.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Activation::Relu => 1,
+            Activation::Gelu => 2,
+        }
+    }
+}
+
+/// The gradient's shape: dy [rows, cols] for a bias of `cols`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BiasShape {
+    pub rows: u32,
+    pub cols: u32,
+}
+
+/// Up to this many rows one pass writes dbias; beyond, workgroups of `CHUNK_ROWS` rows
+/// write partial sums and a second pass adds them up.
+const ONE_PASS_ROWS: u32 = 256;
+const CHUNK_ROWS: u32 = 128;
+
+impl BiasShape {
+    /// (rows a workgroup covers, chunks of rows).
+    fn chunks(&self) -> (u32, u32) {
+        if self.rows <= ONE_PASS_ROWS {
+            (self.rows, 1)
+        } else {
+            (CHUNK_ROWS, self.rows.div_ceil(CHUNK_ROWS))
+        }
+    }
+
+    /// Floats of scratch the backward needs for its partial sums (0 with one pass).
+    pub fn scratch_len(&self) -> usize {
+        match self.chunks() {
+            (_, 1) => 0,
+            (_, chunks) => chunks as usize * self.cols as usize,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    chunk_rows: u32,
+    chunks: u32,
+    /// bit 0: dbias is added to, bit 1: dx is added to
+    accumulate: u32,
+    _pad: [u32; 3],
+}
+
+/// dbias (+)= Σ_rows dy. dbias: [cols]; dy: [rows, cols]; scratch: at least
+/// [`BiasShape::scratch_len`] floats (any buffer when that is 0).
+pub fn bias_backward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dbias: Grad,
+    scratch: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    shape: BiasShape,
+) -> Result<()> {
+    record(gpu, pass, dbias, None, scratch, dy, shape)
+}
+
+/// The backward of y = act(pre), pre = product + bias: dx (+)= dy·act'(pre) and
+/// dbias (+)= Σ_rows of it, in one pass over dy (two with more than a few hundred rows).
+/// dx, dy, pre: [rows, cols]; dbias: [cols]; scratch as for [`bias_backward`].
+#[allow(clippy::too_many_arguments)]
+pub fn bias_activation_backward(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dx: Grad,
+    dbias: Grad,
+    scratch: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    pre: &wgpu::Buffer,
+    activation: Activation,
+    shape: BiasShape,
+) -> Result<()> {
+    record(
+        gpu,
+        pass,
+        dbias,
+        Some((dx, pre, activation)),
+        scratch,
+        dy,
+        shape,
+    )
+}
+
+fn record(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    dbias: Grad,
+    through: Option<(Grad, &wgpu::Buffer, Activation)>,
+    scratch: &wgpu::Buffer,
+    dy: &wgpu::Buffer,
+    shape: BiasShape,
+) -> Result<()> {
+    const OP: &str = "bias_backward";
+    let BiasShape { rows, cols } = shape;
+    check_nonempty(OP, &[("rows", rows), ("cols", cols)])?;
+    let len = elements(OP, &[rows, cols])?;
+    check_len(OP, "dy [rows, cols]", dy, len)?;
+    check_len(OP, "dbias [cols]", dbias.buffer, cols as u64)?;
+    check_len(OP, "scratch", scratch, shape.scratch_len() as u64)?;
+    if let Some((dx, pre, _)) = through {
+        check_len(OP, "dx [rows, cols]", dx.buffer, len)?;
+        check_len(OP, "pre [rows, cols]", pre, len)?;
+    }
+    let (chunk_rows, chunks) = shape.chunks();
+    let dx = through.map(|(dx, ..)| dx).unwrap_or(dbias);
+    let params = Params {
+        rows,
+        cols,
+        chunk_rows,
+        chunks,
+        accumulate: accumulate_bits(&[dbias, dx]),
+        _pad: [0; 3],
+    };
+    let (code, pre, passes) = match through {
+        Some((_, pre, activation)) => (activation.code(), pre, 3.0),
+        None => (0, dy, 1.0), // reads dy; with an activation also pre, and writes dx
+    };
+    let constants = [("ACTIVATION", code as f64)];
+    let kernel = Kernel::with(SHADER, OP, &constants).work(Work::Bytes(passes * 4.0 * len as f64));
+    // With no activation dx and pre are never touched: dbias and dy fill their bindings.
+    let buffers = [
+        (1, dbias.buffer),
+        (2, scratch),
+        (3, dx.buffer),
+        (4, dy),
+        (5, pre),
+    ];
+    let column_groups = cols.div_ceil(64);
+    gpu.dispatch_bound(pass, &kernel, &params, &buffers, [column_groups, chunks, 1])?;
+    if chunks > 1 {
+        let finish = Kernel::with(SHADER, "bias_backward_finish", &constants)
+            .work(Work::Bytes(4.0 * shape.scratch_len() as f64));
+        let buffers = [(1, dbias.buffer), (2, scratch)];
+        gpu.dispatch_bound(pass, &finish, &params, &buffers, [column_groups, 1, 1])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! The linear layer's bias and activation: the activation in the matmul's store (every
+//! variant) and the bias gradient, alone or through the activation (`kernels::bias`), on
+//! awkward shapes against the CPU reference; the tape's fused linear layer against the
+//! unfused ops, values and gradients; bad input refused.
+
+mod common;
+
+use common::{assert_close, atol_for};
+use rezero::cpu;
+use rezero::kernels::Grad;
+use rezero::kernels::bias::{Activation, BiasShape, bias_activation_backward, bias_backward};
+use rezero::kernels::matmul::{Block, Matmul, MatmulVariant, matmul_activation};
+use rezero::tape::{Param, Tape};
+
+const ACTIVATIONS: [Activation; 2] = [Activation::Relu, Activation::Gelu];
+
+/// (rows, cols): one row, one column, one pass (≤ 256 rows), the first two-pass size,
+/// and several chunks with a ragged last one.
+const SHAPES: [(u32, u32); 7] = [
+    (1, 1),
+    (3, 5),
+    (17, 65),
+    (256, 3),
+    (257, 130),
+    (1000, 67),
+    (130, 1),
+];
+
+/// Runs the bias backward (through `activation` when given) on seeded inputs with each
+/// gradient written (poisoned first with NaN) or added to, and compares with the CPU.
+fn check_bias_backward(shape: BiasShape, activation: Option<Activation>, accumulate: bool) {
+    let gpu = require_gpu!();
+    let (rows, cols) = (shape.rows as usize, shape.cols as usize);
+    let len = rows * cols;
+    let dy = cpu::seeded(1, len, -1.0, 1.0);
+    let pre = cpu::seeded(2, len, -2.0, 2.0);
+    let start = |seed, n| match accumulate {
+        true => cpu::seeded(seed, n, -1.0, 1.0),
+        false => vec![f32::NAN; n],
+    };
+    let (dx0, dbias0) = (start(3, len), start(4, cols));
+    let (mut want_dx, mut want_dbias) = (dx0.clone(), dbias0.clone());
+    let through = activation.map(|a| (&mut want_dx[..], accumulate, &pre[..], a));
+    cpu::bias::bias_backward(&mut want_dbias, accumulate, through, &dy, shape);
+    let (gdx, gdbias) = (gpu.upload("dx", &dx0), gpu.upload("dbias", &dbias0));
+    let (gdy, gpre) = (gpu.upload("dy", &dy), gpu.upload("pre", &pre));
+    let scratch = gpu.zeroed_f32("scratch", shape.scratch_len().max(1));
+    let (dx, dbias) = (Grad::new(&gdx, accumulate), Grad::new(&gdbias, accumulate));
+    gpu.run(|pass| match activation {
+        Some(a) => bias_activation_backward(gpu, pass, dx, dbias, &scratch, &gdy, &gpre, a, shape),
+        None => bias_backward(gpu, pass, dbias, &scratch, &gdy, shape),
+    })
+    .unwrap();
+    let what = format!("{rows}x{cols} {activation:?} accumulate {accumulate}");
+    let got = gpu.read_f32(&gdbias, cols).unwrap();
+    assert_close(
+        &format!("{what} dbias"),
+        &got,
+        &want_dbias,
+        atol_for(rows),
+        1e-4,
+    );
+    let got = gpu.read_f32(&gdx, len).unwrap();
+    if activation.is_some() {
+        assert_close(&format!("{what} dx"), &got, &want_dx, 1e-5, 1e-4);
+    } else {
+        // With no activation dx is not touched.
+        assert_eq!(
+            got.iter().filter(|v| v.is_nan()).count(),
+            dx0.iter().filter(|v| v.is_nan()).count()
+        );
+    }
+}
+
+#[test]
+fn bias_gradient_alone_and_through_each_activation_matches_the_cpu() {
+    for (rows, cols) in SHAPES {
+        for activation in [None, Some(Activation::Relu), Some(Activation::Gelu)] {
+            for accumulate in [false, true] {
+                check_bias_backward(BiasShape { rows, cols }, activation, accumulate);
+            }
+        }
+    }
+}
+
+/// out = act(op(A)·op(B) + bias) and pre through `matmul_activation` with `variant`,
+/// against the CPU (out and pre poisoned with NaN first).
+fn check_matmul_activation(desc: Matmul, activation: Activation) {
+    let gpu = require_gpu!();
+    let (m, n, k) = (desc.m as usize, desc.n as usize, desc.k as usize);
+    let a = cpu::seeded(5, m * k, -1.0, 1.0);
+    let b = cpu::seeded(6, k * n, -1.0, 1.0);
+    let bias = cpu::seeded(7, n, -1.0, 1.0);
+    let mut want_pre = vec![0.0; m * n];
+    cpu::matmul::matmul(&mut want_pre, &a, &b, Some(&bias), &desc);
+    let want_out: Vec<f32> = want_pre
+        .iter()
+        .map(|&v| cpu::bias::activate(activation, v as f64) as f32)
+        .collect();
+    let (ga, gb, gbias) = (
+        gpu.upload("a", &a),
+        gpu.upload("b", &b),
+        gpu.upload("bias", &bias),
+    );
+    let (gout, gpre) = (
+        gpu.upload("out", &vec![f32::NAN; m * n]),
+        gpu.upload("pre", &vec![f32::NAN; m * n]),
+    );
+    gpu.run(|pass| {
+        matmul_activation(
+            gpu,
+            pass,
+            &gout,
+            &gpre,
+            &ga,
+            &gb,
+            Some(&gbias),
+            activation,
+            &desc,
+        )
+        .map(drop)
+    })
+    .unwrap();
+    let what = format!(
+        "{:?} {m}x{n}x{k} tb {} {activation:?}",
+        desc.variant, desc.trans_b
+    );
+    let atol = atol_for(k);
+    assert_close(
+        &format!("{what} pre"),
+        &gpu.read_f32(&gpre, m * n).unwrap(),
+        &want_pre,
+        atol,
+        1e-4,
+    );
+    assert_close(
+        &format!("{what} out"),
+        &gpu.read_f32(&gout, m * n).unwrap(),
+        &want_out,
+        atol,
+        1e-4,
+    );
+}
+
+#[test]
+fn the_activation_in_the_products_store_matches_the_cpu_in_every_variant() {
+    let variants = [
+        MatmulVariant::Naive,
+        MatmulVariant::Tiled,
+        MatmulVariant::Reg8x4,
+        MatmulVariant::Blocked(Block::LARGE),
+        MatmulVariant::Blocked(Block::new(32, 32, 8, 4, 4)),
+        MatmulVariant::Auto,
+    ];
+    // The last shape has every dimension a multiple of 4 (vec4 loads and stores).
+    for (m, n, k) in [(1, 1, 1), (17, 33, 5), (70, 66, 130), (36, 72, 20)] {
+        for variant in variants {
+            for trans_b in [false, true] {
+                let desc = Matmul::new(m, n, k).trans_b(trans_b).variant(variant);
+                if variant == MatmulVariant::Reg8x4 && desc.vec4_obstacle().is_some() {
+                    continue;
+                }
+                for activation in ACTIVATIONS {
+                    check_matmul_activation(desc, activation);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_fused_linear_layer_matches_linear_then_activation_forward_and_backward() {
+    let gpu = require_gpu!();
+    let (rows, inputs, outputs) = (300, 12, 9); // 300 rows: the two-pass bias gradient
+    let x0 = cpu::seeded(8, rows * inputs, -1.0, 1.0);
+    let w0 = cpu::seeded(9, outputs * inputs, -0.5, 0.5);
+    let b0 = cpu::seeded(10, outputs, -0.5, 0.5);
+    let seed = cpu::seeded(11, rows * outputs, -1.0, 1.0);
+    for activation in ACTIVATIONS {
+        let run = |fused: bool| -> Vec<Vec<f32>> {
+            let px = Param::new(gpu, "x", &[rows, inputs], &x0, true);
+            let pw = Param::new(gpu, "w", &[outputs, inputs], &w0, true);
+            let pb = Param::new(gpu, "b", &[outputs], &b0, true);
+            let mut tape = Tape::new(gpu);
+            let (x, w, b) = (tape.param(&px), tape.param(&pw), tape.param(&pb));
+            let y = if fused {
+                tape.linear_activation(&x, &w, &b, activation).unwrap()
+            } else {
+                let h = tape.linear(&x, &w, Some(&b)).unwrap();
+                match activation {
+                    Activation::Relu => tape.relu(&h).unwrap(),
+                    Activation::Gelu => tape.gelu(&h).unwrap(),
+                }
+            };
+            tape.backward_with(&y, &seed).unwrap();
+            tape.flush();
+            let out = gpu.read_f32(y.buffer(), rows * outputs).unwrap();
+            let grads = [&px, &pw, &pb].map(|p| gpu.read_f32(&p.grad, p.len()).unwrap());
+            std::iter::once(out).chain(grads).collect()
+        };
+        let (fused, unfused) = (run(true), run(false));
+        for (name, (got, want)) in ["y", "dx", "dW", "db"]
+            .iter()
+            .zip(fused.iter().zip(&unfused))
+        {
+            assert_close(&format!("{activation:?} {name}"), got, want, 1e-5, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn bad_bias_and_activation_input_is_refused() {
+    let gpu = require_gpu!();
+    let small = gpu.zeroed_f32("small", 4);
+    let big = gpu.zeroed_f32("big", 4096);
+    // Each is refused before anything is recorded, with an error that says what.
+    let refuse = |what: &str, result: rezero::Result<()>| {
+        let err = result.expect_err(what);
+        assert!(!err.to_string().is_empty(), "{what}");
+    };
+    let shape = |rows, cols| BiasShape { rows, cols };
+    let run = |f: &dyn Fn(&mut wgpu::ComputePass<'_>) -> rezero::Result<()>| gpu.run(f);
+    let g = Grad::write(&big);
+    refuse(
+        "no rows",
+        run(&|p| bias_backward(gpu, p, g, &big, &big, shape(0, 4))),
+    );
+    refuse(
+        "no columns",
+        run(&|p| bias_backward(gpu, p, g, &big, &big, shape(4, 0))),
+    );
+    refuse(
+        "dy too small",
+        run(&|p| bias_backward(gpu, p, g, &big, &small, shape(3, 2))),
+    );
+    refuse(
+        "dbias too small",
+        run(&|p| bias_backward(gpu, p, Grad::write(&small), &big, &big, shape(2, 8))),
+    );
+    refuse(
+        "scratch too small",
+        run(&|p| bias_backward(gpu, p, g, &small, &big, shape(1000, 4))),
+    );
+    refuse(
+        "rows × cols past u32",
+        run(&|p| bias_backward(gpu, p, g, &big, &big, shape(1 << 16, 1 << 16))),
+    );
+    let relu = Activation::Relu;
+    refuse(
+        "pre too small",
+        run(&|p| bias_activation_backward(gpu, p, g, g, &big, &big, &small, relu, shape(8, 8))),
+    );
+    refuse(
+        "dx too small",
+        run(&|p| {
+            bias_activation_backward(
+                gpu,
+                p,
+                Grad::write(&small),
+                g,
+                &big,
+                &big,
+                &big,
+                relu,
+                shape(8, 8),
+            )
+        }),
+    );
+    let desc = Matmul::new(8, 8, 8);
+    refuse(
+        "an accumulating activation",
+        run(&|p| {
+            matmul_activation(
+                gpu,
+                p,
+                &big,
+                &big,
+                &big,
+                &big,
+                None,
+                relu,
+                &desc.accumulate(true),
+            )
+            .map(drop)
+        }),
+    );
+    refuse(
+        "pre too small for C",
+        run(&|p| matmul_activation(gpu, p, &big, &small, &big, &big, None, relu, &desc).map(drop)),
+    );
+}
