@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 mod attention;
+mod bias;
 mod cases;
 mod conv;
 mod lm;
@@ -14,6 +15,7 @@ mod parse;
 mod resnet;
 
 pub use attention::attention_cases;
+pub use bias::bias_cases;
 pub use cases::*;
 pub use conv::*;
 pub use lm::{LmStep, lm_config, lm_step};

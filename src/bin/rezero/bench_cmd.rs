@@ -20,6 +20,9 @@ pub enum Family {
     Embedding,
     CrossEntropy,
     Optim,
+    /// A linear layer's bias gradient (ROWSxCOLS), alone and through GELU, beside the ones-vector
+    /// product it replaced.
+    Bias,
     /// Causal attention, forward and forward with backward: each fused kernel against the materialised path.
     Attention,
     /// conv2d forward and both backwards at ResNet shapes, beside the matmul of the equivalent GEMM.
@@ -42,7 +45,7 @@ pub struct BenchArgs {
     pub family: Family,
     /// Comma-separated sizes: matmul N or MxNxK (e.g. 1024,4096x512x512); rezero,
     /// elementwise, reduce and optim element counts (e.g. 1M,16M); softmax, layernorm and
-    /// cross-entropy ROWSxCOLS; embedding TOKENSxDIM[xVOCAB]; mlp DEPTH[xWIDTH[xBATCH]];
+    /// cross-entropy and bias ROWSxCOLS; embedding TOKENSxDIM[xVOCAB]; mlp DEPTH[xWIDTH[xBATCH]];
     /// attention T or BHxTxD; lm LAYERSxD_MODELxSEQxBATCH; conv2d
     /// BATCHxC_INxSIZExC_OUTxKxSTRIDE; batchnorm BATCHxCHANNELSxPIXELS; resnet DEPTHxBATCH.
     #[arg(long, value_delimiter = ',')]
@@ -193,6 +196,10 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
             let (rows, cols, n) = rows_cols(size)?;
             (bench::layernorm_cases(gpu, rows, cols), n)
         }
+        Family::Bias => {
+            let (rows, cols, n) = rows_cols(size)?;
+            (bench::bias_cases(gpu, rows, cols)?, n)
+        }
         Family::CrossEntropy => {
             let (rows, cols, n) = rows_cols(size)?;
             (bench::cross_entropy_cases(gpu, rows, cols), n)
@@ -220,6 +227,8 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
 fn bench_memory(gpu: &Gpu, args: &BenchArgs, family: Family) -> Result<()> {
     let defaults: &[&str] = match family {
         Family::Softmax | Family::Layernorm => &["4096x256", "16384x1024"],
+        // The feed-forward layer of a Transformer step: 4096 and 16384 tokens, d_ff 2048.
+        Family::Bias => &["4096x2048", "16384x2048"],
         // 128 sequences of 128 bytes over 256 classes; 1024 tokens over a 32k vocabulary
         // (128 MiB of logits, the largest binding lavapipe allows).
         Family::CrossEntropy => &["16384x256", "1024x32768"],
@@ -261,6 +270,7 @@ pub fn bench(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
                 Family::Embedding,
                 Family::CrossEntropy,
                 Family::Optim,
+                Family::Bias,
                 Family::Attention,
                 Family::Conv2d,
                 Family::Batchnorm,
