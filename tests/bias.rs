@@ -14,15 +14,15 @@ use rezero::tape::{Param, Tape};
 
 const ACTIVATIONS: [Activation; 2] = [Activation::Relu, Activation::Gelu];
 
-/// (rows, cols): one row, one column, one pass (≤ 256 rows), the first two-pass size,
+/// (rows, cols): one row, one column, the most rows of one pass, the first two-pass size,
 /// and several chunks with a ragged last one.
 const SHAPES: [(u32, u32); 7] = [
     (1, 1),
     (3, 5),
     (17, 65),
-    (256, 3),
-    (257, 130),
-    (1000, 67),
+    (1024, 3),
+    (1025, 130),
+    (2000, 67),
     (130, 1),
 ];
 
@@ -171,7 +171,7 @@ fn the_activation_in_the_products_store_matches_the_cpu_in_every_variant() {
 #[test]
 fn the_fused_linear_layer_matches_linear_then_activation_forward_and_backward() {
     let gpu = require_gpu!();
-    let (rows, inputs, outputs) = (300, 12, 9); // 300 rows: the two-pass bias gradient
+    let (rows, inputs, outputs) = (1100, 12, 9); // 1,100 rows: the two-pass bias gradient
     let x0 = cpu::seeded(8, rows * inputs, -1.0, 1.0);
     let w0 = cpu::seeded(9, outputs * inputs, -0.5, 0.5);
     let b0 = cpu::seeded(10, outputs, -0.5, 0.5);

@@ -247,7 +247,7 @@ fn activation_store_and_bias_gradient() {
         }
     }
     // One pass, and two passes with a ragged last chunk.
-    for (rows, cols) in [(1, 1), (257, 65), (300, 3)] {
+    for (rows, cols) in [(1, 1), (1025, 65), (1300, 3)] {
         let shape = BiasShape { rows, cols };
         let len = (rows * cols) as usize;
         same(&format!("bias gradient {rows}x{cols}"), |gpu| {

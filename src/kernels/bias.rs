@@ -39,10 +39,12 @@ pub struct BiasShape {
     pub cols: u32,
 }
 
-/// Up to this many rows one pass writes dbias; beyond, workgroups of `CHUNK_ROWS` rows
-/// write partial sums and a second pass adds them up.
-const ONE_PASS_ROWS: u32 = 256;
+/// Up to this many rows one pass writes dbias; beyond, workgroups of `CHUNK_ROWS` rows (more
+/// where the chunks would pass WebGPU's 65,535 workgroups a dimension) write partial sums
+/// and a second pass adds them up.
+const ONE_PASS_ROWS: u32 = 1024;
 const CHUNK_ROWS: u32 = 128;
+const MAX_CHUNKS: u32 = 65_535;
 
 impl BiasShape {
     /// (rows a workgroup covers, chunks of rows).
@@ -50,7 +52,8 @@ impl BiasShape {
         if self.rows <= ONE_PASS_ROWS {
             (self.rows, 1)
         } else {
-            (CHUNK_ROWS, self.rows.div_ceil(CHUNK_ROWS))
+            let chunk_rows = CHUNK_ROWS.max(self.rows.div_ceil(MAX_CHUNKS));
+            (chunk_rows, self.rows.div_ceil(chunk_rows))
         }
     }
 
