@@ -3,7 +3,9 @@
 // to step (the learning-rate factor of a schedule, Adam's bias corrections) in the
 // four-element `step_values` buffer, so a training loop's dispatches keep their uniform
 // and bind group. With `clip` > 0 the gradient is scaled by min(1, clip / ‖g‖),
-// ‖g‖² read from a one-element buffer (global-norm clipping with no readback).
+// ‖g‖² read from a one-element buffer (global-norm clipping with no readback). With
+// `zero_grad` each gradient element is set to 0 once read (`take_grad`): the next
+// backward adds into it with no zeroing pass between.
 
 struct Params {
     n: u32,               // elements of the parameter
@@ -14,7 +16,7 @@ struct Params {
     beta1: f32,           // Adam
     beta2: f32,           // Adam
     eps: f32,             // Adam, Adagrad
-    _unused0: f32,
+    zero_grad: u32,       // 1: grad[i] = 0 once read
     _unused1: f32,
     clip: f32,            // max global gradient norm; 0 turns clipping off
     _pad: u32,
@@ -24,7 +26,7 @@ struct Params {
 // param, state1, grad, state2: [n]; norm_sq: [1] (bound but unread when clip is 0)
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read_write> state1: array<f32>;
-@group(0) @binding(3) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(4) var<storage, read> norm_sq: array<f32>;
 // step_values: [4] = [lr factor, 1 − beta1^t, 1 − beta2^t, 0]
 @group(0) @binding(5) var<storage, read> step_values: array<f32>;
@@ -46,6 +48,15 @@ fn grad_scale() -> f32 {
     return 1.0;
 }
 
+// grad[i], set to 0 once read when the launcher asks.
+fn take_grad(i: u32) -> f32 {
+    let g = grad[i];
+    if (p.zero_grad == 1u) {
+        grad[i] = 0.0;
+    }
+    return g;
+}
+
 // Each entry point walks the elements in a grid-stride loop over a 1D grid.
 
 // v = momentum·v + (g + wd·p); p -= lr·v      (state1 = v)
@@ -55,7 +66,7 @@ fn sgd(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: 
     let scale = grad_scale();
     let lr = lr();
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
-        let g = scale * grad[i] + p.weight_decay * param[i];
+        let g = scale * take_grad(i) + p.weight_decay * param[i];
         let v = p.momentum * state1[i] + g;
         state1[i] = v;
         param[i] -= lr * v;
@@ -69,7 +80,7 @@ fn adagrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     let scale = grad_scale();
     let lr = lr();
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
-        let g = scale * grad[i] + p.weight_decay * param[i];
+        let g = scale * take_grad(i) + p.weight_decay * param[i];
         let s = state1[i] + g * g;
         state1[i] = s;
         param[i] -= lr * g / (sqrt(s) + p.eps);
@@ -83,7 +94,7 @@ fn adam(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
     let scale = grad_scale();
     let lr = lr();
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
-        var g = scale * grad[i];
+        var g = scale * take_grad(i);
         var w = param[i];
         if (p.decoupled == 1u) {
             w -= lr * p.weight_decay * w;
@@ -112,7 +123,7 @@ fn lamb_direction(@builtin(local_invocation_id) lid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let scale = grad_scale();
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
-        direction[i] = adam_direction(i, scale * grad[i]) + p.weight_decay * param[i];
+        direction[i] = adam_direction(i, scale * take_grad(i)) + p.weight_decay * param[i];
     }
 }
 

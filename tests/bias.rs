@@ -44,11 +44,12 @@ fn check_bias_backward(shape: BiasShape, activation: Option<Activation>, accumul
     cpu::bias::bias_backward(&mut want_dbias, accumulate, through, &dy, shape);
     let (gdx, gdbias) = (gpu.upload("dx", &dx0), gpu.upload("dbias", &dbias0));
     let (gdy, gpre) = (gpu.upload("dy", &dy), gpu.upload("pre", &pre));
-    let scratch = gpu.zeroed_f32("scratch", shape.scratch_len().max(1));
+    let scratch = (shape.scratch_len() > 0).then(|| gpu.zeroed_f32("scratch", shape.scratch_len()));
+    let scratch = scratch.as_ref();
     let (dx, dbias) = (Grad::new(&gdx, accumulate), Grad::new(&gdbias, accumulate));
     gpu.run(|pass| match activation {
-        Some(a) => bias_activation_backward(gpu, pass, dx, dbias, &scratch, &gdy, &gpre, a, shape),
-        None => bias_backward(gpu, pass, dbias, &scratch, &gdy, shape),
+        Some(a) => bias_activation_backward(gpu, pass, dx, dbias, scratch, &gdy, &gpre, a, shape),
+        None => bias_backward(gpu, pass, dbias, scratch, &gdy, shape),
     })
     .unwrap();
     let what = format!("{rows}x{cols} {activation:?} accumulate {accumulate}");
@@ -223,32 +224,36 @@ fn bad_bias_and_activation_input_is_refused() {
     let g = Grad::write(&big);
     refuse(
         "no rows",
-        run(&|p| bias_backward(gpu, p, g, &big, &big, shape(0, 4))),
+        run(&|p| bias_backward(gpu, p, g, None, &big, shape(0, 4))),
     );
     refuse(
         "no columns",
-        run(&|p| bias_backward(gpu, p, g, &big, &big, shape(4, 0))),
+        run(&|p| bias_backward(gpu, p, g, None, &big, shape(4, 0))),
     );
     refuse(
         "dy too small",
-        run(&|p| bias_backward(gpu, p, g, &big, &small, shape(3, 2))),
+        run(&|p| bias_backward(gpu, p, g, None, &small, shape(3, 2))),
     );
     refuse(
         "dbias too small",
-        run(&|p| bias_backward(gpu, p, Grad::write(&small), &big, &big, shape(2, 8))),
+        run(&|p| bias_backward(gpu, p, Grad::write(&small), None, &big, shape(2, 8))),
     );
     refuse(
         "scratch too small",
-        run(&|p| bias_backward(gpu, p, g, &small, &big, shape(1000, 4))),
+        run(&|p| bias_backward(gpu, p, g, Some(&small), &big, shape(2000, 2))),
+    );
+    refuse(
+        "two passes with no scratch",
+        run(&|p| bias_backward(gpu, p, g, None, &big, shape(2000, 2))),
     );
     refuse(
         "rows × cols past u32",
-        run(&|p| bias_backward(gpu, p, g, &big, &big, shape(1 << 16, 1 << 16))),
+        run(&|p| bias_backward(gpu, p, g, Some(&big), &big, shape(1 << 16, 1 << 16))),
     );
     let relu = Activation::Relu;
     refuse(
         "pre too small",
-        run(&|p| bias_activation_backward(gpu, p, g, g, &big, &big, &small, relu, shape(8, 8))),
+        run(&|p| bias_activation_backward(gpu, p, g, g, None, &big, &small, relu, shape(8, 8))),
     );
     refuse(
         "dx too small",
@@ -258,7 +263,7 @@ fn bad_bias_and_activation_input_is_refused() {
                 p,
                 Grad::write(&small),
                 g,
-                &big,
+                None,
                 &big,
                 &big,
                 relu,

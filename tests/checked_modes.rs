@@ -82,13 +82,14 @@ fn elementwise_rezero_and_optimizers() {
                 let shape = rz::RezeroShape { n, alpha_index: 0 };
                 rz::rezero_backward(gpu, pass, gdx, gdf, gda, &scratch, &dy, &f, &alpha, shape)?;
                 let [p0, p1, p2] = [&params[0], &params[1], &params[2]];
-                optim::sgd(gpu, pass, p0, &state[0], &g, &values, n, &sgd, clip)?;
-                optim::adagrad(gpu, pass, p1, &state[1], &g, &values, n, &ada, None)?;
+                let (keep, consume) = (optim::Gradient::keep(&g), optim::Gradient::consume(&g));
+                optim::sgd(gpu, pass, p0, &state[0], keep, &values, n, &sgd, clip)?;
+                optim::adagrad(gpu, pass, p1, &state[1], keep, &values, n, &ada, None)?;
                 optim::adam(
-                    gpu, pass, p2, &state[2], &state[3], &g, &values, n, &adam, clip,
+                    gpu, pass, p2, &state[2], &state[3], consume, &values, n, &adam, clip,
                 )
             })?;
-            let mut all = read(gpu, &[(&dx, len), (&df, len), (&dalpha, 1)])?;
+            let mut all = read(gpu, &[(&dx, len), (&df, len), (&dalpha, 1), (&g, len)])?;
             all.extend(read(
                 gpu,
                 &params.iter().map(|p| (p, len)).collect::<Vec<_>>(),

@@ -254,6 +254,7 @@ fn activation_store_and_bias_gradient() {
             let (dy, pre) = (up(gpu, 30, len), up(gpu, 31, len));
             let (dx, dbias, dbias_alone) = (up(gpu, 32, len), up(gpu, 33, 65), up(gpu, 34, 65));
             let scratch = out(gpu, shape.scratch_len().max(1))?;
+            let scratch = Some(&scratch);
             let (relu, add) = (Activation::Relu, Grad::add);
             gpu.run(|pass| {
                 bias_activation_backward(
@@ -261,13 +262,13 @@ fn activation_store_and_bias_gradient() {
                     pass,
                     add(&dx),
                     add(&dbias),
-                    &scratch,
+                    scratch,
                     &dy,
                     &pre,
                     relu,
                     shape,
                 )?;
-                bias_backward(gpu, pass, add(&dbias_alone), &scratch, &dy, shape)
+                bias_backward(gpu, pass, add(&dbias_alone), scratch, &dy, shape)
             })?;
             read(
                 gpu,

@@ -137,7 +137,19 @@ fn bad_hyperparameters_are_invalid() {
         weight_decay: 0.0,
     };
     let err = gpu
-        .run(|pass| optim::sgd(gpu, pass, &buf, &buf, &buf, &buf, 4, &h, None))
+        .run(|pass| {
+            optim::sgd(
+                gpu,
+                pass,
+                &buf,
+                &buf,
+                optim::Gradient::keep(&buf),
+                &buf,
+                4,
+                &h,
+                None,
+            )
+        })
         .unwrap_err();
     assert!(matches!(err, Error::Invalid { .. }), "{err}");
     assert!(err.to_string().contains("learning rate"), "{err}");

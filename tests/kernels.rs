@@ -252,16 +252,18 @@ fn optimizers_match_reference_over_steps() {
                 let betas = Some((adam.beta1, adam.beta2));
                 let adam_values = optim::step_values(1.0, betas, step).unwrap();
                 let adam_values = gpu.upload("values", &adam_values);
+                // SGD and Adagrad leave the gradient as it is; Adam, the last, consumes it.
+                let (keep, consume) = (optim::Gradient::keep(&gg), optim::Gradient::consume(&gg));
                 gpu.run(|pass| {
-                    optim::sgd(gpu, pass, &gp_s, &gv, &gg, &half, n, &sgd, clip)?;
-                    optim::adagrad(gpu, pass, &gp_a, &gs, &gg, &one, n, &ada, clip)?;
+                    optim::sgd(gpu, pass, &gp_s, &gv, keep, &half, n, &sgd, clip)?;
+                    optim::adagrad(gpu, pass, &gp_a, &gs, keep, &one, n, &ada, clip)?;
                     optim::adam(
                         gpu,
                         pass,
                         &gp_m,
                         &gm,
                         &gv2,
-                        &gg,
+                        consume,
                         &adam_values,
                         n,
                         &adam,
@@ -269,6 +271,11 @@ fn optimizers_match_reference_over_steps() {
                     )
                 })
                 .unwrap();
+                let left = gpu.read_f32(&gg, len).unwrap();
+                assert!(
+                    left.iter().all(|&v| v == 0.0),
+                    "the consumed gradient is zeroed"
+                );
                 let scale = cpu::optim::clip_scale(norm_sq, max_norm);
                 let sgd_half = optim::Sgd {
                     lr: sgd.lr * 0.5,

@@ -26,17 +26,18 @@ pub fn bias_cases(gpu: &Gpu, rows: u32, cols: u32) -> Result<Vec<Case>> {
         gpu.zeroed_f32("dbias", cols as usize),
     );
     let scratch = gpu.zeroed_f32("scratch", shape.scratch_len().max(1));
+    let s2 = scratch.clone();
     let ones = gpu.upload("ones", &vec![1.0f32; rows as usize]);
     let ones_product = Matmul::new(1, cols, rows);
     let mut cases = Vec::new();
-    let (dy1, db1, s1) = (dy.clone(), dbias.clone(), scratch.clone());
+    let (dy1, db1, s1) = (dy.clone(), dbias.clone(), scratch);
     cases.push(memory_case(
         "bias_backward",
         "column-sum",
         n,
         4.0,
         Box::new(move |gpu| {
-            gpu.run(|p| bias_backward(gpu, p, Grad::write(&db1), &s1, &dy1, shape))
+            gpu.run(|p| bias_backward(gpu, p, Grad::write(&db1), Some(&s1), &dy1, shape))
         }),
     ));
     let (dy1, db1, o1) = (dy.clone(), dbias.clone(), ones.clone());
@@ -57,9 +58,8 @@ pub fn bias_cases(gpu: &Gpu, rows: u32, cols: u32) -> Result<Vec<Case>> {
         12.0,
         Box::new(move |gpu| {
             let (gx, gb, gelu) = (Grad::write(&dx1), Grad::write(&db1), Activation::Gelu);
-            gpu.run(|p| {
-                bias_activation_backward(gpu, p, gx, gb, &scratch, &dy1, &pre1, gelu, shape)
-            })
+            let s = Some(&s2);
+            gpu.run(|p| bias_activation_backward(gpu, p, gx, gb, s, &dy1, &pre1, gelu, shape))
         }),
     ));
     cases.push(memory_case(

@@ -7,8 +7,9 @@ use crate::cpu;
 use crate::gpu::Gpu;
 use crate::kernels::optim;
 
-/// One optimizer step over n parameters: SGD (reads p, v, g; writes p, v), Adagrad (the
-/// same), Adam (reads p, m, v, g; writes p, m, v).
+/// One optimizer step over n parameters as training makes it, the gradient consumed (set to
+/// 0): SGD (reads p, v, g; writes p, v, g), Adagrad (the same), Adam (reads p, m, v, g;
+/// writes p, m, v, g).
 pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
     let len = n as usize;
     let (p, s1, s2, g) = (
@@ -51,34 +52,37 @@ pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             "sgd",
             "momentum",
             n,
-            20.0,
+            24.0,
             Box::new(move |gpu| {
-                gpu.run(|pass| optim::sgd(gpu, pass, &p1, &s11, &g1, &one1, n, &sgd, None))
+                let g1 = optim::Gradient::consume(&g1);
+                gpu.run(|pass| optim::sgd(gpu, pass, &p1, &s11, g1, &one1, n, &sgd, None))
             }),
         ),
         memory_case(
             "adagrad",
             "plain",
             n,
-            20.0,
+            24.0,
             Box::new(move |gpu| {
-                gpu.run(|pass| optim::adagrad(gpu, pass, &p2, &s12, &g2, &one2, n, &ada, None))
+                let g2 = optim::Gradient::consume(&g2);
+                gpu.run(|pass| optim::adagrad(gpu, pass, &p2, &s12, g2, &one2, n, &ada, None))
             }),
         ),
         memory_case(
             "adam",
             "adamw",
             n,
-            28.0,
+            32.0,
             Box::new(move |gpu| {
-                gpu.run(|pass| optim::adam(gpu, pass, &p, &s1, &s2, &g, &values, n, &adam, None))
+                let g = optim::Gradient::consume(&g);
+                gpu.run(|pass| optim::adam(gpu, pass, &p, &s1, &s2, g, &values, n, &adam, None))
             }),
         ),
         lamb_case(gpu, n),
     ]
 }
 
-/// A LAMB step of one tensor: the moments and direction (reads p, m, v, g; writes m, v, u),
+/// A LAMB step of one tensor: the moments and direction (reads p, m, v, g; writes m, v, u, g),
 /// the two norms (read p and u), the update (reads u and p, writes p).
 fn lamb_case(gpu: &Gpu, n: u32) -> Case {
     let len = n as usize;
@@ -100,15 +104,16 @@ fn lamb_case(gpu: &Gpu, n: u32) -> Case {
         "lamb",
         "trust-ratio",
         n,
-        48.0,
+        52.0,
         Box::new(move |gpu| {
+            let g = optim::Gradient::consume(&g);
             let scratch = optim::LambScratch {
                 direction: &u,
                 w_norm_sq: &w_norm_sq,
                 u_norm_sq: &u_norm_sq,
                 reduce: &partials,
             };
-            gpu.run(|pass| optim::lamb(gpu, pass, &p, &m, &v, &g, &values, scratch, n, &h, None))
+            gpu.run(|pass| optim::lamb(gpu, pass, &p, &m, &v, g, &values, scratch, n, &h, None))
         }),
     )
 }

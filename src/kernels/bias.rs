@@ -3,7 +3,7 @@
 //! on the way. The forward of that activation is the matmul's store
 //! ([`matmul_activation`](super::matmul::matmul_activation)).
 
-use crate::gpu::{Gpu, Kernel, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
 use super::{Grad, accumulate_bits, check_len, check_nonempty, elements};
 
@@ -79,12 +79,12 @@ struct Params {
 }
 
 /// dbias (+)= Σ_rows dy. dbias: [cols]; dy: [rows, cols]; scratch: at least
-/// [`BiasShape::scratch_len`] floats (any buffer when that is 0).
+/// [`BiasShape::scratch_len`] floats, needed (`Some`) only when that is above 0.
 pub fn bias_backward(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
     dbias: Grad,
-    scratch: &wgpu::Buffer,
+    scratch: Option<&wgpu::Buffer>,
     dy: &wgpu::Buffer,
     shape: BiasShape,
 ) -> Result<()> {
@@ -100,7 +100,7 @@ pub fn bias_activation_backward(
     pass: &mut wgpu::ComputePass<'_>,
     dx: Grad,
     dbias: Grad,
-    scratch: &wgpu::Buffer,
+    scratch: Option<&wgpu::Buffer>,
     dy: &wgpu::Buffer,
     pre: &wgpu::Buffer,
     activation: Activation,
@@ -122,7 +122,7 @@ fn record(
     pass: &mut wgpu::ComputePass<'_>,
     dbias: Grad,
     through: Option<(Grad, &wgpu::Buffer, Activation)>,
-    scratch: &wgpu::Buffer,
+    scratch: Option<&wgpu::Buffer>,
     dy: &wgpu::Buffer,
     shape: BiasShape,
 ) -> Result<()> {
@@ -132,7 +132,20 @@ fn record(
     let len = elements(OP, &[rows, cols])?;
     check_len(OP, "dy [rows, cols]", dy, len)?;
     check_len(OP, "dbias [cols]", dbias.buffer, cols as u64)?;
-    check_len(OP, "scratch", scratch, shape.scratch_len() as u64)?;
+    // With one pass the partial sums are never written: dbias fills their binding.
+    let scratch = match (shape.scratch_len(), scratch) {
+        (0, _) => dbias.buffer,
+        (len, Some(scratch)) => {
+            check_len(OP, "scratch", scratch, len as u64)?;
+            scratch
+        }
+        (len, None) => {
+            return Err(Error::Invalid {
+                what: format!("{OP} of {rows}x{cols}"),
+                why: format!("needs a scratch buffer of {len} floats"),
+            });
+        }
+    };
     if let Some((dx, pre, _)) = through {
         check_len(OP, "dx [rows, cols]", dx.buffer, len)?;
         check_len(OP, "pre [rows, cols]", pre, len)?;

@@ -1,5 +1,6 @@
 //! Launchers for `shaders/optim.wgsl`: SGD with momentum, Adagrad, Adam and AdamW, and
-//! LAMB, in place.
+//! LAMB, in place. Each reads the gradient as a [`Gradient`] says: kept, or consumed (set
+//! to 0 once read, so the next backward adds into it with no zeroing pass between).
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
@@ -22,10 +23,38 @@ struct Params {
     beta1: f32,
     beta2: f32,
     eps: f32,
-    _unused0: f32,
+    /// 1: set each gradient element to 0 once read
+    zero_grad: u32,
     _unused1: f32,
     clip: f32,
     _pad: u32,
+}
+
+/// The gradient an update reads ([n]), and whether the update then sets it to 0: what a
+/// training loop whose backward adds (`+=`) into the gradient wants, with no separate
+/// zeroing dispatch a parameter.
+#[derive(Clone, Copy, Debug)]
+pub struct Gradient<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub zero_after: bool,
+}
+
+impl<'a> Gradient<'a> {
+    /// Read the gradient and leave it as it is.
+    pub fn keep(buffer: &'a wgpu::Buffer) -> Gradient<'a> {
+        Gradient {
+            buffer,
+            zero_after: false,
+        }
+    }
+
+    /// Read the gradient, then set it to 0.
+    pub fn consume(buffer: &'a wgpu::Buffer) -> Gradient<'a> {
+        Gradient {
+            buffer,
+            zero_after: true,
+        }
+    }
 }
 
 /// Global-norm clipping done inside the update: every gradient is scaled by
@@ -136,21 +165,24 @@ pub fn step_values(lr_factor: f32, betas: Option<(f32, f32)>, step: u32) -> Resu
     Ok([lr_factor, correction(beta1), correction(beta2), 0.0])
 }
 
-/// Binds param, state1, grad, the clipping norm (grad itself when there is none: unread),
-/// the step values, then state2 and LAMB's direction where the method has them.
+/// Binds param, state1, grad, the clipping norm (the step values when there is none:
+/// unread), the step values, then state2 and LAMB's direction where the method has them.
 #[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
     entry: &'static str,
     params: &mut Params,
-    [param, state1, grad]: [&wgpu::Buffer; 3],
+    [param, state1]: [&wgpu::Buffer; 2],
+    grad: Gradient,
     [state2, direction]: [Option<&wgpu::Buffer>; 2],
     values: &wgpu::Buffer,
     clip: Option<Clip>,
 ) -> Result<()> {
     check_nonempty(entry, &[("n", params.n)])?;
     check_len(entry, "step_values [4]", values, 4)?;
+    params.zero_grad = grad.zero_after as u32;
+    let grad = grad.buffer;
     for b in [param, state1, grad].iter().chain(state2.as_ref()) {
         check_len(entry, "[n]", b, params.n as u64)?;
     }
@@ -167,16 +199,18 @@ fn launch(
             params.clip = c.max_norm;
             c.norm_sq
         }
-        None => grad,
+        None => values, // not grad: a buffer may not be bound read-only and writable at once
     };
     let mut buffers = vec![param, state1, grad, norm_sq, values];
     buffers.extend(state2);
     buffers.extend(direction);
     gpu.dispatch(
         pass,
-        // reads and writes param and each state, reads grad
+        // reads and writes param and each state, reads grad (and zeroes it)
         &Kernel::new(SHADER, entry).work(Work::Bytes(
-            (3 + 2 * state2.is_some() as u8 + 2) as f64 * 4.0 * params.n as f64,
+            (3 + 2 * state2.is_some() as u8 + 2 + params.zero_grad as u8) as f64
+                * 4.0
+                * params.n as f64,
         )),
         params,
         &buffers,
@@ -192,7 +226,7 @@ pub fn sgd(
     pass: &mut wgpu::ComputePass<'_>,
     param: &wgpu::Buffer,
     velocity: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
+    grad: Gradient,
     values: &wgpu::Buffer,
     n: u32,
     h: &Sgd,
@@ -214,7 +248,8 @@ pub fn sgd(
         pass,
         "sgd",
         &mut params,
-        [param, velocity, grad],
+        [param, velocity],
+        grad,
         [None, None],
         values,
         clip,
@@ -229,7 +264,7 @@ pub fn adagrad(
     pass: &mut wgpu::ComputePass<'_>,
     param: &wgpu::Buffer,
     sum_sq: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
+    grad: Gradient,
     values: &wgpu::Buffer,
     n: u32,
     h: &Adagrad,
@@ -251,7 +286,8 @@ pub fn adagrad(
         pass,
         "adagrad",
         &mut params,
-        [param, sum_sq, grad],
+        [param, sum_sq],
+        grad,
         [None, None],
         values,
         clip,
@@ -268,7 +304,7 @@ pub fn adam(
     param: &wgpu::Buffer,
     m: &wgpu::Buffer,
     v: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
+    grad: Gradient,
     values: &wgpu::Buffer,
     n: u32,
     h: &Adam,
@@ -291,7 +327,8 @@ pub fn adam(
         pass,
         "adam",
         &mut params,
-        [param, m, grad],
+        [param, m],
+        grad,
         [Some(v), None],
         values,
         clip,
@@ -322,7 +359,7 @@ pub fn lamb(
     param: &wgpu::Buffer,
     m: &wgpu::Buffer,
     v: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
+    grad: Gradient,
     values: &wgpu::Buffer,
     scratch: LambScratch,
     n: u32,
@@ -353,7 +390,8 @@ pub fn lamb(
         pass,
         "lamb_direction",
         &mut params,
-        [param, m, grad],
+        [param, m],
+        grad,
         moments,
         values,
         clip,

@@ -384,7 +384,9 @@ impl Optimizer {
             norm_sq: &self.norm_sq,
             max_norm,
         });
-        let (values, n, w, g) = (&self.step_values, p.len() as u32, &p.value, &p.grad);
+        // The update reads the gradient and zeroes it for the next step's backward (`+=`).
+        let (values, n, w) = (&self.step_values, p.len() as u32, &p.value);
+        let g = k::Gradient::consume(&p.grad);
         let (s1, s2) = &self.state[i];
         let second = || s2.as_ref().expect("Adam and LAMB keep two state buffers");
         match self.config.method {
@@ -432,6 +434,6 @@ impl Optimizer {
                 k::lamb(gpu, pass, w, s1, second(), g, values, scratch, n, &h, clip)?
             }
         }
-        elementwise::fill(gpu, pass, &p.grad, 0.0, n)
+        Ok(())
     }
 }

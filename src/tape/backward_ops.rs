@@ -54,9 +54,9 @@ impl Tape<'_> {
             return Ok(());
         };
         let shape = BiasShape { rows: m, cols: n };
-        let scratch = self.scratch(shape.scratch_len().max(1));
+        let scratch = self.bias_scratch(shape);
         self.with_target(bias, |tape, dbias| {
-            bias::bias_backward(gpu, tape.pass(), dbias, &scratch, dy, shape)
+            bias::bias_backward(gpu, tape.pass(), dbias, scratch.as_ref(), dy, shape)
         })
     }
 
@@ -77,19 +77,15 @@ impl Tape<'_> {
         let pre = self.slots[x].buffer.clone();
         let dx = self.target_or_discard(x, self.slots[x].len);
         let dbias = self.target_or_discard(bias, cols);
-        let scratch = self.scratch(shape.scratch_len().max(1));
-        let (dx, db) = (dx.grad(), dbias.grad());
-        bias::bias_activation_backward(
-            gpu,
-            self.pass(),
-            dx,
-            db,
-            &scratch,
-            dy,
-            &pre,
-            activation,
-            shape,
-        )
+        let scratch = self.bias_scratch(shape);
+        let (dx, db, s) = (dx.grad(), dbias.grad(), scratch.as_ref());
+        bias::bias_activation_backward(gpu, self.pass(), dx, db, s, dy, &pre, activation, shape)
+    }
+
+    /// The shared scratch when the bias gradient of `shape` takes two passes.
+    fn bias_scratch(&mut self, shape: BiasShape) -> Option<wgpu::Buffer> {
+        let len = shape.scratch_len();
+        (len > 0).then(|| self.scratch(len))
     }
 
     /// y = x + α·f with α = alpha[alpha_index]: dx, df and dα in one kernel.
