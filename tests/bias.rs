@@ -209,88 +209,80 @@ fn the_fused_linear_layer_matches_linear_then_activation_forward_and_backward() 
     }
 }
 
+/// What records one launch into a pass.
+type Record<'a> = dyn Fn(&mut wgpu::ComputePass<'_>) -> rezero::Result<()> + 'a;
+
+/// Asserts `result` is an error whose message names `needle`.
+fn refused(what: &str, needle: &str, result: rezero::Result<()>) {
+    let err = result.expect_err(what).to_string();
+    assert!(
+        err.contains(needle),
+        "{what}: '{err}' should name '{needle}'"
+    );
+}
+
 #[test]
-fn bad_bias_and_activation_input_is_refused() {
+fn bad_bias_gradient_input_is_refused() {
     let gpu = require_gpu!();
     let small = gpu.zeroed_f32("small", 4);
     let big = gpu.zeroed_f32("big", 4096);
-    // Each is refused before anything is recorded, with an error that says what.
-    let refuse = |what: &str, result: rezero::Result<()>| {
-        let err = result.expect_err(what);
-        assert!(!err.to_string().is_empty(), "{what}");
-    };
     let shape = |rows, cols| BiasShape { rows, cols };
-    let run = |f: &dyn Fn(&mut wgpu::ComputePass<'_>) -> rezero::Result<()>| gpu.run(f);
-    let g = Grad::write(&big);
-    refuse(
-        "no rows",
-        run(&|p| bias_backward(gpu, p, g, None, &big, shape(0, 4))),
-    );
-    refuse(
-        "no columns",
-        run(&|p| bias_backward(gpu, p, g, None, &big, shape(4, 0))),
-    );
-    refuse(
-        "dy too small",
-        run(&|p| bias_backward(gpu, p, g, None, &small, shape(3, 2))),
-    );
-    refuse(
-        "dbias too small",
-        run(&|p| bias_backward(gpu, p, Grad::write(&small), None, &big, shape(2, 8))),
-    );
-    refuse(
-        "scratch too small",
-        run(&|p| bias_backward(gpu, p, g, Some(&small), &big, shape(2000, 2))),
-    );
-    refuse(
-        "two passes with no scratch",
-        run(&|p| bias_backward(gpu, p, g, None, &big, shape(2000, 2))),
-    );
-    refuse(
-        "rows × cols past u32",
-        run(&|p| bias_backward(gpu, p, g, Some(&big), &big, shape(1 << 16, 1 << 16))),
-    );
-    let relu = Activation::Relu;
-    refuse(
-        "pre too small",
-        run(&|p| bias_activation_backward(gpu, p, g, g, None, &big, &small, relu, shape(8, 8))),
-    );
-    refuse(
-        "dx too small",
-        run(&|p| {
-            bias_activation_backward(
-                gpu,
-                p,
-                Grad::write(&small),
-                g,
-                None,
-                &big,
-                &big,
-                relu,
-                shape(8, 8),
-            )
+    let (g, relu) = (Grad::write(&big), Activation::Relu);
+    // Each is refused before anything is recorded.
+    let cases: [(&str, &str, &Record); 9] = [
+        ("no rows", "rows", &|p| {
+            bias_backward(gpu, p, g, None, &big, shape(0, 4))
         }),
-    );
-    let desc = Matmul::new(8, 8, 8);
-    refuse(
+        ("no columns", "cols", &|p| {
+            bias_backward(gpu, p, g, None, &big, shape(4, 0))
+        }),
+        ("dy too small", "dy", &|p| {
+            bias_backward(gpu, p, g, None, &small, shape(3, 2))
+        }),
+        ("dbias too small", "dbias", &|p| {
+            bias_backward(gpu, p, Grad::write(&small), None, &big, shape(2, 8))
+        }),
+        ("scratch too small", "scratch", &|p| {
+            bias_backward(gpu, p, g, Some(&small), &big, shape(2000, 2))
+        }),
+        ("two passes, no scratch", "scratch", &|p| {
+            bias_backward(gpu, p, g, None, &big, shape(2000, 2))
+        }),
+        ("rows × cols past u32", "u32", &|p| {
+            bias_backward(gpu, p, g, Some(&big), &big, shape(1 << 16, 1 << 16))
+        }),
+        ("pre too small", "pre", &|p| {
+            bias_activation_backward(gpu, p, g, g, None, &big, &small, relu, shape(8, 8))
+        }),
+        ("dx too small", "dx", &|p| {
+            let dx = Grad::write(&small);
+            bias_activation_backward(gpu, p, dx, g, None, &big, &big, relu, shape(8, 8))
+        }),
+    ];
+    for (what, needle, case) in cases {
+        refused(what, needle, gpu.run(case));
+    }
+}
+
+#[test]
+fn bad_activation_input_is_refused() {
+    let gpu = require_gpu!();
+    let small = gpu.zeroed_f32("small", 4);
+    let big = gpu.zeroed_f32("big", 4096);
+    let (desc, relu) = (Matmul::new(8, 8, 8), Activation::Relu);
+    let accumulating = desc.accumulate(true);
+    refused(
         "an accumulating activation",
-        run(&|p| {
-            matmul_activation(
-                gpu,
-                p,
-                &big,
-                &big,
-                &big,
-                &big,
-                None,
-                relu,
-                &desc.accumulate(true),
-            )
-            .map(drop)
+        "cannot be added",
+        gpu.run(|p| {
+            matmul_activation(gpu, p, &big, &small, &big, &big, None, relu, &accumulating).map(drop)
         }),
     );
-    refuse(
+    refused(
         "pre too small for C",
-        run(&|p| matmul_activation(gpu, p, &big, &small, &big, &big, None, relu, &desc).map(drop)),
+        "pre",
+        gpu.run(|p| {
+            matmul_activation(gpu, p, &big, &small, &big, &big, None, relu, &desc).map(drop)
+        }),
     );
 }

@@ -22,6 +22,7 @@ mod backward_ops;
 mod dropout;
 mod ops;
 mod ops_image;
+mod ops_linear;
 #[allow(clippy::module_inception)]
 mod tape;
 mod tensor;

@@ -3,8 +3,6 @@
 
 use crate::gpu::{Error, Result};
 use crate::kernels::attention::{AttentionShape, attention_forward};
-use crate::kernels::bias::Activation;
-use crate::kernels::matmul::{Matmul, matmul, matmul_activation};
 use crate::kernels::{
     cross_entropy, elementwise as ew, embedding, layernorm, reduce, rezero, softmax,
 };
@@ -33,47 +31,6 @@ pub(super) fn dim_u32(op: &'static str, value: usize) -> Result<u32> {
     })
 }
 
-/// The descriptor of op(a)·op(b) (+ bias), after checking that the shapes agree.
-fn matmul_shape(
-    a: &Tensor,
-    b: &Tensor,
-    trans_a: bool,
-    trans_b: bool,
-    bias: Option<&Tensor>,
-) -> Result<Matmul> {
-    const OP: &str = "tape matmul";
-    if a.shape.len() != 2 || b.shape.len() != 2 {
-        return Err(shape_error(OP, "two 2D tensors", &[a, b]));
-    }
-    let (m, k) = if trans_a {
-        (a.shape[1], a.shape[0])
-    } else {
-        (a.shape[0], a.shape[1])
-    };
-    let (k2, n) = if trans_b {
-        (b.shape[1], b.shape[0])
-    } else {
-        (b.shape[0], b.shape[1])
-    };
-    if k != k2 {
-        return Err(shape_error(
-            OP,
-            format!("inner dimensions to agree (trans_a {trans_a}, trans_b {trans_b})"),
-            &[a, b],
-        ));
-    }
-    if let Some(bias) = bias {
-        if bias.len() != n {
-            return Err(shape_error(OP, format!("a bias of {n} elements"), &[bias]));
-        }
-    }
-    Ok(
-        Matmul::new(dim_u32(OP, m)?, dim_u32(OP, n)?, dim_u32(OP, k)?)
-            .trans_a(trans_a)
-            .trans_b(trans_b),
-    )
-}
-
 /// Uploads u32 data (ids, targets) into a pool buffer of the step.
 fn upload_u32(tape: &mut Tape, data: &[u32]) -> wgpu::Buffer {
     let buffer = tape.take(data.len());
@@ -84,96 +41,6 @@ fn upload_u32(tape: &mut Tape, data: &[u32]) -> wgpu::Buffer {
 }
 
 impl<'g> Tape<'g> {
-    /// C = op(A)·op(B) (+ bias): A [m, k] ([k, m] when `trans_a`), B [k, n] ([n, k] when
-    /// `trans_b`), bias [n]; C [m, n].
-    pub fn matmul(
-        &mut self,
-        a: &Tensor,
-        b: &Tensor,
-        trans_a: bool,
-        trans_b: bool,
-        bias: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let desc = matmul_shape(a, b, trans_a, trans_b, bias)?;
-        let grad = self.requires_grad(a)
-            || self.requires_grad(b)
-            || bias.is_some_and(|t| self.requires_grad(t));
-        let out = self.output(&[desc.m as usize, desc.n as usize], grad);
-        let gpu = self.gpu;
-        let bias_buffer = bias.map(|t| &t.buffer);
-        matmul(
-            gpu,
-            self.pass(),
-            &out.buffer,
-            &a.buffer,
-            &b.buffer,
-            bias_buffer,
-            &desc,
-        )?;
-        let (a, b, bias) = (a.id, b.id, bias.map(|t| t.id));
-        self.record_op(&out, Op::Matmul { a, b, bias, desc });
-        Ok(out)
-    }
-
-    /// A linear layer: y[rows, out] = x[rows, in] · Wᵀ (+ b), W stored [out, in].
-    pub fn linear(&mut self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-        self.matmul(x, w, false, true, b)
-    }
-
-    /// A linear layer and its activation in one kernel: act(x·Wᵀ + b), x [rows, in], W
-    /// stored [out, in], b [out]. The pre-activation is kept, and the backward writes its
-    /// gradient and the bias's in one kernel too (`kernels::bias`). The same values as
-    /// `linear` then `relu` or `gelu`, with two dispatches fewer.
-    pub fn linear_activation(
-        &mut self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        activation: Activation,
-    ) -> Result<Tensor> {
-        let desc = matmul_shape(x, w, false, true, Some(b))?;
-        let grad = self.requires_grad(x) || self.requires_grad(w) || self.requires_grad(b);
-        let shape = [desc.m as usize, desc.n as usize];
-        let pre = self.output(&shape, grad);
-        let out = self.output(&shape, grad);
-        let gpu = self.gpu;
-        let (o, p) = (&out.buffer, &pre.buffer);
-        let bias = Some(&b.buffer);
-        matmul_activation(
-            gpu,
-            self.pass(),
-            o,
-            p,
-            &x.buffer,
-            &w.buffer,
-            bias,
-            activation,
-            &desc,
-        )?;
-        // The backward sees two ops: the product with its bias left out, and the bias with
-        // the activation (whose backward hands the product its gradient).
-        let (a, b, bias) = (x.id, w.id, b.id);
-        self.record_op(
-            &pre,
-            Op::Matmul {
-                a,
-                b,
-                bias: None,
-                desc,
-            },
-        );
-        let x = pre.id;
-        self.record_op(
-            &out,
-            Op::BiasActivation {
-                x,
-                bias,
-                activation,
-            },
-        );
-        Ok(out)
-    }
-
     /// The ReZero residual y = x + α·f with α = alphas[index]: one tensor may hold the α of
     /// every block (one optimizer dispatch, one readback for all of them).
     pub fn rezero(
