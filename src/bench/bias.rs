@@ -11,7 +11,8 @@ use crate::kernels::matmul::{Matmul, matmul};
 use crate::kernels::{Grad, elementwise as ew};
 
 /// bias_backward (reads dy) and bias_gelu_backward (reads dy and pre, writes dx), each
-/// fused and as the two kernels before. The element count is rows·cols.
+/// fused and as the kernels before (`ones-matmul`; `unfused`: `gelu_backward`, then the
+/// ones-vector product). The element count is rows·cols.
 pub fn bias_cases(gpu: &Gpu, rows: u32, cols: u32) -> Result<Vec<Case>> {
     let n = rows.checked_mul(cols).ok_or_else(|| Error::Invalid {
         what: "size".into(),
@@ -64,7 +65,7 @@ pub fn bias_cases(gpu: &Gpu, rows: u32, cols: u32) -> Result<Vec<Case>> {
     ));
     cases.push(memory_case(
         "bias_gelu_backward",
-        "gelu_backward+ones-matmul",
+        "unfused",
         n,
         12.0,
         Box::new(move |gpu| {
