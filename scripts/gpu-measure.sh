@@ -4,16 +4,18 @@
 # matmul and conv2d beside PyTorch (FP32, TF32 off) in the same command, ResNet-20/56 steps
 # beside PyTorch, the causal attention kernels beside the materialised path and PyTorch's
 # SDPA, the 12-layer d_model 512 Transformer step beside the same model in PyTorch (eager and
-# torch.compile), and the per-kernel profiles of the ResNet-56 and Transformer steps. Every figure is a JSON line in OUT/results.jsonl (rezero) or
+# torch.compile), the ReZero MLP step at depth 64 and 1,000 (bound by dispatches) and the
+# bias gradient kernel beside what it replaced, and the per-kernel profiles of the
+# ResNet-56, Transformer and MLP steps. Every figure is a JSON line in OUT/results.jsonl (rezero) or
 # OUT/pytorch.jsonl; OUT/summary.md sets them side by side; OUT/log.txt has everything
-# printed. Each step has its own time limit (555 s in all), so a slow one cannot starve the rest.
+# printed. Each step has its own time limit (570 s in all), so a slow one cannot starve the rest.
 #
 # usage: scripts/gpu-measure.sh [--smoke] BINARY OUT
 #   --smoke   tiny sizes, no PyTorch, fails on any error: the dry run on software Vulkan
 #             that CI makes, so the script works the first time it meets a GPU.
 #
 # On a lent machine (see DEVICE.md in the shared project folder; build here, carry .gl and
-# .devbin), one `run` call with a timeout of about 540 s:
+# .devbin), one `run` call with a timeout of about 590 s:
 #   for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
 #   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 #   export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
@@ -65,6 +67,8 @@ if [[ $smoke -eq 1 ]]; then
     resnet_sizes=8x4
     lm_sizes=2x64x16x2
     attention_sizes=2x64x16,1x33x32
+    mlp_sizes=4x16x8
+    bias_sizes=64x32,1100x8
 else
     tune_sizes=1024,2048,4096,4096x1536x512:nt,4096x2048x512:nt,4096x512x2048:nt,4096x512x2048,512x2048x4096:tn,2048x512x4096:tn
     tune_convs=128x16x32x16x3x1,128x16x32x32x3x2,128x32x16x32x3x1,128x32x16x64x3x2,128x64x8x64x3x1,128x16x32x32x1x2
@@ -73,13 +77,15 @@ else
     resnet_sizes=20x128,56x128
     lm_sizes=12x512x512x8,12x512x512x32
     attention_sizes=8x512x64,8x2048x64,32x512x64,8x512x128
+    mlp_sizes=64x256x100,1000x256x100
+    bias_sizes=4096x2048,16384x2048
 fi
 
 log "info"
 "${rz[@]}" info >"$out/info.txt" 2>&1 || failed+=(info)
 cat "$out/info.txt" >>"$out/log.txt"
 
-step tune 75 "${rz[@]}" tune --sizes "$tune_sizes" --convs "$tune_convs" --json --save "$out/tuned.tuning"
+step tune 65 "${rz[@]}" tune --sizes "$tune_sizes" --convs "$tune_convs" --json --save "$out/tuned.tuning"
 step matmul 50 "${rz[@]}" bench matmul --sizes "$matmul_sizes" --variants reg8x4,blocked,auto --runs 7 --json
 if [[ $smoke -eq 0 ]]; then
     log "pytorch"
@@ -87,10 +93,12 @@ if [[ $smoke -eq 0 ]]; then
         --depths 20,56 --batch 128 >"$out/pytorch.jsonl" 2>>"$out/log.txt" \
         || failed+=(pytorch)
 fi
-step conv2d 50 "${rz[@]}" bench conv2d --sizes "$conv_sizes" --runs 5 --json
-step resnet 75 "${rz[@]}" bench resnet --sizes "$resnet_sizes" --runs 5 --profile --json
+step conv2d 45 "${rz[@]}" bench conv2d --sizes "$conv_sizes" --runs 5 --json
+step resnet 70 "${rz[@]}" bench resnet --sizes "$resnet_sizes" --runs 5 --profile --json
 step lm 70 "${rz[@]}" bench lm --sizes "$lm_sizes" --runs 3 --profile --json
 step attention 40 "${rz[@]}" bench attention --sizes "$attention_sizes" --runs 5 --json
+step mlp 20 "${rz[@]}" bench mlp --sizes "$mlp_sizes" --runs 5 --profile --json
+step bias 15 "${rz[@]}" bench bias --sizes "$bias_sizes" --runs 5 --json
 if [[ $smoke -eq 0 ]]; then
     # Eager rows print first, so a torch.compile that runs out of time still leaves them.
     log "pytorch lm and attention"
@@ -117,6 +125,8 @@ def rate(r):
     if kernel in ("matmul", "attention_fwd", "attention_fwd_bwd") or kernel.startswith("conv2d_"):
         t = ref.get((kernel, shape, None))
         return r.get("gflops"), "GFLOP/s", t and t.get("gflops")
+    if kernel == "mlp_step":
+        return r.get("gflops"), "GFLOP/s", None  # no PyTorch counterpart
     if kernel in ("resnet_step", "lm_step"):
         t = ref.get((kernel, shape, r.get("variant")))
         per_s = float(r.get("note", "0").split()[0])
