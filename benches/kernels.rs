@@ -70,6 +70,7 @@ fn memory_bound(c: &mut Criterion) {
     cases.extend(bench::layernorm_cases(&gpu, rows, cols));
     cases.extend(bench::cross_entropy_cases(&gpu, rows, cols));
     cases.extend(bench::embedding_cases(&gpu, rows, cols, 256).unwrap());
+    cases.extend(bench::bias_cases(&gpu, rows, cols).unwrap());
     bench_cases(c, &gpu, "rows 4096x256", cases);
 }
 
