@@ -29,9 +29,11 @@ override CG: u32 = WG / (BR / 4u);
 override OC: u32 = (D + CG - 1u) / CG;
 override CG_KV: u32 = WG / (BC / 4u);
 override OC_KV: u32 = (D + CG_KV - 1u) / CG_KV;
-// Rows are D + 1 floats apart in workgroup memory, so invocations reading one column of
+// Rows are D + 1 floats apart in workgroup memory (score, P and dS rows, and the rows of
+// a transposed key or value tile, BC + 1), so invocations reading or writing one column of
 // different rows do not meet in one memory bank.
 override ROW: u32 = D + 1u;
+override SROW: u32 = BC + 1u;
 
 // The layout (attention_layout.wgsl) as constants: the uniform's heads, in_stride,
 // out_stride, k_offset and v_offset, set when the pipeline is made.
@@ -70,14 +72,15 @@ var<workgroup> q_tile: array<f32, BR * ROW>;     // scaled queries [BR, D]
 // ---- forward ----
 @group(0) @binding(1) var<storage, read_write> o: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
-var<workgroup> kv_tile: array<f32, BC * ROW>;    // keys, then values [BC, D]
-var<workgroup> s_tile: array<f32, BR * BC>;      // scores, then probabilities [BR, BC]
+var<workgroup> kv_tile: array<f32, BC * ROW + D>; // keys [D, SROW] (transposed), then values [BC, ROW]
+var<workgroup> s_tile: array<f32, BR * SROW>;    // scores, then probabilities [BR, SROW]
 var<workgroup> row_max: array<f32, BR>;
 var<workgroup> row_sum: array<f32, BR>;
 var<workgroup> row_scale: array<f32, BR>;        // exp(old max − new max) of this tile
 
 // Rows row0 .. row0 + rows of q (which 0), k (1) or v (2) of the head at `base` into
-// their tile scaled by `by`, zeros past t.
+// their tile scaled by `by`, zeros past t. Keys go in transposed, [D, BC] (see
+// tile_scores); queries and values row by row, [rows, ROW].
 fn load_rows(base: u32, row0: u32, rows: u32, lid: u32, which: u32, by: f32) {
     for (var e = lid; e < rows * D; e += WG) {
         let row = row0 + e / D;
@@ -91,37 +94,41 @@ fn load_rows(base: u32, row0: u32, rows: u32, lid: u32, which: u32, by: f32) {
             }
         }
         let slot = (e / D) * ROW + e % D;
-        if (which == 0u) {
-            q_tile[slot] = x * by;
-        } else {
-            kv_tile[slot] = x;
+        switch which {
+            case 0u: { q_tile[slot] = x * by; }
+            case 1u: { kv_tile[(e % D) * SROW + e / D] = x; }
+            default: { kv_tile[slot] = x; }
         }
     }
 }
 
-// The scores of the tile at key row k0: 4×4 blocks, masked above the diagonal and past t.
+// The scores of the tile at key row k0, masked above the diagonal and past t. Each
+// invocation takes 4 query rows and the 4 keys c, c + KS, c + 2·KS, c + 3·KS (KS = BC / 4
+// key sets): neighbouring invocations take neighbouring keys, so their reads of the
+// transposed key tile are one contiguous run and their reads of a query one broadcast.
 fn tile_scores(q0: u32, k0: u32, lid: u32) {
     let masked = k0 + BC > q0 + 1u || k0 + BC > p.t;
-    let col_blocks = BC / 4u;
-    for (var b = lid; b < (BR / 4u) * col_blocks; b += WG) {
-        let r = (b / col_blocks) * 4u;
-        let c = (b % col_blocks) * 4u;
+    let sets = BC / 4u;
+    for (var b = lid; b < (BR / 4u) * sets; b += WG) {
+        let r = (b / sets) * 4u;
+        let c = b % sets;
         var acc = array<vec4<f32>, 4>(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
         for (var d = 0u; d < D; d++) {
-            let kd = vec4(kv_tile[c * ROW + d], kv_tile[(c + 1u) * ROW + d],
-                          kv_tile[(c + 2u) * ROW + d], kv_tile[(c + 3u) * ROW + d]);
+            let at = d * SROW + c;
+            let kd = vec4(kv_tile[at], kv_tile[at + sets], kv_tile[at + 2u * sets],
+                          kv_tile[at + 3u * sets]);
             for (var i = 0u; i < 4u; i++) {
                 acc[i] += q_tile[(r + i) * ROW + d] * kd;
             }
         }
         for (var i = 0u; i < 4u; i++) {
             for (var j = 0u; j < 4u; j++) {
-                let key = k0 + c + j;
+                let col = c + j * sets;
                 var s = acc[i][j];
-                if (masked && (key > q0 + r + i || key >= p.t)) {
+                if (masked && (k0 + col > q0 + r + i || k0 + col >= p.t)) {
                     s = NEG_BIG;
                 }
-                s_tile[(r + i) * BC + c + j] = s;
+                s_tile[(r + i) * SROW + col] = s;
             }
         }
     }
@@ -131,14 +138,14 @@ fn tile_scores(q0: u32, k0: u32, lid: u32) {
 fn softmax_row(row: u32) {
     var tile_max = NEG_BIG;
     for (var j = 0u; j < BC; j++) {
-        tile_max = max(tile_max, s_tile[row * BC + j]);
+        tile_max = max(tile_max, s_tile[row * SROW + j]);
     }
     let m_old = row_max[row];
     let m_new = max(m_old, tile_max);
     var sum = 0.0;
     for (var j = 0u; j < BC; j++) {
-        let e = exp(s_tile[row * BC + j] - m_new);
-        s_tile[row * BC + j] = e;
+        let e = exp(s_tile[row * SROW + j] - m_new);
+        s_tile[row * SROW + j] = e;
         sum += e;
     }
     let scale = exp(m_old - m_new);
@@ -153,9 +160,10 @@ fn attention_forward_tiled(@builtin(local_invocation_index) lid: u32, @builtin(w
     let q0 = wg.x * BR;
     let base = head_at(bh, IN_STRIDE);
     // This invocation's O block: rows r0 .. r0 + 4, columns c0, c0 + CG, c0 + 2·CG, ...
-    let row_groups = BR / 4u;
-    let r0 = (lid % row_groups) * 4u;
-    let c0 = lid / row_groups;
+    // Neighbouring invocations take neighbouring columns of the same rows: their reads of
+    // a V row are one contiguous run, their reads of P one broadcast.
+    let c0 = lid % CG;
+    let r0 = (lid / CG) * 4u;
     var acc: array<vec4<f32>, MAX_OC>;
     load_rows(base, q0, BR, lid, 0u, p.scale);
     if (lid < BR) {
@@ -179,8 +187,8 @@ fn attention_forward_tiled(@builtin(local_invocation_index) lid: u32, @builtin(w
             acc[cc] *= scale;
         }
         for (var j = 0u; j < BC; j++) {
-            let pr = vec4(s_tile[r0 * BC + j], s_tile[(r0 + 1u) * BC + j],
-                          s_tile[(r0 + 2u) * BC + j], s_tile[(r0 + 3u) * BC + j]);
+            let pr = vec4(s_tile[r0 * SROW + j], s_tile[(r0 + 1u) * SROW + j],
+                          s_tile[(r0 + 2u) * SROW + j], s_tile[(r0 + 3u) * SROW + j]);
             for (var cc = 0u; cc < OC; cc++) {
                 // Columns past D read the next row's first floats (or padding): never stored.
                 acc[cc] += pr * kv_tile[min(j * ROW + c0 + cc * CG, BC * ROW - 1u)];
@@ -210,21 +218,23 @@ fn attention_forward_tiled(@builtin(local_invocation_index) lid: u32, @builtin(w
 @group(0) @binding(7) var<storage, read> lse_in: array<f32>; // of the scaled scores
 @group(0) @binding(8) var<storage, read> delta: array<f32>;
 var<workgroup> do_tile: array<f32, BR * ROW>;  // output gradients [BR, D]
-var<workgroup> k_tile: array<f32, BC * ROW>;   // keys [BC, D]
-var<workgroup> v_tile: array<f32, BC * ROW>;   // values [BC, D]
-var<workgroup> p_tile: array<f32, BR * BC>;    // probabilities (dK and dV only)
-var<workgroup> ds_tile: array<f32, BR * BC>;   // dS = P ∘ (dP − delta)
+var<workgroup> k_tile: array<f32, BC * ROW + D>; // keys [BC, ROW], or [D, SROW] transposed
+var<workgroup> v_tile: array<f32, BC * ROW + D>; // values [D, SROW] (transposed)
+var<workgroup> p_tile: array<f32, BR * SROW>;  // probabilities (dK and dV only) [BR, SROW]
+var<workgroup> ds_tile: array<f32, BR * SROW>; // dS = P ∘ (dP − delta) [BR, SROW]
 var<workgroup> lse_rows: array<f32, BR>;
 var<workgroup> delta_rows: array<f32, BR>;
 
 // Rows row0 .. row0 + rows of q and d_o (which 0) or k and v (which 1) into their tiles,
-// zeros past t; queries scaled. Row statistics too, for query rows.
-fn load_pair(bh: u32, row0: u32, rows: u32, lid: u32, which: u32) {
+// zeros past t; queries scaled. Values go in transposed, and keys when `k_transposed` (see
+// tile_gradients). Row statistics too, for query rows.
+fn load_pair(bh: u32, row0: u32, rows: u32, lid: u32, which: u32, k_transposed: bool) {
     let base = head_at(bh, IN_STRIDE);
     let o_base = head_at(bh, OUT_STRIDE);
     for (var e = lid; e < rows * D; e += WG) {
         let row = row0 + e / D;
         let slot = (e / D) * ROW + e % D;
+        let slot_t = (e % D) * SROW + e / D;
         var a = 0.0;
         var b = 0.0;
         if (row < p.t) {
@@ -241,8 +251,8 @@ fn load_pair(bh: u32, row0: u32, rows: u32, lid: u32, which: u32) {
             q_tile[slot] = a;
             do_tile[slot] = b;
         } else {
-            k_tile[slot] = a;
-            v_tile[slot] = b;
+            k_tile[select(slot, slot_t, k_transposed)] = a;
+            v_tile[slot_t] = b;
         }
     }
     if (which == 0u && lid < rows) {
@@ -258,21 +268,33 @@ fn load_pair(bh: u32, row0: u32, rows: u32, lid: u32, which: u32) {
     }
 }
 
-// The probabilities and dS of the tile of queries i0 and keys k0, 4×4 blocks: P into
-// p_tile when `keep_p`, dS into ds_tile. Zero above the diagonal and past t.
-fn tile_gradients(i0: u32, k0: u32, lid: u32, keep_p: bool) {
+// Key `key`'s element d from k_tile, as load_pair laid it out.
+fn key_at(key: u32, d: u32, k_transposed: bool) -> f32 {
+    if (k_transposed) {
+        return k_tile[d * SROW + key];
+    }
+    return k_tile[key * ROW + d];
+}
+
+// The probabilities and dS of the tile of queries i0 and keys k0: P into p_tile when
+// `keep_p`, dS into ds_tile, zero above the diagonal and past t. Each invocation takes 4
+// query rows and the 4 keys c, c + KS, c + 2·KS, c + 3·KS (KS = BC / 4), as tile_scores
+// does: its reads of the transposed value (and key) tiles run along neighbouring keys.
+fn tile_gradients(i0: u32, k0: u32, lid: u32, keep_p: bool, k_transposed: bool) {
     let masked = k0 + BC > i0 + 1u || k0 + BC > p.t || i0 + BR > p.t;
-    let col_blocks = BC / 4u;
-    for (var b = lid; b < (BR / 4u) * col_blocks; b += WG) {
-        let r = (b / col_blocks) * 4u;
-        let c = (b % col_blocks) * 4u;
+    let sets = BC / 4u;
+    for (var b = lid; b < (BR / 4u) * sets; b += WG) {
+        let r = (b / sets) * 4u;
+        let c = b % sets;
         var s = array<vec4<f32>, 4>(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
         var dp = array<vec4<f32>, 4>(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
         for (var d = 0u; d < D; d++) {
-            let kd = vec4(k_tile[c * ROW + d], k_tile[(c + 1u) * ROW + d],
-                          k_tile[(c + 2u) * ROW + d], k_tile[(c + 3u) * ROW + d]);
-            let vd = vec4(v_tile[c * ROW + d], v_tile[(c + 1u) * ROW + d],
-                          v_tile[(c + 2u) * ROW + d], v_tile[(c + 3u) * ROW + d]);
+            let kd = vec4(key_at(c, d, k_transposed), key_at(c + sets, d, k_transposed),
+                          key_at(c + 2u * sets, d, k_transposed),
+                          key_at(c + 3u * sets, d, k_transposed));
+            let at = d * SROW + c;
+            let vd = vec4(v_tile[at], v_tile[at + sets], v_tile[at + 2u * sets],
+                          v_tile[at + 3u * sets]);
             for (var i = 0u; i < 4u; i++) {
                 s[i] += q_tile[(r + i) * ROW + d] * kd;
                 dp[i] += do_tile[(r + i) * ROW + d] * vd;
@@ -283,12 +305,13 @@ fn tile_gradients(i0: u32, k0: u32, lid: u32, keep_p: bool) {
             let ds = prob * (dp[i] - delta_rows[r + i]);
             for (var j = 0u; j < 4u; j++) {
                 let query = i0 + r + i;
-                let key = k0 + c + j;
+                let col = c + j * sets;
+                let key = k0 + col;
                 let off = masked && (key > query || key >= p.t || query >= p.t);
                 if (keep_p) {
-                    p_tile[(r + i) * BC + c + j] = select(prob[j], 0.0, off);
+                    p_tile[(r + i) * SROW + col] = select(prob[j], 0.0, off);
                 }
-                ds_tile[(r + i) * BC + c + j] = select(ds[j], 0.0, off);
+                ds_tile[(r + i) * SROW + col] = select(ds[j], 0.0, off);
             }
         }
     }
@@ -301,21 +324,21 @@ fn tile_gradients(i0: u32, k0: u32, lid: u32, keep_p: bool) {
 fn attention_backward_dq_tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let bh = wg.y;
     let i0 = wg.x * BR;
-    let row_groups = BR / 4u;
-    let r0 = (lid % row_groups) * 4u;
-    let c0 = lid / row_groups;
+    let c0 = lid % CG; // neighbouring columns, as in the forward
+    let r0 = (lid / CG) * 4u;
     var acc: array<vec4<f32>, MAX_OC>;
-    load_pair(bh, i0, BR, lid, 0u);
+    load_pair(bh, i0, BR, lid, 0u, false);
     let keys = min(i0 + BR, p.t);
     for (var k0 = 0u; k0 < keys; k0 += BC) {
         workgroupBarrier();
-        load_pair(bh, k0, BC, lid, 1u);
+        // K row by row: the dQ loop below reads it along columns.
+        load_pair(bh, k0, BC, lid, 1u, false);
         workgroupBarrier();
-        tile_gradients(i0, k0, lid, false);
+        tile_gradients(i0, k0, lid, false, false);
         workgroupBarrier();
         for (var j = 0u; j < BC; j++) {
-            let ds = vec4(ds_tile[r0 * BC + j], ds_tile[(r0 + 1u) * BC + j],
-                          ds_tile[(r0 + 2u) * BC + j], ds_tile[(r0 + 3u) * BC + j]);
+            let ds = vec4(ds_tile[r0 * SROW + j], ds_tile[(r0 + 1u) * SROW + j],
+                          ds_tile[(r0 + 2u) * SROW + j], ds_tile[(r0 + 3u) * SROW + j]);
             for (var cc = 0u; cc < OC; cc++) {
                 // Columns past D read padding or the next row: never stored.
                 acc[cc] += ds * k_tile[min(j * ROW + c0 + cc * CG, BC * ROW - 1u)];
@@ -346,24 +369,23 @@ fn attention_backward_dq_tiled(@builtin(local_invocation_index) lid: u32, @built
 fn attention_backward_dkv_tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let bh = wg.y;
     let k0 = wg.x * BC;
-    let row_groups = BC / 4u;
-    let r0 = (lid % row_groups) * 4u; // this invocation's key rows, within the block
-    let c0 = lid / row_groups;
+    let c0 = lid % CG_KV; // neighbouring columns, as in the forward
+    let r0 = (lid / CG_KV) * 4u; // this invocation's key rows, within the block
     var dk_acc: array<vec4<f32>, MAX_OC>;
     var dv_acc: array<vec4<f32>, MAX_OC>;
-    load_pair(bh, k0, BC, lid, 1u);
+    load_pair(bh, k0, BC, lid, 1u, true);
     // causal: the query tiles from the one holding this block's first key
     for (var i0 = (k0 / BR) * BR; i0 < p.t; i0 += BR) {
         workgroupBarrier();
-        load_pair(bh, i0, BR, lid, 0u);
+        load_pair(bh, i0, BR, lid, 0u, true);
         workgroupBarrier();
-        tile_gradients(i0, k0, lid, true);
+        tile_gradients(i0, k0, lid, true, true);
         workgroupBarrier();
         for (var i = 0u; i < BR; i++) {
-            let pr = vec4(p_tile[i * BC + r0], p_tile[i * BC + r0 + 1u],
-                          p_tile[i * BC + r0 + 2u], p_tile[i * BC + r0 + 3u]);
-            let ds = vec4(ds_tile[i * BC + r0], ds_tile[i * BC + r0 + 1u],
-                          ds_tile[i * BC + r0 + 2u], ds_tile[i * BC + r0 + 3u]);
+            let pr = vec4(p_tile[i * SROW + r0], p_tile[i * SROW + r0 + 1u],
+                          p_tile[i * SROW + r0 + 2u], p_tile[i * SROW + r0 + 3u]);
+            let ds = vec4(ds_tile[i * SROW + r0], ds_tile[i * SROW + r0 + 1u],
+                          ds_tile[i * SROW + r0 + 2u], ds_tile[i * SROW + r0 + 3u]);
             for (var cc = 0u; cc < OC_KV; cc++) {
                 let at = min(i * ROW + c0 + cc * CG_KV, BR * ROW - 1u);
                 dv_acc[cc] += pr * do_tile[at];

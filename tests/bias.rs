@@ -278,6 +278,22 @@ fn bad_activation_input_is_refused() {
             matmul_activation(gpu, p, &big, &small, &big, &big, None, relu, &accumulating).map(drop)
         }),
     );
+    // Through the tape: a bias of the wrong length, and inner dimensions that disagree.
+    let mut tape = Tape::new(gpu);
+    let x = tape.input(&[0.5; 12], &[3, 4]).unwrap();
+    let (w, w_bad) = (
+        tape.input(&[0.5; 20], &[5, 4]).unwrap(),
+        tape.input(&[0.5; 15], &[5, 3]).unwrap(),
+    );
+    let (b, b_bad) = (
+        tape.input(&[0.0; 5], &[5]).unwrap(),
+        tape.input(&[0.0; 4], &[4]).unwrap(),
+    );
+    let gelu = Activation::Gelu;
+    let bias_err = tape.linear_activation(&x, &w, &b_bad, gelu).map(drop);
+    refused("a bias of 4 for 5 outputs", "bias of 5", bias_err);
+    let inner_err = tape.linear_activation(&x, &w_bad, &b, gelu).map(drop);
+    refused("W of the wrong width", "inner dimensions", inner_err);
     refused(
         "pre too small for C",
         "pre",

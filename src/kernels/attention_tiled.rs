@@ -33,11 +33,12 @@ impl Tiles {
         Tiles { br: 16, bc: 16 },
     ];
 
-    /// Workgroup memory the shader declares for head dimension `d`: the Q block and the
-    /// key/value tile (rows of d + 1 floats), the score tile and three row vectors.
+    /// Workgroup memory the shader declares for head dimension `d`: the Q block (rows of
+    /// d + 1 floats), the key/value tile (bc rows of d + 1, or d rows of bc + 1 transposed),
+    /// the score tile (rows of bc + 1) and three row vectors.
     pub fn storage_bytes(self, d: u32) -> u64 {
-        let (br, bc, row) = (self.br as u64, self.bc as u64, d as u64 + 1);
-        4 * ((br + bc) * row + br * bc + 3 * br)
+        let (br, bc, d) = (self.br as u64, self.bc as u64, d as u64);
+        4 * (br * (d + 1) + bc * (d + 1) + d + br * (bc + 1) + 3 * br)
     }
 
     /// The tiled shader's override constants: head dimension, tile sizes and the layout.
@@ -51,11 +52,11 @@ impl Tiles {
     }
 
     /// Workgroup memory the backward shader declares: the query and output-gradient
-    /// tiles, the key and value tiles (rows of d + 1 floats), the P and dS tiles and two
-    /// row vectors.
+    /// tiles (rows of d + 1 floats), the key and value tiles (as the forward's), the P and
+    /// dS tiles (rows of bc + 1) and two row vectors.
     pub fn backward_storage_bytes(self, d: u32) -> u64 {
-        let (br, bc, row) = (self.br as u64, self.bc as u64, d as u64 + 1);
-        4 * (2 * (br + bc) * row + 2 * br * bc + 2 * br)
+        let (br, bc, d) = (self.br as u64, self.bc as u64, d as u64);
+        4 * (2 * br * (d + 1) + 2 * (bc * (d + 1) + d) + 2 * br * (bc + 1) + 2 * br)
     }
 
     /// Whether 4 rows × (d over the column groups of `rows / 4`) gradient columns fit an
