@@ -79,7 +79,7 @@ var<workgroup> row_sum: array<f32, BR>;
 var<workgroup> row_scale: array<f32, BR>;        // exp(old max − new max) of this tile
 
 // Rows row0 .. row0 + rows of q (which 0), k (1) or v (2) of the head at `base` into
-// their tile scaled by `by`, zeros past t. Keys go in transposed, [D, BC] (see
+// their tile scaled by `by`, zeros past t. Keys go in transposed, [D, SROW] (see
 // tile_scores); queries and values row by row, [rows, ROW].
 fn load_rows(base: u32, row0: u32, rows: u32, lid: u32, which: u32, by: f32) {
     for (var e = lid; e < rows * D; e += WG) {

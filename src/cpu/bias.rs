@@ -25,13 +25,12 @@ pub fn activation_slope(activation: Activation, x: f64) -> f64 {
 pub fn bias_backward(
     dbias: &mut [f32],
     accumulate_dbias: bool,
-    through: Option<(&mut [f32], bool, &[f32], Activation)>,
+    mut through: Option<(&mut [f32], bool, &[f32], Activation)>,
     dy: &[f32],
     shape: BiasShape,
 ) {
     let (rows, cols) = (shape.rows as usize, shape.cols as usize);
     let mut sums = vec![0.0f64; cols];
-    let mut through = through;
     for r in 0..rows {
         for (c, sum) in sums.iter_mut().enumerate() {
             let i = r * cols + c;

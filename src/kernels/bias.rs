@@ -92,7 +92,7 @@ pub fn bias_backward(
 }
 
 /// The backward of y = act(pre), pre = product + bias: dx (+)= dy·act'(pre) and
-/// dbias (+)= Σ_rows of it, in one pass over dy (two with more than a few hundred rows).
+/// dbias (+)= Σ_rows of it, in one pass over dy (two beyond 1,024 rows).
 /// dx, dy, pre: [rows, cols]; dbias: [cols]; scratch as for [`bias_backward`].
 #[allow(clippy::too_many_arguments)]
 pub fn bias_activation_backward(

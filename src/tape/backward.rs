@@ -105,11 +105,7 @@ impl<'g> Tape<'g> {
                     ew::gelu_backward(gpu, tape.pass(), dx.buffer, &dy, &xb, n, dx.accumulate)
                 })
             }
-            Op::BiasActivation {
-                x,
-                bias,
-                activation,
-            } => self.bias_activation_backward(&dy, [*x, *bias], *activation),
+            Op::BiasActivation { .. } => self.bias_activation_backward(&dy, op),
             Op::LayerNorm {
                 x,
                 gain,

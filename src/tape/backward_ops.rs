@@ -1,12 +1,12 @@
 //! The backward rules too long for an arm of the `match` in `backward.rs`: matmul, the
-//! bias with its activation, the ReZero residual, the normalisations, attention and convolution. Each takes the output's
-//! gradient `dy` and the op's saved inputs, and writes every input's gradient through
-//! `target` (the tape's one accumulation rule).
+//! bias with its activation, the ReZero residual, the normalisations, attention and
+//! convolution. Each takes the output's gradient `dy` and the op's saved inputs, and writes
+//! every input's gradient through `target` (the tape's one accumulation rule).
 
 use crate::gpu::Result;
 use crate::kernels::attention::attention_backward;
 use crate::kernels::batchnorm;
-use crate::kernels::bias::{self, Activation, BiasShape};
+use crate::kernels::bias::{self, BiasShape};
 use crate::kernels::conv2d::{
     self, Conv2d, ConvVariant, conv2d_backward_input, conv2d_backward_weight,
 };
@@ -62,12 +62,15 @@ impl Tape<'_> {
 
     /// out = act(x), x = product + bias: dx and dbias in one kernel (dx is handed on to
     /// the product's backward).
-    pub(super) fn bias_activation_backward(
-        &mut self,
-        dy: &wgpu::Buffer,
-        [x, bias]: [usize; 2],
-        activation: Activation,
-    ) -> Result<()> {
+    pub(super) fn bias_activation_backward(&mut self, dy: &wgpu::Buffer, op: &Op) -> Result<()> {
+        let &Op::BiasActivation {
+            x,
+            bias,
+            activation,
+        } = op
+        else {
+            unreachable!("called for bias-activation ops only")
+        };
         let gpu = self.gpu;
         let cols = self.slots[bias].len;
         let shape = BiasShape {
