@@ -317,6 +317,19 @@ fn tile_gradients(i0: u32, k0: u32, lid: u32, keep_p: bool, k_transposed: bool) 
     }
 }
 
+// acc += dS·K for this invocation's query rows r0 .. r0 + 4 and columns c0, c0 + CG, ...
+// of the tile (K row by row in k_tile).
+fn add_ds_k(acc: ptr<function, array<vec4<f32>, MAX_OC>>, c0: u32, r0: u32) {
+    for (var j = 0u; j < BC; j++) {
+        let ds = vec4(ds_tile[r0 * SROW + j], ds_tile[(r0 + 1u) * SROW + j],
+                      ds_tile[(r0 + 2u) * SROW + j], ds_tile[(r0 + 3u) * SROW + j]);
+        for (var cc = 0u; cc < OC; cc++) {
+            // Columns past D read padding or the next row: never stored.
+            (*acc)[cc] += ds * k_tile[min(j * ROW + c0 + cc * CG, BC * ROW - 1u)];
+        }
+    }
+}
+
 // dq (laid out as q)
 @group(0) @binding(1) var<storage, read_write> dq: array<f32>;
 
@@ -336,14 +349,7 @@ fn attention_backward_dq_tiled(@builtin(local_invocation_index) lid: u32, @built
         workgroupBarrier();
         tile_gradients(i0, k0, lid, false, false);
         workgroupBarrier();
-        for (var j = 0u; j < BC; j++) {
-            let ds = vec4(ds_tile[r0 * SROW + j], ds_tile[(r0 + 1u) * SROW + j],
-                          ds_tile[(r0 + 2u) * SROW + j], ds_tile[(r0 + 3u) * SROW + j]);
-            for (var cc = 0u; cc < OC; cc++) {
-                // Columns past D read padding or the next row: never stored.
-                acc[cc] += ds * k_tile[min(j * ROW + c0 + cc * CG, BC * ROW - 1u)];
-            }
-        }
+        add_ds_k(&acc, c0, r0);
     }
     for (var i = 0u; i < 4u; i++) {
         let row = i0 + r0 + i;
@@ -365,6 +371,49 @@ fn attention_backward_dq_tiled(@builtin(local_invocation_index) lid: u32, @built
 @group(0) @binding(1) var<storage, read_write> dk: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dv: array<f32>;
 
+// dV += Pᵀ·dO and dK += dSᵀ·Q for this invocation's key rows r0 .. r0 + 4 and columns
+// c0, c0 + CG_KV, ... of the block.
+fn add_kv_gradients(dk_acc: ptr<function, array<vec4<f32>, MAX_OC>>,
+                    dv_acc: ptr<function, array<vec4<f32>, MAX_OC>>, c0: u32, r0: u32) {
+    for (var i = 0u; i < BR; i++) {
+        let pr = vec4(p_tile[i * SROW + r0], p_tile[i * SROW + r0 + 1u],
+                      p_tile[i * SROW + r0 + 2u], p_tile[i * SROW + r0 + 3u]);
+        let ds = vec4(ds_tile[i * SROW + r0], ds_tile[i * SROW + r0 + 1u],
+                      ds_tile[i * SROW + r0 + 2u], ds_tile[i * SROW + r0 + 3u]);
+        for (var cc = 0u; cc < OC_KV; cc++) {
+            let at = min(i * ROW + c0 + cc * CG_KV, BR * ROW - 1u);
+            (*dv_acc)[cc] += pr * do_tile[at];
+            (*dk_acc)[cc] += ds * q_tile[at]; // q_tile holds q·scale: dK's scale is in
+        }
+    }
+}
+
+// Writes (or adds) the block of key rows k0 .. k0 + BC's dK and dV, as add_kv_gradients
+// left them in this invocation's registers.
+fn store_kv_gradients(bh: u32, k0: u32, c0: u32, r0: u32,
+                      dk_acc: ptr<function, array<vec4<f32>, MAX_OC>>,
+                      dv_acc: ptr<function, array<vec4<f32>, MAX_OC>>) {
+    for (var j = 0u; j < 4u; j++) {
+        let row = k0 + r0 + j;
+        for (var cc = 0u; cc < OC_KV; cc++) {
+            let col = c0 + cc * CG_KV;
+            if (row < p.t && col < D) {
+                let at = q_at(bh, row) + col;
+                var gk = (*dk_acc)[cc][j];
+                var gv = (*dv_acc)[cc][j];
+                if (adds(2u)) {
+                    gk += dk[at + K_OFFSET];
+                }
+                if (adds(4u)) {
+                    gv += dv[at + V_OFFSET];
+                }
+                dk[at + K_OFFSET] = gk;
+                dv[at + V_OFFSET] = gv;
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn attention_backward_dkv_tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let bh = wg.y;
@@ -381,35 +430,56 @@ fn attention_backward_dkv_tiled(@builtin(local_invocation_index) lid: u32, @buil
         workgroupBarrier();
         tile_gradients(i0, k0, lid, true, true);
         workgroupBarrier();
-        for (var i = 0u; i < BR; i++) {
-            let pr = vec4(p_tile[i * SROW + r0], p_tile[i * SROW + r0 + 1u],
-                          p_tile[i * SROW + r0 + 2u], p_tile[i * SROW + r0 + 3u]);
-            let ds = vec4(ds_tile[i * SROW + r0], ds_tile[i * SROW + r0 + 1u],
-                          ds_tile[i * SROW + r0 + 2u], ds_tile[i * SROW + r0 + 3u]);
-            for (var cc = 0u; cc < OC_KV; cc++) {
-                let at = min(i * ROW + c0 + cc * CG_KV, BR * ROW - 1u);
-                dv_acc[cc] += pr * do_tile[at];
-                dk_acc[cc] += ds * q_tile[at]; // q_tile holds q·scale: dK's scale is in
-            }
-        }
+        add_kv_gradients(&dk_acc, &dv_acc, c0, r0);
     }
-    for (var j = 0u; j < 4u; j++) {
-        let row = k0 + r0 + j;
-        for (var cc = 0u; cc < OC_KV; cc++) {
-            let col = c0 + cc * CG_KV;
-            if (row < p.t && col < D) {
-                let at = q_at(bh, row) + col;
-                var gk = dk_acc[cc][j];
-                var gv = dv_acc[cc][j];
-                if (adds(2u)) {
-                    gk += dk[at + K_OFFSET];
+    store_kv_gradients(bh, k0, c0, r0, &dk_acc, &dv_acc);
+}
+
+// dq, dk and dv in one pass: a workgroup per head walks its key blocks in order, each over
+// the query tiles that see it, so each score tile is computed once (five products, where
+// the dQ and dK/dV kernels take seven) and the dQ rows, which only this workgroup writes,
+// are summed in place tile by tile. Few workgroups: for many heads, or few cores.
+@group(0) @binding(9) var<storage, read_write> dq_of_head: array<f32>;
+
+@compute @workgroup_size(WG)
+fn attention_backward_head_tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let bh = wg.y;
+    let c0 = lid % CG; // dQ tile: query rows r0 .. r0 + 4, columns c0, c0 + CG, ...
+    let r0 = (lid / CG) * 4u;
+    let kc0 = lid % CG_KV; // dK and dV block: key rows kr0 .. kr0 + 4, columns kc0, ...
+    let kr0 = (lid / CG_KV) * 4u;
+    for (var k0 = 0u; k0 < p.t; k0 += BC) {
+        var dk_acc: array<vec4<f32>, MAX_OC>;
+        var dv_acc: array<vec4<f32>, MAX_OC>;
+        workgroupBarrier();
+        load_pair(bh, k0, BC, lid, 1u, false); // K row by row: add_ds_k reads it so
+        for (var i0 = (k0 / BR) * BR; i0 < p.t; i0 += BR) {
+            workgroupBarrier();
+            load_pair(bh, i0, BR, lid, 0u, false);
+            workgroupBarrier();
+            tile_gradients(i0, k0, lid, true, false);
+            workgroupBarrier();
+            add_kv_gradients(&dk_acc, &dv_acc, kc0, kr0);
+            var dq_acc: array<vec4<f32>, MAX_OC>;
+            add_ds_k(&dq_acc, c0, r0);
+            // The first key block sees every query tile: it writes (or adds to) dq, the
+            // later blocks add to what it wrote.
+            let adding = k0 > 0u || adds(1u);
+            for (var i = 0u; i < 4u; i++) {
+                let row = i0 + r0 + i;
+                for (var cc = 0u; cc < OC; cc++) {
+                    let col = c0 + cc * CG;
+                    if (row < p.t && col < D) {
+                        let at = q_at(bh, row) + col;
+                        var g = dq_acc[cc][i] * p.scale;
+                        if (adding) {
+                            g += dq_of_head[at];
+                        }
+                        dq_of_head[at] = g;
+                    }
                 }
-                if (adds(4u)) {
-                    gv += dv[at + V_OFFSET];
-                }
-                dk[at + K_OFFSET] = gk;
-                dv[at + V_OFFSET] = gv;
             }
         }
+        store_kv_gradients(bh, k0, kc0, kr0, &dk_acc, &dv_acc);
     }
 }

@@ -249,11 +249,10 @@ fn embedding_heads_attention() {
     }
     let (batch, heads) = (2u32, 3u32);
     // The attention kernel is named, not measured (the two devices could time them
-    // differently): each shape takes the next candidate, so every kernel is covered.
-    for (i, (t, d)) in [(1u32, 8u32), (15, 32), (17, 64), (65, 16), (33, 32)]
-        .into_iter()
-        .enumerate()
-    {
+    // differently): each shape takes the next two candidates, so the row, tiled and
+    // one-pass kernels are each covered, at several tile sizes.
+    let shapes = [(1u32, 8u32), (15, 32), (17, 64), (65, 16), (33, 32)];
+    for (i, (t, d)) in shapes.into_iter().flat_map(|s| [s, s]).enumerate() {
         let layout = HeadLayout {
             batch,
             t,

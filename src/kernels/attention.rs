@@ -150,6 +150,9 @@ impl Params {
 pub enum AttentionKernel {
     Rows,
     Tiled(Tiles),
+    /// The backward in one pass, a workgroup per head (five products where `Tiled` takes
+    /// seven, bh workgroups); the forward runs `Tiled` with the same tiles.
+    PerHead(Tiles),
 }
 
 /// Workgroup memory the kernels declare for a tile of `b` rows: two [b, d] tiles and two
@@ -267,7 +270,7 @@ pub fn attention_forward_with(
         params,
         rows: b,
     } = setup(gpu, s)?;
-    if let AttentionKernel::Tiled(tiles) = kernel {
+    if let AttentionKernel::Tiled(tiles) | AttentionKernel::PerHead(tiles) = kernel {
         tiles.check(gpu, s.d)?;
         return attention_tiled::forward(gpu, pass, [o, lse, q, k, v], s, &params, tiles);
     }
@@ -334,8 +337,10 @@ pub fn attention_backward_with(
         params,
         rows: b,
     } = setup(gpu, s)?;
-    if let AttentionKernel::Tiled(tiles) = kernel {
-        tiles.check_backward(gpu, s.d)?;
+    match kernel {
+        AttentionKernel::Tiled(tiles) => tiles.check_backward(gpu, s.d)?,
+        AttentionKernel::PerHead(tiles) => tiles.check_per_head(gpu, s.d)?,
+        AttentionKernel::Rows => {}
     }
     let delta_kernel = Kernel::with(SHADER, "attention_backward_delta", &constants[..1])
         .work(Work::Bytes((2 * rows * s.d as u64 + rows) as f64 * 4.0));
@@ -348,9 +353,16 @@ pub fn attention_backward_with(
         [groups, 1, 1],
     )?;
     let params = params.adding(grads);
-    if let AttentionKernel::Tiled(tiles) = kernel {
-        let inputs = [q, k, v, d_o, lse, delta];
-        return attention_tiled::backward(gpu, pass, [dq, dk, dv], inputs, s, &params, tiles);
+    let inputs = [q, k, v, d_o, lse, delta];
+    match kernel {
+        AttentionKernel::Tiled(tiles) => {
+            return attention_tiled::backward(gpu, pass, [dq, dk, dv], inputs, s, &params, tiles);
+        }
+        AttentionKernel::PerHead(tiles) => {
+            let grads = [dq, dk, dv];
+            return attention_tiled::backward_per_head(gpu, pass, grads, inputs, s, &params, tiles);
+        }
+        AttentionKernel::Rows => {}
     }
     let blocks = [s.t.div_ceil(b), s.bh, 1];
     let shared = [(3, q), (4, k), (5, v), (6, d_o), (7, delta)];

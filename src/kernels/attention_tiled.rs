@@ -16,6 +16,8 @@ pub(crate) const SHADER: Shader = Shader {
 /// Invocations a workgroup and the most O columns one holds (the shader's WG and MAX_OC).
 const WORKGROUP: u32 = 64;
 const MAX_O_COLUMNS: u32 = 16;
+/// Storage buffers the one-pass backward binds: q, k, v, dO, lse, delta, dq, dk, dv.
+const PER_HEAD_BUFFERS: u32 = 9;
 
 /// Query rows a workgroup (`br`, 16 or 32) and key rows a tile (`bc`, a multiple of 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +85,22 @@ impl Tiles {
         let shape_ok = [16, 32].contains(&self.br) && [16, 32].contains(&self.bc);
         let holds = Tiles::holds(self.br, d) && Tiles::holds(self.bc, d);
         self.check_with(gpu, d, shape_ok, holds, self.backward_storage_bytes(d))
+    }
+
+    /// Errors unless these tiles suit the one-pass backward (a workgroup per head, nine
+    /// storage buffers) with head dimension `d` on this device.
+    pub fn check_per_head(self, gpu: &Gpu, d: u32) -> Result<()> {
+        self.check_backward(gpu, d)?;
+        let limit = gpu.limits().max_storage_buffers_per_shader_stage;
+        if limit < PER_HEAD_BUFFERS {
+            return Err(Error::Limits {
+                what: "attention backward, one pass a head: storage buffers per shader stage"
+                    .into(),
+                needed: PER_HEAD_BUFFERS as u64,
+                limit: limit as u64,
+            });
+        }
+        Ok(())
     }
 
     fn check_with(self, gpu: &Gpu, d: u32, shape_ok: bool, holds: bool, bytes: u64) -> Result<()> {
@@ -157,4 +175,25 @@ pub(crate) fn backward(
     let buffers: Vec<_> = [(1, dk), (2, dv)].into_iter().chain(inputs).collect();
     let groups = [s.t.div_ceil(tiles.bc), s.bh, 1];
     gpu.dispatch_bound(pass, &dkv_kernel, params, &buffers, groups)
+}
+
+/// Records the one-pass backward after the delta kernel (a workgroup per head): dq, dk,
+/// dv from q, k, v, d_o, lse and delta (shapes checked by the caller).
+pub(crate) fn backward_per_head(
+    gpu: &Gpu,
+    pass: &mut wgpu::ComputePass<'_>,
+    [dq, dk, dv]: [&wgpu::Buffer; 3],
+    [q, k, v, d_o, lse, delta]: [&wgpu::Buffer; 6],
+    s: &AttentionShape,
+    params: &Params,
+    tiles: Tiles,
+) -> Result<()> {
+    let constants = tiles.constants(s.d, params);
+    // Each score tile once: QKᵀ and dO·Vᵀ recomputed, then Pᵀ·dO, dSᵀ·Q and dS·K.
+    let kernel = Kernel::with(SHADER, "attention_backward_head_tiled", &constants)
+        .work(Work::Flops(5.0 * s.forward_flops() / 2.0));
+    let buffers = [(1, dk), (2, dv), (9, dq)];
+    let inputs = [(3, q), (4, k), (5, v), (6, d_o), (7, lse), (8, delta)];
+    let buffers: Vec<_> = buffers.into_iter().chain(inputs).collect();
+    gpu.dispatch_bound(pass, &kernel, params, &buffers, [1, s.bh, 1])
 }

@@ -23,6 +23,7 @@ impl AttentionKernel {
         match self {
             AttentionKernel::Rows => "rows".into(),
             AttentionKernel::Tiled(t) => format!("tiled:{}x{}", t.br, t.bc),
+            AttentionKernel::PerHead(t) => format!("per-head:{}x{}", t.br, t.bc),
         }
     }
 
@@ -31,14 +32,22 @@ impl AttentionKernel {
         if text == "rows" {
             return Some(AttentionKernel::Rows);
         }
-        let (br, bc) = text.strip_prefix("tiled:")?.split_once('x')?;
-        let tiles = Tiles {
-            br: br.parse().ok()?,
-            bc: bc.parse().ok()?,
+        let tiles = |sizes: &str| {
+            let (br, bc) = sizes.split_once('x')?;
+            let (br, bc) = (br.parse().ok()?, bc.parse().ok()?);
+            Some(Tiles { br, bc })
         };
-        Some(AttentionKernel::Tiled(tiles))
+        if let Some(sizes) = text.strip_prefix("per-head:") {
+            return tiles(sizes).map(AttentionKernel::PerHead);
+        }
+        tiles(text.strip_prefix("tiled:")?).map(AttentionKernel::Tiled)
     }
 }
+
+/// The candidates' generation, part of every key: a table (a user's cache) measured
+/// before the candidates changed is measured again rather than trusted. Bump it when a
+/// kernel is added to or dropped from [`candidates`]. 2: the one-pass backward.
+const GENERATION: u32 = 2;
 
 /// The tuning class of a pass: its head dimension and its length's power of two.
 pub fn tuning_key(pass: Pass, s: &AttentionShape) -> String {
@@ -47,7 +56,7 @@ pub fn tuning_key(pass: Pass, s: &AttentionShape) -> String {
         Pass::Backward => "bwd",
     };
     format!(
-        "attention/{name}/d{}/t{}",
+        "attention/{name}/g{GENERATION}/d{}/t{}",
         s.d,
         s.t.max(1).next_power_of_two()
     )
@@ -59,17 +68,20 @@ pub fn usable(gpu: &Gpu, pass: Pass, d: u32, kernel: AttentionKernel) -> bool {
         (AttentionKernel::Rows, _) => true,
         (AttentionKernel::Tiled(t), Pass::Forward) => t.check(gpu, d).is_ok(),
         (AttentionKernel::Tiled(t), Pass::Backward) => t.check_backward(gpu, d).is_ok(),
+        (AttentionKernel::PerHead(_), Pass::Forward) => false,
+        (AttentionKernel::PerHead(t), Pass::Backward) => t.check_per_head(gpu, d).is_ok(),
     }
 }
 
 /// The kernels timed for `pass` with head dimension `d`: the row kernel and every tile
-/// size that fits.
+/// size that fits, tiled and (the backward) one pass a head.
 pub fn candidates(gpu: &Gpu, pass: Pass, d: u32) -> Vec<AttentionKernel> {
-    let tiled = Tiles::CANDIDATES
-        .into_iter()
-        .filter(|&t| usable(gpu, pass, d, AttentionKernel::Tiled(t)));
+    let tiled = Tiles::CANDIDATES.map(AttentionKernel::Tiled);
+    let per_head = Tiles::CANDIDATES.map(AttentionKernel::PerHead);
     std::iter::once(AttentionKernel::Rows)
-        .chain(tiled.map(AttentionKernel::Tiled))
+        .chain(tiled)
+        .chain(per_head)
+        .filter(|&kernel| usable(gpu, pass, d, kernel))
         .collect()
 }
 

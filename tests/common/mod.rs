@@ -32,6 +32,27 @@ pub fn gpu() -> Option<&'static Gpu> {
     .as_ref()
 }
 
+/// A device opened with WebGPU's default limits (as an embedding program's may be: 8
+/// storage buffers a stage, 16 KiB of workgroup memory), wrapped with `Gpu::from_device`.
+/// None without an adapter, unless `CI` is set: then it panics.
+pub fn gpu_with_default_limits() -> Option<Gpu> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let options = wgpu::RequestAdapterOptions::default();
+    let adapter = match pollster::block_on(instance.request_adapter(&options)) {
+        Ok(adapter) => adapter,
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set and there is no adapter: {e}")
+        }
+        Err(_) => return None,
+    };
+    let descriptor = wgpu::DeviceDescriptor {
+        required_limits: wgpu::Limits::default(),
+        ..Default::default()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&descriptor)).unwrap();
+    Some(Gpu::from_device(device, queue, adapter.get_info()))
+}
+
 /// `let gpu = require_gpu!();` at the top of a test: skips it without an adapter (never in CI).
 #[macro_export]
 macro_rules! require_gpu {
