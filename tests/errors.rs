@@ -230,6 +230,14 @@ fn a_long_context_is_not_refused_for_scores_the_fused_attention_never_holds() {
         seed: 0,
     };
     let footprint = config.footprint(8).unwrap();
+    // The activations count the attention tuner's scratch of the first step: eight
+    // [batch·seq, d_model] buffers (q, k, v, o, their gradients, dO), and lse and delta.
+    let rows = 8 * 2048;
+    let layer = rows * (8 + 8 * 64 + 2 * 128) * 2;
+    assert_eq!(
+        footprint.activations,
+        layer + 8 * rows * 64 + 2 * 8 * 8 * 2048
+    );
     let (largest, what) = footprint.largest;
     assert!(largest * 4 <= 128 << 20, "{largest} floats: {what}");
     assert!(!what.contains("scores"), "{what}");

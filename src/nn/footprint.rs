@@ -229,7 +229,11 @@ impl super::TransformerConfig {
         // log-sum-exp (the fused attention keeps no [seq, seq] scores); gradients as much
         // again.
         let per_row = sum(&flags, &[h, 8 * d, 2 * f])?;
-        let activations = product(&flags, &[l, rows, per_row, 2])?;
+        let layers = product(&flags, &[l, rows, per_row, 2])?;
+        let activations = sum(
+            &flags,
+            &[layers, transformer_tuning(&flags, b, h, t, d, f)?],
+        )?;
         let largest = [
             (
                 product(&flags, &[rows, 3 * d])?,
@@ -255,6 +259,28 @@ impl super::TransformerConfig {
             step_buffers,
         })
     }
+}
+
+/// Floats the first step's tuning holds on top of the activations (freed after): the
+/// attention tuner's q, k, v, o, their gradients and dO (8·rows·d_model) with lse and
+/// delta (2·batch·heads·seq), or the matmul tuner's three operands of the largest product
+/// ([rows, d_model] times [d_model, n] for n = 3·d_model, d_ff or the 256 logits),
+/// whichever is more.
+fn transformer_tuning(flags: &str, b: u64, h: u64, t: u64, d: u64, f: u64) -> Result<u64> {
+    let rows = product(flags, &[b, t])?;
+    let attention = sum(
+        flags,
+        &[
+            product(flags, &[8, rows, d])?,
+            product(flags, &[2, b, h, t])?,
+        ],
+    )?;
+    let mut matmul = 0;
+    for n in [3 * d, f, 256] {
+        let operands = [product(flags, &[rows, d + n])?, product(flags, &[d, n])?];
+        matmul = matmul.max(sum(flags, &operands)?);
+    }
+    Ok(attention.max(matmul))
 }
 
 impl super::ResnetConfig {
