@@ -180,6 +180,32 @@ impl Record {
     }
 }
 
+impl Work {
+    /// The rate of this work done in `seconds`, and its unit.
+    fn rate(self, seconds: f64) -> (f64, &'static str) {
+        match self {
+            Work::Flops(f) => (f / seconds / 1e9, "GFLOP/s"),
+            Work::Bytes(b) => (b / seconds / 1e9, "GB/s"),
+        }
+    }
+}
+
+/// A case's record from its median `seconds`, against the given reference.
+fn record(case: &Case, seconds: f64, reference: &str, reference_value: f64) -> Record {
+    let (value, unit) = case.work.rate(seconds);
+    Record {
+        kernel: case.kernel.to_string(),
+        shape: case.shape.clone(),
+        variant: case.variant.clone(),
+        ms: seconds * 1e3,
+        value,
+        unit,
+        reference: reference.to_string(),
+        reference_value,
+        note: String::new(),
+    }
+}
+
 /// Times a case and turns it into a record against the given reference.
 pub fn measure(
     gpu: &Gpu,
@@ -190,21 +216,34 @@ pub fn measure(
     reference_value: f64,
 ) -> Result<Record> {
     let seconds = median_seconds(|| case.run(gpu), warmup, runs)?;
-    let (value, unit) = match case.work {
-        Work::Flops(f) => (f / seconds / 1e9, "GFLOP/s"),
-        Work::Bytes(b) => (b / seconds / 1e9, "GB/s"),
+    Ok(record(case, seconds, reference, reference_value))
+}
+
+/// Times `case` and `reference` in alternating runs, so that drift in the machine's speed
+/// hits both alike, and reports the case beside the reference's rate (in its own unit)
+/// from those runs. The reference is named `name`.
+pub fn measure_alternating(
+    gpu: &Gpu,
+    case: &Case,
+    (reference, name): (&Case, &str),
+    warmup: usize,
+    runs: usize,
+) -> Result<Record> {
+    for _ in 0..warmup {
+        reference.run(gpu)?;
+        case.run(gpu)?;
+    }
+    let (mut reference_times, mut case_times) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        reference_times.push(median_seconds(|| reference.run(gpu), 0, 1)?);
+        case_times.push(median_seconds(|| case.run(gpu), 0, 1)?);
+    }
+    let median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
     };
-    Ok(Record {
-        kernel: case.kernel.to_string(),
-        shape: case.shape.clone(),
-        variant: case.variant.clone(),
-        ms: seconds * 1e3,
-        value,
-        unit,
-        reference: reference.to_string(),
-        reference_value,
-        note: String::new(),
-    })
+    let (reference_value, _) = reference.work.rate(median(reference_times));
+    Ok(record(case, median(case_times), name, reference_value))
 }
 
 /// Times `case` and the plain copy of `n` elements in alternating runs (so drift in the
@@ -216,39 +255,12 @@ pub fn measure_against_copy(
     warmup: usize,
     runs: usize,
 ) -> Result<Record> {
-    let copy = copy_case(gpu, n);
-    for _ in 0..warmup {
-        copy.run(gpu)?;
-        case.run(gpu)?;
-    }
-    let (mut copy_times, mut case_times) = (Vec::new(), Vec::new());
-    for _ in 0..runs.max(1) {
-        copy_times.push(median_seconds(|| copy.run(gpu), 0, 1)?);
-        case_times.push(median_seconds(|| case.run(gpu), 0, 1)?);
-    }
-    let median = |mut t: Vec<f64>| {
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
-    };
-    let (copy_s, case_s) = (median(copy_times), median(case_times));
-    let Work::Bytes(bytes) = case.work else {
+    if !matches!(case.work, Work::Bytes(_)) {
         return Err(Error::Invalid {
             what: "benchmark".into(),
             why: format!("{} is not memory-bound", case.kernel),
         });
-    };
-    let Work::Bytes(copy_bytes) = copy.work else {
-        unreachable!("copy moves bytes")
-    };
-    Ok(Record {
-        kernel: case.kernel.to_string(),
-        shape: case.shape.clone(),
-        variant: case.variant.clone(),
-        ms: case_s * 1e3,
-        value: bytes / case_s / 1e9,
-        unit: "GB/s",
-        reference: "copy".to_string(),
-        reference_value: copy_bytes / copy_s / 1e9,
-        note: String::new(),
-    })
+    }
+    let copy = copy_case(gpu, n);
+    measure_alternating(gpu, case, (&copy, "copy"), warmup, runs)
 }
