@@ -330,8 +330,28 @@ fn add_ds_k(acc: ptr<function, array<vec4<f32>, MAX_OC>>, c0: u32, r0: u32) {
     }
 }
 
-// dq (laid out as q)
-@group(0) @binding(1) var<storage, read_write> dq: array<f32>;
+// dq (laid out as q), of the dQ kernel and the one-pass kernel
+@group(0) @binding(9) var<storage, read_write> dq: array<f32>;
+
+// Writes dq·scale of the query tile at i0 as acc holds it (this invocation's rows r0 ..
+// r0 + 4, columns c0, c0 + CG, ...), added to what dq holds when `adding`.
+fn store_dq(bh: u32, i0: u32, c0: u32, r0: u32, acc: ptr<function, array<vec4<f32>, MAX_OC>>,
+            adding: bool) {
+    for (var i = 0u; i < 4u; i++) {
+        let row = i0 + r0 + i;
+        for (var cc = 0u; cc < OC; cc++) {
+            let col = c0 + cc * CG;
+            if (row < p.t && col < D) {
+                let at = q_at(bh, row) + col;
+                var g = (*acc)[cc][i] * p.scale;
+                if (adding) {
+                    g += dq[at];
+                }
+                dq[at] = g;
+            }
+        }
+    }
+}
 
 @compute @workgroup_size(WG)
 fn attention_backward_dq_tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
@@ -351,20 +371,7 @@ fn attention_backward_dq_tiled(@builtin(local_invocation_index) lid: u32, @built
         workgroupBarrier();
         add_ds_k(&acc, c0, r0);
     }
-    for (var i = 0u; i < 4u; i++) {
-        let row = i0 + r0 + i;
-        for (var cc = 0u; cc < OC; cc++) {
-            let col = c0 + cc * CG;
-            if (row < p.t && col < D) {
-                let at = q_at(bh, row) + col;
-                var g = acc[cc][i] * p.scale;
-                if (adds(1u)) {
-                    g += dq[at];
-                }
-                dq[at] = g;
-            }
-        }
-    }
+    store_dq(bh, i0, c0, r0, &acc, adds(1u));
 }
 
 // dk, dv (laid out as k and v)
@@ -414,6 +421,21 @@ fn store_kv_gradients(bh: u32, k0: u32, c0: u32, r0: u32,
     }
 }
 
+// One query tile's part in the gradients of the key block at k0 (the keys already in
+// k_tile, transposed when `k_transposed`): loads the queries i0 .. i0 + BR and their dO,
+// forms P and dS, and adds to this invocation's dK and dV rows r0 .. r0 + 4. P and dS
+// stay in their tiles for the caller.
+fn query_tile_for_keys(bh: u32, i0: u32, k0: u32, lid: u32, k_transposed: bool, c0: u32, r0: u32,
+                       dk_acc: ptr<function, array<vec4<f32>, MAX_OC>>,
+                       dv_acc: ptr<function, array<vec4<f32>, MAX_OC>>) {
+    workgroupBarrier();
+    load_pair(bh, i0, BR, lid, 0u, k_transposed);
+    workgroupBarrier();
+    tile_gradients(i0, k0, lid, true, k_transposed);
+    workgroupBarrier();
+    add_kv_gradients(dk_acc, dv_acc, c0, r0);
+}
+
 @compute @workgroup_size(WG)
 fn attention_backward_dkv_tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let bh = wg.y;
@@ -425,12 +447,7 @@ fn attention_backward_dkv_tiled(@builtin(local_invocation_index) lid: u32, @buil
     load_pair(bh, k0, BC, lid, 1u, true);
     // causal: the query tiles from the one holding this block's first key
     for (var i0 = (k0 / BR) * BR; i0 < p.t; i0 += BR) {
-        workgroupBarrier();
-        load_pair(bh, i0, BR, lid, 0u, true);
-        workgroupBarrier();
-        tile_gradients(i0, k0, lid, true, true);
-        workgroupBarrier();
-        add_kv_gradients(&dk_acc, &dv_acc, c0, r0);
+        query_tile_for_keys(bh, i0, k0, lid, true, c0, r0, &dk_acc, &dv_acc);
     }
     store_kv_gradients(bh, k0, c0, r0, &dk_acc, &dv_acc);
 }
@@ -439,7 +456,6 @@ fn attention_backward_dkv_tiled(@builtin(local_invocation_index) lid: u32, @buil
 // the query tiles that see it, so each score tile is computed once (five products, where
 // the dQ and dK/dV kernels take seven) and the dQ rows, which only this workgroup writes,
 // are summed in place tile by tile. Few workgroups: for many heads, or few cores.
-@group(0) @binding(9) var<storage, read_write> dq_of_head: array<f32>;
 
 @compute @workgroup_size(WG)
 fn attention_backward_head_tiled(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
@@ -454,31 +470,12 @@ fn attention_backward_head_tiled(@builtin(local_invocation_index) lid: u32, @bui
         workgroupBarrier();
         load_pair(bh, k0, BC, lid, 1u, false); // K row by row: add_ds_k reads it so
         for (var i0 = (k0 / BR) * BR; i0 < p.t; i0 += BR) {
-            workgroupBarrier();
-            load_pair(bh, i0, BR, lid, 0u, false);
-            workgroupBarrier();
-            tile_gradients(i0, k0, lid, true, false);
-            workgroupBarrier();
-            add_kv_gradients(&dk_acc, &dv_acc, kc0, kr0);
+            query_tile_for_keys(bh, i0, k0, lid, false, kc0, kr0, &dk_acc, &dv_acc);
             var dq_acc: array<vec4<f32>, MAX_OC>;
             add_ds_k(&dq_acc, c0, r0);
             // The first key block sees every query tile: it writes (or adds to) dq, the
             // later blocks add to what it wrote.
-            let adding = k0 > 0u || adds(1u);
-            for (var i = 0u; i < 4u; i++) {
-                let row = i0 + r0 + i;
-                for (var cc = 0u; cc < OC; cc++) {
-                    let col = c0 + cc * CG;
-                    if (row < p.t && col < D) {
-                        let at = q_at(bh, row) + col;
-                        var g = dq_acc[cc][i] * p.scale;
-                        if (adding) {
-                            g += dq_of_head[at];
-                        }
-                        dq_of_head[at] = g;
-                    }
-                }
-            }
+            store_dq(bh, i0, c0, r0, &dq_acc, k0 > 0u || adds(1u));
         }
         store_kv_gradients(bh, k0, kc0, kr0, &dk_acc, &dv_acc);
     }

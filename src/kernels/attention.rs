@@ -353,16 +353,10 @@ pub fn attention_backward_with(
         [groups, 1, 1],
     )?;
     let params = params.adding(grads);
-    let inputs = [q, k, v, d_o, lse, delta];
-    match kernel {
-        AttentionKernel::Tiled(tiles) => {
-            return attention_tiled::backward(gpu, pass, [dq, dk, dv], inputs, s, &params, tiles);
-        }
-        AttentionKernel::PerHead(tiles) => {
-            let grads = [dq, dk, dv];
-            return attention_tiled::backward_per_head(gpu, pass, grads, inputs, s, &params, tiles);
-        }
-        AttentionKernel::Rows => {}
+    if let AttentionKernel::Tiled(tiles) | AttentionKernel::PerHead(tiles) = kernel {
+        let per_head = matches!(kernel, AttentionKernel::PerHead(_));
+        let (grads, inputs) = ([dq, dk, dv], [q, k, v, d_o, lse, delta]);
+        return attention_tiled::backward(gpu, pass, grads, inputs, s, &params, tiles, per_head);
     }
     let blocks = [s.t.div_ceil(b), s.bh, 1];
     let shared = [(3, q), (4, k), (5, v), (6, d_o), (7, delta)];

@@ -150,7 +150,9 @@ pub(crate) fn forward(
 }
 
 /// Records the tiled backward after the delta kernel: dq, dk, dv from q, k, v, d_o, lse
-/// and delta (shapes checked by the caller).
+/// and delta (shapes checked by the caller). Two kernels (dQ by query blocks, dK and dV
+/// by key blocks), or with `per_head` one pass a head.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     gpu: &Gpu,
     pass: &mut wgpu::ComputePass<'_>,
@@ -159,41 +161,31 @@ pub(crate) fn backward(
     s: &AttentionShape,
     params: &Params,
     tiles: Tiles,
+    per_head: bool,
 ) -> Result<()> {
     let constants = tiles.constants(s.d, params);
     let inputs = [(3, q), (4, k), (5, v), (6, d_o), (7, lse), (8, delta)];
+    let causal_product = s.forward_flops() / 2.0;
+    let mut run = |entry: &'static str, products: f64, outputs: &[(u32, &wgpu::Buffer)], groups| {
+        let kernel =
+            Kernel::with(SHADER, entry, &constants).work(Work::Flops(products * causal_product));
+        let buffers: Vec<_> = outputs.iter().copied().chain(inputs).collect();
+        gpu.dispatch_bound(pass, &kernel, params, &buffers, groups)
+    };
+    if per_head {
+        // Each score tile once: QKᵀ and dO·Vᵀ recomputed, then Pᵀ·dO, dSᵀ·Q and dS·K.
+        let outputs = [(1, dk), (2, dv), (9, dq)];
+        return run("attention_backward_head_tiled", 5.0, &outputs, [1, s.bh, 1]);
+    }
     // dQ recomputes QKᵀ and dO·Vᵀ and forms dS·K: three causal products, the forward two;
     // dK and dV recompute the two and form Pᵀ·dO and dSᵀ·Q: four.
-    let causal_product = s.forward_flops() / 2.0;
-    let dq_kernel = Kernel::with(SHADER, "attention_backward_dq_tiled", &constants)
-        .work(Work::Flops(3.0 * causal_product));
-    let buffers: Vec<_> = [(1, dq)].into_iter().chain(inputs).collect();
     let groups = [s.t.div_ceil(tiles.br), s.bh, 1];
-    gpu.dispatch_bound(pass, &dq_kernel, params, &buffers, groups)?;
-    let dkv_kernel = Kernel::with(SHADER, "attention_backward_dkv_tiled", &constants)
-        .work(Work::Flops(4.0 * causal_product));
-    let buffers: Vec<_> = [(1, dk), (2, dv)].into_iter().chain(inputs).collect();
+    run("attention_backward_dq_tiled", 3.0, &[(9, dq)], groups)?;
     let groups = [s.t.div_ceil(tiles.bc), s.bh, 1];
-    gpu.dispatch_bound(pass, &dkv_kernel, params, &buffers, groups)
-}
-
-/// Records the one-pass backward after the delta kernel (a workgroup per head): dq, dk,
-/// dv from q, k, v, d_o, lse and delta (shapes checked by the caller).
-pub(crate) fn backward_per_head(
-    gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
-    [dq, dk, dv]: [&wgpu::Buffer; 3],
-    [q, k, v, d_o, lse, delta]: [&wgpu::Buffer; 6],
-    s: &AttentionShape,
-    params: &Params,
-    tiles: Tiles,
-) -> Result<()> {
-    let constants = tiles.constants(s.d, params);
-    // Each score tile once: QKᵀ and dO·Vᵀ recomputed, then Pᵀ·dO, dSᵀ·Q and dS·K.
-    let kernel = Kernel::with(SHADER, "attention_backward_head_tiled", &constants)
-        .work(Work::Flops(5.0 * s.forward_flops() / 2.0));
-    let buffers = [(1, dk), (2, dv), (9, dq)];
-    let inputs = [(3, q), (4, k), (5, v), (6, d_o), (7, lse), (8, delta)];
-    let buffers: Vec<_> = buffers.into_iter().chain(inputs).collect();
-    gpu.dispatch_bound(pass, &kernel, params, &buffers, [1, s.bh, 1])
+    run(
+        "attention_backward_dkv_tiled",
+        4.0,
+        &[(1, dk), (2, dv)],
+        groups,
+    )
 }
