@@ -405,7 +405,15 @@ fn the_forward_kernel_choice_is_measured_once_and_recorded() {
         let smallest = AttentionKernel::Tiled(Tiles { br: 16, bc: 16 });
         assert!(candidates(gpu, pass, 64).contains(&smallest));
     }
-    for bad in ["", "tiled", "tiled:32", "tiled:32xq", "row"] {
+    for bad in [
+        "",
+        "tiled",
+        "tiled:32",
+        "tiled:32xq",
+        "row",
+        "per-head",
+        "per-head:16",
+    ] {
         assert_eq!(AttentionKernel::parse(bad), None, "{bad}");
     }
     let s = AttentionShape::heads(2, 24, 8);
