@@ -8,7 +8,9 @@
 // Backward, no atomics: the probabilities are recomputed from the saved log-sum-exp, tile
 // by tile, and each gradient is summed by the one workgroup that owns its rows.
 //   dQ: a workgroup per block of BR query rows, over the key tiles up to the diagonal;
-//   dK and dV: a workgroup per block of BC key rows, over the query tiles from the diagonal.
+//   dK and dV: a workgroup per block of BC key rows, over the query tiles from the diagonal;
+//   or all three in one pass (attention_backward_head_tiled): a workgroup per head over
+//   its key blocks, each score tile computed once and dQ summed in place.
 // Score tiles are register-blocked there too and the gradient blocks accumulated in
 // registers (4 rows × OC columns an invocation). delta = rowsum(dO ∘ O) comes from
 // attention.wgsl's attention_backward_delta.

@@ -243,3 +243,28 @@ fn a_long_context_is_not_refused_for_scores_the_fused_attention_never_holds() {
     assert!(!what.contains("scores"), "{what}");
     footprint.check(gpu, 2).unwrap();
 }
+
+/// A Transformer whose sizes multiply past 64 bits (an embedder's d_model of 2⁶²) gets an
+/// error naming its flags from the footprint, not a wrapped count or a panic.
+#[test]
+fn a_transformer_footprint_that_overflows_is_an_error() {
+    use rezero::nn::{BlockVariant, TransformerConfig};
+    let config = TransformerConfig {
+        variant: BlockVariant::Rezero,
+        layers: 1,
+        d_model: 1 << 62,
+        heads: 1,
+        d_ff: 4,
+        seq: 4,
+        gelu: true,
+        alpha_per_sublayer: false,
+        alpha_init: 0.0,
+        seed: 0,
+    };
+    let err = config.footprint(2).unwrap_err();
+    assert!(
+        err.to_string().contains("--d-model 4611686018427387904"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("overflows"), "{err}");
+}

@@ -1,7 +1,8 @@
 //! Launchers for `shaders/attention_tiled.wgsl`: causal attention in the FlashAttention-2
 //! layout, the forward (a workgroup of 64 invocations per head and block of query rows)
-//! and the backward (dQ by query blocks, dK and dV by key blocks, no atomics), with score
-//! tiles register-blocked and tile sizes checked against the device's workgroup memory.
+//! and the backward, no atomics (dQ by query blocks and dK and dV by key blocks, or all
+//! three in one pass a head), with score tiles register-blocked and tile sizes checked
+//! against the device's workgroup memory.
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 

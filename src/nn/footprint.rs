@@ -212,9 +212,13 @@ impl super::TransformerConfig {
         );
         let (l, d, f) = (self.layers as u64, self.d_model as u64, self.d_ff as u64);
         let (h, t, b) = (self.heads as u64, self.seq as u64, batch as u64);
+        let times = |k: u64, x: u64| product(&flags, &[k, x]);
         let layer = sum(
             &flags,
-            &[product(&flags, &[d, 4 * d + 2 * f])?, 9 * d + f + 2],
+            &[
+                product(&flags, &[d, sum(&flags, &[times(4, d)?, times(2, f)?])?])?,
+                sum(&flags, &[times(9, d)?, f, 2])?,
+            ],
         )?;
         let params = sum(
             &flags,
@@ -228,7 +232,7 @@ impl super::TransformerConfig {
         // sublayer sums and norms (8·d), the feed-forward (2·d_ff) and each head's
         // log-sum-exp (the fused attention keeps no [seq, seq] scores); gradients as much
         // again.
-        let per_row = sum(&flags, &[h, 8 * d, 2 * f])?;
+        let per_row = sum(&flags, &[h, times(8, d)?, times(2, f)?])?;
         let layers = product(&flags, &[l, rows, per_row, 2])?;
         let activations = sum(
             &flags,
@@ -236,7 +240,7 @@ impl super::TransformerConfig {
         )?;
         let largest = [
             (
-                product(&flags, &[rows, 3 * d])?,
+                product(&flags, &[rows, times(3, d)?])?,
                 "the qkv projection [batch·seq, 3·d_model]",
             ),
             (
@@ -276,8 +280,11 @@ fn transformer_tuning(flags: &str, b: u64, h: u64, t: u64, d: u64, f: u64) -> Re
         ],
     )?;
     let mut matmul = 0;
-    for n in [3 * d, f, 256] {
-        let operands = [product(flags, &[rows, d + n])?, product(flags, &[d, n])?];
+    for n in [product(flags, &[3, d])?, f, 256] {
+        let operands = [
+            product(flags, &[rows, sum(flags, &[d, n])?])?,
+            product(flags, &[d, n])?,
+        ];
         matmul = matmul.max(sum(flags, &operands)?);
     }
     Ok(attention.max(matmul))
