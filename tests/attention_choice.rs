@@ -45,8 +45,8 @@ fn the_forward_kernel_choice_is_measured_once_and_recorded() {
         .tuned(&tuning_key(Pass::Forward, &s))
         .expect("the choice is recorded");
     assert!(AttentionKernel::parse(&chosen).is_some(), "{chosen}");
-    assert_eq!(tuning_key(Pass::Forward, &s), "attention/fwd/g2/d8/t32");
-    assert_eq!(tuning_key(Pass::Backward, &s), "attention/bwd/g2/d8/t32");
+    assert_eq!(tuning_key(Pass::Forward, &s), "attention/fwd/g3/d8/t32");
+    assert_eq!(tuning_key(Pass::Backward, &s), "attention/bwd/g3/d8/t32");
 }
 
 /// Tile sizes a caller names are checked before anything is recorded.

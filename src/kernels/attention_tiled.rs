@@ -1,8 +1,9 @@
 //! Launchers for `shaders/attention_tiled.wgsl`: causal attention in the FlashAttention-2
 //! layout, the forward (a workgroup of 64 invocations per head and block of query rows)
 //! and the backward, no atomics (dQ by query blocks and dK and dV by key blocks, or all
-//! three in one pass a head), with score tiles register-blocked and tile sizes checked
-//! against the device's workgroup memory.
+//! three in one pass a head), with score tiles register-blocked, every tile in workgroup
+//! memory held as rows of vec4s, and tile sizes checked against the device's workgroup
+//! memory.
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
@@ -14,9 +15,10 @@ pub(crate) const SHADER: Shader = Shader {
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 
-/// Invocations a workgroup and the most O columns one holds (the shader's WG and MAX_OC).
+/// Invocations a workgroup and the most vec4 columns of O one holds (the shader's WG and
+/// MAX_OC4).
 const WORKGROUP: u32 = 64;
-const MAX_O_COLUMNS: u32 = 16;
+const MAX_O_VEC4_COLUMNS: u32 = 4;
 /// Storage buffers the one-pass backward binds: q, k, v, dO, lse, delta, dq, dk, dv.
 const PER_HEAD_BUFFERS: u32 = 9;
 
@@ -36,12 +38,19 @@ impl Tiles {
         Tiles { br: 16, bc: 16 },
     ];
 
-    /// Workgroup memory the shader declares for head dimension `d`: the Q block (rows of
-    /// d + 1 floats), the key/value tile (bc rows of d + 1, or d rows of bc + 1 transposed),
-    /// the score tile (rows of bc + 1) and three row vectors.
+    /// Vec4s a row of a head and of a score tile takes in workgroup memory: the shader's
+    /// ROW4 (d / 4 rounded up, made odd) and SROW4 (bc / 4, made odd).
+    fn row_vec4s(self, d: u32) -> (u64, u64) {
+        (d.div_ceil(4) as u64 | 1, (self.bc / 4) as u64 | 1)
+    }
+
+    /// Workgroup memory the shader declares for head dimension `d`: the Q block and the
+    /// key/value tile (rows of ROW4 vec4s), the score tile (rows of SROW4) and three row
+    /// vectors.
     pub fn storage_bytes(self, d: u32) -> u64 {
-        let (br, bc, d) = (self.br as u64, self.bc as u64, d as u64);
-        4 * (br * (d + 1) + bc * (d + 1) + d + br * (bc + 1) + 3 * br)
+        let (br, bc) = (self.br as u64, self.bc as u64);
+        let (row, score_row) = self.row_vec4s(d);
+        16 * ((br + bc) * row + br * score_row) + 4 * 3 * br
     }
 
     /// The tiled shader's override constants: head dimension, tile sizes and the layout.
@@ -54,19 +63,20 @@ impl Tiles {
         tiles.into_iter().chain(params.layout_constants()).collect()
     }
 
-    /// Workgroup memory the backward shader declares: the query and output-gradient
-    /// tiles (rows of d + 1 floats), the key and value tiles (as the forward's), the P and
-    /// dS tiles (rows of bc + 1) and two row vectors.
+    /// Workgroup memory the backward shader declares: the query, output-gradient, key and
+    /// value tiles (rows of ROW4 vec4s), the P and dS tiles (rows of SROW4) and two row
+    /// vectors.
     pub fn backward_storage_bytes(self, d: u32) -> u64 {
-        let (br, bc, d) = (self.br as u64, self.bc as u64, d as u64);
-        4 * (2 * br * (d + 1) + 2 * (bc * (d + 1) + d) + 2 * br * (bc + 1) + 2 * br)
+        let (br, bc) = (self.br as u64, self.bc as u64);
+        let (row, score_row) = self.row_vec4s(d);
+        16 * (2 * (br + bc) * row + 2 * br * score_row) + 4 * 2 * br
     }
 
-    /// Whether 4 rows × (d over the column groups of `rows / 4`) gradient columns fit an
-    /// invocation's registers (false for rows no workgroup can split that way).
+    /// Whether 4 rows × (d / 4 over the column groups of `rows / 4`) vec4 columns of a
+    /// gradient fit an invocation's registers (false for rows no workgroup can split so).
     fn holds(rows: u32, d: u32) -> bool {
         let groups = WORKGROUP.checked_div(rows / 4).unwrap_or(0);
-        groups > 0 && d.div_ceil(groups) <= MAX_O_COLUMNS
+        groups > 0 && d.div_ceil(4).div_ceil(groups) <= MAX_O_VEC4_COLUMNS
     }
 
     /// Errors unless these tiles suit the forward with head dimension `d` on this device.
@@ -116,7 +126,10 @@ impl Tiles {
             return Err(Error::Unsupported {
                 op: "attention",
                 variant: format!("{self:?}"),
-                why: format!("head dimension {d} is over {MAX_O_COLUMNS} columns an invocation"),
+                why: format!(
+                    "head dimension {d} is over {} columns an invocation",
+                    4 * MAX_O_VEC4_COLUMNS
+                ),
             });
         }
         let limits = gpu.limits();

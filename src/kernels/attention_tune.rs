@@ -46,8 +46,9 @@ impl AttentionKernel {
 
 /// The candidates' generation, part of every key: a table (a user's cache) measured
 /// before the candidates changed is measured again rather than trusted. Bump it when a
-/// kernel is added to or dropped from [`candidates`]. 2: the one-pass backward.
-const GENERATION: u32 = 2;
+/// kernel is added to or dropped from [`candidates`] or its speed changes. 2: the one-pass
+/// backward; 3: tiles of vec4 rows.
+const GENERATION: u32 = 3;
 
 /// The tuning class of a pass: its head dimension and its length's power of two.
 pub fn tuning_key(pass: Pass, s: &AttentionShape) -> String {
