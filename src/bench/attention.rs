@@ -1,11 +1,12 @@
 //! Causal attention, forward alone or forward with backward: the fused kernels (one row an
 //! invocation, and tiled with each tile size that fits) and the materialised path (batched
 //! matmuls around a causal softmax over the [bh, t, t] scores) on the same inputs, so the
-//! materialised path is the others' reference.
+//! materialised path is the others' reference: each fused kernel's results are checked
+//! against it before any is timed.
 
 use super::{Case, Work};
 use crate::cpu;
-use crate::gpu::{Gpu, Result};
+use crate::gpu::{Error, Gpu, Result};
 use crate::kernels::Grad;
 use crate::kernels::attention::{
     AttentionKernel, AttentionShape, attention_backward_with, attention_forward_with,
@@ -77,6 +78,14 @@ impl Buffers {
         })
     }
 
+    /// o, and with `backward` dq, dk and dv, as the last run left them.
+    fn results(&self, gpu: &Gpu, s: &AttentionShape, backward: bool) -> Result<Vec<Vec<f32>>> {
+        let n = (s.bh * s.t * s.d) as usize;
+        let count = if backward { 4 } else { 1 };
+        let read = |buffer| gpu.read_f32(buffer, n);
+        self.outputs[..count].iter().map(read).collect()
+    }
+
     /// The materialised forward (QKᵀ, causal softmax, PV), and backward when asked (dV =
     /// Pᵀ·dO, dP = dO·Vᵀ, dS = softmax backward, dQ = dS·K, dK = dSᵀ·Q).
     fn materialised(&self, gpu: &Gpu, s: &AttentionShape, backward: bool) -> Result<()> {
@@ -110,6 +119,45 @@ impl Buffers {
     }
 }
 
+/// Errors unless each fused kernel's results match the materialised path's on the same
+/// inputs (to 1e-3 of 1 + |value|): a kernel that is fast and wrong on this device, a
+/// shader assumption that does not hold there, gets no row.
+fn check_against_materialised(
+    gpu: &Gpu,
+    buffers: &Buffers,
+    s: &AttentionShape,
+    kernels: &[AttentionKernel],
+    backward: bool,
+) -> Result<()> {
+    buffers.materialised(gpu, s, backward)?;
+    let want = buffers.results(gpu, s, backward)?;
+    for &kernel in kernels {
+        buffers.fused(gpu, s, kernel, backward)?;
+        let got = buffers.results(gpu, s, backward)?;
+        for (name, (got, want)) in ["o", "dq", "dk", "dv"]
+            .into_iter()
+            .zip(got.iter().zip(&want))
+        {
+            let off = got.iter().zip(want).position(|(g, w)| {
+                let close = (g - w).abs() <= 1e-3 * (1.0 + w.abs());
+                !close // NaN is never close
+            });
+            if let Some(i) = off {
+                return Err(Error::Unsupported {
+                    op: "attention",
+                    variant: kernel.name(),
+                    why: format!(
+                        "on this device its {name} differs from the materialised path's at \
+                         element {i}: {} against {}",
+                        got[i], want[i]
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// (materialised, fused kernels) cases for `s`: the forward (`attention_fwd`), or with
 /// `backward` the forward and backward (`attention_fwd_bwd`). All count the useful causal
 /// FLOPs (the backward's four products as twice the forward's two), so their GFLOP/s
@@ -129,7 +177,9 @@ pub fn attention_cases(gpu: &Gpu, s: AttentionShape, backward: bool) -> Result<(
             Work::Flops(3.0 * s.forward_flops()),
         ),
     };
-    let fused = attention_tune::candidates(gpu, pass, s.d)
+    let kernels = attention_tune::candidates(gpu, pass, s.d);
+    check_against_materialised(gpu, &buffers, &s, &kernels, backward)?;
+    let fused = kernels
         .into_iter()
         .map(|choice| {
             let buffers = buffers.clone();
