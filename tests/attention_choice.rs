@@ -140,3 +140,60 @@ fn the_one_pass_backward_needs_nine_storage_buffers() {
         }
     }
 }
+
+/// Where the device has subgroups the tiled forward takes its softmax with subgroup
+/// shuffles (`every_forward_kernel_matches_the_reference` checks that one); a device
+/// opened without the feature, as an embedding program's may be, gets the plain forward,
+/// which must match the reference too.
+#[test]
+fn the_forward_without_subgroups_matches_the_reference() {
+    use rezero::kernels::attention::{AttentionKernel, attention_forward_with};
+    use rezero::kernels::attention_tiled::Tiles;
+    let gpu = require_gpu!();
+    let Some(plain) = common::gpu_with_default_limits() else {
+        return;
+    };
+    let tiles = [Tiles { br: 16, bc: 16 }, Tiles { br: 16, bc: 32 }];
+    if gpu.device.features().contains(wgpu::Features::SUBGROUP) {
+        assert!(tiles.iter().all(|t| t.subgroup_softmax(gpu)));
+    }
+    for (bh, t, d) in [(2, 17, 64), (3, 33, 5), (1, 65, 32)] {
+        let s = AttentionShape::heads(bh, t, d);
+        let n = (bh * t * d) as usize;
+        let inputs: Vec<Vec<f32>> = (41..44)
+            .map(|seed| cpu::seeded(seed, n, -2.0, 2.0))
+            .collect();
+        let (bhu, tu, du) = (bh as usize, t as usize, d as usize);
+        let (o, lse) =
+            cpu::attention::attention_forward(&inputs[0], &inputs[1], &inputs[2], bhu, tu, du);
+        // WebGPU's default 16 KiB of workgroup memory: 16x32 does not fit d = 64.
+        let fitting: Vec<_> = tiles
+            .iter()
+            .filter(|t| t.check(&plain, d).is_ok())
+            .collect();
+        assert!(!fitting.is_empty(), "no tile fits d = {d}");
+        for &tiles in fitting {
+            assert!(!tiles.subgroup_softmax(&plain));
+            let [q, k, v] = [0, 1, 2].map(|i| plain.upload("in", &inputs[i]));
+            let go = plain.upload("o", &vec![f32::NAN; n]);
+            let glse = plain.zeroed_f32("lse", bhu * tu);
+            let kernel = AttentionKernel::Tiled(tiles);
+            plain
+                .run(|pass| {
+                    attention_forward_with(&plain, pass, kernel, [&go, &glse, &q, &k, &v], &s)
+                })
+                .unwrap();
+            let what = format!("plain {tiles:?} bh={bh} t={t} d={d}");
+            let atol = 2e-5 * (t as f32).sqrt();
+            assert_close(
+                &format!("{what} o"),
+                &plain.read_f32(&go, n).unwrap(),
+                &o,
+                atol,
+                1e-4,
+            );
+            let got_lse = plain.read_f32(&glse, bhu * tu).unwrap();
+            assert_close(&format!("{what} lse"), &got_lse, &lse, 1e-5, 1e-5);
+        }
+    }
+}

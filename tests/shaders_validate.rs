@@ -7,10 +7,14 @@ use std::path::Path;
 fn validate(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    let mut validator = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default(),
-    );
+    // Subgroup operations only in the shaders named for them: the others must run on
+    // devices without them.
+    let capabilities = match name.ends_with("_subgroups") {
+        true => naga::valid::Capabilities::SUBGROUP,
+        false => naga::valid::Capabilities::default(),
+    };
+    let mut validator =
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities);
     if let Err(e) = validator.validate(&module) {
         panic!("{name}: {}", e.emit_to_string(source));
     }

@@ -11,7 +11,24 @@ use super::attention::{AttentionShape, Params};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "attention_tiled",
-    wgsl: super::wgsl!("attention_layout.wgsl", "attention_tiled.wgsl"),
+    wgsl: super::wgsl!(
+        "attention_layout.wgsl",
+        "attention_tiled.wgsl",
+        "attention_tiled_backward.wgsl"
+    ),
+    uniform_bytes: std::mem::size_of::<Params>(),
+};
+
+/// The forward with the online softmax taken by subgroup shuffles, for devices opened with
+/// `wgpu::Features::SUBGROUP` only (see [`Tiles::subgroup_softmax`]). naga 30 takes
+/// subgroup operations without WGSL's `enable subgroups;`, which it does not parse yet.
+pub(crate) const SUBGROUP_SHADER: Shader = Shader {
+    name: "attention_tiled_subgroups",
+    wgsl: super::wgsl!(
+        "attention_layout.wgsl",
+        "attention_tiled.wgsl",
+        "attention_tiled_subgroups.wgsl"
+    ),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 
@@ -44,13 +61,24 @@ impl Tiles {
         (d.div_ceil(4) as u64 | 1, (self.bc / 4) as u64 | 1)
     }
 
-    /// Workgroup memory the shader declares for head dimension `d`: the Q block and the
-    /// key/value tile (rows of ROW4 vec4s), the score tile (rows of SROW4) and three row
-    /// vectors.
+    /// Workgroup memory the forward declares for head dimension `d`: the Q block and the
+    /// key and value tiles (rows of ROW4 vec4s), the score tile (rows of SROW4) and three
+    /// row vectors (the subgroup forward uses two of them).
     pub fn storage_bytes(self, d: u32) -> u64 {
         let (br, bc) = (self.br as u64, self.bc as u64);
         let (row, score_row) = self.row_vec4s(d);
-        16 * ((br + bc) * row + br * score_row) + 4 * 3 * br
+        16 * ((br + 2 * bc) * row + br * score_row) + 4 * 3 * br
+    }
+
+    /// Whether the forward takes its online softmax with subgroup shuffles on this device:
+    /// it has subgroups, of at least bc / 4 invocations (the invocations that share a row
+    /// of scores), and each invocation holds at most one score block. The shader assumes
+    /// that subgroups are cut from consecutive local invocation indices, as every driver
+    /// we know does; `tests/attention.rs` compares it with the plain forward.
+    pub fn subgroup_softmax(self, gpu: &Gpu) -> bool {
+        gpu.device.features().contains(wgpu::Features::SUBGROUP)
+            && gpu.info().subgroup_min_size >= self.bc / 4
+            && self.br * self.bc <= 16 * WORKGROUP
     }
 
     /// The tiled shader's override constants: head dimension, tile sizes and the layout.
@@ -157,8 +185,11 @@ pub(crate) fn forward(
     tiles: Tiles,
 ) -> Result<()> {
     let constants = tiles.constants(s.d, params);
-    let kernel = Kernel::with(SHADER, "attention_forward_tiled", &constants)
-        .work(Work::Flops(s.forward_flops()));
+    let (shader, entry) = match tiles.subgroup_softmax(gpu) {
+        true => (SUBGROUP_SHADER, "attention_forward_tiled_subgroups"),
+        false => (SHADER, "attention_forward_tiled"),
+    };
+    let kernel = Kernel::with(shader, entry, &constants).work(Work::Flops(s.forward_flops()));
     let groups = [s.t.div_ceil(tiles.br), s.bh, 1];
     gpu.dispatch(pass, &kernel, params, &[o, lse, q, k, v], groups)
 }

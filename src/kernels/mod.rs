@@ -94,6 +94,7 @@ pub fn shaders() -> Vec<Shader> {
     vec![
         attention::SHADER,
         attention_tiled::SHADER,
+        attention_tiled::SUBGROUP_SHADER,
         batchnorm::SHADER,
         bias::SHADER,
         conv2d::SHADER,
