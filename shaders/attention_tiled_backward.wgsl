@@ -1,6 +1,15 @@
-// The backward of the tiled causal attention (attention_tiled.wgsl, compiled before this
-// file into one module: its overrides, layout helpers, inputs and Q, K and V tiles), no
-// atomics: dQ by query blocks, dK and dV by key blocks, or all three in one pass a head.
+// The backward of the tiled causal attention, compiled after attention_tiled.wgsl into one
+// module (its overrides, layout helpers, inputs and Q, K and V tiles). No atomics: the
+// probabilities are recomputed from the saved log-sum-exp, tile by tile, and each gradient
+// is summed by the one workgroup that owns its rows.
+//   dQ: a workgroup per block of BR query rows, over the key tiles up to the diagonal;
+//   dK and dV: a workgroup per block of BC key rows, over the query tiles from the diagonal;
+//   or all three in one pass (attention_backward_head_tiled): a workgroup per head over
+//   its key blocks, each score tile computed once and dQ summed in place.
+// Score tiles are register-blocked as in the forward, and the gradient blocks accumulated
+// in registers (4 rows × OC4 vec4 columns an invocation). delta = rowsum(dO ∘ O) comes
+// from attention.wgsl's attention_backward_delta.
+
 @group(0) @binding(6) var<storage, read> d_o: array<f32>;
 @group(0) @binding(7) var<storage, read> lse_in: array<f32>; // of the scaled scores
 @group(0) @binding(8) var<storage, read> delta: array<f32>;

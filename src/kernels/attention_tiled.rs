@@ -1,9 +1,10 @@
-//! Launchers for `shaders/attention_tiled.wgsl`: causal attention in the FlashAttention-2
-//! layout, the forward (a workgroup of 64 invocations per head and block of query rows)
-//! and the backward, no atomics (dQ by query blocks and dK and dV by key blocks, or all
-//! three in one pass a head), with score tiles register-blocked, every tile in workgroup
-//! memory held as rows of vec4s, and tile sizes checked against the device's workgroup
-//! memory.
+//! Launchers for `shaders/attention_tiled.wgsl` (with `attention_tiled_backward.wgsl`, and
+//! `attention_tiled_subgroups.wgsl` on devices with subgroups): causal attention in the
+//! FlashAttention-2 layout, the forward (a workgroup of 64 invocations per head and block
+//! of query rows) and the backward, no atomics (dQ by query blocks and dK and dV by key
+//! blocks, or all three in one pass a head), with score tiles register-blocked, every tile
+//! in workgroup memory held as rows of vec4s, and tile sizes checked against the device's
+//! workgroup memory.
 
 use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
 
