@@ -75,7 +75,8 @@ impl Tiles {
     /// it has subgroups, of at least bc / 4 invocations (the invocations that share a row
     /// of scores), and each invocation holds at most one score block. The shader assumes
     /// that subgroups are cut from consecutive local invocation indices, as every driver
-    /// we know does; `tests/attention.rs` compares it with the plain forward.
+    /// we know does: `tests/attention.rs` checks it against the CPU reference, and `rezero
+    /// bench attention` against the materialised path on the device at hand.
     pub fn subgroup_softmax(self, gpu: &Gpu) -> bool {
         gpu.device.features().contains(wgpu::Features::SUBGROUP)
             && gpu.info().subgroup_min_size >= self.bc / 4
