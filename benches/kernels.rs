@@ -19,7 +19,8 @@ fn throughput(work: Work) -> Throughput {
 }
 
 fn gpu() -> Gpu {
-    Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("benches need a GPU adapter: {e}"))
+    pollster::block_on(Gpu::new(&GpuOptions::default()))
+        .unwrap_or_else(|e| panic!("benches need a GPU adapter: {e}"))
 }
 
 fn bench_cases(c: &mut Criterion, gpu: &Gpu, group: &str, cases: Vec<Case>) {

@@ -1,9 +1,10 @@
 //! Embedding rezero's kernels in a wgpu program that owns its device, buffers and encoder:
-//! y = x + α · (a · w), recorded into the host's own compute pass.
+//! y = x + α · (a · w), prepared once and recorded into the host's own compute pass.
 //!
 //! Run: `cargo run --release --example embed`
 
 use rezero::Gpu;
+use rezero::gpu::Prepared;
 use rezero::kernels::matmul::{Matmul, matmul};
 use rezero::kernels::rezero::rezero_forward;
 use wgpu::util::DeviceExt;
@@ -33,16 +34,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let f = buffer(&[0.0; 6]);
     let y = buffer(&[0.0; 6]);
 
-    // rezero wraps the device (adding only its pipeline cache) and records into the host's pass.
+    // rezero wraps the device (adding only its pipeline and uniform caches; it keeps none
+    // of the host's buffers) and checks every size here, once: nothing is submitted,
+    // waited for or measured.
     let gpu = Gpu::from_device(device.clone(), queue.clone(), adapter.get_info());
+    let mut layer = Prepared::new();
+    matmul(&gpu, &mut layer, &f, &a, &w, None, &Matmul::new(2, 3, 4))?; // f = a · w
+    rezero_forward(&gpu, &mut layer, &y, &x, &f, &alpha, 0, 6)?; // y = x + α·f, α = alpha[0]
+
+    // Each frame (here, one): the host records the prepared dispatches into its own pass,
+    // which only sets each pipeline and bind group and dispatches, and submits it itself.
     let mut encoder = device.create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        matmul(&gpu, &mut pass, &f, &a, &w, None, &Matmul::new(2, 3, 4))?;
-        rezero_forward(&gpu, &mut pass, &y, &x, &f, &alpha, 0, 6)?;
+        layer.record(&mut pass);
     }
     queue.submit([encoder.finish()]);
 
-    println!("y = x + 0.1 · (a · w) = {:?}", gpu.read_f32(&y, 6)?);
+    let y = pollster::block_on(gpu.read_f32(&y, 6))?;
+    println!("y = x + 0.1 · (a · w) = {y:?}");
     Ok(())
 }

@@ -21,13 +21,15 @@
 //! - [`tape`]: [`Tensor`](tape::Tensor), [`Param`](tape::Param) and the [`Tape`](tape::Tape)
 //!   that records ops and runs backward.
 //! - [`train`]: training loops (classifiers, language models) with progress, metrics CSV,
-//!   evaluation, safetensors checkpoints, sampling and SVG plots.
+//!   evaluation, safetensors checkpoints, sampling and (with `cli`) SVG plots.
 //! - [`analysis`]: the input-output Jacobian and its singular values (dynamical isometry).
-//! - [`bench`]: the benchmark cases shared by `rezero bench` and `cargo bench`.
+//! - [`bench`]: the benchmark cases shared by `rezero bench` and `cargo bench` (with the
+//!   default `cli` feature).
 //! - [`files`]: writing a file atomically (checkpoints, the tuning cache), capped reads.
 //! - [`error`]: the crate's one [`Error`](error::Error) type.
 
 pub mod analysis;
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod cpu;
 pub mod data;
@@ -41,4 +43,9 @@ pub mod tape;
 pub mod train;
 
 pub use error::{Error, Result};
+
+// The default `cli` feature builds the `rezero` command and what only it needs (argument
+// parsing, the progress bar, SVG plots, the benchmarks and their CPU reference);
+// `--no-default-features` is the embedder's build: the kernels, tape, models and training
+// core alone.
 pub use gpu::{Gpu, GpuOptions};

@@ -36,20 +36,20 @@ fn run(gpu: &rezero::Gpu, q: &[f32], k: &[f32], v: &[f32], d_o: &[f32], s: Atten
         gpu.zeroed_f32("dk", n),
         gpu.zeroed_f32("dv", n),
     );
-    gpu.run(|pass| {
+    pollster::block_on(gpu.run(|pass| {
         attention_forward(gpu, pass, &go, &glse, &gq, &gk, &gv, &s)?;
         let grads = [&gdq, &gdk, &gdv].map(Grad::write);
         let inputs = [&gq, &gk, &gv, &go, &glse, &gdo];
         attention_backward(gpu, pass, grads, &gdelta, inputs, &s)
-    })
+    }))
     .unwrap();
     Run {
-        o: gpu.read_f32(&go, n).unwrap(),
-        lse: gpu.read_f32(&glse, rows).unwrap(),
+        o: pollster::block_on(gpu.read_f32(&go, n)).unwrap(),
+        lse: pollster::block_on(gpu.read_f32(&glse, rows)).unwrap(),
         grads: (
-            gpu.read_f32(&gdq, n).unwrap(),
-            gpu.read_f32(&gdk, n).unwrap(),
-            gpu.read_f32(&gdv, n).unwrap(),
+            pollster::block_on(gpu.read_f32(&gdq, n)).unwrap(),
+            pollster::block_on(gpu.read_f32(&gdk, n)).unwrap(),
+            pollster::block_on(gpu.read_f32(&gdv, n)).unwrap(),
         ),
     }
 }
@@ -197,18 +197,20 @@ fn every_forward_kernel_matches_the_reference() {
                 gpu.zeroed_f32("lse", (bh * t) as usize),
             );
             let buffers = [&go, &glse, &gq, &gk, &gv];
-            gpu.run(|pass| attention_forward_with(gpu, pass, kernel, buffers, &s))
-                .unwrap();
+            pollster::block_on(
+                gpu.run(|pass| attention_forward_with(gpu, pass, kernel, buffers, &s)),
+            )
+            .unwrap();
             let what = format!("{kernel:?} bh={bh} t={t} d={d}");
             let atol = 2e-5 * (t as f32).sqrt().max(1.0);
             assert_close(
                 &format!("{what} o"),
-                &gpu.read_f32(&go, n).unwrap(),
+                &pollster::block_on(gpu.read_f32(&go, n)).unwrap(),
                 &o,
                 atol,
                 1e-4,
             );
-            let got_lse = gpu.read_f32(&glse, (bh * t) as usize).unwrap();
+            let got_lse = pollster::block_on(gpu.read_f32(&glse, (bh * t) as usize)).unwrap();
             assert_close(&format!("{what} lse"), &got_lse, &lse, 1e-5, 1e-5);
             tried += 1;
         }
@@ -253,11 +255,13 @@ fn every_backward_kernel_matches_the_reference() {
             let outputs = [&grads[0], &grads[1], &grads[2]].map(Grad::write);
             let [a, b, c, e, f, g] = &uploaded;
             let inputs = [a, b, c, e, f, g];
-            gpu.run(|pass| attention_backward_with(gpu, pass, kernel, outputs, &delta, inputs, &s))
-                .unwrap();
+            pollster::block_on(gpu.run(|pass| {
+                attention_backward_with(gpu, pass, kernel, outputs, &delta, inputs, &s)
+            }))
+            .unwrap();
             let atol = 3e-5 * (t as f32).sqrt().max(1.0);
             for (i, name) in ["dq", "dk", "dv"].into_iter().enumerate() {
-                let got = gpu.read_f32(&grads[i], n).unwrap();
+                let got = pollster::block_on(gpu.read_f32(&grads[i], n)).unwrap();
                 let what = format!("{kernel:?} bh={bh} t={t} d={d} {name}");
                 let want = [&want.0, &want.1, &want.2][i];
                 assert_close(&what, &got, want, atol, 1e-3);
@@ -275,14 +279,16 @@ fn the_tile_fits_the_device_and_bad_shapes_are_rejected() {
     assert!(tile_storage_bytes(8, 128) <= 16 * 1024 && tile_storage_bytes(8, 128) <= limit);
     let buf = gpu.zeroed_f32("buf", 4096);
     let too_wide = AttentionShape::heads(1, 4, 256);
-    let err = gpu
-        .run(|pass| attention_forward(gpu, pass, &buf, &buf, &buf, &buf, &buf, &too_wide))
-        .unwrap_err();
+    let err = pollster::block_on(
+        gpu.run(|pass| attention_forward(gpu, pass, &buf, &buf, &buf, &buf, &buf, &too_wide)),
+    )
+    .unwrap_err();
     assert!(matches!(err, rezero::Error::Unsupported { .. }), "{err}");
     let empty = AttentionShape::heads(1, 0, 32);
-    let err = gpu
-        .run(|pass| attention_forward(gpu, pass, &buf, &buf, &buf, &buf, &buf, &empty))
-        .unwrap_err();
+    let err = pollster::block_on(
+        gpu.run(|pass| attention_forward(gpu, pass, &buf, &buf, &buf, &buf, &buf, &empty)),
+    )
+    .unwrap_err();
     assert!(matches!(err, rezero::Error::Empty { .. }), "{err}");
 }
 
@@ -311,20 +317,24 @@ fn heads_move_between_row_and_head_layouts() {
                 gpu.zeroed_f32("out_h", heads_len),
             );
             let gout_r = gpu.upload("out_r", &x);
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 rows_to_heads(gpu, pass, &gout_h, &gx, &l)?;
                 heads_to_rows(gpu, pass, &gout_r, &gh, &l, true)
-            })
+            }))
             .unwrap();
             let what = format!("{l:?}");
             assert_eq!(
-                gpu.read_f32(&gout_h, heads_len).unwrap(),
+                pollster::block_on(gpu.read_f32(&gout_h, heads_len)).unwrap(),
                 cpu::heads::rows_to_heads(&x, &l),
                 "{what}"
             );
             let mut want = x.clone();
             cpu::heads::heads_to_rows(&mut want, &h, &l, true);
-            assert_eq!(gpu.read_f32(&gout_r, rows_len).unwrap(), want, "{what}");
+            assert_eq!(
+                pollster::block_on(gpu.read_f32(&gout_r, rows_len)).unwrap(),
+                want,
+                "{what}"
+            );
         }
     }
 }
@@ -337,12 +347,12 @@ fn tape_causal_attention_matches_finite_differences() {
     let (rows, dm) = (batch * t, heads * d);
     let x0 = cpu::seeded(50, rows * 3 * dm, -1.0, 1.0);
     let w = cpu::seeded(51, rows * dm, -1.0, 1.0);
-    let p = Param::new(gpu, "qkv", &[rows, 3 * dm], &x0, true);
+    let p = Param::new(gpu, "qkv", &[rows, 3 * dm], &x0, true).unwrap();
     let mut tape = Tape::new(gpu);
     let qkv = tape.param(&p);
     let out = tape.causal_attention(&qkv, batch, heads).unwrap();
     assert_eq!(out.shape(), &[rows, dm]);
-    let got_out = tape.read(&out).unwrap();
+    let got_out = pollster::block_on(tape.read(&out)).unwrap();
     tape.backward_with(&out, &w).unwrap();
     tape.flush();
     // The forward in f64: for each (b, h) the causal softmax of q·kᵀ/√d times v.
@@ -383,7 +393,7 @@ fn tape_causal_attention_matches_finite_differences() {
     );
     assert_close(
         "d/dqkv",
-        &gpu.read_f32(&p.grad, p.len()).unwrap(),
+        &pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap(),
         &numeric,
         2e-5,
         1e-3,

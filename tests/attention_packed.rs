@@ -60,11 +60,13 @@ fn every_kernel_reads_and_writes_the_packed_layout() {
         let lse = gpu.zeroed_f32("lse", want.lse.len());
         for kernel in candidates(gpu, Pass::Forward, d) {
             let o = gpu.upload("o", &vec![f32::NAN; rows * width]);
-            gpu.run(|p| attention_forward_with(gpu, p, kernel, [&o, &lse, &x, &x, &x], &shape))
-                .unwrap();
-            let got = gpu.read_f32(&o, rows * width).unwrap();
+            pollster::block_on(
+                gpu.run(|p| attention_forward_with(gpu, p, kernel, [&o, &lse, &x, &x, &x], &shape)),
+            )
+            .unwrap();
+            let got = pollster::block_on(gpu.read_f32(&o, rows * width)).unwrap();
             assert_close(&format!("{what} {kernel:?} o"), &got, &want.o, atol, 1e-4);
-            let got = gpu.read_f32(&lse, want.lse.len()).unwrap();
+            let got = pollster::block_on(gpu.read_f32(&lse, want.lse.len())).unwrap();
             assert_close(
                 &format!("{what} {kernel:?} lse"),
                 &got,
@@ -87,9 +89,11 @@ fn every_kernel_reads_and_writes_the_packed_layout() {
             let dqkv = gpu.upload("dqkv", &before);
             let grads = [Grad::add(&dqkv), Grad::write(&dqkv), Grad::add(&dqkv)];
             let inputs = [&x, &x, &x, &o, &lse, &gd_o];
-            gpu.run(|p| attention_backward_with(gpu, p, kernel, grads, &delta, inputs, &shape))
-                .unwrap();
-            let got = gpu.read_f32(&dqkv, qkv.len()).unwrap();
+            pollster::block_on(
+                gpu.run(|p| attention_backward_with(gpu, p, kernel, grads, &delta, inputs, &shape)),
+            )
+            .unwrap();
+            let got = pollster::block_on(gpu.read_f32(&dqkv, qkv.len())).unwrap();
             assert_close(
                 &format!("{what} {kernel:?} dqkv"),
                 &got,
@@ -110,7 +114,9 @@ fn bad_packed_shapes_are_refused() {
     let (qkv, o) = (gpu.zeroed_f32("qkv", 3072), gpu.zeroed_f32("o", 1024));
     let lse = gpu.zeroed_f32("lse", 128);
     let forward = |s: &AttentionShape| {
-        gpu.run(|p| attention_forward_with(gpu, p, kernel, [&o, &lse, &qkv, &qkv, &qkv], s))
+        pollster::block_on(
+            gpu.run(|p| attention_forward_with(gpu, p, kernel, [&o, &lse, &qkv, &qkv, &qkv], s)),
+        )
     };
     forward(&AttentionShape::packed(2, 2, 16, 16).unwrap()).unwrap();
     // Twice the heads need a qkv of 6144 floats: refused before anything runs.

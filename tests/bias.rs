@@ -47,13 +47,13 @@ fn check_bias_backward(shape: BiasShape, activation: Option<Activation>, accumul
     let scratch = (shape.scratch_len() > 0).then(|| gpu.zeroed_f32("scratch", shape.scratch_len()));
     let scratch = scratch.as_ref();
     let (dx, dbias) = (Grad::new(&gdx, accumulate), Grad::new(&gdbias, accumulate));
-    gpu.run(|pass| match activation {
+    pollster::block_on(gpu.run(|pass| match activation {
         Some(a) => bias_activation_backward(gpu, pass, dx, dbias, scratch, &gdy, &gpre, a, shape),
         None => bias_backward(gpu, pass, dbias, scratch, &gdy, shape),
-    })
+    }))
     .unwrap();
     let what = format!("{rows}x{cols} {activation:?} accumulate {accumulate}");
-    let got = gpu.read_f32(&gdbias, cols).unwrap();
+    let got = pollster::block_on(gpu.read_f32(&gdbias, cols)).unwrap();
     assert_close(
         &format!("{what} dbias"),
         &got,
@@ -61,7 +61,7 @@ fn check_bias_backward(shape: BiasShape, activation: Option<Activation>, accumul
         atol_for(rows),
         1e-4,
     );
-    let got = gpu.read_f32(&gdx, len).unwrap();
+    let got = pollster::block_on(gpu.read_f32(&gdx, len)).unwrap();
     if activation.is_some() {
         assert_close(&format!("{what} dx"), &got, &want_dx, 1e-5, 1e-4);
     } else {
@@ -105,7 +105,7 @@ fn check_matmul_activation(desc: Matmul, activation: Activation) {
         gpu.upload("out", &vec![f32::NAN; m * n]),
         gpu.upload("pre", &vec![f32::NAN; m * n]),
     );
-    gpu.run(|pass| {
+    pollster::block_on(gpu.run(|pass| {
         matmul_activation(
             gpu,
             pass,
@@ -118,7 +118,7 @@ fn check_matmul_activation(desc: Matmul, activation: Activation) {
             &desc,
         )
         .map(drop)
-    })
+    }))
     .unwrap();
     let what = format!(
         "{:?} {m}x{n}x{k} tb {} {activation:?}",
@@ -127,14 +127,14 @@ fn check_matmul_activation(desc: Matmul, activation: Activation) {
     let atol = atol_for(k);
     assert_close(
         &format!("{what} pre"),
-        &gpu.read_f32(&gpre, m * n).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gpre, m * n)).unwrap(),
         &want_pre,
         atol,
         1e-4,
     );
     assert_close(
         &format!("{what} out"),
-        &gpu.read_f32(&gout, m * n).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gout, m * n)).unwrap(),
         &want_out,
         atol,
         1e-4,
@@ -177,9 +177,9 @@ fn the_fused_linear_layer_matches_linear_then_activation_forward_and_backward() 
     let seed = cpu::seeded(11, rows * outputs, -1.0, 1.0);
     for activation in ACTIVATIONS {
         let run = |fused: bool| -> Vec<Vec<f32>> {
-            let px = Param::new(gpu, "x", &[rows, inputs], &x0, true);
-            let pw = Param::new(gpu, "w", &[outputs, inputs], &w0, true);
-            let pb = Param::new(gpu, "b", &[outputs], &b0, true);
+            let px = Param::new(gpu, "x", &[rows, inputs], &x0, true).unwrap();
+            let pw = Param::new(gpu, "w", &[outputs, inputs], &w0, true).unwrap();
+            let pb = Param::new(gpu, "b", &[outputs], &b0, true).unwrap();
             let mut tape = Tape::new(gpu);
             let (x, w, b) = (tape.param(&px), tape.param(&pw), tape.param(&pb));
             let y = if fused {
@@ -193,8 +193,9 @@ fn the_fused_linear_layer_matches_linear_then_activation_forward_and_backward() 
             };
             tape.backward_with(&y, &seed).unwrap();
             tape.flush();
-            let out = gpu.read_f32(y.buffer(), rows * outputs).unwrap();
-            let grads = [&px, &pw, &pb].map(|p| gpu.read_f32(&p.grad, p.len()).unwrap());
+            let out = pollster::block_on(gpu.read_f32(y.buffer(), rows * outputs)).unwrap();
+            let grads = [&px, &pw, &pb]
+                .map(|p| pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap());
             std::iter::once(out).chain(grads).collect()
         };
         let (fused, unfused) = (run(true), run(false));
@@ -258,7 +259,7 @@ fn bad_bias_gradient_input_is_refused() {
         }),
     ];
     for (what, needle, case) in cases {
-        refused(what, needle, gpu.run(case));
+        refused(what, needle, pollster::block_on(gpu.run(case)));
     }
 }
 
@@ -272,9 +273,9 @@ fn bad_activation_input_is_refused() {
     refused(
         "an accumulating activation",
         "cannot be added",
-        gpu.run(|p| {
+        pollster::block_on(gpu.run(|p| {
             matmul_activation(gpu, p, &big, &small, &big, &big, None, relu, &accumulating).map(drop)
-        }),
+        })),
     );
     // Through the tape: a bias of the wrong length, and inner dimensions that disagree.
     let mut tape = Tape::new(gpu);
@@ -295,8 +296,8 @@ fn bad_activation_input_is_refused() {
     refused(
         "pre too small for C",
         "pre",
-        gpu.run(|p| {
+        pollster::block_on(gpu.run(|p| {
             matmul_activation(gpu, p, &big, &small, &big, &big, None, relu, &desc).map(drop)
-        }),
+        })),
     );
 }

@@ -29,7 +29,7 @@ fn elementwise_rezero_and_optimizers() {
             let outs: Vec<_> = (0..8).map(|_| out(gpu, len)).collect::<Result<_>>()?;
             let v4 = n.next_multiple_of(4);
             let (src4, dst4) = (up(gpu, 3, v4 as usize), out(gpu, v4 as usize)?);
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 ew::add(gpu, pass, &outs[0], &a, &b, n, false)?;
                 ew::scale(gpu, pass, &outs[1], &a, 0.5, n, false)?;
                 ew::relu(gpu, pass, &outs[2], &a, n)?;
@@ -41,9 +41,9 @@ fn elementwise_rezero_and_optimizers() {
                 ew::copy_vec4(gpu, pass, &dst4, &src4, v4)?;
                 let alpha = gpu.upload("alpha", &[0.3f32, -0.7]);
                 rz::rezero_forward(gpu, pass, &outs[7], &a, &b, &alpha, 1, n)
-            })?;
+            }))?;
             let mut all = read(gpu, &outs.iter().map(|o| (o, len)).collect::<Vec<_>>())?;
-            all.push(gpu.read_f32(&dst4, v4 as usize)?);
+            all.push(pollster::block_on(gpu.read_f32(&dst4, v4 as usize))?);
             Ok(all)
         });
         same(&format!("rezero backward and optimizers n={n}"), |gpu| {
@@ -77,7 +77,7 @@ fn elementwise_rezero_and_optimizers() {
                 weight_decay: 0.1,
                 decoupled: true,
             };
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 let (gdx, gdf, gda) = (Grad::write(&dx), Grad::write(&df), Grad::add(&dalpha));
                 let shape = rz::RezeroShape { n, alpha_index: 0 };
                 rz::rezero_backward(gpu, pass, gdx, gdf, gda, &scratch, &dy, &f, &alpha, shape)?;
@@ -88,7 +88,7 @@ fn elementwise_rezero_and_optimizers() {
                 optim::adam(
                     gpu, pass, p2, &state[2], &state[3], consume, &values, n, &adam, clip,
                 )
-            })?;
+            }))?;
             let mut all = read(gpu, &[(&dx, len), (&df, len), (&dalpha, 1), (&g, len)])?;
             all.extend(read(
                 gpu,
@@ -107,7 +107,9 @@ fn reductions_softmax_layernorm_cross_entropy() {
         same(&format!("sum_all n={n}"), |gpu| {
             let (x, sum) = (up(gpu, 7, n as usize), gpu.zeroed_f32("sum", 1));
             let scratch = gpu.zeroed_f32("scratch", reduce::REDUCE_SCRATCH_LEN);
-            gpu.run(|pass| reduce::sum_all(gpu, pass, &sum, &scratch, &x, n, true, false))?;
+            pollster::block_on(
+                gpu.run(|pass| reduce::sum_all(gpu, pass, &sum, &scratch, &x, n, true, false)),
+            )?;
             read(gpu, &[(&sum, 1)])
         });
     }
@@ -118,18 +120,18 @@ fn reductions_softmax_layernorm_cross_entropy() {
                 let (x, dy) = (up(gpu, 8, len), up(gpu, 9, len));
                 let sums = out(gpu, rows as usize)?;
                 let (y, dx) = (out(gpu, len)?, out(gpu, len)?);
-                gpu.run(|pass| {
+                pollster::block_on(gpu.run(|pass| {
                     reduce::sum_rows(gpu, pass, &sums, &x, rows, cols, false, false)?;
                     softmax::softmax_forward(gpu, pass, &y, &x, rows, cols)?;
                     softmax::softmax_backward(gpu, pass, &dx, &y, &dy, rows, cols, false)
-                })?;
+                }))?;
                 // Causal softmax over square score blocks of side cols.
                 let t = cols;
                 let blocks = rows.min(3);
                 let square = (blocks * t * t) as usize;
                 let (s, ds) = (up(gpu, 10, square), up(gpu, 11, square));
                 let (ys, dxs) = (out(gpu, square)?, out(gpu, square)?);
-                gpu.run(|pass| {
+                pollster::block_on(gpu.run(|pass| {
                     softmax::softmax_causal_forward(gpu, pass, &ys, &s, blocks * t, t, 0.5)?;
                     softmax::softmax_causal_backward(
                         gpu,
@@ -142,7 +144,7 @@ fn reductions_softmax_layernorm_cross_entropy() {
                         0.5,
                         false,
                     )
-                })?;
+                }))?;
                 read(
                     gpu,
                     &[
@@ -174,7 +176,7 @@ fn reductions_softmax_layernorm_cross_entropy() {
                         out(gpu, len)?,
                         out(gpu, rows as usize)?,
                     );
-                    gpu.run(|pass| {
+                    pollster::block_on(gpu.run(|pass| {
                         let shape = layernorm::LayerNormShape { rows, cols };
                         layernorm::layernorm_forward(
                             gpu, pass, &y, &mean, &rstd, &x, &gain, &bias, shape, 1e-5,
@@ -191,7 +193,7 @@ fn reductions_softmax_layernorm_cross_entropy() {
                         cross_entropy::cross_entropy(
                             gpu, pass, &loss, &dlogits, &row_loss, &x, &targets, rows, cols,
                         )
-                    })?;
+                    }))?;
                     read(
                         gpu,
                         &[
@@ -232,12 +234,12 @@ fn embedding_heads_attention() {
                 gpu.upload("order", &groups.order),
                 gpu.upload("offsets", &groups.offsets),
             );
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 embedding_forward(gpu, pass, &o, &table, &ids, tokens, dim, vocab, false)?;
                 let shape = EmbeddingShape { tokens, dim, vocab };
                 let dt = Grad::write(&dtable);
                 embedding_backward(gpu, pass, dt, &dout, &order, &offsets, shape)
-            })?;
+            }))?;
             read(
                 gpu,
                 &[
@@ -275,16 +277,16 @@ fn embedding_heads_attention() {
                 let d_o = up(gpu, 22, len);
                 let (o, lse) = (out(gpu, len)?, out(gpu, (shape.bh * t) as usize)?);
                 let (dx, delta) = (out(gpu, rows_len)?, out(gpu, (shape.bh * t) as usize)?);
-                gpu.run(|pass| {
+                pollster::block_on(gpu.run(|pass| {
                     rows_to_heads(gpu, pass, &h, &x, &layout)?;
                     heads_to_rows(gpu, pass, &back, &h, &layout, false)?;
                     attention_forward_with(gpu, pass, kernel, [&o, &lse, &x, &x, &x], &shape)
-                })?;
-                gpu.run(|pass| {
+                }))?;
+                pollster::block_on(gpu.run(|pass| {
                     let inputs = [&x, &x, &x, &o, &lse, &d_o];
                     let grads = [Grad::write(&dx); 3];
                     attention_backward_with(gpu, pass, kernel, grads, &delta, inputs, &shape)
-                })?;
+                }))?;
                 read(
                     gpu,
                     &[(&h, len), (&back, rows_len), (&o, len), (&dx, rows_len)],

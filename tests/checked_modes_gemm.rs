@@ -48,10 +48,10 @@ fn matmul_every_variant() {
                             up(gpu, 25, n as usize),
                         );
                         let c = up(gpu, 26, (m * n) as usize);
-                        gpu.run(|pass| {
+                        pollster::block_on(gpu.run(|pass| {
                             matmul(gpu, pass, &c, &a, &b, Some(&bias), &desc.accumulate(true))
                                 .map(drop)
-                        })?;
+                        }))?;
                         read(gpu, &[(&c, (m * n) as usize)])
                     },
                 );
@@ -87,7 +87,7 @@ fn convolution_batchnorm_pooling_shortcut() {
                 );
                 let scratch =
                     gpu.zeroed_f32("scratch", conv2d::conv2d_weight_scratch_len(gpu, &conv));
-                gpu.run(|pass| {
+                pollster::block_on(gpu.run(|pass| {
                     conv2d::conv2d_forward(
                         gpu,
                         pass,
@@ -103,7 +103,7 @@ fn convolution_batchnorm_pooling_shortcut() {
                     conv2d::conv2d_backward_weight(
                         gpu, pass, &dw, &scratch, &dy, &x, &conv, variant, false,
                     )
-                })?;
+                }))?;
                 read(
                     gpu,
                     &[
@@ -141,7 +141,7 @@ fn convolution_batchnorm_pooling_shortcut() {
                 let (dgamma, dbeta) = (gpu.zeroed_f32("dg", c), gpu.zeroed_f32("db", c));
                 let scratch =
                     gpu.zeroed_f32("scratch", bn::batchnorm_scratch_len(gpu, &shape, &config));
-                gpu.run(|pass| {
+                pollster::block_on(gpu.run(|pass| {
                     bn::batchnorm_train_forward(
                         gpu, pass, &y, &mean, &rstd, &rmean, &rvar, &scratch, &x, &gamma, &beta,
                         &shape, &config,
@@ -158,7 +158,7 @@ fn convolution_batchnorm_pooling_shortcut() {
                     let (gx, gg, gb) = (Grad::write(&dx), Grad::add(&dgamma), Grad::add(&dbeta));
                     let (s, c) = (&shape, &config);
                     bn::batchnorm_backward(gpu, pass, gx, gg, gb, &scratch, &dy, saved, s, c)
-                })?;
+                }))?;
                 read(
                     gpu,
                     &[
@@ -183,10 +183,10 @@ fn convolution_batchnorm_pooling_shortcut() {
                 out(gpu, rows as usize)?,
                 out(gpu, (rows * pixels) as usize)?,
             );
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 pool::global_avg_pool_forward(gpu, pass, &y, &x, rows, pixels)?;
                 pool::global_avg_pool_backward(gpu, pass, &dx, &dy, rows, pixels, false)
-            })?;
+            }))?;
             read(gpu, &[(&y, rows as usize), (&dx, (rows * pixels) as usize)])
         });
     }
@@ -206,10 +206,10 @@ fn convolution_batchnorm_pooling_shortcut() {
             );
             let (x, dy) = (up(gpu, 37, x_len), up(gpu, 38, y_len));
             let (y, dx) = (out(gpu, y_len)?, out(gpu, x_len)?);
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 shortcut_forward(gpu, pass, &y, &x, &shape)?;
                 shortcut_backward(gpu, pass, &dx, &dy, &shape, false)
-            })?;
+            }))?;
             read(gpu, &[(&y, y_len), (&dx, x_len)])
         });
     }
@@ -238,10 +238,10 @@ fn activation_store_and_bias_gradient() {
                 );
                 let (o, pre) = (out(gpu, len)?, out(gpu, len)?);
                 let gelu = Activation::Gelu;
-                gpu.run(|pass| {
+                pollster::block_on(gpu.run(|pass| {
                     matmul_activation(gpu, pass, &o, &pre, &a, &b, Some(&bias), gelu, &desc)
                         .map(drop)
-                })?;
+                }))?;
                 read(gpu, &[(&o, len), (&pre, len)])
             });
         }
@@ -256,7 +256,7 @@ fn activation_store_and_bias_gradient() {
             let scratch = out(gpu, shape.scratch_len().max(1))?;
             let scratch = Some(&scratch);
             let (relu, add) = (Activation::Relu, Grad::add);
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 bias_activation_backward(
                     gpu,
                     pass,
@@ -269,7 +269,7 @@ fn activation_store_and_bias_gradient() {
                     shape,
                 )?;
                 bias_backward(gpu, pass, add(&dbias_alone), scratch, &dy, shape)
-            })?;
+            }))?;
             read(
                 gpu,
                 &[

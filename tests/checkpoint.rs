@@ -37,7 +37,7 @@ fn mlp_round_trip() {
         )
         .unwrap();
         let path = dir.join(format!("{}.safetensors", variant.name()));
-        save_mlp(gpu, &model, &path).unwrap();
+        pollster::block_on(save_mlp(gpu, &model, &path)).unwrap();
         let files = std::fs::read_dir(&dir).unwrap().count();
         assert_eq!(
             files,
@@ -56,8 +56,8 @@ fn mlp_round_trip() {
         for (a, b) in model.params().iter().zip(loaded.params()) {
             assert_eq!(a.name, b.name);
             assert_eq!(
-                gpu.read_f32(&a.value, a.len()).unwrap(),
-                gpu.read_f32(&b.value, b.len()).unwrap(),
+                pollster::block_on(gpu.read_f32(&a.value, a.len())).unwrap(),
+                pollster::block_on(gpu.read_f32(&b.value, b.len())).unwrap(),
                 "{}",
                 a.name
             );
@@ -78,19 +78,19 @@ fn bad_files_and_shapes_are_data_errors() {
         "{err}"
     );
 
-    let p = Param::new(gpu, "w", &[2, 3], &[1.0; 6], true);
+    let p = Param::new(gpu, "w", &[2, 3], &[1.0; 6], true).unwrap();
     let path = dir.join("w.safetensors");
-    checkpoint::save(gpu, &path, &[&p], HashMap::new()).unwrap();
+    pollster::block_on(checkpoint::save(gpu, &path, &[&p], HashMap::new())).unwrap();
     let loaded = checkpoint::load(&path).unwrap();
     assert_eq!(loaded.tensors["w"], (vec![2, 3], vec![1.0; 6]));
-    let wrong = Param::new(gpu, "w", &[3, 2], &[0.0; 6], true);
+    let wrong = Param::new(gpu, "w", &[3, 2], &[0.0; 6], true).unwrap();
     let err = loaded.restore(gpu, &path, &[&wrong]).unwrap_err();
     assert!(
         err.to_string()
             .contains("has shape [2, 3], the model wants [3, 2]"),
         "{err}"
     );
-    let other = Param::new(gpu, "v", &[1], &[0.0], true);
+    let other = Param::new(gpu, "v", &[1], &[0.0], true).unwrap();
     assert!(
         loaded
             .restore(gpu, &path, &[&other])
@@ -108,18 +108,19 @@ fn non_finite_values_never_replace_a_good_checkpoint() {
     let gpu = require_gpu!();
     let dir = temp_dir("diverged");
     let path = dir.join("model.safetensors");
-    let good = Param::new(gpu, "w", &[2, 2], &[1.0, 2.0, 3.0, 4.0], true);
-    checkpoint::save(gpu, &path, &[&good], HashMap::new()).unwrap();
+    let good = Param::new(gpu, "w", &[2, 2], &[1.0, 2.0, 3.0, 4.0], true).unwrap();
+    pollster::block_on(checkpoint::save(gpu, &path, &[&good], HashMap::new())).unwrap();
     let before = std::fs::read(&path).unwrap();
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-        let diverged = Param::new(gpu, "w", &[2, 2], &[1.0, bad, 3.0, 4.0], true);
-        let err = checkpoint::save(gpu, &path, &[&diverged], HashMap::new()).unwrap_err();
+        let diverged = Param::new(gpu, "w", &[2, 2], &[1.0, bad, 3.0, 4.0], true).unwrap();
+        let err = pollster::block_on(checkpoint::save(gpu, &path, &[&diverged], HashMap::new()))
+            .unwrap_err();
         assert!(matches!(err, Error::Diverged { .. }), "{err}");
         assert!(
             err.to_string().contains("not saved: w holds") && err.to_string().contains("kept"),
             "{err}"
         );
-        let again = checkpoint::save(gpu, &path, &[&diverged], HashMap::new());
+        let again = pollster::block_on(checkpoint::save(gpu, &path, &[&diverged], HashMap::new()));
         assert!(!checkpoint::saved_unless_diverged(again).unwrap());
         assert_eq!(
             std::fs::read(&path).unwrap(),
@@ -131,7 +132,7 @@ fn non_finite_values_never_replace_a_good_checkpoint() {
     let blocked = dir.join("blocked.safetensors");
     std::fs::create_dir(&blocked).unwrap();
     std::fs::write(blocked.join("inside"), b"x").unwrap();
-    assert!(checkpoint::save(gpu, &blocked, &[&good], HashMap::new()).is_err());
+    assert!(pollster::block_on(checkpoint::save(gpu, &blocked, &[&good], HashMap::new())).is_err());
     let names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

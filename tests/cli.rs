@@ -223,11 +223,22 @@ fn train_mlp_one_run_and_compare() {
         3,
         "header and two logged steps:\n{metrics}"
     );
-    assert!(
-        std::fs::read_to_string(run.join("summary.txt"))
-            .unwrap()
-            .contains("steps=20")
-    );
+    // Rates over each logging window and after the first step; the first step on its own.
+    let summary = std::fs::read_to_string(run.join("summary.txt")).unwrap();
+    let field = |name: &str| -> f64 {
+        let line = summary
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")));
+        line.and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no number {name} in\n{summary}"))
+    };
+    assert_eq!(field("steps"), 20.0);
+    assert!(field("first_step_seconds") > 0.0 && field("items_per_second") > 0.0);
+    for row in metrics.lines().skip(1) {
+        let rate: f64 = row.split(',').nth(4).unwrap().parse().unwrap();
+        assert!(rate > 0.0, "the window's rate: {row}");
+    }
+    assert!(text(&out).contains("first step"), "{}", text(&out));
     let checkpoint = run.join("model.safetensors");
     let out = rezero(&["isometry", "--checkpoint", checkpoint.to_str().unwrap()]);
     let shown = text(&out);

@@ -61,9 +61,9 @@ fn forward_every_variant_with_bias_and_accumulate() {
             for (bias, accumulate) in [(false, false), (true, false), (true, true)] {
                 let gy = gpu.upload("y", &old);
                 let gbias = bias.then_some(&gb);
-                gpu.run(|p| {
+                pollster::block_on(gpu.run(|p| {
                     conv::conv2d_forward(gpu, p, &gy, &gx, &gw, gbias, &s, variant, accumulate)
-                })
+                }))
                 .unwrap();
                 let mut want = old.clone();
                 let cbias = bias.then_some(&b[..]);
@@ -73,7 +73,7 @@ fn forward_every_variant_with_bias_and_accumulate() {
                         "{} forward {s:?} bias={bias} acc={accumulate}",
                         variant.name()
                     ),
-                    &gpu.read_f32(&gy, s.output_len()).unwrap(),
+                    &pollster::block_on(gpu.read_f32(&gy, s.output_len())).unwrap(),
                     &want,
                     tol(&s),
                     1e-5,
@@ -113,13 +113,13 @@ fn backward_input_weight_and_bias() {
                 gpu.upload("db", &old_db),
             );
             let scratch = gpu.zeroed_f32("scratch", conv::conv2d_weight_scratch_len(gpu, &s));
-            gpu.run(|p| {
+            pollster::block_on(gpu.run(|p| {
                 conv::conv2d_backward_input(gpu, p, &gdx, &gdy, &gw, &s, variant, accumulate)?;
                 conv::conv2d_backward_weight(
                     gpu, p, &gdw, &scratch, &gdy, &gx, &s, variant, accumulate,
                 )?;
                 conv::conv2d_backward_bias(gpu, p, &gdb, &gdy, &s, accumulate)
-            })
+            }))
             .unwrap();
             let (mut dx, mut dw, mut db) = (old_dx.clone(), old_dw.clone(), old_db.clone());
             cpu::conv2d::conv2d_backward_input(&mut dx, &dy, &w, &s, accumulate);
@@ -128,11 +128,11 @@ fn backward_input_weight_and_bias() {
             let what = |t: &str| format!("{t} {} {s:?} acc={accumulate}", variant.name());
             let taps = (s.c_out * s.kh * s.kw) as usize;
             let pixels = (s.batch * s.out_h() * s.out_w()) as usize;
-            let dx_got = gpu.read_f32(&gdx, s.input_len()).unwrap();
+            let dx_got = pollster::block_on(gpu.read_f32(&gdx, s.input_len())).unwrap();
             assert_close(&what("dx"), &dx_got, &dx, atol_for(taps), 1e-5);
-            let dw_got = gpu.read_f32(&gdw, s.weight_len()).unwrap();
+            let dw_got = pollster::block_on(gpu.read_f32(&gdw, s.weight_len())).unwrap();
             assert_close(&what("dw"), &dw_got, &dw, atol_for(pixels), 1e-5);
-            let db_got = gpu.read_f32(&gdb, s.c_out as usize).unwrap();
+            let db_got = pollster::block_on(gpu.read_f32(&gdb, s.c_out as usize)).unwrap();
             assert_close(&what("db"), &db_got, &db, atol_for(pixels), 1e-5);
         }
     }
@@ -143,19 +143,23 @@ fn conv_shape_errors_are_reported_before_dispatch() {
     let gpu = require_gpu!();
     let s = Conv2d::new(1, 2, 3, 3, 2, 5);
     let buf = gpu.zeroed_f32("b", 1024);
-    let err = gpu
-        .run(|p| conv::conv2d_forward(gpu, p, &buf, &buf, &buf, None, &s, BLOCKED[0], false))
-        .unwrap_err();
+    let err = pollster::block_on(
+        gpu.run(|p| conv::conv2d_forward(gpu, p, &buf, &buf, &buf, None, &s, BLOCKED[0], false)),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
     let s = Conv2d::new(1, 2, 3, 3, 2, 3).stride(0);
-    let err = gpu
-        .run(|p| conv::conv2d_backward_input(gpu, p, &buf, &buf, &buf, &s, BLOCKED[0], false))
-        .unwrap_err();
+    let err = pollster::block_on(
+        gpu.run(|p| conv::conv2d_backward_input(gpu, p, &buf, &buf, &buf, &s, BLOCKED[0], false)),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Empty { .. }), "{err}");
     let s = Conv2d::new(2, 4, 8, 8, 4, 3).pad(1);
     let small = gpu.zeroed_f32("small", 10);
-    let err = gpu
-        .run(|p| conv::conv2d_forward(gpu, p, &buf, &small, &buf, None, &s, BLOCKED[0], false))
+    let err =
+        pollster::block_on(gpu.run(|p| {
+            conv::conv2d_forward(gpu, p, &buf, &small, &buf, None, &s, BLOCKED[0], false)
+        }))
         .unwrap_err();
     assert!(err.to_string().contains("x: [batch, c_in, h, w]"), "{err}");
 }
@@ -197,11 +201,11 @@ fn bn_case(gpu: &Gpu, s: &BatchNormShape, block: Option<u32>) {
         gpu.zeroed_f32("mean", c),
         gpu.zeroed_f32("rstd", c),
     );
-    gpu.run(|p| {
+    pollster::block_on(gpu.run(|p| {
         bn::batchnorm_train_forward(
             gpu, p, &gy, &gmean, &grstd, &grm, &grv, &scratch, &gx, &gg, &gb, s, &config,
         )
-    })
+    }))
     .unwrap();
     let mut y = vec![0.0; len];
     let (mean, rstd) = cpu::batchnorm::batchnorm_train_forward(
@@ -211,46 +215,48 @@ fn bn_case(gpu: &Gpu, s: &BatchNormShape, block: Option<u32>) {
     let n = (s.batch * s.pixels) as usize;
     assert_close(
         &what("train y"),
-        &gpu.read_f32(&gy, len).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gy, len)).unwrap(),
         &y,
         1e-4,
         1e-4,
     );
     assert_close(
         &what("mean"),
-        &gpu.read_f32(&gmean, c).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gmean, c)).unwrap(),
         &mean,
         atol_for(n),
         1e-5,
     );
     assert_close(
         &what("rstd"),
-        &gpu.read_f32(&grstd, c).unwrap(),
+        &pollster::block_on(gpu.read_f32(&grstd, c)).unwrap(),
         &rstd,
         1e-5,
         1e-4,
     );
     assert_close(
         &what("running mean"),
-        &gpu.read_f32(&grm, c).unwrap(),
+        &pollster::block_on(gpu.read_f32(&grm, c)).unwrap(),
         &rm,
         1e-5,
         1e-5,
     );
     assert_close(
         &what("running var"),
-        &gpu.read_f32(&grv, c).unwrap(),
+        &pollster::block_on(gpu.read_f32(&grv, c)).unwrap(),
         &rv,
         1e-5,
         1e-4,
     );
 
-    gpu.run(|p| bn::batchnorm_eval_forward(gpu, p, &gy, &gx, &grm, &grv, &gg, &gb, s, &config))
-        .unwrap();
+    pollster::block_on(
+        gpu.run(|p| bn::batchnorm_eval_forward(gpu, p, &gy, &gx, &grm, &grv, &gg, &gb, s, &config)),
+    )
+    .unwrap();
     cpu::batchnorm::batchnorm_eval_forward(&mut y, &x, &rm, &rv, &gamma, &beta, s, config.eps);
     assert_close(
         &what("eval y"),
-        &gpu.read_f32(&gy, len).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gy, len)).unwrap(),
         &y,
         1e-4,
         1e-4,
@@ -272,7 +278,7 @@ fn bn_case(gpu: &Gpu, s: &BatchNormShape, block: Option<u32>) {
             gpu.upload("dg", &dg),
             gpu.upload("db", &db),
         );
-        gpu.run(|p| {
+        pollster::block_on(gpu.run(|p| {
             let saved = NormSaved {
                 x: &gx,
                 mean: &gmean,
@@ -286,28 +292,28 @@ fn bn_case(gpu: &Gpu, s: &BatchNormShape, block: Option<u32>) {
                 Grad::new(&gdb, adb),
             );
             bn::batchnorm_backward(gpu, p, dx, dg, db, &scratch, &gdy, saved, s, &config)
-        })
+        }))
         .unwrap();
         cpu::batchnorm::batchnorm_backward(
             &mut dx, &mut dg, &mut db, &dy, &x, &mean, &rstd, &gamma, s, accumulate,
         );
         assert_close(
             &what("dx"),
-            &gpu.read_f32(&gdx, len).unwrap(),
+            &pollster::block_on(gpu.read_f32(&gdx, len)).unwrap(),
             &dx,
             1e-4,
             1e-3,
         );
         assert_close(
             &what("dgamma"),
-            &gpu.read_f32(&gdg, c).unwrap(),
+            &pollster::block_on(gpu.read_f32(&gdg, c)).unwrap(),
             &dg,
             atol_for(n),
             1e-4,
         );
         assert_close(
             &what("dbeta"),
-            &gpu.read_f32(&gdb, c).unwrap(),
+            &pollster::block_on(gpu.read_f32(&gdb, c)).unwrap(),
             &db,
             atol_for(n),
             1e-4,
@@ -340,9 +346,10 @@ fn batchnorm_rejects_bad_config() {
         eps: 0.0,
         ..Default::default()
     };
-    let err = gpu
-        .run(|p| bn::batchnorm_eval_forward(gpu, p, &b, &b, &b, &b, &b, &b, &s, &config))
-        .unwrap_err();
+    let err = pollster::block_on(
+        gpu.run(|p| bn::batchnorm_eval_forward(gpu, p, &b, &b, &b, &b, &b, &b, &s, &config)),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("eps"), "{err}");
 }
 
@@ -353,14 +360,16 @@ fn global_average_pooling() {
         let len = (rows * pixels) as usize;
         let x = cpu::seeded(18, len, -1.0, 1.0);
         let (gx, gy) = (gpu.upload("x", &x), gpu.zeroed_f32("y", rows as usize));
-        gpu.run(|p| pool::global_avg_pool_forward(gpu, p, &gy, &gx, rows, pixels))
-            .unwrap();
+        pollster::block_on(
+            gpu.run(|p| pool::global_avg_pool_forward(gpu, p, &gy, &gx, rows, pixels)),
+        )
+        .unwrap();
         let mut y = vec![0.0; rows as usize];
         cpu::batchnorm::global_avg_pool_forward(&mut y, &x, pixels as usize);
         let what = format!("pool {rows}x{pixels}");
         assert_close(
             &what,
-            &gpu.read_f32(&gy, rows as usize).unwrap(),
+            &pollster::block_on(gpu.read_f32(&gy, rows as usize)).unwrap(),
             &y,
             1e-5,
             1e-5,
@@ -369,13 +378,19 @@ fn global_average_pooling() {
             let dy = cpu::seeded(19, rows as usize, -1.0, 1.0);
             let old = cpu::seeded(20, len, -1.0, 1.0);
             let (gdy, gdx) = (gpu.upload("dy", &dy), gpu.upload("dx", &old));
-            gpu.run(|p| {
+            pollster::block_on(gpu.run(|p| {
                 pool::global_avg_pool_backward(gpu, p, &gdx, &gdy, rows, pixels, accumulate)
-            })
+            }))
             .unwrap();
             let mut dx = old.clone();
             cpu::batchnorm::global_avg_pool_backward(&mut dx, &dy, pixels as usize, accumulate);
-            assert_close(&what, &gpu.read_f32(&gdx, len).unwrap(), &dx, 1e-6, 1e-5);
+            assert_close(
+                &what,
+                &pollster::block_on(gpu.read_f32(&gdx, len)).unwrap(),
+                &dx,
+                1e-6,
+                1e-5,
+            );
         }
     }
 }
@@ -400,13 +415,12 @@ fn zero_padded_identity_shortcut() {
         let x = cpu::seeded(21, s.input_len(), -1.0, 1.0);
         let gx = gpu.upload("x", &x);
         let gy = gpu.upload("y", &vec![7.0f32; s.output_len()]);
-        gpu.run(|p| shortcut::shortcut_forward(gpu, p, &gy, &gx, &s))
-            .unwrap();
+        pollster::block_on(gpu.run(|p| shortcut::shortcut_forward(gpu, p, &gy, &gx, &s))).unwrap();
         let mut y = vec![0.0; s.output_len()];
         cpu::batchnorm::shortcut_forward(&mut y, &x, &s);
         assert_close(
             &format!("shortcut {s:?}"),
-            &gpu.read_f32(&gy, s.output_len()).unwrap(),
+            &pollster::block_on(gpu.read_f32(&gy, s.output_len())).unwrap(),
             &y,
             0.0,
             0.0,
@@ -415,14 +429,16 @@ fn zero_padded_identity_shortcut() {
             let dy = cpu::seeded(22, s.output_len(), -1.0, 1.0);
             let old = cpu::seeded(23, s.input_len(), -1.0, 1.0);
             let (gdy, gdx) = (gpu.upload("dy", &dy), gpu.upload("dx", &old));
-            gpu.run(|p| shortcut::shortcut_backward(gpu, p, &gdx, &gdy, &s, accumulate))
-                .unwrap();
+            pollster::block_on(
+                gpu.run(|p| shortcut::shortcut_backward(gpu, p, &gdx, &gdy, &s, accumulate)),
+            )
+            .unwrap();
             let mut dx = old.clone();
             cpu::batchnorm::shortcut_backward(&mut dx, &dy, &s, accumulate);
             let what = format!("shortcut backward {s:?} acc={accumulate}");
             assert_close(
                 &what,
-                &gpu.read_f32(&gdx, s.input_len()).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gdx, s.input_len())).unwrap(),
                 &dx,
                 1e-6,
                 0.0,
@@ -438,8 +454,7 @@ fn zero_padded_identity_shortcut() {
         stride: 2,
     };
     let b = gpu.zeroed_f32("b", 64);
-    let err = gpu
-        .run(|p| shortcut::shortcut_forward(gpu, p, &b, &b, &bad))
+    let err = pollster::block_on(gpu.run(|p| shortcut::shortcut_forward(gpu, p, &b, &b, &bad)))
         .unwrap_err();
     assert!(err.to_string().contains("input channels"), "{err}");
 }

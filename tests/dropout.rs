@@ -38,19 +38,19 @@ fn dropout_matches_its_reference_forward_and_backward() {
                     vec![f32::NAN; len]
                 };
                 let (gy, gdx) = (gpu.zeroed_f32("y", len), gpu.upload("dx", &start));
-                gpu.run(|pass| {
+                pollster::block_on(gpu.run(|pass| {
                     dropout_forward(gpu, pass, &gy, &gx, &gstep, n, mask)?;
                     let dx = Grad::new(&gdx, accumulate);
                     dropout_backward(gpu, pass, dx, &gdy, &gstep, n, mask)
-                })
+                }))
                 .unwrap();
                 let (mut want_y, mut want_dx) = (vec![0.0; len], start.clone());
                 cpu::dropout::dropout_forward(&mut want_y, &x, mask, key);
                 cpu::dropout::dropout_backward(&mut want_dx, &dy, mask, key, accumulate);
                 let what = format!("dropout n={n} p={p} step={step} accumulate={accumulate}");
-                let y = gpu.read_f32(&gy, len).unwrap();
+                let y = pollster::block_on(gpu.read_f32(&gy, len)).unwrap();
                 assert_close(&format!("{what} y"), &y, &want_y, 1e-6, 1e-6);
-                let dx = gpu.read_f32(&gdx, len).unwrap();
+                let dx = pollster::block_on(gpu.read_f32(&gdx, len)).unwrap();
                 assert_close(&format!("{what} dx"), &dx, &want_dx, 1e-6, 1e-6);
             }
         }
@@ -109,7 +109,7 @@ fn the_tapes_dropout_is_the_mask_and_off_in_evaluation() {
     let x = tape.variable(&values, &[500]).unwrap();
     let y = tape.dropout(&x).unwrap();
     assert_eq!(
-        tape.read(&y).unwrap(),
+        pollster::block_on(tape.read(&y)).unwrap(),
         values,
         "off until a step turns it on"
     );
@@ -125,14 +125,24 @@ fn the_tapes_dropout_is_the_mask_and_off_in_evaluation() {
     let want: Vec<f32> = (0..500)
         .map(|i| cpu::dropout::factor(mask, key, i))
         .collect();
-    let got = tape.read(&y).unwrap();
+    let got = pollster::block_on(tape.read(&y)).unwrap();
     let want_y: Vec<f32> = values.iter().zip(&want).map(|(v, f)| v * f).collect();
     assert_close("y", &got, &want_y, 1e-6, 1e-6);
-    assert_close("dx", &tape.grad(&x).unwrap().unwrap(), &want, 1e-6, 1e-6);
+    assert_close(
+        "dx",
+        &pollster::block_on(tape.grad(&x)).unwrap().unwrap(),
+        &want,
+        1e-6,
+        1e-6,
+    );
     tape.reset();
     tape.set_grad_enabled(false);
     let x = tape.input(&values, &[500]).unwrap();
     tape.set_dropout(Some(DropoutStep { p: 0.25, seed: 4 }), 13);
     let y = tape.dropout(&x).unwrap();
-    assert_eq!(tape.read(&y).unwrap(), values, "off in evaluation");
+    assert_eq!(
+        pollster::block_on(tape.read(&y)).unwrap(),
+        values,
+        "off in evaluation"
+    );
 }

@@ -15,20 +15,19 @@ fn mismatched_shapes_are_shape_errors() {
         gpu.zeroed_f32("c", 4 * 5),
     );
     // B holds 7×5, the product needs 8×5.
-    let err = gpu
-        .run(|pass| matmul(gpu, pass, &c, &a, &b, None, &Matmul::new(4, 5, 8)).map(drop))
-        .unwrap_err();
+    let err = pollster::block_on(
+        gpu.run(|pass| matmul(gpu, pass, &c, &a, &b, None, &Matmul::new(4, 5, 8)).map(drop)),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Shape { op: "matmul", .. }), "{err}");
     assert!(err.to_string().contains("B [k, n]"), "{err}");
 
     let (x, y) = (gpu.zeroed_f32("x", 10), gpu.zeroed_f32("y", 9));
-    let err = gpu
-        .run(|pass| elementwise::relu(gpu, pass, &y, &x, 10))
-        .unwrap_err();
+    let err =
+        pollster::block_on(gpu.run(|pass| elementwise::relu(gpu, pass, &y, &x, 10))).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "relu", .. }), "{err}");
 
-    let err = gpu
-        .run(|pass| softmax::softmax_forward(gpu, pass, &x, &x, 3, 4))
+    let err = pollster::block_on(gpu.run(|pass| softmax::softmax_forward(gpu, pass, &x, &x, 3, 4)))
         .unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
 }
@@ -37,13 +36,16 @@ fn mismatched_shapes_are_shape_errors() {
 fn zero_size_inputs_are_empty_errors() {
     let gpu = require_gpu!();
     let buf = gpu.zeroed_f32("buf", 16);
-    let err = gpu
-        .run(|pass| matmul(gpu, pass, &buf, &buf, &buf, None, &Matmul::new(4, 0, 4)).map(drop))
+    let err =
+        pollster::block_on(gpu.run(|pass| {
+            matmul(gpu, pass, &buf, &buf, &buf, None, &Matmul::new(4, 0, 4)).map(drop)
+        }))
         .unwrap_err();
     assert!(matches!(err, Error::Empty { op: "matmul", .. }), "{err}");
-    let err = gpu
-        .run(|pass| rz::rezero_forward(gpu, pass, &buf, &buf, &buf, &buf, 0, 0))
-        .unwrap_err();
+    let err = pollster::block_on(
+        gpu.run(|pass| rz::rezero_forward(gpu, pass, &buf, &buf, &buf, &buf, 0, 0)),
+    )
+    .unwrap_err();
     assert!(
         matches!(
             err,
@@ -75,8 +77,7 @@ fn a_tensor_over_the_binding_limit_is_a_limits_error() {
             mapped_at_creation: false,
         });
         let small = gpu.zeroed_f32("small", 4);
-        let err = gpu
-            .run(|pass| elementwise::copy(gpu, pass, &big, &small, 1))
+        let err = pollster::block_on(gpu.run(|pass| elementwise::copy(gpu, pass, &big, &small, 1)))
             .unwrap_err();
         assert!(
             matches!(err, Error::Limits { .. }),
@@ -97,9 +98,10 @@ fn a_tile_over_the_workgroup_storage_limit_is_a_limits_error() {
     let desc = Matmul::new(64, 64, 64)
         .variant(MatmulVariant::Tiled)
         .tile(tile);
-    let err = gpu
-        .run(|pass| matmul(gpu, pass, &buf, &buf, &buf, None, &desc).map(drop))
-        .unwrap_err();
+    let err = pollster::block_on(
+        gpu.run(|pass| matmul(gpu, pass, &buf, &buf, &buf, None, &desc).map(drop)),
+    )
+    .unwrap_err();
     match err {
         Error::Limits {
             what,
@@ -118,9 +120,10 @@ fn reg8x4_on_an_unaligned_shape_is_unsupported() {
     let gpu = require_gpu!();
     let buf = gpu.zeroed_f32("buf", 64);
     let desc = Matmul::new(3, 5, 3).variant(MatmulVariant::Reg8x4);
-    let err = gpu
-        .run(|pass| matmul(gpu, pass, &buf, &buf, &buf, None, &desc).map(drop))
-        .unwrap_err();
+    let err = pollster::block_on(
+        gpu.run(|pass| matmul(gpu, pass, &buf, &buf, &buf, None, &desc).map(drop)),
+    )
+    .unwrap_err();
     assert!(
         matches!(err, Error::Unsupported { op: "matmul", .. }),
         "{err}"
@@ -136,31 +139,30 @@ fn bad_hyperparameters_are_invalid() {
         momentum: 0.9,
         weight_decay: 0.0,
     };
-    let err = gpu
-        .run(|pass| {
-            optim::sgd(
-                gpu,
-                pass,
-                &buf,
-                &buf,
-                optim::Gradient::keep(&buf),
-                &buf,
-                4,
-                &h,
-                None,
-            )
-        })
-        .unwrap_err();
+    let err = pollster::block_on(gpu.run(|pass| {
+        optim::sgd(
+            gpu,
+            pass,
+            &buf,
+            &buf,
+            optim::Gradient::keep(&buf),
+            &buf,
+            4,
+            &h,
+            None,
+        )
+    }))
+    .unwrap_err();
     assert!(matches!(err, Error::Invalid { .. }), "{err}");
     assert!(err.to_string().contains("learning rate"), "{err}");
 }
 
 #[test]
 fn unknown_adapter_name_is_no_adapter_with_the_list() {
-    let err = rezero::Gpu::new(&rezero::GpuOptions {
+    let err = pollster::block_on(rezero::Gpu::new(&rezero::GpuOptions {
         adapter: Some("no-such-gpu-xyz".into()),
         ..Default::default()
-    })
+    }))
     .unwrap_err();
     assert!(matches!(err, Error::NoAdapter { .. }), "{err}");
 }
@@ -172,7 +174,7 @@ fn a_backend_the_system_lacks_is_no_adapter_with_an_install_hint() {
         backend: Some(rezero::gpu::BackendChoice::Metal),
         ..Default::default()
     };
-    let err = rezero::Gpu::new(&options).unwrap_err();
+    let err = pollster::block_on(rezero::Gpu::new(&options)).unwrap_err();
     assert!(matches!(err, Error::NoAdapter { .. }), "{err}");
     assert!(err.to_string().contains("mesa-vulkan-drivers"), "{err}");
 }
@@ -267,4 +269,71 @@ fn a_transformer_footprint_that_overflows_is_an_error() {
         "{err}"
     );
     assert!(err.to_string().contains("overflows"), "{err}");
+}
+
+#[test]
+fn hostile_sizes_outside_the_kernels_are_errors_not_panics() {
+    use rezero::data::text::{fixed_windows, random_windows};
+    use rezero::nn::{Mlp, MlpConfig, MlpVariant};
+    use rezero::optim::{Method, Optimizer, OptimizerConfig, Schedule};
+    use rezero::tape::Param;
+    use rezero::train::RunConfig;
+    use rezero::train::core::{Columns, Trainer};
+    let gpu = require_gpu!();
+    // A parameter whose values do not fill its shape, an empty one, one whose size overflows.
+    for (shape, values) in [
+        (&[2usize, 3][..], &[0.0f32; 5][..]),
+        (&[0], &[]),
+        (&[usize::MAX, 2], &[0.0]),
+    ] {
+        let err = Param::new(gpu, "w", shape, values, true).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{shape:?}: {err}");
+    }
+    // Windows of 0 bytes, or as long as the whole text (no byte left for the target).
+    assert!(matches!(
+        random_windows(b"abc", 0, 2, 0),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(matches!(
+        random_windows(b"abc", 3, 2, 0),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(matches!(
+        fixed_windows(b"abc", 0, 2),
+        Err(Error::Invalid { .. })
+    ));
+    assert_eq!(fixed_windows(b"abcd", 3, 2).unwrap().0.len(), 3);
+    // A run that would read its loss every 0 steps.
+    let config = MlpConfig {
+        variant: MlpVariant::Rezero,
+        depth: 1,
+        width: 4,
+        inputs: 4,
+        classes: 2,
+        alpha_init: 0.0,
+        seed: 0,
+    };
+    let model = Mlp::new(gpu, config).unwrap();
+    let params = model.params();
+    let method = OptimizerConfig {
+        method: Method::parse("sgd").unwrap(),
+        lr: 0.1,
+        weight_decay: 0.0,
+        clip: None,
+        schedule: Schedule::default(),
+    };
+    let mut optimizer = Optimizer::new(gpu, &params, method).unwrap();
+    let run = RunConfig {
+        log_every: 0,
+        ..RunConfig::quiet("zero", 2)
+    };
+    let columns = Columns {
+        epoch: false,
+        rate_unit: "images",
+        items_per_step: 2,
+    };
+    let err = Trainer::new(gpu, &mut optimizer, (params, None), &run, (columns, ""), 5)
+        .err()
+        .expect("log_every 0 is refused");
+    assert!(matches!(err, Error::Invalid { .. }), "{err}");
 }

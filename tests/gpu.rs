@@ -20,13 +20,16 @@ fn upload_read_round_trip_and_short_buffer_error() {
     let gpu = require_gpu!();
     let data: Vec<f32> = (0..37).map(|i| i as f32 * 0.5).collect();
     let buf = gpu.upload("data", &data);
-    assert_eq!(gpu.read_f32(&buf, 37).unwrap(), data);
-    let err = gpu.read_f32(&buf, 38).unwrap_err();
+    assert_eq!(pollster::block_on(gpu.read_f32(&buf, 37)).unwrap(), data);
+    let err = pollster::block_on(gpu.read_f32(&buf, 38)).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "read", .. }), "{err}");
     // An untyped float literal is uploaded as f32 (4 bytes each), never as f64.
     let literal = gpu.upload("literal", &[1.0, -2.0]);
     assert_eq!(literal.size(), 8);
-    assert_eq!(gpu.read_f32(&literal, 2).unwrap(), [1.0, -2.0]);
+    assert_eq!(
+        pollster::block_on(gpu.read_f32(&literal, 2)).unwrap(),
+        [1.0, -2.0]
+    );
 }
 
 #[test]
@@ -64,14 +67,13 @@ fn pool_reuses_buffers_by_size_class_and_counts_bytes() {
 #[test]
 fn pipelines_are_cached_and_shader_errors_are_pipeline_errors() {
     let gpu = require_gpu!();
-    let broken = rezero::gpu::Shader {
-        name: "broken",
-        wgsl: "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
-        uniform_bytes: 0,
-    };
-    let err = gpu
-        .pipeline(&rezero::gpu::Kernel::new(broken, "main"))
-        .unwrap_err();
+    let broken = rezero::gpu::Shader::new(
+        "broken",
+        "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
+        0,
+    );
+    // SAFETY: the pipelines built here are never dispatched.
+    let err = unsafe { gpu.pipeline(&rezero::gpu::Kernel::new(broken, "main")) }.unwrap_err();
     assert!(
         matches!(
             err,
@@ -82,13 +84,10 @@ fn pipelines_are_cached_and_shader_errors_are_pipeline_errors() {
         ),
         "{err}"
     );
-    let ok = rezero::gpu::Shader {
-        name: "ok",
-        wgsl: "@compute @workgroup_size(1) fn main() {}",
-        uniform_bytes: 0,
-    };
-    let first = gpu.pipeline(&rezero::gpu::Kernel::new(ok, "main")).unwrap();
-    let second = gpu.pipeline(&rezero::gpu::Kernel::new(ok, "main")).unwrap();
+    let ok = rezero::gpu::Shader::new("ok", "@compute @workgroup_size(1) fn main() {}", 0);
+    // SAFETY: as above.
+    let first = unsafe { gpu.pipeline(&rezero::gpu::Kernel::new(ok, "main")) }.unwrap();
+    let second = unsafe { gpu.pipeline(&rezero::gpu::Kernel::new(ok, "main")) }.unwrap();
     assert_eq!(
         first, second,
         "the second request should come from the cache"
@@ -99,10 +98,12 @@ fn pipelines_are_cached_and_shader_errors_are_pipeline_errors() {
 fn bind_groups_are_reused_and_the_cache_is_bounded() {
     // A device of its own: the counters must not see other tests' dispatches.
     let Some(_) = common::gpu() else { return };
-    let gpu = rezero::Gpu::new(&rezero::GpuOptions::default()).unwrap();
+    let gpu = pollster::block_on(rezero::Gpu::new(&rezero::GpuOptions::default())).unwrap();
     let x = gpu.upload("x", &[1.0f32; 256]);
     let y = gpu.zeroed_f32("y", 256);
-    let relu = |y: &wgpu::Buffer| gpu.run(|pass| elementwise::relu(&gpu, pass, y, &x, 256));
+    let relu = |y: &wgpu::Buffer| {
+        pollster::block_on(gpu.run(|pass| elementwise::relu(&gpu, pass, y, &x, 256)))
+    };
     relu(&y).unwrap();
     let first = gpu.bind_groups_created();
     for _ in 0..5 {

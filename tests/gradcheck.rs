@@ -35,35 +35,35 @@ fn rezero_residual() {
         gpu.upload("f", &f),
         gpu.upload("alpha", &[alpha]),
     );
-    gpu.run(|p| {
+    pollster::block_on(gpu.run(|p| {
         let (dx, df, da) = (Grad::write(&gdx), Grad::write(&gdf), Grad::write(&gda));
         let shape = rz::RezeroShape {
             n: n as u32,
             alpha_index: 0,
         };
         rz::rezero_backward(gpu, p, dx, df, da, &scratch, &gdy, &gf, &galpha, shape)
-    })
+    }))
     .unwrap();
     let fwd = |x: &[f64], f: &[f64], a: f64| -> f64 {
         (0..n).map(|i| dy[i] as f64 * (x[i] + a * f[i])).sum()
     };
     assert_close(
         "d/dx",
-        &gpu.read_f32(&gdx, n).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdx, n)).unwrap(),
         &numeric_grad(|v| fwd(v, &to64(&f), alpha as f64), &x),
         ATOL,
         RTOL,
     );
     assert_close(
         "d/df",
-        &gpu.read_f32(&gdf, n).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdf, n)).unwrap(),
         &numeric_grad(|v| fwd(&to64(&x), v, alpha as f64), &f),
         ATOL,
         RTOL,
     );
     assert_close(
         "d/dalpha",
-        &gpu.read_f32(&gda, 1).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gda, 1)).unwrap(),
         &numeric_grad(|v| fwd(&to64(&x), &to64(&f), v[0]), &[alpha]),
         ATOL,
         RTOL,
@@ -86,11 +86,11 @@ fn relu_gelu_scale() {
         gpu.zeroed_f32("b", n),
         gpu.zeroed_f32("c", n),
     );
-    gpu.run(|p| {
+    pollster::block_on(gpu.run(|p| {
         ew::relu_backward(gpu, p, &d_relu, &gdy, &gx, n as u32, false)?;
         ew::gelu_backward(gpu, p, &d_gelu, &gdy, &gx, n as u32, false)?;
         ew::scale(gpu, p, &d_scale, &gdy, -1.5, n as u32, false)
-    })
+    }))
     .unwrap();
     let want = numeric_grad(
         |v| dot(&dy, &v.iter().map(|&t| t.max(0.0)).collect::<Vec<_>>()),
@@ -98,7 +98,7 @@ fn relu_gelu_scale() {
     );
     assert_close(
         "relu",
-        &gpu.read_f32(&d_relu, n).unwrap(),
+        &pollster::block_on(gpu.read_f32(&d_relu, n)).unwrap(),
         &want,
         ATOL,
         RTOL,
@@ -116,7 +116,7 @@ fn relu_gelu_scale() {
     );
     assert_close(
         "gelu",
-        &gpu.read_f32(&d_gelu, n).unwrap(),
+        &pollster::block_on(gpu.read_f32(&d_gelu, n)).unwrap(),
         &want,
         ATOL,
         RTOL,
@@ -127,7 +127,7 @@ fn relu_gelu_scale() {
     );
     assert_close(
         "scale",
-        &gpu.read_f32(&d_scale, n).unwrap(),
+        &pollster::block_on(gpu.read_f32(&d_scale, n)).unwrap(),
         &want,
         ATOL,
         RTOL,
@@ -146,15 +146,15 @@ fn softmax_rows() {
         gpu.zeroed_f32("y", n),
         gpu.zeroed_f32("dx", n),
     );
-    gpu.run(|p| {
+    pollster::block_on(gpu.run(|p| {
         softmax::softmax_forward(gpu, p, &gy, &gx, rows as u32, cols as u32)?;
         softmax::softmax_backward(gpu, p, &gdx, &gy, &gdy, rows as u32, cols as u32, false)
-    })
+    }))
     .unwrap();
     let want = numeric_grad(|v| dot(&dy, &softmax64(v, cols)), &x);
     assert_close(
         "softmax",
-        &gpu.read_f32(&gdx, n).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdx, n)).unwrap(),
         &want,
         ATOL,
         RTOL,
@@ -189,7 +189,7 @@ fn layernorm_rows() {
     );
     let (r, c) = (rows as u32, cols as u32);
     let scratch = gpu.zeroed_f32("s", layernorm::layernorm_scratch_len(r, c));
-    gpu.run(|p| {
+    pollster::block_on(gpu.run(|p| {
         let shape = layernorm::LayerNormShape { rows: r, cols: c };
         layernorm::layernorm_forward(gpu, p, &gy, &gm, &gr, &gx, &gg, &gb, shape, 1e-5)?;
         let saved = NormSaved {
@@ -201,26 +201,26 @@ fn layernorm_rows() {
         let (dx, dg, db) = (Grad::write(&gdx), Grad::write(&gdg), Grad::write(&gdb));
         let shape = layernorm::LayerNormShape { rows: r, cols: c };
         layernorm::layernorm_backward(gpu, p, dx, dg, db, &scratch, &gdy, saved, shape)
-    })
+    }))
     .unwrap();
     let (x64, g64, b64) = (to64(&x), to64(&g), to64(&b));
     assert_close(
         "d/dx",
-        &gpu.read_f32(&gdx, n).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdx, n)).unwrap(),
         &numeric_grad(|v| dot(&dy, &layernorm64(v, &g64, &b64, cols)), &x),
         1e-4,
         RTOL,
     );
     assert_close(
         "d/dgain",
-        &gpu.read_f32(&gdg, cols).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdg, cols)).unwrap(),
         &numeric_grad(|v| dot(&dy, &layernorm64(&x64, v, &b64, cols)), &g),
         ATOL,
         RTOL,
     );
     assert_close(
         "d/dbias",
-        &gpu.read_f32(&gdb, cols).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdb, cols)).unwrap(),
         &numeric_grad(|v| dot(&dy, &layernorm64(&x64, &g64, v, cols)), &b),
         ATOL,
         RTOL,
@@ -240,9 +240,9 @@ fn cross_entropy_mean_loss() {
         gpu.zeroed_f32("d", n),
         gpu.zeroed_f32("rl", rows),
     );
-    gpu.run(|p| {
+    pollster::block_on(gpu.run(|p| {
         cross_entropy::cross_entropy(gpu, p, &loss, &gd, &rl, &gl, &gt, rows as u32, cols as u32)
-    })
+    }))
     .unwrap();
     let ce = |v: &[f64]| -> f64 {
         let sm = softmax64(v, cols);
@@ -253,14 +253,14 @@ fn cross_entropy_mean_loss() {
     };
     assert_close(
         "dlogits",
-        &gpu.read_f32(&gd, n).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gd, n)).unwrap(),
         &numeric_grad(ce, &logits),
         ATOL,
         RTOL,
     );
     assert_close(
         "loss",
-        &gpu.read_f32(&loss, 1).unwrap(),
+        &pollster::block_on(gpu.read_f32(&loss, 1)).unwrap(),
         &[ce(&to64(&logits)) as f32],
         1e-5,
         1e-5,
@@ -281,14 +281,14 @@ fn embedding_table() {
         gpu.upload("o", &groups.order),
         gpu.upload("off", &groups.offsets),
     );
-    gpu.run(|p| {
+    pollster::block_on(gpu.run(|p| {
         let shape = embedding::EmbeddingShape {
             tokens: tokens as u32,
             dim: dim as u32,
             vocab: vocab as u32,
         };
         embedding::embedding_backward(gpu, p, Grad::write(&gdt), &gdout, &go, &goff, shape)
-    })
+    }))
     .unwrap();
     let fwd = |t: &[f64]| -> f64 {
         (0..tokens)
@@ -298,7 +298,7 @@ fn embedding_table() {
     };
     assert_close(
         "dtable",
-        &gpu.read_f32(&gdt, vocab * dim).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdt, vocab * dim)).unwrap(),
         &numeric_grad(fwd, &table),
         ATOL,
         RTOL,
@@ -330,7 +330,7 @@ fn matmul_backward_through_transposed_products() {
     };
     for variant in MatmulVariant::SIMPLE {
         let (gda, gdb) = (gpu.zeroed_f32("da", m * k), gpu.zeroed_f32("db", k * n));
-        gpu.run(|p| {
+        pollster::block_on(gpu.run(|p| {
             // dA[m, k] = dC[m, n] · Bᵀ;  dB[k, n] = Aᵀ · dC
             matmul(
                 gpu,
@@ -355,19 +355,19 @@ fn matmul_backward_through_transposed_products() {
                     .variant(variant),
             )
             .map(drop)
-        })
+        }))
         .unwrap_or_else(|e| panic!("{variant:?}: {e}"));
         let (a64, b64) = (to64(&a), to64(&b));
         assert_close(
             &format!("{variant:?} dA"),
-            &gpu.read_f32(&gda, m * k).unwrap(),
+            &pollster::block_on(gpu.read_f32(&gda, m * k)).unwrap(),
             &numeric_grad(|v| dot(&dc, &prod(v, &b64)), &a),
             ATOL,
             RTOL,
         );
         assert_close(
             &format!("{variant:?} dB"),
-            &gpu.read_f32(&gdb, k * n).unwrap(),
+            &pollster::block_on(gpu.read_f32(&gdb, k * n)).unwrap(),
             &numeric_grad(|v| dot(&dc, &prod(&a64, v)), &b),
             ATOL,
             RTOL,

@@ -38,7 +38,7 @@ fn conv2d_backward_matches_finite_differences() {
             gpu.zeroed_f32("db", s.c_out as usize),
         );
         let scratch = gpu.zeroed_f32("scratch", conv::conv2d_weight_scratch_len(gpu, &s));
-        gpu.run(|p| {
+        pollster::block_on(gpu.run(|p| {
             conv::conv2d_backward_input(gpu, p, &gdx, &gdy, &gw, &s, ConvVariant::Reg, false)?;
             conv::conv2d_backward_weight(
                 gpu,
@@ -52,27 +52,27 @@ fn conv2d_backward_matches_finite_differences() {
                 true,
             )?;
             conv::conv2d_backward_bias(gpu, p, &gdb, &gdy, &s, true)
-        })
+        }))
         .unwrap();
         let (x64, w64, b64) = (to64(&x), to64(&w), to64(&b));
         let what = |t: &str| format!("conv2d d/d{t} {s:?}");
         assert_close(
             &what("x"),
-            &gpu.read_f32(&gdx, s.input_len()).unwrap(),
+            &pollster::block_on(gpu.read_f32(&gdx, s.input_len())).unwrap(),
             &numeric_grad(|v| dot(&dy, &conv64(v, &w64, &b64, &s)), &x),
             ATOL,
             RTOL,
         );
         assert_close(
             &what("w"),
-            &gpu.read_f32(&gdw, s.weight_len()).unwrap(),
+            &pollster::block_on(gpu.read_f32(&gdw, s.weight_len())).unwrap(),
             &numeric_grad(|v| dot(&dy, &conv64(&x64, v, &b64, &s)), &w),
             ATOL,
             RTOL,
         );
         assert_close(
             &what("bias"),
-            &gpu.read_f32(&gdb, s.c_out as usize).unwrap(),
+            &pollster::block_on(gpu.read_f32(&gdb, s.c_out as usize)).unwrap(),
             &numeric_grad(|v| dot(&dy, &conv64(&x64, &w64, v, &s)), &b),
             ATOL,
             RTOL,
@@ -125,7 +125,7 @@ fn batchnorm_case(
     let stats: Vec<_> = (0..4).map(|_| gpu.zeroed_f32("stat", c)).collect();
     let (gy, gdx) = (gpu.zeroed_f32("y", len), gpu.zeroed_f32("dx", len));
     let (gdg, gdb) = (gpu.zeroed_f32("dg", c), gpu.zeroed_f32("db", c));
-    gpu.run(|p| {
+    pollster::block_on(gpu.run(|p| {
         let [mean, rstd, rm, rv] = [&stats[0], &stats[1], &stats[2], &stats[3]];
         bn::batchnorm_train_forward(
             gpu, p, &gy, mean, rstd, rm, rv, &scratch, &gx, &gg, &gb, &s, &config,
@@ -138,27 +138,27 @@ fn batchnorm_case(
         };
         let (dx, dg, db) = (Grad::write(&gdx), Grad::write(&gdg), Grad::write(&gdb));
         bn::batchnorm_backward(gpu, p, dx, dg, db, &scratch, &gdy, saved, &s, &config)
-    })
+    }))
     .unwrap();
     let eps = config.eps as f64;
     let (x64, g64, b64) = (to64(&x), to64(&gamma), to64(&beta));
     assert_close(
         "batchnorm d/dx",
-        &gpu.read_f32(&gdx, len).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdx, len)).unwrap(),
         &numeric_grad(|v| dot(&dy, &batchnorm64(v, &g64, &b64, &s, eps)), &x),
         ATOL,
         RTOL,
     );
     assert_close(
         "batchnorm d/dgamma",
-        &gpu.read_f32(&gdg, c).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdg, c)).unwrap(),
         &numeric_grad(|v| dot(&dy, &batchnorm64(&x64, v, &b64, &s, eps)), &gamma),
         ATOL,
         RTOL,
     );
     assert_close(
         "batchnorm d/dbeta",
-        &gpu.read_f32(&gdb, c).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdb, c)).unwrap(),
         &numeric_grad(|v| dot(&dy, &batchnorm64(&x64, &g64, v, &s, eps)), &beta),
         ATOL,
         RTOL,
@@ -172,9 +172,9 @@ fn global_avg_pool_backward_matches_finite_differences() {
     let x = cpu::seeded(9, rows * pixels, -1.0, 1.0);
     let dy = cpu::seeded(10, rows, -1.0, 1.0);
     let (gdy, gdx) = (gpu.upload("dy", &dy), gpu.zeroed_f32("dx", rows * pixels));
-    gpu.run(|p| {
+    pollster::block_on(gpu.run(|p| {
         pool::global_avg_pool_backward(gpu, p, &gdx, &gdy, rows as u32, pixels as u32, false)
-    })
+    }))
     .unwrap();
     let pool64 = |v: &[f64]| -> Vec<f64> {
         v.chunks(pixels)
@@ -183,7 +183,7 @@ fn global_avg_pool_backward_matches_finite_differences() {
     };
     assert_close(
         "pool d/dx",
-        &gpu.read_f32(&gdx, rows * pixels).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdx, rows * pixels)).unwrap(),
         &numeric_grad(|v| dot(&dy, &pool64(v)), &x),
         ATOL,
         RTOL,
@@ -204,7 +204,7 @@ fn shortcut_backward_matches_finite_differences() {
     let x = cpu::seeded(11, s.input_len(), -1.0, 1.0);
     let dy = cpu::seeded(12, s.output_len(), -1.0, 1.0);
     let (gdy, gdx) = (gpu.upload("dy", &dy), gpu.zeroed_f32("dx", s.input_len()));
-    gpu.run(|p| shortcut::shortcut_backward(gpu, p, &gdx, &gdy, &s, false))
+    pollster::block_on(gpu.run(|p| shortcut::shortcut_backward(gpu, p, &gdx, &gdy, &s, false)))
         .unwrap();
     // The shortcut in f64: subsample, then zero channels.
     let forward = |v: &[f64]| -> Vec<f64> {
@@ -225,7 +225,7 @@ fn shortcut_backward_matches_finite_differences() {
     };
     assert_close(
         "shortcut d/dx",
-        &gpu.read_f32(&gdx, s.input_len()).unwrap(),
+        &pollster::block_on(gpu.read_f32(&gdx, s.input_len())).unwrap(),
         &numeric_grad(|v| dot(&dy, &forward(v)), &x),
         ATOL,
         RTOL,

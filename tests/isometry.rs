@@ -30,7 +30,8 @@ fn rezero_at_alpha_zero_is_the_identity() {
     let width = 24;
     let model = mlp(gpu, MlpVariant::Rezero, 50, width, 0.0);
     let x = init::normal(1, width, 1.0);
-    let (outputs, j) = jacobian(gpu, &x, |tape, x| model.blocks(tape, x)).unwrap();
+    let (outputs, j) =
+        pollster::block_on(jacobian(gpu, &x, |tape, x| model.blocks(tape, x))).unwrap();
     assert_eq!((outputs, j.len()), (width, width * width));
     let identity: Vec<f32> = (0..width * width)
         .map(|i| if i / width == i % width { 1.0 } else { 0.0 })
@@ -51,11 +52,11 @@ fn jacobian_matches_finite_differences() {
     let (depth, width) = (3, 5);
     let model = mlp(gpu, MlpVariant::Rezero, depth, width, 0.4);
     let x = init::normal(2, width, 1.0);
-    let (_, j) = jacobian(gpu, &x, |tape, x| model.blocks(tape, x)).unwrap();
+    let (_, j) = pollster::block_on(jacobian(gpu, &x, |tape, x| model.blocks(tape, x))).unwrap();
     let weights: Vec<Vec<f64>> = model
         .w
         .iter()
-        .map(|p| to64(&gpu.read_f32(&p.value, p.len()).unwrap()))
+        .map(|p| to64(&pollster::block_on(gpu.read_f32(&p.value, p.len())).unwrap()))
         .collect();
     let zero_bias = vec![0.0; width];
     let forward = |x: &[f64]| -> Vec<f64> {
@@ -84,7 +85,7 @@ fn plain_deep_stack_is_far_from_isometry() {
     let width = 16;
     let model = mlp(gpu, MlpVariant::Plain, 30, width, 0.0);
     let x = init::normal(3, width, 1.0);
-    let (_, j) = jacobian(gpu, &x, |tape, x| model.blocks(tape, x)).unwrap();
+    let (_, j) = pollster::block_on(jacobian(gpu, &x, |tape, x| model.blocks(tape, x))).unwrap();
     let spectrum = Spectrum::new(singular_values(width, width, &j).unwrap());
     // ReLU layers zero about half the units each: the spectrum collapses or spreads.
     assert!(

@@ -60,7 +60,7 @@ fn rezero_forward_and_backward() {
                 gpu.upload("da", &[1.0f32, 2.0, da0, 3.0]),
             );
             let scratch = gpu.zeroed_f32("scratch", rz::REZERO_SCRATCH_LEN);
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 rz::rezero_forward(gpu, pass, &gy, &gx, &gf, &galpha, 2, n)?;
                 let [adx, adf, ada] = accumulate;
                 let (dx, df, da) = (
@@ -70,33 +70,33 @@ fn rezero_forward_and_backward() {
                 );
                 let shape = rz::RezeroShape { n, alpha_index: 2 };
                 rz::rezero_backward(gpu, pass, dx, df, da, &scratch, &gdy, &gf, &galpha, shape)
-            })
+            }))
             .unwrap();
             let what = format!("rezero n={n} accumulate={accumulate:?}");
             assert_close(
                 &format!("{what} y"),
-                &gpu.read_f32(&gy, len).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gy, len)).unwrap(),
                 &want_y,
                 1e-6,
                 1e-6,
             );
             assert_close(
                 &format!("{what} dx"),
-                &gpu.read_f32(&gdx, len).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gdx, len)).unwrap(),
                 &want_dx,
                 1e-6,
                 1e-6,
             );
             assert_close(
                 &format!("{what} df"),
-                &gpu.read_f32(&gdf, len).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gdf, len)).unwrap(),
                 &want_df,
                 1e-6,
                 1e-6,
             );
             assert_close(
                 &format!("{what} dalpha (only index 2 changes)"),
-                &gpu.read_f32(&gda, 4).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gda, 4)).unwrap(),
                 &[1.0, 2.0, want_da, 3.0],
                 atol_for(len),
                 1e-5,
@@ -183,11 +183,17 @@ fn elementwise_ops_and_backwards() {
             }
             for (name, launch, want) in cases {
                 let out = gpu.upload("out", &base);
-                gpu.run(|pass| launch(pass, &out)).unwrap();
+                pollster::block_on(gpu.run(|pass| launch(pass, &out))).unwrap();
                 let what = format!("{name} n={n} accumulate={accumulate}");
                 // gelu goes through exp in f32: a few ulps more than the exact ops.
                 let atol = if name.starts_with("gelu") { 1e-5 } else { 1e-6 };
-                assert_close(&what, &gpu.read_f32(&out, len).unwrap(), &want, atol, 2e-6);
+                assert_close(
+                    &what,
+                    &pollster::block_on(gpu.read_f32(&out, len)).unwrap(),
+                    &want,
+                    atol,
+                    2e-6,
+                );
             }
         }
     }
@@ -254,7 +260,7 @@ fn optimizers_match_reference_over_steps() {
                 let adam_values = gpu.upload("values", &adam_values);
                 // SGD and Adagrad leave the gradient as it is; Adam, the last, consumes it.
                 let (keep, consume) = (optim::Gradient::keep(&gg), optim::Gradient::consume(&gg));
-                gpu.run(|pass| {
+                pollster::block_on(gpu.run(|pass| {
                     optim::sgd(gpu, pass, &gp_s, &gv, keep, &half, n, &sgd, clip)?;
                     optim::adagrad(gpu, pass, &gp_a, &gs, keep, &one, n, &ada, clip)?;
                     optim::adam(
@@ -269,9 +275,9 @@ fn optimizers_match_reference_over_steps() {
                         &adam,
                         clip,
                     )
-                })
+                }))
                 .unwrap();
-                let left = gpu.read_f32(&gg, len).unwrap();
+                let left = pollster::block_on(gpu.read_f32(&gg, len)).unwrap();
                 assert!(
                     left.iter().all(|&v| v == 0.0),
                     "the consumed gradient is zeroed"
@@ -287,28 +293,28 @@ fn optimizers_match_reference_over_steps() {
             }
             assert_close(
                 &format!("sgd n={n} clip={max_norm:?}"),
-                &gpu.read_f32(&gp_s, len).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gp_s, len)).unwrap(),
                 &p_s,
                 1e-6,
                 1e-5,
             );
             assert_close(
                 &format!("adagrad n={n} clip={max_norm:?}"),
-                &gpu.read_f32(&gp_a, len).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gp_a, len)).unwrap(),
                 &p_a,
                 1e-6,
                 1e-5,
             );
             assert_close(
                 &format!("adam decoupled={decoupled} n={n} clip={max_norm:?}"),
-                &gpu.read_f32(&gp_m, len).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gp_m, len)).unwrap(),
                 &p_m,
                 1e-6,
                 1e-5,
             );
             assert_close(
                 &format!("adam m n={n}"),
-                &gpu.read_f32(&gm, len).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gm, len)).unwrap(),
                 &m,
                 1e-6,
                 1e-5,

@@ -47,12 +47,16 @@ fn sums_per_row_and_whole() {
             let gx = gpu.upload("x", &x);
             for square in [false, true] {
                 let out = gpu.zeroed_f32("out", rows as usize);
-                gpu.run(|pass| reduce::sum_rows(gpu, pass, &out, &gx, rows, cols, square, false))
-                    .unwrap();
+                pollster::block_on(
+                    gpu.run(|pass| {
+                        reduce::sum_rows(gpu, pass, &out, &gx, rows, cols, square, false)
+                    }),
+                )
+                .unwrap();
                 let want = cpu::reduce::sum_rows(&x, cols as usize, square);
                 assert_close(
                     &format!("sum_rows {rows}x{cols} square={square}"),
-                    &gpu.read_f32(&out, rows as usize).unwrap(),
+                    &pollster::block_on(gpu.read_f32(&out, rows as usize)).unwrap(),
                     &want,
                     atol_for(cols as usize),
                     1e-5,
@@ -60,14 +64,14 @@ fn sums_per_row_and_whole() {
 
                 let total = gpu.upload("total", &[1.0f32]);
                 let scratch = gpu.zeroed_f32("scratch", reduce::REDUCE_SCRATCH_LEN);
-                gpu.run(|pass| {
+                pollster::block_on(gpu.run(|pass| {
                     reduce::sum_all(gpu, pass, &total, &scratch, &gx, rows * cols, square, true)
-                })
+                }))
                 .unwrap();
                 let want = 1.0 + cpu::reduce::sum_all(&x, square);
                 assert_close(
                     &format!("sum_all n={len} square={square}"),
-                    &gpu.read_f32(&total, 1).unwrap(),
+                    &pollster::block_on(gpu.read_f32(&total, 1)).unwrap(),
                     &[want],
                     atol_for(len),
                     1e-5,
@@ -96,21 +100,21 @@ fn softmax_forward_backward() {
                 gpu.zeroed_f32("y", len),
                 gpu.upload("dx", &vec![0.25f32; len]),
             );
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 softmax::softmax_forward(gpu, pass, &gy, &gx, rows, cols)?;
                 softmax::softmax_backward(gpu, pass, &gdx, &gy, &gdy, rows, cols, true)
-            })
+            }))
             .unwrap();
             assert_close(
                 &format!("softmax {rows}x{cols} y"),
-                &gpu.read_f32(&gy, len).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gy, len)).unwrap(),
                 &want_y,
                 1e-6,
                 1e-5,
             );
             assert_close(
                 &format!("softmax {rows}x{cols} dx"),
-                &gpu.read_f32(&gdx, len).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gdx, len)).unwrap(),
                 &want_dx,
                 atol_for(cols as usize),
                 1e-4,
@@ -169,7 +173,7 @@ fn layernorm_forward_backward() {
                 let (gdg, gdb) = (gpu.upload("dgain", &dg0), gpu.upload("dbias", &db0));
                 let scratch =
                     gpu.zeroed_f32("scratch", layernorm::layernorm_scratch_len(rows, cols));
-                gpu.run(|pass| {
+                pollster::block_on(gpu.run(|pass| {
                     let shape = layernorm::LayerNormShape { rows, cols };
                     layernorm::layernorm_forward(
                         gpu, pass, &gy, &gm, &gr, &gx, &gg, &gb, shape, eps,
@@ -189,48 +193,48 @@ fn layernorm_forward_backward() {
                     layernorm::layernorm_backward(
                         gpu, pass, dx, dg, db, &scratch, &gdy, saved, shape,
                     )
-                })
+                }))
                 .unwrap();
                 let what = format!("layernorm {rows}x{cols} accumulate {accumulate:?}");
                 // A row of one column normalises to 0 with rstd = 1/sqrt(eps): compare relative to that scale.
                 assert_close(
                     &format!("{what} y"),
-                    &gpu.read_f32(&gy, len).unwrap(),
+                    &pollster::block_on(gpu.read_f32(&gy, len)).unwrap(),
                     &want_y,
                     1e-4,
                     1e-4,
                 );
                 assert_close(
                     &format!("{what} mean"),
-                    &gpu.read_f32(&gm, r).unwrap(),
+                    &pollster::block_on(gpu.read_f32(&gm, r)).unwrap(),
                     &mean,
                     1e-5,
                     1e-5,
                 );
                 assert_close(
                     &format!("{what} rstd"),
-                    &gpu.read_f32(&gr, r).unwrap(),
+                    &pollster::block_on(gpu.read_f32(&gr, r)).unwrap(),
                     &rstd,
                     1e-5,
                     1e-4,
                 );
                 assert_close(
                     &format!("{what} dx"),
-                    &gpu.read_f32(&gdx, len).unwrap(),
+                    &pollster::block_on(gpu.read_f32(&gdx, len)).unwrap(),
                     &want_dx,
                     10.0 * atol_for(c),
                     1e-3,
                 );
                 assert_close(
                     &format!("{what} dgain"),
-                    &gpu.read_f32(&gdg, c).unwrap(),
+                    &pollster::block_on(gpu.read_f32(&gdg, c)).unwrap(),
                     &want_dg,
                     atol_for(r),
                     1e-4,
                 );
                 assert_close(
                     &format!("{what} dbias"),
-                    &gpu.read_f32(&gdb, c).unwrap(),
+                    &pollster::block_on(gpu.read_f32(&gdb, c)).unwrap(),
                     &want_db,
                     atol_for(r),
                     1e-4,
@@ -269,25 +273,25 @@ fn embedding_lookup_and_deterministic_scatter_add() {
                 gpu.upload("dtable", &dt0),
             );
             let shape = embedding::EmbeddingShape { tokens, dim, vocab };
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 embedding::embedding_forward(
                     gpu, pass, &gout, &gt, &gids, tokens, dim, vocab, true,
                 )?;
                 let dt = Grad::new(&gdt, accumulate);
                 embedding::embedding_backward(gpu, pass, dt, &gdout, &gorder, &goff, shape)
-            })
+            }))
             .unwrap();
             let what = format!(
                 "embedding tokens={tokens} dim={dim} vocab={vocab} accumulate={accumulate}"
             );
             assert_close(
                 &format!("{what} out"),
-                &gpu.read_f32(&gout, t * d).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gout, t * d)).unwrap(),
                 &want_out,
                 1e-6,
                 1e-6,
             );
-            let got_dt = gpu.read_f32(&gdt, v * d).unwrap();
+            let got_dt = pollster::block_on(gpu.read_f32(&gdt, v * d)).unwrap();
             assert_close(
                 &format!("{what} dtable"),
                 &got_dt,
@@ -297,14 +301,14 @@ fn embedding_lookup_and_deterministic_scatter_add() {
             );
             // Deterministic: a second run gives bit-identical gradients.
             let gdt2 = gpu.upload("dtable2", &dt0);
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 let dt = Grad::new(&gdt2, accumulate);
                 embedding::embedding_backward(gpu, pass, dt, &gdout, &gorder, &goff, shape)
-            })
+            }))
             .unwrap();
             assert_eq!(
                 got_dt,
-                gpu.read_f32(&gdt2, v * d).unwrap(),
+                pollster::block_on(gpu.read_f32(&gdt2, v * d)).unwrap(),
                 "{what}: backward is not deterministic"
             );
         }
@@ -341,21 +345,21 @@ fn cross_entropy_loss_and_gradient() {
                 gpu.zeroed_f32("dlogits", len),
                 gpu.zeroed_f32("row_loss", r),
             );
-            gpu.run(|pass| {
+            pollster::block_on(gpu.run(|pass| {
                 cross_entropy::cross_entropy(gpu, pass, &loss, &gd, &rl, &gl, &gt, rows, cols)
-            })
+            }))
             .unwrap();
             let what = format!("cross_entropy {rows}x{cols}");
             assert_close(
                 &format!("{what} loss"),
-                &gpu.read_f32(&loss, 1).unwrap(),
+                &pollster::block_on(gpu.read_f32(&loss, 1)).unwrap(),
                 &[want_loss],
                 1e-5 * (c as f32).ln().max(1.0),
                 1e-5,
             );
             assert_close(
                 &format!("{what} dlogits"),
-                &gpu.read_f32(&gd, len).unwrap(),
+                &pollster::block_on(gpu.read_f32(&gd, len)).unwrap(),
                 &want_d,
                 1e-6,
                 1e-4,
@@ -385,12 +389,12 @@ fn causal_scaled_softmax_forward_backward() {
             gpu.zeroed_f32("y", len),
             gpu.zeroed_f32("dx", len),
         );
-        gpu.run(|pass| {
+        pollster::block_on(gpu.run(|pass| {
             softmax::softmax_causal_forward(gpu, pass, &gy, &gx, rows, t, scale)?;
             softmax::softmax_causal_backward(gpu, pass, &gdx, &gy, &gdy, rows, t, scale, false)
-        })
+        }))
         .unwrap();
-        let y = gpu.read_f32(&gy, len).unwrap();
+        let y = pollster::block_on(gpu.read_f32(&gy, len)).unwrap();
         assert_close(
             &format!("causal softmax {heads}x{t} y"),
             &y,
@@ -406,7 +410,7 @@ fn causal_scaled_softmax_forward_backward() {
         );
         assert_close(
             &format!("causal softmax {heads}x{t} dx"),
-            &gpu.read_f32(&gdx, len).unwrap(),
+            &pollster::block_on(gpu.read_f32(&gdx, len)).unwrap(),
             &want_dx,
             atol_for(t as usize),
             1e-4,

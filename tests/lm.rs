@@ -61,7 +61,7 @@ fn a_64_layer_rezero_transformer_trains_without_warmup() {
         target_bpb: None,
         dropout: 0.0,
     };
-    let summary = train_lm(gpu, &model, &mut optimizer, &text, &run).unwrap();
+    let summary = pollster::block_on(train_lm(gpu, &model, &mut optimizer, &text, &run)).unwrap();
     assert_eq!(summary.run.steps, 30);
     assert!(!summary.run.diverged() && summary.val_bpb.is_some_and(f32::is_finite));
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
@@ -86,8 +86,8 @@ fn a_64_layer_rezero_transformer_trains_without_warmup() {
 
     let loaded = load_transformer(gpu, &out.join("model.safetensors")).unwrap();
     assert_eq!(loaded.config.layers, 64);
-    let a = sample(gpu, &model, b"And ", 12, 0.0, 0).unwrap();
-    let b = sample(gpu, &loaded, b"And ", 12, 0.0, 0).unwrap();
+    let a = pollster::block_on(sample(gpu, &model, b"And ", 12, 0.0, 0)).unwrap();
+    let b = pollster::block_on(sample(gpu, &loaded, b"And ", 12, 0.0, 0)).unwrap();
     assert_eq!(a, b, "the loaded checkpoint samples the same greedy text");
     std::fs::remove_dir_all(out).unwrap();
 }
@@ -110,13 +110,13 @@ fn checkpoint_round_trip_for_every_variant() {
             variant.name(),
             std::process::id()
         ));
-        save_transformer(gpu, &model, &path).unwrap();
+        pollster::block_on(save_transformer(gpu, &model, &path)).unwrap();
         let loaded = load_transformer(gpu, &path).unwrap();
         assert_eq!(loaded.config.variant, variant);
         for (a, b) in model.params().iter().zip(loaded.params()) {
             assert_eq!(
-                gpu.read_f32(&a.value, a.len()).unwrap(),
-                gpu.read_f32(&b.value, b.len()).unwrap(),
+                pollster::block_on(gpu.read_f32(&a.value, a.len())).unwrap(),
+                pollster::block_on(gpu.read_f32(&b.value, b.len())).unwrap(),
                 "{}",
                 a.name
             );
@@ -160,23 +160,37 @@ fn a_resumed_run_ends_exactly_where_an_unbroken_one_does() {
     let straight = Transformer::new(gpu, narrow(3)).unwrap();
     let mut optimizer = Optimizer::new(gpu, &straight.params(), adam()).unwrap();
     let (a, b) = (dir("straight"), dir("broken"));
-    train_lm(gpu, &straight, &mut optimizer, &text, &run(&a, 6, 0)).unwrap();
+    pollster::block_on(train_lm(
+        gpu,
+        &straight,
+        &mut optimizer,
+        &text,
+        &run(&a, 6, 0),
+    ))
+    .unwrap();
 
     let first = Transformer::new(gpu, narrow(3)).unwrap();
     let mut optimizer = Optimizer::new(gpu, &first.params(), adam()).unwrap();
-    train_lm(gpu, &first, &mut optimizer, &text, &run(&b, 3, 0)).unwrap();
+    pollster::block_on(train_lm(gpu, &first, &mut optimizer, &text, &run(&b, 3, 0))).unwrap();
     let path = b.join("model.safetensors");
     let checkpoint = load(&path).unwrap();
     let resumed = transformer_from(gpu, &path, &checkpoint).unwrap();
     let mut optimizer = Optimizer::new(gpu, &resumed.params(), adam()).unwrap();
     let step = restore_run(gpu, &path, &checkpoint, &resumed.params(), &mut optimizer).unwrap();
     assert_eq!(step, 3);
-    train_lm(gpu, &resumed, &mut optimizer, &text, &run(&b, 6, step)).unwrap();
+    pollster::block_on(train_lm(
+        gpu,
+        &resumed,
+        &mut optimizer,
+        &text,
+        &run(&b, 6, step),
+    ))
+    .unwrap();
 
     for (x, y) in straight.params().iter().zip(resumed.params()) {
         assert_eq!(
-            gpu.read_f32(&x.value, x.len()).unwrap(),
-            gpu.read_f32(&y.value, y.len()).unwrap(),
+            pollster::block_on(gpu.read_f32(&x.value, x.len())).unwrap(),
+            pollster::block_on(gpu.read_f32(&y.value, y.len())).unwrap(),
             "{} differs after resuming",
             x.name
         );
@@ -197,7 +211,7 @@ fn sampling_from_weights_holding_nan_is_an_error_not_a_panic() {
     let model = Transformer::new(gpu, narrow(1)).unwrap();
     let out = &model.out.w;
     gpu.write(&out.value, &vec![f32::NAN; out.len()]);
-    let err = sample(gpu, &model, b"ab", 3, 0.8, 1).unwrap_err();
+    let err = pollster::block_on(sample(gpu, &model, b"ab", 3, 0.8, 1)).unwrap_err();
     assert!(err.to_string().contains("NaN or infinite"), "{err}");
 }
 
@@ -209,10 +223,11 @@ fn text_bits_per_byte_covers_every_window_whatever_the_batch() {
     let model = Transformer::new(gpu, narrow(1)).unwrap();
     let text = &builtin_corpus()[..1001];
     let mut tape = rezero::tape::Tape::new(gpu);
-    let all = fixed_windows(text, 16, usize::MAX);
-    let want = validation_bpb(&mut tape, &model, &all, 62, 16).unwrap();
+    let all = fixed_windows(text, 16, usize::MAX).unwrap();
+    let want = pollster::block_on(validation_bpb(&mut tape, &model, &all, 62, 16)).unwrap();
     for batch in [1, 7, 100] {
-        let (got, bytes) = text_bpb(&mut tape, &model, text, 16, batch).unwrap();
+        let (got, bytes) =
+            pollster::block_on(text_bpb(&mut tape, &model, text, 16, batch)).unwrap();
         assert_eq!(
             bytes,
             62 * 16,
@@ -223,9 +238,9 @@ fn text_bits_per_byte_covers_every_window_whatever_the_batch() {
             "batch {batch}: {got} against {want}"
         );
     }
-    assert!(text_bpb(&mut tape, &model, &text[..16], 16, 4).is_err());
+    assert!(pollster::block_on(text_bpb(&mut tape, &model, &text[..16], 16, 4)).is_err());
     assert!(
-        text_bpb(&mut tape, &model, text, 17, 4).is_err(),
+        pollster::block_on(text_bpb(&mut tape, &model, text, 17, 4)).is_err(),
         "over the model's seq"
     );
 }

@@ -5,11 +5,16 @@ mod common;
 
 use common::{assert_close, atol_for};
 use rezero::cpu;
+use rezero::kernels::autotune;
 use rezero::kernels::matmul::{Block, Matmul, MatmulVariant, Tile, matmul, tuning_key};
 
 /// Runs `desc` with `variant` on seeded inputs and compares with the CPU reference.
 fn check(desc: Matmul, with_bias: bool) {
     let gpu = require_gpu!();
+    check_on(gpu, desc, with_bias);
+}
+
+fn check_on(gpu: &rezero::Gpu, desc: Matmul, with_bias: bool) {
     let last = desc.batch as usize - 1;
     let len_a = last * desc.stride_a as usize + (desc.m * desc.k) as usize;
     let len_b = last * desc.stride_b as usize + (desc.k * desc.n) as usize;
@@ -26,9 +31,11 @@ fn check(desc: Matmul, with_bias: bool) {
         gpu.upload("c", &c0),
         gpu.upload("bias", &bias),
     );
-    gpu.run(|pass| matmul(gpu, pass, &gc, &ga, &gb, with_bias.then_some(&gbias), &desc).map(drop))
-        .unwrap();
-    let got = gpu.read_f32(&gc, len_c).unwrap();
+    pollster::block_on(gpu.run(|pass| {
+        matmul(gpu, pass, &gc, &ga, &gb, with_bias.then_some(&gbias), &desc).map(drop)
+    }))
+    .unwrap();
+    let got = pollster::block_on(gpu.read_f32(&gc, len_c)).unwrap();
     let what = format!(
         "{:?} {}x{}x{} batch {} ta {} tb {} acc {} bias {}",
         desc.variant,
@@ -136,13 +143,27 @@ fn broadcast_operand_with_zero_stride() {
 }
 
 #[test]
-fn auto_picks_a_variant_that_is_correct() {
-    let gpu = require_gpu!();
-    check(Matmul::new(64, 64, 64), true);
-    check(Matmul::new(17, 33, 65), false);
-    // The choice is kept per shape class.
-    assert!(gpu.tuned("matmul/nn/v4/m64/n64/k64/b1").is_some());
-    assert!(gpu.tuned("matmul/nn/s/m32/n64/k128/b1").is_some());
+fn auto_runs_a_correct_variant_before_and_after_a_tune() {
+    let Some(_) = common::gpu() else { return };
+    // A device of its own: its untuned classes are this test's alone.
+    let gpu = &pollster::block_on(rezero::Gpu::new(&Default::default())).unwrap();
+    let shapes = [
+        (Matmul::new(64, 64, 64), true),
+        (Matmul::new(17, 33, 65), false),
+    ];
+    for (desc, bias) in shapes {
+        check_on(gpu, desc, bias); // the adapter's default
+    }
+    let keys = ["matmul/nn/s/m32/n64/k128/b1", "matmul/nn/v4/m64/n64/k64/b1"];
+    assert_eq!(gpu.untuned_keys(), keys);
+    let requests = autotune::take_untuned(gpu);
+    pollster::block_on(autotune::tune(gpu, &requests)).unwrap();
+    for (desc, bias) in shapes {
+        check_on(gpu, desc, bias); // the winner, kept per shape class
+    }
+    for key in keys {
+        assert!(gpu.tuned(key).is_some(), "{key}");
+    }
 }
 
 #[test]
@@ -172,7 +193,7 @@ fn auto_never_inherits_a_choice_made_for_another_shape() {
     // A device that knows a (deliberately bad) choice for one class uses it there and
     // nowhere else. Its own Gpu: the table must hold only what this test puts in it.
     let Some(_) = common::gpu() else { return };
-    let gpu = rezero::Gpu::new(&rezero::GpuOptions::default()).unwrap();
+    let gpu = pollster::block_on(rezero::Gpu::new(&rezero::GpuOptions::default())).unwrap();
     let (a, b, c) = (
         Matmul::new(64, 64, 64),
         Matmul::new(8, 4096, 8),
@@ -186,10 +207,10 @@ fn auto_never_inherits_a_choice_made_for_another_shape() {
     );
     let run = |desc: &Matmul| {
         let mut used = MatmulVariant::Auto;
-        gpu.run(|pass| {
+        pollster::block_on(gpu.run(|pass| {
             used = matmul(&gpu, pass, &out, &x, &y, None, desc)?;
             Ok(())
-        })
+        }))
         .unwrap();
         used
     };
@@ -197,7 +218,7 @@ fn auto_never_inherits_a_choice_made_for_another_shape() {
     for desc in [b, c] {
         assert_ne!(run(&desc), MatmulVariant::Naive, "{desc:?} inherited");
         let key = tuning_key(&desc);
-        assert!(gpu.tuned(&key).is_some(), "{key} was measured and recorded");
+        assert!(gpu.untuned_keys().contains(&key), "{key} was not noted");
     }
 }
 
@@ -259,9 +280,10 @@ fn blocked_tile_checks() {
     assert!(big.storage_bytes() > storage);
     let buf = gpu.zeroed_f32("buf", 64);
     let desc = Matmul::new(4, 4, 4).variant(MatmulVariant::Blocked(big));
-    let err = gpu
-        .run(|pass| matmul(gpu, pass, &buf, &buf, &buf, None, &desc).map(drop))
-        .unwrap_err();
+    let err = pollster::block_on(
+        gpu.run(|pass| matmul(gpu, pass, &buf, &buf, &buf, None, &desc).map(drop)),
+    )
+    .unwrap_err();
     assert!(
         matches!(
             err,

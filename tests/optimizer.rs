@@ -13,8 +13,8 @@ use rezero::tape::Param;
 fn adamw_with_clipping_and_decay_groups_matches_reference() {
     let gpu = require_gpu!();
     let (w0, a0) = (cpu::seeded(1, 6, -1.0, 1.0), cpu::seeded(2, 3, -1.0, 1.0));
-    let w = Param::new(gpu, "w", &[2, 3], &w0, true);
-    let alphas = Param::new(gpu, "alphas", &[3], &a0, false);
+    let w = Param::new(gpu, "w", &[2, 3], &w0, true).unwrap();
+    let alphas = Param::new(gpu, "alphas", &[3], &a0, false).unwrap();
     let config = OptimizerConfig {
         method: Method::parse("adamw").unwrap(),
         lr: 0.01,
@@ -38,7 +38,7 @@ fn adamw_with_clipping_and_decay_groups_matches_reference() {
             0.01 * if step == 1 { 0.5 } else { 1.0 },
             "warm-up over 2 steps"
         );
-        gpu.run(|pass| opt.step(gpu, pass, &[&w, &alphas])).unwrap();
+        pollster::block_on(gpu.run(|pass| opt.step(gpu, pass, &[&w, &alphas]))).unwrap();
         let norm_sq = cpu::reduce::sum_all(&gw, true) + cpu::reduce::sum_all(&ga, true);
         let scale = cpu::optim::clip_scale(norm_sq, Some(0.5));
         let h = |wd| k::Adam {
@@ -52,16 +52,22 @@ fn adamw_with_clipping_and_decay_groups_matches_reference() {
         cpu::optim::adam(&mut pw, &mut mw, &mut vw, &gw, &h(0.1), step, scale);
         cpu::optim::adam(&mut pa, &mut ma, &mut va, &ga, &h(0.0), step, scale);
     }
-    assert_close("w", &gpu.read_f32(&w.value, 6).unwrap(), &pw, 1e-6, 1e-5);
+    assert_close(
+        "w",
+        &pollster::block_on(gpu.read_f32(&w.value, 6)).unwrap(),
+        &pw,
+        1e-6,
+        1e-5,
+    );
     assert_close(
         "alphas (no decay)",
-        &gpu.read_f32(&alphas.value, 3).unwrap(),
+        &pollster::block_on(gpu.read_f32(&alphas.value, 3)).unwrap(),
         &pa,
         1e-6,
         1e-5,
     );
     assert_eq!(
-        gpu.read_f32(&w.grad, 6).unwrap(),
+        pollster::block_on(gpu.read_f32(&w.grad, 6)).unwrap(),
         vec![0.0; 6],
         "gradients are zeroed after a step"
     );
@@ -71,8 +77,8 @@ fn adamw_with_clipping_and_decay_groups_matches_reference() {
 #[test]
 fn step_rejects_other_parameters() {
     let gpu = require_gpu!();
-    let a = Param::new(gpu, "a", &[2], &[1.0, 2.0], true);
-    let b = Param::new(gpu, "b", &[3], &[1.0, 2.0, 3.0], true);
+    let a = Param::new(gpu, "a", &[2], &[1.0, 2.0], true).unwrap();
+    let b = Param::new(gpu, "b", &[3], &[1.0, 2.0, 3.0], true).unwrap();
     let config = OptimizerConfig {
         method: Method::parse("sgd").unwrap(),
         lr: 0.1,
@@ -81,7 +87,7 @@ fn step_rejects_other_parameters() {
         schedule: Schedule::default(),
     };
     let mut opt = Optimizer::new(gpu, &[&a], config).unwrap();
-    let err = gpu.run(|pass| opt.step(gpu, pass, &[&b])).unwrap_err();
+    let err = pollster::block_on(gpu.run(|pass| opt.step(gpu, pass, &[&b]))).unwrap_err();
     assert!(matches!(err, rezero::Error::Shape { .. }), "{err}");
     assert!(Method::parse("lion").is_err());
 }
@@ -92,7 +98,7 @@ fn two_steps_on_one_tape_without_a_reset_each_use_their_own_step_values() {
     // the second step must not overwrite the first's before the first has been submitted.
     let gpu = require_gpu!();
     let (w0, g) = (cpu::seeded(5, 8, -1.0, 1.0), cpu::seeded(6, 8, -1.0, 1.0));
-    let w = Param::new(gpu, "w", &[8], &w0, false);
+    let w = Param::new(gpu, "w", &[8], &w0, false).unwrap();
     gpu.write(&w.grad, &g);
     let config = OptimizerConfig {
         method: Method::parse("adam").unwrap(),
@@ -119,7 +125,7 @@ fn two_steps_on_one_tape_without_a_reset_each_use_their_own_step_values() {
     cpu::optim::adam(&mut p, &mut m, &mut v, &[0.0; 8], &h, 2, 1.0);
     assert_close(
         "w after two steps",
-        &gpu.read_f32(&w.value, 8).unwrap(),
+        &pollster::block_on(gpu.read_f32(&w.value, 8)).unwrap(),
         &p,
         1e-6,
         1e-5,
@@ -134,8 +140,8 @@ fn lamb_matches_its_reference_over_steps() {
     let gpu = require_gpu!();
     for n in [1usize, 3, 1000, 70_000] {
         let (w0, a0) = (cpu::seeded(3, n, -1.0, 1.0), cpu::seeded(4, 3, -1.0, 1.0));
-        let w = Param::new(gpu, "w", &[n], &w0, true);
-        let alphas = Param::new(gpu, "alphas", &[3], &a0, false);
+        let w = Param::new(gpu, "w", &[n], &w0, true).unwrap();
+        let alphas = Param::new(gpu, "alphas", &[3], &a0, false).unwrap();
         let config = OptimizerConfig {
             method: Method::parse("lamb").unwrap(),
             lr: 0.02,
@@ -153,7 +159,7 @@ fn lamb_matches_its_reference_over_steps() {
             gpu.write(&w.grad, &gw);
             gpu.write(&alphas.grad, &ga);
             let lr = opt.lr();
-            gpu.run(|pass| opt.step(gpu, pass, &[&w, &alphas])).unwrap();
+            pollster::block_on(gpu.run(|pass| opt.step(gpu, pass, &[&w, &alphas]))).unwrap();
             let norm_sq = cpu::reduce::sum_all(&gw, true) + cpu::reduce::sum_all(&ga, true);
             let scale = cpu::optim::clip_scale(norm_sq, Some(1.0));
             let h = |weight_decay| k::Lamb {
@@ -167,9 +173,9 @@ fn lamb_matches_its_reference_over_steps() {
             cpu::optim::lamb(&mut pa, &mut ma, &mut va, &ga, &h(0.0), step, scale);
         }
         let what = format!("lamb n={n}");
-        let got = gpu.read_f32(&w.value, n).unwrap();
+        let got = pollster::block_on(gpu.read_f32(&w.value, n)).unwrap();
         assert_close(&format!("{what} w"), &got, &pw, 1e-5, 1e-4);
-        let got = gpu.read_f32(&alphas.value, 3).unwrap();
+        let got = pollster::block_on(gpu.read_f32(&alphas.value, 3)).unwrap();
         assert_close(&format!("{what} alphas (no decay)"), &got, &pa, 1e-5, 1e-4);
     }
 }
@@ -179,7 +185,7 @@ fn lamb_matches_its_reference_over_steps() {
 #[test]
 fn a_lamb_step_by_hand() {
     let gpu = require_gpu!();
-    let w = Param::new(gpu, "w", &[2], &[3.0, 4.0], true);
+    let w = Param::new(gpu, "w", &[2], &[3.0, 4.0], true).unwrap();
     let config = OptimizerConfig {
         method: Method::parse("lamb").unwrap(),
         lr: 0.1,
@@ -189,9 +195,9 @@ fn a_lamb_step_by_hand() {
     };
     let mut opt = Optimizer::new(gpu, &[&w], config).unwrap();
     gpu.write(&w.grad, &[1.0, 1.0]);
-    gpu.run(|pass| opt.step(gpu, pass, &[&w])).unwrap();
+    pollster::block_on(gpu.run(|pass| opt.step(gpu, pass, &[&w]))).unwrap();
     let step = 0.1 * 5.0 / 2f32.sqrt();
-    let got = gpu.read_f32(&w.value, 2).unwrap();
+    let got = pollster::block_on(gpu.read_f32(&w.value, 2)).unwrap();
     assert_close(
         "w after one step",
         &got,
@@ -200,7 +206,7 @@ fn a_lamb_step_by_hand() {
         1e-5,
     );
     // A zero weight has no trust ratio to take: the ratio is 1, a plain Adam-like step.
-    let z = Param::new(gpu, "z", &[2], &[0.0, 0.0], true);
+    let z = Param::new(gpu, "z", &[2], &[0.0, 0.0], true).unwrap();
     let config = OptimizerConfig {
         method: Method::parse("lamb").unwrap(),
         lr: 0.1,
@@ -210,8 +216,8 @@ fn a_lamb_step_by_hand() {
     };
     let mut opt = Optimizer::new(gpu, &[&z], config).unwrap();
     gpu.write(&z.grad, &[1.0, -1.0]);
-    gpu.run(|pass| opt.step(gpu, pass, &[&z])).unwrap();
-    let got = gpu.read_f32(&z.value, 2).unwrap();
+    pollster::block_on(gpu.run(|pass| opt.step(gpu, pass, &[&z]))).unwrap();
+    let got = pollster::block_on(gpu.read_f32(&z.value, 2)).unwrap();
     assert_close("zero weights", &got, &[-0.1, 0.1], 1e-5, 1e-5);
 }
 
@@ -221,8 +227,8 @@ fn a_lamb_step_by_hand() {
 fn the_alpha_learning_rate_multiplier_scales_only_the_alphas() {
     let gpu = require_gpu!();
     for mult in [0.0f32, 1.0, 2.5] {
-        let w = Param::new(gpu, "w", &[2], &[1.0, 1.0], true);
-        let alphas = Param::new(gpu, "alphas", &[2], &[0.0, 0.0], false);
+        let w = Param::new(gpu, "w", &[2], &[1.0, 1.0], true).unwrap();
+        let alphas = Param::new(gpu, "alphas", &[2], &[0.0, 0.0], false).unwrap();
         let config = OptimizerConfig {
             method: Method::Sgd { momentum: 0.0 },
             lr: 0.1,
@@ -234,10 +240,10 @@ fn the_alpha_learning_rate_multiplier_scales_only_the_alphas() {
         opt.set_alpha_lr_mult(mult).unwrap();
         gpu.write(&w.grad, &[1.0, -1.0]);
         gpu.write(&alphas.grad, &[1.0, -1.0]);
-        gpu.run(|pass| opt.step(gpu, pass, &[&w, &alphas])).unwrap();
-        let got = gpu.read_f32(&w.value, 2).unwrap();
+        pollster::block_on(gpu.run(|pass| opt.step(gpu, pass, &[&w, &alphas]))).unwrap();
+        let got = pollster::block_on(gpu.read_f32(&w.value, 2)).unwrap();
         assert_close(&format!("w, mult {mult}"), &got, &[0.9, 1.1], 1e-6, 1e-6);
-        let got = gpu.read_f32(&alphas.value, 2).unwrap();
+        let got = pollster::block_on(gpu.read_f32(&alphas.value, 2)).unwrap();
         let step = 0.1 * mult;
         assert_close(
             &format!("alphas, mult {mult}"),
@@ -247,7 +253,7 @@ fn the_alpha_learning_rate_multiplier_scales_only_the_alphas() {
             1e-6,
         );
     }
-    let w = Param::new(gpu, "alphas", &[1], &[0.0], false);
+    let w = Param::new(gpu, "alphas", &[1], &[0.0], false).unwrap();
     let config = OptimizerConfig {
         method: Method::Sgd { momentum: 0.0 },
         lr: 0.1,

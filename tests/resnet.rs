@@ -74,7 +74,7 @@ fn resnet20_every_variant_lowers_the_loss_on_a_fixed_batch() {
             let loss = tape.cross_entropy(&logits, &y).unwrap();
             tape.backward(&loss).unwrap();
             optimizer.step_on_tape(&mut tape, &params).unwrap();
-            losses.push(tape.read(&loss).unwrap()[0]);
+            losses.push(pollster::block_on(tape.read(&loss)).unwrap()[0]);
             tape.reset();
         }
         let (first, last) = (losses[0], losses[losses.len() - 1]);
@@ -85,7 +85,7 @@ fn resnet20_every_variant_lowers_the_loss_on_a_fixed_batch() {
             shortcut.name()
         );
         if let Some(alphas) = &model.alphas {
-            let a = gpu.read_f32(&alphas.value, alphas.len()).unwrap();
+            let a = pollster::block_on(gpu.read_f32(&alphas.value, alphas.len())).unwrap();
             assert!(a.iter().any(|&v| v != 0.0), "α moved from 0: {a:?}");
         }
     }
@@ -109,11 +109,11 @@ fn eval_mode_uses_running_statistics() {
     tape.set_grad_enabled(false);
     let xt = tape.input(&x, &[4, 3, 32, 32]).unwrap();
     let logits = model.forward(&mut tape, &xt, false).unwrap();
-    let before = tape.read(&logits).unwrap();
+    let before = pollster::block_on(tape.read(&logits)).unwrap();
     // A training-mode pass moves the running statistics, so eval outputs change.
     model.forward(&mut tape, &xt, true).unwrap();
     let logits = model.forward(&mut tape, &xt, false).unwrap();
-    let after = tape.read(&logits).unwrap();
+    let after = pollster::block_on(tape.read(&logits)).unwrap();
     assert!(before.iter().zip(&after).any(|(a, b)| a != b));
     let err = Resnet::new(
         gpu,
@@ -260,4 +260,25 @@ fn train_resnet_resume_compare_and_errors() {
         text(&out)
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn resnet20_conv_flops_match_the_paper_count() {
+    // ResNet-20 on CIFAR: about 41 million multiply-adds per image (He et al. 2016).
+    let gpu = require_gpu!();
+    let model = rezero::nn::Resnet::new(
+        gpu,
+        rezero::nn::ResnetConfig {
+            variant: rezero::nn::ResnetVariant::Standard,
+            depth: 20,
+            in_channels: 3,
+            classes: 10,
+            shortcut: rezero::nn::resnet::ShortcutKind::Projection,
+            alpha_init: 0.0,
+            seed: 0,
+        },
+    )
+    .unwrap();
+    let macs = rezero::bench::resnet_conv_flops(&model, 1, 32) / 2.0;
+    assert!((40e6..42e6).contains(&macs), "{macs}");
 }

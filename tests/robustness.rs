@@ -308,8 +308,14 @@ fn piped_progress_is_plain_lines_without_carriage_returns() {
     assert!(got.status.success(), "{stderr}");
     assert!(!stderr.contains('\r'), "{stderr:?}");
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(" step ")).collect();
-    // Steps 5, 10, 15 and 20 of the epoch's 20, each with its loss, rate and ETA.
-    assert_eq!(lines.len(), 4, "{stderr}");
+    // The first step's time on its own line, then steps 5, 10, 15 and 20 of the epoch's
+    // 20, each with its loss, the rate over its window and the ETA.
+    assert_eq!(lines.len(), 5, "{stderr}");
+    assert!(
+        lines[0].starts_with("rezero-2x8: first step ") && lines[0].contains("compiling"),
+        "{stderr}"
+    );
+    let lines = &lines[1..];
     assert!(
         lines[0].contains("step 5 (5/20) loss") && lines[0].contains("images/s ETA"),
         "{stderr}"

@@ -24,7 +24,7 @@ fn validate(name: &str, source: &str) {
 fn every_shader_parses_and_validates() {
     let shaders = rezero::kernels::shaders();
     for shader in &shaders {
-        validate(shader.name, shader.wgsl);
+        validate(shader.name(), shader.wgsl());
     }
     // Every file is compiled: it is the source of a shader, or a prelude included in one.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
@@ -36,7 +36,7 @@ fn every_shader_parses_and_validates() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
-            shaders.iter().any(|s| s.wgsl.contains(text.as_str())),
+            shaders.iter().any(|s| s.wgsl().contains(text.as_str())),
             "{} is not built by any launcher",
             path.display()
         );
@@ -63,10 +63,10 @@ fn uniform_bytes(name: &str, source: &str) -> usize {
 fn every_uniform_struct_has_the_size_of_its_rust_struct() {
     for shader in rezero::kernels::shaders() {
         assert_eq!(
-            uniform_bytes(shader.name, shader.wgsl),
-            shader.uniform_bytes,
+            uniform_bytes(shader.name(), shader.wgsl()),
+            shader.uniform_bytes(),
             "{}: the WGSL Params and the Rust Params differ in size",
-            shader.name
+            shader.name()
         );
     }
 }

@@ -21,11 +21,11 @@ fn param(
     hi: f32,
 ) -> (Param, Vec<f32>) {
     let values = cpu::seeded(seed, shape.iter().product(), lo, hi);
-    (Param::new(gpu, name, shape, &values, true), values)
+    (Param::new(gpu, name, shape, &values, true).unwrap(), values)
 }
 
 fn grad_of(gpu: &rezero::Gpu, p: &Param) -> Vec<f32> {
-    gpu.read_f32(&p.grad, p.len()).unwrap()
+    pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap()
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn elementwise_chain_with_a_tensor_used_twice() {
         .into_iter()
         .map(|v| if v.abs() < 0.1 { v + 0.3 } else { v })
         .collect();
-    let px = Param::new(gpu, "x", &[n], &x0, true);
+    let px = Param::new(gpu, "x", &[n], &x0, true).unwrap();
     let (palpha, alpha) = param(gpu, "alpha", &[1], 6, -1.0, 1.0);
     let w = cpu::seeded(7, n, -1.0, 1.0);
     let mut tape = Tape::new(gpu);
@@ -160,8 +160,10 @@ fn layernorm_softmax_and_sum() {
 
     // sum as the loss: ∂(Σ LN(x))/∂gain.
     for p in [&px, &pg, &pb] {
-        gpu.run(|pass| rezero::kernels::elementwise::fill(gpu, pass, &p.grad, 0.0, p.len() as u32))
-            .unwrap();
+        pollster::block_on(gpu.run(|pass| {
+            rezero::kernels::elementwise::fill(gpu, pass, &p.grad, 0.0, p.len() as u32)
+        }))
+        .unwrap();
     }
     tape.reset();
     let (tx, tg, tb) = (tape.param(&px), tape.param(&pg), tape.param(&pb));
@@ -201,7 +203,7 @@ fn embedding_then_cross_entropy() {
     };
     assert_close(
         "loss",
-        &tape.read(&loss).unwrap(),
+        &pollster::block_on(tape.read(&loss)).unwrap(),
         &[f(&to64(&table)) as f32],
         1e-5,
         1e-5,
@@ -304,14 +306,14 @@ fn a_step_longer_than_one_submission_is_chunked_correctly() {
     // 5,000 ops forward and as many backward: the tape submits in chunks of 4,096 ops.
     let gpu = require_gpu!();
     let x0 = cpu::seeded(70, 6, -1.0, 1.0);
-    let px = Param::new(gpu, "x", &[6], &x0, true);
+    let px = Param::new(gpu, "x", &[6], &x0, true).unwrap();
     let mut tape = Tape::new(gpu);
     let mut y = tape.param(&px);
     for i in 0..5000 {
         // alternately ×2 and ×0.5: the output equals the input, and so does the gradient
         y = tape.scale(&y, if i % 2 == 0 { 2.0 } else { 0.5 }).unwrap();
     }
-    assert_eq!(tape.read(&y).unwrap(), x0);
+    assert_eq!(pollster::block_on(tape.read(&y)).unwrap(), x0);
     let seed = cpu::seeded(71, 6, -1.0, 1.0);
     tape.backward_with(&y, &seed).unwrap();
     tape.flush();

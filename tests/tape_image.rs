@@ -31,7 +31,7 @@ const FC_B: usize = 8;
 fn net(gpu: &rezero::Gpu) -> Net {
     let p = |name: &str, shape: &[usize], seed, lo, hi| {
         let values = cpu::seeded(seed, shape.iter().product(), lo, hi);
-        (Param::new(gpu, name, shape, &values, true), values)
+        (Param::new(gpu, name, shape, &values, true).unwrap(), values)
     };
     Net {
         params: vec![
@@ -120,7 +120,7 @@ fn small_rezero_resnet_every_parameter() {
             },
             v,
         );
-        let got = gpu.read_f32(&p.grad, p.len()).unwrap();
+        let got = pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap();
         assert_close(
             &format!("d loss / d {}", p.name),
             &got,
@@ -134,8 +134,8 @@ fn small_rezero_resnet_every_parameter() {
 #[test]
 fn eval_mode_batchnorm_uses_running_stats_and_needs_gradients_off() {
     let gpu = require_gpu!();
-    let gamma = Param::new(gpu, "g", &[2], &[1.0, 2.0], false);
-    let beta = Param::new(gpu, "b", &[2], &[0.0, 1.0], false);
+    let gamma = Param::new(gpu, "g", &[2], &[1.0, 2.0], false).unwrap();
+    let beta = Param::new(gpu, "b", &[2], &[0.0, 1.0], false).unwrap();
     let (rm, rv) = (
         gpu.upload("rm", &[1.0f32, -1.0]),
         gpu.upload("rv", &[4.0f32, 0.25]),
@@ -162,7 +162,7 @@ fn eval_mode_batchnorm_uses_running_stats_and_needs_gradients_off() {
     // channel 0: (x − 1)/2 · 1 + 0; channel 1: (x + 1)/0.5 · 2 + 1
     assert_close(
         "eval",
-        &tape.read(&y).unwrap(),
+        &pollster::block_on(tape.read(&y)).unwrap(),
         &[1.0, 2.0, 5.0, 9.0],
         1e-5,
         1e-5,

@@ -84,7 +84,14 @@ fn a_thousand_layer_rezero_mlp_trains() {
         augment: None,
         target_accuracy: None,
     };
-    let summary = train_images(gpu, &model, &mut optimizer, (&train, &test), &run).unwrap();
+    let summary = pollster::block_on(train_images(
+        gpu,
+        &model,
+        &mut optimizer,
+        (&train, &test),
+        &run,
+    ))
+    .unwrap();
     let losses: Vec<f32> = summary.run.losses.iter().map(|l| l.1).collect();
     assert_eq!(losses.len(), 16, "{:?}", summary.run.divergence);
     assert!(
@@ -98,9 +105,8 @@ fn a_thousand_layer_rezero_mlp_trains() {
     );
     assert!(summary.eval.test_accuracy.is_some_and(f32::is_finite));
     let summary = summary.run;
-    let alphas = gpu
-        .read_f32(&model.alphas.as_ref().unwrap().value, 1000)
-        .unwrap();
+    let alphas =
+        pollster::block_on(gpu.read_f32(&model.alphas.as_ref().unwrap().value, 1000)).unwrap();
     assert!(
         alphas.iter().all(|a| a.is_finite()) && alphas.iter().any(|&a| a != 0.0),
         "α moved from 0 and stayed finite"
@@ -117,7 +123,7 @@ fn a_thousand_layer_rezero_mlp_trains() {
 fn steady_state_steps_allocate_nothing_and_create_no_bind_group() {
     // A device of its own, so that the bind-group count sees only this loop.
     let Some(_) = common::gpu() else { return };
-    let gpu = &rezero::Gpu::new(&rezero::GpuOptions::default()).unwrap();
+    let gpu = &pollster::block_on(rezero::Gpu::new(&rezero::GpuOptions::default())).unwrap();
     let data = synthetic(5, 64, 8, 3);
     let model = Mlp::new(
         gpu,
@@ -191,7 +197,7 @@ fn transformer_and_resnet_steps_create_no_bind_group_once_steady() {
     };
     // A Transformer with a learning-rate schedule, clipping and dropout: what changes from
     // step to step (the rate, the dropout masks) lives in buffers, not in uniforms.
-    let gpu = rezero::Gpu::new(&rezero::GpuOptions::default()).unwrap();
+    let gpu = pollster::block_on(rezero::Gpu::new(&rezero::GpuOptions::default())).unwrap();
     let config = rezero::nn::TransformerConfig {
         variant: rezero::nn::BlockVariant::Rezero,
         layers: 2,
@@ -227,7 +233,7 @@ fn transformer_and_resnet_steps_create_no_bind_group_once_steady() {
         "transformer: {created:?}"
     );
 
-    let gpu = rezero::Gpu::new(&rezero::GpuOptions::default()).unwrap();
+    let gpu = pollster::block_on(rezero::Gpu::new(&rezero::GpuOptions::default())).unwrap();
     let model = rezero::nn::Resnet::new(
         &gpu,
         rezero::nn::ResnetConfig {

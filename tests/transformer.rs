@@ -32,7 +32,7 @@ fn loss(gpu: &rezero::Gpu, model: &Transformer, backward: bool) -> f32 {
     if backward {
         tape.backward(&loss).unwrap();
     }
-    tape.read(&loss).unwrap()[0]
+    pollster::block_on(tape.read(&loss)).unwrap()[0]
 }
 
 #[test]
@@ -46,7 +46,7 @@ fn every_variant_runs_forward_and_backward() {
             "{variant:?}: loss {value}"
         );
         for p in model.params() {
-            let g = gpu.read_f32(&p.grad, p.len()).unwrap();
+            let g = pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap();
             assert!(
                 g.iter().all(|v| v.is_finite()),
                 "{variant:?}: gradient of {} is not finite",
@@ -68,7 +68,10 @@ fn rezero_at_alpha_zero_is_the_identity() {
     let mut tape = Tape::new(gpu);
     let x = model.embed(&mut tape, &IDS, 2).unwrap();
     let y = model.stack(&mut tape, &x, 2).unwrap();
-    assert_eq!(tape.read(&x).unwrap(), tape.read(&y).unwrap());
+    assert_eq!(
+        pollster::block_on(tape.read(&x)).unwrap(),
+        pollster::block_on(tape.read(&y)).unwrap()
+    );
 }
 
 #[test]
@@ -82,8 +85,8 @@ fn whole_model_gradient_matches_finite_differences() {
         let model = Transformer::new(gpu, config(variant, 0.5)).unwrap();
         loss(gpu, &model, true);
         let check = |p: &Param, index: usize| {
-            let analytic = gpu.read_f32(&p.grad, p.len()).unwrap()[index];
-            let values = gpu.read_f32(&p.value, p.len()).unwrap();
+            let analytic = pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap()[index];
+            let values = pollster::block_on(gpu.read_f32(&p.value, p.len())).unwrap();
             let h = 1e-3f32;
             let at = |delta: f32| {
                 let mut v = values.clone();

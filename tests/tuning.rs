@@ -1,12 +1,14 @@
 //! The tuning table: choices kept across runs in a cache file per adapter and driver,
-//! corrupt or foreign files ignored, unusable choices measured again.
+//! corrupt or foreign files ignored; `Auto` runs the table's choice or a default and never
+//! measures on its own; an explicit tune measures what it met.
 
 mod common;
 
 use std::path::PathBuf;
 
 use rezero::gpu::tuning::{DeviceId, TuningTable, format, parse};
-use rezero::kernels::matmul::{Matmul, MatmulVariant, matmul, tuning_key};
+use rezero::kernels::autotune;
+use rezero::kernels::matmul::{Matmul, MatmulVariant, default_variant, matmul, tuning_key};
 use rezero::{Gpu, GpuOptions};
 
 fn scratch(name: &str) -> PathBuf {
@@ -123,7 +125,7 @@ fn a_cache_file_keeps_choices_and_corrupt_or_foreign_ones_are_ignored() {
 }
 
 #[test]
-fn auto_choices_persist_across_devices_and_unusable_ones_are_measured_again() {
+fn auto_runs_the_table_or_a_default_and_measures_only_when_asked() {
     let Some(_) = common::gpu() else { return };
     let dir = scratch("gpu");
     let options = GpuOptions {
@@ -139,28 +141,41 @@ fn auto_choices_persist_across_devices_and_unusable_ones_are_measured_again() {
             gpu.zeroed_f32("c", 48 * 40),
         );
         let mut used = MatmulVariant::Auto;
-        gpu.run(|pass| {
+        pollster::block_on(gpu.run(|pass| {
             used = matmul(gpu, pass, &c, &a, &b, None, &desc)?;
             Ok(())
-        })
+        }))
         .unwrap();
         used
     };
-    let first = Gpu::new(&options).unwrap();
-    let chosen = run(&first);
-    assert_eq!(first.tuned(&key), Some(chosen.name()));
+    // A class the table lacks runs the adapter's default, measured nothing, and is noted.
+    let first = pollster::block_on(Gpu::new(&options)).unwrap();
+    let default = default_variant(&first, &desc);
+    assert_eq!(run(&first), default);
+    assert_eq!(first.tuned(&key), None, "a launcher measured");
+    assert_eq!(first.untuned_keys(), vec![key.clone()]);
+    // Asked, the tune measures it and keeps the winner (in the cache file too).
+    let requests = autotune::take_untuned(&first);
+    let tuned = pollster::block_on(autotune::tune(&first, &requests)).unwrap();
+    assert_eq!(tuned.len(), 1);
+    assert_eq!(tuned[0].key, key);
+    assert!(tuned[0].times.len() >= 2, "{:?}", tuned[0].times);
+    let chosen = tuned[0].winner.clone();
+    assert_eq!(first.tuned(&key), Some(chosen.clone()));
+    assert!(first.untuned_keys().is_empty());
+    assert_eq!(run(&first).name(), chosen);
     drop(first);
     // A new device (a new run) reads the choice back.
-    let second = Gpu::new(&options).unwrap();
-    assert_eq!(second.tuned(&key), Some(chosen.name()));
-    assert_eq!(run(&second), chosen);
+    let second = pollster::block_on(Gpu::new(&options)).unwrap();
+    assert_eq!(second.tuned(&key), Some(chosen.clone()));
+    assert_eq!(run(&second).name(), chosen);
     // A choice this device cannot run (a tile larger than its workgroup memory), or one
-    // that is not a variant at all, is measured again and replaced.
+    // that is not a variant at all, gives way to the default, and the class is untuned.
     for bad in ["blocked:256x256x64:8x8", "no-such-kernel"] {
         second.set_tuned(&key, bad);
-        let used = run(&second);
-        assert_ne!(used.name(), bad);
-        assert_eq!(second.tuned(&key), Some(used.name()));
+        assert_eq!(run(&second), default_variant(&second, &desc));
+        assert_eq!(second.untuned_keys(), vec![key.clone()], "{bad}");
+        autotune::take_untuned(&second);
     }
 }
 

@@ -13,7 +13,7 @@ pub const ROWS_PER_PASS: usize = 256;
 /// maps a batch of inputs [batch, in] to outputs [batch, out], each row depending on its
 /// own input row only (true of MLPs, and of a Transformer whose batch rows are whole
 /// sequences flattened). Row-major [out, in].
-pub fn jacobian(
+pub async fn jacobian(
     gpu: &Gpu,
     x: &[f32],
     forward: impl Fn(&mut Tape, &Tensor) -> Result<Tensor>,
@@ -56,7 +56,7 @@ pub fn jacobian(
             seed[b * out + done + b] = 1.0;
         }
         tape.backward_with(&y, &seed)?;
-        let grad = tape.grad(&xt)?.ok_or_else(|| Error::Invalid {
+        let grad = tape.grad(&xt).await?.ok_or_else(|| Error::Invalid {
             what: "jacobian".into(),
             why: "the output does not depend on the input".into(),
         })?;

@@ -4,7 +4,7 @@
 //! materialised path is the others' reference: each fused kernel's results are checked
 //! against it before any is timed.
 
-use super::{Case, Work};
+use super::{Case, Work, wait};
 use crate::cpu;
 use crate::gpu::{Error, Gpu, Result};
 use crate::kernels::Grad;
@@ -65,7 +65,7 @@ impl Buffers {
     ) -> Result<()> {
         let [q, k, v, d_o] = &self.inputs;
         let [o, dq, dk, dv, lse, delta] = &self.outputs;
-        gpu.run(|p| {
+        wait(gpu.run(|p| {
             attention_forward_with(gpu, p, kernel, [o, lse, q, k, v], s)?;
             match backward {
                 true => {
@@ -75,14 +75,14 @@ impl Buffers {
                 }
                 false => Ok(()),
             }
-        })
+        }))
     }
 
     /// o, and with `backward` dq, dk and dv, as the last run left them.
     fn results(&self, gpu: &Gpu, s: &AttentionShape, backward: bool) -> Result<Vec<Vec<f32>>> {
         let n = (s.bh * s.t * s.d) as usize;
         let count = if backward { 4 } else { 1 };
-        let read = |buffer| gpu.read_f32(buffer, n);
+        let read = |buffer| wait(gpu.read_f32(buffer, n));
         self.outputs[..count].iter().map(read).collect()
     }
 
@@ -95,7 +95,7 @@ impl Buffers {
         let (bh, t, d) = (s.bh, s.t, s.d);
         let scale = 1.0 / (d as f32).sqrt();
         let product = |m, n, k| Matmul::new(m, n, k).batch(bh);
-        gpu.run(|p| {
+        wait(gpu.run(|p| {
             matmul(gpu, p, scores, q, k, None, &product(t, t, d).trans_b(true))?;
             softmax_causal_forward(gpu, p, probs, scores, bh * t, t, scale)?;
             matmul(gpu, p, o, probs, v, None, &product(t, d, t))?;
@@ -115,7 +115,7 @@ impl Buffers {
                 matmul(gpu, p, dk, ds, q, None, &product(t, d, t).trans_a(true))?;
             }
             Ok(())
-        })
+        }))
     }
 }
 

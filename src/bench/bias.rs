@@ -2,8 +2,8 @@
 //! through GELU's slope, beside what it replaced in the same run (a 1×cols×rows product
 //! with a ones vector, after a separate `gelu_backward` pass).
 
-use super::Case;
 use super::cases::memory_case;
+use super::{Case, wait};
 use crate::cpu;
 use crate::gpu::{Error, Gpu, Result};
 use crate::kernels::bias::{Activation, BiasShape, bias_activation_backward, bias_backward};
@@ -38,7 +38,7 @@ pub fn bias_cases(gpu: &Gpu, rows: u32, cols: u32) -> Result<Vec<Case>> {
         n,
         4.0,
         Box::new(move |gpu| {
-            gpu.run(|p| bias_backward(gpu, p, Grad::write(&db1), Some(&s1), &dy1, shape))
+            wait(gpu.run(|p| bias_backward(gpu, p, Grad::write(&db1), Some(&s1), &dy1, shape)))
         }),
     ));
     let (dy1, db1, o1) = (dy.clone(), dbias.clone(), ones.clone());
@@ -48,7 +48,7 @@ pub fn bias_cases(gpu: &Gpu, rows: u32, cols: u32) -> Result<Vec<Case>> {
         n,
         4.0,
         Box::new(move |gpu| {
-            gpu.run(|p| matmul(gpu, p, &db1, &o1, &dy1, None, &ones_product).map(drop))
+            wait(gpu.run(|p| matmul(gpu, p, &db1, &o1, &dy1, None, &ones_product).map(drop)))
         }),
     ));
     let (dy1, db1, dx1, pre1) = (dy.clone(), dbias.clone(), dx.clone(), pre.clone());
@@ -60,7 +60,7 @@ pub fn bias_cases(gpu: &Gpu, rows: u32, cols: u32) -> Result<Vec<Case>> {
         Box::new(move |gpu| {
             let (gx, gb, gelu) = (Grad::write(&dx1), Grad::write(&db1), Activation::Gelu);
             let s = Some(&s2);
-            gpu.run(|p| bias_activation_backward(gpu, p, gx, gb, s, &dy1, &pre1, gelu, shape))
+            wait(gpu.run(|p| bias_activation_backward(gpu, p, gx, gb, s, &dy1, &pre1, gelu, shape)))
         }),
     ));
     cases.push(memory_case(
@@ -69,10 +69,10 @@ pub fn bias_cases(gpu: &Gpu, rows: u32, cols: u32) -> Result<Vec<Case>> {
         n,
         12.0,
         Box::new(move |gpu| {
-            gpu.run(|p| {
+            wait(gpu.run(|p| {
                 ew::gelu_backward(gpu, p, &dx, &dy, &pre, n, false)?;
                 matmul(gpu, p, &dbias, &ones, &dx, None, &ones_product).map(drop)
-            })
+            }))
         }),
     ));
     Ok(cases)

@@ -1,7 +1,7 @@
 //! The prepared cases of every kernel family: seeded inputs, one synchronised iteration
 //! per run, and the flops or bytes an iteration moves.
 
-use super::{Case, RunFn, Work, median_seconds};
+use super::{Case, RunFn, Work, median_seconds, wait};
 use crate::cpu;
 use crate::gpu::{Error, Gpu, Result};
 use crate::kernels::matmul::{Matmul, MatmulVariant, matmul};
@@ -42,10 +42,10 @@ pub fn matmul_case(gpu: &Gpu, m: u32, n: u32, k: u32, variant: MatmulVariant) ->
     let desc = Matmul::new(m, n, k).variant(variant);
     // Resolve `auto` now, so the measurement it makes is not timed.
     let mut chosen = variant;
-    gpu.run(|pass| {
+    wait(gpu.run(|pass| {
         chosen = matmul(gpu, pass, &c, &a, &b, None, &desc)?;
         Ok(())
-    })?;
+    }))?;
     let desc = desc.variant(chosen);
     let name = if variant == MatmulVariant::Auto {
         format!("auto:{}", chosen.name())
@@ -58,7 +58,7 @@ pub fn matmul_case(gpu: &Gpu, m: u32, n: u32, k: u32, variant: MatmulVariant) ->
         variant: name,
         work: Work::Flops(desc.flops()),
         run: Box::new(move |gpu| {
-            gpu.run(|pass| matmul(gpu, pass, &c, &a, &b, None, &desc).map(drop))
+            wait(gpu.run(|pass| matmul(gpu, pass, &c, &a, &b, None, &desc).map(drop)))
         }),
     })
 }
@@ -122,7 +122,7 @@ pub fn copy_case(gpu: &Gpu, n: u32) -> Case {
         "plain",
         n,
         8.0,
-        Box::new(move |gpu| gpu.run(|p| ew::copy(gpu, p, &out, &a, n))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::copy(gpu, p, &out, &a, n)))),
     )
 }
 
@@ -135,7 +135,7 @@ pub fn copy_vec4_case(gpu: &Gpu, n: u32) -> Case {
         "vec4",
         n,
         8.0,
-        Box::new(move |gpu| gpu.run(|p| ew::copy_vec4(gpu, p, &out, &a, n))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::copy_vec4(gpu, p, &out, &a, n)))),
     )
 }
 
@@ -165,7 +165,9 @@ pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             "fused",
             n,
             12.0,
-            Box::new(move |gpu| gpu.run(|p| rz::rezero_forward(gpu, p, &y, &x, &f, &alpha, 0, n))),
+            Box::new(move |gpu| {
+                wait(gpu.run(|p| rz::rezero_forward(gpu, p, &y, &x, &f, &alpha, 0, n)))
+            }),
         ),
         memory_case(
             "rezero_backward",
@@ -175,9 +177,9 @@ pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             Box::new(move |gpu| {
                 let shape = rz::RezeroShape { n, alpha_index: 0 };
                 let (gx, gf, ga) = (Grad::write(&dx), Grad::write(&df), Grad::add(&dalpha));
-                gpu.run(|p| {
+                wait(gpu.run(|p| {
                     rz::rezero_backward(gpu, p, gx, gf, ga, &scratch, &dy, &f2, &alpha2, shape)
-                })
+                }))
             }),
         ),
     ]
@@ -199,37 +201,37 @@ pub fn elementwise_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
     add(
         "add",
         12.0,
-        Box::new(move |gpu| gpu.run(|p| ew::add(gpu, p, &o1, &a1, &b1, n, false))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::add(gpu, p, &o1, &a1, &b1, n, false)))),
     );
     let (a1, o1) = (a.clone(), out.clone());
     add(
         "scale",
         8.0,
-        Box::new(move |gpu| gpu.run(|p| ew::scale(gpu, p, &o1, &a1, 0.5, n, false))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::scale(gpu, p, &o1, &a1, 0.5, n, false)))),
     );
     let (a1, o1) = (a.clone(), out.clone());
     add(
         "relu",
         8.0,
-        Box::new(move |gpu| gpu.run(|p| ew::relu(gpu, p, &o1, &a1, n))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::relu(gpu, p, &o1, &a1, n)))),
     );
     let (a1, b1, o1) = (a.clone(), b.clone(), out.clone());
     add(
         "relu_backward",
         12.0,
-        Box::new(move |gpu| gpu.run(|p| ew::relu_backward(gpu, p, &o1, &a1, &b1, n, false))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::relu_backward(gpu, p, &o1, &a1, &b1, n, false)))),
     );
     let (a1, o1) = (a.clone(), out.clone());
     add(
         "gelu",
         8.0,
-        Box::new(move |gpu| gpu.run(|p| ew::gelu(gpu, p, &o1, &a1, n))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::gelu(gpu, p, &o1, &a1, n)))),
     );
     let (a1, b1, o1) = (a.clone(), b.clone(), out.clone());
     add(
         "gelu_backward",
         12.0,
-        Box::new(move |gpu| gpu.run(|p| ew::gelu_backward(gpu, p, &o1, &a1, &b1, n, false))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::gelu_backward(gpu, p, &o1, &a1, &b1, n, false)))),
     );
     // Dropout at p = 0.1 (a mask drawn per element; the step key is one more read).
     let step = gpu.upload("dropout step", &[dropout::Mask::step_key(1)]);
@@ -241,7 +243,7 @@ pub fn elementwise_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
         "dropout",
         8.0,
         Box::new(move |gpu| {
-            gpu.run(|p| dropout::dropout_forward(gpu, p, &out, &a, &step, n, mask))
+            wait(gpu.run(|p| dropout::dropout_forward(gpu, p, &out, &a, &step, n, mask)))
         }),
     );
     cases
@@ -264,7 +266,7 @@ pub fn softmax_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
             variant: "row".into(),
             work: Work::Bytes(8.0 * len as f64),
             run: Box::new(move |gpu| {
-                gpu.run(|p| softmax::softmax_forward(gpu, p, &y, &x, rows, cols))
+                wait(gpu.run(|p| softmax::softmax_forward(gpu, p, &y, &x, rows, cols)))
             }),
         },
         Case {
@@ -273,7 +275,11 @@ pub fn softmax_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
             variant: "row".into(),
             work: Work::Bytes(12.0 * len as f64),
             run: Box::new(move |gpu| {
-                gpu.run(|p| softmax::softmax_backward(gpu, p, &dx, &y2, &dy, rows, cols, false))
+                wait(
+                    gpu.run(|p| {
+                        softmax::softmax_backward(gpu, p, &dx, &y2, &dy, rows, cols, false)
+                    }),
+                )
             }),
         },
     ]
@@ -310,12 +316,12 @@ pub fn layernorm_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
             variant: "row".into(),
             work: Work::Bytes(8.0 * len as f64),
             run: Box::new(move |gpu| {
-                gpu.run(|p| {
+                wait(gpu.run(|p| {
                     let shape = layernorm::LayerNormShape { rows, cols };
                     layernorm::layernorm_forward(
                         gpu, p, &y, &mean, &rstd, &x, &gain, &bias, shape, 1e-5,
                     )
-                })
+                }))
             }),
         },
         // The input pass reads dy and x and writes dx; the parameter pass reads dy and x again.
@@ -333,9 +339,9 @@ pub fn layernorm_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
                 };
                 let shape = layernorm::LayerNormShape { rows, cols };
                 let (gx, gg, gb) = (Grad::write(&dx), Grad::add(&dgain), Grad::add(&dbias));
-                gpu.run(|p| {
+                wait(gpu.run(|p| {
                     layernorm::layernorm_backward(gpu, p, gx, gg, gb, &scratch, &dy, saved, shape)
-                })
+                }))
             }),
         },
     ]
@@ -360,7 +366,7 @@ pub fn reduce_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             n,
             4.0,
             Box::new(move |gpu| {
-                gpu.run(|p| reduce::sum_all(gpu, p, &total, &scratch, &x, n, true, false))
+                wait(gpu.run(|p| reduce::sum_all(gpu, p, &total, &scratch, &x, n, true, false)))
             }),
         ),
         Case {
@@ -369,7 +375,7 @@ pub fn reduce_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             variant: "row".into(),
             work: Work::Bytes(4.0 * n as f64),
             run: Box::new(move |gpu| {
-                gpu.run(|p| reduce::sum_rows(gpu, p, &out, &x2, rows, cols, false, false))
+                wait(gpu.run(|p| reduce::sum_rows(gpu, p, &out, &x2, rows, cols, false, false)))
             }),
         },
     ]
@@ -401,11 +407,11 @@ pub fn embedding_cases(gpu: &Gpu, tokens: u32, dim: u32, vocab: u32) -> Result<V
             variant: "gather".into(),
             work: Work::Bytes(8.0 * td),
             run: Box::new(move |gpu| {
-                gpu.run(|p| {
+                wait(gpu.run(|p| {
                     embedding::embedding_forward(
                         gpu, p, &out, &table, &gids, tokens, dim, vocab, false,
                     )
-                })
+                }))
             }),
         },
         // Reads every dout row once, reads and writes every table row once.
@@ -417,9 +423,9 @@ pub fn embedding_cases(gpu: &Gpu, tokens: u32, dim: u32, vocab: u32) -> Result<V
             run: Box::new(move |gpu| {
                 let shape = embedding::EmbeddingShape { tokens, dim, vocab };
                 let dt = Grad::add(&dtable);
-                gpu.run(|p| {
+                wait(gpu.run(|p| {
                     embedding::embedding_backward(gpu, p, dt, &dout, &order, &offsets, shape)
-                })
+                }))
             }),
         },
     ])
@@ -443,11 +449,11 @@ pub fn cross_entropy_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
         variant: "row".into(),
         work: Work::Bytes(8.0 * len as f64),
         run: Box::new(move |gpu| {
-            gpu.run(|p| {
+            wait(gpu.run(|p| {
                 cross_entropy::cross_entropy(
                     gpu, p, &loss, &dlogits, &row_loss, &logits, &targets, rows, cols,
                 )
-            })
+            }))
         }),
     }]
 }

@@ -2,7 +2,7 @@
 //! with the matmul of its equivalent GEMM shape as the same-run reference; batchnorm and
 //! pooling cases, measured against the plain copy.
 
-use super::{Case, Work};
+use super::{Case, Work, wait};
 use crate::cpu;
 use crate::gpu::{Gpu, Result};
 use crate::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormShape};
@@ -82,9 +82,9 @@ pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
                 variant: label,
                 work,
                 run: Box::new(move |gpu| {
-                    gpu.run(|p| {
+                    wait(gpu.run(|p| {
                         conv::conv2d_backward_input(gpu, p, &dx, &dy, &w, &s, variant, false)
-                    })
+                    }))
                 }),
             },
             gemm: s.backward_input_gemm(),
@@ -99,11 +99,11 @@ pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
                 variant: format!("{label}+splitk"),
                 work,
                 run: Box::new(move |gpu| {
-                    gpu.run(|p| {
+                    wait(gpu.run(|p| {
                         conv::conv2d_backward_weight(
                             gpu, p, &dw, &scratch, &dy, &x, &s, variant, false,
                         )
-                    })
+                    }))
                 }),
             },
             gemm: s.backward_weight_gemm(),
@@ -127,7 +127,7 @@ pub fn conv_forward_case(
         variant: variant.name(),
         work: Work::Flops(s.flops()),
         run: Box::new(move |gpu| {
-            gpu.run(|p| conv::conv2d_forward(gpu, p, &y, &x, &w, None, &s, variant, false))
+            wait(gpu.run(|p| conv::conv2d_forward(gpu, p, &y, &x, &w, None, &s, variant, false)))
         }),
     }
 }
@@ -172,11 +172,11 @@ pub fn batchnorm_cases(gpu: &Gpu, s: BatchNormShape) -> Vec<Case> {
             work: Work::Bytes(2.0 * 4.0 * len as f64),
             run: Box::new(move |gpu| {
                 let [m, r, rm, rv] = [&st[0], &st[1], &st[2], &st[3]];
-                gpu.run(|p| {
+                wait(gpu.run(|p| {
                     bn::batchnorm_train_forward(
                         gpu, p, &y1, m, r, rm, rv, &sc, &x1, &g, &b, &s, &config,
                     )
-                })
+                }))
             }),
         });
         let (x2, dx2, dy2, g, st) = (
@@ -200,9 +200,9 @@ pub fn batchnorm_cases(gpu: &Gpu, s: BatchNormShape) -> Vec<Case> {
                     gain: &g,
                 };
                 let (gx, gg, gb) = (Grad::write(&dx2), Grad::add(dg), Grad::add(db));
-                gpu.run(|p| {
+                wait(gpu.run(|p| {
                     bn::batchnorm_backward(gpu, p, gx, gg, gb, &scratch, &dy2, saved, &s, &config)
-                })
+                }))
             }),
         });
     }
@@ -227,11 +227,11 @@ fn eval_case(
         variant: "elementwise".into(),
         work: Work::Bytes(2.0 * 4.0 * s.len() as f64),
         run: Box::new(move |gpu| {
-            gpu.run(|p| {
+            wait(gpu.run(|p| {
                 bn::batchnorm_eval_forward(
                     gpu, p, &y, &x, &stats[2], &stats[3], &gamma, &beta, &s, &config,
                 )
-            })
+            }))
         }),
     }
 }
@@ -245,7 +245,7 @@ fn pool_case(s: BatchNormShape, shape: String, y: wgpu::Buffer, x: wgpu::Buffer)
         variant: "grid-stride".into(),
         work: Work::Bytes(4.0 * (s.len() as usize + rows as usize) as f64),
         run: Box::new(move |gpu| {
-            gpu.run(|p| pool::global_avg_pool_forward(gpu, p, &y, &x, rows, s.pixels))
+            wait(gpu.run(|p| pool::global_avg_pool_forward(gpu, p, &y, &x, rows, s.pixels)))
         }),
     }
 }

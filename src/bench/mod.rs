@@ -52,6 +52,13 @@ impl Case {
     }
 }
 
+/// Waits for one of the library's futures (a run, a readback) as the command line does.
+/// The benchmarks are part of the command line's build (the `cli` feature), shared with
+/// `cargo bench`: the library's own code never waits like this.
+pub fn wait<F: std::future::Future>(future: F) -> F::Output {
+    pollster::block_on(future)
+}
+
 /// Median wall time (seconds) of `runs` synchronised iterations after `warmup` ones.
 pub fn median_seconds(
     mut once: impl FnMut() -> Result<()>,
@@ -102,7 +109,7 @@ pub fn time_step(
     let start = Instant::now();
     let stepped = step();
     let wall_seconds = start.elapsed().as_secs_f64();
-    let profile = gpu.finish_profile();
+    let profile = wait(gpu.finish_profile());
     stepped?;
     Ok((
         seconds,

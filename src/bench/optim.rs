@@ -1,8 +1,8 @@
 //! The optimizer cases of `rezero bench optim`: one update of n parameters by each rule,
 //! beside the plain copy.
 
-use super::Case;
 use super::cases::memory_case;
+use super::{Case, wait};
 use crate::cpu;
 use crate::gpu::Gpu;
 use crate::kernels::optim;
@@ -55,7 +55,7 @@ pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             24.0,
             Box::new(move |gpu| {
                 let g1 = optim::Gradient::consume(&g1);
-                gpu.run(|pass| optim::sgd(gpu, pass, &p1, &s11, g1, &one1, n, &sgd, None))
+                wait(gpu.run(|pass| optim::sgd(gpu, pass, &p1, &s11, g1, &one1, n, &sgd, None)))
             }),
         ),
         memory_case(
@@ -65,7 +65,7 @@ pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             24.0,
             Box::new(move |gpu| {
                 let g2 = optim::Gradient::consume(&g2);
-                gpu.run(|pass| optim::adagrad(gpu, pass, &p2, &s12, g2, &one2, n, &ada, None))
+                wait(gpu.run(|pass| optim::adagrad(gpu, pass, &p2, &s12, g2, &one2, n, &ada, None)))
             }),
         ),
         memory_case(
@@ -75,7 +75,11 @@ pub fn optim_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             32.0,
             Box::new(move |gpu| {
                 let g = optim::Gradient::consume(&g);
-                gpu.run(|pass| optim::adam(gpu, pass, &p, &s1, &s2, g, &values, n, &adam, None))
+                wait(
+                    gpu.run(|pass| {
+                        optim::adam(gpu, pass, &p, &s1, &s2, g, &values, n, &adam, None)
+                    }),
+                )
             }),
         ),
         lamb_case(gpu, n),
@@ -113,7 +117,11 @@ fn lamb_case(gpu: &Gpu, n: u32) -> Case {
                 u_norm_sq: &u_norm_sq,
                 reduce: &partials,
             };
-            gpu.run(|pass| optim::lamb(gpu, pass, &p, &m, &v, g, &values, scratch, n, &h, None))
+            wait(
+                gpu.run(|pass| {
+                    optim::lamb(gpu, pass, &p, &m, &v, g, &values, scratch, n, &h, None)
+                }),
+            )
         }),
     )
 }

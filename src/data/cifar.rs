@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::gpu::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Bytes in one record.
 pub const RECORD: usize = 1 + 3 * 32 * 32;

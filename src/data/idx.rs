@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::gpu::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Most bytes an IDX file may hold, and may decompress to (MNIST's training images: 47 MB).
 pub const MAX_IDX_BYTES: u64 = 256 << 20;

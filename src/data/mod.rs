@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use crate::gpu::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The data sets rezero reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum DatasetName {
     Mnist,
     FashionMnist,
-    #[value(name = "cifar10", alias = "cifar-10")]
+    #[cfg_attr(feature = "cli", value(name = "cifar10", alias = "cifar-10"))]
     Cifar10,
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rand::{RngExt, SeedableRng};
 
-use crate::gpu::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The King James Version of the Bible, gzip-compressed (see corpus/README.md).
 const BUILTIN_GZ: &[u8] = include_bytes!("../../corpus/kjv.txt.gz");
@@ -70,14 +70,30 @@ pub fn read_text(path: &Path) -> Result<Vec<u8>> {
     crate::files::read_file_capped(path, MAX_TEXT_BYTES).map_err(|e| Error::io(path, "read", e))
 }
 
+/// Errors unless `data` holds at least one window of `window` (≥ 1) bytes plus its target.
+fn check_window(data: &[u8], window: usize) -> Result<()> {
+    if window == 0 || data.len() <= window {
+        return Err(Error::Invalid {
+            what: "text windows".into(),
+            why: format!(
+                "a text of {} bytes holds no window of {window} bytes (at least 1) and its \
+                 next-byte target",
+                data.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// `count` windows of `window` + 1 bytes from `data` (inputs and next-byte targets), at
 /// random starts drawn from `seed`: ([count, window] inputs, [count, window] targets).
-pub fn random_windows(data: &[u8], window: usize, count: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
-    assert!(
-        data.len() > window,
-        "text of {} bytes is too short for windows of {window}",
-        data.len()
-    );
+pub fn random_windows(
+    data: &[u8],
+    window: usize,
+    count: usize,
+    seed: u64,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    check_window(data, window)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (mut inputs, mut targets) = (
         Vec::with_capacity(count * window),
@@ -92,12 +108,13 @@ pub fn random_windows(data: &[u8], window: usize, count: usize, seed: u64) -> (V
                 .map(|&b| b as u32),
         );
     }
-    (inputs, targets)
+    Ok((inputs, targets))
 }
 
 /// Non-overlapping windows covering the start of `data` in order, at most `count`: the
 /// fixed evaluation set.
-pub fn fixed_windows(data: &[u8], window: usize, count: usize) -> (Vec<u32>, Vec<u32>) {
+pub fn fixed_windows(data: &[u8], window: usize, count: usize) -> Result<(Vec<u32>, Vec<u32>)> {
+    check_window(data, window)?;
     let usable = (data.len().saturating_sub(1) / window).min(count);
     let (mut inputs, mut targets) = (Vec::new(), Vec::new());
     for w in 0..usable {
@@ -109,5 +126,5 @@ pub fn fixed_windows(data: &[u8], window: usize, count: usize) -> (Vec<u32>, Vec
                 .map(|&b| b as u32),
         );
     }
-    (inputs, targets)
+    Ok((inputs, targets))
 }

@@ -5,7 +5,8 @@
 //! A cached bind group keeps its buffers alive. So the cache is bounded twice, least
 //! recently used entries going first: by its number of entries and by the bytes of the
 //! distinct buffers its entries hold. A program that drops buffers it bound can also
-//! empty it at once ([`crate::Gpu::clear_bind_groups`]).
+//! empty it at once ([`crate::Gpu::clear_bind_groups`]). A bound of 0 entries turns it
+//! off: every dispatch recorded into a pass then gets a bind group of its own.
 
 use std::collections::HashMap;
 
@@ -43,7 +44,7 @@ impl BindGroupCache {
             held: HashMap::new(),
             held_bytes: 0,
             clock: 0,
-            max_entries: max_entries.max(1),
+            max_entries,
             max_bytes,
             created: 0,
         }
@@ -109,13 +110,26 @@ impl BindGroupCache {
 
     /// Sets both bounds and evicts down to them.
     pub fn set_limits(&mut self, max_entries: usize, max_bytes: u64) {
-        self.max_entries = max_entries.max(1);
+        self.max_entries = max_entries;
         self.max_bytes = max_bytes;
         self.evict_to_limits();
     }
 
+    /// Whether bind groups are kept at all.
+    pub fn enabled(&self) -> bool {
+        self.max_entries > 0
+    }
+
+    /// Counts a bind group made outside the cache (while it is off).
+    pub fn count_uncached(&mut self) {
+        self.created += 1;
+    }
+
     /// Evicts the older half until both bounds hold (or only the newest entry is left).
     fn evict_to_limits(&mut self) {
+        if !self.enabled() {
+            return self.clear();
+        }
         while self.entries.len() > 1
             && (self.entries.len() > self.max_entries || self.held_bytes > self.max_bytes)
         {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use wgpu::util::DeviceExt;
 
 use super::context::Gpu;
+use super::wait::one_shot;
 use crate::error::{Error, Result};
 
 /// Usage of every tensor buffer rezero creates: bindable as storage, copyable both ways.
@@ -76,8 +77,10 @@ impl Gpu {
         &all[slot.min(3)]
     }
 
-    /// Copies the first `len` elements of `buffer` to the host (staging buffer, map, wait).
-    pub fn read<T: Element>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+    /// Copies the first `len` elements of `buffer` to the host: a staging copy is submitted
+    /// and mapped, and the future resolves when that is done (on native backends awaiting it
+    /// waits on the device; in a browser the event loop runs meanwhile).
+    pub async fn read<T: Element>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
         let bytes = (len * std::mem::size_of::<T>()) as u64;
         if bytes > buffer.size() {
             return Err(Error::Shape {
@@ -97,15 +100,14 @@ impl Gpu {
         });
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes.next_multiple_of(4));
-        self.queue.submit([encoder.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let copied = self.queue.submit([encoder.finish()]);
+        let (mapped, waiting) = one_shot();
         staging
             .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
-        self.sync()?;
-        rx.recv()
-            .map_err(|e| Error::Readback(e.to_string()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
+            .map_async(wgpu::MapMode::Read, move |r| mapped.set(r));
+        self.poll_until(Some(copied))?;
+        waiting.await.map_err(|e| Error::Readback(e.to_string()))?;
+        self.take_uncaptured()?;
         let view = staging
             .get_mapped_range(..)
             .map_err(|e| Error::Readback(e.to_string()))?;
@@ -116,8 +118,8 @@ impl Gpu {
     }
 
     /// Copies `len` f32 values of `buffer` to the host.
-    pub fn read_f32(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        self.read::<f32>(buffer, len)
+    pub async fn read_f32(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        self.read::<f32>(buffer, len).await
     }
 
     /// Overwrites the start of `buffer` with `data`.

@@ -1,15 +1,17 @@
 //! `Gpu`: the device, queue, adapter facts, pipeline cache and tuning cache that every launcher takes.
 
-use std::collections::HashMap;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::bind_groups::BindGroupCache;
 use super::tuning::{DeviceId, TuningTable};
+use super::wait::one_shot;
 use crate::error::{Error, Result};
 
-/// Most bind groups kept for reuse.
+/// Most bind groups a `Gpu` of rezero's own (`Gpu::new`) keeps for reuse.
 const BIND_GROUP_CACHE_ENTRIES: usize = 1 << 16;
 /// Most bytes of buffers the cached bind groups may keep alive (see `gpu::bind_groups`).
 const BIND_GROUP_CACHE_BYTES: u64 = 4 << 30;
@@ -76,6 +78,13 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::SHADER_F16)
     .union(wgpu::Features::SUBGROUP);
 
+/// Locks `mutex`, taking its data even if a thread panicked while holding it. Every cache
+/// of a `Gpu` stays valid after such a panic (an entry is inserted whole or not at all),
+/// so one failed call must not fail every later one, as `lock().unwrap()` would.
+pub(crate) fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Key of the pipeline cache: shader family, entry point and override constants.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PipelineKey {
@@ -99,6 +108,10 @@ pub struct Gpu {
     pub(crate) bind_groups: Mutex<BindGroupCache>,
     /// Kernel variant chosen by measurement, per tuning key (see `kernels::matmul`).
     tuned: Mutex<TuningTable>,
+    /// Tuning classes `Auto` met with no choice in the table (it ran its default), each
+    /// with what measuring it needs: a `kernels::autotune::TuneRequest`, which this layer
+    /// keeps without knowing its type.
+    untuned: Mutex<BTreeMap<String, Box<dyn Any + Send>>>,
     /// Validation errors the device reported outside an error scope (own devices only).
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Workgroup size of the one-workgroup-a-row kernels (softmax, layernorm, ...).
@@ -110,6 +123,15 @@ pub struct Gpu {
     /// 16-byte buffers bound where a kernel declares a vec4 view it will not touch, one per
     /// binding (a dispatch may not bind one buffer both read-only and writable).
     pub(crate) placeholders: std::sync::OnceLock<[wgpu::Buffer; 4]>,
+    /// What [`Gpu::exclusive`] locks on backends that need it.
+    serial: Mutex<()>,
+}
+
+/// A thread's hold on a [`Gpu`] for a stretch of work (see [`Gpu::exclusive`]): the
+/// device's lock on the GL backend, nothing elsewhere. Let go when dropped.
+#[derive(Debug)]
+pub struct Exclusive<'a> {
+    _guard: Option<MutexGuard<'a, ()>>,
 }
 
 impl fmt::Debug for Gpu {
@@ -158,12 +180,10 @@ fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 
 impl Gpu {
     /// Opens the best adapter that matches `options`, with the adapter's own limits and
-    /// the optional features (timestamps, f16, subgroups) it has.
-    pub fn new(options: &GpuOptions) -> Result<Gpu> {
-        pollster::block_on(Self::new_async(options))
-    }
-
-    async fn new_async(options: &GpuOptions) -> Result<Gpu> {
+    /// the optional features (timestamps, f16, subgroups) it has. Async, as wgpu's adapter
+    /// and device requests are: a native program blocks on it (`pollster::block_on`), a
+    /// browser awaits it.
+    pub async fn new(options: &GpuOptions) -> Result<Gpu> {
         let backends = options
             .backend
             .map(BackendChoice::backends)
@@ -220,6 +240,9 @@ impl Gpu {
                 })?;
         let mut gpu =
             Gpu::from_device(device, queue, info).with_checked_shaders(options.checked_shaders);
+        // rezero's own device: a training step binds the same pool buffers every step, so
+        // its bind groups are kept (a steady step creates none).
+        gpu.set_bind_group_cache_limits(BIND_GROUP_CACHE_ENTRIES, BIND_GROUP_CACHE_BYTES);
         if let Some(dir) = &options.tuning_cache {
             gpu = gpu.with_tuning_cache(dir);
         }
@@ -227,30 +250,32 @@ impl Gpu {
         let sink = gpu.uncaptured.clone();
         gpu.device
             .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-                sink.lock().unwrap().push(e.to_string());
+                lock(&sink).push(e.to_string());
             }));
         Ok(gpu)
     }
 
     /// Wraps a device and queue that another program created. rezero leaves the device's
-    /// error handler alone; it only adds its own caches.
+    /// error handler alone; it only adds its own caches of pipelines and uniforms. It keeps
+    /// none of the caller's buffers: the bind-group cache is off (a launcher called on a
+    /// compute pass makes a bind group for that dispatch alone; a [`crate::gpu::Prepared`]
+    /// holds its own), until [`Gpu::set_bind_group_cache_limits`] turns it on.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Gpu {
         Gpu {
             device,
             queue,
             pipelines: Mutex::new(HashMap::new()),
             uniforms: Mutex::new(HashMap::new()),
-            bind_groups: Mutex::new(BindGroupCache::new(
-                BIND_GROUP_CACHE_ENTRIES,
-                BIND_GROUP_CACHE_BYTES,
-            )),
+            bind_groups: Mutex::new(BindGroupCache::new(0, 0)),
             tuned: Mutex::new(TuningTable::open(DeviceId::of(&info), None)),
+            untuned: Mutex::new(BTreeMap::new()),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
             row_workgroup: AtomicU32::new(default_row_workgroup(&info)),
             info,
             checked_shaders: false,
             placeholders: std::sync::OnceLock::new(),
             profiler: Mutex::new(None),
+            serial: Mutex::new(()),
         }
     }
 
@@ -258,7 +283,10 @@ impl Gpu {
     /// see [`GpuOptions::checked_shaders`]). Call before the first dispatch.
     pub fn with_checked_shaders(mut self, checked: bool) -> Gpu {
         self.checked_shaders = checked;
-        self.pipelines.get_mut().unwrap().clear();
+        self.pipelines
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         self
     }
 
@@ -266,28 +294,26 @@ impl Gpu {
     /// after dropping buffers that were bound to rezero kernels if their memory must be
     /// freed now (otherwise the cache's bounds release it in time).
     pub fn clear_bind_groups(&self) {
-        self.bind_groups.lock().unwrap().clear();
+        lock(&self.bind_groups).clear();
     }
 
     /// How many bind groups this `Gpu` has created (a steady training step adds none).
     pub fn bind_groups_created(&self) -> u64 {
-        self.bind_groups.lock().unwrap().created()
+        lock(&self.bind_groups).created()
     }
 
     /// Bind groups cached now, and the bytes of the distinct buffers they keep alive.
     pub fn bind_groups_cached(&self) -> (usize, u64) {
-        let cache = self.bind_groups.lock().unwrap();
+        let cache = lock(&self.bind_groups);
         (cache.len(), cache.held_bytes())
     }
 
-    /// Bounds the bind-group cache (defaults: 65,536 entries, 4 GiB of buffers held);
-    /// the least recently used entries go first. A device with little memory, or a
-    /// program that binds many short-lived buffers, may want a smaller byte bound.
+    /// Bounds the bind-group cache; the least recently used entries go first. `Gpu::new`
+    /// keeps 65,536 entries and 4 GiB of buffers; `Gpu::from_device` keeps none (0 entries
+    /// turns the cache off). A device with little memory, or a program that binds many
+    /// short-lived buffers, may want a smaller byte bound.
     pub fn set_bind_group_cache_limits(&self, max_entries: usize, max_bytes: u64) {
-        self.bind_groups
-            .lock()
-            .unwrap()
-            .set_limits(max_entries, max_bytes);
+        lock(&self.bind_groups).set_limits(max_entries, max_bytes);
     }
 
     /// Whether this `Gpu` builds its shaders with wgpu's runtime checks.
@@ -338,44 +364,106 @@ impl Gpu {
     /// Keeps this `Gpu`'s tuning choices in the cache directory `dir` (see
     /// [`GpuOptions::tuning_cache`]), loading what is already there.
     pub fn with_tuning_cache(self, dir: &std::path::Path) -> Gpu {
-        *self.tuned.lock().unwrap() = TuningTable::open(DeviceId::of(&self.info), Some(dir));
+        *lock(&self.tuned) = TuningTable::open(DeviceId::of(&self.info), Some(dir));
         self
     }
 
     /// The variant chosen for this tuning key, if any (see [`crate::gpu::tuning`]).
     pub fn tuned(&self, key: &str) -> Option<String> {
-        self.tuned.lock().unwrap().get(key).map(str::to_string)
+        lock(&self.tuned).get(key).map(str::to_string)
     }
 
     /// Records the variant chosen for a tuning key (and saves the cache file, if any).
     pub fn set_tuned(&self, key: &str, variant: &str) {
-        self.tuned.lock().unwrap().set(key, variant);
+        lock(&self.tuned).set(key, variant);
+        lock(&self.untuned).remove(key);
+    }
+
+    /// Notes a tuning class that ran its default for want of a choice (the first request
+    /// of a class is kept).
+    pub(crate) fn note_untuned(&self, key: &str, request: Box<dyn Any + Send>) {
+        lock(&self.untuned)
+            .entry(key.to_string())
+            .or_insert(request);
+    }
+
+    /// The keys of the classes that ran their default so far (see
+    /// `kernels::autotune::take_untuned`).
+    pub fn untuned_keys(&self) -> Vec<String> {
+        lock(&self.untuned).keys().cloned().collect()
+    }
+
+    /// Takes the untuned classes' requests, in key order.
+    pub(crate) fn take_untuned(&self) -> Vec<Box<dyn Any + Send>> {
+        std::mem::take(&mut *lock(&self.untuned))
+            .into_values()
+            .collect()
     }
 
     /// Every kernel choice in force on this `Gpu`, by tuning class.
     pub fn tuning_in_force(&self) -> std::collections::BTreeMap<String, String> {
-        self.tuned.lock().unwrap().in_force()
+        lock(&self.tuned).in_force()
     }
 
     /// Makes these kernel choices win for the rest of this `Gpu`'s life without saving
     /// them (a resumed run repeats the choices of the run it continues).
     pub fn pin_tuning(&self, choices: &std::collections::BTreeMap<String, String>) {
-        self.tuned.lock().unwrap().pin(choices);
+        lock(&self.tuned).pin(choices);
     }
 
     /// The whole tuning table as file text, and its cache file (if any).
     pub fn tuning_table(&self) -> (String, Option<std::path::PathBuf>) {
-        let table = self.tuned.lock().unwrap();
+        let table = lock(&self.tuned);
         (table.to_text(), table.file().map(|p| p.to_path_buf()))
     }
 
-    /// Waits until the queue is idle, then reports any validation error the device raised
-    /// outside an error scope since the last call.
-    pub fn sync(&self) -> Result<()> {
+    /// Holds this device for one thread's stretch of work where its backend needs that.
+    ///
+    /// wgpu's GL backend has one GL context an adapter, and every GL call locks it with a
+    /// 6-second timeout. A software GL driver (Mesa's llvmpipe) compiles a shader and runs
+    /// a dispatch inside `queue.submit`, holding that lock for longer on a cold shader
+    /// cache; a second thread's call on the same device (a buffer created, say) then panics
+    /// with "Could not lock adapter context". On GL the hold is a per-device lock: threads
+    /// that share one `Gpu` (a test harness does) each hold it around their work, buffers
+    /// dropped included. On Vulkan, Metal, DX12 and WebGPU it holds nothing, and threads
+    /// share the device freely. rezero itself records from one thread and never takes it.
+    pub fn exclusive(&self) -> Exclusive<'_> {
+        let needed = self.info.backend == wgpu::Backend::Gl;
+        Exclusive {
+            _guard: needed.then(|| lock(&self.serial)),
+        }
+    }
+
+    /// Resolves when the work submitted so far is done, then reports any validation error
+    /// the device raised outside an error scope since the last call. On native backends
+    /// awaiting it waits on the device; in a browser the event loop runs meanwhile.
+    pub async fn sync(&self) -> Result<()> {
+        let (done, waiting) = one_shot();
+        self.queue.on_submitted_work_done(move || done.set(()));
+        self.poll_until(None)?;
+        waiting.await;
+        self.take_uncaptured()
+    }
+
+    /// Native backends: waits on the device until submission `index` (all work, when
+    /// `None`) is done, which also runs the callbacks waiting on it. WebGPU: nothing (the
+    /// browser runs them). The one place rezero waits on the device, always inside a
+    /// future the caller awaits.
+    pub(crate) fn poll_until(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        let wait = wgpu::PollType::Wait {
+            submission_index: index,
+            timeout: None,
+        };
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        let mut errors = self.uncaptured.lock().unwrap();
+            .poll(wait)
+            .map(drop)
+            .map_err(|e| Error::Readback(e.to_string()))
+    }
+
+    /// The validation errors the device raised outside an error scope since the last call,
+    /// as one error (own devices only: `from_device` leaves the handler to its program).
+    pub(crate) fn take_uncaptured(&self) -> Result<()> {
+        let mut errors = lock(&self.uncaptured);
         if errors.is_empty() {
             Ok(())
         } else {

@@ -1,4 +1,5 @@
-//! GPU context: device selection, buffers and readback, the pipeline cache, errors.
+//! GPU context: device selection, buffers and readback, the pipeline cache, where launchers
+//! record (a pass, or a `Prepared`), errors.
 
 mod bind_groups;
 mod buffers;
@@ -6,11 +7,15 @@ mod context;
 
 mod pipeline;
 pub mod profile;
+mod record;
 pub mod tuning;
+mod wait;
 
 pub use crate::error::{Error, Result};
 pub use buffers::{BufferPool, Element, STORAGE_USAGE};
-pub use context::{BackendChoice, Gpu, GpuOptions};
-pub use pipeline::{Kernel, Shader, grid_1d};
+pub use context::{BackendChoice, Exclusive, Gpu, GpuOptions};
+pub(crate) use pipeline::grid_1d;
+pub use pipeline::{Kernel, Shader};
 pub(crate) use profile::begin_pass;
 pub use profile::{Profile, ProfileRow, Work};
+pub use record::{Discard, Prepared, Recorder};

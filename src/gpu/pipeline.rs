@@ -4,8 +4,9 @@
 use wgpu::util::DeviceExt;
 
 use super::bind_groups::BindKey;
-use super::context::{Gpu, PipelineKey};
+use super::context::{Gpu, PipelineKey, lock};
 use super::profile::Work;
+use super::record::{Dispatch, Recorder};
 use crate::error::{Error, Result};
 
 /// Most distinct uniform buffers kept for reuse (see `Gpu::uniform`).
@@ -16,9 +17,33 @@ const UNIFORM_CACHE_LIMIT: usize = 1 << 16;
 /// checks it against the WGSL struct's size with naga).
 #[derive(Clone, Copy, Debug)]
 pub struct Shader {
-    pub name: &'static str,
-    pub wgsl: &'static str,
-    pub uniform_bytes: usize,
+    pub(crate) name: &'static str,
+    pub(crate) wgsl: &'static str,
+    pub(crate) uniform_bytes: usize,
+}
+
+impl Shader {
+    /// A shader of the caller's own, for the unsafe [`Gpu::pipeline`].
+    pub const fn new(name: &'static str, wgsl: &'static str, uniform_bytes: usize) -> Shader {
+        Shader {
+            name,
+            wgsl,
+            uniform_bytes,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn wgsl(&self) -> &'static str {
+        self.wgsl
+    }
+
+    /// Bytes of the uniform struct `p` its launchers bind at binding 0.
+    pub fn uniform_bytes(&self) -> usize {
+        self.uniform_bytes
+    }
 }
 
 /// One compute entry point of a shader, with its override constants, and the work one
@@ -59,7 +84,7 @@ impl<'a> Kernel<'a> {
 
 /// Workgroup counts for `groups` workgroups laid out in x (up to the per-dimension limit)
 /// then y. Shaders recover the flat index as `wg.y * num_workgroups.x + wg.x`.
-pub fn grid_1d(groups: u64, max_per_dim: u32) -> [u32; 3] {
+pub(crate) fn grid_1d(groups: u64, max_per_dim: u32) -> [u32; 3] {
     let groups = groups.max(1);
     let x = groups.min(max_per_dim as u64);
     let y = groups.div_ceil(x);
@@ -68,7 +93,22 @@ pub fn grid_1d(groups: u64, max_per_dim: u32) -> [u32; 3] {
 
 impl Gpu {
     /// The compute pipeline for `kernel`, built on first use and cached.
-    pub fn pipeline(&self, kernel: &Kernel) -> Result<wgpu::ComputePipeline> {
+    ///
+    /// # Safety
+    ///
+    /// The pipeline is built without wgpu's runtime bounds checks unless this `Gpu` builds
+    /// checked shaders ([`Gpu::checked_shaders`]). The caller must bind, to every dispatch
+    /// of it, buffers that hold every element the shader can index for that dispatch's
+    /// workgroups and parameters, and must keep its loops bounded and its divisors nonzero:
+    /// a shader that reads or writes past a buffer's end is undefined behaviour on the GPU.
+    /// rezero's own shaders are reachable safely only through the launchers of
+    /// [`crate::kernels`], which check every size before they record.
+    pub unsafe fn pipeline(&self, kernel: &Kernel) -> Result<wgpu::ComputePipeline> {
+        self.cached_pipeline(kernel)
+    }
+
+    /// [`Gpu::pipeline`] for the launchers, which check their sizes first.
+    pub(crate) fn cached_pipeline(&self, kernel: &Kernel) -> Result<wgpu::ComputePipeline> {
         let key = PipelineKey {
             shader: kernel.shader.name,
             entry: kernel.entry,
@@ -78,10 +118,10 @@ impl Gpu {
                 .map(|&(n, v)| (n, v.to_bits()))
                 .collect(),
         };
-        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+        if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = ErrorScope::push(&self.device);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(kernel.shader.name),
             source: wgpu::ShaderSource::Wgsl(kernel.shader.wgsl.into()),
@@ -96,7 +136,8 @@ impl Gpu {
         // and dimensions (all nonzero) before it records a dispatch, and each kernel only
         // forms indices below the lengths so validated; its loops are bounded by those
         // dimensions. `tests/checked_modes.rs` runs every kernel family at edge sizes both
-        // ways and requires identical results.
+        // ways and requires identical results. A caller's own shader comes through the
+        // unsafe `Gpu::pipeline`, whose contract passes this obligation on.
         let module = unsafe { self.device.create_shader_module_trusted(desc, checks) };
         let pipeline = self
             .device
@@ -111,24 +152,24 @@ impl Gpu {
                 },
                 cache: None,
             });
-        if let Some(err) = pollster::block_on(scope.pop()) {
+        if let Some(message) = scope.pop() {
             return Err(Error::Pipeline {
                 shader: kernel.shader.name,
                 entry: kernel.entry,
-                message: err.to_string(),
+                message,
             });
         }
-        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        lock(&self.pipelines).insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
     /// A uniform buffer holding `params`, shared by every dispatch with the same bytes: a
     /// training loop repeats the same shapes, so after its first step it allocates none.
     /// (One allocation per dispatch made a 4,000-layer step quadratic in the allocator.)
-    fn uniform(&self, params: &[u8]) -> wgpu::Buffer {
+    pub(crate) fn uniform(&self, params: &[u8]) -> wgpu::Buffer {
         let mut bytes = params.to_vec();
         bytes.resize(bytes.len().next_multiple_of(16).max(16), 0);
-        let mut cache = self.uniforms.lock().unwrap();
+        let mut cache = lock(&self.uniforms);
         if let Some(buffer) = cache.get(&bytes) {
             return buffer.clone();
         }
@@ -185,9 +226,9 @@ impl Gpu {
 
     /// Records one dispatch of `kernel` into `pass`: `params` is bound at binding 0 as a
     /// uniform, `buffers` at bindings 1, 2, ... (outputs first, then inputs).
-    pub fn dispatch<P: bytemuck::Pod>(
+    pub(crate) fn dispatch<P: bytemuck::Pod>(
         &self,
-        pass: &mut wgpu::ComputePass<'_>,
+        pass: &mut dyn Recorder,
         kernel: &Kernel,
         params: &P,
         buffers: &[&wgpu::Buffer],
@@ -202,10 +243,11 @@ impl Gpu {
     }
 
     /// Like [`Gpu::dispatch`] with each buffer's binding number given, for entry points
-    /// that share some bindings with others of their shader and skip the rest.
-    pub fn dispatch_bound<P: bytemuck::Pod>(
+    /// that share some bindings with others of their shader and skip the rest. The one
+    /// place every launcher's dispatch goes through; the launcher has checked its sizes.
+    pub(crate) fn dispatch_bound<P: bytemuck::Pod>(
         &self,
-        pass: &mut wgpu::ComputePass<'_>,
+        pass: &mut dyn Recorder,
         kernel: &Kernel,
         params: &P,
         buffers: &[(u32, &wgpu::Buffer)],
@@ -231,32 +273,54 @@ impl Gpu {
             "{}: the uniform passed is not the shader's",
             kernel.entry
         );
-        let pipeline = self.pipeline(kernel)?;
-        let uniform = self.uniform(bytemuck::bytes_of(params));
-        let key = BindKey {
-            pipeline: pipeline.clone(),
-            uniform,
-            buffers: buffers.iter().map(|&(i, b)| (i, b.clone())).collect(),
+        let dispatch = Dispatch {
+            kernel,
+            params: bytemuck::bytes_of(params),
+            buffers,
+            groups,
         };
-        let bind_group = self
-            .bind_groups
-            .lock()
-            .unwrap()
-            .get_or_make(key, |key| self.make_bind_group(kernel.entry, key));
-        self.profiled(pass, kernel.entry, kernel.work, |pass| {
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        });
-        Ok(())
+        pass.take(self, dispatch)
     }
 
-    fn make_bind_group(&self, label: &str, key: &BindKey) -> wgpu::BindGroup {
+    /// The bind group of a dispatch recorded now: from the bind-group cache when it is on,
+    /// else made for this dispatch alone.
+    pub(crate) fn bind_group(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        uniform: &wgpu::Buffer,
+        buffers: &[(u32, &wgpu::Buffer)],
+    ) -> wgpu::BindGroup {
+        let mut cache = lock(&self.bind_groups);
+        if !cache.enabled() {
+            cache.count_uncached();
+            drop(cache);
+            return self.make_bind_group(label, pipeline, uniform, buffers);
+        }
+        let key = BindKey {
+            pipeline: pipeline.clone(),
+            uniform: uniform.clone(),
+            buffers: buffers.iter().map(|&(i, b)| (i, b.clone())).collect(),
+        };
+        cache.get_or_make(key, |key| {
+            let buffers: Vec<(u32, &wgpu::Buffer)> =
+                key.buffers.iter().map(|(i, b)| (*i, b)).collect();
+            self.make_bind_group(label, &key.pipeline, &key.uniform, &buffers)
+        })
+    }
+
+    pub(crate) fn make_bind_group(
+        &self,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        uniform: &wgpu::Buffer,
+        buffers: &[(u32, &wgpu::Buffer)],
+    ) -> wgpu::BindGroup {
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: key.uniform.as_entire_binding(),
+            resource: uniform.as_entire_binding(),
         }];
-        for (binding, b) in &key.buffers {
+        for (binding, b) in buffers {
             entries.push(wgpu::BindGroupEntry {
                 binding: *binding,
                 resource: b.as_entire_binding(),
@@ -264,14 +328,15 @@ impl Gpu {
         }
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
-            layout: &key.pipeline.get_bind_group_layout(0),
+            layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         })
     }
 
-    /// Runs `record` in a fresh encoder and compute pass, submits it and waits.
-    /// Convenient for tests, benches and one-off work; training records many ops per pass.
-    pub fn run<F>(&self, record: F) -> Result<()>
+    /// Runs `record` in a fresh encoder and compute pass and submits it; the future
+    /// resolves when the work is done (see [`Gpu::sync`]). Convenient for tests, benches
+    /// and one-off work; training records many ops per pass.
+    pub async fn run<F>(&self, record: F) -> Result<()>
     where
         F: FnOnce(&mut wgpu::ComputePass<'_>) -> Result<()>,
     {
@@ -282,6 +347,44 @@ impl Gpu {
             record(&mut pass)?;
         }
         self.queue.submit([encoder.finish()]);
-        self.sync()
+        self.sync().await
+    }
+}
+
+/// A validation error scope around one pipeline's creation. On native wgpu the scope's
+/// answer is ready as soon as it is popped, so it is read without waiting (the library
+/// never blocks on a future). On WebGPU the answer comes back later through a promise,
+/// so no scope is pushed there: a failed build shows as the device's uncaptured error.
+struct ErrorScope {
+    #[cfg(not(target_arch = "wasm32"))]
+    guard: wgpu::ErrorScopeGuard,
+}
+
+impl ErrorScope {
+    fn push(device: &wgpu::Device) -> ErrorScope {
+        #[cfg(target_arch = "wasm32")]
+        let _ = device;
+        ErrorScope {
+            #[cfg(not(target_arch = "wasm32"))]
+            guard: device.push_error_scope(wgpu::ErrorFilter::Validation),
+        }
+    }
+
+    /// The validation error raised inside the scope, if any.
+    fn pop(self) -> Option<String> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use std::future::Future;
+            let mut answer = std::pin::pin!(self.guard.pop());
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            match answer.as_mut().poll(&mut context) {
+                std::task::Poll::Ready(error) => error.map(|e| e.to_string()),
+                // Not wgpu-core's behaviour; were it ever pending, the error (if any)
+                // would be lost rather than waited for.
+                std::task::Poll::Pending => None,
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        None
     }
 }

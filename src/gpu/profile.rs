@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::context::Gpu;
+use super::context::{Gpu, lock};
 use crate::error::{Error, Result};
 
 /// What one dispatch does, for the profile's rates: floating-point operations, bytes read
@@ -250,7 +250,7 @@ impl Gpu {
                 ),
             });
         }
-        let mut slot = self.profiler.lock().unwrap();
+        let mut slot = lock(&self.profiler);
         if slot.is_some() {
             return Err(Error::Invalid {
                 what: "profile".into(),
@@ -268,11 +268,11 @@ impl Gpu {
     }
 
     /// Runs `work` with the profile (if any) set aside: what it dispatches is not timed
-    /// (kernel tuning measurements made in the middle of a profiled step).
-    pub(crate) fn unprofiled<T>(&self, work: impl FnOnce() -> T) -> T {
-        let held = self.profiler.lock().unwrap().take();
-        let result = work();
-        *self.profiler.lock().unwrap() = held;
+    /// (kernel tuning measurements made while a profile is recorded).
+    pub(crate) async fn unprofiled<T>(&self, work: impl Future<Output = T>) -> T {
+        let held = lock(&self.profiler).take();
+        let result = work.await;
+        *lock(&self.profiler) = held;
         result
     }
 
@@ -285,7 +285,7 @@ impl Gpu {
         work: Work,
         dispatch: impl FnOnce(&mut wgpu::ComputePass<'_>),
     ) {
-        let mut slot = self.profiler.lock().unwrap();
+        let mut slot = lock(&self.profiler);
         let Some(profiler) = slot.as_mut() else {
             drop(slot);
             return dispatch(pass);
@@ -311,7 +311,7 @@ impl Gpu {
     /// a new pass, whose time then goes to the dispatches recorded into it. `None` when not
     /// profiling or when timestamps go inside passes.
     pub fn profile_pass_timestamps(&self) -> Option<(wgpu::QuerySet, u32)> {
-        let mut slot = self.profiler.lock().unwrap();
+        let mut slot = lock(&self.profiler);
         let profiler = slot.as_mut().filter(|p| !p.inside_passes)?;
         let (set, index) = profiler.next_pair(&self.device);
         profiler.intervals.push(Interval {
@@ -324,8 +324,8 @@ impl Gpu {
 
     /// Ends the profile: resolves the timestamps of work submitted since
     /// [`Gpu::start_profile`] (submit it first) and groups them by entry point.
-    pub fn finish_profile(&self) -> Result<Profile> {
-        let Some(profiler) = self.profiler.lock().unwrap().take() else {
+    pub async fn finish_profile(&self) -> Result<Profile> {
+        let Some(profiler) = lock(&self.profiler).take() else {
             return Err(Error::Invalid {
                 what: "profile".into(),
                 why: "no profile is being recorded".into(),
@@ -345,7 +345,8 @@ impl Gpu {
             encoder.resolve_query_set(set, 0..count, &resolved, 0);
             self.queue.submit([encoder.finish()]);
             ticks.extend(
-                self.read::<u32>(&resolved, count as usize * 2)?
+                self.read::<u32>(&resolved, count as usize * 2)
+                    .await?
                     .chunks(2)
                     .map(|pair| pair[0] as u64 | (pair[1] as u64) << 32),
             );

@@ -1,7 +1,7 @@
 //! Launchers for `shaders/attention.wgsl`: fused causal attention (flash style) and its
 //! backward (delta, dQ, dK/dV), with the tile chosen to fit the device's workgroup memory.
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
 
 use super::attention_tiled::{self, Tiles};
 use super::attention_tune::{self, Pass};
@@ -230,12 +230,12 @@ fn setup(gpu: &Gpu, s: &AttentionShape) -> Result<Setup> {
 
 /// o = softmax(q·kᵀ/√d, causal)·v per head, and lse (the log-sum-exp of each score row)
 /// for the backward pass. q, k, v, o laid out as `s.layout` says; lse: [bh, t]. Runs the
-/// kernel the tuning table names for the shape's class, measuring the candidates the
-/// first time.
+/// kernel the tuning table names for the shape's class, or the adapter's default
+/// (`attention_tune::default_kernel`); nothing is measured here.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     o: &wgpu::Buffer,
     lse: &wgpu::Buffer,
     q: &wgpu::Buffer,
@@ -244,7 +244,7 @@ pub fn attention_forward(
     s: &AttentionShape,
 ) -> Result<()> {
     check_shape("attention_forward", s)?;
-    let kernel = attention_tune::pick(gpu, Pass::Forward, s)?;
+    let kernel = attention_tune::pick(gpu, Pass::Forward, s);
     attention_forward_with(gpu, pass, kernel, [o, lse, q, k, v], s)
 }
 
@@ -252,7 +252,7 @@ pub fn attention_forward(
 /// `[o, lse, q, k, v]`.
 pub fn attention_forward_with(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     kernel: AttentionKernel,
     [o, lse, q, k, v]: [&wgpu::Buffer; 5],
     s: &AttentionShape,
@@ -287,17 +287,17 @@ pub fn attention_forward_with(
 /// Backward of `attention_forward` given dO: writes (or adds to) dq, dk, dv. `delta` is
 /// scratch of [bh, t] floats. q, k, v, o, d_o and the gradients laid out as `s.layout`
 /// says (packed: dq, dk and dv one buffer); lse: [bh, t]. Runs the kernel the tuning table
-/// names for the shape's class, measuring the candidates the first time.
+/// names for the shape's class, or the adapter's default; nothing is measured here.
 pub fn attention_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     grads: [Grad<'_>; 3],
     delta: &wgpu::Buffer,
     [q, k, v, o, lse, d_o]: [&wgpu::Buffer; 6],
     s: &AttentionShape,
 ) -> Result<()> {
     check_shape("attention_backward", s)?;
-    let kernel = attention_tune::pick(gpu, Pass::Backward, s)?;
+    let kernel = attention_tune::pick(gpu, Pass::Backward, s);
     let inputs = [q, k, v, o, lse, d_o];
     attention_backward_with(gpu, pass, kernel, grads, delta, inputs, s)
 }
@@ -306,7 +306,7 @@ pub fn attention_backward(
 /// scratch `delta` from `[q, k, v, o, lse, d_o]`.
 pub fn attention_backward_with(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     kernel: AttentionKernel,
     grads: [Grad<'_>; 3],
     delta: &wgpu::Buffer,

@@ -6,7 +6,7 @@
 //! in workgroup memory held as rows of vec4s, and tile sizes checked against the device's
 //! workgroup memory.
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
 
 use super::attention::{AttentionShape, Params};
 
@@ -180,7 +180,7 @@ impl Tiles {
 /// Records the tiled forward: o, lse from q, k, v (shapes checked by the caller).
 pub(crate) fn forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     [o, lse, q, k, v]: [&wgpu::Buffer; 5],
     s: &AttentionShape,
     params: &Params,
@@ -202,7 +202,7 @@ pub(crate) fn forward(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     [dq, dk, dv]: [&wgpu::Buffer; 3],
     [q, k, v, d_o, lse, delta]: [&wgpu::Buffer; 6],
     s: &AttentionShape,

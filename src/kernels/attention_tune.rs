@@ -1,6 +1,6 @@
 //! The choice between the attention kernels of a pass (one row an invocation, or tiled
-//! with each tile size that fits), measured once per shape class and kept in the tuning
-//! table like the matmul's.
+//! with each tile size that fits), measured per shape class when a tune is asked for and
+//! kept in the tuning table like the matmul's; a fixed default until then.
 
 use crate::gpu::{Gpu, Result};
 
@@ -88,39 +88,82 @@ pub fn candidates(gpu: &Gpu, pass: Pass, d: u32) -> Vec<AttentionKernel> {
 
 /// Times every candidate of `pass` on scratch buffers of shape `s` (see
 /// `autotune::time_each`).
-pub fn measure_candidates(
+pub async fn measure_candidates(
     gpu: &Gpu,
     pass: Pass,
     s: &AttentionShape,
 ) -> Result<Vec<(AttentionKernel, f64)>> {
     let (input, output) = s.lengths("attention tuning")?;
     let rows = s.bh as u64 * s.t as u64;
-    let scratch = |label: &str, n: u64| autotune::filled(gpu, &format!("tune {label}"), n);
-    let [q, k, v, dq, dk, dv] = ["q", "k", "v", "dq", "dk", "dv"].map(|l| scratch(l, input));
-    let (q, k, v, dq, dk, dv) = (q?, k?, v?, dq?, dk?, dv?);
-    let (o, d_o) = (scratch("o", output)?, scratch("do", output)?);
-    let (lse, delta) = (scratch("lse", rows)?, scratch("delta", rows)?);
-    let grads = [&dq, &dk, &dv].map(Grad::write);
+    let mut buffers = Vec::new();
+    for (label, n) in [
+        ("q", input),
+        ("k", input),
+        ("v", input),
+        ("dq", input),
+        ("dk", input),
+        ("dv", input),
+        ("o", output),
+        ("do", output),
+        ("lse", rows),
+        ("delta", rows),
+    ] {
+        buffers.push(autotune::filled(gpu, &format!("tune {label}"), n).await?);
+    }
+    let [q, k, v, dq, dk, dv, o, d_o, lse, delta] = &buffers[..] else {
+        unreachable!("ten buffers were made")
+    };
+    let grads = [dq, dk, dv].map(Grad::write);
     autotune::time_each(&candidates(gpu, pass, s.d), |kernel| {
-        gpu.run(|p| match pass {
-            Pass::Forward => attention_forward_with(gpu, p, kernel, [&o, &lse, &q, &k, &v], s),
+        gpu.run(move |p| match pass {
+            Pass::Forward => attention_forward_with(gpu, p, kernel, [o, lse, q, k, v], s),
             Pass::Backward => {
-                let inputs = [&q, &k, &v, &o, &lse, &d_o];
-                attention_backward_with(gpu, p, kernel, grads, &delta, inputs, s)
+                let inputs = [q, k, v, o, lse, d_o];
+                attention_backward_with(gpu, p, kernel, grads, delta, inputs, s)
             }
         })
     })
+    .await
 }
 
-/// The kernel of `pass` for shape `s`: the table's choice for its class, or the fastest
-/// candidate, measured now and recorded.
-pub(crate) fn pick(gpu: &Gpu, pass: Pass, s: &AttentionShape) -> Result<AttentionKernel> {
+/// The kernel of `pass` for head dimension `d` when the table has no choice for its class:
+/// the first that fits the device of, forward, the 32×32 then 32×16 tiles; backward, on a
+/// software adapter the one-pass kernel of 16×32 tiles (lavapipe's winner; BENCHMARKS.md),
+/// on a GPU the two-kernel 32×32 then 16×16 tiles (the one-pass kernel has one workgroup a
+/// head, too few for a GPU at small batches); the row kernel last.
+pub fn default_kernel(gpu: &Gpu, pass: Pass, d: u32) -> AttentionKernel {
+    let tiles = |br, bc| Tiles { br, bc };
+    let preference = match pass {
+        Pass::Forward => vec![
+            AttentionKernel::Tiled(tiles(32, 32)),
+            AttentionKernel::Tiled(tiles(32, 16)),
+            AttentionKernel::Tiled(tiles(16, 16)),
+        ],
+        Pass::Backward if gpu.is_software() => vec![
+            AttentionKernel::PerHead(tiles(16, 32)),
+            AttentionKernel::Tiled(tiles(16, 32)),
+            AttentionKernel::Tiled(tiles(16, 16)),
+        ],
+        Pass::Backward => vec![
+            AttentionKernel::Tiled(tiles(32, 32)),
+            AttentionKernel::Tiled(tiles(16, 16)),
+        ],
+    };
+    preference
+        .into_iter()
+        .find(|&k| usable(gpu, pass, d, k))
+        .unwrap_or(AttentionKernel::Rows)
+}
+
+/// The kernel of `pass` for shape `s`: the table's choice for its class, or
+/// [`default_kernel`] (the class noted as untuned; see `autotune`).
+pub(crate) fn pick(gpu: &Gpu, pass: Pass, s: &AttentionShape) -> AttentionKernel {
     autotune::choose(
         gpu,
         &tuning_key(pass, s),
         AttentionKernel::parse,
         |kernel| usable(gpu, pass, s.d, kernel),
-        || measure_candidates(gpu, pass, s),
-        AttentionKernel::name,
+        default_kernel(gpu, pass, s.d),
+        autotune::TuneRequest::Attention(pass, *s),
     )
 }

@@ -1,11 +1,18 @@
-//! What the `Auto` variants of matmul and conv2d share: the blocked tiles worth trying on
-//! each kind of adapter, the timing that ranks a fixed list of candidates, and the rule
-//! that uses the tuning table's choice when the device can run it and measures otherwise.
+//! What the `Auto` variants of matmul, conv2d and attention share: the blocked tiles worth
+//! trying on each kind of adapter, the timing that ranks a fixed list of candidates, and
+//! the rule that uses the tuning table's choice when the device can run it and a fixed
+//! default for the adapter's kind otherwise. A launcher never measures: the classes it met
+//! without a choice are noted as untuned, and [`tune`] measures them when asked (`rezero
+//! tune`, `rezero train --tune`, the step benchmarks), before any step runs.
 
+use std::future::Future;
 use std::time::Instant;
 
+use super::attention::{AttentionKernel, AttentionShape};
+use super::attention_tune::{self, Pass};
+use super::conv2d::{self, Conv2d, ConvPass};
 use super::elementwise;
-use super::matmul::Block;
+use super::matmul::{self, Block, Matmul};
 use crate::gpu::{Gpu, Result};
 
 /// Blocked tiles tried on GPUs: large tiles for large products, narrow ones for the thin
@@ -42,27 +49,29 @@ pub fn blocks(gpu: &Gpu) -> Vec<Block> {
 
 /// A zeroed buffer of `len` floats filled with 0.5: what candidates are timed on (never
 /// zeros, which can run faster than real data).
-pub(crate) fn filled(gpu: &Gpu, label: &str, len: u64) -> Result<wgpu::Buffer> {
+pub(crate) async fn filled(gpu: &Gpu, label: &str, len: u64) -> Result<wgpu::Buffer> {
     let len = len.max(1);
     let buffer = gpu.zeroed_f32(label, len as usize);
-    gpu.run(|pass| elementwise::fill(gpu, pass, &buffer, 0.5, len.min(u32::MAX as u64) as u32))?;
+    let n = len.min(u32::MAX as u64) as u32;
+    gpu.run(|pass| elementwise::fill(gpu, pass, &buffer, 0.5, n))
+        .await?;
     Ok(buffer)
 }
 
 /// Times `run` (one submitted, waited-for dispatch set) for every candidate: the fastest of
 /// at least 2 runs, and of up to 20 within 20 ms, after a warm-up run that also builds the
 /// pipelines. Returns (candidate, seconds) in candidate order.
-pub(crate) fn time_each<V: Copy>(
+pub(crate) async fn time_each<V: Copy, F: Future<Output = Result<()>>>(
     candidates: &[V],
-    run: impl Fn(V) -> Result<()>,
+    run: impl Fn(V) -> F,
 ) -> Result<Vec<(V, f64)>> {
     let mut times = Vec::new();
     for &candidate in candidates {
-        run(candidate)?;
+        run(candidate).await?;
         let (mut fastest, mut spent, mut runs) = (f64::INFINITY, 0.0, 0);
         while runs < 2 || (runs < 20 && spent < 0.02) {
             let start = Instant::now();
-            run(candidate)?;
+            run(candidate).await?;
             let t = start.elapsed().as_secs_f64();
             (fastest, spent, runs) = (fastest.min(t), spent + t, runs + 1);
         }
@@ -80,22 +89,111 @@ pub fn fastest<V: Copy>(times: &[(V, f64)]) -> Option<V> {
 }
 
 /// The variant for tuning class `key`: the table's choice when it parses and `usable`
-/// accepts it, otherwise the fastest of `measure()`, recorded under `key` by `name`.
+/// accepts it, otherwise `default` (a fixed choice for this kind of adapter). Nothing is
+/// measured here: a class without a usable choice is noted as untuned, with `request`, for
+/// an explicit [`tune`] to measure.
 pub(crate) fn choose<V: Copy>(
     gpu: &Gpu,
     key: &str,
     parse: impl Fn(&str) -> Option<V>,
     usable: impl Fn(V) -> bool,
-    measure: impl FnOnce() -> Result<Vec<(V, f64)>>,
-    name: impl Fn(V) -> String,
-) -> Result<V> {
+    default: V,
+    request: TuneRequest,
+) -> V {
     if let Some(choice) = gpu.tuned(key).and_then(|text| parse(&text)) {
         if usable(choice) {
-            return Ok(choice);
+            return choice;
         }
     }
-    let times = gpu.unprofiled(measure)?;
-    let best = fastest(&times).expect("every tuned kernel has a candidate");
-    gpu.set_tuned(key, &name(best));
-    Ok(best)
+    gpu.note_untuned(key, Box::new(request));
+    default
+}
+
+/// A shape class of a kernel family with an `Auto` variant: what measuring its candidates
+/// needs.
+#[derive(Clone, Copy, Debug)]
+pub enum TuneRequest {
+    Matmul(Matmul),
+    Conv(ConvPass, Conv2d),
+    Attention(Pass, AttentionShape),
+}
+
+/// One class measured by [`tune`]: its key, every candidate's name and time (seconds; 0
+/// for a lone candidate, which is not run) and the winner's name.
+#[derive(Clone, Debug)]
+pub struct Tuned {
+    pub key: String,
+    pub times: Vec<(String, f64)>,
+    pub winner: String,
+}
+
+impl TuneRequest {
+    /// The class's key in the tuning table.
+    pub fn key(&self) -> String {
+        match self {
+            TuneRequest::Matmul(desc) => matmul::tuning_key(desc),
+            TuneRequest::Conv(pass, shape) => conv2d::tuning_key(*pass, shape),
+            TuneRequest::Attention(pass, shape) => attention_tune::tuning_key(*pass, shape),
+        }
+    }
+
+    /// Times every candidate now (each run submitted and waited for) and records the
+    /// fastest in the tuning table.
+    pub async fn measure(&self, gpu: &Gpu) -> Result<Tuned> {
+        let times = gpu.unprofiled(self.times(gpu)).await?;
+        let best = times
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(name, _)| name.clone())
+            .expect("every tuned kernel has a candidate");
+        let key = self.key();
+        gpu.set_tuned(&key, &best);
+        Ok(Tuned {
+            key,
+            times,
+            winner: best,
+        })
+    }
+
+    async fn times(&self, gpu: &Gpu) -> Result<Vec<(String, f64)>> {
+        Ok(match self {
+            TuneRequest::Matmul(desc) => {
+                let times = matmul::measure_candidates(gpu, desc).await?;
+                named(times, |v| v.name())
+            }
+            TuneRequest::Conv(pass, shape) => {
+                let times = conv2d::measure_candidates(gpu, *pass, shape).await?;
+                named(times, |v| v.name())
+            }
+            TuneRequest::Attention(pass, shape) => {
+                let times = attention_tune::measure_candidates(gpu, *pass, shape).await?;
+                named(times, AttentionKernel::name)
+            }
+        })
+    }
+}
+
+/// Measured (candidate, seconds) with each candidate named.
+fn named<V>(times: Vec<(V, f64)>, name: impl Fn(V) -> String) -> Vec<(String, f64)> {
+    times.into_iter().map(|(v, t)| (name(v), t)).collect()
+}
+
+/// The classes `Auto` met since the last call with no usable choice in the table (each ran
+/// its default), in key order. Taking them forgets them.
+pub fn take_untuned(gpu: &Gpu) -> Vec<TuneRequest> {
+    gpu.take_untuned()
+        .into_iter()
+        .filter_map(|any| any.downcast::<TuneRequest>().ok().map(|r| *r))
+        .collect()
+}
+
+/// Measures every request's candidates now and records the winners (the one place rezero
+/// tunes: `rezero tune`, `rezero train --tune` and the step benchmarks call it before
+/// their first step, never a launcher).
+pub async fn tune(gpu: &Gpu, requests: &[TuneRequest]) -> Result<Vec<Tuned>> {
+    let mut tuned = Vec::with_capacity(requests.len());
+    for request in requests {
+        tuned.push(request.measure(gpu).await?);
+    }
+    Ok(tuned)
 }

@@ -2,7 +2,7 @@
 //! channel, in training mode (batch statistics; running statistics updated on the GPU) and
 //! eval mode, and the training-mode backward.
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader};
 
 use super::{Grad, NormSaved, accumulate_bits, check_len, check_nonempty, elements, grid_stride};
 
@@ -165,7 +165,7 @@ fn per_channel_kernel<'a>(entry: &'static str, constants: &'a [(&'static str, f6
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_train_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     y: &wgpu::Buffer,
     mean: &wgpu::Buffer,
     rstd: &wgpu::Buffer,
@@ -225,7 +225,7 @@ pub fn batchnorm_train_forward(
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_eval_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     y: &wgpu::Buffer,
     x: &wgpu::Buffer,
     running_mean: &wgpu::Buffer,
@@ -253,7 +253,7 @@ pub fn batchnorm_eval_forward(
 #[allow(clippy::too_many_arguments)]
 pub fn batchnorm_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: Grad,
     dgamma: Grad,
     dbeta: Grad,

@@ -3,7 +3,7 @@
 //! on the way. The forward of that activation is the matmul's store
 //! ([`matmul_activation`](super::matmul::matmul_activation)).
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
 
 use super::{Grad, accumulate_bits, check_len, check_nonempty, elements};
 
@@ -82,7 +82,7 @@ struct Params {
 /// [`BiasShape::scratch_len`] floats, needed (`Some`) only when that is above 0.
 pub fn bias_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dbias: Grad,
     scratch: Option<&wgpu::Buffer>,
     dy: &wgpu::Buffer,
@@ -97,7 +97,7 @@ pub fn bias_backward(
 #[allow(clippy::too_many_arguments)]
 pub fn bias_activation_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: Grad,
     dbias: Grad,
     scratch: Option<&wgpu::Buffer>,
@@ -119,7 +119,7 @@ pub fn bias_activation_backward(
 
 fn record(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dbias: Grad,
     through: Option<(Grad, &wgpu::Buffer, Activation)>,
     scratch: Option<&wgpu::Buffer>,

@@ -1,6 +1,6 @@
 //! Launchers for `shaders/cross_entropy.wgsl`: mean cross-entropy of logits and its gradient.
 
-use crate::gpu::{Gpu, Result, Shader};
+use crate::gpu::{Gpu, Recorder, Result, Shader};
 
 use super::{check_len, check_nonempty, dispatch_rows, elements};
 
@@ -26,7 +26,7 @@ struct Params {
 #[allow(clippy::too_many_arguments)]
 pub fn cross_entropy(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     loss: &wgpu::Buffer,
     dlogits: &wgpu::Buffer,
     row_loss: &wgpu::Buffer,

@@ -3,7 +3,7 @@
 //! of the model, and the run's seed: in the uniform) and of the step (a one-element buffer
 //! written once a step, so a training loop keeps its uniforms and bind groups).
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
 
 use super::{Grad, check_len, check_nonempty, grid_stride};
 
@@ -77,7 +77,7 @@ impl Mask {
 
 fn launch(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     entry: &'static str,
     [out, x, step]: [&wgpu::Buffer; 3],
     params: &Params,
@@ -100,7 +100,7 @@ fn launch(
 /// y, x: [n]; step: [1] u32
 pub fn dropout_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     y: &wgpu::Buffer,
     x: &wgpu::Buffer,
     step: &wgpu::Buffer,
@@ -115,7 +115,7 @@ pub fn dropout_forward(
 /// dx, dy: [n]; step: [1] u32
 pub fn dropout_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: Grad,
     dy: &wgpu::Buffer,
     step: &wgpu::Buffer,

@@ -1,6 +1,6 @@
 //! Launchers for `shaders/elementwise.wgsl`: add, scale, relu, gelu (with backwards), fill, copy.
 
-use crate::gpu::{Gpu, Kernel, Result, Shader, Work};
+use crate::gpu::{Gpu, Kernel, Recorder, Result, Shader, Work};
 
 use super::{check_len, check_nonempty, grid_stride};
 
@@ -23,7 +23,7 @@ struct Params {
 #[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     entry: &'static str,
     out: &wgpu::Buffer,
     inputs: &[&wgpu::Buffer],
@@ -60,7 +60,7 @@ fn launch(
 /// out (+)= a + b; a, b, out: [n]
 pub fn add(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     a: &wgpu::Buffer,
     b: &wgpu::Buffer,
@@ -73,7 +73,7 @@ pub fn add(
 /// out (+)= s · a; a, out: [n]. Also the backward of scale (with the same s).
 pub fn scale(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     a: &wgpu::Buffer,
     s: f32,
@@ -86,7 +86,7 @@ pub fn scale(
 /// out = max(x, 0); x, out: [n]
 pub fn relu(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     x: &wgpu::Buffer,
     n: u32,
@@ -97,7 +97,7 @@ pub fn relu(
 /// dx (+)= dy · [x > 0]; dx, dy, x: [n]
 pub fn relu_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: &wgpu::Buffer,
     dy: &wgpu::Buffer,
     x: &wgpu::Buffer,
@@ -110,7 +110,7 @@ pub fn relu_backward(
 /// out = gelu(x), tanh form; x, out: [n]
 pub fn gelu(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     x: &wgpu::Buffer,
     n: u32,
@@ -121,7 +121,7 @@ pub fn gelu(
 /// dx (+)= dy · gelu'(x); dx, dy, x: [n]
 pub fn gelu_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: &wgpu::Buffer,
     dy: &wgpu::Buffer,
     x: &wgpu::Buffer,
@@ -134,7 +134,7 @@ pub fn gelu_backward(
 /// out = value; out: [n]
 pub fn fill(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     value: f32,
     n: u32,
@@ -146,7 +146,7 @@ pub fn fill(
 /// memory-bound benchmarks.
 pub fn copy(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     a: &wgpu::Buffer,
     n: u32,
@@ -158,7 +158,7 @@ pub fn copy(
 /// memory-bound kernels: software Vulkan moves vec4s that are not computed on much faster.
 pub fn copy_vec4(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     a: &wgpu::Buffer,
     n: u32,

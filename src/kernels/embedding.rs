@@ -1,6 +1,6 @@
 //! Launchers for `shaders/embedding.wgsl`: row lookup and its deterministic scatter-add backward.
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader};
 
 use super::{Grad, check_len, check_nonempty, elements, grid_stride};
 
@@ -67,7 +67,7 @@ impl IdGroups {
 #[allow(clippy::too_many_arguments)]
 pub fn embedding_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     table: &wgpu::Buffer,
     ids: &wgpu::Buffer,
@@ -118,7 +118,7 @@ pub struct EmbeddingShape {
 /// (both from [`IdGroups`], uploaded as u32).
 pub fn embedding_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dtable: Grad,
     dout: &wgpu::Buffer,
     order: &wgpu::Buffer,

@@ -2,7 +2,7 @@
 //! layer ([batch·t, stride], columns offset .. offset + heads·d) and the head layout of
 //! the attention kernels ([batch·heads, t, d]).
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader};
 
 use super::{check_len, check_nonempty, elements, grid_stride};
 
@@ -40,7 +40,7 @@ struct Params {
 
 fn launch(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     entry: &'static str,
     out: &wgpu::Buffer,
     x: &wgpu::Buffer,
@@ -100,7 +100,7 @@ fn launch(
 /// out [batch·heads, t, d] = the heads of x [batch·t, stride].
 pub fn rows_to_heads(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     x: &wgpu::Buffer,
     layout: &HeadLayout,
@@ -111,7 +111,7 @@ pub fn rows_to_heads(
 /// The heads of out [batch·t, stride] (+)= x [batch·heads, t, d]; other columns untouched.
 pub fn heads_to_rows(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     x: &wgpu::Buffer,
     layout: &HeadLayout,

@@ -1,6 +1,6 @@
 //! Launchers for `shaders/layernorm.wgsl`: LayerNorm over rows with gain and bias, and its backward.
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader};
 
 use super::{Grad, NormSaved, accumulate_bits, check_len, check_nonempty, dispatch_rows, elements};
 
@@ -65,7 +65,7 @@ pub struct LayerNormShape {
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     y: &wgpu::Buffer,
     mean: &wgpu::Buffer,
     rstd: &wgpu::Buffer,
@@ -108,7 +108,7 @@ pub fn layernorm_forward(
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: Grad,
     dgain: Grad,
     dbias: Grad,

@@ -25,7 +25,7 @@ pub mod rezero;
 pub mod shortcut;
 pub mod softmax;
 
-use crate::gpu::{Error, Result, Shader};
+use crate::gpu::{Error, Recorder, Result, Shader};
 
 /// A shader's source: the named files of `shaders/`, preludes first (`workgroup.wgsl`:
 /// the workgroup reductions and the accumulate rule of the row and reduction shaders;
@@ -180,7 +180,7 @@ pub(crate) fn grid_stride(n: u64) -> [u32; 3] {
 /// per-dimension limit) of the device's row workgroup size (the `WG` override constant).
 pub(crate) fn dispatch_rows<P: bytemuck::Pod>(
     gpu: &crate::gpu::Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     shader: crate::gpu::Shader,
     entry: &'static str,
     params: &P,

@@ -2,7 +2,7 @@
 //! LAMB, in place. Each reads the gradient as a [`Gradient`] says: kept, or consumed (set
 //! to 0 once read, so the next backward adds into it with no zeroing pass between).
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
 
 use super::{check_len, check_nonempty, grid_stride, reduce};
 
@@ -170,7 +170,7 @@ pub fn step_values(lr_factor: f32, betas: Option<(f32, f32)>, step: u32) -> Resu
 #[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     entry: &'static str,
     params: &mut Params,
     [param, state1]: [&wgpu::Buffer; 2],
@@ -223,7 +223,7 @@ fn launch(
 #[allow(clippy::too_many_arguments)]
 pub fn sgd(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     param: &wgpu::Buffer,
     velocity: &wgpu::Buffer,
     grad: Gradient,
@@ -261,7 +261,7 @@ pub fn sgd(
 #[allow(clippy::too_many_arguments)]
 pub fn adagrad(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     param: &wgpu::Buffer,
     sum_sq: &wgpu::Buffer,
     grad: Gradient,
@@ -300,7 +300,7 @@ pub fn adagrad(
 #[allow(clippy::too_many_arguments)]
 pub fn adam(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     param: &wgpu::Buffer,
     m: &wgpu::Buffer,
     v: &wgpu::Buffer,
@@ -355,7 +355,7 @@ fn check_moments(beta1: f32, beta2: f32, eps: f32) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 pub fn lamb(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     param: &wgpu::Buffer,
     m: &wgpu::Buffer,
     v: &wgpu::Buffer,

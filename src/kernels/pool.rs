@@ -1,7 +1,7 @@
 //! Launchers for `shaders/pool.wgsl`: global average pooling of NCHW activations and its
 //! backward.
 
-use crate::gpu::{Gpu, Kernel, Result, Shader};
+use crate::gpu::{Gpu, Kernel, Recorder, Result, Shader};
 
 use super::{check_len, check_nonempty, elements, grid_stride};
 
@@ -36,7 +36,7 @@ fn check(
 /// y[r] = mean of x[r, ..]. y: [rows] (rows = batch·channels); x: [rows, pixels].
 pub fn global_avg_pool_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     y: &wgpu::Buffer,
     x: &wgpu::Buffer,
     rows: u32,
@@ -60,7 +60,7 @@ pub fn global_avg_pool_forward(
 /// dx[r, i] (+)= dy[r] / pixels. dx: [rows, pixels]; dy: [rows].
 pub fn global_avg_pool_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: &wgpu::Buffer,
     dy: &wgpu::Buffer,
     rows: u32,

@@ -1,6 +1,6 @@
 //! Launchers for `shaders/reduce.wgsl`: sums and sums of squares, per row and whole tensor.
 
-use crate::gpu::{Gpu, Kernel, Result, Shader};
+use crate::gpu::{Gpu, Kernel, Recorder, Result, Shader};
 
 use super::{check_len, check_nonempty, dispatch_rows, elements};
 
@@ -30,7 +30,7 @@ struct Params {
 #[allow(clippy::too_many_arguments)]
 pub fn sum_rows(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     x: &wgpu::Buffer,
     rows: u32,
@@ -57,7 +57,7 @@ pub fn sum_rows(
 #[allow(clippy::too_many_arguments)]
 pub fn sum_all(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     scratch: &wgpu::Buffer,
     x: &wgpu::Buffer,

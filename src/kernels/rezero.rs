@@ -1,6 +1,6 @@
 //! Launchers for `shaders/rezero.wgsl`: the fused ReZero residual y = x + α·f and its backward.
 
-use crate::gpu::{Gpu, Kernel, Result, Shader, Work};
+use crate::gpu::{Gpu, Kernel, Recorder, Result, Shader, Work};
 
 use super::{Grad, accumulate_bits, check_len, check_nonempty, grid_stride};
 
@@ -37,7 +37,7 @@ pub struct RezeroShape {
 #[allow(clippy::too_many_arguments)]
 pub fn rezero_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     y: &wgpu::Buffer,
     x: &wgpu::Buffer,
     f: &wgpu::Buffer,
@@ -81,7 +81,7 @@ pub fn rezero_forward(
 #[allow(clippy::too_many_arguments)]
 pub fn rezero_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: Grad,
     df: Grad,
     dalpha: Grad,

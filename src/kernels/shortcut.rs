@@ -2,7 +2,7 @@
 //! downsampling ResNet block (subsample by the stride, append zero channels) and its
 //! backward.
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader};
 
 use super::{check_len, check_nonempty, elements, grid_stride};
 
@@ -108,7 +108,7 @@ struct Params {
 /// y[n, c, i, j] = x[n, c, i·stride, j·stride] for c < c_in, 0 for the added channels.
 pub fn shortcut_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     y: &wgpu::Buffer,
     x: &wgpu::Buffer,
     shape: &ShortcutShape,
@@ -126,7 +126,7 @@ pub fn shortcut_forward(
 /// dx (+)= dy at the sampled pixels of the first c_in channels, 0 elsewhere.
 pub fn shortcut_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: &wgpu::Buffer,
     dy: &wgpu::Buffer,
     shape: &ShortcutShape,

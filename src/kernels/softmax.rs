@@ -1,6 +1,6 @@
 //! Launchers for `shaders/softmax.wgsl`: stable softmax over rows and its backward.
 
-use crate::gpu::{Gpu, Result, Shader};
+use crate::gpu::{Gpu, Recorder, Result, Shader};
 
 use super::{check_len, check_nonempty, dispatch_rows, elements};
 
@@ -36,7 +36,7 @@ const PLAIN: Form = Form {
 #[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     entry: &'static str,
     buffers: &[&wgpu::Buffer],
     rows: u32,
@@ -69,7 +69,7 @@ fn launch(
 /// y = softmax(x) over each row; y, x: [rows, cols]
 pub fn softmax_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     y: &wgpu::Buffer,
     x: &wgpu::Buffer,
     rows: u32,
@@ -91,7 +91,7 @@ pub fn softmax_forward(
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: &wgpu::Buffer,
     y: &wgpu::Buffer,
     dy: &wgpu::Buffer,
@@ -116,7 +116,7 @@ pub fn softmax_backward(
 /// y, x: [heads · t, t]
 pub fn softmax_causal_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     y: &wgpu::Buffer,
     x: &wgpu::Buffer,
     rows: u32,
@@ -142,7 +142,7 @@ pub fn softmax_causal_forward(
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_causal_backward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: &wgpu::Buffer,
     y: &wgpu::Buffer,
     dy: &wgpu::Buffer,

@@ -8,14 +8,15 @@ use crate::tape::{Activation, Param, Tape, Tensor};
 use super::init::xavier_normal;
 
 /// The block `x ← ...` of each layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum MlpVariant {
     /// x ← relu(W x + b)
     Plain,
     /// x ← x + relu(W x + b)
     Residual,
     /// x ← LN(x + relu(W x + b))
-    #[value(name = "layernorm")]
+    #[cfg_attr(feature = "cli", value(name = "layernorm"))]
     LayerNorm,
     /// x ← x + α_i · relu(W x + b), α_i initialised to `alpha_init` (0)
     Rezero,
@@ -115,30 +116,32 @@ impl Mlp {
         let zeros = |name: &str, n: usize| Param::new(gpu, name, &[n], &vec![0.0; n], false);
         let blocks = 0..d;
         let is = |v| config.variant == v;
+        let alphas = is(MlpVariant::Rezero)
+            .then(|| Param::new(gpu, "alphas", &[d], &vec![config.alpha_init; d], false))
+            .transpose()?;
+        let norms = if is(MlpVariant::LayerNorm) {
+            let norm = |i| -> Result<(Param, Param)> {
+                let gain = Param::new(gpu, &format!("ln{i}.gain"), &[w], &vec![1.0; w], false)?;
+                Ok((gain, zeros(&format!("ln{i}.bias"), w)?))
+            };
+            blocks.clone().map(norm).collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
         Ok(Mlp {
-            w_in: weight("w_in", seed, w, config.inputs),
-            b_in: zeros("b_in", w),
+            w_in: weight("w_in", seed, w, config.inputs)?,
+            b_in: zeros("b_in", w)?,
             w: blocks
                 .clone()
                 .map(|i| weight(&format!("w{i}"), seed.wrapping_add(1 + i as u64), w, w))
-                .collect(),
-            b: blocks.clone().map(|i| zeros(&format!("b{i}"), w)).collect(),
-            alphas: is(MlpVariant::Rezero)
-                .then(|| Param::new(gpu, "alphas", &[d], &vec![config.alpha_init; d], false)),
-            norms: if is(MlpVariant::LayerNorm) {
-                blocks
-                    .map(|i| {
-                        (
-                            Param::new(gpu, &format!("ln{i}.gain"), &[w], &vec![1.0; w], false),
-                            zeros(&format!("ln{i}.bias"), w),
-                        )
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            },
-            w_out: weight("w_out", seed.wrapping_add(d as u64 + 1), config.classes, w),
-            b_out: zeros("b_out", config.classes),
+                .collect::<Result<_>>()?,
+            b: blocks
+                .map(|i| zeros(&format!("b{i}"), w))
+                .collect::<Result<_>>()?,
+            alphas,
+            norms,
+            w_out: weight("w_out", seed.wrapping_add(d as u64 + 1), config.classes, w)?,
+            b_out: zeros("b_out", config.classes)?,
             config,
         })
     }

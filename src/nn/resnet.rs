@@ -11,7 +11,8 @@ use crate::tape::{Param, RunningStats, Tape, Tensor};
 use super::init::{normal, xavier_normal};
 
 /// The residual block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ResnetVariant {
     /// out = relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x))
     Standard,
@@ -19,7 +20,7 @@ pub enum ResnetVariant {
     Rezero,
     /// out = shortcut(x) + α·relu(conv2(relu(conv1 x))), convolutions with biases, no
     /// BatchNorm anywhere
-    #[value(name = "rezero-nobn")]
+    #[cfg_attr(feature = "cli", value(name = "rezero-nobn"))]
     RezeroNoBn,
 }
 
@@ -57,7 +58,8 @@ impl std::str::FromStr for ResnetVariant {
 }
 
 /// The shortcut of a block that changes the shape (the first of stages 2 and 3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ShortcutKind {
     /// A 1×1 stride-2 convolution (with BatchNorm where the variant has it).
     Projection,
@@ -213,7 +215,14 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn conv(&mut self, name: &str, c_in: usize, c_out: usize, k: usize, stride: u32) -> ConvLayer {
+    fn conv(
+        &mut self,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: u32,
+    ) -> Result<ConvLayer> {
         self.seed = self.seed.wrapping_add(1);
         // He-normal over the fan-out, as torchvision initialises ResNets.
         let std = (2.0 / (c_out * k * k) as f32).sqrt();
@@ -223,7 +232,7 @@ impl Builder<'_> {
             &[c_out, c_in, k, k],
             &normal(self.seed, c_out * c_in * k * k, std),
             true,
-        );
+        )?;
         let zeros = vec![0.0; c_out];
         let (bias, bn) = if self.batchnorm {
             let bn = BatchNorm {
@@ -233,14 +242,14 @@ impl Builder<'_> {
                     &[c_out],
                     &vec![1.0; c_out],
                     false,
-                ),
+                )?,
                 beta: Param::new(
                     self.gpu,
                     &format!("{name}.bn.beta"),
                     &[c_out],
                     &zeros,
                     false,
-                ),
+                )?,
                 running_mean: self.gpu.upload(&format!("{name}.bn.running_mean"), &zeros),
                 running_var: self
                     .gpu
@@ -249,16 +258,16 @@ impl Builder<'_> {
             };
             (None, Some(bn))
         } else {
-            let bias = Param::new(self.gpu, &format!("{name}.bias"), &[c_out], &zeros, false);
+            let bias = Param::new(self.gpu, &format!("{name}.bias"), &[c_out], &zeros, false)?;
             (Some(bias), None)
         };
-        ConvLayer {
+        Ok(ConvLayer {
             w,
             bias,
             bn,
             stride,
             pad: (k / 2) as u32,
-        }
+        })
     }
 }
 
@@ -312,7 +321,7 @@ impl Resnet {
             seed: config.seed,
             batchnorm: config.variant.batchnorm(),
         };
-        let stem = b.conv("stem", config.in_channels, STAGE_CHANNELS[0], 3, 1);
+        let stem = b.conv("stem", config.in_channels, STAGE_CHANNELS[0], 3, 1)?;
         let mut blocks = Vec::with_capacity(3 * n);
         let mut c_in = STAGE_CHANNELS[0];
         for (stage, &c_out) in STAGE_CHANNELS.iter().enumerate() {
@@ -320,8 +329,8 @@ impl Resnet {
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
                 let name = format!("s{stage}.b{i}");
                 blocks.push(BasicBlock {
-                    conv1: b.conv(&format!("{name}.conv1"), c_in, c_out, 3, stride),
-                    conv2: b.conv(&format!("{name}.conv2"), c_out, c_out, 3, 1),
+                    conv1: b.conv(&format!("{name}.conv1"), c_in, c_out, 3, stride)?,
+                    conv2: b.conv(&format!("{name}.conv2"), c_out, c_out, 3, 1)?,
                     shortcut: match config.shortcut {
                         _ if stride == 1 && c_in == c_out => Shortcut::Same,
                         ShortcutKind::Projection => Shortcut::Projection(Box::new(b.conv(
@@ -330,7 +339,7 @@ impl Resnet {
                             c_out,
                             1,
                             stride,
-                        ))),
+                        )?)),
                         ShortcutKind::Identity => Shortcut::ZeroPad {
                             channels: c_out,
                             stride,
@@ -346,23 +355,25 @@ impl Resnet {
         Ok(Resnet {
             stem,
             blocks,
-            alphas: rezero.then(|| {
-                Param::new(
-                    gpu,
-                    "alphas",
-                    &[count],
-                    &vec![config.alpha_init; count],
-                    false,
-                )
-            }),
+            alphas: rezero
+                .then(|| {
+                    Param::new(
+                        gpu,
+                        "alphas",
+                        &[count],
+                        &vec![config.alpha_init; count],
+                        false,
+                    )
+                })
+                .transpose()?,
             fc_w: Param::new(
                 gpu,
                 "fc.w",
                 &[classes, c_in],
                 &xavier_normal(config.seed.wrapping_add(7919), classes, c_in, 1.0),
                 true,
-            ),
-            fc_b: Param::new(gpu, "fc.b", &[classes], &vec![0.0; classes], false),
+            )?,
+            fc_b: Param::new(gpu, "fc.b", &[classes], &vec![0.0; classes], false)?,
             config,
         })
     }

@@ -9,20 +9,21 @@ use crate::tape::{Activation, Param, Tape, Tensor};
 use super::init::{normal, xavier_normal};
 
 /// How each block combines a sublayer F (attention or feed-forward) with the stream x.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum BlockVariant {
     /// x = LN(x + F(x))
-    #[value(name = "postnorm")]
+    #[cfg_attr(feature = "cli", value(name = "postnorm"))]
     PostNorm,
     /// x = x + F(LN(x)), and a final LN before the output projection
-    #[value(name = "prenorm")]
+    #[cfg_attr(feature = "cli", value(name = "prenorm"))]
     PreNorm,
     /// x = x + α·F(x), α = 0 at the start, no LayerNorm anywhere
     Rezero,
     /// x = x + F(x): ReZero with α fixed at 1
     Residual,
     /// x = LN(x + α·F(x))
-    #[value(name = "rezero-postnorm")]
+    #[cfg_attr(feature = "cli", value(name = "rezero-postnorm"))]
     RezeroPostNorm,
 }
 
@@ -186,35 +187,42 @@ impl Transformer {
             seed
         };
         let dm = c.d_model;
-        let mut linear = |name: &str, out: usize, inp: usize| Linear {
-            w: Param::new(
-                gpu,
-                &format!("{name}.w"),
-                &[out, inp],
-                &xavier_normal(next(), out, inp, 1.0),
-                true,
-            ),
-            b: Param::new(gpu, &format!("{name}.b"), &[out], &vec![0.0; out], false),
-        };
-        let norm = |name: &str| Norm {
-            gain: Param::new(gpu, &format!("{name}.gain"), &[dm], &vec![1.0; dm], false),
-            bias: Param::new(gpu, &format!("{name}.bias"), &[dm], &vec![0.0; dm], false),
-        };
-        let blocks = (0..c.layers)
-            .map(|i| Block {
-                qkv: linear(&format!("block{i}.qkv"), 3 * dm, dm),
-                proj: linear(&format!("block{i}.proj"), dm, dm),
-                ff1: linear(&format!("block{i}.ff1"), c.d_ff, dm),
-                ff2: linear(&format!("block{i}.ff2"), dm, c.d_ff),
-                norms: c.variant.has_block_norms().then(|| {
-                    (
-                        norm(&format!("block{i}.norm1")),
-                        norm(&format!("block{i}.norm2")),
-                    )
-                }),
+        let mut linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
+            Ok(Linear {
+                w: Param::new(
+                    gpu,
+                    &format!("{name}.w"),
+                    &[out, inp],
+                    &xavier_normal(next(), out, inp, 1.0),
+                    true,
+                )?,
+                b: Param::new(gpu, &format!("{name}.b"), &[out], &vec![0.0; out], false)?,
             })
-            .collect();
-        let out = linear("out", VOCAB, dm);
+        };
+        let norm = |name: &str| -> Result<Norm> {
+            Ok(Norm {
+                gain: Param::new(gpu, &format!("{name}.gain"), &[dm], &vec![1.0; dm], false)?,
+                bias: Param::new(gpu, &format!("{name}.bias"), &[dm], &vec![0.0; dm], false)?,
+            })
+        };
+        let mut blocks = Vec::with_capacity(c.layers);
+        for i in 0..c.layers {
+            // Field order is initialisation order: the seeds follow it.
+            blocks.push(Block {
+                qkv: linear(&format!("block{i}.qkv"), 3 * dm, dm)?,
+                proj: linear(&format!("block{i}.proj"), dm, dm)?,
+                ff1: linear(&format!("block{i}.ff1"), c.d_ff, dm)?,
+                ff2: linear(&format!("block{i}.ff2"), dm, c.d_ff)?,
+                norms: match c.variant.has_block_norms() {
+                    true => Some((
+                        norm(&format!("block{i}.norm1"))?,
+                        norm(&format!("block{i}.norm2"))?,
+                    )),
+                    false => None,
+                },
+            });
+        }
+        let out = linear("out", VOCAB, dm)?;
         let alpha_count = if c.alpha_per_sublayer {
             2 * c.layers
         } else {
@@ -227,25 +235,31 @@ impl Transformer {
                 &[VOCAB, dm],
                 &normal(c.seed ^ 0x7, VOCAB * dm, 0.02),
                 false,
-            ),
+            )?,
             positions: Param::new(
                 gpu,
                 "positions",
                 &[c.seq, dm],
                 &normal(c.seed ^ 0x9, c.seq * dm, 0.02),
                 false,
-            ),
+            )?,
             blocks,
-            alphas: c.variant.has_alpha().then(|| {
-                Param::new(
-                    gpu,
-                    "alphas",
-                    &[alpha_count],
-                    &vec![c.alpha_init; alpha_count],
-                    false,
-                )
-            }),
-            final_norm: (c.variant == BlockVariant::PreNorm).then(|| norm("final_norm")),
+            alphas: c
+                .variant
+                .has_alpha()
+                .then(|| {
+                    Param::new(
+                        gpu,
+                        "alphas",
+                        &[alpha_count],
+                        &vec![c.alpha_init; alpha_count],
+                        false,
+                    )
+                })
+                .transpose()?,
+            final_norm: (c.variant == BlockVariant::PreNorm)
+                .then(|| norm("final_norm"))
+                .transpose()?,
             out,
             config,
         })

@@ -37,7 +37,8 @@ pub enum Method {
 }
 
 /// The update rules by name (the `--optimizer` flag).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum OptimizerName {
     Sgd,
     Adagrad,
@@ -76,11 +77,19 @@ impl Method {
 
     /// `sgd` (momentum 0.9), `adagrad`, `adam` or `adamw` with the usual constants.
     pub fn parse(name: &str) -> Result<Method> {
-        use clap::ValueEnum;
-        let name = OptimizerName::from_str(name, false).map_err(|_| Error::Invalid {
-            what: "optimizer".into(),
-            why: format!("'{name}' is not one of sgd, adagrad, adam, adamw, lamb"),
-        })?;
+        let name = match name {
+            "sgd" => OptimizerName::Sgd,
+            "adagrad" => OptimizerName::Adagrad,
+            "adam" => OptimizerName::Adam,
+            "adamw" => OptimizerName::Adamw,
+            "lamb" => OptimizerName::Lamb,
+            _ => {
+                return Err(Error::Invalid {
+                    what: "optimizer".into(),
+                    why: format!("'{name}' is not one of sgd, adagrad, adam, adamw, lamb"),
+                });
+            }
+        };
         Ok(Method::of(name, 0.9))
     }
 }
@@ -258,7 +267,7 @@ impl Optimizer {
     pub fn step(
         &mut self,
         gpu: &Gpu,
-        pass: &mut wgpu::ComputePass<'_>,
+        pass: &mut dyn crate::gpu::Recorder,
         params: &[&Param],
     ) -> Result<()> {
         self.check(params)?;
@@ -329,7 +338,7 @@ impl Optimizer {
     fn record_norm(
         &self,
         gpu: &Gpu,
-        pass: &mut wgpu::ComputePass<'_>,
+        pass: &mut dyn crate::gpu::Recorder,
         params: &[&Param],
     ) -> Result<()> {
         elementwise::fill(gpu, pass, &self.norm_sq, 0.0, 1)?;
@@ -367,7 +376,7 @@ impl Optimizer {
     fn update(
         &self,
         gpu: &Gpu,
-        pass: &mut wgpu::ComputePass<'_>,
+        pass: &mut dyn crate::gpu::Recorder,
         i: usize,
         p: &Param,
     ) -> Result<()> {

@@ -15,7 +15,8 @@
 //! All work of a step goes into one command encoder and compute pass; nothing is read back
 //! unless asked ([`Tape::read`]). Activations and gradients come from the tape's
 //! [`BufferPool`](crate::gpu::BufferPool) and go back at [`Tape::reset`], so a training
-//! loop that repeats the same shapes allocates nothing after its first step.
+//! loop that repeats the same shapes allocates nothing after its first step. A step can
+//! be recorded on a dry tape ([`Tape::dry`]) to find and [`tune`] its kernels first.
 
 mod backward;
 mod backward_ops;
@@ -26,6 +27,7 @@ mod ops_linear;
 #[allow(clippy::module_inception)]
 mod tape;
 mod tensor;
+pub mod tune;
 
 pub use crate::kernels::bias::Activation;
 pub use dropout::DropoutStep;

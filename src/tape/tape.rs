@@ -2,7 +2,7 @@
 //! command encoder and compute pass they are recorded into, and the buffer pool that
 //! activations and gradients come from.
 
-use crate::gpu::{BufferPool, Error, Gpu, Result};
+use crate::gpu::{BufferPool, Discard, Error, Gpu, Recorder, Result};
 use crate::kernels::elementwise;
 use crate::kernels::matmul::Matmul;
 
@@ -147,6 +147,8 @@ pub struct Tape<'g> {
     pub(crate) pool: BufferPool,
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
+    /// Set for a dry tape (`Tape::dry`): ops record into it, and nothing is built or run.
+    dry: Option<Discard>,
     pub(crate) nodes: Vec<Node>,
     pub(crate) slots: Vec<Slot>,
     /// Pool buffers handed out this step; back to the pool at `reset`.
@@ -181,6 +183,7 @@ impl<'g> Tape<'g> {
             pool: BufferPool::new(),
             encoder: None,
             pass: None,
+            dry: None,
             nodes: Vec::new(),
             slots: Vec::new(),
             taken: Vec::new(),
@@ -194,6 +197,17 @@ impl<'g> Tape<'g> {
             dropout_sites: 0,
             dropout_step: None,
         }
+    }
+
+    /// A dry tape: every op checks its sizes, allocates its outputs and chooses its kernels
+    /// as on a real tape, but records into a [`Discard`], so no pipeline is compiled and
+    /// nothing runs. A step recorded on it shows which tuning classes the real step will
+    /// meet (`kernels::autotune::take_untuned`) before anything is built for them. Reading
+    /// a tensor of a dry tape reads whatever its buffer holds.
+    pub fn dry(gpu: &'g Gpu) -> Tape<'g> {
+        let mut tape = Tape::new(gpu);
+        tape.dry = Some(Discard::new());
+        tape
     }
 
     pub fn gpu(&self) -> &'g Gpu {
@@ -210,9 +224,17 @@ impl<'g> Tape<'g> {
         self.grad_enabled
     }
 
-    /// The compute pass ops record into, opened on first use. While a profile times only
-    /// whole passes (see `gpu::profile`), every op gets a pass of its own.
-    pub(crate) fn pass(&mut self) -> &mut wgpu::ComputePass<'static> {
+    /// The compute pass ops record into, opened on first use (a dry tape's `Discard`).
+    /// While a profile times only whole passes (see `gpu::profile`), every op gets a pass
+    /// of its own.
+    pub(crate) fn pass(&mut self) -> &mut dyn Recorder {
+        if self.dry.is_none() {
+            return self.open_pass();
+        }
+        self.dry.get_or_insert_with(Discard::new)
+    }
+
+    fn open_pass(&mut self) -> &mut wgpu::ComputePass<'static> {
         if self.recorded >= OPS_PER_SUBMISSION {
             self.submit_chunk();
         }
@@ -236,7 +258,7 @@ impl<'g> Tape<'g> {
     /// Records extra work (an optimizer step, say) into the tape's pass.
     pub fn record<T>(
         &mut self,
-        work: impl FnOnce(&Gpu, &mut wgpu::ComputePass<'static>) -> Result<T>,
+        work: impl FnOnce(&Gpu, &mut dyn Recorder) -> Result<T>,
     ) -> Result<T> {
         let gpu = self.gpu;
         work(gpu, self.pass())
@@ -430,16 +452,16 @@ impl<'g> Tape<'g> {
     }
 
     /// Submits what is recorded and copies `t` to the host.
-    pub fn read(&mut self, t: &Tensor) -> Result<Vec<f32>> {
+    pub async fn read(&mut self, t: &Tensor) -> Result<Vec<f32>> {
         self.flush();
-        self.gpu.read_f32(&t.buffer, t.len())
+        self.gpu.read_f32(&t.buffer, t.len()).await
     }
 
     /// The activation gradient of `t` after backward (parameters: read `Param::grad`).
-    pub fn grad(&mut self, t: &Tensor) -> Result<Option<Vec<f32>>> {
+    pub async fn grad(&mut self, t: &Tensor) -> Result<Option<Vec<f32>>> {
         self.flush();
         match self.slots[t.id].grad.clone() {
-            Some(buffer) => Ok(Some(self.gpu.read_f32(&buffer, t.len())?)),
+            Some(buffer) => Ok(Some(self.gpu.read_f32(&buffer, t.len()).await?)),
             None => Ok(None),
         }
     }

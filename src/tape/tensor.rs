@@ -1,7 +1,7 @@
 //! `Tensor` (a GPU buffer with a shape and an id on its tape) and `Param` (a trainable
 //! tensor with its gradient buffer).
 
-use crate::gpu::Gpu;
+use crate::gpu::{Error, Gpu, Result};
 
 /// A tensor on the GPU: row-major `shape`, a buffer holding at least that many f32, and the
 /// id of its slot on the tape that made it. Cloning is cheap (the buffer is shared).
@@ -58,22 +58,27 @@ pub struct Param {
 }
 
 impl Param {
-    /// A parameter holding `init` (whose length must match `shape`), gradient zeroed.
-    pub fn new(gpu: &Gpu, name: &str, shape: &[usize], init: &[f32], decay: bool) -> Param {
-        let len: usize = shape.iter().product();
-        assert_eq!(
-            init.len(),
-            len,
-            "parameter {name}: {} initial values for shape {shape:?}",
-            init.len()
-        );
-        Param {
+    /// A parameter holding `init` (whose length must match `shape`, at least one element),
+    /// gradient zeroed.
+    pub fn new(gpu: &Gpu, name: &str, shape: &[usize], init: &[f32], decay: bool) -> Result<Param> {
+        let len = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&len| len == init.len() && len > 0);
+        let Some(len) = len else {
+            return Err(Error::Shape {
+                op: "parameter",
+                expected: format!("{name}: at least one value, as many as shape {shape:?} holds"),
+                got: format!("{} initial values", init.len()),
+            });
+        };
+        Ok(Param {
             name: name.to_string(),
             shape: shape.to_vec(),
             value: gpu.upload(name, init),
             grad: gpu.zeroed_f32(name, len),
             decay,
-        }
+        })
     }
 
     /// Number of elements.

@@ -24,7 +24,7 @@ pub struct Checkpoint {
 }
 
 /// Reads `params` back from the GPU and writes them with `metadata` to `path` atomically.
-pub fn save(
+pub async fn save(
     gpu: &Gpu,
     path: &Path,
     params: &[&Param],
@@ -34,7 +34,7 @@ pub fn save(
         .iter()
         .map(|p| (p.name.clone(), p.shape.clone(), &p.value))
         .collect();
-    save_buffers(gpu, path, &entries, metadata)
+    save_buffers(gpu, path, &entries, metadata).await
 }
 
 /// A named tensor to save: (name, shape, buffer holding at least that many f32).
@@ -42,10 +42,10 @@ pub type Entry<'a> = (String, Vec<usize>, &'a wgpu::Buffer);
 
 /// Reads every entry back from the GPU and writes them with `metadata` to `path`
 /// atomically (a temporary file, then a rename).
-pub fn save_buffers(
+pub async fn save_buffers(
     gpu: &Gpu,
     path: &Path,
-    entries: &[Entry],
+    entries: &[Entry<'_>],
     mut metadata: HashMap<String, String>,
 ) -> Result<()> {
     // The kernel choices in force, so that a resumed run repeats them exactly.
@@ -56,7 +56,7 @@ pub fn save_buffers(
     );
     let mut values = Vec::with_capacity(entries.len());
     for (name, shape, buffer) in entries {
-        let data = gpu.read_f32(buffer, shape.iter().product())?;
+        let data = gpu.read_f32(buffer, shape.iter().product()).await?;
         // A diverged run must never replace the last good checkpoint.
         if let Some(bad) = data.iter().find(|v| !v.is_finite()) {
             return Err(Error::Diverged {
@@ -178,8 +178,8 @@ fn metadata_map<const N: usize>(pairs: [(&str, String); N]) -> HashMap<String, S
 }
 
 /// Saves an MLP: its parameters and its configuration as metadata.
-pub fn save_mlp(gpu: &Gpu, model: &Mlp, path: &Path) -> Result<()> {
-    save(gpu, path, &model.params(), mlp_metadata(model))
+pub async fn save_mlp(gpu: &Gpu, model: &Mlp, path: &Path) -> Result<()> {
+    save(gpu, path, &model.params(), mlp_metadata(model)).await
 }
 
 fn mlp_metadata(model: &Mlp) -> HashMap<String, String> {
@@ -220,17 +220,17 @@ pub fn mlp_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Mlp> 
 }
 
 /// Saves a Transformer: its parameters and its configuration as metadata.
-pub fn save_transformer(gpu: &Gpu, model: &Transformer, path: &Path) -> Result<()> {
-    save(gpu, path, &model.params(), transformer_metadata(model))
+pub async fn save_transformer(gpu: &Gpu, model: &Transformer, path: &Path) -> Result<()> {
+    save(gpu, path, &model.params(), transformer_metadata(model)).await
 }
 
 /// Saves a Transformer with its optimizer's state, the step reached and the run's flags,
 /// so that `rezero train lm --resume` can continue the run.
-pub fn save_transformer_run(
+pub async fn save_transformer_run(
     gpu: &Gpu,
     model: &Transformer,
     optimizer: &Optimizer,
-    at: RunPoint,
+    at: RunPoint<'_>,
     path: &Path,
 ) -> Result<()> {
     let metadata = transformer_metadata(model);
@@ -243,14 +243,15 @@ pub fn save_transformer_run(
         optimizer,
         at,
     )
+    .await
 }
 
 /// Saves an MLP run: parameters, optimizer state, epoch, step and flags.
-pub fn save_mlp_run(
+pub async fn save_mlp_run(
     gpu: &Gpu,
     model: &Mlp,
     optimizer: &Optimizer,
-    at: RunPoint,
+    at: RunPoint<'_>,
     path: &Path,
 ) -> Result<()> {
     let metadata = mlp_metadata(model);
@@ -263,18 +264,19 @@ pub fn save_mlp_run(
         optimizer,
         at,
     )
+    .await
 }
 
 /// Writes a resumable checkpoint: `params`, `extra` tensors, the optimizer's state, and
 /// `metadata` with the epoch, step, optimizer steps and the run's flags added.
-fn save_run(
+async fn save_run(
     gpu: &Gpu,
     path: &Path,
     params: &[&Param],
-    extra: Vec<Entry>,
+    extra: Vec<Entry<'_>>,
     mut metadata: HashMap<String, String>,
     optimizer: &Optimizer,
-    at: RunPoint,
+    at: RunPoint<'_>,
 ) -> Result<()> {
     let mut entries: Vec<Entry> = params
         .iter()
@@ -286,7 +288,7 @@ fn save_run(
     metadata.insert("step".into(), at.step.to_string());
     metadata.insert("optimizer_steps".into(), optimizer.steps().to_string());
     metadata.insert("flags".into(), format_flags(at.flags));
-    save_buffers(gpu, path, &entries, metadata)
+    save_buffers(gpu, path, &entries, metadata).await
 }
 
 /// Flags as metadata text: one `--name=value` a line.
@@ -394,11 +396,11 @@ pub fn transformer_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Resu
 
 /// Saves a ResNet run: parameters, BatchNorm running statistics, the optimizer's state,
 /// the epoch and step reached and the flags (`rezero train resnet --resume` continues it).
-pub fn save_resnet_run(
+pub async fn save_resnet_run(
     gpu: &Gpu,
     model: &Resnet,
     optimizer: &Optimizer,
-    at: RunPoint,
+    at: RunPoint<'_>,
     path: &Path,
 ) -> Result<()> {
     let running = model
@@ -418,7 +420,7 @@ pub fn save_resnet_run(
         ("seed", c.seed.to_string()),
     ];
     let metadata = metadata_map(metadata);
-    save_run(gpu, path, &model.params(), running, metadata, optimizer, at)
+    save_run(gpu, path, &model.params(), running, metadata, optimizer, at).await
 }
 
 /// The ResNet a loaded checkpoint describes, with its weights and running statistics.

@@ -1,35 +1,21 @@
 //! The one training core every loop runs on: a step (forward and loss from the model,
 //! backward, the optimizer's update and schedule), loss readback and the metrics row,
-//! divergence detection, evaluation timing, checkpoints and the run's summary. A loop
-//! (`images.rs`, `lm.rs`) supplies only what differs: its batches, its evaluation and its
-//! checkpoint's contents.
-//!
-//! Divergence: a run has diverged when a loss it reads is NaN or infinite, or exceeds
-//! [`EXPLOSION_FACTOR`] times the first loss the run read or [`LOSS_CEILING`] (a finite
-//! loss that explodes, or a run that starts exploded), or when a checkpoint would hold a
-//! non-finite value. It then stops at once, the step and the quantity are named, the last
-//! good checkpoint stays as it was, and the command exits with an error.
-//! `allow_divergence` lets a run go on past an exploding finite loss (never past NaN or
-//! infinity).
+//! divergence detection (the rule is in `divergence.rs`), evaluation timing, checkpoints
+//! and the run's summary. A loop (`images.rs`, `lm.rs`) supplies only what differs: its
+//! batches, its evaluation and its checkpoint's contents.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::gpu::{Error, Gpu, Result};
+use crate::kernels::autotune::Tuned;
 use crate::optim::Optimizer;
-use crate::tape::{Param, Tape, Tensor};
+use crate::tape::{Param, Tape, Tensor, tune};
 
-use super::progress::{Display, Progress, StepProfiler};
+pub use super::divergence::{Divergence, DivergenceGuard, EXPLOSION_FACTOR, LOSS_CEILING};
+use super::progress::{Display, Progress, StepProfiler, format_duration};
+use super::rate::RateClock;
 use super::run_dir::RunDir;
-
-/// A loss above this many times the run's first loss is divergence.
-pub const EXPLOSION_FACTOR: f32 = 100.0;
-
-/// A loss above this is divergence whatever the first loss was: every loss here is a
-/// mean cross-entropy, ln(classes) (2.3 for ten classes, 5.5 for bytes) for a model that
-/// knows nothing, so a million nats a prediction is a model whose activations have
-/// exploded (an un-normalised residual stack can start there).
-pub const LOSS_CEILING: f32 = 1e6;
 
 /// The final training loss is the mean of this many last steps' losses, each read
 /// whatever `log_every` is.
@@ -61,6 +47,9 @@ pub struct RunConfig {
     /// Keep every checkpoint written (`checkpoints/step-N.safetensors`), besides the
     /// rolling `model.safetensors`, so that the run can be studied along the way.
     pub keep_checkpoints: bool,
+    /// Before the first step, measure the kernel choices of the step's shapes that the
+    /// tuning table lacks (`--tune`); otherwise they run the adapter's defaults.
+    pub tune: bool,
 }
 
 impl RunConfig {
@@ -78,6 +67,7 @@ impl RunConfig {
             allow_divergence: false,
             flags: Vec::new(),
             keep_checkpoints: false,
+            tune: false,
         }
     }
 }
@@ -91,13 +81,6 @@ pub struct RunPoint<'a> {
     pub flags: &'a [(String, String)],
 }
 
-/// Where and why a run diverged.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Divergence {
-    pub step: u64,
-    pub why: String,
-}
-
 /// What every run ends with; each loop adds its own metric.
 #[derive(Clone, Debug)]
 pub struct RunSummary {
@@ -107,8 +90,12 @@ pub struct RunSummary {
     /// Mean loss of the last [`FINAL_WINDOW`] steps; `None` if no step was taken.
     pub final_train_loss: Option<f32>,
     pub wall_seconds: f64,
-    /// Examples (tokens, images) per second of training, evaluation excluded.
-    pub items_per_second: f64,
+    /// Examples (tokens, images) per second of training over the steps after the first,
+    /// evaluation excluded; `None` for a run of one step.
+    pub items_per_second: Option<f64>,
+    /// The first step's time: compiling its kernels (and tuning them with `tune`) and
+    /// running it.
+    pub first_step_seconds: Option<f64>,
     /// Peak bytes of activations and gradients (the tape's pool).
     pub peak_activation_bytes: u64,
     /// Parameters, their gradients and the optimizer state.
@@ -129,37 +116,6 @@ impl RunSummary {
             label: self.label.clone(),
             step: d.step,
             why: d.why.clone(),
-        })
-    }
-}
-
-/// Watches the losses read for divergence.
-#[derive(Clone, Debug, Default)]
-pub struct DivergenceGuard {
-    first: Option<f32>,
-}
-
-impl DivergenceGuard {
-    /// Why `loss` means divergence, if it does; `allow_explosion` lets a finite loss pass.
-    pub fn check(&mut self, loss: f32, allow_explosion: bool) -> Option<String> {
-        if !loss.is_finite() {
-            return Some(format!("the training loss is {loss}"));
-        }
-        let first = *self.first.get_or_insert(loss);
-        if allow_explosion {
-            return None;
-        }
-        if loss > LOSS_CEILING {
-            return Some(format!(
-                "the training loss {loss:.4e} is over {LOSS_CEILING:.0e} (allow this with \
-                 --allow-divergence)"
-            ));
-        }
-        (loss > EXPLOSION_FACTOR * first.max(f32::MIN_POSITIVE)).then(|| {
-            format!(
-                "the training loss {loss:.4e} is more than {EXPLOSION_FACTOR}x its first value \
-                 {first:.4} (allow this with --allow-divergence)"
-            )
         })
     }
 }
@@ -196,7 +152,7 @@ pub struct Trainer<'g, 'm> {
     final_losses: Vec<f32>,
     divergence: Option<Divergence>,
     start: Instant,
-    eval_seconds: f64,
+    clock: RateClock,
 }
 
 impl<'g, 'm> Trainer<'g, 'm> {
@@ -210,6 +166,12 @@ impl<'g, 'm> Trainer<'g, 'm> {
         (columns, eval_header): (Columns, &str),
         total: u64,
     ) -> Result<Trainer<'g, 'm>> {
+        if config.log_every == 0 {
+            return Err(Error::Invalid {
+                what: "log_every".into(),
+                why: "the loss is read every log_every steps: it must be at least 1".into(),
+            });
+        }
         if config.start_step > 0 && config.start_step >= total {
             return Err(Error::Invalid {
                 what: "resume".into(),
@@ -248,7 +210,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
             final_losses: Vec::new(),
             divergence: None,
             start: Instant::now(),
-            eval_seconds: 0.0,
+            clock: RateClock::new(columns.items_per_step),
         })
     }
 
@@ -269,13 +231,18 @@ impl<'g, 'm> Trainer<'g, 'm> {
     /// One training step: `loss_of` records the forward pass and the loss on the tape;
     /// then backward, the optimizer's update, and (every `log_every` steps, the first,
     /// the last [`FINAL_WINDOW`]) the loss read back, logged and checked. Returns the
-    /// loss if it was read.
-    pub fn step(
+    /// loss if it was read. The first step with `tune` first measures the kernels it needs
+    /// (see [`Trainer::tune`]).
+    pub async fn step(
         &mut self,
         epoch: Option<usize>,
-        loss_of: impl FnOnce(&mut Tape<'g>) -> Result<Tensor>,
+        loss_of: impl Fn(&mut Tape<'g>) -> Result<Tensor>,
     ) -> Result<Option<f32>> {
-        self.profiler.before(self.gpu, self.step + 1)?;
+        self.clock.step_started();
+        if self.config.tune && self.clock.first_step_seconds().is_none() {
+            self.tune(&loss_of).await?;
+        }
+        self.profiler.before(self.gpu, self.step + 1).await?;
         let loss = loss_of(&mut self.tape)?;
         self.tape.backward(&loss)?;
         let lr = self.optimizer.lr();
@@ -285,25 +252,56 @@ impl<'g, 'm> Trainer<'g, 'm> {
         let in_final = self.step + FINAL_WINDOW > self.total;
         let first = self.step == self.config.start_step + 1;
         let value = if logged || in_final || first {
-            Some(self.tape.read(&loss)?[0])
+            Some(self.tape.read(&loss).await?[0])
         } else {
             None
         };
         self.tape.reset();
-        self.profiler.after(self.gpu, self.step)?;
+        self.profiler.after(self.gpu, self.step).await?;
+        if let Some(seconds) = self.clock.step_done() {
+            self.progress.note(&format!(
+                "{}: first step {} (compiling its kernels{}; not in the rates)",
+                self.config.label,
+                format_duration(std::time::Duration::from_secs_f64(seconds)),
+                if self.config.tune {
+                    ", tuning them"
+                } else {
+                    ""
+                }
+            ));
+        }
         if let Some(v) = value {
-            self.record(epoch, v, lr, logged, in_final)?;
+            self.record(epoch, v, lr, logged, in_final).await?;
         }
         let done = self.step - self.config.start_step;
         let latest = self.losses.last().map(|l| l.1).or(value);
+        let shown = value.is_some() && logged;
+        let (rate, per_step) = (self.clock.window_rate(), self.clock.seconds_per_step());
         self.progress
-            .update(done, self.step, epoch, latest, value.is_some() && logged);
+            .update(done, self.step, epoch, latest, shown, rate, per_step);
+        if shown {
+            self.clock.restart_window();
+        }
         Ok(value)
+    }
+
+    /// Measures the kernel choices the step needs and the tuning table lacks, before it
+    /// runs ([`crate::tape::tune::tune_step`]). Returns the classes measured.
+    pub async fn tune(
+        &mut self,
+        loss_of: impl FnOnce(&mut Tape<'g>) -> Result<Tensor>,
+    ) -> Result<Vec<Tuned>> {
+        let tuned = tune::tune_step(self.gpu, loss_of).await?;
+        if let Some(line) = tune::describe(&tuned) {
+            self.progress
+                .note(&format!("{}: {line}", self.config.label));
+        }
+        Ok(tuned)
     }
 
     /// Keeps a loss read at this step, checks it, and writes its metrics row if `logged`
     /// or if it shows divergence.
-    fn record(
+    async fn record(
         &mut self,
         epoch: Option<usize>,
         loss: f32,
@@ -325,7 +323,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
         }
         self.losses.push((self.step, loss));
         let row = match self.run_dir {
-            Some(_) => Some(self.metrics_row(epoch, loss, lr)?),
+            Some(_) => Some(self.metrics_row(epoch, loss, lr).await?),
             None => None,
         };
         if let (Some(dir), Some(row)) = (self.run_dir.as_mut(), row) {
@@ -334,16 +332,19 @@ impl<'g, 'm> Trainer<'g, 'm> {
         Ok(())
     }
 
-    fn metrics_row(&self, epoch: Option<usize>, loss: f32, lr: f32) -> Result<String> {
+    async fn metrics_row(&self, epoch: Option<usize>, loss: f32, lr: f32) -> Result<String> {
         let epoch = match (self.columns.epoch, epoch) {
             (true, Some(e)) => format!(",{e}"),
             (true, None) => ",".into(),
             (false, _) => String::new(),
         };
-        let rate = self.items_per_second();
-        let mut row = format!("{}{epoch},{loss},{lr},{rate:.1}", self.step);
+        let rate = self
+            .clock
+            .window_rate()
+            .map_or(String::new(), |r| format!("{r:.1}"));
+        let mut row = format!("{}{epoch},{loss},{lr},{rate}", self.step);
         if let Some(a) = self.alphas {
-            let values = self.gpu.read_f32(&a.value, a.len())?;
+            let values = self.gpu.read_f32(&a.value, a.len()).await?;
             let (lo, hi) = values
                 .iter()
                 .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
@@ -356,17 +357,14 @@ impl<'g, 'm> Trainer<'g, 'm> {
         Ok(row)
     }
 
-    fn items_per_second(&self) -> f64 {
-        let items = (self.step - self.config.start_step) * self.columns.items_per_step;
-        let seconds = self.start.elapsed().as_secs_f64() - self.eval_seconds;
-        items as f64 / seconds.max(1e-9)
-    }
-
     /// Runs an evaluation on the tape (its time is left out of the training rate).
-    pub fn evaluate<T>(&mut self, eval: impl FnOnce(&mut Tape<'g>) -> Result<T>) -> Result<T> {
+    pub async fn evaluate<T>(
+        &mut self,
+        eval: impl AsyncFnOnce(&mut Tape<'g>) -> Result<T>,
+    ) -> Result<T> {
         let start = Instant::now();
-        let result = eval(&mut self.tape);
-        self.eval_seconds += start.elapsed().as_secs_f64();
+        let result = eval(&mut self.tape).await;
+        self.clock.add_eval(start.elapsed().as_secs_f64());
         result
     }
 
@@ -382,10 +380,10 @@ impl<'g, 'm> Trainer<'g, 'm> {
     /// Writes the checkpoint with `save(optimizer, where the run is, path)` if the run has a
     /// folder (`epoch`: the epochs finished). A model holding non-finite values is
     /// divergence: nothing is written, the old checkpoint stays, and the run stops.
-    pub fn checkpoint(
+    pub async fn checkpoint(
         &mut self,
         epoch: usize,
-        save: impl FnOnce(&Optimizer, RunPoint, &std::path::Path) -> Result<()>,
+        save: impl AsyncFnOnce(&Optimizer, RunPoint, &std::path::Path) -> Result<()>,
     ) -> Result<()> {
         let Some(dir) = &self.run_dir else {
             return Ok(());
@@ -395,7 +393,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
             step: self.step,
             flags: &self.config.flags,
         };
-        match save(self.optimizer, at, &dir.checkpoint()) {
+        match save(self.optimizer, at, &dir.checkpoint()).await {
             Err(Error::Diverged { why, .. }) => {
                 self.divergence = Some(Divergence {
                     step: self.step,
@@ -424,7 +422,8 @@ impl<'g, 'm> Trainer<'g, 'm> {
             steps: self.step,
             final_train_loss,
             wall_seconds: self.start.elapsed().as_secs_f64(),
-            items_per_second: self.items_per_second(),
+            items_per_second: self.clock.steady_rate(),
+            first_step_seconds: self.clock.first_step_seconds(),
             peak_activation_bytes: self.tape.peak_bytes_held(),
             param_bytes: 2 * param_bytes + self.optimizer.state_bytes(),
             divergence: self.divergence.take(),
@@ -468,7 +467,16 @@ fn summary_fields(s: &RunSummary) -> Vec<(&'static str, String)> {
         ("steps", s.steps.to_string()),
         ("final_train_loss", field(s.final_train_loss)),
         ("wall_seconds", format!("{:.3}", s.wall_seconds)),
-        ("items_per_second", format!("{:.1}", s.items_per_second)),
+        (
+            "items_per_second",
+            s.items_per_second
+                .map_or(String::new(), |r| format!("{r:.1}")),
+        ),
+        (
+            "first_step_seconds",
+            s.first_step_seconds
+                .map_or(String::new(), |t| format!("{t:.3}")),
+        ),
         ("peak_activation_bytes", s.peak_activation_bytes.to_string()),
         ("param_bytes", s.param_bytes.to_string()),
         ("diverged", d.is_some().to_string()),

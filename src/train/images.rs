@@ -22,12 +22,14 @@ pub trait ImageModel {
     fn forward(&self, tape: &mut Tape, x: &Tensor, training: bool) -> Result<Tensor>;
     fn params(&self) -> Vec<&Param>;
     fn alphas(&self) -> Option<&Param>;
-    /// Writes a resumable checkpoint (weights, optimizer state, epoch and step).
-    fn save_run(
+    /// Writes a resumable checkpoint (weights, optimizer state, epoch and step). (The
+    /// models here are used by value, never as `dyn`, so the future needs no `Send` bound.)
+    #[allow(async_fn_in_trait)]
+    async fn save_run(
         &self,
         gpu: &Gpu,
         optimizer: &Optimizer,
-        at: RunPoint,
+        at: RunPoint<'_>,
         path: &std::path::Path,
     ) -> Result<()>;
 }
@@ -56,14 +58,14 @@ impl ImageModel for Mlp {
     fn alphas(&self) -> Option<&Param> {
         self.alphas.as_ref()
     }
-    fn save_run(
+    async fn save_run(
         &self,
         gpu: &Gpu,
         optimizer: &Optimizer,
-        at: RunPoint,
+        at: RunPoint<'_>,
         path: &std::path::Path,
     ) -> Result<()> {
-        super::checkpoint::save_mlp_run(gpu, self, optimizer, at, path)
+        super::checkpoint::save_mlp_run(gpu, self, optimizer, at, path).await
     }
 }
 
@@ -94,14 +96,14 @@ impl ImageModel for Resnet {
     fn alphas(&self) -> Option<&Param> {
         self.alphas.as_ref()
     }
-    fn save_run(
+    async fn save_run(
         &self,
         gpu: &Gpu,
         optimizer: &Optimizer,
-        at: RunPoint,
+        at: RunPoint<'_>,
         path: &std::path::Path,
     ) -> Result<()> {
-        super::checkpoint::save_resnet_run(gpu, self, optimizer, at, path)
+        super::checkpoint::save_resnet_run(gpu, self, optimizer, at, path).await
     }
 }
 
@@ -156,33 +158,39 @@ pub fn count_correct(logits: &[f32], classes: usize, labels: &[u32]) -> usize {
 
 /// Mean loss and accuracy of `model` on `data` in batches of `batch`, in evaluation mode,
 /// without recording gradients.
-pub fn evaluate(
-    tape: &mut Tape,
+pub async fn evaluate(
+    tape: &mut Tape<'_>,
     model: &impl ImageModel,
     data: &Images,
     batch: usize,
 ) -> Result<(f32, f32)> {
     tape.set_grad_enabled(false);
-    let all: Vec<usize> = (0..data.count).collect();
-    let mut run = || {
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        for chunk in all.chunks(batch.max(1)) {
-            let (x, y) = data.gather(chunk);
-            let xt = tape.input(&x, &model.input_shape(chunk.len(), data))?;
-            let logits = model.forward(tape, &xt, false)?;
-            let loss = tape.cross_entropy(&logits, &y)?;
-            loss_sum += tape.read(&loss)?[0] as f64 * chunk.len() as f64;
-            correct += count_correct(&tape.read(&logits)?, data.classes, &y);
-            tape.reset();
-        }
-        Ok((
-            (loss_sum / data.count as f64) as f32,
-            correct as f32 / data.count as f32,
-        ))
-    };
-    let result = run();
+    let result = loss_and_accuracy(tape, model, data, batch).await;
     tape.set_grad_enabled(true);
     result
+}
+
+async fn loss_and_accuracy(
+    tape: &mut Tape<'_>,
+    model: &impl ImageModel,
+    data: &Images,
+    batch: usize,
+) -> Result<(f32, f32)> {
+    let all: Vec<usize> = (0..data.count).collect();
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    for chunk in all.chunks(batch.max(1)) {
+        let (x, y) = data.gather(chunk);
+        let xt = tape.input(&x, &model.input_shape(chunk.len(), data))?;
+        let logits = model.forward(tape, &xt, false)?;
+        let loss = tape.cross_entropy(&logits, &y)?;
+        loss_sum += tape.read(&loss).await?[0] as f64 * chunk.len() as f64;
+        correct += count_correct(&tape.read(&logits).await?, data.classes, &y);
+        tape.reset();
+    }
+    Ok((
+        (loss_sum / data.count as f64) as f32,
+        correct as f32 / data.count as f32,
+    ))
 }
 
 /// The augmentation seed of one batch: a function of the run's seed, the epoch and the
@@ -216,7 +224,7 @@ fn check(model: &impl ImageModel, train: &Images, test: &Images, run: &ImageRun)
 
 /// Trains `model` with `optimizer` on `train`, evaluating on `test` after every epoch (and
 /// where `max_steps` stops it mid-epoch).
-pub fn train_images(
+pub async fn train_images(
     gpu: &Gpu,
     model: &impl ImageModel,
     optimizer: &mut Optimizer,
@@ -259,11 +267,13 @@ pub fn train_images(
                 augment_batch(&mut x, train, a, batch_seed(run.run.seed, epoch, index));
             }
             let shape = model.input_shape(batch, train);
-            let loss = core.step(Some(epoch + 1), |tape| {
-                let xt = tape.input(&x, &shape)?;
-                let logits = model.forward(tape, &xt, true)?;
-                tape.cross_entropy(&logits, &y)
-            })?;
+            let loss = core
+                .step(Some(epoch + 1), |tape| {
+                    let xt = tape.input(&x, &shape)?;
+                    let logits = model.forward(tape, &xt, true)?;
+                    tape.cross_entropy(&logits, &y)
+                })
+                .await?;
             epoch_losses.extend(loss);
         }
         if core.diverged() {
@@ -279,7 +289,8 @@ pub fn train_images(
             epoch,
             &epoch_losses,
             &mut evals,
-        )?;
+        )
+        .await?;
     }
     let extra = [
         ("test_loss", field(evals.test_loss)),
@@ -299,9 +310,9 @@ pub fn train_images(
 
 /// After an epoch (or where the run stops): evaluate, log, and write the checkpoint.
 #[allow(clippy::too_many_arguments)]
-fn end_epoch(
+async fn end_epoch(
     gpu: &Gpu,
-    core: &mut Trainer,
+    core: &mut Trainer<'_, '_>,
     model: &impl ImageModel,
     test: &Images,
     run: &ImageRun,
@@ -310,7 +321,9 @@ fn end_epoch(
     summary: &mut ImageEval,
 ) -> Result<()> {
     let eval_batch = run.run.batch.max(100);
-    let (test_loss, accuracy) = core.evaluate(|tape| evaluate(tape, model, test, eval_batch))?;
+    let (test_loss, accuracy) = core
+        .evaluate(async |tape| evaluate(tape, model, test, eval_batch).await)
+        .await?;
     summary.test_loss = Some(test_loss);
     summary.test_accuracy = Some(accuracy);
     summary.accuracy_curve.push((epoch, accuracy));
@@ -333,7 +346,8 @@ fn end_epoch(
             100.0 * accuracy
         ),
     )?;
-    core.checkpoint(epoch, |optimizer, at, path| {
-        model.save_run(gpu, optimizer, at, path)
+    core.checkpoint(epoch, async |optimizer, at, path| {
+        model.save_run(gpu, optimizer, at, path).await
     })
+    .await
 }

@@ -44,37 +44,44 @@ pub struct LmSummary {
 }
 
 /// Mean cross-entropy on `windows` in bits per byte, without recording gradients.
-pub fn validation_bpb(
-    tape: &mut Tape,
+pub async fn validation_bpb(
+    tape: &mut Tape<'_>,
     model: &Transformer,
     windows: &(Vec<u32>, Vec<u32>),
     batch: usize,
     seq: usize,
 ) -> Result<f32> {
     tape.set_grad_enabled(false);
-    let result = (|| {
-        let (inputs, targets) = windows;
-        let (mut total, mut count) = (0.0f64, 0usize);
-        for (x, y) in inputs.chunks(batch * seq).zip(targets.chunks(batch * seq)) {
-            let rows = x.len() / seq;
-            let logits = model.forward(tape, x, rows)?;
-            let loss = tape.cross_entropy(&logits, y)?;
-            total += tape.read(&loss)?[0] as f64 * x.len() as f64;
-            count += x.len();
-            tape.reset();
-        }
-        Ok((total / count.max(1) as f64 / std::f64::consts::LN_2) as f32)
-    })();
+    let result = windows_bpb(tape, model, windows, batch, seq).await;
     tape.set_grad_enabled(true);
     result
+}
+
+async fn windows_bpb(
+    tape: &mut Tape<'_>,
+    model: &Transformer,
+    (inputs, targets): &(Vec<u32>, Vec<u32>),
+    batch: usize,
+    seq: usize,
+) -> Result<f32> {
+    let (mut total, mut count) = (0.0f64, 0usize);
+    for (x, y) in inputs.chunks(batch * seq).zip(targets.chunks(batch * seq)) {
+        let rows = x.len() / seq;
+        let logits = model.forward(tape, x, rows)?;
+        let loss = tape.cross_entropy(&logits, y)?;
+        total += tape.read(&loss).await?[0] as f64 * x.len() as f64;
+        count += x.len();
+        tape.reset();
+    }
+    Ok((total / count.max(1) as f64 / std::f64::consts::LN_2) as f32)
 }
 
 /// Bits per byte of `model` on all of `text` cut into non-overlapping windows of `seq`
 /// bytes (each predicting the next byte of every position), `batch` windows at a time,
 /// without recording gradients: (bits per byte, bytes predicted). The windows are made a
 /// batch at a time, so a large file never has all its windows in memory.
-pub fn text_bpb(
-    tape: &mut Tape,
+pub async fn text_bpb(
+    tape: &mut Tape<'_>,
     model: &Transformer,
     text: &[u8],
     seq: usize,
@@ -96,8 +103,8 @@ pub fn text_bpb(
     for first in (0..windows).step_by(batch) {
         let count = batch.min(windows - first);
         let slice = &text[first * seq..(first + count) * seq + 1];
-        let group = fixed_windows(slice, seq, count);
-        let bpb = validation_bpb(tape, model, &group, count, seq)? as f64;
+        let group = fixed_windows(slice, seq, count)?;
+        let bpb = validation_bpb(tape, model, &group, count, seq).await? as f64;
         bits += bpb * (count * seq) as f64;
         bytes += (count * seq) as u64;
     }
@@ -138,7 +145,7 @@ fn check(model: &Transformer, text: &TextSplits, run: &LmRun) -> Result<()> {
 
 /// Trains `model` with `optimizer` on the training split, evaluating on validation windows
 /// every `eval_every` steps (and writing the checkpoint then).
-pub fn train_lm(
+pub async fn train_lm(
     gpu: &Gpu,
     model: &Transformer,
     optimizer: &mut Optimizer,
@@ -147,7 +154,7 @@ pub fn train_lm(
 ) -> Result<LmSummary> {
     check(model, text, run)?;
     let (batch, seq) = (run.run.batch, run.seq);
-    let eval = fixed_windows(&text.validation, seq, run.eval_windows.max(1));
+    let eval = fixed_windows(&text.validation, seq, run.eval_windows.max(1))?;
     let columns = Columns {
         epoch: false,
         rate_unit: "tokens",
@@ -166,7 +173,7 @@ pub fn train_lm(
     while core.running() && steps_to_target.is_none() {
         let step = core.step_count();
         let data_seed = run.run.seed.wrapping_mul(0x9e37_79b9).wrapping_add(step);
-        let (x, y) = random_windows(&text.train, seq, batch, data_seed);
+        let (x, y) = random_windows(&text.train, seq, batch, data_seed)?;
         let dropout = DropoutStep {
             p: run.dropout,
             seed: run.run.seed,
@@ -175,12 +182,15 @@ pub fn train_lm(
             tape.set_dropout(Some(dropout), step);
             let logits = model.forward(tape, &x, batch)?;
             tape.cross_entropy(&logits, &y)
-        })?;
+        })
+        .await?;
         let step = core.step_count();
         if core.diverged() || !(step % run.eval_every.max(1) == 0 || step == run.steps) {
             continue;
         }
-        let bpb = core.evaluate(|tape| validation_bpb(tape, model, &eval, batch, seq))?;
+        let bpb = core
+            .evaluate(async |tape| validation_bpb(tape, model, &eval, batch, seq).await)
+            .await?;
         val_curve.push((step, bpb));
         if run.target_bpb.is_some_and(|t| bpb <= t) {
             steps_to_target = Some(step);
@@ -190,9 +200,10 @@ pub fn train_lm(
             run.run.label
         );
         core.eval_row(&format!("{step},{bpb}"), &note)?;
-        core.checkpoint(0, |optimizer, at, path| {
-            super::checkpoint::save_transformer_run(gpu, model, optimizer, at, path)
-        })?;
+        core.checkpoint(0, async |optimizer, at, path| {
+            super::checkpoint::save_transformer_run(gpu, model, optimizer, at, path).await
+        })
+        .await?;
     }
     let val_bpb = val_curve.last().map(|v| v.1);
     let extra = [
@@ -212,7 +223,7 @@ pub fn train_lm(
 
 /// Continues `prompt` by `len` bytes, sampling each from softmax(logits / temperature)
 /// (greedy when the temperature is 0), with the model's window as context.
-pub fn sample(
+pub async fn sample(
     gpu: &Gpu,
     model: &Transformer,
     prompt: &[u8],
@@ -238,7 +249,7 @@ pub fn sample(
         let context = &text[text.len().saturating_sub(model.config.seq)..];
         let ids: Vec<u32> = context.iter().map(|&b| b as u32).collect();
         let logits = model.forward(&mut tape, &ids, 1)?;
-        let values = tape.read(&logits)?;
+        let values = tape.read(&logits).await?;
         tape.reset();
         let last = &values[values.len() - 256..];
         if let Some(bad) = last.iter().find(|v| !v.is_finite()) {

@@ -1,15 +1,19 @@
 //! Training: one core ([`core`]: the step, divergence, checkpoints, the run's summary) that
 //! the image loop ([`images`]: deep MLPs and ResNets by epoch) and the language-model loop
-//! ([`lm`]: Transformers by step) run on; run folders ([`run_dir`]), checkpoints, progress,
-//! plots and sampling.
+//! ([`lm`]: Transformers by step) run on; run folders ([`run_dir`]), checkpoints, progress
+//! and its rates ([`rate`]), plots and sampling.
 
 pub mod checkpoint;
 pub mod core;
+pub mod divergence;
+#[cfg(feature = "cli")]
 pub mod heatmap;
 pub mod images;
 pub mod lm;
+#[cfg(feature = "cli")]
 pub mod plot;
 pub mod progress;
+pub mod rate;
 pub mod run_dir;
 
 pub use self::core::{Divergence, RunConfig, RunSummary};

@@ -1,11 +1,12 @@
-//! Progress of a run on stderr: on a terminal an `indicatif` bar with the loss, the rate
+//! Progress of a run on stderr: on a terminal an `indicatif` bar (with the `cli` feature;
+//! lines without it) with the loss, the rate
 //! and the ETA; piped or in CI, one plain line at each logged loss (no carriage returns);
 //! and duration formatting.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use bar::Bar;
 
 /// How a run shows its progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,11 +36,26 @@ pub struct Progress {
     total: u64,
     start: Instant,
     display: Display,
-    bar: Option<ProgressBar>,
+    bar: Option<Bar>,
     /// Examples a step and their unit ("tokens", "images"): the line shows their rate.
     items_per_step: Option<(u64, &'static str)>,
     /// The loss is in nats per byte: the line also shows bits per byte.
     bits_per_byte: bool,
+}
+
+/// A rate as a whole number ("887"), or "-" where none was measured.
+pub fn format_rate(rate: Option<f64>) -> String {
+    rate.map_or("-".into(), |r| format!("{r:.0}"))
+}
+
+/// ", after a first step of 12.3s" (compiling kernels), or nothing.
+pub fn first_step_note(seconds: Option<f64>) -> String {
+    seconds.map_or(String::new(), |s| {
+        format!(
+            " after a first step of {}",
+            format_duration(Duration::from_secs_f64(s))
+        )
+    })
 }
 
 /// "1h02m", "3m05s" or "12.3s".
@@ -56,16 +72,15 @@ pub fn format_duration(d: Duration) -> String {
 
 impl Progress {
     pub fn new(label: &str, total: u64, display: Display) -> Progress {
-        let bar = (display == Display::Bar).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let style =
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-                    .expect("a valid template")
-                    .progress_chars("=> ");
-            bar.set_style(style);
-            bar.set_prefix(label.to_string());
-            bar
-        });
+        let bar = match display {
+            Display::Bar => bar::new(label, total),
+            _ => None,
+        };
+        // Without a bar to draw (no `cli` feature), a terminal gets lines.
+        let display = match (display, &bar) {
+            (Display::Bar, None) => Display::Lines,
+            _ => display,
+        };
         Progress {
             label: label.to_string(),
             total,
@@ -94,8 +109,9 @@ impl Progress {
         self.start.elapsed()
     }
 
-    /// "loss 1.2345 (1.781 bits/byte) 5120 tokens/s" after `done` steps of this run.
-    fn status(&self, done: u64, loss: Option<f32>) -> String {
+    /// "loss 1.2345 (1.781 bits/byte) 5120 tokens/s", the rate over the current logging
+    /// window (`-` until one is measured).
+    fn status(&self, loss: Option<f32>, rate: Option<f64>) -> String {
         let loss = match loss {
             None => "-".to_string(),
             Some(l) if self.bits_per_byte => {
@@ -103,16 +119,15 @@ impl Progress {
             }
             Some(l) => format!("{l:.4}"),
         };
-        let rate = done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
-        let speed = match self.items_per_step {
-            Some((items, unit)) => format!("{:.0} {unit}/s", rate * items as f64),
-            None => format!("{rate:.1} steps/s"),
-        };
+        let unit = self.items_per_step.map_or("steps", |(_, unit)| unit);
+        let speed = rate.map_or(format!("- {unit}/s"), |r| format!("{r:.0} {unit}/s"));
         format!("loss {loss} {speed}")
     }
 
     /// Shows that `done` steps of this run are done (`step` counts over resumed runs too);
-    /// `loss` is the latest loss read, `fresh` whether it was read at this step.
+    /// `loss` is the latest loss read, `fresh` whether it was read at this step; `rate`
+    /// (items a second) and `seconds_per_step` are over the current logging window.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         done: u64,
@@ -120,8 +135,10 @@ impl Progress {
         epoch: Option<usize>,
         loss: Option<f32>,
         fresh: bool,
+        rate: Option<f64>,
+        seconds_per_step: Option<f64>,
     ) {
-        let status = self.status(done, loss);
+        let status = self.status(loss, rate);
         match self.display {
             Display::Off => {}
             Display::Bar => {
@@ -132,12 +149,12 @@ impl Progress {
             Display::Lines if fresh || done == self.total => {
                 let epoch = epoch.map_or(String::new(), |e| format!(" epoch {e}"));
                 let left = self.total.saturating_sub(done) as f64;
-                let per_step = self.start.elapsed().as_secs_f64() / done.max(1) as f64;
-                eprintln!(
-                    "{}{epoch} step {step} ({done}/{}) {status} ETA {}",
-                    self.label,
-                    self.total,
+                let eta = seconds_per_step.map_or("-".into(), |per_step| {
                     format_duration(Duration::from_secs_f64(left * per_step))
+                });
+                eprintln!(
+                    "{}{epoch} step {step} ({done}/{}) {status} ETA {eta}",
+                    self.label, self.total,
                 );
             }
             Display::Lines => {}
@@ -178,9 +195,9 @@ impl StepProfiler {
     }
 
     /// Call before recording step `step` (1-based).
-    pub fn before(&mut self, gpu: &crate::gpu::Gpu, step: u64) -> crate::Result<()> {
+    pub async fn before(&mut self, gpu: &crate::gpu::Gpu, step: u64) -> crate::Result<()> {
         if self.step == Some(step) {
-            gpu.sync()?;
+            gpu.sync().await?;
             gpu.start_profile()?;
             self.started = Some(std::time::Instant::now());
         }
@@ -188,17 +205,62 @@ impl StepProfiler {
     }
 
     /// Call after the step's work is submitted (after `Tape::reset`).
-    pub fn after(&mut self, gpu: &crate::gpu::Gpu, step: u64) -> crate::Result<()> {
+    pub async fn after(&mut self, gpu: &crate::gpu::Gpu, step: u64) -> crate::Result<()> {
         let Some(started) = self.started.take() else {
             return Ok(());
         };
-        gpu.sync()?;
+        gpu.sync().await?;
         let wall = started.elapsed().as_secs_f64();
-        let profile = gpu.finish_profile()?;
+        let profile = gpu.finish_profile().await?;
         eprintln!("profile of step {step}:");
         for line in profile.lines(wall, None, false) {
             eprintln!("{line}");
         }
         Ok(())
+    }
+}
+
+/// The terminal's bar: `indicatif`'s, with the `cli` feature.
+#[cfg(feature = "cli")]
+mod bar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+    pub type Bar = ProgressBar;
+
+    pub fn new(label: &str, total: u64) -> Option<Bar> {
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            .expect("a valid template")
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(label.to_string());
+        Some(bar)
+    }
+}
+
+/// Without the `cli` feature there is no bar: a type with no values, so the display's bar
+/// arms can never run.
+#[cfg(not(feature = "cli"))]
+mod bar {
+    #[derive(Debug)]
+    pub enum Bar {}
+
+    impl Bar {
+        pub fn set_position(&self, _: u64) {
+            match *self {}
+        }
+        pub fn set_message(&self, _: String) {
+            match *self {}
+        }
+        pub fn println(&self, _: &str) {
+            match *self {}
+        }
+        pub fn abandon(self) {
+            match self {}
+        }
+    }
+
+    pub fn new(_label: &str, _total: u64) -> Option<Bar> {
+        None
     }
 }

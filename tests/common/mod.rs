@@ -6,44 +6,89 @@ pub mod cli;
 pub mod modes;
 pub mod reference64;
 
+use std::cell::RefCell;
+use std::io::Write;
 use std::sync::OnceLock;
 
+use rezero::gpu::Exclusive;
 use rezero::{Gpu, GpuOptions};
 
-/// The device shared by this test binary. With no adapter, the test is skipped, unless
-/// `CI` is set: then the run fails. `REZERO_TEST_CHECKED_SHADERS=1` builds its shaders with
-/// wgpu's runtime checks (CI runs the kernel tests in both modes).
+/// Whether `CI` is set to something other than empty, `0` or `false` (as CI services set it):
+/// then a test that finds no GPU adapter fails instead of skipping.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "FALSE" | "False"))
+}
+
+/// Ends a test that cannot run here: fails it in CI, else says so on the real standard
+/// error (libtest does not capture it), one line a test, `SKIPPED <test>: <why>`, which
+/// `.ci/run` counts into its summary line.
+pub fn skip(why: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    if ci() {
+        panic!("CI is set, and {test} cannot run: {why}");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {why} (with CI=true this fails)"
+    );
+}
+
+thread_local! {
+    /// The shared device's hold (`Gpu::exclusive`), taken by a test's first `gpu()` and let
+    /// go when the test's thread ends, after the test's own buffers are dropped.
+    static HELD: RefCell<Option<Exclusive<'static>>> = const { RefCell::new(None) };
+}
+
+/// The device shared by this test binary. With no adapter, the test is skipped (visibly,
+/// see `skip`), unless `CI` is set: then it fails. `REZERO_TEST_CHECKED_SHADERS=1` builds
+/// its shaders with wgpu's runtime checks (CI runs the kernel tests in both modes).
+///
+/// On wgpu's GL backend the test holds the device for its whole run: there every GL call
+/// takes the adapter's one context lock with a 6-second timeout, and llvmpipe compiles
+/// and runs a dispatch inside `queue.submit`, so a second test thread creating a buffer
+/// meanwhile panics ("Could not lock adapter context"). Elsewhere tests run in parallel.
 pub fn gpu() -> Option<&'static Gpu> {
-    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
     let options = GpuOptions {
         checked_shaders: std::env::var_os("REZERO_TEST_CHECKED_SHADERS").is_some_and(|v| v == "1"),
         ..Default::default()
     };
-    GPU.get_or_init(|| match Gpu::new(&options) {
-        Ok(gpu) => Some(gpu),
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set and there is no GPU adapter: {e}")
+    let opened =
+        GPU.get_or_init(|| pollster::block_on(Gpu::new(&options)).map_err(|e| e.to_string()));
+    match opened {
+        Ok(gpu) => {
+            HELD.with_borrow_mut(|held| {
+                if held.is_none() {
+                    *held = Some(gpu.exclusive());
+                }
+            });
+            Some(gpu)
         }
-        Err(e) => {
-            eprintln!("skipping GPU tests: {e}");
+        Err(why) => {
+            skip(&format!("no GPU adapter ({why})"));
             None
         }
-    })
-    .as_ref()
+    }
 }
 
 /// A device opened with WebGPU's default limits (as an embedding program's may be: 8
 /// storage buffers a stage, 16 KiB of workgroup memory), wrapped with `Gpu::from_device`.
-/// None without an adapter, unless `CI` is set: then it panics.
+/// None (the test skipped) without an adapter, unless `CI` is set: then it fails.
 pub fn gpu_with_default_limits() -> Option<Gpu> {
+    gpu()?; // holds the shared device, and with it this binary's GL work
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
     let options = wgpu::RequestAdapterOptions::default();
     let adapter = match pollster::block_on(instance.request_adapter(&options)) {
         Ok(adapter) => adapter,
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set and there is no adapter: {e}")
+        Err(e) => {
+            skip(&format!(
+                "no adapter for a device of WebGPU's default limits ({e})"
+            ));
+            return None;
         }
-        Err(_) => return None,
     };
     let descriptor = wgpu::DeviceDescriptor {
         required_limits: wgpu::Limits::default(),

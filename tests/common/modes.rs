@@ -15,10 +15,10 @@ pub fn modes() -> Option<&'static [Gpu; 2]> {
     MODES
         .get_or_init(|| {
             let open = |checked_shaders| {
-                Gpu::new(&GpuOptions {
+                pollster::block_on(Gpu::new(&GpuOptions {
                     checked_shaders,
                     ..Default::default()
-                })
+                }))
                 .unwrap()
             };
             let pair = [open(true), open(false)];
@@ -55,13 +55,13 @@ pub fn up(gpu: &Gpu, seed: u64, len: usize) -> wgpu::Buffer {
 /// Output buffers start poisoned with NaN, so an element a kernel skips shows up.
 pub fn out(gpu: &Gpu, len: usize) -> Result<wgpu::Buffer> {
     let buffer = gpu.zeroed_f32("out", len.max(1));
-    gpu.run(|pass| ew::fill(gpu, pass, &buffer, f32::NAN, len.max(1) as u32))?;
+    pollster::block_on(gpu.run(|pass| ew::fill(gpu, pass, &buffer, f32::NAN, len.max(1) as u32)))?;
     Ok(buffer)
 }
 
 pub fn read(gpu: &Gpu, buffers: &[(&wgpu::Buffer, usize)]) -> Result<Vec<Vec<f32>>> {
     buffers
         .iter()
-        .map(|(b, len)| gpu.read_f32(b, *len))
+        .map(|(b, len)| pollster::block_on(gpu.read_f32(b, *len)))
         .collect()
 }

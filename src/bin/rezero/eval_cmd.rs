@@ -38,7 +38,8 @@ pub fn eval(gpu: &Gpu, args: &EvalArgs) -> Result<()> {
     let text = read_text(&args.data)?;
     let seq = args.seq.map_or(model.config.seq, |s| s as usize);
     let mut tape = Tape::new(gpu);
-    let (bpb, bytes) = text_bpb(&mut tape, &model, &text, seq, args.batch as usize)?;
+    let (bpb, bytes) =
+        pollster::block_on(text_bpb(&mut tape, &model, &text, seq, args.batch as usize))?;
     out!(
         "{}: {bpb:.4} bits/byte over {bytes} bytes ({} windows of {seq}) of {}",
         path.display(),

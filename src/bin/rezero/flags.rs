@@ -145,6 +145,11 @@ pub struct RunArgs {
     /// rolling model.safetensors (for `rezero isometry --run`).
     #[arg(long)]
     pub keep_checkpoints: bool,
+    /// Before the first step, time the candidate kernels of every matmul, attention and
+    /// convolution shape the step meets that the tuning table lacks, and keep the fastest
+    /// (in the tuning cache). Without it those run a fixed default for the adapter.
+    #[arg(long)]
+    pub tune: bool,
 }
 
 impl RunArgs {
@@ -168,6 +173,7 @@ impl RunArgs {
             allow_divergence: self.allow_divergence,
             flags,
             keep_checkpoints: self.keep_checkpoints,
+            tune: self.tune,
         }
     }
 

@@ -10,7 +10,7 @@ use rezero::data::{self, Images};
 use rezero::train::ImageSummary;
 use rezero::train::heatmap::heatmaps_for;
 use rezero::train::plot::{Curve, plot_svg_if_any, read_curve};
-use rezero::train::progress::format_duration;
+use rezero::train::progress::{first_step_note, format_duration, format_rate};
 use rezero::{Error, Result};
 
 use crate::flags::ImageDataArgs;
@@ -42,11 +42,12 @@ fn mib(bytes: u64) -> f64 {
 pub fn print_summary(s: &ImageSummary) {
     let r = &s.run;
     out!(
-        "{}: {} steps in {}, {:.0} images/s, final train loss {}, test loss {}, test accuracy {}%, memory: activations {:.1} MiB peak, parameters+gradients+optimizer {:.1} MiB{}",
+        "{}: {} steps in {}, {} images/s{}, final train loss {}, test loss {}, test accuracy {}%, memory: activations {:.1} MiB peak, parameters+gradients+optimizer {:.1} MiB{}",
         r.label,
         r.steps,
         format_duration(Duration::from_secs_f64(r.wall_seconds)),
-        r.items_per_second,
+        format_rate(r.items_per_second),
+        first_step_note(r.first_step_seconds),
         number(r.final_train_loss, 1.0),
         number(s.eval.test_loss, 1.0),
         number(s.eval.test_accuracy, 100.0),
@@ -128,7 +129,7 @@ fn print_table(summaries: &[ImageSummary], target: Option<f32>) {
             _ => "-".into(),
         };
         out!(
-            "{:<24} {:>7} {:>16} {:>10} {:>13}% {:>13} {:>9} {:>9.0} {:>10}{}",
+            "{:<24} {:>7} {:>16} {:>10} {:>13}% {:>13} {:>9} {:>9} {:>10}{}",
             s.run.label,
             s.run.steps,
             number(s.run.final_train_loss, 1.0),
@@ -140,7 +141,7 @@ fn print_table(summaries: &[ImageSummary], target: Option<f32>) {
                 "-".into()
             },
             speedup,
-            s.run.items_per_second,
+            format_rate(s.run.items_per_second),
             format_duration(Duration::from_secs_f64(s.run.wall_seconds)),
             s.run
                 .divergence

@@ -126,7 +126,7 @@ fn mlp_jacobian(
 ) -> Result<(String, usize, usize, Vec<f32>)> {
     let c = &model.config;
     let x = init::normal(args.seed.wrapping_add(12345), c.width, 1.0);
-    let (outputs, j) = jacobian(gpu, &x, |tape, h| model.blocks(tape, h))?;
+    let (outputs, j) = pollster::block_on(jacobian(gpu, &x, |tape, h| model.blocks(tape, h)))?;
     let what = format!(
         "{} MLP, {} blocks of width {}",
         c.variant.name(),
@@ -147,7 +147,7 @@ fn transformer_jacobian(
     let t = args.seq.min(c.seq);
     let n = t * c.d_model;
     let x = init::normal(args.seed.wrapping_add(12345), n, 1.0);
-    let (outputs, j) = jacobian(gpu, &x, |tape, rows| {
+    let (outputs, j) = pollster::block_on(jacobian(gpu, &x, |tape, rows| {
         // [batch, t·d_model] rows are whole sequences: the blocks see [batch·t, d_model].
         let batch = rows.shape()[0];
         let positions = tape.reshape(rows, &[batch * t, c.d_model])?;
@@ -156,7 +156,7 @@ fn transformer_jacobian(
             false => model.blocks(tape, &positions, batch)?,
         };
         tape.reshape(&y, &[batch, n])
-    })?;
+    }))?;
     let norm = match (args.with_final_norm, model.final_norm.is_some()) {
         (true, true) => " and the final norm",
         _ => "",

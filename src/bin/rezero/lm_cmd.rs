@@ -10,7 +10,7 @@ use rezero::gpu::Gpu;
 use rezero::nn::{BlockVariant, Transformer, TransformerConfig};
 use rezero::train::checkpoint::{self, load_transformer};
 use rezero::train::lm::{LmRun, LmSummary, sample, train_lm};
-use rezero::train::progress::format_duration;
+use rezero::train::progress::{first_step_note, format_duration, format_rate};
 use rezero::{Error, Result};
 
 use crate::flags::{self, OptimArgs, RunArgs, flag};
@@ -192,18 +192,25 @@ fn run_one(
         target_bpb: args.target_bpb,
         dropout: args.dropout,
     };
-    let summary = train_lm(gpu, &begun.model, &mut begun.optimizer, text, &run)?;
+    let summary = pollster::block_on(train_lm(
+        gpu,
+        &begun.model,
+        &mut begun.optimizer,
+        text,
+        &run,
+    ))?;
     Ok((summary, begun.model))
 }
 
 fn print_summary(s: &LmSummary) {
     let r = &s.run;
     out!(
-        "{}: {} steps in {} ({:.0} tokens/s), final train loss {} nats/byte, validation {} bits/byte{}{}, activations {:.1} MiB peak",
+        "{}: {} steps in {} ({} tokens/s{}), final train loss {} nats/byte, validation {} bits/byte{}{}, activations {:.1} MiB peak",
         r.label,
         r.steps,
         format_duration(std::time::Duration::from_secs_f64(r.wall_seconds)),
-        r.items_per_second,
+        format_rate(r.items_per_second),
+        first_step_note(r.first_step_seconds),
         r.final_train_loss.map_or("-".into(), |l| format!("{l:.4}")),
         s.val_bpb.map_or("-".into(), |b| format!("{b:.4}")),
         s.steps_to_target
@@ -230,7 +237,14 @@ pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
         print_summary(&summary);
         out!("checkpoint: {}", out.join("model.safetensors").display());
         if args.sample > 0 && !summary.run.diverged() {
-            let text = sample(gpu, &model, b"And ", args.sample, 0.8, args.run.seed)?;
+            let text = pollster::block_on(sample(
+                gpu,
+                &model,
+                b"And ",
+                args.sample,
+                0.8,
+                args.run.seed,
+            ))?;
             out!(
                 "sample (temperature 0.8, prompt \"And \"):\nAnd {}",
                 String::from_utf8_lossy(&text)
@@ -270,14 +284,14 @@ pub fn sample_command(gpu: &Gpu, args: &SampleArgs) -> Result<()> {
             why: "must be at least 1".into(),
         });
     }
-    let text = sample(
+    let text = pollster::block_on(sample(
         gpu,
         &model,
         args.prompt.as_bytes(),
         args.len,
         args.temperature,
         args.seed,
-    )?;
+    ))?;
     out!("{}{}", args.prompt, String::from_utf8_lossy(&text));
     Ok(())
 }

@@ -89,7 +89,7 @@ fn open_gpu(cli: &Cli) -> Result<Gpu> {
         .as_deref()
         .map(str::parse::<BackendChoice>)
         .transpose()?;
-    Gpu::new(&GpuOptions {
+    pollster::block_on(Gpu::new(&GpuOptions {
         backend,
         adapter: cli.adapter.clone(),
         checked_shaders: cli.checked_shaders,
@@ -100,7 +100,7 @@ fn open_gpu(cli: &Cli) -> Result<Gpu> {
                 .clone()
                 .or_else(rezero::gpu::tuning::default_dir)
         },
-    })
+    }))
 }
 
 fn run(cli: &Cli) -> Result<()> {

@@ -150,7 +150,13 @@ fn run_one(
         }),
         target_accuracy: target_fraction(args.target_acc)?,
     };
-    train_images(gpu, &begun.model, &mut begun.optimizer, (train, test), &run)
+    pollster::block_on(train_images(
+        gpu,
+        &begun.model,
+        &mut begun.optimizer,
+        (train, test),
+        &run,
+    ))
 }
 
 pub fn train_resnet_command(gpu: &Gpu, args: &ResnetArgs) -> Result<()> {

@@ -119,7 +119,13 @@ fn run_one(
         augment: None,
         target_accuracy: None,
     };
-    train_images(gpu, &begun.model, &mut begun.optimizer, (train, test), &run)
+    pollster::block_on(train_images(
+        gpu,
+        &begun.model,
+        &mut begun.optimizer,
+        (train, test),
+        &run,
+    ))
 }
 
 fn train_mlp(gpu: &Gpu, args: &MlpArgs) -> Result<()> {

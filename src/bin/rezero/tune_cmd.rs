@@ -125,7 +125,7 @@ pub fn tune(gpu: &Gpu, args: &TuneArgs) -> Result<()> {
     }
     for (text, desc) in sizes.iter().zip(&products) {
         let key = matmul::tuning_key(desc);
-        let times = matmul::measure_candidates(gpu, desc)?;
+        let times = pollster::block_on(matmul::measure_candidates(gpu, desc))?;
         report(
             gpu,
             args,
@@ -142,7 +142,7 @@ pub fn tune(gpu: &Gpu, args: &TuneArgs) -> Result<()> {
             ConvPass::BackwardWeight,
         ] {
             let key = conv2d::tuning_key(pass, layer);
-            let times = conv2d::measure_candidates(gpu, pass, layer)?;
+            let times = pollster::block_on(conv2d::measure_candidates(gpu, pass, layer))?;
             let shape = format!("{text} {}", pass.name());
             report(
                 gpu,

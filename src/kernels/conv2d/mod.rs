@@ -8,11 +8,11 @@ mod shape;
 mod tune;
 
 pub use shape::Conv2d;
-pub use tune::{candidates, measure_candidates, tuning_key};
+pub use tune::{candidates, default_variant, measure_candidates, tuning_key};
 
 use super::matmul::Block;
 use super::{check_len, elements, grid_stride};
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "conv2d",
@@ -103,8 +103,8 @@ pub enum ConvVariant {
     /// 8 channels × 4 pixels per invocation straight from storage, no workgroup memory
     /// (what software Vulkan wants).
     Reg,
-    /// The fastest of a fixed list, measured once per device, pass and shape class
-    /// (`tune.rs`) and kept in the tuning table.
+    /// The tuning table's choice for the pass and shape class (measured by an explicit
+    /// tune, `tune.rs`), or a fixed default for the adapter's kind.
     Auto,
 }
 
@@ -141,11 +141,11 @@ impl ConvVariant {
         }
     }
 
-    /// The concrete kernel this variant runs for `pass` of `shape` on `gpu` (`Auto`
-    /// measures the candidates when the tuning table has no usable choice).
+    /// The concrete kernel this variant runs for `pass` of `shape` on `gpu` (`Auto`: the
+    /// tuning table's choice, or the default for the adapter; nothing is measured).
     pub fn resolve(self, gpu: &Gpu, pass: ConvPass, shape: &Conv2d) -> Result<ConvVariant> {
         match self {
-            ConvVariant::Auto => tune::pick(gpu, pass, shape),
+            ConvVariant::Auto => Ok(tune::pick(gpu, pass, shape)),
             ConvVariant::Direct if pass != ConvPass::Forward => {
                 Ok(ConvVariant::Blocked(Self::SIMPLE_BLOCK))
             }
@@ -190,7 +190,7 @@ fn reg_groups(gpu: &Gpu, m: u32, n: u32) -> [u32; 3] {
 #[allow(clippy::too_many_arguments)]
 fn dispatch_blocked(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     params: &Params,
     block: Block,
     mode: u32,
@@ -223,7 +223,7 @@ fn dispatch_blocked(
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     y: &wgpu::Buffer,
     x: &wgpu::Buffer,
     w: &wgpu::Buffer,
@@ -272,7 +272,7 @@ pub fn conv2d_forward(
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_input(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dx: &wgpu::Buffer,
     dy: &wgpu::Buffer,
     w: &wgpu::Buffer,
@@ -370,7 +370,7 @@ pub fn conv2d_weight_scratch_len(gpu: &Gpu, shape: &Conv2d) -> usize {
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     dw: &wgpu::Buffer,
     scratch: &wgpu::Buffer,
     dy: &wgpu::Buffer,
@@ -422,7 +422,7 @@ pub fn conv2d_backward_weight(
 /// db (+)= Σ over images and pixels of dy. db: [c_out]; dy: [batch, c_out, oh, ow].
 pub fn conv2d_backward_bias(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     db: &wgpu::Buffer,
     dy: &wgpu::Buffer,
     shape: &Conv2d,

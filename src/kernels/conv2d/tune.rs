@@ -1,8 +1,8 @@
 //! `ConvVariant::Auto`: which kernel runs a pass of a convolution, chosen like matmul's
 //! (`kernels::autotune`): per pass and shape class (the kernel's size, stride and padding
 //! exactly, the pass's GEMM rows, columns and reduction each to within a factor of two),
-//! from a fixed list of at most 10 candidates timed once per device (none when the list
-//! has one).
+//! from a fixed list of at most 10 candidates timed when a tune is asked for (none when the
+//! list has one); a fixed default until then.
 
 use super::{Conv2d, ConvPass, ConvVariant, conv2d_backward_input, conv2d_backward_weight};
 use super::{conv2d_forward, conv2d_weight_scratch_len};
@@ -70,7 +70,7 @@ pub fn candidates(gpu: &Gpu, pass: ConvPass) -> Vec<ConvVariant> {
 
 /// Times every candidate of `pass` on scratch tensors of `shape` (see
 /// `autotune::time_each`). Returns (variant, seconds) in candidate order.
-pub fn measure_candidates(
+pub async fn measure_candidates(
     gpu: &Gpu,
     pass: ConvPass,
     shape: &Conv2d,
@@ -80,29 +80,44 @@ pub fn measure_candidates(
     if let [only] = list[..] {
         return Ok(vec![(only, 0.0)]); // nothing to choose between: not run (its time reads 0)
     }
-    let x = autotune::filled(gpu, "tune x", shape.input_len() as u64)?;
-    let w = autotune::filled(gpu, "tune w", shape.weight_len() as u64)?;
-    let y = autotune::filled(gpu, "tune y", shape.output_len() as u64)?;
+    let x = autotune::filled(gpu, "tune x", shape.input_len() as u64).await?;
+    let w = autotune::filled(gpu, "tune w", shape.weight_len() as u64).await?;
+    let y = autotune::filled(gpu, "tune y", shape.output_len() as u64).await?;
     let scratch = match pass {
         ConvPass::BackwardWeight => conv2d_weight_scratch_len(gpu, shape),
         _ => 1,
     };
     let scratch = gpu.zeroed_f32("tune scratch", scratch);
     let dw = gpu.zeroed_f32("tune dw", shape.weight_len());
+    let (x, w, y, scratch, dw) = (&x, &w, &y, &scratch, &dw);
     autotune::time_each(&list, |v| {
-        gpu.run(|p| match pass {
-            ConvPass::Forward => conv2d_forward(gpu, p, &y, &x, &w, None, shape, v, false),
-            ConvPass::BackwardInput => conv2d_backward_input(gpu, p, &x, &y, &w, shape, v, false),
+        gpu.run(move |p| match pass {
+            ConvPass::Forward => conv2d_forward(gpu, p, y, x, w, None, shape, v, false),
+            ConvPass::BackwardInput => conv2d_backward_input(gpu, p, x, y, w, shape, v, false),
             ConvPass::BackwardWeight => {
-                conv2d_backward_weight(gpu, p, &dw, &scratch, &y, &x, shape, v, false)
+                conv2d_backward_weight(gpu, p, dw, scratch, y, x, shape, v, false)
             }
         })
     })
+    .await
 }
 
-/// The kernel `Auto` runs for `pass` of `shape`: the table's choice for its class, or the
-/// fastest candidate, measured now and recorded.
-pub(super) fn pick(gpu: &Gpu, pass: ConvPass, shape: &Conv2d) -> Result<ConvVariant> {
+/// The kernel `Auto` runs for a pass when the table has no choice for its class: the
+/// register-blocked kernel on software adapters (what `candidates` offers there alone); on
+/// GPUs the 64×64 block of 4×4 an invocation (the blocked tile an H200 picked for most
+/// ResNet passes; BENCHMARKS.md) when it fits, else the register-blocked kernel.
+pub fn default_variant(gpu: &Gpu) -> ConvVariant {
+    let block = Block::new(64, 64, 16, 4, 4);
+    if !gpu.is_software() && block.check(gpu).is_ok() {
+        ConvVariant::Blocked(block)
+    } else {
+        ConvVariant::Reg
+    }
+}
+
+/// The kernel `Auto` runs for `pass` of `shape`: the table's choice for its class, or
+/// [`default_variant`] (the class noted as untuned; see `autotune`).
+pub(super) fn pick(gpu: &Gpu, pass: ConvPass, shape: &Conv2d) -> ConvVariant {
     autotune::choose(
         gpu,
         &tuning_key(pass, shape),
@@ -112,7 +127,7 @@ pub(super) fn pick(gpu: &Gpu, pass: ConvPass, shape: &Conv2d) -> Result<ConvVari
             ConvVariant::Auto => false,
             _ => true,
         },
-        || measure_candidates(gpu, pass, shape),
-        |variant| variant.name(),
+        default_variant(gpu),
+        autotune::TuneRequest::Conv(pass, *shape),
     )
 }

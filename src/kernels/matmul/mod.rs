@@ -1,14 +1,14 @@
 //! Launchers for `shaders/matmul.wgsl` (after the tile prelude `shaders/tile.wgsl`):
 //! C = op(A)·op(B) (+ bias) (+ C), batched, in four variants, and `Auto`, which uses the
-//! fastest variant measured for the shape's class (`tune.rs`).
+//! variant the tuning table names for the shape's class, or a default (`tune.rs`).
 
 mod block;
 mod tune;
 
 pub use block::Block;
-pub use tune::{candidates, measure_candidates, tuning_key};
+pub use tune::{candidates, default_variant, measure_candidates, tuning_key};
 
-use crate::gpu::{Error, Gpu, Kernel, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
 
 use super::bias::Activation;
 use super::{check_len, check_nonempty, elements};
@@ -26,8 +26,9 @@ pub(crate) const SHADER: Shader = Shader {
 /// Which kernel computes the product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MatmulVariant {
-    /// The fastest of a fixed list of variants, measured once per shape class and device
-    /// (and remembered on disk when the `Gpu` has a tuning cache).
+    /// The variant the tuning table names for the shape's class (measured by an explicit
+    /// tune, remembered on disk when the `Gpu` has a tuning cache), or a fixed default for
+    /// the adapter's kind ([`default_variant`]).
     Auto,
     /// One invocation per output: the reference and the fallback.
     Naive,
@@ -379,7 +380,7 @@ fn plan(gpu: &Gpu, desc: &Matmul, variant: MatmulVariant) -> Result<Plan> {
 /// c: [batch, m, n]; a, b as described by [`Matmul`]; bias: [n].
 pub fn matmul(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     c: &wgpu::Buffer,
     a: &wgpu::Buffer,
     b: &wgpu::Buffer,
@@ -396,7 +397,7 @@ pub fn matmul(
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_activation(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     pre: &wgpu::Buffer,
     a: &wgpu::Buffer,
@@ -417,7 +418,7 @@ pub fn matmul_activation(
 #[allow(clippy::too_many_arguments)]
 fn record(
     gpu: &Gpu,
-    pass: &mut wgpu::ComputePass<'_>,
+    pass: &mut dyn Recorder,
     c: &wgpu::Buffer,
     epilogue: Option<(&wgpu::Buffer, Activation)>,
     a: &wgpu::Buffer,
@@ -430,7 +431,7 @@ fn record(
         check_len("matmul", "pre [m, n]", pre, c_len(desc))?;
     }
     let variant = match desc.variant {
-        MatmulVariant::Auto => tune::pick(gpu, desc)?,
+        MatmulVariant::Auto => tune::pick(gpu, desc),
         v => v,
     };
     let params = Params {

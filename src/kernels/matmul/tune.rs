@@ -1,11 +1,12 @@
 //! `MatmulVariant::Auto`: which variant runs a shape. Shapes are grouped into classes
 //! that share every property a choice depends on (the transposes, whether the operands
 //! can be read as vec4, whether it is batched, and each of m, n and k to within a factor
-//! of two), so that no shape inherits a choice measured for a different one. Each class
-//! is decided once per device by timing a fixed list of at most 12 candidates on it;
-//! the `Gpu`'s tuning table remembers the winner (and, given a cache file, keeps it).
+//! of two), so that no shape inherits a choice measured for a different one. A class is
+//! decided by timing a fixed list of at most 12 candidates on it when a tune is asked for
+//! (`autotune::tune`); the `Gpu`'s tuning table remembers the winner (and, given a cache
+//! file, keeps it). Until then `Auto` runs a fixed default for the adapter's kind.
 
-use super::{Matmul, MatmulVariant, matmul};
+use super::{Block, Matmul, MatmulVariant, matmul};
 use crate::gpu::{Gpu, Result};
 use crate::kernels::autotune;
 
@@ -52,33 +53,70 @@ pub fn candidates(gpu: &Gpu, desc: &Matmul) -> Vec<MatmulVariant> {
 
 /// Times every candidate on scratch buffers of `desc`'s shape (see
 /// `autotune::time_each`). Returns (variant, seconds) in candidate order.
-pub fn measure_candidates(gpu: &Gpu, desc: &Matmul) -> Result<Vec<(MatmulVariant, f64)>> {
+pub async fn measure_candidates(gpu: &Gpu, desc: &Matmul) -> Result<Vec<(MatmulVariant, f64)>> {
     let last = desc.batch as u64 - 1;
     let len = |stride: u32, rows: u32, cols: u32| last * stride as u64 + rows as u64 * cols as u64;
-    let a = autotune::filled(gpu, "tune a", len(desc.stride_a, desc.m, desc.k))?;
-    let b = autotune::filled(gpu, "tune b", len(desc.stride_b, desc.k, desc.n))?;
-    let c = autotune::filled(gpu, "tune c", len(desc.stride_c, desc.m, desc.n))?;
+    let a = autotune::filled(gpu, "tune a", len(desc.stride_a, desc.m, desc.k)).await?;
+    let b = autotune::filled(gpu, "tune b", len(desc.stride_b, desc.k, desc.n)).await?;
+    let c = autotune::filled(gpu, "tune c", len(desc.stride_c, desc.m, desc.n)).await?;
+    let (a, b, c) = (&a, &b, &c);
     autotune::time_each(&candidates(gpu, desc), |variant| {
         let trial = desc.variant(variant);
-        gpu.run(|pass| matmul(gpu, pass, &c, &a, &b, None, &trial).map(drop))
+        gpu.run(move |pass| matmul(gpu, pass, c, a, b, None, &trial).map(drop))
     })
+    .await
 }
 
-/// The variant `Auto` runs for `desc`: the table's choice for its class, or the fastest
-/// candidate, measured now and recorded.
-pub(super) fn pick(gpu: &Gpu, desc: &Matmul) -> Result<MatmulVariant> {
+/// The variant `Auto` runs for `desc` when the table has no choice for its class: on a
+/// software adapter the register-blocked kernel for products it can read as vec4 and small
+/// outputs, 128×128 blocks for large ones (lavapipe's measured winners); on a GPU 128×128
+/// blocks for large products, 64×64 for middling and 64×64 of 4×4 for small ones; in every
+/// case the first that fits the device, the naive kernel last.
+pub fn default_variant(gpu: &Gpu, desc: &Matmul) -> MatmulVariant {
+    let vec4 = desc.vec4_obstacle().is_none();
+    let outputs = desc.m as u64 * desc.n as u64;
+    let mut preference = Vec::new();
+    if gpu.is_software() {
+        if vec4 && outputs < 128 * 128 {
+            preference.push(MatmulVariant::Reg8x4);
+        }
+        preference.push(MatmulVariant::Blocked(Block::LARGE));
+        preference.push(MatmulVariant::Blocked(Block::new(64, 64, 16, 8, 8)));
+    } else {
+        if outputs >= 1024 * 1024 {
+            preference.push(MatmulVariant::Blocked(Block::LARGE));
+        }
+        if outputs >= 256 * 256 {
+            preference.push(MatmulVariant::Blocked(Block::new(64, 64, 16, 8, 8)));
+        }
+        preference.push(MatmulVariant::Blocked(Block::new(64, 64, 16, 4, 4)));
+    }
+    preference
+        .into_iter()
+        .find(|&v| usable(gpu, desc, v))
+        .unwrap_or(MatmulVariant::Naive)
+}
+
+/// Whether `variant` can run `desc` on `gpu`.
+fn usable(gpu: &Gpu, desc: &Matmul, variant: MatmulVariant) -> bool {
+    match variant {
+        MatmulVariant::Blocked(block) => block.check(gpu).is_ok(),
+        MatmulVariant::Reg8x4 => desc.vec4_obstacle().is_none(),
+        MatmulVariant::Tiled => desc.tile.check(gpu).is_ok(),
+        MatmulVariant::Naive => true,
+        MatmulVariant::Auto => false,
+    }
+}
+
+/// The variant `Auto` runs for `desc`: the table's choice for its class, or
+/// [`default_variant`] (the class noted as untuned; see `autotune`).
+pub(super) fn pick(gpu: &Gpu, desc: &Matmul) -> MatmulVariant {
     autotune::choose(
         gpu,
         &tuning_key(desc),
         |text| text.parse().ok(),
-        |variant| match variant {
-            MatmulVariant::Blocked(block) => block.check(gpu).is_ok(),
-            MatmulVariant::Reg8x4 => desc.vec4_obstacle().is_none(),
-            MatmulVariant::Tiled => desc.tile.check(gpu).is_ok(),
-            MatmulVariant::Naive => true,
-            MatmulVariant::Auto => false,
-        },
-        || measure_candidates(gpu, desc),
-        |variant| variant.name(),
+        |variant| usable(gpu, desc, variant),
+        default_variant(gpu, desc),
+        autotune::TuneRequest::Matmul(*desc),
     )
 }
