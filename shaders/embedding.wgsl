@@ -59,8 +59,14 @@ fn embedding_backward(
         let v = i / p.dim;
         let c = i - v * p.dim;
         var acc = 0.0;
-        for (var j = offsets[v]; j < offsets[v + 1u]; j++) {
-            acc += dout[order[j] * p.dim + c];
+        // order and offsets are the caller's buffers: whatever they hold, a row reads at
+        // most `tokens` entries and skips any token id past the end.
+        let end = min(offsets[v + 1u], p.tokens);
+        for (var j = min(offsets[v], end); j < end; j++) {
+            let t = order[j];
+            if (t < p.tokens) {
+                acc += dout[t * p.dim + c];
+            }
         }
         if (p.accumulate == 1u) {
             dtable[i] += acc;

@@ -315,6 +315,42 @@ fn embedding_lookup_and_deterministic_scatter_add() {
     }
 }
 
+/// The backward reads its groups from the caller's buffers, which `IdGroups` built but a
+/// caller may fill with anything: offsets past the tokens, decreasing or huge, and token
+/// ids past the end are clamped and skipped (the shader is built without bounds checks), so
+/// each row sums at most the tokens its clamped range names that exist.
+#[test]
+fn embedding_backward_clamps_groups_whatever_the_buffers_hold() {
+    let gpu = require_gpu!();
+    let (tokens, dim, vocab) = (4u32, 3u32, 5u32);
+    let dout: Vec<f32> = (0..tokens * dim).map(|i| i as f32).collect();
+    // Row 0: tokens 0 and 1; row 1: a decreasing range (nothing); row 2: token 1 and an id
+    // past the end (skipped); row 3: from 3 to a huge offset (clamped to 4: token 3); row
+    // 4: a range that starts past the end (nothing).
+    let offsets = [0u32, 2, 1, 3, u32::MAX, u32::MAX];
+    let order = [0u32, 1, u32::MAX, 3];
+    let (gdout, goff, gorder) = (
+        gpu.upload("dout", &dout),
+        gpu.upload("offsets", &offsets),
+        gpu.upload("order", &order),
+    );
+    let gdt = gpu.zeroed_f32("dtable", (vocab * dim) as usize);
+    let shape = embedding::EmbeddingShape { tokens, dim, vocab };
+    pollster::block_on(gpu.run(|pass| {
+        embedding::embedding_backward(gpu, pass, Grad::write(&gdt), &gdout, &gorder, &goff, shape)
+    }))
+    .unwrap();
+    let got = pollster::block_on(gpu.read_f32(&gdt, (vocab * dim) as usize)).unwrap();
+    let row = |t: usize| &dout[t * 3..t * 3 + 3];
+    let mut want = vec![0.0f32; 15];
+    for c in 0..3 {
+        want[c] = row(0)[c] + row(1)[c];
+        want[6 + c] = row(1)[c];
+        want[9 + c] = row(3)[c];
+    }
+    assert_eq!(got, want);
+}
+
 #[test]
 fn id_groups_reject_out_of_range_ids() {
     let err = embedding::IdGroups::new(&[0, 4, 9], 5).unwrap_err();

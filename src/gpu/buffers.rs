@@ -81,11 +81,11 @@ impl Gpu {
     /// and mapped, and the future resolves when that is done (on native backends awaiting it
     /// waits on the device; in a browser the event loop runs meanwhile).
     pub async fn read<T: Element>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
-        let bytes = (len * std::mem::size_of::<T>()) as u64;
+        let bytes = (len as u64).saturating_mul(std::mem::size_of::<T>() as u64);
         if bytes > buffer.size() {
             return Err(Error::Shape {
                 op: "read",
-                expected: format!("a buffer of at least {bytes} bytes"),
+                expected: format!("a buffer of at least {len} elements ({bytes} bytes)"),
                 got: format!("{} bytes", buffer.size()),
             });
         }
@@ -106,7 +106,10 @@ impl Gpu {
             .slice(..)
             .map_async(wgpu::MapMode::Read, move |r| mapped.set(r));
         self.poll_until(Some(copied))?;
-        waiting.await.map_err(|e| Error::Readback(e.to_string()))?;
+        match waiting.await {
+            Some(mapped) => mapped.map_err(|e| Error::Readback(e.to_string()))?,
+            None => return Err(dropped_callback("a buffer's mapping")),
+        }
         self.take_uncaptured()?;
         let view = staging
             .get_mapped_range(..)
@@ -127,6 +130,13 @@ impl Gpu {
         self.queue
             .write_buffer(buffer, 0, bytemuck::cast_slice(data));
     }
+}
+
+/// The error for a wgpu callback dropped without being called (the device was lost).
+pub(crate) fn dropped_callback(what: &str) -> Error {
+    Error::Readback(format!(
+        "{what} never completed: the device dropped its callback"
+    ))
 }
 
 /// Reuses storage buffers by size class (powers of two from 256 bytes), so that a training

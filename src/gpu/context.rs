@@ -85,13 +85,16 @@ pub(crate) fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Key of the pipeline cache: shader family, entry point and override constants.
+/// Key of the pipeline cache: shader family, entry point and override constants, and for
+/// a caller's shader (built through the unsafe `Gpu::pipeline`) its whole source, so that
+/// it never shares an entry with one of rezero's shaders of the same name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PipelineKey {
     pub shader: &'static str,
     pub entry: &'static str,
     /// (name, value bits) of each override constant, in a fixed order.
     pub constants: Vec<(&'static str, u64)>,
+    pub caller_source: Option<&'static str>,
 }
 
 /// A wgpu device and queue plus what rezero caches about them.
@@ -380,11 +383,12 @@ impl Gpu {
     }
 
     /// Notes a tuning class that ran its default for want of a choice (the first request
-    /// of a class is kept).
-    pub(crate) fn note_untuned(&self, key: &str, request: Box<dyn Any + Send>) {
-        lock(&self.untuned)
-            .entry(key.to_string())
-            .or_insert(request);
+    /// of a class is kept; later ones allocate nothing).
+    pub(crate) fn note_untuned(&self, key: &str, request: impl FnOnce() -> Box<dyn Any + Send>) {
+        let mut untuned = lock(&self.untuned);
+        if !untuned.contains_key(key) {
+            untuned.insert(key.to_string(), request());
+        }
     }
 
     /// The keys of the classes that ran their default so far (see
@@ -441,14 +445,17 @@ impl Gpu {
         let (done, waiting) = one_shot();
         self.queue.on_submitted_work_done(move || done.set(()));
         self.poll_until(None)?;
-        waiting.await;
+        if waiting.await.is_none() {
+            return Err(super::buffers::dropped_callback("the submitted work"));
+        }
         self.take_uncaptured()
     }
 
     /// Native backends: waits on the device until submission `index` (all work, when
     /// `None`) is done, which also runs the callbacks waiting on it. WebGPU: nothing (the
-    /// browser runs them). The one place rezero waits on the device, always inside a
-    /// future the caller awaits.
+    /// browser runs them). Called inside the futures of reads and `sync`, so a native
+    /// thread waits only where its caller awaits one of those (the one other wait is the
+    /// tape's, between the chunks of a step of over 4,096 ops: `Tape::submit_chunk`).
     pub(crate) fn poll_until(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         let wait = wgpu::PollType::Wait {
             submission_index: index,

@@ -102,13 +102,24 @@ impl Gpu {
     /// workgroups and parameters, and must keep its loops bounded and its divisors nonzero:
     /// a shader that reads or writes past a buffer's end is undefined behaviour on the GPU.
     /// rezero's own shaders are reachable safely only through the launchers of
-    /// [`crate::kernels`], which check every size before they record.
+    /// [`crate::kernels`], which check every size before they record; a pipeline built here
+    /// is cached apart from theirs (by its whole source), whatever the shader's name.
     pub unsafe fn pipeline(&self, kernel: &Kernel) -> Result<wgpu::ComputePipeline> {
-        self.cached_pipeline(kernel)
+        self.build_pipeline(kernel, Some(kernel.shader.wgsl))
     }
 
     /// [`Gpu::pipeline`] for the launchers, which check their sizes first.
     pub(crate) fn cached_pipeline(&self, kernel: &Kernel) -> Result<wgpu::ComputePipeline> {
+        self.build_pipeline(kernel, None)
+    }
+
+    /// The pipeline of `kernel` from the cache, or built and cached; `caller_source` is
+    /// the source of a caller's shader (its cache key), `None` for rezero's own.
+    fn build_pipeline(
+        &self,
+        kernel: &Kernel,
+        caller_source: Option<&'static str>,
+    ) -> Result<wgpu::ComputePipeline> {
         let key = PipelineKey {
             shader: kernel.shader.name,
             entry: kernel.entry,
@@ -117,6 +128,7 @@ impl Gpu {
                 .iter()
                 .map(|&(n, v)| (n, v.to_bits()))
                 .collect(),
+            caller_source,
         };
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());

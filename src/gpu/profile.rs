@@ -75,6 +75,19 @@ pub(crate) fn begin_pass<'e>(
     })
 }
 
+/// The profile set aside while unprofiled work runs, put back when dropped (also when the
+/// work's future is dropped before it finishes).
+struct SetAside<'a> {
+    gpu: &'a Gpu,
+    held: Option<Profiler>,
+}
+
+impl Drop for SetAside<'_> {
+    fn drop(&mut self) {
+        *lock(&self.gpu.profiler) = self.held.take();
+    }
+}
+
 /// One kernel entry point's share of a profiled step.
 #[derive(Clone, Debug)]
 pub struct ProfileRow {
@@ -270,10 +283,11 @@ impl Gpu {
     /// Runs `work` with the profile (if any) set aside: what it dispatches is not timed
     /// (kernel tuning measurements made while a profile is recorded).
     pub(crate) async fn unprofiled<T>(&self, work: impl Future<Output = T>) -> T {
-        let held = lock(&self.profiler).take();
-        let result = work.await;
-        *lock(&self.profiler) = held;
-        result
+        let _aside = SetAside {
+            gpu: self,
+            held: lock(&self.profiler).take(),
+        };
+        work.await
     }
 
     /// Records `dispatch` into `pass`, bracketed by timestamps when profiling inside passes,

@@ -71,6 +71,8 @@ struct Built {
     /// holds is plain to see).
     _uniform: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
+    /// The storage buffers the bind group binds (it keeps them alive either way).
+    buffers: Vec<wgpu::Buffer>,
     groups: [u32; 3],
     entry: &'static str,
     work: Work,
@@ -124,6 +126,12 @@ impl Prepared {
     pub fn entries(&self) -> Vec<&'static str> {
         self.dispatches.iter().map(|d| d.entry).collect()
     }
+
+    /// Every storage buffer the dispatches bind, in order, repeats included: what this
+    /// `Prepared` keeps alive besides its pipelines and uniforms.
+    pub fn buffers(&self) -> impl Iterator<Item = &wgpu::Buffer> {
+        self.dispatches.iter().flat_map(|d| &d.buffers)
+    }
 }
 
 impl sealed::Sink for Prepared {
@@ -137,6 +145,7 @@ impl sealed::Sink for Prepared {
             pipeline,
             _uniform: uniform,
             bind_group,
+            buffers: d.buffers.iter().map(|&(_, b)| b.clone()).collect(),
             groups: d.groups,
             entry: d.kernel.entry,
             work: d.kernel.work,

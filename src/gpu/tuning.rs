@@ -221,8 +221,10 @@ impl TuningTable {
 
     /// Records a choice and rewrites the cache file, if there is one, keeping what other
     /// processes added to it meanwhile (a failure to write is a warning: the table still
-    /// holds the choice for this process).
+    /// holds the choice for this process). It replaces a pinned choice of the key too: a
+    /// class is measured only when its choice, pinned or not, cannot run here.
     pub fn set(&mut self, key: &str, choice: &str) {
+        self.pinned.remove(key);
         self.entries.insert(key.to_string(), choice.to_string());
         if let Some(path) = &self.file {
             let mut merged = read_cache(path, &self.device).unwrap_or_default();

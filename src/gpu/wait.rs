@@ -1,8 +1,8 @@
-//! Waiting for the GPU without blocking inside the library: a one-shot value a wgpu
-//! callback sets (a buffer mapped, submitted work done), awaited as a future. wgpu calls
-//! such callbacks from `Device::poll` on native backends and from the browser's event loop
-//! on WebGPU, so a native wait polls the device for the caller's future and a web wait
-//! only awaits.
+//! Waiting for the GPU inside a future: a one-shot value a wgpu callback sets (a buffer
+//! mapped, submitted work done), awaited by the caller. wgpu runs such callbacks from
+//! `Device::poll` on native backends, which `Gpu::poll_until` calls inside the future
+//! (the thread then waits there, as a native wgpu program waits in `poll`), and from the
+//! browser's event loop on WebGPU, where the future only awaits.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,43 +11,60 @@ use std::task::{Context, Poll, Waker};
 
 use super::context::lock;
 
-/// The shared state of one wait: the value once set, and the task to wake then.
+/// The shared state of one wait.
 struct Slot<T> {
-    value: Option<T>,
+    /// The value once set; `Some(None)` when the setter was dropped unset (wgpu dropped
+    /// the callback without calling it: the device was lost).
+    outcome: Option<Option<T>>,
     waker: Option<Waker>,
 }
 
 /// Sets the value of a wait (moved into a wgpu callback).
-pub(crate) struct Setter<T>(Arc<Mutex<Slot<T>>>);
+pub(crate) struct Setter<T>(Option<Arc<Mutex<Slot<T>>>>);
 
-/// The future of a wait: ready once the setter has run.
+/// The future of a wait: the value, or `None` if the callback was dropped uncalled.
 pub(crate) struct Waiting<T>(Arc<Mutex<Slot<T>>>);
 
 /// A new wait: its setter and its future.
 pub(crate) fn one_shot<T>() -> (Setter<T>, Waiting<T>) {
     let slot = Arc::new(Mutex::new(Slot {
-        value: None,
+        outcome: None,
         waker: None,
     }));
-    (Setter(slot.clone()), Waiting(slot))
+    (Setter(Some(slot.clone())), Waiting(slot))
 }
 
 impl<T> Setter<T> {
-    pub fn set(self, value: T) {
-        let mut slot = lock(&self.0);
-        slot.value = Some(value);
-        if let Some(waker) = slot.waker.take() {
+    pub fn set(mut self, value: T) {
+        self.finish(Some(value));
+    }
+
+    /// Records the outcome and wakes the waiting task (after the lock is let go).
+    fn finish(&mut self, outcome: Option<T>) {
+        let Some(slot) = self.0.take() else { return };
+        let waker = {
+            let mut slot = lock(&slot);
+            slot.outcome = Some(outcome);
+            slot.waker.take()
+        };
+        if let Some(waker) = waker {
             waker.wake();
         }
     }
 }
 
+impl<T> Drop for Setter<T> {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}
+
 impl<T> Future for Waiting<T> {
-    type Output = T;
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<T> {
+    type Output = Option<T>;
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<T>> {
         let mut slot = lock(&self.0);
-        match slot.value.take() {
-            Some(value) => Poll::Ready(value),
+        match slot.outcome.take() {
+            Some(outcome) => Poll::Ready(outcome),
             None => {
                 slot.waker = Some(context.waker().clone());
                 Poll::Pending

@@ -81,11 +81,11 @@ pub(crate) async fn time_each<V: Copy, F: Future<Output = Result<()>>>(
 }
 
 /// The fastest of measured (candidate, seconds), if any.
-pub fn fastest<V: Copy>(times: &[(V, f64)]) -> Option<V> {
+pub fn fastest<V: Clone>(times: &[(V, f64)]) -> Option<V> {
     times
         .iter()
         .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|&(v, _)| v)
+        .map(|(v, _)| v.clone())
 }
 
 /// The variant for tuning class `key`: the table's choice when it parses and `usable`
@@ -105,7 +105,7 @@ pub(crate) fn choose<V: Copy>(
             return choice;
         }
     }
-    gpu.note_untuned(key, Box::new(request));
+    gpu.note_untuned(key, || Box::new(request));
     default
 }
 
@@ -141,11 +141,7 @@ impl TuneRequest {
     /// fastest in the tuning table.
     pub async fn measure(&self, gpu: &Gpu) -> Result<Tuned> {
         let times = gpu.unprofiled(self.times(gpu)).await?;
-        let best = times
-            .iter()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(name, _)| name.clone())
-            .expect("every tuned kernel has a candidate");
+        let best = fastest(&times).expect("every tuned kernel has a candidate");
         let key = self.key();
         gpu.set_tuned(&key, &best);
         Ok(Tuned {

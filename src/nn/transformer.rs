@@ -177,52 +177,74 @@ impl TransformerConfig {
     }
 }
 
+/// Makes the layers' parameters in order, each linear layer's weights from the next seed.
+struct Init<'a> {
+    gpu: &'a Gpu,
+    seed: u64,
+}
+
+impl Init<'_> {
+    /// Xavier-normal weights [out, inp] and zero biases [out].
+    fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Linear> {
+        self.seed = self.seed.wrapping_add(1);
+        let weights = xavier_normal(self.seed, out, inp, 1.0);
+        Ok(Linear {
+            w: Param::new(self.gpu, &format!("{name}.w"), &[out, inp], &weights, true)?,
+            b: Param::new(
+                self.gpu,
+                &format!("{name}.b"),
+                &[out],
+                &vec![0.0; out],
+                false,
+            )?,
+        })
+    }
+
+    /// A LayerNorm over `dm`: gain 1, bias 0.
+    fn norm(&self, name: &str, dm: usize) -> Result<Norm> {
+        Ok(Norm {
+            gain: Param::new(
+                self.gpu,
+                &format!("{name}.gain"),
+                &[dm],
+                &vec![1.0; dm],
+                false,
+            )?,
+            bias: Param::new(
+                self.gpu,
+                &format!("{name}.bias"),
+                &[dm],
+                &vec![0.0; dm],
+                false,
+            )?,
+        })
+    }
+}
+
 impl Transformer {
     pub fn new(gpu: &Gpu, config: TransformerConfig) -> Result<Transformer> {
         config.check()?;
         let c = &config;
-        let mut seed = c.seed;
-        let mut next = || {
-            seed = seed.wrapping_add(1);
-            seed
-        };
         let dm = c.d_model;
-        let mut linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
-            Ok(Linear {
-                w: Param::new(
-                    gpu,
-                    &format!("{name}.w"),
-                    &[out, inp],
-                    &xavier_normal(next(), out, inp, 1.0),
-                    true,
-                )?,
-                b: Param::new(gpu, &format!("{name}.b"), &[out], &vec![0.0; out], false)?,
-            })
-        };
-        let norm = |name: &str| -> Result<Norm> {
-            Ok(Norm {
-                gain: Param::new(gpu, &format!("{name}.gain"), &[dm], &vec![1.0; dm], false)?,
-                bias: Param::new(gpu, &format!("{name}.bias"), &[dm], &vec![0.0; dm], false)?,
-            })
-        };
+        let mut init = Init { gpu, seed: c.seed };
         let mut blocks = Vec::with_capacity(c.layers);
         for i in 0..c.layers {
             // Field order is initialisation order: the seeds follow it.
             blocks.push(Block {
-                qkv: linear(&format!("block{i}.qkv"), 3 * dm, dm)?,
-                proj: linear(&format!("block{i}.proj"), dm, dm)?,
-                ff1: linear(&format!("block{i}.ff1"), c.d_ff, dm)?,
-                ff2: linear(&format!("block{i}.ff2"), dm, c.d_ff)?,
+                qkv: init.linear(&format!("block{i}.qkv"), 3 * dm, dm)?,
+                proj: init.linear(&format!("block{i}.proj"), dm, dm)?,
+                ff1: init.linear(&format!("block{i}.ff1"), c.d_ff, dm)?,
+                ff2: init.linear(&format!("block{i}.ff2"), dm, c.d_ff)?,
                 norms: match c.variant.has_block_norms() {
                     true => Some((
-                        norm(&format!("block{i}.norm1"))?,
-                        norm(&format!("block{i}.norm2"))?,
+                        init.norm(&format!("block{i}.norm1"), dm)?,
+                        init.norm(&format!("block{i}.norm2"), dm)?,
                     )),
                     false => None,
                 },
             });
         }
-        let out = linear("out", VOCAB, dm)?;
+        let out = init.linear("out", VOCAB, dm)?;
         let alpha_count = if c.alpha_per_sublayer {
             2 * c.layers
         } else {
@@ -258,7 +280,7 @@ impl Transformer {
                 })
                 .transpose()?,
             final_norm: (c.variant == BlockVariant::PreNorm)
-                .then(|| norm("final_norm"))
+                .then(|| init.norm("final_norm", dm))
                 .transpose()?,
             out,
             config,

@@ -6,7 +6,7 @@ use crate::gpu::{BufferPool, Discard, Error, Gpu, Recorder, Result};
 use crate::kernels::elementwise;
 use crate::kernels::matmul::Matmul;
 
-use super::tensor::{Param, Tensor};
+use super::tensor::{Param, Tensor, check_data_len};
 
 /// One recorded op: the plain data backward needs (input ids, saved buffers, dimensions).
 pub(crate) enum Op {
@@ -489,16 +489,4 @@ impl Drop for Tape<'_> {
         self.flush();
         self.gpu.clear_bind_groups();
     }
-}
-
-pub(crate) fn check_data_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
-    let want: usize = shape.iter().product();
-    if len != want || want == 0 {
-        return Err(Error::Shape {
-            op,
-            expected: format!("{want} elements for shape {shape:?} (at least 1)"),
-            got: format!("{len}"),
-        });
-    }
-    Ok(())
 }

@@ -90,3 +90,20 @@ impl Param {
         self.len() == 0
     }
 }
+
+/// Errors unless `len` values fill `shape` exactly (at least one value; a shape whose size
+/// overflows is refused too).
+pub(crate) fn check_data_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
+    let want = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if want != Some(len) || len == 0 {
+        return Err(Error::Shape {
+            op,
+            expected: match want {
+                Some(want) => format!("{want} elements for shape {shape:?} (at least 1)"),
+                None => format!("a shape whose size fits in memory, not {shape:?}"),
+            },
+            got: format!("{len}"),
+        });
+    }
+    Ok(())
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::gpu::{Error, Gpu, Result};
-use crate::kernels::autotune::Tuned;
+use crate::kernels::autotune::{self, Tuned};
 use crate::optim::Optimizer;
 use crate::tape::{Param, Tape, Tensor, tune};
 
@@ -153,6 +153,8 @@ pub struct Trainer<'g, 'm> {
     divergence: Option<Divergence>,
     start: Instant,
     clock: RateClock,
+    /// Kernel classes measured so far (`None` without `tune`).
+    tuned: Option<usize>,
 }
 
 impl<'g, 'm> Trainer<'g, 'm> {
@@ -211,6 +213,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
             divergence: None,
             start: Instant::now(),
             clock: RateClock::new(columns.items_per_step),
+            tuned: None,
         })
     }
 
@@ -259,15 +262,15 @@ impl<'g, 'm> Trainer<'g, 'm> {
         self.tape.reset();
         self.profiler.after(self.gpu, self.step).await?;
         if let Some(seconds) = self.clock.step_done() {
+            let tuned = match self.tuned {
+                Some(0) => ", all its kernel choices already tuned".to_string(),
+                Some(n) => format!(", tuning {n} kernel classes"),
+                None => String::new(),
+            };
             self.progress.note(&format!(
-                "{}: first step {} (compiling its kernels{}; not in the rates)",
+                "{}: first step {} (compiling its kernels{tuned}; not in the rates)",
                 self.config.label,
                 format_duration(std::time::Duration::from_secs_f64(seconds)),
-                if self.config.tune {
-                    ", tuning them"
-                } else {
-                    ""
-                }
             ));
         }
         if let Some(v) = value {
@@ -292,11 +295,16 @@ impl<'g, 'm> Trainer<'g, 'm> {
         loss_of: impl FnOnce(&mut Tape<'g>) -> Result<Tensor>,
     ) -> Result<Vec<Tuned>> {
         let tuned = tune::tune_step(self.gpu, loss_of).await?;
-        if let Some(line) = tune::describe(&tuned) {
+        self.report_tuned(&tuned);
+        Ok(tuned)
+    }
+
+    fn report_tuned(&mut self, tuned: &[Tuned]) {
+        *self.tuned.get_or_insert(0) += tuned.len();
+        if let Some(line) = tune::describe(tuned) {
             self.progress
                 .note(&format!("{}: {line}", self.config.label));
         }
-        Ok(tuned)
     }
 
     /// Keeps a loss read at this step, checks it, and writes its metrics row if `logged`
@@ -338,10 +346,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
             (true, None) => ",".into(),
             (false, _) => String::new(),
         };
-        let rate = self
-            .clock
-            .window_rate()
-            .map_or(String::new(), |r| format!("{r:.1}"));
+        let rate = field_with(self.clock.window_rate(), |r| format!("{r:.1}"));
         let mut row = format!("{}{epoch},{loss},{lr},{rate}", self.step);
         if let Some(a) = self.alphas {
             let values = self.gpu.read_f32(&a.value, a.len()).await?;
@@ -357,14 +362,21 @@ impl<'g, 'm> Trainer<'g, 'm> {
         Ok(row)
     }
 
-    /// Runs an evaluation on the tape (its time is left out of the training rate).
+    /// Runs an evaluation on the tape (its time is left out of the training rate). With
+    /// `tune`, the kernel classes it met that the table lacks (batches of another size than
+    /// the training step's) are measured after it, for the evaluations after it.
     pub async fn evaluate<T>(
         &mut self,
         eval: impl AsyncFnOnce(&mut Tape<'g>) -> Result<T>,
     ) -> Result<T> {
         let start = Instant::now();
         let result = eval(&mut self.tape).await;
-        self.clock.add_eval(start.elapsed().as_secs_f64());
+        if self.config.tune {
+            let requests = autotune::take_untuned(self.gpu);
+            let tuned = autotune::tune(self.gpu, &requests).await?;
+            self.report_tuned(&tuned);
+        }
+        self.clock.exclude(start.elapsed().as_secs_f64());
         result
     }
 
@@ -393,7 +405,10 @@ impl<'g, 'm> Trainer<'g, 'm> {
             step: self.step,
             flags: &self.config.flags,
         };
-        match save(self.optimizer, at, &dir.checkpoint()).await {
+        let start = Instant::now();
+        let saved = save(self.optimizer, at, &dir.checkpoint()).await;
+        self.clock.exclude(start.elapsed().as_secs_f64());
+        match saved {
             Err(Error::Diverged { why, .. }) => {
                 self.divergence = Some(Divergence {
                     step: self.step,
@@ -457,7 +472,12 @@ pub fn metrics_header(columns: Columns, alphas: usize) -> String {
 
 /// An optional number as a CSV or summary field: empty when it was not measured.
 pub fn field(value: Option<f32>) -> String {
-    value.map_or(String::new(), |v| v.to_string())
+    field_with(value, |v| v.to_string())
+}
+
+/// An optional value as a field, shown by `show`: empty when it was not measured.
+pub fn field_with<T>(value: Option<T>, show: impl FnOnce(T) -> String) -> String {
+    value.map_or(String::new(), show)
 }
 
 fn summary_fields(s: &RunSummary) -> Vec<(&'static str, String)> {
@@ -469,24 +489,16 @@ fn summary_fields(s: &RunSummary) -> Vec<(&'static str, String)> {
         ("wall_seconds", format!("{:.3}", s.wall_seconds)),
         (
             "items_per_second",
-            s.items_per_second
-                .map_or(String::new(), |r| format!("{r:.1}")),
+            field_with(s.items_per_second, |r| format!("{r:.1}")),
         ),
         (
             "first_step_seconds",
-            s.first_step_seconds
-                .map_or(String::new(), |t| format!("{t:.3}")),
+            field_with(s.first_step_seconds, |t| format!("{t:.3}")),
         ),
         ("peak_activation_bytes", s.peak_activation_bytes.to_string()),
         ("param_bytes", s.param_bytes.to_string()),
         ("diverged", d.is_some().to_string()),
-        (
-            "diverged_at_step",
-            d.map_or(String::new(), |d| d.step.to_string()),
-        ),
-        (
-            "diverged_because",
-            d.map_or(String::new(), |d| d.why.clone()),
-        ),
+        ("diverged_at_step", field_with(d, |d| d.step.to_string())),
+        ("diverged_because", field_with(d, |d| d.why.clone())),
     ]
 }

@@ -10,7 +10,7 @@ use crate::nn::{Mlp, Resnet};
 use crate::optim::Optimizer;
 use crate::tape::{Param, Tape, Tensor};
 
-use super::core::{Columns, RunConfig, RunPoint, RunSummary, Trainer, field};
+use super::core::{Columns, RunConfig, RunPoint, RunSummary, Trainer, field, field_with};
 
 /// What the image loop needs of a model.
 pub trait ImageModel {
@@ -297,9 +297,7 @@ pub async fn train_images(
         ("test_accuracy", field(evals.test_accuracy)),
         (
             "epochs_to_target",
-            evals
-                .epochs_to_target
-                .map_or(String::new(), |e| e.to_string()),
+            field_with(evals.epochs_to_target, |e| e.to_string()),
         ),
     ];
     Ok(ImageSummary {

@@ -10,7 +10,7 @@ use crate::nn::Transformer;
 use crate::optim::Optimizer;
 use crate::tape::{DropoutStep, Tape};
 
-use super::core::{Columns, RunConfig, RunSummary, Trainer, field};
+use super::core::{Columns, RunConfig, RunSummary, Trainer, field, field_with};
 
 /// How to run one language-model job.
 #[derive(Clone, Debug)]
@@ -210,7 +210,7 @@ pub async fn train_lm(
         ("val_bpb", field(val_bpb)),
         (
             "steps_to_target",
-            steps_to_target.map_or(String::new(), |s| s.to_string()),
+            field_with(steps_to_target, |s| s.to_string()),
         ),
     ];
     Ok(LmSummary {

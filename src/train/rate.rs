@@ -1,4 +1,5 @@
-//! The rates a run reports, evaluation time left out of each: items a second over the
+//! The rates a run reports, evaluation and checkpoint time left out of each: items a
+//! second over the
 //! last logging window (progress lines, metrics rows), over the run after its first step
 //! (the summary), and the first step's own time (compiling kernels, tuning), which would
 //! otherwise make the early rates meaningless on a cold start.
@@ -67,8 +68,8 @@ impl RateClock {
         Some(seconds)
     }
 
-    /// Evaluation time, left out of every rate.
-    pub fn add_eval(&mut self, seconds: f64) {
+    /// Time that is not training (evaluations, checkpoints), left out of every rate.
+    pub fn exclude(&mut self, seconds: f64) {
         self.eval_seconds += seconds;
     }
 

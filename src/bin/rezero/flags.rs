@@ -147,7 +147,8 @@ pub struct RunArgs {
     pub keep_checkpoints: bool,
     /// Before the first step, time the candidate kernels of every matmul, attention and
     /// convolution shape the step meets that the tuning table lacks, and keep the fastest
-    /// (in the tuning cache). Without it those run a fixed default for the adapter.
+    /// (in the tuning cache); an evaluation's other shapes are timed after the first one.
+    /// Without it those run a fixed default for the adapter.
     #[arg(long)]
     pub tune: bool,
 }

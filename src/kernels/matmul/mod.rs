@@ -274,9 +274,34 @@ struct Params {
     _pad: u32,
 }
 
-/// Elements C (and pre) must hold: the last batch's offset plus one [m, n].
-fn c_len(desc: &Matmul) -> u64 {
-    (desc.batch as u64 - 1) * desc.stride_c as u64 + desc.m as u64 * desc.n as u64
+impl Matmul {
+    /// Elements A, B and C must hold (the last batch's offset plus one matrix), after
+    /// checking that no dimension is 0 and that each count fits a u32 index.
+    pub fn lengths(&self, op: &'static str) -> Result<[u64; 3]> {
+        check_nonempty(
+            op,
+            &[
+                ("m", self.m),
+                ("n", self.n),
+                ("k", self.k),
+                ("batch", self.batch),
+            ],
+        )?;
+        let last = self.batch as u64 - 1;
+        let need_a = last * self.stride_a as u64 + elements(op, &[self.m, self.k])?;
+        let need_b = last * self.stride_b as u64 + elements(op, &[self.k, self.n])?;
+        let need_c = last * self.stride_c as u64 + elements(op, &[self.m, self.n])?;
+        for (what, need) in [("A", need_a), ("B", need_b), ("C", need_c)] {
+            if need > u32::MAX as u64 {
+                return Err(Error::Limits {
+                    what: format!("{op}: elements of {what}"),
+                    needed: need,
+                    limit: u32::MAX as u64,
+                });
+            }
+        }
+        Ok([need_a, need_b, need_c])
+    }
 }
 
 /// Checks shapes and buffer sizes; returns nothing on success.
@@ -288,19 +313,7 @@ fn check(
     bias: Option<&wgpu::Buffer>,
 ) -> Result<()> {
     const OP: &str = "matmul";
-    check_nonempty(
-        OP,
-        &[
-            ("m", desc.m),
-            ("n", desc.n),
-            ("k", desc.k),
-            ("batch", desc.batch),
-        ],
-    )?;
-    let last = desc.batch as u64 - 1;
-    let need_a = last * desc.stride_a as u64 + elements(OP, &[desc.m, desc.k])?;
-    let need_b = last * desc.stride_b as u64 + elements(OP, &[desc.k, desc.n])?;
-    let need_c = c_len(desc);
+    let [need_a, need_b, need_c] = desc.lengths(OP)?;
     let a_shape = if desc.trans_a { "A [k, m]" } else { "A [m, k]" };
     let b_shape = if desc.trans_b { "B [n, k]" } else { "B [k, n]" };
     check_len(OP, a_shape, a, need_a)?;
@@ -308,15 +321,6 @@ fn check(
     check_len(OP, "C [m, n]", c, need_c)?;
     if let Some(bias) = bias {
         check_len(OP, "bias [n]", bias, desc.n as u64)?;
-    }
-    for (what, need) in [("A", need_a), ("B", need_b), ("C", need_c)] {
-        if need > u32::MAX as u64 {
-            return Err(Error::Limits {
-                what: format!("matmul: elements of {what}"),
-                needed: need,
-                limit: u32::MAX as u64,
-            });
-        }
     }
     Ok(())
 }
@@ -428,7 +432,7 @@ fn record(
 ) -> Result<MatmulVariant> {
     check(desc, c, a, b, bias)?;
     if let Some((pre, _)) = epilogue {
-        check_len("matmul", "pre [m, n]", pre, c_len(desc))?;
+        check_len("matmul", "pre [m, n]", pre, desc.lengths("matmul")?[2])?;
     }
     let variant = match desc.variant {
         MatmulVariant::Auto => tune::pick(gpu, desc),

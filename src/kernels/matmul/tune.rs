@@ -54,11 +54,15 @@ pub fn candidates(gpu: &Gpu, desc: &Matmul) -> Vec<MatmulVariant> {
 /// Times every candidate on scratch buffers of `desc`'s shape (see
 /// `autotune::time_each`). Returns (variant, seconds) in candidate order.
 pub async fn measure_candidates(gpu: &Gpu, desc: &Matmul) -> Result<Vec<(MatmulVariant, f64)>> {
-    let last = desc.batch as u64 - 1;
-    let len = |stride: u32, rows: u32, cols: u32| last * stride as u64 + rows as u64 * cols as u64;
-    let a = autotune::filled(gpu, "tune a", len(desc.stride_a, desc.m, desc.k)).await?;
-    let b = autotune::filled(gpu, "tune b", len(desc.stride_b, desc.k, desc.n)).await?;
-    let c = autotune::filled(gpu, "tune c", len(desc.stride_c, desc.m, desc.n)).await?;
+    const OP: &str = "matmul tuning";
+    let lengths = desc.lengths(OP)?;
+    for len in lengths {
+        gpu.check_binding(OP, len * 4)?;
+    }
+    let [a, b, c] = lengths;
+    let a = autotune::filled(gpu, "tune a", a).await?;
+    let b = autotune::filled(gpu, "tune b", b).await?;
+    let c = autotune::filled(gpu, "tune c", c).await?;
     let (a, b, c) = (&a, &b, &c);
     autotune::time_each(&candidates(gpu, desc), |variant| {
         let trial = desc.variant(variant);
