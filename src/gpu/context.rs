@@ -184,7 +184,7 @@ fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 impl Gpu {
     /// Opens the best adapter that matches `options`, with the adapter's own limits and
     /// the optional features (timestamps, f16, subgroups) it has. Async, as wgpu's adapter
-    /// and device requests are: a native program blocks on it (`pollster::block_on`), a
+    /// and device requests are: a native program blocks on it (with `pollster`, say), a
     /// browser awaits it.
     pub async fn new(options: &GpuOptions) -> Result<Gpu> {
         let backends = options

@@ -21,7 +21,6 @@
 
 use super::context::Gpu;
 use super::pipeline::Kernel;
-use super::profile::Work;
 use crate::error::Result;
 
 /// What a launcher hands its recorder: one dispatch whose sizes it has checked.
@@ -55,12 +54,22 @@ impl sealed::Sink for wgpu::ComputePass<'_> {
         let uniform = gpu.uniform(d.params);
         let bind_group = gpu.bind_group(d.kernel.entry, &pipeline, &uniform, d.buffers);
         gpu.profiled(self, d.kernel.entry, d.kernel.work, |pass| {
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+            dispatch(pass, &pipeline, &bind_group, d.groups)
         });
         Ok(())
     }
+}
+
+/// The three calls a recorded dispatch is: set the pipeline, set the bind group, dispatch.
+fn dispatch(
+    pass: &mut wgpu::ComputePass<'_>,
+    pipeline: &wgpu::ComputePipeline,
+    bind_group: &wgpu::BindGroup,
+    groups: [u32; 3],
+) {
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, bind_group, &[]);
+    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
 }
 
 /// One dispatch, built.
@@ -74,8 +83,6 @@ struct Built {
     /// The storage buffers the bind group binds (it keeps them alive either way).
     buffers: Vec<wgpu::Buffer>,
     groups: [u32; 3],
-    entry: &'static str,
-    work: Work,
 }
 
 /// Launches built once and recorded many times: each holds its pipeline, its uniform and
@@ -96,20 +103,7 @@ impl Prepared {
     /// Records every dispatch into `pass`: set the pipeline, set the bind group, dispatch.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         for d in &self.dispatches {
-            pass.set_pipeline(&d.pipeline);
-            pass.set_bind_group(0, &d.bind_group, &[]);
-            pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
-        }
-    }
-
-    /// As [`Prepared::record`], with each dispatch timed when `gpu` is recording a profile.
-    pub fn record_profiled(&self, gpu: &Gpu, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.dispatches {
-            gpu.profiled(pass, d.entry, d.work, |pass| {
-                pass.set_pipeline(&d.pipeline);
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
-            });
+            dispatch(pass, &d.pipeline, &d.bind_group, d.groups);
         }
     }
 
@@ -120,11 +114,6 @@ impl Prepared {
 
     pub fn is_empty(&self) -> bool {
         self.dispatches.is_empty()
-    }
-
-    /// The entry point of every dispatch, in order.
-    pub fn entries(&self) -> Vec<&'static str> {
-        self.dispatches.iter().map(|d| d.entry).collect()
     }
 
     /// Every storage buffer the dispatches bind, in order, repeats included: what this
@@ -147,8 +136,6 @@ impl sealed::Sink for Prepared {
             bind_group,
             buffers: d.buffers.iter().map(|&(_, b)| b.clone()).collect(),
             groups: d.groups,
-            entry: d.kernel.entry,
-            work: d.kernel.work,
         });
         Ok(())
     }
@@ -159,24 +146,10 @@ impl sealed::Sink for Prepared {
 /// of a step (`Tape::dry`) finds the tuning classes it meets before anything is compiled
 /// (`kernels::autotune::take_untuned`).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Discard {
-    taken: usize,
-}
-
-impl Discard {
-    pub fn new() -> Discard {
-        Discard::default()
-    }
-
-    /// Dispatches the launchers handed over.
-    pub fn taken(&self) -> usize {
-        self.taken
-    }
-}
+pub struct Discard;
 
 impl sealed::Sink for Discard {
     fn take(&mut self, _gpu: &Gpu, _dispatch: Dispatch<'_>) -> Result<()> {
-        self.taken += 1;
         Ok(())
     }
 }

@@ -81,7 +81,7 @@ pub(crate) async fn time_each<V: Copy, F: Future<Output = Result<()>>>(
 }
 
 /// The fastest of measured (candidate, seconds), if any.
-pub fn fastest<V: Clone>(times: &[(V, f64)]) -> Option<V> {
+pub(crate) fn fastest<V: Clone>(times: &[(V, f64)]) -> Option<V> {
     times
         .iter()
         .min_by(|a, b| a.1.total_cmp(&b.1))

@@ -206,7 +206,7 @@ impl<'g> Tape<'g> {
     /// a tensor of a dry tape reads whatever its buffer holds.
     pub fn dry(gpu: &'g Gpu) -> Tape<'g> {
         let mut tape = Tape::new(gpu);
-        tape.dry = Some(Discard::new());
+        tape.dry = Some(Discard);
         tape
     }
 
@@ -231,7 +231,7 @@ impl<'g> Tape<'g> {
         if self.dry.is_none() {
             return self.open_pass();
         }
-        self.dry.get_or_insert_with(Discard::new)
+        self.dry.get_or_insert(Discard)
     }
 
     fn open_pass(&mut self) -> &mut wgpu::ComputePass<'static> {

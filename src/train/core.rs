@@ -16,6 +16,8 @@ pub use super::divergence::{Divergence, DivergenceGuard, EXPLOSION_FACTOR, LOSS_
 use super::progress::{Display, Progress, StepProfiler, format_duration};
 use super::rate::RateClock;
 use super::run_dir::RunDir;
+use super::summary::summary_fields;
+pub use super::summary::{RunSummary, field, field_with};
 
 /// The final training loss is the mean of this many last steps' losses, each read
 /// whatever `log_every` is.
@@ -79,45 +81,6 @@ pub struct RunPoint<'a> {
     pub epoch: usize,
     pub step: u64,
     pub flags: &'a [(String, String)],
-}
-
-/// What every run ends with; each loop adds its own metric.
-#[derive(Clone, Debug)]
-pub struct RunSummary {
-    pub label: String,
-    /// The step reached (over resumed runs too).
-    pub steps: u64,
-    /// Mean loss of the last [`FINAL_WINDOW`] steps; `None` if no step was taken.
-    pub final_train_loss: Option<f32>,
-    pub wall_seconds: f64,
-    /// Examples (tokens, images) per second of training over the steps after the first,
-    /// evaluation excluded; `None` for a run of one step.
-    pub items_per_second: Option<f64>,
-    /// The first step's time: compiling its kernels (and tuning them with `tune`) and
-    /// running it.
-    pub first_step_seconds: Option<f64>,
-    /// Peak bytes of activations and gradients (the tape's pool).
-    pub peak_activation_bytes: u64,
-    /// Parameters, their gradients and the optimizer state.
-    pub param_bytes: u64,
-    pub divergence: Option<Divergence>,
-    /// (step, loss) of every logged step.
-    pub losses: Vec<(u64, f32)>,
-}
-
-impl RunSummary {
-    pub fn diverged(&self) -> bool {
-        self.divergence.is_some()
-    }
-
-    /// The run's error when it diverged (for a command's exit status).
-    pub fn error(&self) -> Option<Error> {
-        self.divergence.as_ref().map(|d| Error::RunDiverged {
-            label: self.label.clone(),
-            step: d.step,
-            why: d.why.clone(),
-        })
-    }
 }
 
 /// Metrics columns a loop asks for besides step, loss, lr and rate.
@@ -468,37 +431,4 @@ pub fn metrics_header(columns: Columns, alphas: usize) -> String {
         header.extend((0..alphas).map(|i| format!(",alpha_{i}")));
     }
     header
-}
-
-/// An optional number as a CSV or summary field: empty when it was not measured.
-pub fn field(value: Option<f32>) -> String {
-    field_with(value, |v| v.to_string())
-}
-
-/// An optional value as a field, shown by `show`: empty when it was not measured.
-pub fn field_with<T>(value: Option<T>, show: impl FnOnce(T) -> String) -> String {
-    value.map_or(String::new(), show)
-}
-
-fn summary_fields(s: &RunSummary) -> Vec<(&'static str, String)> {
-    let d = s.divergence.as_ref();
-    vec![
-        ("label", s.label.clone()),
-        ("steps", s.steps.to_string()),
-        ("final_train_loss", field(s.final_train_loss)),
-        ("wall_seconds", format!("{:.3}", s.wall_seconds)),
-        (
-            "items_per_second",
-            field_with(s.items_per_second, |r| format!("{r:.1}")),
-        ),
-        (
-            "first_step_seconds",
-            field_with(s.first_step_seconds, |t| format!("{t:.3}")),
-        ),
-        ("peak_activation_bytes", s.peak_activation_bytes.to_string()),
-        ("param_bytes", s.param_bytes.to_string()),
-        ("diverged", d.is_some().to_string()),
-        ("diverged_at_step", field_with(d, |d| d.step.to_string())),
-        ("diverged_because", field_with(d, |d| d.why.clone())),
-    ]
 }

@@ -15,6 +15,7 @@ pub mod plot;
 pub mod progress;
 pub mod rate;
 pub mod run_dir;
+pub mod summary;
 
 pub use self::core::{Divergence, RunConfig, RunSummary};
 pub use images::{ImageModel, ImageRun, ImageSummary, evaluate, train_images};

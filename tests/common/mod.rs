@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod launches;
 pub mod modes;
 pub mod reference64;
 

@@ -1,14 +1,14 @@
-//! `rezero tune`: measures the candidate kernels of each shape class now (instead of at
-//! first use), records the winners in the tuning table (and its cache file) and prints
-//! every candidate's time.
+//! `rezero tune`: measures the candidate kernels of each shape class now (`Auto` otherwise
+//! runs a default for a class the table lacks), records the winners in the tuning table
+//! (and its cache file) and prints every candidate's time.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use rezero::gpu::Gpu;
-use rezero::kernels::autotune;
-use rezero::kernels::conv2d::{self, ConvPass};
-use rezero::kernels::matmul::{self, Matmul};
+use rezero::kernels::autotune::{self, TuneRequest, Tuned};
+use rezero::kernels::conv2d::ConvPass;
+use rezero::kernels::matmul::Matmul;
 use rezero::{Error, Result};
 
 #[derive(clap::Args)]
@@ -62,20 +62,14 @@ fn parse_shape(text: &str) -> Result<Matmul> {
     Ok(Matmul::new(m, n, k).trans_a(ta).trans_b(tb))
 }
 
-/// One class: prints every candidate's time (or a JSON line each), marks the fastest and
-/// records it in the table. A lone candidate is not run: its time reads 0, shown as such.
-fn report<V: Copy + PartialEq>(
-    gpu: &Gpu,
-    args: &TuneArgs,
-    (kernel, shape, key): (&str, &str, &str),
-    flops: f64,
-    times: &[(V, f64)],
-    name: impl Fn(V) -> String,
-) {
-    let best = autotune::fastest(times).expect("there is always a candidate");
-    for &(variant, seconds) in times {
-        let timed = (seconds > 0.0).then(|| (seconds * 1e3, flops / seconds / 1e9));
-        let (winner, label) = (variant == best, name(variant));
+/// One class, measured (and its winner recorded) by `autotune::tune`: prints every
+/// candidate's time (or a JSON line each) and marks the fastest. A lone candidate is not
+/// run: its time reads 0, shown as such.
+fn report(args: &TuneArgs, (kernel, shape): (&str, &str), flops: f64, tuned: &Tuned) {
+    let key = &tuned.key;
+    for (label, seconds) in &tuned.times {
+        let timed = (*seconds > 0.0).then(|| (seconds * 1e3, flops / seconds / 1e9));
+        let winner = *label == tuned.winner;
         if args.json {
             let (ms, gflops) = timed.map_or(("null".into(), "null".into()), |(ms, g)| {
                 (format!("{ms:.4}"), format!("{g:.3}"))
@@ -91,7 +85,12 @@ fn report<V: Copy + PartialEq>(
             out!("{shape:<26} {key:<44} {label:<24} {figures}{mark}");
         }
     }
-    gpu.set_tuned(key, &name(best));
+}
+
+/// Measures one class now and records its winner.
+fn measure(gpu: &Gpu, request: TuneRequest) -> Result<Tuned> {
+    let mut tuned = pollster::block_on(autotune::tune(gpu, &[request]))?;
+    Ok(tuned.remove(0))
 }
 
 pub fn tune(gpu: &Gpu, args: &TuneArgs) -> Result<()> {
@@ -124,16 +123,8 @@ pub fn tune(gpu: &Gpu, args: &TuneArgs) -> Result<()> {
         );
     }
     for (text, desc) in sizes.iter().zip(&products) {
-        let key = matmul::tuning_key(desc);
-        let times = pollster::block_on(matmul::measure_candidates(gpu, desc))?;
-        report(
-            gpu,
-            args,
-            ("matmul", text, &key),
-            desc.flops(),
-            &times,
-            |v| v.name(),
-        );
+        let tuned = measure(gpu, TuneRequest::Matmul(*desc))?;
+        report(args, ("matmul", text), desc.flops(), &tuned);
     }
     for (text, layer) in convs.iter().zip(&layers) {
         for pass in [
@@ -141,17 +132,9 @@ pub fn tune(gpu: &Gpu, args: &TuneArgs) -> Result<()> {
             ConvPass::BackwardInput,
             ConvPass::BackwardWeight,
         ] {
-            let key = conv2d::tuning_key(pass, layer);
-            let times = pollster::block_on(conv2d::measure_candidates(gpu, pass, layer))?;
+            let tuned = measure(gpu, TuneRequest::Conv(pass, *layer))?;
             let shape = format!("{text} {}", pass.name());
-            report(
-                gpu,
-                args,
-                ("conv2d", &shape, &key),
-                layer.flops(),
-                &times,
-                |v| v.name(),
-            );
+            report(args, ("conv2d", &shape), layer.flops(), &tuned);
         }
     }
     let (table, file) = gpu.tuning_table();
