@@ -18,4 +18,4 @@ pub(crate) use pipeline::grid_1d;
 pub use pipeline::{Kernel, Shader};
 pub(crate) use profile::begin_pass;
 pub use profile::{Profile, ProfileRow, Work};
-pub use record::{Discard, Prepared, Recorder};
+pub use record::{Discard, KernelConfig, KernelList, Prepared, Recorder};

@@ -1,8 +1,9 @@
 //! Where a launcher's dispatches go. Every launcher takes `&mut dyn Recorder`, which is
 //! a `wgpu::ComputePass` (the dispatches are recorded now), a [`Prepared`] (they are built
 //! once, pipeline, uniform and bind group, and recorded later by [`Prepared::record`], as
-//! often as the caller likes, at the cost of three wgpu calls a dispatch) or a [`Discard`]
-//! (a dry run: sizes checked and kernels chosen, nothing built).
+//! often as the caller likes, at the cost of three wgpu calls a dispatch), a [`Discard`]
+//! (a dry run: sizes checked and kernels chosen, nothing built) or a [`KernelList`] (a dry
+//! run that lists the pipelines it would build).
 //!
 //! ```no_run
 //! # async fn demo(gpu: &rezero::Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer) -> rezero::Result<()> {
@@ -20,7 +21,7 @@
 //! ```
 
 use super::context::Gpu;
-use super::pipeline::Kernel;
+use super::pipeline::{Kernel, Shader};
 use crate::error::Result;
 
 /// What a launcher hands its recorder: one dispatch whose sizes it has checked.
@@ -150,6 +151,45 @@ pub struct Discard;
 
 impl sealed::Sink for Discard {
     fn take(&mut self, _gpu: &Gpu, _dispatch: Dispatch<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One pipeline a launch asks for: its shader, entry point and override constants (in the
+/// order the launcher gives them).
+#[derive(Clone, Debug)]
+pub struct KernelConfig {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+impl KernelConfig {
+    /// `shader/entry` followed by each `NAME=value`: one line that names the configuration.
+    pub fn name(&self) -> String {
+        let mut name = format!("{}/{}", self.shader.name(), self.entry);
+        for (constant, value) in &self.constants {
+            name.push_str(&format!(" {constant}={value}"));
+        }
+        name
+    }
+}
+
+/// A dry run, as [`Discard`], that keeps the configuration of every pipeline its launches
+/// would build (repeats included): what a caller compiles ahead of time, and what
+/// `tests/translate.rs` hands to every backend's shader compiler.
+#[derive(Clone, Debug, Default)]
+pub struct KernelList {
+    pub kernels: Vec<KernelConfig>,
+}
+
+impl sealed::Sink for KernelList {
+    fn take(&mut self, _gpu: &Gpu, d: Dispatch<'_>) -> Result<()> {
+        self.kernels.push(KernelConfig {
+            shader: d.kernel.shader,
+            entry: d.kernel.entry,
+            constants: d.kernel.constants.to_vec(),
+        });
         Ok(())
     }
 }

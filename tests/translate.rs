@@ -1,0 +1,96 @@
+//! Every pipeline a launcher can request, through every backend's shader compiler. The
+//! configurations are what the launchers themselves ask for (a `KernelList` dry run):
+//! every launch of `common::launches` at every row workgroup size, and every matmul,
+//! convolution and attention variant and tuning candidate pinned, on this adapter as it is
+//! and posing as a GPU with and without subgroups (the GPU candidates and defaults).
+//! naga translates each, with its override constants, to SPIR-V (checked by `spirv-val`),
+//! MSL 2.4, HLSL shader model 6.0 and GLSL 4.50 (checked by `glslangValidator`), as wgpu
+//! builds our shaders by default: without runtime bounds checks. Every compute entry
+//! point of every shader must be among them. `.ci/run` installs both validators; outside
+//! CI a missing one is a visible skip.
+
+#[path = "translate/backends.rs"]
+mod backends;
+mod common;
+#[path = "translate/configs.rs"]
+mod configs;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rezero::gpu::KernelConfig;
+
+/// `shader/entry` of every compute entry point of every shader, from naga's parse.
+fn entry_points() -> BTreeSet<String> {
+    let mut all = BTreeSet::new();
+    for shader in rezero::kernels::shaders() {
+        let module = naga::front::wgsl::parse_str(shader.wgsl()).unwrap();
+        for entry in &module.entry_points {
+            all.insert(format!("{}/{}", shader.name(), entry.name));
+        }
+    }
+    all
+}
+
+/// Each of `share` through every backend: a line for each that fails.
+fn translate_all(worker: usize, share: &[(&String, &KernelConfig)]) -> Vec<String> {
+    let tools = backends::Tools::find(worker);
+    let failed = share.iter().filter_map(|(name, config)| {
+        let outcome = backends::translate(&tools, config);
+        outcome.err().map(|why| format!("{name}: {why}"))
+    });
+    failed.collect()
+}
+
+#[test]
+fn every_configuration_translates_for_every_backend() {
+    let Some(gpu) = common::gpu() else { return };
+    if let Some(missing) = backends::Tools::find(0).missing() {
+        common::skip(&format!(
+            "{missing} is not installed (Debian: spirv-tools, glslang-tools)"
+        ));
+        return;
+    }
+    // One entry per distinct configuration, by its name.
+    let mut unique: BTreeMap<String, KernelConfig> = BTreeMap::new();
+    for config in configs::every_configuration(gpu) {
+        unique.entry(config.name()).or_insert(config);
+    }
+    let requested: BTreeSet<String> = unique
+        .values()
+        .map(|c| format!("{}/{}", c.shader.name(), c.entry))
+        .collect();
+    let mut never: Vec<_> = entry_points().difference(&requested).cloned().collect();
+    // The subgroup forward's module holds the plain forward's source (for its helpers),
+    // whose entry point launchers build from the plain module alone.
+    never.retain(|e| e != "attention_tiled_subgroups/attention_forward_tiled");
+    assert!(
+        never.is_empty(),
+        "entry points no launch requested: {never:?}"
+    );
+
+    // Two workers, as the validators are separate processes (about 0.1 s a configuration).
+    let configs: Vec<_> = unique.iter().collect();
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = configs
+            .chunks(configs.len().div_ceil(2))
+            .enumerate()
+            .map(|(worker, share)| scope.spawn(move || translate_all(worker, share)))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    eprintln!(
+        "translated {} configurations of {} entry points to SPIR-V, MSL, HLSL and GLSL",
+        unique.len(),
+        requested.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} configurations failed:\n{}",
+        failures.len(),
+        unique.len(),
+        failures.join("\n")
+    );
+}
