@@ -1,8 +1,10 @@
 // The tiled attention forward with the online softmax taken by subgroup shuffles, compiled
-// after attention_tiled.wgsl into its own module, built only on devices with subgroups. The BC / 4 invocations
-// that hold the score blocks of the same 4 query rows are neighbours in local index, so
-// they lie in one subgroup (the launcher asks for subgroups of at least BC / 4 and for
-// BR·BC / 16 ≤ WG, one block an invocation). They take each row's tile max and sum with
+// after attention_tiled.wgsl into its own module, built only on devices with subgroups. The
+// BC / 4 invocations that hold the score blocks of the same 4 query rows are neighbours in
+// local index, so they lie in one subgroup where subgroups are cut from consecutive local
+// invocations: no API promises that, so the launcher runs this only where the device's
+// probe (probe_subgroups.wgsl) found it, with subgroups of at least BC / 4, and with
+// BR·BC / 16 ≤ WG, one block an invocation. They take each row's tile max and sum with
 // shuffles and keep its running max and sum in registers: no invocation walks a row alone,
 // and a key tile takes two barriers, where the plain forward takes three.
 

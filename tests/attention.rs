@@ -165,17 +165,86 @@ fn backward_matches_finite_differences() {
 /// fits) against the reference, on lengths that end mid-tile and odd head dimensions.
 #[test]
 fn every_forward_kernel_matches_the_reference() {
+    let gpu = require_gpu!();
+    check_every_forward_kernel(gpu, FORWARD_SHAPES);
+}
+
+/// (bh, t, d): lengths that end mid-tile, odd head dimensions, the largest.
+const FORWARD_SHAPES: &[(u32, u32, u32)] = &[
+    (1, 1, 32),
+    (2, 17, 64),
+    (1, 65, 128),
+    (3, 33, 5),
+    (2, 130, 16),
+    (1, 64, 64),
+];
+
+/// The subgroup forward assumes subgroups cut from consecutive local invocations, which no
+/// API promises: it runs only where the device's probe found that (on lavapipe, subgroups
+/// of 8 are), and a device not probed runs the plain forward, which matches the reference.
+#[test]
+fn the_subgroup_forward_runs_only_where_the_probe_passed() {
+    use rezero::gpu::KernelList;
+    use rezero::kernels::attention::{AttentionKernel, attention_forward_with};
+    use rezero::kernels::attention_tiled::Tiles;
+    let gpu = require_gpu!();
+    let subgroups = gpu.features().contains(wgpu::Features::SUBGROUP);
+    if subgroups && gpu.info().name.contains("llvmpipe") {
+        assert!(gpu.subgroups_consecutive(), "lavapipe's probe");
+    }
+    assert!(subgroups || !gpu.subgroups_consecutive());
+    if !subgroups {
+        return; // nothing to probe (and on GL, a second device would contend for its lock)
+    }
+    let fresh = unprobed_device_with_subgroups(gpu);
+    let s = AttentionShape::heads(2, 17, 16);
+    let [o, lse, q, k, v] = ["o", "lse", "q", "k", "v"].map(|b| fresh.zeroed_f32(b, 2 * 17 * 16));
+    let shader = |g: &rezero::Gpu| {
+        let mut list = KernelList::default();
+        let kernel = AttentionKernel::Tiled(Tiles { br: 16, bc: 16 });
+        attention_forward_with(g, &mut list, kernel, [&o, &lse, &q, &k, &v], &s).unwrap();
+        list.kernels[0].shader.name()
+    };
+    assert!(!fresh.subgroups_consecutive());
+    assert_eq!(shader(&fresh), "attention_tiled", "a device never probed");
+    check_every_forward_kernel(&fresh, &[(3, 33, 5), (2, 130, 16)]);
+    let consecutive = pollster::block_on(fresh.probe_subgroups()).unwrap();
+    assert_eq!(
+        consecutive,
+        gpu.subgroups_consecutive(),
+        "the same adapter probed twice"
+    );
+    let expected = match consecutive {
+        true => "attention_tiled_subgroups",
+        false => "attention_tiled",
+    };
+    assert_eq!(shader(&fresh), expected, "after the probe");
+}
+
+/// A second device on the test device's adapter, with its features (subgroups included),
+/// given to `Gpu::from_device`, which runs no probe.
+fn unprobed_device_with_subgroups(gpu: &rezero::Gpu) -> rezero::Gpu {
+    let backends = wgpu::Backends::from(gpu.info().backend);
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    let adapter = pollster::block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .find(|a| a.get_info().name == gpu.info().name)
+        .expect("the test device's adapter");
+    let desc = wgpu::DeviceDescriptor {
+        required_features: gpu.features(),
+        required_limits: gpu.limits(),
+        ..Default::default()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&desc)).unwrap();
+    rezero::Gpu::from_device(device, queue, adapter.get_info())
+}
+
+fn check_every_forward_kernel(gpu: &rezero::Gpu, shapes: &[(u32, u32, u32)]) {
     use rezero::kernels::attention::attention_forward_with;
     use rezero::kernels::attention_tune::{Pass, candidates};
-    let gpu = require_gpu!();
-    for (bh, t, d) in [
-        (1, 1, 32),
-        (2, 17, 64),
-        (1, 65, 128),
-        (3, 33, 5),
-        (2, 130, 16),
-        (1, 64, 64),
-    ] {
+    for &(bh, t, d) in shapes {
         let s = AttentionShape::heads(bh, t, d);
         let n = (bh * t * d) as usize;
         let (q, k, v) = (

@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::bind_groups::BindGroupCache;
@@ -119,6 +119,9 @@ pub struct Gpu {
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Workgroup size of the one-workgroup-a-row kernels (softmax, layernorm, ...).
     row_workgroup: AtomicU32,
+    /// Whether a probe found subgroups cut from consecutive local invocations (see
+    /// `gpu::subgroups`).
+    pub(crate) subgroups_consecutive: AtomicBool,
     /// Whether shader modules keep wgpu's runtime checks (see `GpuOptions::checked_shaders`).
     checked_shaders: bool,
     /// The profile being recorded, if any (see `gpu::profile`).
@@ -255,6 +258,8 @@ impl Gpu {
             .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
                 lock(&sink).push(e.to_string());
             }));
+        // Whether the subgroup attention forward may run here (see `gpu::subgroups`).
+        gpu.probe_subgroups().await?;
         Ok(gpu)
     }
 
@@ -274,6 +279,7 @@ impl Gpu {
             untuned: Mutex::new(BTreeMap::new()),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
             row_workgroup: AtomicU32::new(default_row_workgroup(&info)),
+            subgroups_consecutive: AtomicBool::new(false),
             info,
             checked_shaders: false,
             placeholders: std::sync::OnceLock::new(),

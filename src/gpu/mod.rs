@@ -8,6 +8,7 @@ mod context;
 mod pipeline;
 pub mod profile;
 mod record;
+mod subgroups;
 pub mod tuning;
 mod wait;
 
@@ -19,3 +20,4 @@ pub use pipeline::{Kernel, Shader};
 pub(crate) use profile::begin_pass;
 pub use profile::{Profile, ProfileRow, Work};
 pub use record::{Discard, KernelConfig, KernelList, Prepared, Recorder};
+pub use subgroups::SUBGROUP_PROBE;

@@ -73,12 +73,12 @@ impl Tiles {
 
     /// Whether the forward takes its online softmax with subgroup shuffles on this device:
     /// it has subgroups, of at least bc / 4 invocations (the invocations that share a row
-    /// of scores), and each invocation holds at most one score block. The shader assumes
-    /// that subgroups are cut from consecutive local invocation indices, as every driver
-    /// we know does: `tests/attention.rs` checks it against the CPU reference, and `rezero
-    /// bench attention` against the materialised path on the device at hand.
+    /// of scores), each invocation holds at most one score block, and the device's probe
+    /// found subgroups cut from consecutive local invocation indices, as the shader
+    /// assumes and no API promises ([`Gpu::probe_subgroups`]).
     pub fn subgroup_softmax(self, gpu: &Gpu) -> bool {
         gpu.device.features().contains(wgpu::Features::SUBGROUP)
+            && gpu.subgroups_consecutive()
             && gpu.info().subgroup_min_size >= self.bc / 4
             && self.br * self.bc <= 16 * WORKGROUP
     }

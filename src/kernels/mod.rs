@@ -112,6 +112,7 @@ pub fn shaders() -> Vec<Shader> {
         rezero::SHADER,
         shortcut::SHADER,
         softmax::SHADER,
+        crate::gpu::SUBGROUP_PROBE,
     ]
 }
 

@@ -5,7 +5,7 @@
 //! GPU (discrete, so the GPU candidates and defaults) with and without subgroups.
 
 use rezero::Gpu;
-use rezero::gpu::{KernelConfig, KernelList, Recorder};
+use rezero::gpu::{KernelConfig, KernelList, Recorder, SUBGROUP_PROBE};
 use rezero::kernels::attention::{
     AttentionKernel, AttentionShape, MAX_HEAD_DIM, attention_backward_with, attention_forward_with,
 };
@@ -58,7 +58,9 @@ fn pose_as_gpu(gpu: &Gpu, subgroups: bool) -> Gpu {
     let (device, queue) = pollster::block_on(adapter.request_device(&desc)).unwrap();
     let mut info = adapter.get_info();
     info.device_type = wgpu::DeviceType::DiscreteGpu;
-    Gpu::from_device(device, queue, info)
+    let gpu = Gpu::from_device(device, queue, info);
+    pollster::block_on(gpu.probe_subgroups()).unwrap();
+    gpu
 }
 
 /// Every launch on `gpu` into `list`.
@@ -74,6 +76,11 @@ fn gather(gpu: &Gpu, list: &mut KernelList) {
         others(gpu, list, &buffers);
     }
     gpu.set_row_workgroup_size(default_rows).unwrap();
+    list.kernels.push(KernelConfig {
+        shader: SUBGROUP_PROBE,
+        entry: "probe_subgroups",
+        constants: vec![],
+    });
     matmuls(gpu, list, &buffers);
     convolutions(gpu, list, &buffers);
     attentions(gpu, list, &buffers);

@@ -21,9 +21,14 @@ pub fn info(gpu: &Gpu) {
         has(wgpu::Features::SUBGROUP)
     );
     out!(
-        "subgroup size  {}..{}",
+        "subgroup size  {}..{}, consecutive runs of invocations (probed): {}",
         i.subgroup_min_size,
-        i.subgroup_max_size
+        i.subgroup_max_size,
+        if gpu.subgroups_consecutive() {
+            "yes"
+        } else {
+            "no"
+        }
     );
     out!(
         "shaders        {} (--checked-shaders turns wgpu's bounds checks on)",
