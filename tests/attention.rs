@@ -8,8 +8,10 @@ use common::reference64::numeric_grad;
 use rezero::cpu;
 use rezero::kernels::Grad;
 use rezero::kernels::attention::{
-    AttentionShape, attention_backward, attention_forward, tile_storage_bytes,
+    AttentionKernel, AttentionShape, attention_backward, attention_backward_with,
+    attention_forward, tile_storage_bytes,
 };
+use rezero::kernels::attention_tune::{Pass, candidates};
 
 struct Run {
     o: Vec<f32>,
@@ -17,7 +19,13 @@ struct Run {
     grads: (Vec<f32>, Vec<f32>, Vec<f32>),
 }
 
-fn run(gpu: &rezero::Gpu, q: &[f32], k: &[f32], v: &[f32], d_o: &[f32], s: AttentionShape) -> Run {
+/// The forward (as `Auto` picks) and the backward through `backward`, or as `Auto` picks.
+fn run(
+    gpu: &rezero::Gpu,
+    [q, k, v, d_o]: [&[f32]; 4],
+    s: AttentionShape,
+    backward: Option<AttentionKernel>,
+) -> Run {
     let n = (s.bh * s.t * s.d) as usize;
     let rows = (s.bh * s.t) as usize;
     let (gq, gk, gv, gdo) = (
@@ -40,7 +48,10 @@ fn run(gpu: &rezero::Gpu, q: &[f32], k: &[f32], v: &[f32], d_o: &[f32], s: Atten
         attention_forward(gpu, pass, &go, &glse, &gq, &gk, &gv, &s)?;
         let grads = [&gdq, &gdk, &gdv].map(Grad::write);
         let inputs = [&gq, &gk, &gv, &go, &glse, &gdo];
-        attention_backward(gpu, pass, grads, &gdelta, inputs, &s)
+        match backward {
+            Some(kernel) => attention_backward_with(gpu, pass, kernel, grads, &gdelta, inputs, &s),
+            None => attention_backward(gpu, pass, grads, &gdelta, inputs, &s),
+        }
     }))
     .unwrap();
     Run {
@@ -74,7 +85,7 @@ fn forward_and_backward_match_the_reference() {
             cpu::seeded(3, n, -1.0, 1.0),
             cpu::seeded(4, n, -1.0, 1.0),
         );
-        let got = run(gpu, &q, &k, &v, &d_o, s);
+        let got = run(gpu, [&q, &k, &v, &d_o], s, None);
         let (o, lse) =
             cpu::attention::attention_forward(&q, &k, &v, bh as usize, t as usize, d as usize);
         let (dq, dk, dv) = cpu::attention::attention_backward(
@@ -96,8 +107,10 @@ fn forward_and_backward_match_the_reference() {
     }
 }
 
+/// Every backward kernel by name (one row an invocation, tiled and one workgroup per head,
+/// each tile size that fits) against central differences of the forward in f64.
 #[test]
-fn backward_matches_finite_differences() {
+fn every_backward_kernel_matches_finite_differences() {
     let gpu = require_gpu!();
     let (bh, t, d) = (2usize, 5usize, 4usize);
     let s = AttentionShape::heads(bh as u32, t as u32, d as u32);
@@ -108,7 +121,16 @@ fn backward_matches_finite_differences() {
         cpu::seeded(7, n, -1.0, 1.0),
         cpu::seeded(8, n, -1.0, 1.0),
     );
-    let got = run(gpu, &q, &k, &v, &d_o, s);
+    let kernels = candidates(gpu, Pass::Backward, d as u32);
+    assert!(
+        kernels
+            .iter()
+            .any(|k| matches!(k, AttentionKernel::Tiled(_)))
+            && kernels
+                .iter()
+                .any(|k| matches!(k, AttentionKernel::PerHead(_))),
+        "every backward kernel should fit d = {d}: {kernels:?}"
+    );
     // L = Σ dO ⊙ attention(q, k, v), the forward in f64 from the materialised formula
     let loss = |q: &[f64], k: &[f64], v: &[f64]| -> f64 {
         let scale = 1.0 / (d as f64).sqrt();
@@ -138,27 +160,18 @@ fn backward_matches_finite_differences() {
     };
     let to64 = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
     let (q64, k64, v64) = (to64(&q), to64(&k), to64(&v));
-    assert_close(
-        "dq",
-        &got.grads.0,
-        &numeric_grad(|x| loss(x, &k64, &v64), &q),
-        2e-5,
-        1e-3,
-    );
-    assert_close(
-        "dk",
-        &got.grads.1,
-        &numeric_grad(|x| loss(&q64, x, &v64), &k),
-        2e-5,
-        1e-3,
-    );
-    assert_close(
-        "dv",
-        &got.grads.2,
-        &numeric_grad(|x| loss(&q64, &k64, x), &v),
-        2e-5,
-        1e-3,
-    );
+    let want = [
+        numeric_grad(|x| loss(x, &k64, &v64), &q),
+        numeric_grad(|x| loss(&q64, x, &v64), &k),
+        numeric_grad(|x| loss(&q64, &k64, x), &v),
+    ];
+    for kernel in kernels {
+        let got = run(gpu, [&q, &k, &v, &d_o], s, Some(kernel));
+        let got = [&got.grads.0, &got.grads.1, &got.grads.2];
+        for (name, (got, want)) in ["dq", "dk", "dv"].iter().zip(got.into_iter().zip(&want)) {
+            assert_close(&format!("{kernel:?} {name}"), got, want, 2e-5, 1e-3);
+        }
+    }
 }
 
 /// Every forward kernel (one row an invocation, and the tiled one with each tile size that
@@ -292,8 +305,6 @@ fn check_every_forward_kernel(gpu: &rezero::Gpu, shapes: &[(u32, u32, u32)]) {
 /// real models; d = 128 may have no tile that fits a 32 KiB device.
 #[test]
 fn every_backward_kernel_matches_the_reference() {
-    use rezero::kernels::attention::{AttentionKernel, attention_backward_with};
-    use rezero::kernels::attention_tune::{Pass, candidates};
     let gpu = require_gpu!();
     for (bh, t, d) in [
         (1, 1, 32),

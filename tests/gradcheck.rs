@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::assert_close;
-use common::reference64::{dot, layernorm64, numeric_grad, softmax64, to64};
+use common::reference64::{dot, layernorm64, matmul64, numeric_grad, softmax64, to64};
+use common::{assert_close, one_per_register_block};
 use rezero::cpu;
+use rezero::kernels::autotune::{GPU_BLOCKS, SOFTWARE_BLOCKS};
 use rezero::kernels::matmul::{Matmul, MatmulVariant, matmul};
 use rezero::kernels::{
     Grad, NormSaved, cross_entropy, elementwise as ew, embedding, layernorm, rezero as rz, softmax,
@@ -305,10 +306,32 @@ fn embedding_table() {
     );
 }
 
+/// dA = dC·Bᵀ and dB = Aᵀ·dC through every variant a launcher can pick: the simple ones and
+/// the blocked tiles tried on GPUs and on software adapters, one of each register block and
+/// slab depth (BM and BN only change how many loads each invocation makes; every tile
+/// goes through the translation test). One shape fits reg8x4 (n and k multiples of 4);
+/// the other crosses no tile boundary evenly.
 #[test]
 fn matmul_backward_through_transposed_products() {
     let gpu = require_gpu!();
-    let (m, n, k) = (3usize, 8usize, 4usize); // n and k multiples of 4 so reg8x4 runs too
+    let blocks = GPU_BLOCKS.iter().chain(&SOFTWARE_BLOCKS);
+    let variants: Vec<MatmulVariant> = MatmulVariant::SIMPLE
+        .into_iter()
+        .chain(one_per_register_block(gpu, blocks).map(MatmulVariant::Blocked))
+        .collect();
+    for variant in variants {
+        matmul_backward_case(gpu, variant, (3, 8, 4));
+        if variant != MatmulVariant::Reg8x4 {
+            matmul_backward_case(gpu, variant, (37, 21, 19));
+        }
+    }
+}
+
+fn matmul_backward_case(
+    gpu: &rezero::Gpu,
+    variant: MatmulVariant,
+    (m, n, k): (usize, usize, usize),
+) {
     let (a, b, dc) = (
         cpu::seeded(16, m * k, -1.0, 1.0),
         cpu::seeded(17, k * n, -1.0, 1.0),
@@ -319,58 +342,30 @@ fn matmul_backward_through_transposed_products() {
         gpu.upload("b", &b),
         gpu.upload("dc", &dc),
     );
-    let prod = |a: &[f64], b: &[f64]| -> Vec<f64> {
-        (0..m * n)
-            .map(|ij| {
-                (0..k)
-                    .map(|kk| a[ij / n * k + kk] * b[kk * n + ij % n])
-                    .sum()
-            })
-            .collect()
-    };
-    for variant in MatmulVariant::SIMPLE {
-        let (gda, gdb) = (gpu.zeroed_f32("da", m * k), gpu.zeroed_f32("db", k * n));
-        pollster::block_on(gpu.run(|p| {
-            // dA[m, k] = dC[m, n] · Bᵀ;  dB[k, n] = Aᵀ · dC
-            matmul(
-                gpu,
-                p,
-                &gda,
-                &gdc,
-                &gb,
-                None,
-                &Matmul::new(m as u32, k as u32, n as u32)
-                    .trans_b(true)
-                    .variant(variant),
-            )?;
-            matmul(
-                gpu,
-                p,
-                &gdb,
-                &ga,
-                &gdc,
-                None,
-                &Matmul::new(k as u32, n as u32, m as u32)
-                    .trans_a(true)
-                    .variant(variant),
-            )
-            .map(drop)
-        }))
-        .unwrap_or_else(|e| panic!("{variant:?}: {e}"));
-        let (a64, b64) = (to64(&a), to64(&b));
-        assert_close(
-            &format!("{variant:?} dA"),
-            &pollster::block_on(gpu.read_f32(&gda, m * k)).unwrap(),
-            &numeric_grad(|v| dot(&dc, &prod(v, &b64)), &a),
-            ATOL,
-            RTOL,
-        );
-        assert_close(
-            &format!("{variant:?} dB"),
-            &pollster::block_on(gpu.read_f32(&gdb, k * n)).unwrap(),
-            &numeric_grad(|v| dot(&dc, &prod(&a64, v)), &b),
-            ATOL,
-            RTOL,
-        );
-    }
+    let (gda, gdb) = (gpu.zeroed_f32("da", m * k), gpu.zeroed_f32("db", k * n));
+    pollster::block_on(gpu.run(|p| {
+        // dA[m, k] = dC[m, n] · Bᵀ;  dB[k, n] = Aᵀ · dC
+        let desc = Matmul::new(m as u32, k as u32, n as u32).trans_b(true);
+        matmul(gpu, p, &gda, &gdc, &gb, None, &desc.variant(variant))?;
+        let desc = Matmul::new(k as u32, n as u32, m as u32).trans_a(true);
+        matmul(gpu, p, &gdb, &ga, &gdc, None, &desc.variant(variant)).map(drop)
+    }))
+    .unwrap_or_else(|e| panic!("{variant:?}: {e}"));
+    let prod = |a: &[f64], b: &[f64]| matmul64(a, b, None, m, n, k, false, false);
+    let (a64, b64) = (to64(&a), to64(&b));
+    let what = |t: &str| format!("{} [{m}, {n}, {k}] d{t}", variant.name());
+    assert_close(
+        &what("A"),
+        &pollster::block_on(gpu.read_f32(&gda, m * k)).unwrap(),
+        &numeric_grad(|v| dot(&dc, &prod(v, &b64)), &a),
+        ATOL,
+        RTOL,
+    );
+    assert_close(
+        &what("B"),
+        &pollster::block_on(gpu.read_f32(&gdb, k * n)).unwrap(),
+        &numeric_grad(|v| dot(&dc, &prod(&a64, v)), &b),
+        ATOL,
+        RTOL,
+    );
 }

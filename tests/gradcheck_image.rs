@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::assert_close;
 use common::reference64::{batchnorm64, conv64, dot, numeric_grad, to64};
+use common::{assert_close, one_per_register_block};
 use rezero::cpu;
 use rezero::kernels::batchnorm::{self as bn, BatchNormShape};
 use rezero::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
@@ -15,69 +15,74 @@ use rezero::kernels::{Grad, NormSaved, pool};
 const ATOL: f32 = 2e-5;
 const RTOL: f32 = 1e-3;
 
+/// The three backward passes through every variant a launcher can pick (the direct loop's
+/// backward runs the simple blocked tile; of the GPU tiles, one of each register block and
+/// slab depth), over strided, padded, 1x1 and many-channel shapes.
 #[test]
 fn conv2d_backward_matches_finite_differences() {
     let gpu = require_gpu!();
-    for s in [
-        Conv2d::new(2, 3, 5, 4, 2, 3).stride(2).pad(1),
-        Conv2d::new(1, 2, 4, 4, 3, 1).stride(2),
-        Conv2d::new(3, 1, 3, 5, 2, 2).pad(1),
-    ] {
-        let x = cpu::seeded(1, s.input_len(), -1.0, 1.0);
-        let w = cpu::seeded(2, s.weight_len(), -1.0, 1.0);
-        let b = cpu::seeded(3, s.c_out as usize, -1.0, 1.0);
-        let dy = cpu::seeded(4, s.output_len(), -1.0, 1.0);
-        let (gx, gw, gdy) = (
-            gpu.upload("x", &x),
-            gpu.upload("w", &w),
-            gpu.upload("dy", &dy),
-        );
-        let (gdx, gdw, gdb) = (
-            gpu.zeroed_f32("dx", s.input_len()),
-            gpu.zeroed_f32("dw", s.weight_len()),
-            gpu.zeroed_f32("db", s.c_out as usize),
-        );
-        let scratch = gpu.zeroed_f32("scratch", conv::conv2d_weight_scratch_len(gpu, &s));
-        pollster::block_on(gpu.run(|p| {
-            conv::conv2d_backward_input(gpu, p, &gdx, &gdy, &gw, &s, ConvVariant::Reg, false)?;
-            conv::conv2d_backward_weight(
-                gpu,
-                p,
-                &gdw,
-                &scratch,
-                &gdy,
-                &gx,
-                &s,
-                ConvVariant::Reg,
-                true,
-            )?;
-            conv::conv2d_backward_bias(gpu, p, &gdb, &gdy, &s, true)
-        }))
-        .unwrap();
-        let (x64, w64, b64) = (to64(&x), to64(&w), to64(&b));
-        let what = |t: &str| format!("conv2d d/d{t} {s:?}");
-        assert_close(
-            &what("x"),
-            &pollster::block_on(gpu.read_f32(&gdx, s.input_len())).unwrap(),
-            &numeric_grad(|v| dot(&dy, &conv64(v, &w64, &b64, &s)), &x),
-            ATOL,
-            RTOL,
-        );
-        assert_close(
-            &what("w"),
-            &pollster::block_on(gpu.read_f32(&gdw, s.weight_len())).unwrap(),
-            &numeric_grad(|v| dot(&dy, &conv64(&x64, v, &b64, &s)), &w),
-            ATOL,
-            RTOL,
-        );
-        assert_close(
-            &what("bias"),
-            &pollster::block_on(gpu.read_f32(&gdb, s.c_out as usize)).unwrap(),
-            &numeric_grad(|v| dot(&dy, &conv64(&x64, &w64, v, &s)), &b),
-            ATOL,
-            RTOL,
-        );
+    let blocks = [ConvVariant::SIMPLE_BLOCK].iter().chain(&conv::GPU_BLOCKS);
+    let variants: Vec<ConvVariant> = [ConvVariant::Direct, ConvVariant::Reg]
+        .into_iter()
+        .chain(one_per_register_block(gpu, blocks).map(ConvVariant::Blocked))
+        .collect();
+    for variant in variants {
+        for s in [
+            Conv2d::new(2, 3, 5, 4, 2, 3).stride(2).pad(1),
+            Conv2d::new(1, 2, 4, 4, 3, 1).stride(2),
+            Conv2d::new(3, 1, 3, 5, 2, 2).pad(1),
+            Conv2d::new(2, 5, 6, 6, 19, 3).pad(1),
+        ] {
+            conv2d_backward_case(gpu, &s, variant);
+        }
     }
+}
+
+fn conv2d_backward_case(gpu: &rezero::Gpu, s: &Conv2d, variant: ConvVariant) {
+    let x = cpu::seeded(1, s.input_len(), -1.0, 1.0);
+    let w = cpu::seeded(2, s.weight_len(), -1.0, 1.0);
+    let b = cpu::seeded(3, s.c_out as usize, -1.0, 1.0);
+    let dy = cpu::seeded(4, s.output_len(), -1.0, 1.0);
+    let (gx, gw, gdy) = (
+        gpu.upload("x", &x),
+        gpu.upload("w", &w),
+        gpu.upload("dy", &dy),
+    );
+    let (gdx, gdw, gdb) = (
+        gpu.zeroed_f32("dx", s.input_len()),
+        gpu.zeroed_f32("dw", s.weight_len()),
+        gpu.zeroed_f32("db", s.c_out as usize),
+    );
+    let scratch = gpu.zeroed_f32("scratch", conv::conv2d_weight_scratch_len(gpu, s));
+    pollster::block_on(gpu.run(|p| {
+        conv::conv2d_backward_input(gpu, p, &gdx, &gdy, &gw, s, variant, false)?;
+        conv::conv2d_backward_weight(gpu, p, &gdw, &scratch, &gdy, &gx, s, variant, true)?;
+        conv::conv2d_backward_bias(gpu, p, &gdb, &gdy, s, true)
+    }))
+    .unwrap_or_else(|e| panic!("{} {s:?}: {e}", variant.name()));
+    let (x64, w64, b64) = (to64(&x), to64(&w), to64(&b));
+    let what = |t: &str| format!("conv2d {} d/d{t} {s:?}", variant.name());
+    assert_close(
+        &what("x"),
+        &pollster::block_on(gpu.read_f32(&gdx, s.input_len())).unwrap(),
+        &numeric_grad(|v| dot(&dy, &conv64(v, &w64, &b64, s)), &x),
+        ATOL,
+        RTOL,
+    );
+    assert_close(
+        &what("w"),
+        &pollster::block_on(gpu.read_f32(&gdw, s.weight_len())).unwrap(),
+        &numeric_grad(|v| dot(&dy, &conv64(&x64, v, &b64, s)), &w),
+        ATOL,
+        RTOL,
+    );
+    assert_close(
+        &what("bias"),
+        &pollster::block_on(gpu.read_f32(&gdb, s.c_out as usize)).unwrap(),
+        &numeric_grad(|v| dot(&dy, &conv64(&x64, &w64, v, s)), &b),
+        ATOL,
+        RTOL,
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod launches;
 pub mod modes;
 pub mod reference64;
+pub mod transformer64;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -134,4 +135,21 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
 /// Absolute tolerance for sums of `len` products of O(1) values in f32.
 pub fn atol_for(len: usize) -> f32 {
     2e-6 * (len as f32).sqrt().max(1.0) + 1e-6 * len as f32
+}
+
+/// The first tile of each register block and slab depth (TM, TN, BK) among `blocks` that
+/// fits `gpu`: what a gradient check runs to cover every code shape of the blocked kernels
+/// without compiling every tile (a cold pipeline costs seconds on software Vulkan).
+pub fn one_per_register_block<'a>(
+    gpu: &Gpu,
+    blocks: impl Iterator<Item = &'a rezero::kernels::matmul::Block>,
+) -> impl Iterator<Item = rezero::kernels::matmul::Block> {
+    let mut seen = Vec::new();
+    let fits: Vec<_> = blocks.filter(|b| b.check(gpu).is_ok()).copied().collect();
+    fits.into_iter().filter(move |b| {
+        let shape = (b.tm, b.tn, b.bk);
+        let new = !seen.contains(&shape);
+        seen.push(shape);
+        new
+    })
 }

@@ -120,7 +120,11 @@ fn matmuls(gpu: &Gpu, list: &mut KernelList, b: &Buffers) {
 
 /// Every convolution variant, each pass, over shapes with and without vec4 rows.
 fn convolutions(gpu: &Gpu, list: &mut KernelList, b: &Buffers) {
-    let blocks = GPU_BLOCKS.iter().chain(&SOFTWARE_BLOCKS).copied();
+    let blocks = conv::GPU_BLOCKS
+        .iter()
+        .chain(&GPU_BLOCKS)
+        .chain(&SOFTWARE_BLOCKS);
+    let blocks = blocks.copied();
     let variants = [ConvVariant::Direct, ConvVariant::Reg, ConvVariant::Auto]
         .into_iter()
         .chain(

@@ -8,7 +8,7 @@ mod shape;
 mod tune;
 
 pub use shape::Conv2d;
-pub use tune::{candidates, default_variant, measure_candidates, tuning_key};
+pub use tune::{GPU_BLOCKS, candidates, default_variant, measure_candidates, tuning_key};
 
 use super::matmul::Block;
 use super::{check_len, elements, grid_stride};

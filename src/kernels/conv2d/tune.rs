@@ -39,7 +39,7 @@ pub fn tuning_key(pass: ConvPass, shape: &Conv2d) -> String {
 
 /// Blocked tiles tried for convolutions on GPUs: a ResNet's GEMM rows are its channels
 /// (16-64), so short tiles as well as the square ones.
-const GPU_BLOCKS: [Block; 8] = [
+pub const GPU_BLOCKS: [Block; 8] = [
     Block::new(128, 64, 16, 8, 8),
     Block::new(64, 128, 16, 8, 8),
     Block::new(64, 64, 16, 8, 8),
