@@ -352,9 +352,22 @@ impl<'g, 'm> Trainer<'g, 'm> {
         Ok(())
     }
 
+    /// Checks an evaluation's result (`what` names it, e.g. "the validation bits per
+    /// byte"): one that is not finite is divergence, so the run stops and no checkpoint is
+    /// written of a model that evaluates to NaN or infinity, though its weights be finite.
+    pub fn check_evaluation(&mut self, what: &str, value: f32) {
+        if !value.is_finite() && self.divergence.is_none() {
+            self.divergence = Some(Divergence {
+                step: self.step,
+                why: format!("{what} is {value}"),
+            });
+        }
+    }
+
     /// Writes the checkpoint with `save(optimizer, where the run is, path)` if the run has a
-    /// folder (`epoch`: the epochs finished). A model holding non-finite values is
-    /// divergence: nothing is written, the old checkpoint stays, and the run stops.
+    /// folder (`epoch`: the epochs finished). A run that has diverged (a loss or an
+    /// evaluation that is not finite) writes nothing; a model holding non-finite values is
+    /// divergence too: nothing is written, the old checkpoint stays, and the run stops.
     pub async fn checkpoint(
         &mut self,
         epoch: usize,
@@ -363,6 +376,9 @@ impl<'g, 'm> Trainer<'g, 'm> {
         let Some(dir) = &self.run_dir else {
             return Ok(());
         };
+        if self.divergence.is_some() {
+            return Ok(());
+        }
         let at = RunPoint {
             epoch,
             step: self.step,

@@ -331,6 +331,7 @@ async fn end_epoch(
     // The mean of the losses read in this epoch; empty when none was read.
     let train_loss = (!epoch_losses.is_empty())
         .then(|| epoch_losses.iter().sum::<f32>() / epoch_losses.len() as f32);
+    core.check_evaluation("the test loss", test_loss);
     let step = core.step_count();
     core.eval_row(
         &format!(

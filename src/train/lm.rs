@@ -200,6 +200,7 @@ pub async fn train_lm(
             run.run.label
         );
         core.eval_row(&format!("{step},{bpb}"), &note)?;
+        core.check_evaluation("the validation bits per byte", bpb);
         core.checkpoint(0, async |optimizer, at, path| {
             super::checkpoint::save_transformer_run(gpu, model, optimizer, at, path).await
         })
