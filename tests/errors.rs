@@ -234,11 +234,15 @@ fn a_long_context_is_not_refused_for_scores_the_fused_attention_never_holds() {
     let footprint = config.footprint(8).unwrap();
     // The activations count the attention tuner's scratch of the first step: eight
     // [batch·seq, d_model] buffers (q, k, v, o, their gradients, dO), and lse and delta.
+    // Per layer the pool buffers of lse [rows, 8], qkv [rows, 192] (a pool buffer of
+    // [rows, 256]), seven [rows, 64] and two [rows, 128], and their gradients; outside
+    // the blocks four [rows, 64] and the logits [rows, 256], with gradients.
     let rows = 8 * 2048;
-    let layer = rows * (8 + 8 * 64 + 2 * 128) * 2;
+    let layer = rows * (8 + 256 + 7 * 64 + 2 * 128) * 2;
+    let outside = rows * (4 * 64 + 256) * 2;
     assert_eq!(
         footprint.activations,
-        layer + 8 * rows * 64 + 2 * 8 * 8 * 2048
+        layer + outside + 8 * rows * 64 + 2 * 8 * 8 * 2048
     );
     let (largest, what) = footprint.largest;
     assert!(largest * 4 <= 128 << 20, "{largest} floats: {what}");

@@ -154,15 +154,15 @@ impl BufferPool {
         BufferPool::default()
     }
 
-    /// The size class a request of `bytes` lands in.
-    pub fn size_class(bytes: u64) -> u64 {
-        bytes.max(256).next_power_of_two()
+    /// The size class a request of `bytes` lands in (None past 2⁶³ bytes).
+    pub fn size_class(bytes: u64) -> Option<u64> {
+        bytes.max(256).checked_next_power_of_two()
     }
 
     /// A buffer of at least `len` f32 values, reused when one of its size class is free.
     /// Its contents are whatever the last user left; kernels that need zeros must fill.
     pub fn take_f32(&mut self, gpu: &Gpu, len: usize) -> wgpu::Buffer {
-        let class = Self::size_class(len as u64 * 4);
+        let class = Self::size_class(len as u64 * 4).expect("a buffer of over 2^61 floats");
         if let Some(buffer) = self.free.get_mut(&class).and_then(Vec::pop) {
             return buffer;
         }

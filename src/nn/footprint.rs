@@ -4,7 +4,7 @@
 //! can overflow it; [`Footprint::check`] turns a configuration the device or the host
 //! cannot hold into an error that names the flags.
 
-use crate::gpu::{Error, Gpu, Result};
+use crate::gpu::{BufferPool, Error, Gpu, Result};
 
 /// The estimate, in f32 elements.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +37,15 @@ pub fn sum(flags: &str, sizes: &[u64]) -> Result<u64> {
         .iter()
         .try_fold(0u64, |acc, &s| acc.checked_add(s))
         .ok_or_else(|| too_large(flags))
+}
+
+/// The floats a tape's buffer of `floats` really takes: its pool rounds every request up
+/// to a power of two of at least 256 bytes (`BufferPool::size_class`), so a step can hold
+/// up to twice the floats its tensors need.
+pub fn pooled(flags: &str, floats: u64) -> Result<u64> {
+    let bytes = product(flags, &[floats, 4])?;
+    let class = BufferPool::size_class(bytes).ok_or_else(|| too_large(flags))?;
+    Ok(class / 4)
 }
 
 fn too_large(flags: &str) -> Error {
@@ -176,8 +185,22 @@ impl super::MlpConfig {
             ],
         )?;
         // Per block: the pre-activation, the activation and the output, and their
-        // gradients.
-        let activations = product(&flags, &[d, b, w, 6])?;
+        // gradients, each a pool buffer of [batch, width].
+        let block = pooled(&flags, product(&flags, &[b, w])?)?;
+        let blocks = product(&flags, &[d, block, 6])?;
+        // Outside the blocks: the input batch, the input layer's two [batch, width] and the
+        // logits [batch, classes], with gradients.
+        let input = pooled(&flags, product(&flags, &[b, i])?)?;
+        let logits = pooled(&flags, product(&flags, &[b, c])?)?;
+        let activations = sum(
+            &flags,
+            &[
+                blocks,
+                input,
+                product(&flags, &[block, 4])?,
+                product(&flags, &[logits, 2])?,
+            ],
+        )?;
         let largest = [
             (product(&flags, &[w, w])?, "a block's weight [width, width]"),
             (
@@ -228,15 +251,32 @@ impl super::TransformerConfig {
             ],
         )?;
         let rows = product(&flags, &[b, t])?;
-        // Per layer and row: the qkv projection, the attention output, the projection, the
-        // sublayer sums and norms (8·d), the feed-forward (2·d_ff) and each head's
-        // log-sum-exp (the fused attention keeps no [seq, seq] scores); gradients as much
-        // again.
-        let per_row = sum(&flags, &[h, times(8, d)?, times(2, f)?])?;
-        let layers = product(&flags, &[l, rows, per_row, 2])?;
+        // Per layer, pool buffers (see `pooled`) of: the qkv projection [rows, 3·d]; the
+        // attention output, the projection, the feed-forward's output, the two sublayer
+        // sums and two norms (seven [rows, d], five without norms);
+        // the feed-forward (two [rows, d_ff]) and each head's log-sum-exp [rows, heads]
+        // (the fused attention keeps no [seq, seq] scores); gradients as much again.
+        let buffer = |width: u64| pooled(&flags, product(&flags, &[rows, width])?);
+        let per_layer = sum(
+            &flags,
+            &[
+                buffer(h)?,
+                buffer(times(3, d)?)?,
+                times(7, buffer(d)?)?,
+                times(2, buffer(f)?)?,
+            ],
+        )?;
+        let layers = product(&flags, &[l, per_layer, 2])?;
+        // Outside the blocks: the two embeddings and their sum, a final norm, the logits
+        // [rows, 256], with gradients.
+        let outside = sum(&flags, &[times(4, buffer(d)?)?, buffer(256)?])?;
         let activations = sum(
             &flags,
-            &[layers, transformer_tuning(&flags, b, h, t, d, f)?],
+            &[
+                layers,
+                times(2, outside)?,
+                transformer_tuning(&flags, b, h, t, d, f)?,
+            ],
         )?;
         let largest = [
             (
@@ -296,7 +336,13 @@ impl super::ResnetConfig {
         let flags = format!("--depth {} --batch {batch}", self.depth);
         let (n, b, s) = (self.blocks_per_stage() as u64, batch as u64, size as u64);
         let mut params = 16 * 9 * self.in_channels as u64 + 65 * self.classes as u64;
-        let mut activations = 0u64;
+        // The input images and the stem's convolution, norm and activation with gradients.
+        let input = pooled(
+            &flags,
+            product(&flags, &[b, self.in_channels as u64, s, s])?,
+        )?;
+        let stem = pooled(&flags, product(&flags, &[b, 16, s, s])?)?;
+        let mut activations = sum(&flags, &[input, product(&flags, &[stem, 6])?])?;
         for (stage, &c) in super::resnet::STAGE_CHANNELS.iter().enumerate() {
             let c = c as u64;
             let side = s >> stage;
@@ -305,8 +351,9 @@ impl super::ResnetConfig {
                 &[params, product(&flags, &[n, 2 * 9 * c * c + 4 * c])?],
             )?;
             // Per block: two convolutions, their norms and activations, the sum: about 8
-            // maps, gradients as much again.
-            let maps = product(&flags, &[n, b, c, side, side, 16])?;
+            // maps, each a pool buffer of [batch, c, side, side]; gradients as much again.
+            let map = pooled(&flags, product(&flags, &[b, c, side, side])?)?;
+            let maps = product(&flags, &[n, map, 16])?;
             activations = sum(&flags, &[activations, maps])?;
         }
         let largest = (
