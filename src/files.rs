@@ -51,9 +51,52 @@ pub fn read_capped(reader: impl std::io::Read, cap: u64) -> std::io::Result<Vec<
     Ok(out)
 }
 
+/// What kind of thing a path that is not a regular file is, in words.
+fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a pipe (FIFO)";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_char_device() || file_type.is_block_device() {
+            return "a device";
+        }
+    }
+    if file_type.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Errors unless `path` (its links followed) is a regular file, looking before anything
+/// opens it: opening a pipe with no writer blocks for ever, and a device may never end. A
+/// directory is named as one (kind `IsADirectory`), anything else as what it is.
+pub fn check_regular_file(path: &Path) -> std::io::Result<std::fs::Metadata> {
+    let meta = std::fs::metadata(path)?;
+    let file_type = meta.file_type();
+    if file_type.is_file() {
+        return Ok(meta);
+    }
+    let kind = kind_of(file_type);
+    let (error_kind, why) = if file_type.is_dir() {
+        let why = "is a directory, where a file is expected";
+        (std::io::ErrorKind::IsADirectory, why.to_string())
+    } else {
+        let why = format!("is {kind}, not a regular file (it could block or never end)");
+        (std::io::ErrorKind::InvalidInput, why)
+    };
+    Err(std::io::Error::new(error_kind, why))
+}
+
 /// Reads the regular file at `path`, refusing one larger than `cap` bytes before reading
-/// it, and anything that is not a regular file (a device or a pipe may never end).
+/// it, and anything that is not a regular file before opening it ([`check_regular_file`]).
 pub fn read_file_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    check_regular_file(path)?;
     let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
@@ -69,4 +112,14 @@ pub fn read_file_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
         ));
     }
     read_capped(file, cap)
+}
+
+/// Most bytes a run's CSV may hold (read whole).
+pub const MAX_CSV_BYTES: u64 = 4 << 30;
+
+/// The text of the regular file at `path` ([`read_file_capped`]), invalid UTF-8 replaced.
+pub fn read_text_capped(path: &Path, cap: u64) -> std::io::Result<String> {
+    let bytes = read_file_capped(path, cap)?;
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }

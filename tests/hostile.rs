@@ -6,9 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use common::cli::{TINY_LM, rezero, temp_dir, text, tiny_dataset};
+use common::cli::{TINY_LM, rezero, temp_cache, temp_dir, text, tiny_dataset};
 
 /// `train mlp` on the tiny data set in `data` into `out`: 2 blocks of width 8, batches of
 /// 10 (20 steps an epoch), then `extra`.
@@ -53,6 +54,30 @@ fn expect(out: &Output, code: i32, fragments: &[&str]) {
     for f in fragments {
         assert!(shown.contains(f), "missing {f:?} in:\n{shown}");
     }
+}
+
+/// Runs the binary with `args` and the tuning cache under `cache`, killed if it has not
+/// ended within a minute (a command that blocks then fails the test instead of hanging it).
+fn rezero_within_a_minute(cache: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rezero"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("XDG_CACHE_HOME", cache)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the rezero binary runs");
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("rezero {args:?} still ran after a minute:\n{}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
 }
 
 fn summary_field(run: &Path, key: &str) -> String {
@@ -105,4 +130,100 @@ fn a_model_that_evaluates_to_nan_is_never_checkpointed() {
     );
     assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), good);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Makes a named pipe at `path` (nothing ever writes to it: opening it to read blocks).
+fn fifo(path: &Path) {
+    let made = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn no_command_blocks_on_a_pipe_or_mistakes_a_directory_for_a_missing_file() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("hostile-fifo");
+    let cache = temp_cache();
+    let pipe = dir.join("pipe");
+    fifo(&pipe);
+    let p = pipe.to_str().unwrap();
+    let text_file = dir.join("text.txt");
+    std::fs::write(
+        &text_file,
+        "the quick brown fox jumps over the lazy dog. ".repeat(20),
+    )
+    .unwrap();
+    let t = text_file.to_str().unwrap();
+    let run = dir.join("run");
+    let r = run.to_str().unwrap();
+    let cases: [&[&str]; 4] = [
+        &["train", "lm", "--quiet", "--data", p, "--out", r],
+        &["eval", "--checkpoint", p, "--data", t],
+        &["sample", "--checkpoint", p],
+        &["isometry", "--checkpoint", p],
+    ];
+    for args in cases {
+        let out = rezero_within_a_minute(&cache, args);
+        expect(&out, 1, &[p, "is a pipe (FIFO), not a regular file"]);
+    }
+    // A run folder whose checkpoint is a pipe, resumed.
+    let first = ["--steps", "2", "--eval-every", "2"];
+    expect(&lm(&run, &first), 0, &[]);
+    let checkpoint = run.join("model.safetensors");
+    std::fs::remove_file(&checkpoint).unwrap();
+    fifo(&checkpoint);
+    let mut args = vec!["train", "lm", "--quiet", "--sample", "0", "--out", r];
+    args.extend(TINY_LM);
+    args.extend(["--steps", "3", "--resume"]);
+    let out = rezero_within_a_minute(&cache, &args);
+    expect(&out, 1, &["model.safetensors", "is a pipe (FIFO)"]);
+    // A run folder whose metrics are a pipe, plotted.
+    let piped = dir.join("piped");
+    std::fs::create_dir(&piped).unwrap();
+    fifo(&piped.join("metrics.csv"));
+    let svg = dir.join("loss.svg");
+    let args = ["plot", piped.to_str().unwrap(), "-o", svg.to_str().unwrap()];
+    let out = rezero_within_a_minute(&cache, &args);
+    expect(&out, 1, &["metrics.csv", "is a pipe (FIFO)"]);
+    // A directory where a file is expected is named as one.
+    let folder = dir.join("folder");
+    std::fs::create_dir_all(folder.join("model.safetensors")).unwrap();
+    let f = folder.to_str().unwrap();
+    let out = rezero_within_a_minute(&cache, &["eval", "--checkpoint", f, "--data", t]);
+    expect(&out, 1, &["model.safetensors", "is a directory"]);
+    let out = rezero_within_a_minute(&cache, &["train", "lm", "--data", f, "--out", r]);
+    expect(&out, 1, &[f, "is a directory"]);
+    let images = dir.join("images");
+    std::fs::create_dir(&images).unwrap();
+    tiny_dataset(&images);
+    std::fs::remove_file(images.join("train-images-idx3-ubyte.gz")).unwrap();
+    std::fs::create_dir(images.join("train-images-idx3-ubyte.gz")).unwrap();
+    let out = mlp(&images, &dir.join("mlp"), &[]);
+    expect(&out, 1, &["train-images-idx3-ubyte.gz", "is a directory"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_tuning_cache_that_is_a_pipe_is_ignored_with_a_warning() {
+    let _gpu = require_gpu!();
+    let cache = temp_dir("hostile-cache");
+    let info = rezero_within_a_minute(&cache, &["info"]);
+    expect(&info, 0, &["cache file"]);
+    let shown = text(&info);
+    let file = shown
+        .lines()
+        .find_map(|l| {
+            l.split_once("cache file ")
+                .map(|(_, f)| f.trim().to_string())
+        })
+        .expect("info names the cache file");
+    let file = Path::new(&file);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(file);
+    fifo(file);
+    let out = rezero_within_a_minute(&cache, &["info"]);
+    expect(&out, 0, &["ignoring the tuning cache", "is a pipe (FIFO)"]);
+    std::fs::remove_dir_all(cache).unwrap();
 }

@@ -135,10 +135,11 @@ pub fn epoch_order(count: usize, seed: u64, epoch: u64) -> Vec<usize> {
     order
 }
 
-/// `dir/name` if it exists, else `dir/name.gz`, else a clear error.
+/// `dir/name` if it exists, else `dir/name.gz`, else a clear error; one that exists but
+/// is not a regular file (a directory, a pipe) is named as what it is.
 fn find(dir: &Path, name: &str, set: DatasetName) -> Result<PathBuf> {
     for candidate in [dir.join(name), dir.join(format!("{name}.gz"))] {
-        if candidate.is_file() {
+        if present(&candidate)? {
             return Ok(candidate);
         }
     }
@@ -182,7 +183,7 @@ fn load_cifar(dir: &Path, files: &[&str]) -> Result<Images> {
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     for file in files {
         let path = dir.join(file);
-        if !path.is_file() {
+        if !present(&path)? {
             return Err(Error::Data { path, why: "not found; `scripts/fetch-data.sh cifar10 DIR` downloads CIFAR-10 (binary version)".into() });
         }
         let (p, l) = cifar::read_batch(&path)?;
@@ -197,6 +198,16 @@ fn load_cifar(dir: &Path, files: &[&str]) -> Result<Images> {
         32,
         32,
     ))
+}
+
+/// Whether `path` is a regular file: false if nothing is there, an error naming what is
+/// there if it is something else (a directory, a pipe that would block a reader).
+fn present(path: &Path) -> Result<bool> {
+    match crate::files::check_regular_file(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, "read", e)),
+    }
 }
 
 /// (train, test) splits of `set` from the files in `dir`.

@@ -24,7 +24,8 @@ pub struct AlphaTrace {
 /// variant) is an error.
 pub fn read_alphas(run_dir: &Path) -> Result<AlphaTrace> {
     let path = run_dir.join("metrics.csv");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "read", e))?;
+    let text = crate::files::read_text_capped(&path, crate::files::MAX_CSV_BYTES)
+        .map_err(|e| Error::io(&path, "read", e))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
     let step_col = header.iter().position(|h| *h == "step");

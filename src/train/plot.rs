@@ -28,7 +28,8 @@ pub fn read_curve_against(run_dir: &Path, file: &str, x: &str, column: &str) -> 
         path: path.clone(),
         why,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "read", e))?;
+    let text = crate::files::read_text_capped(&path, crate::files::MAX_CSV_BYTES)
+        .map_err(|e| Error::io(&path, "read", e))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines
         .next()

@@ -111,7 +111,7 @@ pub fn claim(dir: &Path, resume: bool) -> Result<RunLock> {
                 return Ok(RunLock { path });
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                let owner = crate::files::read_text_capped(&path, 64).unwrap_or_default();
                 match owner.trim().parse::<u32>() {
                     Ok(pid) if !alive(pid) => {
                         let _ = std::fs::remove_file(&path); // a crashed run's lock
@@ -222,9 +222,8 @@ fn create_csv(path: &Path, header: &str) -> Result<std::fs::File> {
 
 /// A resumed run's CSV: its header checked, rows after `step` dropped, opened to append.
 fn reopen_csv(path: &Path, header: &str, step: u64) -> Result<std::fs::File> {
-    const MAX_CSV_BYTES: u64 = 4 << 30;
-    let text = match crate::files::read_file_capped(path, MAX_CSV_BYTES) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+    let text = match crate::files::read_text_capped(path, crate::files::MAX_CSV_BYTES) {
+        Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return create_csv(path, header),
         Err(e) => return Err(Error::io(path, "read", e)),
     };
