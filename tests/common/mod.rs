@@ -132,9 +132,11 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     }
 }
 
-/// Absolute tolerance for sums of `len` products of O(1) values in f32.
+/// Absolute tolerance for sums of `len` products of O(1) values in f32, against a
+/// reference summed in another order: rounding errors of random sign add up like a random
+/// walk, so the bound grows like √len (a linear bound allowed ±0.21 at 210k elements).
 pub fn atol_for(len: usize) -> f32 {
-    2e-6 * (len as f32).sqrt().max(1.0) + 1e-6 * len as f32
+    1e-5 * (len as f32).sqrt().max(1.0)
 }
 
 /// The first tile of each register block and slab depth (TM, TN, BK) among `blocks` that
