@@ -227,3 +227,141 @@ fn a_tuning_cache_that_is_a_pipe_is_ignored_with_a_warning() {
     expect(&out, 0, &["ignoring the tuning cache", "is a pipe (FIFO)"]);
     std::fs::remove_dir_all(cache).unwrap();
 }
+
+#[test]
+fn isometry_and_bench_refuse_sizes_past_the_limits_before_allocating() {
+    let _gpu = require_gpu!();
+    let cache = temp_cache();
+    let cases: [(&[&str], &[&str]); 8] = [
+        (
+            &["isometry", "--width", "1000000000000"],
+            &["--width 1000000000000", "at most 8192"],
+        ),
+        (
+            &[
+                "isometry",
+                "--model",
+                "transformer",
+                "--seq",
+                "100000",
+                "--d-model",
+                "100000",
+            ],
+            &["--seq 100000 --d-model 100000", "at most 8192"],
+        ),
+        (
+            &["isometry", "--depth", "1000000000000", "--width", "64"],
+            &["memory"],
+        ),
+        (
+            &["bench", "rezero", "--sizes", "1000000000"],
+            &["bench rezero 1000000000", "device limit"],
+        ),
+        (
+            &["bench", "optim", "--sizes", "1000000000"],
+            &["device limit"],
+        ),
+        (
+            &["bench", "embedding", "--sizes", "100x100x100000000"],
+            &["the table", "device limit"],
+        ),
+        (
+            &["bench", "batchnorm", "--sizes", "1000x1000x1000"],
+            &["device limit"],
+        ),
+        (
+            &["bench", "conv2d", "--sizes", "128x64x256x64x3x1"],
+            &["the input", "device limit"],
+        ),
+    ];
+    for (args, fragments) in cases {
+        expect(&rezero_within_a_minute(&cache, args), 1, fragments);
+    }
+}
+
+/// `checkpoint` with each metadata `(key, value)` replaced, written to `to`.
+fn with_metadata(checkpoint: &Path, changes: &[(&str, &str)], to: &Path) {
+    let loaded = rezero::train::checkpoint::load(checkpoint).unwrap();
+    let mut metadata = loaded.metadata.clone();
+    for (key, value) in changes {
+        metadata.insert(key.to_string(), value.to_string());
+    }
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = (loaded.tensors.iter())
+        .map(|(name, (shape, values))| {
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.clone(), shape.clone(), bytes)
+        })
+        .collect();
+    let views = bytes.iter().map(|(name, shape, data)| {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data);
+        (name.clone(), view.unwrap())
+    });
+    std::fs::write(to, safetensors::serialize(views, Some(metadata)).unwrap()).unwrap();
+}
+
+#[test]
+fn a_checkpoints_sizes_are_checked_and_a_sample_of_any_length_streams() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("hostile-meta");
+    let cache = temp_cache();
+    let run = dir.join("run");
+    expect(&lm(&run, &["--steps", "2", "--eval-every", "2"]), 0, &[]);
+    let good = run.join("model.safetensors");
+    let bad = dir.join("bad.safetensors");
+    let b = bad.to_str().unwrap();
+    let text_file = dir.join("text.txt");
+    std::fs::write(
+        &text_file,
+        "the quick brown fox jumps over the lazy dog. ".repeat(20),
+    )
+    .unwrap();
+    let t = text_file.to_str().unwrap();
+    for change in [
+        ("seq", "1000000000000"),
+        ("d_model", "4000000000"),
+        ("layers", "1000000000000"),
+        ("d_ff", "18446744073709551615"),
+    ] {
+        with_metadata(&good, &[change], &bad);
+        for args in [
+            &["eval", "--checkpoint", b, "--data", t][..],
+            &["sample", "--checkpoint", b, "--len", "3"],
+            &["isometry", "--checkpoint", b],
+        ] {
+            let out = rezero_within_a_minute(&cache, args);
+            expect(
+                &out,
+                1,
+                &[b, "metadata describes a model that cannot be built"],
+            );
+        }
+    }
+    // A sample far longer than anything buffers shows its first bytes at once.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rezero"))
+        .args(["sample", "--checkpoint", good.to_str().unwrap()])
+        .args(["--prompt", "ab", "--len", "1000000000000"])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("XDG_CACHE_HOME", &cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut first = [0u8; 12];
+        std::io::Read::read_exact(&mut stdout, &mut first).map(|_| first)
+    });
+    let start = Instant::now();
+    while !reader.is_finished() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = reader
+        .join()
+        .unwrap()
+        .expect("the sample streams its bytes");
+    assert!(first.starts_with(b"ab"), "{first:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

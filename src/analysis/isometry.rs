@@ -9,6 +9,28 @@ use crate::tape::{Tape, Tensor};
 /// along the batch, and each copy's output gets a one-hot seed.
 pub const ROWS_PER_PASS: usize = 256;
 
+/// Most inputs (or outputs) a Jacobian may have: J is side² floats on the host, its SVD
+/// holds several side² f64 matrices and takes O(side³) time (8192: about 2 GiB, minutes).
+pub const MAX_JACOBIAN_SIDE: usize = 8192;
+
+/// Errors, naming `what` (the flags the side comes from), unless a Jacobian of `side`
+/// inputs and outputs is one [`singular_values`] can take: checked before anything is
+/// allocated.
+pub fn check_side(what: &str, side: Option<usize>) -> Result<()> {
+    match side {
+        Some(n) if n <= MAX_JACOBIAN_SIDE => Ok(()),
+        _ => Err(Error::Invalid {
+            what: what.to_string(),
+            why: format!(
+                "the Jacobian would be {} values a side: isometry takes at most \
+                 {MAX_JACOBIAN_SIDE} (its SVD holds several such matrices in f64 and takes \
+                 the cube of the side in time)",
+                side.map_or("more than 2^64".to_string(), |n| n.to_string())
+            ),
+        }),
+    }
+}
+
 /// J[out, in] = ∂forward(x)[out] / ∂x[in] at `x`, computed through the tape: `forward`
 /// maps a batch of inputs [batch, in] to outputs [batch, out], each row depending on its
 /// own input row only (true of MLPs, and of a Transformer whose batch rows are whole
@@ -25,6 +47,7 @@ pub async fn jacobian(
             what: "the input".into(),
         });
     }
+    check_side("jacobian inputs", Some(inputs))?;
     let mut tape = Tape::new(gpu);
     let mut rows: Vec<f32> = Vec::new();
     let mut outputs: Option<usize> = None;
@@ -46,6 +69,7 @@ pub async fn jacobian(
         }
         let out = y.shape()[1];
         if outputs.is_none() {
+            check_side("jacobian outputs", Some(out))?;
             // The first pass only learns the output size.
             outputs = Some(out);
             tape.reset();

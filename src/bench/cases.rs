@@ -14,20 +14,31 @@ use crate::kernels::{
 /// Refuses a matmul whose operands are over the device's binding limit, before the CPU
 /// reference is run or anything is allocated.
 pub fn check_matmul_size(gpu: &Gpu, size: &str, [m, n, k]: [u32; 3]) -> Result<()> {
+    let (m, n, k) = (m as u64, n as u64, k as u64);
+    let operands = [
+        ("A [M, K]", m * k),
+        ("B [K, N]", k * n),
+        ("C [M, N]", m * n),
+    ];
+    check_buffers(gpu, &format!("matmul {size}"), &operands)
+}
+
+/// Refuses a case whose buffers of f32 (name, elements) are over the device's buffer or
+/// binding limit, before anything is allocated (wgpu panics on a buffer past its limit).
+pub fn check_buffers(gpu: &Gpu, case: &str, buffers: &[(&str, u64)]) -> Result<()> {
     let limits = gpu.limits();
     let limit = limits
         .max_storage_buffer_binding_size
         .min(limits.max_buffer_size);
-    let (m, n, k) = (m as u64, n as u64, k as u64);
-    for (what, elements) in [
-        ("A [M, K]", m * k),
-        ("B [K, N]", k * n),
-        ("C [M, N]", m * n),
-    ] {
-        if elements * 4 > limit {
+    for &(what, elements) in buffers {
+        let bytes = elements.checked_mul(4).ok_or_else(|| Error::Invalid {
+            what: case.to_string(),
+            why: format!("{what} holds {elements} floats, more than any memory"),
+        })?;
+        if bytes > limit {
             return Err(Error::Limits {
-                what: format!("matmul {size}: {what} in bytes"),
-                needed: elements * 4,
+                what: format!("{case}: {what} in bytes"),
+                needed: bytes,
                 limit,
             });
         }

@@ -56,6 +56,17 @@ fn bench_variants(gpu: &Gpu, pass: ConvPass, s: &Conv2d) -> Result<Vec<(String, 
 /// The conv cases at `s`: every pass with the variants of `bench_variants`.
 pub fn conv_cases(gpu: &Gpu, s: Conv2d) -> Result<Vec<ConvCase>> {
     s.validate("bench conv2d")?;
+    let buffers = [
+        ("the input", s.input_len() as u64),
+        ("the weight", s.weight_len() as u64),
+        ("the output", s.output_len() as u64),
+        (
+            "the scratch",
+            conv::conv2d_weight_scratch_len(gpu, &s) as u64,
+        ),
+    ];
+    let case = format!("bench conv2d {}", conv_shape_name(&s));
+    super::cases::check_buffers(gpu, &case, &buffers)?;
     let x = gpu.upload("x", &cpu::seeded(31, s.input_len(), -1.0, 1.0));
     let w = gpu.upload("w", &cpu::seeded(32, s.weight_len(), -1.0, 1.0));
     let dy = gpu.upload("dy", &cpu::seeded(33, s.output_len(), -1.0, 1.0));

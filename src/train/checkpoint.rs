@@ -172,6 +172,18 @@ impl Checkpoint {
     }
 }
 
+/// Errors, naming the file, unless the model its metadata describes (its footprint, every
+/// size multiplied with overflow checks) fits the device and this machine: checked before
+/// anything is allocated, so a corrupt or hostile checkpoint cannot abort the process.
+fn fits(gpu: &Gpu, path: &Path, footprint: Result<crate::nn::footprint::Footprint>) -> Result<()> {
+    footprint.and_then(|f| f.check(gpu, 0)).map_err(|e| {
+        Error::data(
+            path,
+            format!("its metadata describes a model that cannot be built here: {e}"),
+        )
+    })
+}
+
 /// String metadata from (key, value) pairs.
 fn metadata_map<const N: usize>(pairs: [(&str, String); N]) -> HashMap<String, String> {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
@@ -214,6 +226,7 @@ pub fn mlp_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Mlp> 
         alpha_init: checkpoint.meta_parse(path, "alpha_init")?,
         seed: checkpoint.meta_parse(path, "seed")?,
     };
+    fits(gpu, path, config.footprint(1))?;
     let model = Mlp::new(gpu, config)?;
     checkpoint.restore(gpu, path, &model.params())?;
     Ok(model)
@@ -389,6 +402,7 @@ pub fn transformer_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Resu
         alpha_init: checkpoint.meta_parse(path, "alpha_init")?,
         seed: checkpoint.meta_parse(path, "seed")?,
     };
+    fits(gpu, path, config.footprint(1))?;
     let model = Transformer::new(gpu, config)?;
     checkpoint.restore(gpu, path, &model.params())?;
     Ok(model)
@@ -435,6 +449,7 @@ pub fn resnet_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Re
         alpha_init: checkpoint.meta_parse(path, "alpha_init")?,
         seed: checkpoint.meta_parse(path, "seed")?,
     };
+    fits(gpu, path, config.footprint(1, 1))?;
     let model = Resnet::new(gpu, config)?;
     checkpoint.restore(gpu, path, &model.params())?;
     for bn in model.batchnorms() {

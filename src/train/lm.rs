@@ -232,6 +232,25 @@ pub async fn sample(
     temperature: f32,
     seed: u64,
 ) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(len.min(1 << 20));
+    let push = |byte: u8| {
+        out.push(byte);
+        Ok(())
+    };
+    sample_each(gpu, model, prompt, (len, temperature, seed), push).await?;
+    Ok(out)
+}
+
+/// Like [`sample`], handing each byte to `emit` as soon as it is drawn (a stream: nothing
+/// is kept but the model's window, so any `len` runs in bounded memory); an error from
+/// `emit` stops it.
+pub async fn sample_each(
+    gpu: &Gpu,
+    model: &Transformer,
+    prompt: &[u8],
+    (len, temperature, seed): (usize, f32, u64),
+    mut emit: impl FnMut(u8) -> Result<()>,
+) -> Result<()> {
     if !(temperature >= 0.0 && temperature.is_finite()) {
         return Err(Error::Invalid {
             what: "temperature".into(),
@@ -239,52 +258,60 @@ pub async fn sample(
         });
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut text: Vec<u8> = if prompt.is_empty() {
-        b"\n".to_vec()
-    } else {
-        prompt.to_vec()
+    let window = model.config.seq;
+    let mut text: Vec<u8> = match prompt.is_empty() {
+        true => b"\n".to_vec(),
+        false => prompt[prompt.len().saturating_sub(window)..].to_vec(),
     };
     let mut tape = Tape::new(gpu);
     tape.set_grad_enabled(false);
     for _ in 0..len {
-        let context = &text[text.len().saturating_sub(model.config.seq)..];
+        let context = &text[text.len().saturating_sub(window)..];
         let ids: Vec<u32> = context.iter().map(|&b| b as u32).collect();
         let logits = model.forward(&mut tape, &ids, 1)?;
         let values = tape.read(&logits).await?;
         tape.reset();
-        let last = &values[values.len() - 256..];
-        if let Some(bad) = last.iter().find(|v| !v.is_finite()) {
-            return Err(Error::Invalid {
-                what: "sample".into(),
-                why: format!(
-                    "the model's logits hold {bad}: its weights hold NaN or infinite values"
-                ),
-            });
+        let next = pick(&values[values.len() - 256..], temperature, &mut rng)?;
+        emit(next)?;
+        if text.len() >= 2 * window {
+            text.drain(..text.len() - window);
         }
-        let next = if temperature == 0.0 {
-            last.iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                )
-                .0
-        } else {
-            let m = last.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let weights: Vec<f64> = last
-                .iter()
-                .map(|&v| (((v - m) / temperature) as f64).exp())
-                .collect();
-            let mut pick = rng.random_range(0.0..weights.iter().sum::<f64>());
-            weights
-                .iter()
-                .position(|&w| {
-                    pick -= w;
-                    pick <= 0.0
-                })
-                .unwrap_or(255)
-        };
-        text.push(next as u8);
+        text.push(next);
     }
-    Ok(text[text.len() - len..].to_vec())
+    Ok(())
+}
+
+/// The next byte from the last position's logits: the likeliest at temperature 0, else a
+/// draw from softmax(logits / temperature).
+fn pick(last: &[f32], temperature: f32, rng: &mut rand::rngs::StdRng) -> Result<u8> {
+    if let Some(bad) = last.iter().find(|v| !v.is_finite()) {
+        return Err(Error::Invalid {
+            what: "sample".into(),
+            why: format!("the model's logits hold {bad}: its weights hold NaN or infinite values"),
+        });
+    }
+    let next = if temperature == 0.0 {
+        last.iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+            )
+            .0
+    } else {
+        let m = last.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let weights: Vec<f64> = last
+            .iter()
+            .map(|&v| (((v - m) / temperature) as f64).exp())
+            .collect();
+        let mut pick = rng.random_range(0.0..weights.iter().sum::<f64>());
+        weights
+            .iter()
+            .position(|&w| {
+                pick -= w;
+                pick <= 0.0
+            })
+            .unwrap_or(255)
+    };
+    Ok(next as u8)
 }

@@ -150,17 +150,27 @@ fn bench_matmul(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
 /// The prepared cases of a memory-bound family at one size, and the element count of the
 /// plain copy they are measured against.
 fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Case>, u32)> {
+    // Every buffer is checked against the device's limits before any is allocated.
+    let name = family.to_possible_value().map(|v| v.get_name().to_string());
+    let case = format!("bench {} {size}", name.unwrap_or_default());
+    let fits = |buffers: &[(&str, u64)]| bench::check_buffers(gpu, &case, buffers);
     let rows_cols = |size: &str| -> Result<(u32, u32, u32)> {
         let (rows, cols) = bench::parse_rows_cols(size)?;
         let n = rows.checked_mul(cols).ok_or_else(|| Error::Invalid {
             what: "size".into(),
             why: format!("{size} has too many elements"),
         })?;
+        fits(&[("[rows, cols]", n as u64)])?;
         Ok((rows, cols, n))
+    };
+    let count = |size: &str| -> Result<u32> {
+        let n = bench::parse_count(size)?;
+        fits(&[("each operand", n as u64)])?;
+        Ok(n)
     };
     Ok(match family {
         Family::Rezero | Family::Elementwise => {
-            let n = bench::parse_count(size)?;
+            let n = count(size)?;
             let mut cases = if family == Family::Rezero {
                 bench::rezero_cases(gpu, n)
             } else {
@@ -173,11 +183,11 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
             (cases, n)
         }
         Family::Reduce => {
-            let n = bench::parse_count(size)?;
+            let n = count(size)?;
             (bench::reduce_cases(gpu, n), n)
         }
         Family::Optim => {
-            let n = bench::parse_count(size)?;
+            let n = count(size)?;
             (bench::optim_cases(gpu, n), n)
         }
         Family::Embedding => {
@@ -186,6 +196,8 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
                 what: "size".into(),
                 why: format!("{size} has too many elements"),
             })?;
+            let table = vocab as u64 * dim as u64;
+            fits(&[("the output [tokens, dim]", n as u64), ("the table", table)])?;
             (bench::embedding_cases(gpu, tokens, dim, vocab)?, n)
         }
         Family::Softmax => {
@@ -210,6 +222,7 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
                 what: "size".into(),
                 why: format!("{size} has too many elements"),
             })?;
+            fits(&[("[batch, channels, h·w]", n as u64)])?;
             (bench::batchnorm_cases(gpu, shape), n)
         }
         Family::Matmul

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use rezero::analysis::isometry::{Spectrum, jacobian, singular_values};
+use rezero::analysis::isometry::{ROWS_PER_PASS, Spectrum, check_side, jacobian, singular_values};
 use rezero::gpu::Gpu;
 use rezero::nn::{Mlp, MlpConfig, Transformer, TransformerConfig, init};
 use rezero::train::checkpoint;
@@ -87,10 +87,11 @@ fn network(gpu: &Gpu, args: &IsometryArgs, checkpoint: Option<&Path>) -> Result<
             )),
         };
     }
-    Ok(match args.model {
-        Model::Mlp => Net::Mlp(Mlp::new(
-            gpu,
-            MlpConfig {
+    // The Jacobian's side and the model's memory are checked before anything is allocated.
+    match args.model {
+        Model::Mlp => {
+            check_side(&format!("--width {}", args.width), Some(args.width))?;
+            let config = MlpConfig {
                 variant: args.variant.parse()?,
                 depth: args.depth,
                 width: args.width,
@@ -98,24 +99,29 @@ fn network(gpu: &Gpu, args: &IsometryArgs, checkpoint: Option<&Path>) -> Result<
                 classes: 10,
                 alpha_init: args.alpha_init,
                 seed: args.seed,
-            },
-        )?),
-        Model::Transformer => Net::Transformer(Transformer::new(
-            gpu,
-            TransformerConfig {
+            };
+            config.footprint(ROWS_PER_PASS)?.check(gpu, 0)?;
+            Ok(Net::Mlp(Mlp::new(gpu, config)?))
+        }
+        Model::Transformer => {
+            let what = format!("--seq {} --d-model {}", args.seq, args.d_model);
+            check_side(&what, args.seq.checked_mul(args.d_model))?;
+            let config = TransformerConfig {
                 variant: args.variant.parse()?,
                 layers: args.layers,
                 d_model: args.d_model,
                 heads: args.heads,
-                d_ff: 4 * args.d_model,
+                d_ff: args.d_model.saturating_mul(4),
                 seq: args.seq,
                 gelu: true,
                 alpha_per_sublayer: false,
                 alpha_init: args.alpha_init,
                 seed: args.seed,
-            },
-        )?),
-    })
+            };
+            config.footprint(ROWS_PER_PASS)?.check(gpu, 0)?;
+            Ok(Net::Transformer(Transformer::new(gpu, config)?))
+        }
+    }
 }
 
 /// (description, rows, columns, Jacobian) of an MLP's block stack at a standard-normal input.
@@ -125,6 +131,7 @@ fn mlp_jacobian(
     model: &Mlp,
 ) -> Result<(String, usize, usize, Vec<f32>)> {
     let c = &model.config;
+    check_side(&format!("width {}", c.width), Some(c.width))?;
     let x = init::normal(args.seed.wrapping_add(12345), c.width, 1.0);
     let (outputs, j) = pollster::block_on(jacobian(gpu, &x, |tape, h| model.blocks(tape, h)))?;
     let what = format!(
@@ -145,6 +152,8 @@ fn transformer_jacobian(
 ) -> Result<(String, usize, usize, Vec<f32>)> {
     let c = &model.config;
     let t = args.seq.min(c.seq);
+    let what = format!("{t} positions of d_model {}", c.d_model);
+    check_side(&what, t.checked_mul(c.d_model))?;
     let n = t * c.d_model;
     let x = init::normal(args.seed.wrapping_add(12345), n, 1.0);
     let (outputs, j) = pollster::block_on(jacobian(gpu, &x, |tape, rows| {

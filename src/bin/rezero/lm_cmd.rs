@@ -9,7 +9,7 @@ use rezero::data::text::{TextSplits, builtin_corpus};
 use rezero::gpu::Gpu;
 use rezero::nn::{BlockVariant, Transformer, TransformerConfig};
 use rezero::train::checkpoint::{self, load_transformer};
-use rezero::train::lm::{LmRun, LmSummary, sample, train_lm};
+use rezero::train::lm::{LmRun, LmSummary, sample, sample_each, train_lm};
 use rezero::train::progress::{first_step_note, format_duration, format_rate};
 use rezero::{Error, Result};
 
@@ -284,14 +284,28 @@ pub fn sample_command(gpu: &Gpu, args: &SampleArgs) -> Result<()> {
             why: "must be at least 1".into(),
         });
     }
-    let text = pollster::block_on(sample(
-        gpu,
-        &model,
-        args.prompt.as_bytes(),
-        args.len,
-        args.temperature,
-        args.seed,
-    ))?;
-    out!("{}{}", args.prompt, String::from_utf8_lossy(&text));
-    Ok(())
+    // Streamed as drawn (any --len runs in bounded memory and shows its text at once), a
+    // character at a time: bytes that are not UTF-8 show as U+FFFD, as a whole text would.
+    let mut stdout = std::io::stdout().lock();
+    let mut pending = Vec::new();
+    let mut show = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        let wrote = stdout
+            .write_all(text.as_bytes())
+            .and_then(|_| stdout.flush());
+        wrote.map_err(|e| Error::io(std::path::Path::new("standard output"), "write", e))
+    };
+    show(args.prompt.as_bytes())?;
+    let emit = |byte: u8| {
+        pending.push(byte);
+        match std::str::from_utf8(&pending) {
+            Err(e) if e.error_len().is_none() && pending.len() < 4 => return Ok(()),
+            _ => show(&std::mem::take(&mut pending))?,
+        }
+        Ok(())
+    };
+    let how = (args.len, args.temperature, args.seed);
+    pollster::block_on(sample_each(gpu, &model, args.prompt.as_bytes(), how, emit))?;
+    show(&pending)?;
+    show(b"\n")
 }
