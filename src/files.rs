@@ -36,6 +36,34 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// Creates `path` holding `bytes`, failing with `AlreadyExists` if something is there; it
+/// appears whole (written to a temporary file, then hard-linked into place), so a reader
+/// never sees it empty. Where the file system has no hard links it is created exclusively
+/// and then written.
+pub fn create_new_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temporary_beside(path);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    let linked = written.and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)?;
+            file.write_all(bytes)
+        }
+        other => other,
+    }
+}
+
 /// Reads at most `cap` bytes from `reader`: the bytes, or an error if there are more (an
 /// input that never ends, a decompression bomb) or the read fails.
 pub fn read_capped(reader: impl std::io::Read, cap: u64) -> std::io::Result<Vec<u8>> {

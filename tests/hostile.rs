@@ -365,3 +365,55 @@ fn a_checkpoints_sizes_are_checked_and_a_sample_of_any_length_streams() {
     assert!(first.starts_with(b"ab"), "{first:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_run_folder_never_mixes_runs_nor_names_a_checkpoint_it_lacks() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("hostile-mix");
+    tiny_dataset(&dir);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let keep = ["--steps", "20", "--keep-checkpoints"];
+    expect(&mlp(&dir, &a, &keep), 0, &[]);
+    expect(
+        &mlp(&dir, &b, &[&keep[..], &["--seed", "3"]].concat()),
+        0,
+        &[],
+    );
+    // Another run's checkpoint among a run's kept ones is refused by name.
+    let kept = |run: &Path, step: u32| run.join(format!("checkpoints/step-{step:08}.safetensors"));
+    std::fs::copy(kept(&b, 20), kept(&a, 19)).unwrap();
+    let out = rezero(&["isometry", "--run", a.to_str().unwrap()]);
+    expect(
+        &out,
+        1,
+        &["step-00000019", "is not a checkpoint of the model in"],
+    );
+    // A folder that holds only another run's kept checkpoints is not taken over.
+    for file in [
+        "model.safetensors",
+        "summary.txt",
+        "metrics.csv",
+        "eval.csv",
+    ] {
+        std::fs::remove_file(b.join(file)).unwrap();
+    }
+    expect(
+        &mlp(&dir, &b, &["--steps", "20"]),
+        1,
+        &["already holds a run"],
+    );
+    // A run that diverges before its first checkpoint names none.
+    let lm_run = dir.join("lm");
+    let wild = ["--steps", "4", "--eval-every", "4", "--lr", "1e30"];
+    let out = lm(&lm_run, &wild);
+    expect(&out, 1, &["diverged at step", "checkpoint: none written"]);
+    assert!(!text(&out).contains("model.safetensors"), "{}", text(&out));
+    // Its folder is reused by the next run, its logs set aside.
+    expect(
+        &lm(&lm_run, &["--steps", "2", "--eval-every", "2"]),
+        0,
+        &["stopped-run"],
+    );
+    assert!(lm_run.join("stopped-run/metrics.csv").exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -2,6 +2,9 @@
 //! refuses a folder that already holds a run (continue it with `--resume`, or choose
 //! another `--out`), a default folder that holds one is passed over for the next free name
 //! (`runs/lm-rezero-2`, ...), and a lock file claims the folder while a run writes into it.
+//! What a user or an earlier run left there is kept: notes in a CSV, the logs of a run
+//! stopped before its first checkpoint (moved aside), kept checkpoints (a new run refuses
+//! the folder rather than mix its checkpoints with them).
 //! [`RunDir`] owns everything a run writes there: the lock, the metrics and evaluation CSVs,
 //! the summary and where the checkpoint goes.
 
@@ -10,13 +13,13 @@ use std::path::{Path, PathBuf};
 
 use crate::gpu::{Error, Result};
 
-/// The files whose presence means a folder holds a run.
-const RUN_FILES: [&str; 4] = [
-    "model.safetensors",
-    "metrics.csv",
-    "eval.csv",
-    "summary.txt",
-];
+/// The file whose presence means a folder holds a run to keep: its checkpoint. A folder
+/// that holds kept checkpoints holds one too.
+const RUN_FILES: [&str; 1] = ["model.safetensors"];
+
+/// A run's logs and summary: alone (no checkpoint), the record of a run stopped before its
+/// first checkpoint (killed, or diverged), which a new run there sets aside (see [`claim`]).
+const LOG_FILES: [&str; 3] = ["metrics.csv", "eval.csv", "summary.txt"];
 
 /// The folder of a run's kept checkpoints (`--keep-checkpoints`).
 pub const KEPT_CHECKPOINTS: &str = "checkpoints";
@@ -40,9 +43,11 @@ pub fn kept_checkpoints(run: &Path) -> Result<Vec<(u64, PathBuf)>> {
 /// The lock file's name inside a run folder.
 pub const LOCK_FILE: &str = ".rezero.lock";
 
-/// Whether `dir` holds (part of) a run.
+/// Whether `dir` holds a run to keep: a checkpoint, or kept checkpoints (a new run there
+/// would mix its checkpoints with another run's).
 pub fn holds_run(dir: &Path) -> bool {
-    RUN_FILES.iter().any(|f| dir.join(f).exists())
+    let kept = std::fs::read_dir(dir.join(KEPT_CHECKPOINTS));
+    RUN_FILES.iter().any(|f| dir.join(f).exists()) || kept.is_ok_and(|mut k| k.next().is_some())
 }
 
 /// `base` if it holds no run, else the first of `base-2`, `base-3`, ... that holds none
@@ -81,13 +86,11 @@ fn alive(pid: u32) -> bool {
 
 /// Claims `dir` for a new run (`resume` false: it must not hold a run) or for continuing
 /// the run in it (`resume` true: it must hold a checkpoint), making the folder and taking
-/// its lock. A lock left by a process that no longer runs is taken over.
+/// its lock. The logs of a run stopped before its first checkpoint are moved aside for a
+/// new run (into `stopped-run/`, or `stopped-run-2/`, ...), never deleted.
 pub fn claim(dir: &Path, resume: bool) -> Result<RunLock> {
     if resume && !dir.join("model.safetensors").exists() {
-        return Err(Error::data(
-            dir,
-            "holds no model.safetensors to resume: drop --resume to start a run there",
-        ));
+        return Err(Error::data(dir, NOTHING_TO_RESUME));
     }
     if !resume && holds_run(dir) {
         return Err(Error::data(
@@ -97,36 +100,79 @@ pub fn claim(dir: &Path, resume: bool) -> Result<RunLock> {
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create the run folder", e))?;
+    let lock = take_lock(dir)?;
+    if !resume {
+        set_aside_stopped_logs(dir)?;
+    }
+    Ok(lock)
+}
+
+/// Why a folder without a checkpoint cannot be resumed, and what to do instead.
+pub const NOTHING_TO_RESUME: &str = "holds no model.safetensors to resume (a run there stopped \
+     before its first checkpoint, or none ran): drop --resume to start a run there (what a stopped \
+     run wrote is moved aside)";
+
+/// Moves the logs and summary of a run stopped before its first checkpoint into a fresh
+/// `stopped-run*` folder, saying so.
+fn set_aside_stopped_logs(dir: &Path) -> Result<()> {
+    let logs: Vec<&str> = LOG_FILES
+        .into_iter()
+        .filter(|f| dir.join(f).symlink_metadata().is_ok())
+        .collect();
+    if logs.is_empty() {
+        return Ok(());
+    }
+    let aside = (1u64..)
+        .map(|i| match i {
+            1 => dir.join("stopped-run"),
+            i => dir.join(format!("stopped-run-{i}")),
+        })
+        .find(|p| p.symlink_metadata().is_err())
+        .expect("some suffix is free");
+    std::fs::create_dir(&aside).map_err(|e| Error::io(&aside, "create", e))?;
+    for log in &logs {
+        let to = aside.join(log);
+        std::fs::rename(dir.join(log), &to).map_err(|e| Error::io(&to, "move a log to", e))?;
+    }
+    eprintln!(
+        "{} held the record of a run stopped before its first checkpoint ({}): moved to {}",
+        dir.display(),
+        logs.join(", "),
+        aside.display()
+    );
+    Ok(())
+}
+
+/// Takes `dir`'s lock: a lock file holding this process's id, created whole. A lock that
+/// names no live process (empty, unreadable, not a number, or a process that has ended)
+/// is stale: it is taken over, saying so.
+fn take_lock(dir: &Path) -> Result<RunLock> {
     let path = dir.join(LOCK_FILE);
     for _ in 0..2 {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => {
-                use std::io::Write;
-                let mut file = file;
-                let _ = write!(file, "{}", std::process::id());
-                return Ok(RunLock { path });
-            }
+        let pid = std::process::id().to_string();
+        match crate::files::create_new_whole(&path, pid.as_bytes()) {
+            Ok(()) => return Ok(RunLock { path }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let owner = crate::files::read_text_capped(&path, 64).unwrap_or_default();
-                match owner.trim().parse::<u32>() {
-                    Ok(pid) if !alive(pid) => {
-                        let _ = std::fs::remove_file(&path); // a crashed run's lock
-                    }
-                    _ => {
+                let owner = crate::files::read_text_capped(&path, 64);
+                let owner = owner.as_deref().map(str::trim).unwrap_or("");
+                match owner.parse::<u32>() {
+                    Ok(pid) if alive(pid) => {
                         return Err(Error::data(
                             dir,
                             format!(
-                                "is in use by another run (process {}; {LOCK_FILE}): wait for \
-                                 it, or remove that file if no run is using the folder",
-                                owner.trim()
+                                "is in use by another run (process {pid}; {LOCK_FILE}): wait \
+                                 for it, or remove that file if no run is using the folder"
                             ),
                         ));
                     }
+                    Ok(pid) => eprintln!("taking over {}: process {pid} has ended", path.display()),
+                    Err(_) => eprintln!(
+                        "taking over {}: it names no process ({:?})",
+                        path.display(),
+                        owner
+                    ),
                 }
+                let _ = std::fs::remove_file(&path);
             }
             Err(e) => return Err(Error::io(&path, "create the lock", e)),
         }
@@ -220,7 +266,9 @@ fn create_csv(path: &Path, header: &str) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// A resumed run's CSV: its header checked, rows after `step` dropped, opened to append.
+/// A resumed run's CSV: its header checked, data rows after `step` (written by a run that
+/// stopped before its next checkpoint) dropped, saying so; every other line (a note of the
+/// user's) kept; opened to append.
 fn reopen_csv(path: &Path, header: &str, step: u64) -> Result<std::fs::File> {
     let text = match crate::files::read_text_capped(path, crate::files::MAX_CSV_BYTES) {
         Ok(text) => text,
@@ -234,16 +282,24 @@ fn reopen_csv(path: &Path, header: &str, step: u64) -> Result<std::fs::File> {
             format!("does not start with the header this run writes ({header}): not resumable"),
         ));
     }
-    let kept: String = std::iter::once(header)
-        .chain(lines.filter(|row| {
-            let first = row.split(',').next().unwrap_or("");
-            first.parse::<u64>().is_ok_and(|s| s <= step)
-        }))
-        .map(|row| format!("{row}\n"))
-        .collect();
-    if kept.len() != text.len() {
+    let after = |row: &&str| {
+        let first = row.split(',').next().unwrap_or("");
+        first.trim().parse::<u64>().is_ok_and(|s| s > step)
+    };
+    let (dropped, kept): (Vec<&str>, Vec<&str>) = lines.partition(after);
+    if !dropped.is_empty() {
+        let kept: String = std::iter::once(header)
+            .chain(kept)
+            .map(|row| format!("{row}\n"))
+            .collect();
         crate::files::write_atomically(path, kept.as_bytes())
             .map_err(|e| Error::io(path, "rewrite", e))?;
+        eprintln!(
+            "{}: dropped {} rows after step {step}, the checkpoint's (written by a run that \
+             stopped before its next checkpoint)",
+            path.display(),
+            dropped.len()
+        );
     }
     std::fs::OpenOptions::new()
         .append(true)

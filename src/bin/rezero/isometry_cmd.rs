@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use rezero::analysis::isometry::{ROWS_PER_PASS, Spectrum, check_side, jacobian, singular_values};
 use rezero::gpu::Gpu;
 use rezero::nn::{Mlp, MlpConfig, Transformer, TransformerConfig, init};
-use rezero::train::checkpoint;
+use rezero::train::checkpoint::{self, Checkpoint};
 use rezero::train::plot::{Curve, plot_svg};
 use rezero::train::run_dir::kept_checkpoints;
 use rezero::{Error, Result};
@@ -72,20 +72,46 @@ enum Net {
     Transformer(Transformer),
 }
 
+/// The network a loaded checkpoint holds (its kind from the metadata).
+fn network_from(gpu: &Gpu, path: &Path, loaded: &Checkpoint) -> Result<Net> {
+    match loaded.meta(path, "model")? {
+        "mlp" => Ok(Net::Mlp(checkpoint::mlp_from(gpu, path, loaded)?)),
+        "transformer" => Ok(Net::Transformer(checkpoint::transformer_from(
+            gpu, path, loaded,
+        )?)),
+        other => Err(Error::data(
+            path,
+            format!("holds a {other} model; isometry studies MLPs and Transformers"),
+        )),
+    }
+}
+
+/// Metadata that changes along a run; every other key names the run's model and flags.
+const PROGRESS_KEYS: [&str; 4] = ["epoch", "step", "optimizer_steps", "tuning"];
+
+/// The first metadata key (not one of [`PROGRESS_KEYS`]) on which two checkpoints differ:
+/// then they are not of the same run's model.
+fn other_model(a: &Checkpoint, b: &Checkpoint) -> Option<String> {
+    let mut keys: Vec<&String> = a.metadata.keys().chain(b.metadata.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| !PROGRESS_KEYS.contains(&k.as_str()))
+        .find(|k| a.metadata.get(*k) != b.metadata.get(*k))
+        .map(|k| {
+            let show = |c: &Checkpoint| {
+                c.metadata
+                    .get(k)
+                    .map_or("none".into(), |v| v.replace('\n', " "))
+            };
+            format!("its {k} is {}, the run's is {}", show(a), show(b))
+        })
+}
+
 /// The network of `checkpoint` (its kind from the metadata), or a fresh one from the flags.
 fn network(gpu: &Gpu, args: &IsometryArgs, checkpoint: Option<&Path>) -> Result<Net> {
     if let Some(path) = checkpoint {
-        let loaded = checkpoint::load(path)?;
-        return match loaded.meta(path, "model")? {
-            "mlp" => Ok(Net::Mlp(checkpoint::mlp_from(gpu, path, &loaded)?)),
-            "transformer" => Ok(Net::Transformer(checkpoint::transformer_from(
-                gpu, path, &loaded,
-            )?)),
-            other => Err(Error::data(
-                path,
-                format!("holds a {other} model; isometry studies MLPs and Transformers"),
-            )),
-        };
+        return network_from(gpu, path, &checkpoint::load(path)?);
     }
     // The Jacobian's side and the model's memory are checked before anything is allocated.
     match args.model {
@@ -232,9 +258,26 @@ fn isometry_over_run(gpu: &Gpu, args: &IsometryArgs, run: &Path) -> Result<()> {
             "has no kept checkpoints (train it with --keep-checkpoints)",
         ));
     }
+    // Every kept checkpoint must be of the run's model (that of its model.safetensors, or
+    // of its last kept checkpoint): never another run's, left in the folder.
+    let own = match run.join("model.safetensors") {
+        latest if latest.exists() => latest,
+        _ => kept[kept.len() - 1].1.clone(),
+    };
+    let reference = checkpoint::load(&own)?;
     let mut rows = Vec::new();
     for (step, path) in &kept {
-        let (what, s) = spectrum(gpu, args, &network(gpu, args, Some(path))?)?;
+        let loaded = checkpoint::load(path)?;
+        if let Some(why) = other_model(&loaded, &reference) {
+            return Err(Error::data(
+                path,
+                format!(
+                    "is not a checkpoint of the model in {}: {why}",
+                    own.display()
+                ),
+            ));
+        }
+        let (what, s) = spectrum(gpu, args, &network_from(gpu, path, &loaded)?)?;
         if rows.is_empty() {
             out!(
                 "{what}: the block stack's Jacobian at each kept checkpoint of {}",

@@ -235,7 +235,11 @@ pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
         let out = args.run.folder(&format!("lm-{}", args.variant.name()));
         let (summary, model) = run_one(gpu, args, &spec, &text, out.clone())?;
         print_summary(&summary);
-        out!("checkpoint: {}", out.join("model.safetensors").display());
+        let checkpoint = out.join("model.safetensors");
+        match checkpoint.exists() {
+            true => out!("checkpoint: {}", checkpoint.display()),
+            false => out!("checkpoint: none written (the run stopped before its first)"),
+        }
         if args.sample > 0 && !summary.run.diverged() {
             let text = pollster::block_on(sample(
                 gpu,

@@ -50,10 +50,8 @@ where
     }
     let path = out.join("model.safetensors");
     if !path.exists() {
-        return Err(rezero::Error::data(
-            out,
-            "holds no model.safetensors to resume: drop --resume to start a run there",
-        ));
+        let why = rezero::train::run_dir::NOTHING_TO_RESUME;
+        return Err(rezero::Error::data(out, why));
     }
     let loaded = checkpoint::load(&path)?;
     loaded.check_flags(&path, flags)?;
