@@ -34,12 +34,16 @@ pub struct Buffers {
 impl Buffers {
     /// Every buffer 64 KiB, except slot `tiny` (outputs first, then inputs): 4 bytes.
     pub fn new(gpu: &Gpu, tiny: Option<usize>) -> Buffers {
-        let make = |slot: usize| {
-            let len = if tiny == Some(slot) { 1 } else { 1 << 14 };
+        Buffers::from_fn(|slot| {
+            let len = if tiny == Some(slot) { 1 } else { FULL };
             gpu.zeroed_f32(&format!("slot {slot}"), len)
-        };
+        })
+    }
+
+    /// Slot by slot (outputs first, then inputs) from `make`.
+    pub fn from_fn(mut make: impl FnMut(usize) -> wgpu::Buffer) -> Buffers {
         Buffers {
-            out: std::array::from_fn(make),
+            out: std::array::from_fn(&mut make),
             input: std::array::from_fn(|i| make(8 + i)),
         }
     }
@@ -48,6 +52,12 @@ impl Buffers {
         self.out.iter().chain(&self.input)
     }
 }
+
+/// Slots of a `Buffers`: eight outputs, then six inputs.
+pub const SLOTS: usize = 14;
+
+/// Floats in every slot of `Buffers::new`.
+pub const FULL: usize = 1 << 14;
 
 /// The (launch, slot) pairs that need one element there, which the smallest buffer wgpu
 /// binds (4 bytes) holds: a sum's output, the mean loss, the dropout step's key.
