@@ -417,3 +417,34 @@ fn a_run_folder_never_mixes_runs_nor_names_a_checkpoint_it_lacks() {
     assert!(lm_run.join("stopped-run/metrics.csv").exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn requests_that_cannot_be_honoured_are_refused_before_training() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("hostile-honour");
+    tiny_dataset(&dir);
+    let out = dir.join("run");
+    let got = mlp(&dir, &out, &["--steps", "20", "--profile", "21"]);
+    expect(&got, 1, &["--profile", "step 21 is not among the steps"]);
+    assert!(!out.exists(), "nothing was written");
+    let compare = |entries: &str, warmup: &str| {
+        let args = ["--steps", "2", "--compare", entries, "--warmup", warmup];
+        lm(&out, &args)
+    };
+    let got = compare("postnorm:warmup,rezero", "0");
+    expect(
+        &got,
+        1,
+        &["postnorm-warmup asks for warm-up", "--warmup is 0"],
+    );
+    let got = compare("rezero,rezero:alpha=0", "0");
+    expect(&got, 1, &["rezero and rezero-alpha0 train identically"]);
+    let got = compare("prenorm,rezero:warmup,rezero:warmup:alpha=0", "3");
+    expect(
+        &got,
+        1,
+        &["rezero-warmup and rezero-warmup-alpha0 train identically"],
+    );
+    assert!(!out.exists(), "nothing was written");
+    std::fs::remove_dir_all(dir).unwrap();
+}

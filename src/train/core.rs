@@ -146,6 +146,19 @@ impl<'g, 'm> Trainer<'g, 'm> {
                 ),
             });
         }
+        if let Some(n) = config
+            .profile_step
+            .filter(|&n| n <= config.start_step || n > total)
+        {
+            return Err(Error::Invalid {
+                what: "--profile".into(),
+                why: format!(
+                    "step {n} is not among the steps this run takes ({} to {total}): \
+                     nothing would be profiled",
+                    config.start_step + 1
+                ),
+            });
+        }
         let header = metrics_header(columns, alphas.map_or(0, |a| a.len()));
         let resumed_at = (config.start_step > 0).then_some(config.start_step);
         let run_dir = match &config.out {

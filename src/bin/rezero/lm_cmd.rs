@@ -14,7 +14,7 @@ use rezero::train::progress::{first_step_note, format_duration, format_rate};
 use rezero::{Error, Result};
 
 use crate::flags::{self, OptimArgs, RunArgs, flag};
-use crate::lm_compare::{Entry, VariantSpec, print_comparison};
+use crate::lm_compare::{Entry, VariantSpec, check_entries, print_comparison};
 use crate::lm_preset::Preset;
 use crate::start::{ModelSource, start};
 
@@ -226,6 +226,7 @@ fn print_summary(s: &LmSummary) {
 pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
     let names: Vec<String> = args.compare.iter().map(VariantSpec::name).collect();
     flags::check_compare(&names, &args.run)?;
+    check_entries(&args.compare, args.optim.warmup, args.alpha_init)?;
     let text = match &args.data {
         Some(path) => TextSplits::from_file(path, args.seq as usize)?,
         None => TextSplits::new(builtin_corpus()),

@@ -6,12 +6,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use rezero::Result;
 use rezero::nn::BlockVariant;
 use rezero::train::heatmap::heatmaps_for;
 use rezero::train::lm::LmSummary;
 use rezero::train::plot::{Curve, plot_svg_if_any};
 use rezero::train::progress::format_duration;
+use rezero::{Error, Result};
 
 use crate::flags;
 
@@ -71,6 +71,47 @@ impl VariantSpec {
             .map_or(String::new(), |a| format!("-alpha{a}"));
         format!("{}{warmup}{alpha}", self.variant.name())
     }
+}
+
+/// Errors before training when a comparison cannot be honoured: an entry asks for warm-up
+/// while `--warmup` is 0, or two entries would train identically (the same variant,
+/// warm-up steps and initial α).
+pub fn check_entries(specs: &[VariantSpec], warmup: u64, alpha_init: f32) -> Result<()> {
+    let any_warmup = specs.iter().any(|s| s.warmup);
+    if let Some(spec) = specs.iter().find(|s| s.warmup).filter(|_| warmup == 0) {
+        return Err(Error::Invalid {
+            what: "--compare".into(),
+            why: format!(
+                "{} asks for warm-up, but --warmup is 0: give --warmup N (steps)",
+                spec.name()
+            ),
+        });
+    }
+    let training = |s: &VariantSpec| {
+        let steps = match s.warmup || !any_warmup {
+            true => warmup,
+            false => 0,
+        };
+        let alpha = s
+            .variant
+            .has_alpha()
+            .then(|| s.alpha_init.unwrap_or(alpha_init));
+        (s.variant, steps, alpha)
+    };
+    for (i, spec) in specs.iter().enumerate() {
+        if let Some(twin) = specs[..i].iter().find(|t| training(t) == training(spec)) {
+            return Err(Error::Invalid {
+                what: "--compare".into(),
+                why: format!(
+                    "{} and {} train identically (the same variant, warm-up and initial α): \
+                     drop one, or set them apart",
+                    twin.name(),
+                    spec.name()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One finished entry of a comparison.
