@@ -448,3 +448,48 @@ fn requests_that_cannot_be_honoured_are_refused_before_training() {
     assert!(!out.exists(), "nothing was written");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_per_epoch_train_loss_does_not_depend_on_log_every() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("hostile-epoch-loss");
+    tiny_dataset(&dir);
+    let resnet = |name: &str, log_every: &str| {
+        let out = dir.join(name);
+        let args = [
+            "train",
+            "resnet",
+            "--dataset",
+            "fashion-mnist",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--depth",
+            "8",
+            "--batch",
+            "5",
+            "--train-limit",
+            "60",
+            "--test-limit",
+            "10",
+            "--epochs",
+            "2",
+            "--log-every",
+            log_every,
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        expect(&rezero(&args), 0, &[]);
+        let eval = std::fs::read_to_string(out.join("eval.csv")).unwrap();
+        let losses: Vec<String> = (eval.lines().skip(1))
+            .map(|row| row.split(',').nth(2).unwrap().to_string())
+            .collect();
+        assert_eq!(losses.len(), 2, "{eval}");
+        assert!(losses.iter().all(|l| l.parse::<f32>().is_ok()), "{eval}");
+        losses
+    };
+    // 12 steps an epoch: with a loss read at step 1 and in the last ten steps only, the
+    // first epoch's would be one step's loss if it were the mean of the losses read.
+    assert_eq!(resnet("every", "1"), resnet("rarely", "1000"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

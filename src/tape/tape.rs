@@ -451,6 +451,22 @@ impl<'g> Tape<'g> {
         })
     }
 
+    /// Copies `t` into `dst` at byte `offset`, after the work recorded so far (the open
+    /// pass ends; no readback, no submission). Nothing happens on a dry tape.
+    pub fn copy_into(&mut self, t: &Tensor, dst: &wgpu::Buffer, offset: u64) {
+        if self.dry.is_some() {
+            return;
+        }
+        self.pass = None;
+        let device = &self.gpu.device;
+        let encoder = (self.encoder).get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("tape"),
+            })
+        });
+        encoder.copy_buffer_to_buffer(&t.buffer, 0, dst, offset, t.len() as u64 * 4);
+    }
+
     /// Submits what is recorded and copies `t` to the host.
     pub async fn read(&mut self, t: &Tensor) -> Result<Vec<f32>> {
         self.flush();

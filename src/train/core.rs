@@ -13,6 +13,7 @@ use crate::optim::Optimizer;
 use crate::tape::{Param, Tape, Tensor, tune};
 
 pub use super::divergence::{Divergence, DivergenceGuard, EXPLOSION_FACTOR, LOSS_CEILING};
+use super::loss_sum::LossSum;
 use super::progress::{Display, Progress, StepProfiler, format_duration};
 use super::rate::RateClock;
 use super::run_dir::RunDir;
@@ -113,6 +114,8 @@ pub struct Trainer<'g, 'm> {
     total: u64,
     losses: Vec<(u64, f32)>,
     final_losses: Vec<f32>,
+    /// Every step's loss since the last [`Trainer::mean_loss`], kept on the GPU.
+    loss_sum: LossSum,
     divergence: Option<Divergence>,
     start: Instant,
     clock: RateClock,
@@ -186,6 +189,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
             total,
             losses: Vec::new(),
             final_losses: Vec::new(),
+            loss_sum: LossSum::new(gpu),
             divergence: None,
             start: Instant::now(),
             clock: RateClock::new(columns.items_per_step),
@@ -226,6 +230,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
         self.tape.backward(&loss)?;
         let lr = self.optimizer.lr();
         self.optimizer.step_on_tape(&mut self.tape, &self.params)?;
+        self.loss_sum.keep(&mut self.tape, &loss).await?;
         self.step += 1;
         let logged = self.step % self.config.log_every == 0 || self.step == self.total;
         let in_final = self.step + FINAL_WINDOW > self.total;
@@ -336,6 +341,12 @@ impl<'g, 'm> Trainer<'g, 'm> {
             row.extend(values.iter().map(|v| format!(",{v}")));
         }
         Ok(row)
+    }
+
+    /// The mean training loss of every step since the last call (or the run's start),
+    /// whatever `log_every` is: `None` if no step was taken.
+    pub async fn mean_loss(&mut self) -> Result<Option<f32>> {
+        self.loss_sum.take_mean(self.gpu).await
     }
 
     /// Runs an evaluation on the tape (its time is left out of the training rate). With

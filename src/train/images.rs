@@ -256,7 +256,6 @@ pub async fn train_images(
     let mut done_in_epoch = (first_step % steps_per_epoch) as usize;
     while core.running() {
         let order = epoch_order(train.count, run.run.seed, epoch as u64);
-        let mut epoch_losses = Vec::new();
         let batches = order.chunks_exact(batch).enumerate();
         for (index, chunk) in batches.skip(std::mem::take(&mut done_in_epoch)) {
             if !core.running() {
@@ -267,30 +266,18 @@ pub async fn train_images(
                 augment_batch(&mut x, train, a, batch_seed(run.run.seed, epoch, index));
             }
             let shape = model.input_shape(batch, train);
-            let loss = core
-                .step(Some(epoch + 1), |tape| {
-                    let xt = tape.input(&x, &shape)?;
-                    let logits = model.forward(tape, &xt, true)?;
-                    tape.cross_entropy(&logits, &y)
-                })
-                .await?;
-            epoch_losses.extend(loss);
+            core.step(Some(epoch + 1), |tape| {
+                let xt = tape.input(&x, &shape)?;
+                let logits = model.forward(tape, &xt, true)?;
+                tape.cross_entropy(&logits, &y)
+            })
+            .await?;
         }
         if core.diverged() {
             break;
         }
         epoch += 1;
-        end_epoch(
-            gpu,
-            &mut core,
-            model,
-            test,
-            run,
-            epoch,
-            &epoch_losses,
-            &mut evals,
-        )
-        .await?;
+        end_epoch(gpu, &mut core, model, test, run, epoch, &mut evals).await?;
     }
     let extra = [
         ("test_loss", field(evals.test_loss)),
@@ -306,8 +293,9 @@ pub async fn train_images(
     })
 }
 
-/// After an epoch (or where the run stops): evaluate, log, and write the checkpoint.
-#[allow(clippy::too_many_arguments)]
+/// After an epoch (or where the run stops): evaluate, log (the train loss: the mean of
+/// every step's loss in the epoch, or since a resumed run started), and write the
+/// checkpoint.
 async fn end_epoch(
     gpu: &Gpu,
     core: &mut Trainer<'_, '_>,
@@ -315,9 +303,9 @@ async fn end_epoch(
     test: &Images,
     run: &ImageRun,
     epoch: usize,
-    epoch_losses: &[f32],
     summary: &mut ImageEval,
 ) -> Result<()> {
+    let train_loss = core.mean_loss().await?;
     let eval_batch = run.run.batch.max(100);
     let (test_loss, accuracy) = core
         .evaluate(async |tape| evaluate(tape, model, test, eval_batch).await)
@@ -328,9 +316,6 @@ async fn end_epoch(
     if run.target_accuracy.is_some_and(|t| accuracy >= t) && summary.epochs_to_target.is_none() {
         summary.epochs_to_target = Some(epoch);
     }
-    // The mean of the losses read in this epoch; empty when none was read.
-    let train_loss = (!epoch_losses.is_empty())
-        .then(|| epoch_losses.iter().sum::<f32>() / epoch_losses.len() as f32);
     core.check_evaluation("the test loss", test_loss);
     let step = core.step_count();
     core.eval_row(

@@ -10,6 +10,7 @@ pub mod divergence;
 pub mod heatmap;
 pub mod images;
 pub mod lm;
+mod loss_sum;
 #[cfg(feature = "cli")]
 pub mod plot;
 pub mod progress;
