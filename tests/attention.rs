@@ -4,7 +4,7 @@
 mod common;
 
 use common::assert_close;
-use common::reference64::numeric_grad;
+use common::reference64::{attention64, numeric_grad};
 use rezero::cpu;
 use rezero::kernels::Grad;
 use rezero::kernels::attention::{
@@ -436,34 +436,7 @@ fn tape_causal_attention_matches_finite_differences() {
     tape.backward_with(&out, &w).unwrap();
     tape.flush();
     // The forward in f64: for each (b, h) the causal softmax of q·kᵀ/√d times v.
-    let forward = |x: &[f64]| -> Vec<f64> {
-        let mut y = vec![0.0; rows * dm];
-        let at = |b: usize, tt: usize, part: usize, h: usize, c: usize| {
-            x[(b * t + tt) * 3 * dm + part * dm + h * d + c]
-        };
-        for b in 0..batch {
-            for h in 0..heads {
-                for i in 0..t {
-                    let s: Vec<f64> = (0..=i)
-                        .map(|j| {
-                            (0..d)
-                                .map(|c| at(b, i, 0, h, c) * at(b, j, 1, h, c))
-                                .sum::<f64>()
-                                / (d as f64).sqrt()
-                        })
-                        .collect();
-                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
-                    for c in 0..d {
-                        y[(b * t + i) * dm + h * d + c] = (0..=i)
-                            .map(|j| (s[j] - m).exp() / z * at(b, j, 2, h, c))
-                            .sum();
-                    }
-                }
-            }
-        }
-        y
-    };
+    let forward = |x: &[f64]| attention64(x, batch, t, heads, dm);
     let x64: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
     let want_out: Vec<f32> = forward(&x64).iter().map(|&v| v as f32).collect();
     assert_close("attention output", &got_out, &want_out, 1e-5, 1e-4);

@@ -9,28 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::{TINY_LM, rezero, temp_cache, temp_dir, text, tiny_dataset};
-
-/// `train mlp` on the tiny data set in `data` into `out`: 2 blocks of width 8, batches of
-/// 10 (20 steps an epoch), then `extra`.
-fn mlp(data: &Path, out: &Path, extra: &[&str]) -> Output {
-    let args = [
-        "train",
-        "mlp",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-        "--depth",
-        "2",
-        "--width",
-        "8",
-        "--batch",
-        "10",
-    ];
-    rezero(&[&args[..], extra].concat())
-}
+use common::cli::{
+    TINY_LM, expect, rezero, summary_field, temp_cache, temp_dir, text, tiny_dataset, tiny_mlp,
+};
 
 /// `train lm` of the tiny Transformer into `out`: evaluated on two windows, no sample.
 fn lm(out: &Path, extra: &[&str]) -> Output {
@@ -46,14 +27,6 @@ fn lm(out: &Path, extra: &[&str]) -> Output {
         out.to_str().unwrap(),
     ];
     rezero(&[&base[..], &TINY_LM, extra].concat())
-}
-
-fn expect(out: &Output, code: i32, fragments: &[&str]) {
-    let shown = text(out);
-    assert_eq!(out.status.code(), Some(code), "{shown}");
-    for f in fragments {
-        assert!(shown.contains(f), "missing {f:?} in:\n{shown}");
-    }
 }
 
 /// Runs the binary with `args` and the tuning cache under `cache`, killed if it has not
@@ -80,26 +53,17 @@ fn rezero_within_a_minute(cache: &Path, args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn summary_field(run: &Path, key: &str) -> String {
-    let text = std::fs::read_to_string(run.join("summary.txt")).unwrap();
-    let prefix = format!("{key}=");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {key} in {text}"))
-        .to_string()
-}
-
 #[test]
 fn a_model_that_evaluates_to_nan_is_never_checkpointed() {
     let _gpu = require_gpu!();
     let dir = temp_dir("hostile-nan-eval");
     tiny_dataset(&dir);
     let run = dir.join("run");
-    expect(&mlp(&dir, &run, &["--epochs", "1"]), 0, &["20 steps"]);
+    expect(&tiny_mlp(&dir, &run, &["--epochs", "1"]), 0, &["20 steps"]);
     let good = std::fs::read(run.join("model.safetensors")).unwrap();
     // One step at an absurd rate: its loss (read before the update) is finite, its weights
     // near 1e30 are finite too, but the model's test loss is not.
-    let out = mlp(
+    let out = tiny_mlp(
         &dir,
         &run,
         &["--epochs", "2", "--steps", "21", "--resume", "--lr", "1e30"],
@@ -200,7 +164,7 @@ fn no_command_blocks_on_a_pipe_or_mistakes_a_directory_for_a_missing_file() {
     tiny_dataset(&images);
     std::fs::remove_file(images.join("train-images-idx3-ubyte.gz")).unwrap();
     std::fs::create_dir(images.join("train-images-idx3-ubyte.gz")).unwrap();
-    let out = mlp(&images, &dir.join("mlp"), &[]);
+    let out = tiny_mlp(&images, &dir.join("mlp"), &[]);
     expect(&out, 1, &["train-images-idx3-ubyte.gz", "is a directory"]);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -373,9 +337,9 @@ fn a_run_folder_never_mixes_runs_nor_names_a_checkpoint_it_lacks() {
     tiny_dataset(&dir);
     let (a, b) = (dir.join("a"), dir.join("b"));
     let keep = ["--steps", "20", "--keep-checkpoints"];
-    expect(&mlp(&dir, &a, &keep), 0, &[]);
+    expect(&tiny_mlp(&dir, &a, &keep), 0, &[]);
     expect(
-        &mlp(&dir, &b, &[&keep[..], &["--seed", "3"]].concat()),
+        &tiny_mlp(&dir, &b, &[&keep[..], &["--seed", "3"]].concat()),
         0,
         &[],
     );
@@ -398,7 +362,7 @@ fn a_run_folder_never_mixes_runs_nor_names_a_checkpoint_it_lacks() {
         std::fs::remove_file(b.join(file)).unwrap();
     }
     expect(
-        &mlp(&dir, &b, &["--steps", "20"]),
+        &tiny_mlp(&dir, &b, &["--steps", "20"]),
         1,
         &["already holds a run"],
     );
@@ -424,7 +388,7 @@ fn requests_that_cannot_be_honoured_are_refused_before_training() {
     let dir = temp_dir("hostile-honour");
     tiny_dataset(&dir);
     let out = dir.join("run");
-    let got = mlp(&dir, &out, &["--steps", "20", "--profile", "21"]);
+    let got = tiny_mlp(&dir, &out, &["--steps", "20", "--profile", "21"]);
     expect(&got, 1, &["--profile", "step 21 is not among the steps"]);
     assert!(!out.exists(), "nothing was written");
     let compare = |entries: &str, warmup: &str| {

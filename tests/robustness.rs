@@ -6,45 +6,8 @@ mod common;
 
 use std::path::Path;
 
-use common::cli::{TINY_LM, rezero, temp_dir, text, tiny_dataset};
+use common::cli::{TINY_LM, expect, rezero, summary_field, temp_dir, text, tiny_dataset, tiny_mlp};
 use rezero::train::core::DivergenceGuard;
-
-/// `train mlp` on the tiny data set in `data` into `out`: 2 blocks of width 8, batches of
-/// 10 (20 steps an epoch), unless `extra` gives those flags itself.
-fn mlp(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "train",
-        "mlp",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    for (flag, value) in [("--depth", "2"), ("--width", "8"), ("--batch", "10")] {
-        if !extra.contains(&flag) {
-            args.extend([flag, value]);
-        }
-    }
-    rezero(&[&args[..], extra].concat())
-}
-
-fn expect(out: &std::process::Output, code: i32, fragments: &[&str]) {
-    let shown = text(out);
-    assert_eq!(out.status.code(), Some(code), "{shown}");
-    for f in fragments {
-        assert!(shown.contains(f), "missing {f:?} in:\n{shown}");
-    }
-}
-
-fn summary_field(run: &Path, key: &str) -> String {
-    let text = std::fs::read_to_string(run.join("summary.txt")).unwrap();
-    let prefix = format!("{key}=");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {key} in {text}"))
-        .to_string()
-}
 
 #[test]
 fn divergence_is_a_loss_that_is_not_finite_or_explodes() {
@@ -76,11 +39,11 @@ fn a_diverging_run_stops_exits_non_zero_and_keeps_its_checkpoint() {
     let dir = temp_dir("robust-diverge");
     tiny_dataset(&dir);
     let run = dir.join("run");
-    expect(&mlp(&dir, &run, &["--epochs", "1"]), 0, &["20 steps"]);
+    expect(&tiny_mlp(&dir, &run, &["--epochs", "1"]), 0, &["20 steps"]);
     let good = std::fs::read(run.join("model.safetensors")).unwrap();
     // Resumed for a second epoch at a learning rate that blows the weights up.
     let wild = ["--epochs", "2", "--resume", "--lr", "1e30"];
-    let out = mlp(&dir, &run, &wild);
+    let out = tiny_mlp(&dir, &run, &wild);
     expect(&out, 1, &["diverged at step", "training loss"]);
     assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), good);
     assert_eq!(summary_field(&run, "diverged"), "true");
@@ -95,7 +58,7 @@ fn a_diverging_run_stops_exits_non_zero_and_keeps_its_checkpoint() {
     // --compare marks a diverged variant and goes on to the next.
     let cmp = dir.join("cmp");
     let args = ["--compare", "plain,rezero", "--lr", "1e30"];
-    let out = mlp(&dir, &cmp, &args);
+    let out = tiny_mlp(&dir, &cmp, &args);
     expect(&out, 0, &["plain-2x8", "rezero-2x8", "diverged at step"]);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -106,19 +69,19 @@ fn resume_compares_the_flags_and_the_step() {
     let dir = temp_dir("robust-resume");
     tiny_dataset(&dir);
     let run = dir.join("run");
-    expect(&mlp(&dir, &run, &["--steps", "12"]), 0, &["12 steps"]);
+    expect(&tiny_mlp(&dir, &run, &["--steps", "12"]), 0, &["12 steps"]);
     let good = std::fs::read(run.join("model.safetensors")).unwrap();
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     // Another width, another seed, another batch: each refused by name.
     for (flag, value) in [("--width", "16"), ("--seed", "3"), ("--batch", "5")] {
         let mut args = vec!["--steps", "15", "--resume"];
         args.extend([flag, value]);
-        let out = mlp(&dir, &run, &args);
+        let out = tiny_mlp(&dir, &run, &args);
         expect(&out, 1, &[&format!("{flag} is {value} here"), "--resume"]);
     }
     // --steps at or below the checkpoint's step.
     expect(
-        &mlp(&dir, &run, &["--steps", "12", "--resume"]),
+        &tiny_mlp(&dir, &run, &["--steps", "12", "--resume"]),
         1,
         &["already took 12 steps"],
     );
@@ -135,7 +98,7 @@ fn resume_compares_the_flags_and_the_step() {
     )
     .unwrap();
     expect(
-        &mlp(&dir, &run, &["--steps", "16", "--resume"]),
+        &tiny_mlp(&dir, &run, &["--steps", "16", "--resume"]),
         0,
         &["16 steps"],
     );
@@ -167,7 +130,7 @@ fn numeric_flags_are_checked_before_anything_runs() {
         ),
     ];
     for (args, fragment) in cases {
-        let got = mlp(&dir, &out, args);
+        let got = tiny_mlp(&dir, &out, args);
         expect(&got, 2, &[fragment]);
     }
     let lm = |args: &[&str]| rezero(&[&["train", "lm", "--quiet"][..], args].concat());
@@ -185,9 +148,9 @@ fn duplicate_or_resumed_comparisons_are_refused() {
     let dir = temp_dir("robust-compare");
     tiny_dataset(&dir);
     let out = dir.join("cmp");
-    let got = mlp(&dir, &out, &["--compare", "rezero,plain,rezero"]);
+    let got = tiny_mlp(&dir, &out, &["--compare", "rezero,plain,rezero"]);
     expect(&got, 1, &["--compare", "names rezero twice"]);
-    let got = mlp(&dir, &out, &["--compare", "rezero,plain", "--resume"]);
+    let got = tiny_mlp(&dir, &out, &["--compare", "rezero,plain", "--resume"]);
     expect(&got, 1, &["does not combine with --compare"]);
     assert!(!out.exists());
     std::fs::remove_dir_all(dir).unwrap();
@@ -199,11 +162,11 @@ fn sizes_no_machine_holds_are_refused_before_allocating() {
     let dir = temp_dir("robust-sizes");
     tiny_dataset(&dir);
     let out = dir.join("run");
-    let huge_width = mlp(&dir, &out, &["--width", "3000000000"]);
+    let huge_width = tiny_mlp(&dir, &out, &["--width", "3000000000"]);
     expect(&huge_width, 1, &["--width 3000000000"]);
-    let overflow = mlp(&dir, &out, &["--width", "18446744073709551615"]);
+    let overflow = tiny_mlp(&dir, &out, &["--width", "18446744073709551615"]);
     expect(&overflow, 1, &["overflows"]);
-    let deep = mlp(&dir, &out, &["--depth", "100000000", "--width", "4096"]);
+    let deep = tiny_mlp(&dir, &out, &["--depth", "100000000", "--width", "4096"]);
     expect(&deep, 1, &["--depth 100000000", "memory"]);
     let lm = |args: &[&str]| {
         let base = ["train", "lm", "--quiet", "--out", out.to_str().unwrap()];
@@ -230,12 +193,12 @@ fn the_final_train_loss_does_not_depend_on_log_every() {
     tiny_dataset(&dir);
     let (a, b) = (dir.join("a"), dir.join("b"));
     expect(
-        &mlp(&dir, &a, &["--steps", "30", "--log-every", "1"]),
+        &tiny_mlp(&dir, &a, &["--steps", "30", "--log-every", "1"]),
         0,
         &[],
     );
     expect(
-        &mlp(&dir, &b, &["--steps", "30", "--log-every", "7"]),
+        &tiny_mlp(&dir, &b, &["--steps", "30", "--log-every", "7"]),
         0,
         &[],
     );
@@ -250,7 +213,7 @@ fn the_final_train_loss_does_not_depend_on_log_every() {
     let (c, d) = (dir.join("c"), dir.join("d"));
     let epochs = |run: &Path, log_every: &str| {
         expect(
-            &mlp(&dir, run, &["--epochs", "3", "--log-every", log_every]),
+            &tiny_mlp(&dir, run, &["--epochs", "3", "--log-every", log_every]),
             0,
             &[],
         );

@@ -72,3 +72,42 @@ pub fn tiny_dataset(dir: &Path) {
         idx::write_labels(&dir.join(format!("{prefix}-labels-idx1-ubyte.gz")), &labels).unwrap();
     }
 }
+
+/// `train mlp` on the tiny data set in `data` into `out`: 2 blocks of width 8, batches of
+/// 10 (20 steps an epoch), unless `extra` gives those flags itself.
+pub fn tiny_mlp(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "mlp",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for (flag, value) in [("--depth", "2"), ("--width", "8"), ("--batch", "10")] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    rezero(&[&args[..], extra].concat())
+}
+
+/// Asserts the exit status and that the output holds every fragment.
+pub fn expect(out: &Output, code: i32, fragments: &[&str]) {
+    let shown = text(out);
+    assert_eq!(out.status.code(), Some(code), "{shown}");
+    for f in fragments {
+        assert!(shown.contains(f), "missing {f:?} in:\n{shown}");
+    }
+}
+
+/// The value of `key=` in the run's summary.txt.
+pub fn summary_field(run: &Path, key: &str) -> String {
+    let text = std::fs::read_to_string(run.join("summary.txt")).unwrap();
+    let prefix = format!("{key}=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        .to_string()
+}

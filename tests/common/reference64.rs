@@ -81,6 +81,36 @@ pub fn softmax64(x: &[f64], cols: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Causal attention of the packed rows qkv [batch·t, 3·dm] (q, k, v side by side, each
+/// heads × d): [batch·t, dm].
+pub fn attention64(qkv: &[f64], batch: usize, t: usize, heads: usize, dm: usize) -> Vec<f64> {
+    let d = dm / heads;
+    let at = |b: usize, i: usize, part: usize, h: usize, c: usize| {
+        qkv[(b * t + i) * 3 * dm + part * dm + h * d + c]
+    };
+    let mut y = vec![0.0; batch * t * dm];
+    for b in 0..batch {
+        for h in 0..heads {
+            for i in 0..t {
+                let s: Vec<f64> = (0..=i)
+                    .map(|j| {
+                        let dot: f64 = (0..d).map(|c| at(b, i, 0, h, c) * at(b, j, 1, h, c)).sum();
+                        dot / (d as f64).sqrt()
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
+                for c in 0..d {
+                    y[(b * t + i) * dm + h * d + c] = (0..=i)
+                        .map(|j| (s[j] - m).exp() / z * at(b, j, 2, h, c))
+                        .sum();
+                }
+            }
+        }
+    }
+    y
+}
+
 pub fn layernorm64(x: &[f64], g: &[f64], b: &[f64], cols: usize) -> Vec<f64> {
     x.chunks(cols)
         .flat_map(|r| {
