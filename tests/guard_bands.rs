@@ -24,7 +24,9 @@ use rezero::kernels::matmul::{Matmul, MatmulVariant, matmul};
 const GUARD: usize = 4096;
 
 /// Scratch a launcher uses as much of as it is given: the weight gradient's split count is
-/// the scratch's length over the weight's, so a longer scratch is written further, within it.
+/// the scratch's length over the weight's, so a longer scratch is written further, within
+/// it. Its guard is one float short of another split (the smallest length accepted is one
+/// weight), so any write past the split the launcher can afford still lands in the guard.
 const SIZED_BY_THE_BUFFER: [(&str, usize); 1] = [("conv2d_backward_weight", 1)];
 
 /// The guard bands of the two runs: a quiet NaN with a payload no kernel computes, and 3.0.
@@ -55,65 +57,68 @@ fn no_kernel_variant_touches_memory_past_what_its_launcher_checks() {
 
 /// Runs `launch` twice on guarded buffers of its smallest accepted lengths (see the top).
 fn check_guards(gpu: &Gpu, full: &Buffers, family: &str, launch: AnyLaunch) {
-    {
-        let lengths: Vec<usize> = (0..SLOTS)
-            .map(|slot| smallest_accepted(gpu, full, family, launch, slot))
-            .collect();
-        let [first, second] = PATTERNS.map(|pattern| {
-            let after = guarded_run(gpu, family, launch, &lengths, pattern);
-            for (slot, data) in after.iter().enumerate() {
-                let launcher = family.split(' ').next().expect("a name");
-                if SIZED_BY_THE_BUFFER.contains(&(launcher, slot)) {
-                    continue;
-                }
-                let guard = &data[lengths[slot]..];
-                if let Some(i) = guard.iter().position(|v| v.to_bits() != pattern) {
-                    panic!(
-                        "{family} wrote {} at element {} of slot {slot}, {i} past the {} it checks",
-                        guard[i],
-                        lengths[slot] + i,
-                        lengths[slot]
-                    );
-                }
-            }
-            after
-        });
-        for slot in 0..SLOTS {
-            let (a, b) = (
-                &first[slot][..lengths[slot]],
-                &second[slot][..lengths[slot]],
-            );
-            if let Some(i) = (0..a.len()).find(|&i| a[i].to_bits() != b[i].to_bits()) {
+    let lengths: Vec<usize> = (0..SLOTS)
+        .map(|slot| smallest_accepted(gpu, full, family, launch, slot))
+        .collect();
+    let launcher = family.split(' ').next().expect("a name");
+    let guards: Vec<usize> = (0..SLOTS)
+        .map(
+            |slot| match SIZED_BY_THE_BUFFER.contains(&(launcher, slot)) {
+                true => lengths[slot] - 1,
+                false => GUARD,
+            },
+        )
+        .collect();
+    let [first, second] = PATTERNS.map(|pattern| {
+        let after = guarded_run(gpu, family, launch, (&lengths, &guards), pattern);
+        for (slot, data) in after.iter().enumerate() {
+            let guard = &data[lengths[slot]..];
+            if let Some(i) = guard.iter().position(|v| v.to_bits() != pattern) {
                 panic!(
-                    "{family}: element {i} of slot {slot} is {} or {} as the guard bands change: \
-                     it read past the end of a buffer",
-                    a[i], b[i]
+                    "{family} wrote {} at element {} of slot {slot}, {i} past the {} it checks",
+                    guard[i],
+                    lengths[slot] + i,
+                    lengths[slot]
                 );
             }
+        }
+        after
+    });
+    for slot in 0..SLOTS {
+        let (a, b) = (
+            &first[slot][..lengths[slot]],
+            &second[slot][..lengths[slot]],
+        );
+        if let Some(i) = (0..a.len()).find(|&i| a[i].to_bits() != b[i].to_bits()) {
+            panic!(
+                "{family}: element {i} of slot {slot} is {} or {} as the guard bands change: \
+                 it read past the end of a buffer",
+                a[i], b[i]
+            );
         }
     }
 }
 
-/// Runs `launch` on zero-filled buffers of `lengths` floats each followed by `GUARD` floats
-/// of `pattern`; every buffer's contents afterwards.
+/// Runs `launch` on zero-filled buffers of `lengths` floats each followed by `guards`
+/// floats of `pattern`; every buffer's contents afterwards.
 fn guarded_run(
     gpu: &Gpu,
     family: &str,
     launch: AnyLaunch,
-    lengths: &[usize],
+    (lengths, guards): (&[usize], &[usize]),
     pattern: u32,
 ) -> Vec<Vec<f32>> {
     let guarded = Buffers::from_fn(|slot| {
-        let mut data = vec![0f32; lengths[slot] + GUARD];
+        let mut data = vec![0f32; lengths[slot] + guards[slot]];
         data[lengths[slot]..].fill(f32::from_bits(pattern));
         gpu.upload(&format!("{family} slot {slot}"), &data)
     });
     pollster::block_on(gpu.run(|p| launch(gpu, p, &guarded)))
         .unwrap_or_else(|e| panic!("{family} at its smallest accepted sizes: {e}"));
-    guarded
-        .slots()
-        .zip(lengths)
-        .map(|(buffer, len)| pollster::block_on(gpu.read_f32(buffer, len + GUARD)).unwrap())
+    let total = |slot: usize| lengths[slot] + guards[slot];
+    (0..SLOTS)
+        .zip(guarded.slots())
+        .map(|(slot, buffer)| pollster::block_on(gpu.read_f32(buffer, total(slot))).unwrap())
         .collect()
 }
 
@@ -159,6 +164,13 @@ type Named = (
 /// pass, each attention kernel forward and backward, on shapes that end mid-tile.
 fn variant_launches(gpu: &Gpu) -> Vec<Named> {
     let mut all: Vec<Named> = Vec::new();
+    matmul_launches(gpu, &mut all);
+    conv_launches(gpu, &mut all);
+    attention_launches(gpu, &mut all);
+    all
+}
+
+fn matmul_launches(gpu: &Gpu, all: &mut Vec<Named>) {
     // The simple variants in every transposition; the tiles (each once: the software
     // list repeats two GPU tiles) in turn through the three, to bound cold compiles.
     let mut tiles = Vec::new();
@@ -191,6 +203,9 @@ fn variant_launches(gpu: &Gpu) -> Vec<Named> {
             }),
         ));
     }
+}
+
+fn conv_launches(gpu: &Gpu, all: &mut Vec<Named>) {
     let tiles = [ConvVariant::SIMPLE_BLOCK]
         .into_iter()
         .chain(conv::GPU_BLOCKS);
@@ -225,6 +240,9 @@ fn variant_launches(gpu: &Gpu) -> Vec<Named> {
             }),
         ));
     }
+}
+
+fn attention_launches(gpu: &Gpu, all: &mut Vec<Named>) {
     let s = AttentionShape::heads(2, 17, 8);
     for kernel in candidates(gpu, Pass::Forward, s.d) {
         all.push((
@@ -252,5 +270,4 @@ fn variant_launches(gpu: &Gpu) -> Vec<Named> {
             }),
         ));
     }
-    all
 }

@@ -59,6 +59,11 @@ fn default_folders_move_on_to_the_next_free_name() {
     )
     .unwrap();
     assert_eq!(fresh_default(&base), root.join("lm-rezero-3"));
+    // A live run before its first checkpoint holds its folder too.
+    let live = claim(&root.join("lm-rezero-3"), false).unwrap();
+    assert_eq!(fresh_default(&base), root.join("lm-rezero-4"));
+    drop(live);
+    assert_eq!(fresh_default(&base), root.join("lm-rezero-3"));
     std::fs::remove_dir_all(root).unwrap();
 }
 
@@ -78,6 +83,11 @@ fn a_locked_folder_is_refused_and_a_crashed_runs_lock_is_taken_over() {
         assert_eq!(owner, std::process::id().to_string());
         drop(lock);
     }
+    let left: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "a taken-over lock left {left:?}");
     std::fs::remove_dir_all(root).unwrap();
 }
 
@@ -128,6 +138,11 @@ fn an_empty_or_garbled_lock_is_stale() {
         assert_eq!(owner, std::process::id().to_string());
         drop(lock);
     }
+    let left: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "a taken-over lock left {left:?}");
     std::fs::remove_dir_all(root).unwrap();
 }
 
@@ -139,13 +154,19 @@ fn a_resumed_csv_keeps_the_users_notes_and_drops_only_later_rows() {
     std::fs::write(run.join("model.safetensors"), b"x").unwrap();
     let eval = "step,val_bpb\n10,2.5\n# lr too high? try 3e-4\n20,2.4\n30,2.3\n\n";
     std::fs::write(run.join("eval.csv"), eval).unwrap();
-    std::fs::write(run.join("metrics.csv"), "step,loss\n20,1.0\n").unwrap();
+    // A note appended by hand without its newline: the next row must not be glued to it.
+    std::fs::write(run.join("metrics.csv"), "step,loss\n20,1.0\nnote").unwrap();
     let mut dir = RunDir::open(&run, Some(20), "step,loss", "step,val_bpb").unwrap();
     dir.eval_row("30,2.2").unwrap();
+    dir.metrics_row("30,0.9").unwrap();
     drop(dir);
     assert_eq!(
         std::fs::read_to_string(run.join("eval.csv")).unwrap(),
         "step,val_bpb\n10,2.5\n# lr too high? try 3e-4\n20,2.4\n\n30,2.2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.csv")).unwrap(),
+        "step,loss\n20,1.0\nnote\n30,0.9\n"
     );
     std::fs::remove_dir_all(root).unwrap();
 }

@@ -451,11 +451,20 @@ impl<'g> Tape<'g> {
         })
     }
 
-    /// Copies `t` into `dst` at byte `offset`, after the work recorded so far (the open
-    /// pass ends; no readback, no submission). Nothing happens on a dry tape.
-    pub fn copy_into(&mut self, t: &Tensor, dst: &wgpu::Buffer, offset: u64) {
+    /// Copies `t` into `dst` at byte `offset` (a multiple of 4), after the work recorded so
+    /// far (the open pass ends; no readback, no submission). Nothing happens on a dry tape.
+    pub fn copy_into(&mut self, t: &Tensor, dst: &wgpu::Buffer, offset: u64) -> Result<()> {
+        let bytes = t.len() as u64 * 4;
+        let end = offset.checked_add(bytes);
+        if offset % 4 != 0 || end.is_none_or(|end| end > dst.size()) {
+            return Err(Error::Shape {
+                op: "tape copy_into",
+                expected: format!("{bytes} bytes at a byte offset that is a multiple of 4"),
+                got: format!("offset {offset} in a buffer of {} bytes", dst.size()),
+            });
+        }
         if self.dry.is_some() {
-            return;
+            return Ok(());
         }
         self.pass = None;
         let device = &self.gpu.device;
@@ -464,7 +473,8 @@ impl<'g> Tape<'g> {
                 label: Some("tape"),
             })
         });
-        encoder.copy_buffer_to_buffer(&t.buffer, 0, dst, offset, t.len() as u64 * 4);
+        encoder.copy_buffer_to_buffer(&t.buffer, 0, dst, offset, bytes);
+        Ok(())
     }
 
     /// Submits what is recorded and copies `t` to the host.

@@ -175,7 +175,11 @@ impl Checkpoint {
 /// Errors, naming the file, unless the model its metadata describes (its footprint, every
 /// size multiplied with overflow checks) fits the device and this machine: checked before
 /// anything is allocated, so a corrupt or hostile checkpoint cannot abort the process.
-fn fits(gpu: &Gpu, path: &Path, footprint: Result<crate::nn::footprint::Footprint>) -> Result<()> {
+pub fn fits(
+    gpu: &Gpu,
+    path: &Path,
+    footprint: Result<crate::nn::footprint::Footprint>,
+) -> Result<()> {
     footprint.and_then(|f| f.check(gpu, 0)).map_err(|e| {
         Error::data(
             path,
@@ -216,8 +220,17 @@ pub fn load_mlp(gpu: &Gpu, path: &Path) -> Result<Mlp> {
 
 /// The MLP a loaded checkpoint describes, with its weights.
 pub fn mlp_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Mlp> {
+    let config = mlp_config(path, checkpoint)?;
+    fits(gpu, path, config.footprint(1))?;
+    let model = Mlp::new(gpu, config)?;
+    checkpoint.restore(gpu, path, &model.params())?;
+    Ok(model)
+}
+
+/// The configuration of the MLP a loaded checkpoint describes.
+pub fn mlp_config(path: &Path, checkpoint: &Checkpoint) -> Result<MlpConfig> {
     checkpoint.expect_model(path, "mlp")?;
-    let config = MlpConfig {
+    Ok(MlpConfig {
         variant: checkpoint.meta_parse(path, "variant")?,
         depth: checkpoint.meta_parse(path, "depth")?,
         width: checkpoint.meta_parse(path, "width")?,
@@ -225,11 +238,7 @@ pub fn mlp_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Mlp> 
         classes: checkpoint.meta_parse(path, "classes")?,
         alpha_init: checkpoint.meta_parse(path, "alpha_init")?,
         seed: checkpoint.meta_parse(path, "seed")?,
-    };
-    fits(gpu, path, config.footprint(1))?;
-    let model = Mlp::new(gpu, config)?;
-    checkpoint.restore(gpu, path, &model.params())?;
-    Ok(model)
+    })
 }
 
 /// Saves a Transformer: its parameters and its configuration as metadata.
@@ -389,8 +398,17 @@ pub fn load_transformer(gpu: &Gpu, path: &Path) -> Result<Transformer> {
 
 /// The Transformer a loaded checkpoint describes, with its weights.
 pub fn transformer_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Transformer> {
+    let config = transformer_config(path, checkpoint)?;
+    fits(gpu, path, config.footprint(1))?;
+    let model = Transformer::new(gpu, config)?;
+    checkpoint.restore(gpu, path, &model.params())?;
+    Ok(model)
+}
+
+/// The configuration of the Transformer a loaded checkpoint describes.
+pub fn transformer_config(path: &Path, checkpoint: &Checkpoint) -> Result<TransformerConfig> {
     checkpoint.expect_model(path, "transformer")?;
-    let config = TransformerConfig {
+    Ok(TransformerConfig {
         variant: checkpoint.meta_parse(path, "variant")?,
         layers: checkpoint.meta_parse(path, "layers")?,
         d_model: checkpoint.meta_parse(path, "d_model")?,
@@ -401,11 +419,7 @@ pub fn transformer_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Resu
         alpha_per_sublayer: checkpoint.meta_parse(path, "alpha_per_sublayer")?,
         alpha_init: checkpoint.meta_parse(path, "alpha_init")?,
         seed: checkpoint.meta_parse(path, "seed")?,
-    };
-    fits(gpu, path, config.footprint(1))?;
-    let model = Transformer::new(gpu, config)?;
-    checkpoint.restore(gpu, path, &model.params())?;
-    Ok(model)
+    })
 }
 
 /// Saves a ResNet run: parameters, BatchNorm running statistics, the optimizer's state,

@@ -114,8 +114,9 @@ pub struct Trainer<'g, 'm> {
     total: u64,
     losses: Vec<(u64, f32)>,
     final_losses: Vec<f32>,
-    /// Every step's loss since the last [`Trainer::mean_loss`], kept on the GPU.
-    loss_sum: LossSum,
+    /// Every step's loss since the last [`Trainer::mean_loss`], kept on the GPU (runs with
+    /// epochs only).
+    loss_sum: Option<LossSum>,
     divergence: Option<Divergence>,
     start: Instant,
     clock: RateClock,
@@ -189,7 +190,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
             total,
             losses: Vec::new(),
             final_losses: Vec::new(),
-            loss_sum: LossSum::new(gpu),
+            loss_sum: columns.epoch.then(|| LossSum::new(gpu)),
             divergence: None,
             start: Instant::now(),
             clock: RateClock::new(columns.items_per_step),
@@ -230,7 +231,9 @@ impl<'g, 'm> Trainer<'g, 'm> {
         self.tape.backward(&loss)?;
         let lr = self.optimizer.lr();
         self.optimizer.step_on_tape(&mut self.tape, &self.params)?;
-        self.loss_sum.keep(&mut self.tape, &loss).await?;
+        if let Some(sum) = &mut self.loss_sum {
+            sum.keep(&mut self.tape, &loss).await?;
+        }
         self.step += 1;
         let logged = self.step % self.config.log_every == 0 || self.step == self.total;
         let in_final = self.step + FINAL_WINDOW > self.total;
@@ -344,9 +347,12 @@ impl<'g, 'm> Trainer<'g, 'm> {
     }
 
     /// The mean training loss of every step since the last call (or the run's start),
-    /// whatever `log_every` is: `None` if no step was taken.
+    /// whatever `log_every` is: `None` if no step was taken, or the run has no epochs.
     pub async fn mean_loss(&mut self) -> Result<Option<f32>> {
-        self.loss_sum.take_mean(self.gpu).await
+        match &mut self.loss_sum {
+            Some(sum) => sum.take_mean(self.gpu).await,
+            None => Ok(None),
+        }
     }
 
     /// Runs an evaluation on the tape (its time is left out of the training rate). With

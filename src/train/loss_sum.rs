@@ -39,7 +39,7 @@ impl LossSum {
         if self.used == SLOTS {
             self.fold(tape.gpu()).await?;
         }
-        tape.copy_into(loss, &self.slots, self.used * 4);
+        tape.copy_into(loss, &self.slots, self.used * 4)?;
         self.used += 1;
         Ok(())
     }

@@ -50,16 +50,20 @@ pub fn holds_run(dir: &Path) -> bool {
     RUN_FILES.iter().any(|f| dir.join(f).exists()) || kept.is_ok_and(|mut k| k.next().is_some())
 }
 
-/// `base` if it holds no run, else the first of `base-2`, `base-3`, ... that holds none
-/// (for default folders, which must never silently take over an earlier run).
+/// `base` if it holds no run and no live run has locked it (one before its first
+/// checkpoint), else the first of `base-2`, `base-3`, ... that is free (for default
+/// folders, which must never silently take over an earlier run).
 pub fn fresh_default(base: &Path) -> PathBuf {
-    if !holds_run(base) {
+    let free = |dir: &Path| {
+        !holds_run(dir) && !matches!(lock_owner(&dir.join(LOCK_FILE)), Some(Owner::Live(_)))
+    };
+    if free(base) {
         return base.to_path_buf();
     }
     let name = base.file_name().and_then(|n| n.to_str()).unwrap_or("run");
     (2u64..)
         .map(|i| base.with_file_name(format!("{name}-{i}")))
-        .find(|p| !holds_run(p))
+        .find(|p| free(p))
         .expect("some suffix is free")
 }
 
@@ -102,6 +106,14 @@ pub fn claim(dir: &Path, resume: bool) -> Result<RunLock> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create the run folder", e))?;
     let lock = take_lock(dir)?;
     if !resume {
+        // Again under the lock: a run may have written its first checkpoint and ended
+        // since the check above.
+        if holds_run(dir) {
+            return Err(Error::data(
+                dir,
+                "a run there wrote its checkpoint just now",
+            ));
+        }
         set_aside_stopped_logs(dir)?;
     }
     Ok(lock)
@@ -143,41 +155,80 @@ fn set_aside_stopped_logs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Takes `dir`'s lock: a lock file holding this process's id, created whole. A lock that
-/// names no live process (empty, unreadable, not a number, or a process that has ended)
-/// is stale: it is taken over, saying so.
+/// Who holds a lock file, as far as can be told.
+enum Owner {
+    /// A process that is running (on Linux; elsewhere any process id is taken as running).
+    Live(u32),
+    /// No live process: empty, unreadable, not a number, or a process that has ended.
+    Stale { text: String, why: String },
+}
+
+/// The owner of the lock at `path`, None if there is none.
+fn lock_owner(path: &Path) -> Option<Owner> {
+    let text = match crate::files::read_text_capped(path, 64) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        read => read.unwrap_or_default(),
+    };
+    let owner = match text.trim().parse::<u32>() {
+        Ok(pid) if alive(pid) => Owner::Live(pid),
+        Ok(pid) => Owner::Stale {
+            why: format!("process {pid} has ended"),
+            text,
+        },
+        Err(_) => Owner::Stale {
+            why: format!("it names no process ({:?})", text.trim()),
+            text,
+        },
+    };
+    Some(owner)
+}
+
+/// Takes `dir`'s lock: a lock file holding this process's id, created whole. A stale lock
+/// ([`Owner::Stale`]) is taken over, saying so.
 fn take_lock(dir: &Path) -> Result<RunLock> {
     let path = dir.join(LOCK_FILE);
-    for _ in 0..2 {
+    for _ in 0..3 {
         let pid = std::process::id().to_string();
         match crate::files::create_new_whole(&path, pid.as_bytes()) {
             Ok(()) => return Ok(RunLock { path }),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let owner = crate::files::read_text_capped(&path, 64);
-                let owner = owner.as_deref().map(str::trim).unwrap_or("");
-                match owner.parse::<u32>() {
-                    Ok(pid) if alive(pid) => {
-                        return Err(Error::data(
-                            dir,
-                            format!(
-                                "is in use by another run (process {pid}; {LOCK_FILE}): wait \
-                                 for it, or remove that file if no run is using the folder"
-                            ),
-                        ));
-                    }
-                    Ok(pid) => eprintln!("taking over {}: process {pid} has ended", path.display()),
-                    Err(_) => eprintln!(
-                        "taking over {}: it names no process ({:?})",
-                        path.display(),
-                        owner
-                    ),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match lock_owner(&path) {
+                Some(Owner::Live(pid)) => {
+                    return Err(Error::data(
+                        dir,
+                        format!(
+                            "is in use by another run (process {pid}; {LOCK_FILE}): wait \
+                             for it, or remove that file if no run is using the folder"
+                        ),
+                    ));
                 }
-                let _ = std::fs::remove_file(&path);
-            }
+                Some(Owner::Stale { text, why }) => {
+                    eprintln!("taking over {}: {why}", path.display());
+                    remove_stale_lock(&path, &text)?;
+                }
+                None => {} // removed meanwhile: try again
+            },
             Err(e) => return Err(Error::io(&path, "create the lock", e)),
         }
     }
     Err(Error::data(&path, "cannot take the lock"))
+}
+
+/// Removes the stale lock at `path` that read `seen`, unless another process took it over
+/// meanwhile: the lock is first renamed to a name of this process's own (of two processes
+/// only one rename succeeds), and put back if it is not the lock that was read.
+fn remove_stale_lock(path: &Path, seen: &str) -> Result<()> {
+    let aside = path.with_extension(format!("stale-{}", std::process::id()));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, "take over the stale lock", e)),
+    }
+    let now = crate::files::read_text_capped(&aside, 64).unwrap_or_default();
+    if now != seen {
+        let _ = std::fs::hard_link(&aside, path); // another run's fresh lock: put it back
+    }
+    let _ = std::fs::remove_file(&aside);
+    Ok(())
 }
 
 /// A claimed run folder and the files a run writes into it: `metrics.csv` (a row each
@@ -287,19 +338,23 @@ fn reopen_csv(path: &Path, header: &str, step: u64) -> Result<std::fs::File> {
         first.trim().parse::<u64>().is_ok_and(|s| s > step)
     };
     let (dropped, kept): (Vec<&str>, Vec<&str>) = lines.partition(after);
-    if !dropped.is_empty() {
+    // Rewritten when rows go, or when the last line lacks its newline (a note appended
+    // by hand), which the next row would otherwise be glued to.
+    if !dropped.is_empty() || !text.ends_with('\n') {
         let kept: String = std::iter::once(header)
             .chain(kept)
             .map(|row| format!("{row}\n"))
             .collect();
         crate::files::write_atomically(path, kept.as_bytes())
             .map_err(|e| Error::io(path, "rewrite", e))?;
-        eprintln!(
-            "{}: dropped {} rows after step {step}, the checkpoint's (written by a run that \
-             stopped before its next checkpoint)",
-            path.display(),
-            dropped.len()
-        );
+        if !dropped.is_empty() {
+            eprintln!(
+                "{}: dropped {} rows after step {step}, the checkpoint's (written by a run \
+                 that stopped before its next checkpoint)",
+                path.display(),
+                dropped.len()
+            );
+        }
     }
     std::fs::OpenOptions::new()
         .append(true)

@@ -74,11 +74,25 @@ enum Net {
 
 /// The network a loaded checkpoint holds (its kind from the metadata).
 fn network_from(gpu: &Gpu, path: &Path, loaded: &Checkpoint) -> Result<Net> {
+    // The memory of the Jacobian's passes (ROWS_PER_PASS rows at once) and its side are
+    // checked before anything is allocated.
+    let what = |sizes: &str| format!("{} ({sizes})", path.display());
     match loaded.meta(path, "model")? {
-        "mlp" => Ok(Net::Mlp(checkpoint::mlp_from(gpu, path, loaded)?)),
-        "transformer" => Ok(Net::Transformer(checkpoint::transformer_from(
-            gpu, path, loaded,
-        )?)),
+        "mlp" => {
+            let c = checkpoint::mlp_config(path, loaded)?;
+            checkpoint::fits(gpu, path, c.footprint(ROWS_PER_PASS))?;
+            check_side(&what(&format!("width {}", c.width)), Some(c.width))?;
+            Ok(Net::Mlp(checkpoint::mlp_from(gpu, path, loaded)?))
+        }
+        "transformer" => {
+            let c = checkpoint::transformer_config(path, loaded)?;
+            checkpoint::fits(gpu, path, c.footprint(ROWS_PER_PASS))?;
+            let sizes = format!("seq {} d_model {}", c.seq, c.d_model);
+            check_side(&what(&sizes), c.seq.checked_mul(c.d_model))?;
+            Ok(Net::Transformer(checkpoint::transformer_from(
+                gpu, path, loaded,
+            )?))
+        }
         other => Err(Error::data(
             path,
             format!("holds a {other} model; isometry studies MLPs and Transformers"),
@@ -264,11 +278,10 @@ fn isometry_over_run(gpu: &Gpu, args: &IsometryArgs, run: &Path) -> Result<()> {
         latest if latest.exists() => latest,
         _ => kept[kept.len() - 1].1.clone(),
     };
+    // All checked before the first spectrum, so a refusal prints no rows.
     let reference = checkpoint::load(&own)?;
-    let mut rows = Vec::new();
-    for (step, path) in &kept {
-        let loaded = checkpoint::load(path)?;
-        if let Some(why) = other_model(&loaded, &reference) {
+    for (_, path) in &kept {
+        if let Some(why) = other_model(&checkpoint::load(path)?, &reference) {
             return Err(Error::data(
                 path,
                 format!(
@@ -277,6 +290,10 @@ fn isometry_over_run(gpu: &Gpu, args: &IsometryArgs, run: &Path) -> Result<()> {
                 ),
             ));
         }
+    }
+    let mut rows = Vec::new();
+    for (step, path) in &kept {
+        let loaded = checkpoint::load(path)?;
         let (what, s) = spectrum(gpu, args, &network_from(gpu, path, &loaded)?)?;
         if rows.is_empty() {
             out!(

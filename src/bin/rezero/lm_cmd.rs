@@ -9,7 +9,7 @@ use rezero::data::text::{TextSplits, builtin_corpus};
 use rezero::gpu::Gpu;
 use rezero::nn::{BlockVariant, Transformer, TransformerConfig};
 use rezero::train::checkpoint::{self, load_transformer};
-use rezero::train::lm::{LmRun, LmSummary, sample, sample_each, train_lm};
+use rezero::train::lm::{LmRun, LmSummary, sample_each, train_lm};
 use rezero::train::progress::{first_step_note, format_duration, format_rate};
 use rezero::{Error, Result};
 
@@ -117,10 +117,7 @@ impl LmArgs {
     /// The warm-up steps `spec` trains with: --warmup, unless other entries of the
     /// comparison say `:warmup` and this one does not.
     fn warmup_for(&self, spec: &VariantSpec) -> u64 {
-        match spec.warmup || !self.compare.iter().any(|s| s.warmup) {
-            true => self.optim.warmup,
-            false => 0,
-        }
+        spec.warmup_steps(&self.compare, self.optim.warmup)
     }
 
     fn model_config(&self, spec: &VariantSpec) -> TransformerConfig {
@@ -133,7 +130,7 @@ impl LmArgs {
             seq: self.seq as usize,
             gelu: !self.relu,
             alpha_per_sublayer: self.alpha_per_sublayer,
-            alpha_init: spec.alpha_init.unwrap_or(self.alpha_init),
+            alpha_init: spec.alpha(self.alpha_init),
             seed: self.run.seed,
         }
     }
@@ -150,7 +147,7 @@ impl LmArgs {
             flag("--seq", self.seq),
             flag("--relu", self.relu),
             flag("--alpha-per-sublayer", self.alpha_per_sublayer),
-            flag("--alpha-init", spec.alpha_init.unwrap_or(self.alpha_init)),
+            flag("--alpha-init", spec.alpha(self.alpha_init)),
             flag("--alpha-lr-mult", self.optim.alpha_lr_mult),
             flag("--dropout", self.dropout),
             flag(
@@ -242,18 +239,8 @@ pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
             false => out!("checkpoint: none written (the run stopped before its first)"),
         }
         if args.sample > 0 && !summary.run.diverged() {
-            let text = pollster::block_on(sample(
-                gpu,
-                &model,
-                b"And ",
-                args.sample,
-                0.8,
-                args.run.seed,
-            ))?;
-            out!(
-                "sample (temperature 0.8, prompt \"And \"):\nAnd {}",
-                String::from_utf8_lossy(&text)
-            );
+            out!("sample (temperature 0.8, prompt \"And \"):");
+            stream_sample(gpu, &model, b"And ", (args.sample, 0.8, args.run.seed))?;
         }
         return summary.run.error().map_or(Ok(()), Err);
     }
@@ -289,8 +276,19 @@ pub fn sample_command(gpu: &Gpu, args: &SampleArgs) -> Result<()> {
             why: "must be at least 1".into(),
         });
     }
-    // Streamed as drawn (any --len runs in bounded memory and shows its text at once), a
-    // character at a time: bytes that are not UTF-8 show as U+FFFD, as a whole text would.
+    let how = (args.len, args.temperature, args.seed);
+    stream_sample(gpu, &model, args.prompt.as_bytes(), how)
+}
+
+/// Prints `prompt` and `len` bytes sampled after it (at `temperature`, from `seed`) as they
+/// are drawn, then a newline: any length runs in bounded memory and shows its text at once.
+/// A character at a time: bytes that are not UTF-8 show as U+FFFD, as a whole text would.
+fn stream_sample(
+    gpu: &Gpu,
+    model: &Transformer,
+    prompt: &[u8],
+    how: (usize, f32, u64),
+) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     let mut pending = Vec::new();
     let mut show = |bytes: &[u8]| {
@@ -300,7 +298,7 @@ pub fn sample_command(gpu: &Gpu, args: &SampleArgs) -> Result<()> {
             .and_then(|_| stdout.flush());
         wrote.map_err(|e| Error::io(std::path::Path::new("standard output"), "write", e))
     };
-    show(args.prompt.as_bytes())?;
+    show(prompt)?;
     let emit = |byte: u8| {
         pending.push(byte);
         match std::str::from_utf8(&pending) {
@@ -309,8 +307,7 @@ pub fn sample_command(gpu: &Gpu, args: &SampleArgs) -> Result<()> {
         }
         Ok(())
     };
-    let how = (args.len, args.temperature, args.seed);
-    pollster::block_on(sample_each(gpu, &model, args.prompt.as_bytes(), how, emit))?;
+    pollster::block_on(sample_each(gpu, model, prompt, how, emit))?;
     show(&pending)?;
     show(b"\n")
 }

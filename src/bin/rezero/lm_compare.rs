@@ -28,6 +28,20 @@ pub struct VariantSpec {
 }
 
 impl VariantSpec {
+    /// The warm-up steps this entry of `all` trains with: `warmup` (--warmup), unless other
+    /// entries say `:warmup` and this one does not.
+    pub fn warmup_steps(&self, all: &[VariantSpec], warmup: u64) -> u64 {
+        match self.warmup || !all.iter().any(|s| s.warmup) {
+            true => warmup,
+            false => 0,
+        }
+    }
+
+    /// This entry's initial α: its own, else `default` (--alpha-init).
+    pub fn alpha(&self, default: f32) -> f32 {
+        self.alpha_init.unwrap_or(default)
+    }
+
     /// The variant with the shared settings.
     pub fn plain(variant: BlockVariant) -> VariantSpec {
         VariantSpec {
@@ -77,7 +91,6 @@ impl VariantSpec {
 /// while `--warmup` is 0, or two entries would train identically (the same variant,
 /// warm-up steps and initial α).
 pub fn check_entries(specs: &[VariantSpec], warmup: u64, alpha_init: f32) -> Result<()> {
-    let any_warmup = specs.iter().any(|s| s.warmup);
     if let Some(spec) = specs.iter().find(|s| s.warmup).filter(|_| warmup == 0) {
         return Err(Error::Invalid {
             what: "--compare".into(),
@@ -88,15 +101,8 @@ pub fn check_entries(specs: &[VariantSpec], warmup: u64, alpha_init: f32) -> Res
         });
     }
     let training = |s: &VariantSpec| {
-        let steps = match s.warmup || !any_warmup {
-            true => warmup,
-            false => 0,
-        };
-        let alpha = s
-            .variant
-            .has_alpha()
-            .then(|| s.alpha_init.unwrap_or(alpha_init));
-        (s.variant, steps, alpha)
+        let alpha = s.variant.has_alpha().then(|| s.alpha(alpha_init));
+        (s.variant, s.warmup_steps(specs, warmup), alpha)
     };
     for (i, spec) in specs.iter().enumerate() {
         if let Some(twin) = specs[..i].iter().find(|t| training(t) == training(spec)) {
