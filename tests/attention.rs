@@ -112,7 +112,8 @@ fn forward_and_backward_match_the_reference() {
 #[test]
 fn every_backward_kernel_matches_finite_differences() {
     let gpu = require_gpu!();
-    let (bh, t, d) = (2usize, 5usize, 4usize);
+    // d = 5: the pipelines of every_backward_kernel_matches_the_reference's (3, 33, 5), already built
+    let (bh, t, d) = (2usize, 5usize, 5usize);
     let s = AttentionShape::heads(bh as u32, t as u32, d as u32);
     let n = bh * t * d;
     let (q, k, v, d_o) = (
