@@ -257,6 +257,24 @@ pub fn isometry(gpu: &Gpu, args: &IsometryArgs) -> Result<()> {
     Ok(())
 }
 
+/// Errors unless every kept checkpoint is of the model in `own` (checked before the first
+/// spectrum, so a refusal prints no rows).
+fn check_same_model(kept: &[(u64, PathBuf)], own: &Path) -> Result<()> {
+    let reference = checkpoint::load(own)?;
+    for (_, path) in kept {
+        if let Some(why) = other_model(&checkpoint::load(path)?, &reference) {
+            return Err(Error::data(
+                path,
+                format!(
+                    "is not a checkpoint of the model in {}: {why}",
+                    own.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `--run RUN`: the spectrum of every kept checkpoint of a run against its step, printed
 /// and written to RUN/isometry.csv and RUN/isometry.svg (mean σ², min σ, max σ).
 fn isometry_over_run(gpu: &Gpu, args: &IsometryArgs, run: &Path) -> Result<()> {
@@ -278,19 +296,7 @@ fn isometry_over_run(gpu: &Gpu, args: &IsometryArgs, run: &Path) -> Result<()> {
         latest if latest.exists() => latest,
         _ => kept[kept.len() - 1].1.clone(),
     };
-    // All checked before the first spectrum, so a refusal prints no rows.
-    let reference = checkpoint::load(&own)?;
-    for (_, path) in &kept {
-        if let Some(why) = other_model(&checkpoint::load(path)?, &reference) {
-            return Err(Error::data(
-                path,
-                format!(
-                    "is not a checkpoint of the model in {}: {why}",
-                    own.display()
-                ),
-            ));
-        }
-    }
+    check_same_model(&kept, &own)?;
     let mut rows = Vec::new();
     for (step, path) in &kept {
         let loaded = checkpoint::load(path)?;
