@@ -18,6 +18,14 @@ fn dims(s: &str, what: &str, form: &str) -> Result<Vec<u32>> {
     Ok(parts)
 }
 
+/// The error for a size whose element count overflows.
+pub fn too_many_elements(size: &str) -> Error {
+    Error::Invalid {
+        what: "size".into(),
+        why: format!("{size} has too many elements"),
+    }
+}
+
 /// Parses "256" (a cube) or "4096x512x512" (M×N×K) for matmul.
 pub fn parse_mnk(s: &str) -> Result<(u32, u32, u32)> {
     match dims(s, "matmul size", "N or MxNxK")?.as_slice() {

@@ -156,10 +156,9 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
     let fits = |buffers: &[(&str, u64)]| bench::check_buffers(gpu, &case, buffers);
     let rows_cols = |size: &str| -> Result<(u32, u32, u32)> {
         let (rows, cols) = bench::parse_rows_cols(size)?;
-        let n = rows.checked_mul(cols).ok_or_else(|| Error::Invalid {
-            what: "size".into(),
-            why: format!("{size} has too many elements"),
-        })?;
+        let n = rows
+            .checked_mul(cols)
+            .ok_or_else(|| bench::too_many_elements(size))?;
         fits(&[("[rows, cols]", n as u64)])?;
         Ok((rows, cols, n))
     };
@@ -192,10 +191,9 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
         }
         Family::Embedding => {
             let (tokens, dim, vocab) = bench::parse_embedding(size)?;
-            let n = tokens.checked_mul(dim).ok_or_else(|| Error::Invalid {
-                what: "size".into(),
-                why: format!("{size} has too many elements"),
-            })?;
+            let n = tokens
+                .checked_mul(dim)
+                .ok_or_else(|| bench::too_many_elements(size))?;
             let table = vocab as u64 * dim as u64;
             fits(&[("the output [tokens, dim]", n as u64), ("the table", table)])?;
             (bench::embedding_cases(gpu, tokens, dim, vocab)?, n)
@@ -218,10 +216,7 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
         }
         Family::Batchnorm => {
             let shape = bench::parse_batchnorm(size)?;
-            let n = u32::try_from(shape.len()).map_err(|_| Error::Invalid {
-                what: "size".into(),
-                why: format!("{size} has too many elements"),
-            })?;
+            let n = u32::try_from(shape.len()).map_err(|_| bench::too_many_elements(size))?;
             fits(&[("[batch, channels, h·w]", n as u64)])?;
             (bench::batchnorm_cases(gpu, shape), n)
         }
