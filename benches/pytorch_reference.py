@@ -9,8 +9,11 @@ are plain FP32), so the ratio in BENCHMARKS.md compares like with like:
     with momentum 0.9 and weight decay 1e-4) for the standard and rezero blocks of
     src/nn/resnet.rs, at the depths and batch given (images/s).
 
+  * with --half: torch.mm in f16 and bf16, and the Transformer step under torch.autocast
+    (f16) with a GradScaler, beside rezero's f16 rows.
+
 Usage: python3 benches/pytorch_reference.py [--matmul 1024,4096x2048x512:nt] [--depths 20,56,110]
-       [--batch 128] [--device cuda] [--skip-conv]
+       [--batch 128] [--device cuda] [--skip-conv] [--half]
 Prints one JSON object per line.
 """
 
@@ -51,19 +54,30 @@ def median_seconds(fn, device, warmup=3, runs=10):
     return times[len(times) // 2]
 
 
-def bench_matmul(device, sizes):
-    """torch.mm on random operands stored as rezero stores them (":nt": B is [n, k])."""
+def bench_matmul(device, sizes, half=False):
+    """torch.mm on random operands stored as rezero stores them (":nt": B is [n, k]), in
+    f32; with `half` also in f16 and bf16 (variant "f16", "bf16": tensor cores, what
+    rezero's `f16:` rows are set beside)."""
+    dtypes = [(torch.float32, None)]
+    if half:
+        dtypes += [(torch.float16, "f16"), (torch.bfloat16, "bf16")]
     for text in sizes:
         dims, _, layout = text.partition(":")
         layout = layout or "nn"
         parts = [int(d) for d in dims.split("x")]
         m, n, k = (parts * 3)[:3] if len(parts) == 1 else parts
-        a = torch.randn(k, m, device=device).t() if layout[0] == "t" else torch.randn(m, k, device=device)
-        b = torch.randn(n, k, device=device).t() if layout[1] == "t" else torch.randn(k, n, device=device)
-        s = median_seconds(lambda: torch.mm(a, b), device, warmup=5, runs=20)
-        shape = f"{m}x{n}x{k}" + ("" if layout == "nn" else f":{layout}")  # as rezero names it
-        print(json.dumps({"framework": "pytorch", "kernel": "matmul", "shape": shape,
-                          "ms": s * 1e3, "gflops": 2.0 * m * n * k / s / 1e9}), flush=True)
+        for dtype, variant in dtypes:
+            def rand(rows, cols):
+                return torch.randn(rows, cols, device=device, dtype=dtype)
+            a = rand(k, m).t() if layout[0] == "t" else rand(m, k)
+            b = rand(n, k).t() if layout[1] == "t" else rand(k, n)
+            s = median_seconds(lambda: torch.mm(a, b), device, warmup=5, runs=20)
+            shape = f"{m}x{n}x{k}" + ("" if layout == "nn" else f":{layout}")  # as rezero names it
+            row = {"framework": "pytorch", "kernel": "matmul", "shape": shape,
+                   "ms": s * 1e3, "gflops": 2.0 * m * n * k / s / 1e9}
+            if variant:
+                row["variant"] = variant
+            print(json.dumps(row), flush=True)
 
 
 def bench_conv(device):
@@ -228,24 +242,31 @@ class RezeroTransformer(nn.Module):
         return self.out(x)
 
 
-def bench_lm(device, sizes, compile_too):
-    """Training steps of the ReZero Transformer: eager at every size first, then compiled
-    (when asked and it works), so a slow compile cannot cost an eager row."""
-    for mode in ["eager", "compiled"] if compile_too else ["eager"]:
+def bench_lm(device, sizes, compile_too, autocast=False):
+    """Training steps of the ReZero Transformer: eager at every size first, then under
+    torch.autocast in f16 with a GradScaler (when asked: mixed precision as rezero's
+    `--precision f16` does it), then compiled (when asked and it works), so a slow compile
+    cannot cost an eager row."""
+    modes = ["eager"] + (["autocast"] if autocast else []) + (["compiled"] if compile_too else [])
+    for mode in modes:
         for text in sizes:
             layers, d_model, seq, batch = (int(x) for x in text.split("x"))
             torch.manual_seed(1)
             model = RezeroTransformer(layers, d_model, seq).to(device)
-            net = model if mode == "eager" else torch.compile(model)
+            net = torch.compile(model) if mode == "compiled" else model
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             ids = (torch.arange(batch * seq, device=device) * 7 + 3).remainder(256).view(batch, seq)
             targets = (ids + 1).remainder(256)
+            half = mode == "autocast"
+            scaler = torch.amp.GradScaler(device.type, enabled=half)
 
             def step():
                 opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(net(ids).view(-1, 256), targets.view(-1))
-                loss.backward()
-                opt.step()
+                with torch.autocast(device.type, dtype=torch.float16, enabled=half):
+                    loss = F.cross_entropy(net(ids).view(-1, 256), targets.view(-1))
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
 
             try:
                 s = median_seconds(step, device, warmup=2, runs=5)
@@ -253,7 +274,8 @@ def bench_lm(device, sizes, compile_too):
                 print(json.dumps({"framework": "pytorch", "kernel": "lm_step", "shape": text,
                                   "mode": mode, "error": str(e)[:200]}), flush=True)
                 continue
-            variant = "rezero" if mode == "eager" else "rezero-compiled"
+            variant = {"eager": "rezero", "autocast": "rezero-autocast-f16",
+                       "compiled": "rezero-compiled"}[mode]
             print(json.dumps({"framework": "pytorch", "kernel": "lm_step", "shape": text,
                               "variant": variant, "ms": s * 1e3,
                               "tokens_per_s": batch * seq / s}), flush=True)
@@ -270,6 +292,8 @@ def main():
     parser.add_argument("--attention", default="", help="comma-separated BHxTxD shapes")
     parser.add_argument("--lm", default="", help="comma-separated LAYERSxD_MODELxSEQxBATCH")
     parser.add_argument("--compile", action="store_true", help="also torch.compile the lm step")
+    parser.add_argument("--half", action="store_true",
+                        help="also torch.mm in f16 and bf16, and the lm step under autocast")
     args = parser.parse_args()
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -279,7 +303,7 @@ def main():
     print(json.dumps({"framework": "pytorch", "version": torch.__version__, "device": name,
                       "tf32": False}), flush=True)
     if args.matmul:
-        bench_matmul(device, args.matmul.split(","))
+        bench_matmul(device, args.matmul.split(","), args.half)
     if not args.skip_conv:
         bench_conv(device)
     if not args.skip_resnet:
@@ -287,7 +311,7 @@ def main():
     if args.attention:
         bench_attention(device, args.attention.split(","))
     if args.lm:
-        bench_lm(device, args.lm.split(","), args.compile)
+        bench_lm(device, args.lm.split(","), args.compile, args.half)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The GPU measurements BENCHMARKS.md records, in one call of at most about 8 minutes on a
 # lent GPU: the adapter, the tuned kernel table (saved to commit as the device's defaults),
-# matmul and conv2d beside PyTorch (FP32, TF32 off) in the same command, ResNet-20/56 steps
+# matmul and conv2d beside PyTorch (FP32, TF32 off) in the same command, f16 matmul (blocked,
+# auto and the tensor-core kernel) beside torch.mm in f16 and bf16, ResNet-20/56 steps
 # beside PyTorch, the causal attention kernels beside the materialised path and PyTorch's
-# SDPA, the 12-layer d_model 512 Transformer step beside the same model in PyTorch (eager and
-# torch.compile), the ReZero MLP step at depth 64 and 1,000 (bound by dispatches) and the
+# SDPA, the 12-layer d_model 512 Transformer step beside the same model in PyTorch (eager,
+# torch.autocast f16 with a GradScaler, and torch.compile), the ReZero MLP step at depth 64
+# and 1,000 (bound by dispatches) and the
 # bias gradient kernel beside what it replaced, and the per-kernel profiles of the
 # ResNet-56, Transformer and MLP steps. Every figure is a JSON line in OUT/results.jsonl (rezero) or
 # OUT/pytorch.jsonl; OUT/summary.md sets them side by side; OUT/log.txt has everything
-# printed. Each step has its own time limit (570 s in all), so a slow one cannot starve the rest.
+# printed. Each step has its own time limit (580 s in all), so a slow one cannot starve the rest.
 #
 # usage: scripts/gpu-measure.sh [--smoke] BINARY OUT
 #   --smoke   tiny sizes, no PyTorch, fails on any error: the dry run on software Vulkan
@@ -70,6 +72,7 @@ if [[ $smoke -eq 1 ]]; then
     tune_sizes=64,48x40x36:nt,40x36x48:tn
     tune_convs=2x8x8x8x3x1,2x8x8x16x3x2
     matmul_sizes=64,96x80x72
+    matmul_f16_sizes=$matmul_sizes
     conv_sizes=2x8x8x8x3x1,2x8x8x16x3x2
     resnet_sizes=8x4
     lm_sizes=2x64x16x2
@@ -80,6 +83,7 @@ else
     tune_sizes=1024,2048,4096,4096x1536x512:nt,4096x2048x512:nt,4096x512x2048:nt,4096x512x2048,512x2048x4096:tn,2048x512x4096:tn
     tune_convs=128x16x32x16x3x1,128x16x32x32x3x2,128x32x16x32x3x1,128x32x16x64x3x2,128x64x8x64x3x1,128x16x32x32x1x2
     matmul_sizes=1024,2048,4096,4096x1536x512,4096x2048x512,4096x512x2048
+    matmul_f16_sizes=4096,4096x2048x512
     conv_sizes=$tune_convs
     resnet_sizes=20x128,56x128
     lm_sizes=12x512x512x8,12x512x512x32
@@ -92,25 +96,29 @@ log "info"
 "${rz[@]}" info >"$out/info.txt" 2>&1 || failed+=(info)
 cat "$out/info.txt" >>"$out/log.txt"
 
-step tune 65 "${rz[@]}" tune --sizes "$tune_sizes" --convs "$tune_convs" --json --save "$out/tuned.tuning"
-step matmul 50 "${rz[@]}" bench matmul --sizes "$matmul_sizes" --variants reg8x4,blocked,auto --runs 7 --json
+step tune 60 "${rz[@]}" tune --sizes "$tune_sizes" --convs "$tune_convs" --json --save "$out/tuned.tuning"
+step matmul 45 "${rz[@]}" bench matmul --sizes "$matmul_sizes" --variants reg8x4,blocked,auto --runs 7 --json
+# f16 operands, f32 sums: the blocked kernel, auto, and the tensor-core kernel at each size
+# the adapter lists (a size it does not list prints "skipped" and no row).
+step matmul-f16 25 "${rz[@]}" bench matmul --sizes "$matmul_f16_sizes" --variants blocked,auto,coop8,coop16 \
+    --precision f16 --runs 7 --json
 if [[ $smoke -eq 0 ]]; then
     log "pytorch"
-    timeout 95 python3 "$here/benches/pytorch_reference.py" --matmul "$matmul_sizes" \
+    timeout 95 python3 "$here/benches/pytorch_reference.py" --matmul "$matmul_sizes" --half \
         --depths 20,56 --batch 128 >"$out/pytorch.jsonl" 2>>"$out/log.txt" \
         || failed+=(pytorch)
 fi
 step conv2d 45 "${rz[@]}" bench conv2d --sizes "$conv_sizes" --runs 5 --json
-step resnet 70 "${rz[@]}" bench resnet --sizes "$resnet_sizes" --runs 5 --profile --json
-step lm 70 "${rz[@]}" bench lm --sizes "$lm_sizes" --runs 3 --profile --json
+step resnet 65 "${rz[@]}" bench resnet --sizes "$resnet_sizes" --runs 5 --profile --json
+step lm 65 "${rz[@]}" bench lm --sizes "$lm_sizes" --runs 3 --profile --json
 step attention 40 "${rz[@]}" bench attention --sizes "$attention_sizes" --runs 5 --json
 step mlp 20 "${rz[@]}" bench mlp --sizes "$mlp_sizes" --runs 5 --profile --json
 step bias 15 "${rz[@]}" bench bias --sizes "$bias_sizes" --runs 5 --json
 if [[ $smoke -eq 0 ]]; then
     # Eager rows print first, so a torch.compile that runs out of time still leaves them.
     log "pytorch lm and attention"
-    timeout 100 python3 "$here/benches/pytorch_reference.py" --skip-conv --skip-resnet \
-        --attention "$attention_sizes" --lm "$lm_sizes" --compile >>"$out/pytorch.jsonl" \
+    timeout 105 python3 "$here/benches/pytorch_reference.py" --skip-conv --skip-resnet \
+        --attention "$attention_sizes" --lm "$lm_sizes" --compile --half >>"$out/pytorch.jsonl" \
         2>>"$out/log.txt" || failed+=(pytorch-lm)
 fi
 
@@ -130,7 +138,9 @@ def rate(r):
     """(value, unit, PyTorch's value) of a bench line."""
     kernel, shape = r.get("kernel", ""), r.get("shape")
     if kernel in ("matmul", "attention_fwd", "attention_fwd_bwd") or kernel.startswith("conv2d_"):
-        t = ref.get((kernel, shape, None))
+        # f16 rows beside torch.mm in f16, the rest beside FP32
+        half = r.get("variant", "").startswith("f16:")
+        t = ref.get((kernel, shape, "f16" if half else None))
         return r.get("gflops"), "GFLOP/s", t and t.get("gflops")
     if kernel == "mlp_step":
         return r.get("gflops"), "GFLOP/s", None  # no PyTorch counterpart
@@ -151,7 +161,7 @@ for r in ours:
         continue
     ratio = value / theirs if theirs else None
     key = (r["kernel"], r["shape"])
-    if ratio is not None and r.get("variant", "").startswith("auto") or r["kernel"].endswith("_step"):
+    if ratio is not None and r.get("variant", "").startswith(("auto", "f16:")) or r["kernel"].endswith("_step"):
         best[key + (r.get("variant"),)] = ratio
     # the tiled kernels, the backward's one pass a head among them: the best of each shape
     if ratio is not None and r.get("variant", "").startswith(("fused-tiled", "fused-per-head")):
@@ -171,8 +181,11 @@ def target(name, keys, floor):
     else:
         worst = min(found)
         print(f"- {name}: {worst:.2f} (target {floor}) {'met' if worst >= floor else 'NOT met'}")
-target("matmul 4096³", lambda k: k[:2] == ("matmul", "4096x4096x4096"), 0.5)
-target("matmul 1024³", lambda k: k[:2] == ("matmul", "1024x1024x1024"), 0.4)
+f32 = lambda k: not (k[2] or "").startswith("f16:")
+target("matmul 4096³", lambda k: k[:2] == ("matmul", "4096x4096x4096") and f32(k), 0.5)
+target("matmul 1024³", lambda k: k[:2] == ("matmul", "1024x1024x1024") and f32(k), 0.4)
+target("coop matmul 4096³ vs torch.mm f16",
+       lambda k: k[:2] == ("matmul", "4096x4096x4096") and (k[2] or "").startswith("f16:coop"), 0.5)
 target("conv2d forward, ResNet shapes", lambda k: k[0] == "conv2d_fwd", 0.4)
 target("ResNet-56 step", lambda k: k[0] == "resnet_step" and k[1].startswith("56x"), 0.6)
 target("attention forward (best tiled kernel) vs SDPA", lambda k: k[0] == "attention_fwd" and k[2] == "fused-tiled", 0.5)

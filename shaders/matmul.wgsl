@@ -4,68 +4,9 @@
 // Four variants: naive (the reference), tiled in workgroup memory, register-blocked 8x4
 // with vec4 loads and no barriers (for software Vulkan), and blocked (the established GPU
 // design: big register tiles over double-buffered workgroup slabs). Compiled after the
-// tile prelude (shaders/tile.wgsl) and the activation prelude (shaders/activation.wgsl).
-
-struct Params {
-    m: u32,            // rows of C
-    n: u32,            // columns of C
-    k: u32,            // reduction length
-    batch: u32,        // number of independent products
-    trans_a: u32,      // 1: A is stored [k, m]
-    trans_b: u32,      // 1: B is stored [n, k]
-    accumulate: u32,   // 1: C += product
-    has_bias: u32,     // 1: add bias[col] to every row
-    stride_a: u32,     // elements between batches of A (0 broadcasts one A)
-    stride_b: u32,     // elements between batches of B
-    stride_c: u32,     // elements between batches of C
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-// c: [batch, m, n] row-major
-@group(0) @binding(1) var<storage, read_write> c: array<f32>;
-// a: [batch, m, k] row-major, or [batch, k, m] when trans_a
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-// b: [batch, k, n] row-major, or [batch, n, k] when trans_b
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-// bias: [n] (bound to A's buffer and unused when has_bias is 0)
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-// pre: [batch, m, n], the product plus bias before the activation (bound to C's buffer and
-// untouched when ACTIVATION is ACT_NONE)
-@group(0) @binding(8) var<storage, read_write> pre: array<f32>;
-
-fn load_a(base: u32, row: u32, kk: u32) -> f32 {
-    if (p.trans_a == 1u) {
-        return a[base + kk * p.m + row];
-    }
-    return a[base + row * p.k + kk];
-}
-
-fn load_b(base: u32, kk: u32, col: u32) -> f32 {
-    if (p.trans_b == 1u) {
-        return b[base + col * p.k + kk];
-    }
-    return b[base + kk * p.n + col];
-}
-
-// Adds bias and the old C as asked, then stores one element; with an activation, stores
-// the sum as pre and its activation as C (accumulate is refused in Rust then).
-fn store_c(bat: u32, row: u32, col: u32, value: f32) {
-    let idx = bat * p.stride_c + row * p.n + col;
-    var v = value;
-    if (p.has_bias == 1u) {
-        v += bias[col];
-    }
-    if (ACTIVATION != ACT_NONE) {
-        pre[idx] = v;
-        c[idx] = activate(ACTIVATION, v);
-        return;
-    }
-    if (p.accumulate == 1u) {
-        v += c[idx];
-    }
-    c[idx] = v;
-}
+// element prelude (elem_*.wgsl), the activation prelude (activation.wgsl), what the matmul
+// kernels share (matmul_io.wgsl) and the tile prelude (tile.wgsl). A and B may be f16
+// (`Operand`), C f32 or f16 (`Out`); every sum is f32, and workgroup slabs hold f32.
 
 // ---- naive: one invocation per element of C (the reference variant) ----
 
@@ -164,8 +105,8 @@ fn matmul_tiled(
 // in Rust). ----
 
 // a4, b4: the same buffers as a and b, viewed as vec4
-@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> a4: array<vec4<Operand>>;
+@group(0) @binding(3) var<storage, read> b4: array<vec4<Operand>>;
 
 @compute @workgroup_size(16, 16)
 fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -186,7 +127,7 @@ fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (TRANS_B) {
             var bt: array<vec4<f32>, 4>;
             for (var j = 0u; j < 4u; j++) {
-                bt[j] = b4[(base_b + min(col0 + j, last_n) * p.k + k0) / 4u];
+                bt[j] = vec4<f32>(b4[(base_b + min(col0 + j, last_n) * p.k + k0) / 4u]);
             }
             for (var kk = 0u; kk < 4u; kk++) {
                 bv[kk] = vec4<f32>(bt[0][kk], bt[1][kk], bt[2][kk], bt[3][kk]);
@@ -194,7 +135,7 @@ fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
         } else {
             for (var kk = 0u; kk < 4u; kk++) {
                 if (k0 + kk < p.k) {
-                    bv[kk] = b4[(base_b + (k0 + kk) * p.n + col0) / 4u];
+                    bv[kk] = vec4<f32>(b4[(base_b + (k0 + kk) * p.n + col0) / 4u]);
                 }
             }
         }
@@ -206,7 +147,7 @@ fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
                 var at: array<vec4<f32>, 4>;
                 for (var kk = 0u; kk < 4u; kk++) {
                     if (k0 + kk < p.k) {
-                        at[kk] = a4[(base_a + (k0 + kk) * p.m + r) / 4u];
+                        at[kk] = vec4<f32>(a4[(base_a + (k0 + kk) * p.m + r) / 4u]);
                     }
                 }
                 for (var i = 0u; i < 4u; i++) {
@@ -216,7 +157,7 @@ fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         } else {
             for (var i = 0u; i < 8u; i++) {
-                let av = a4[(base_a + min(row0 + i, last_m) * p.k + k0) / 4u];
+                let av = vec4<f32>(a4[(base_a + min(row0 + i, last_m) * p.k + k0) / 4u]);
                 acc[i] += av.x * bv[0] + av.y * bv[1] + av.z * bv[2] + av.w * bv[3];
             }
         }
@@ -240,9 +181,9 @@ fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
 // below, which the launcher binds to the same buffers; otherwise float by float. ----
 
 // a4v, b4v, c4v: the buffers of a, b and c again, viewed as vec4
-@group(0) @binding(5) var<storage, read> a4v: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> b4v: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> c4v: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> a4v: array<vec4<Operand>>;
+@group(0) @binding(6) var<storage, read> b4v: array<vec4<Operand>>;
+@group(0) @binding(7) var<storage, read_write> c4v: array<vec4<Out>>;
 
 // This workgroup's tile: first row and column of C, and the batch's offsets into A and B.
 var<private> tile_row0: u32;
@@ -285,7 +226,7 @@ fn fetch_a(q: u32, k0: u32) -> vec4<f32> {
     let kk = k0 + at.y;
     if (VEC4) {
         if (row < p.m && kk < p.k) {
-            return a4v[(tile_base_a + a_offset(row, kk)) / 4u];
+            return vec4<f32>(a4v[(tile_base_a + a_offset(row, kk)) / 4u]);
         }
         return vec4<f32>(0.0);
     }
@@ -294,7 +235,7 @@ fn fetch_a(q: u32, k0: u32) -> vec4<f32> {
         let r = row + select(0u, e, TRANS_A);
         let k = kk + select(e, 0u, TRANS_A);
         if (r < p.m && k < p.k) {
-            v[e] = a[tile_base_a + a_offset(r, k)];
+            v[e] = f32(a[tile_base_a + a_offset(r, k)]);
         }
     }
     return v;
@@ -306,7 +247,7 @@ fn fetch_b(q: u32, k0: u32) -> vec4<f32> {
     let col = tile_col0 + at.y;
     if (VEC4) {
         if (kk < p.k && col < p.n) {
-            return b4v[(tile_base_b + b_offset(kk, col)) / 4u];
+            return vec4<f32>(b4v[(tile_base_b + b_offset(kk, col)) / 4u]);
         }
         return vec4<f32>(0.0);
     }
@@ -315,7 +256,7 @@ fn fetch_b(q: u32, k0: u32) -> vec4<f32> {
         let k = kk + select(0u, e, TRANS_B);
         let c = col + select(e, 0u, TRANS_B);
         if (k < p.k && c < p.n) {
-            v[e] = b[tile_base_b + b_offset(k, c)];
+            v[e] = f32(b[tile_base_b + b_offset(k, c)]);
         }
     }
     return v;
@@ -371,17 +312,17 @@ fn matmul_blocked(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
                 let idx = (wg.z * p.stride_c + row * p.n + col) / 4u;
                 var value = acc[v];
                 if (p.has_bias == 1u) {
-                    value += vec4<f32>(bias[col], bias[col + 1u], bias[col + 2u], bias[col + 3u]);
+                    value += vec4<f32>(f32(bias[col]), f32(bias[col + 1u]), f32(bias[col + 2u]), f32(bias[col + 3u]));
                 }
                 if (ACTIVATION != ACT_NONE) {
                     for (var e = 0u; e < 4u; e++) {
-                        pre[idx * 4u + e] = value[e];
+                        pre[idx * 4u + e] = Out(value[e]);
                         value[e] = activate(ACTIVATION, value[e]);
                     }
                 } else if (p.accumulate == 1u) {
-                    value += c4v[idx];
+                    value += vec4<f32>(c4v[idx]);
                 }
-                c4v[idx] = value;
+                c4v[idx] = vec4<Out>(value);
             }
         } else {
             for (var e = 0u; e < 4u; e++) {

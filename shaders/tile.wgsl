@@ -30,7 +30,7 @@ override MODE: u32 = 0u;        // conv2d: which pass (see conv2d.wgsl)
 override VEC4: bool = false;    // read (matmul: and write) whole vec4s where the includer can
 override VEC4_OUT: bool = false; // conv2d: write whole vec4s
 override WG: u32 = 256u;        // conv2d: invocations of the bias-gradient reduction
-override ACTIVATION: u32 = 0u;  // matmul: the ACT_* applied in the store (activation.wgsl)
+// (matmul's ACTIVATION is declared before this prelude, in matmul_io.wgsl.)
 
 // sa: [2, BK, BM/4] vec4 (left operand transposed), sb: [2, BK, BN/4] vec4
 var<workgroup> sa: array<vec4<f32>, 2u * BK * BM / 4u>;

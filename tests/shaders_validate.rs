@@ -7,12 +7,20 @@ use std::path::Path;
 fn validate(name: &str, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    // Subgroup operations only in the shaders named for them: the others must run on
-    // devices without them.
-    let capabilities = match name.ends_with("_subgroups") {
-        true => naga::valid::Capabilities::SUBGROUP,
-        false => naga::valid::Capabilities::default(),
-    };
+    // Subgroup operations only in the shaders named for them (the tensor-core matmul's
+    // launcher requires subgroups too): the others must run on devices without them. f16
+    // and cooperative matrices only where the shader enables them.
+    use naga::valid::Capabilities;
+    let mut capabilities = Capabilities::default();
+    if name.ends_with("_subgroups") || name.starts_with("matmul_coop") {
+        capabilities |= Capabilities::SUBGROUP;
+    }
+    if source.contains("enable f16;") {
+        capabilities |= Capabilities::SHADER_FLOAT16;
+    }
+    if source.contains("enable wgpu_cooperative_matrix;") {
+        capabilities |= Capabilities::COOPERATIVE_MATRIX;
+    }
     let mut validator =
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities);
     if let Err(e) = validator.validate(&module) {

@@ -4,7 +4,8 @@
 //! convolution and attention variant and tuning candidate pinned, on this adapter as it is
 //! and posing as a GPU with and without subgroups (the GPU candidates and defaults).
 //! naga translates each, with its override constants, to SPIR-V (checked by `spirv-val`),
-//! MSL 2.4, HLSL shader model 6.0 and GLSL 4.50 (checked by `glslangValidator`), as wgpu
+//! MSL 2.4, HLSL shader model 6.0 (6.2 with f16) and GLSL 4.50 (checked by
+//! `glslangValidator`; f16 and cooperative-matrix shaders only where wgpu offers them), as wgpu
 //! builds our shaders by default: without runtime bounds checks. Every compute entry
 //! point of every shader must be among them. `.ci/run` installs both validators; outside
 //! CI a missing one is a visible skip.
@@ -93,4 +94,31 @@ fn every_configuration_translates_for_every_backend() {
         unique.len(),
         failures.join("\n")
     );
+}
+
+/// The tensor-core matmul's configurations (both matrix sizes, neither of which the
+/// adapter here need list) through naga's SPIR-V writer and `spirv-val`, and at 8x8 MSL.
+/// The writer would panic on a cooperative store whose stride is an expression it has not
+/// emitted yet (naga 30), which `shaders/matmul_coop.wgsl` avoids by binding every stride
+/// with `let` first: this is the test that catches a regression. A `spirv-val` too old to
+/// know the capability (Debian 12's) passes here unless `REZERO_REQUIRE_COOP=1`, as in
+/// CI's Debian 13 root.
+#[test]
+fn cooperative_matrices_pass_spirv_val() {
+    let tools = backends::Tools::find(9);
+    if tools.missing() == Some("spirv-val") {
+        common::skip("spirv-val is not installed (Debian: spirv-tools)");
+        return;
+    }
+    let configs = configs::cooperative();
+    assert_eq!(
+        configs.len(),
+        24,
+        "4 modules x 2 workgroups x 3 activations"
+    );
+    for config in &configs {
+        if let Err(why) = backends::translate(&tools, config) {
+            panic!("{}: {why}", config.name());
+        }
+    }
 }

@@ -1,27 +1,13 @@
 //! The prepared cases of every kernel family: seeded inputs, one synchronised iteration
 //! per run, and the flops or bytes an iteration moves.
 
-use super::{Case, RunFn, Work, median_seconds, wait};
+use super::{Case, RunFn, Work, wait};
 use crate::cpu;
 use crate::gpu::{Error, Gpu, Result};
-use crate::kernels::autotune::{self, TuneRequest};
-use crate::kernels::matmul::{Matmul, MatmulVariant, matmul, tuning_key};
 use crate::kernels::{
     Grad, NormSaved, cross_entropy, dropout, elementwise as ew, embedding, layernorm, reduce,
     rezero as rz, softmax,
 };
-
-/// Refuses a matmul whose operands are over the device's binding limit, before the CPU
-/// reference is run or anything is allocated.
-pub fn check_matmul_size(gpu: &Gpu, size: &str, [m, n, k]: [u32; 3]) -> Result<()> {
-    let (m, n, k) = (m as u64, n as u64, k as u64);
-    let operands = [
-        ("A [M, K]", m * k),
-        ("B [K, N]", k * n),
-        ("C [M, N]", m * n),
-    ];
-    check_buffers(gpu, &format!("matmul {size}"), &operands)
-}
 
 /// Refuses a case whose buffers of f32 (name, elements) are over the device's buffer or
 /// binding limit, before anything is allocated (wgpu panics on a buffer past its limit).
@@ -44,72 +30,6 @@ pub fn check_buffers(gpu: &Gpu, case: &str, buffers: &[(&str, u64)]) -> Result<(
         }
     }
     Ok(())
-}
-
-/// C[m, n] = A[m, k]·B[k, n] on seeded inputs with the given variant.
-pub fn matmul_case(gpu: &Gpu, m: u32, n: u32, k: u32, variant: MatmulVariant) -> Result<Case> {
-    let a = gpu.upload("a", &cpu::seeded(1, (m * k) as usize, -1.0, 1.0));
-    let b = gpu.upload("b", &cpu::seeded(2, (k * n) as usize, -1.0, 1.0));
-    let c = gpu.zeroed_f32("c", (m * n) as usize);
-    let desc = Matmul::new(m, n, k).variant(variant);
-    // `auto` is timed with the tuning table's choice: a class the table lacks is measured
-    // here, before the timed runs (a benchmark is a measurement asked for).
-    if variant == MatmulVariant::Auto && gpu.tuned(&tuning_key(&desc)).is_none() {
-        wait(autotune::tune(gpu, &[TuneRequest::Matmul(desc)]))?;
-    }
-    let mut chosen = variant;
-    wait(gpu.run(|pass| {
-        chosen = matmul(gpu, pass, &c, &a, &b, None, &desc)?;
-        Ok(())
-    }))?;
-    let desc = desc.variant(chosen);
-    let name = if variant == MatmulVariant::Auto {
-        format!("auto:{}", chosen.name())
-    } else {
-        chosen.name().to_string()
-    };
-    Ok(Case {
-        kernel: "matmul",
-        shape: format!("{m}x{n}x{k}"),
-        variant: name,
-        work: Work::Flops(desc.flops()),
-        run: Box::new(move |gpu| {
-            wait(gpu.run(|pass| matmul(gpu, pass, &c, &a, &b, None, &desc).map(drop)))
-        }),
-    })
-}
-
-/// CPU sgemm (matrixmultiply, all cores) on the same shape: the matmul reference. Seconds.
-pub fn cpu_sgemm_seconds(m: usize, n: usize, k: usize, runs: usize) -> Result<f64> {
-    let a = cpu::seeded(1, m * k, -1.0, 1.0);
-    let b = cpu::seeded(2, k * n, -1.0, 1.0);
-    let mut c = vec![0.0f32; m * n];
-    median_seconds(
-        || {
-            // SAFETY: the pointers cover m·k, k·n and m·n elements with the given row strides.
-            unsafe {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    a.as_ptr(),
-                    k as isize,
-                    1,
-                    b.as_ptr(),
-                    n as isize,
-                    1,
-                    0.0,
-                    c.as_mut_ptr(),
-                    n as isize,
-                    1,
-                );
-            }
-            Ok(())
-        },
-        1,
-        runs,
-    )
 }
 
 /// A memory-bound case over n elements: buffers `outs` written, `ins` read.

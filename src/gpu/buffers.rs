@@ -13,20 +13,23 @@ pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
-/// The element types rezero's kernels read and write: 4-byte f32, u32 and i32. Uploads,
-/// writes and reads are bounded by it, so an untyped float literal (`&[1.0, 2.0]`, which
-/// would otherwise default to f64) is read as f32, never as a buffer of 8-byte values.
+/// The element types rezero's kernels read and write: 4-byte f32, u32 and i32, and the
+/// 2-byte `half::f16` of `--precision f16`. Uploads, writes and reads are bounded by it, so
+/// an untyped float literal (`&[1.0, 2.0]`, which would otherwise default to f64) is read
+/// as f32, never as a buffer of 8-byte values.
 pub trait Element: bytemuck::Pod + sealed::Sealed {}
 
 impl Element for f32 {}
 impl Element for u32 {}
 impl Element for i32 {}
+impl Element for half::f16 {}
 
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
     impl Sealed for u32 {}
     impl Sealed for i32 {}
+    impl Sealed for half::f16 {}
 }
 
 impl Gpu {
@@ -125,10 +128,17 @@ impl Gpu {
         self.read::<f32>(buffer, len).await
     }
 
-    /// Overwrites the start of `buffer` with `data`.
+    /// Overwrites the start of `buffer` with `data`. wgpu writes whole 4-byte words: an
+    /// odd number of f16 values also zeroes the 2 bytes after the last one.
     pub fn write<T: Element>(&self, buffer: &wgpu::Buffer, data: &[T]) {
-        self.queue
-            .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        if bytes.len() % 4 == 0 {
+            self.queue.write_buffer(buffer, 0, bytes);
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4), 0);
+            self.queue.write_buffer(buffer, 0, &padded);
+        }
     }
 }
 

@@ -131,6 +131,9 @@ pub struct Gpu {
     pub(crate) placeholders: std::sync::OnceLock<[wgpu::Buffer; 4]>,
     /// What [`Gpu::exclusive`] locks on backends that need it.
     serial: Mutex<()>,
+    /// The cooperative-matrix configurations the adapter lists, where the device was opened
+    /// with `EXPERIMENTAL_COOPERATIVE_MATRIX` (see [`Gpu::cooperative_matrices`]).
+    cooperative: Vec<wgpu::CooperativeMatrixProperties>,
 }
 
 /// A thread's hold on a [`Gpu`] for a stretch of work (see [`Gpu::exclusive`]): the
@@ -229,11 +232,22 @@ impl Gpu {
             return Err(Error::NoAdapter { hint });
         };
         let info = adapter.get_info();
-        let features = adapter.features() & WANTED_FEATURES;
+        let mut features = adapter.features() & WANTED_FEATURES;
+        let cooperative = adapter.cooperative_matrix_properties();
+        let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        if adapter.features().contains(coop) && !cooperative.is_empty() {
+            features |= coop;
+        }
         let device_desc = wgpu::DeviceDescriptor {
             label: Some("rezero"),
             required_features: features,
             required_limits: adapter.limits(),
+            // SAFETY: wgpu asks for this token before it opens a device with an
+            // EXPERIMENTAL feature, whose implementation may still have bugs. The only one
+            // rezero asks for is cooperative matrices, used by one kernel (`matmul_coop`,
+            // picked only where the adapter lists its configuration), whose launcher checks
+            // every size like the others; tests/coop.rs checks it against the CPU.
+            experimental_features: unsafe { wgpu::ExperimentalFeatures::enabled() },
             ..Default::default()
         };
         let (device, queue) =
@@ -244,8 +258,9 @@ impl Gpu {
                     adapter: info.name.clone(),
                     why: e.to_string(),
                 })?;
-        let mut gpu =
-            Gpu::from_device(device, queue, info).with_checked_shaders(options.checked_shaders);
+        let mut gpu = Gpu::from_device(device, queue, info)
+            .with_checked_shaders(options.checked_shaders)
+            .with_cooperative_matrices(cooperative);
         // rezero's own device: a training step binds the same pool buffers every step, so
         // its bind groups are kept (a steady step creates none).
         gpu.set_bind_group_cache_limits(BIND_GROUP_CACHE_ENTRIES, BIND_GROUP_CACHE_BYTES);
@@ -285,7 +300,32 @@ impl Gpu {
             placeholders: std::sync::OnceLock::new(),
             profiler: Mutex::new(None),
             serial: Mutex::new(()),
+            cooperative: Vec::new(),
         }
+    }
+
+    /// Tells this `Gpu` which cooperative-matrix configurations its adapter lists
+    /// (`adapter.cooperative_matrix_properties()`), for a device opened with
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX`: the tensor-core matmul runs only on a listed
+    /// configuration. `Gpu::new` does this itself; a wrapped device (`from_device`) has
+    /// none until told. Ignored (none kept) when the device lacks the feature.
+    pub fn with_cooperative_matrices(
+        mut self,
+        configs: Vec<wgpu::CooperativeMatrixProperties>,
+    ) -> Gpu {
+        let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        self.cooperative = if self.device.features().contains(coop) {
+            configs
+        } else {
+            Vec::new()
+        };
+        self
+    }
+
+    /// The cooperative-matrix configurations this `Gpu` may use (see
+    /// [`Gpu::with_cooperative_matrices`]).
+    pub fn cooperative_matrices(&self) -> &[wgpu::CooperativeMatrixProperties] {
+        &self.cooperative
     }
 
     /// Builds this `Gpu`'s shaders with wgpu's runtime checks on or off (off by default;

@@ -10,6 +10,7 @@ pub mod attention_tune;
 pub mod autotune;
 pub mod batchnorm;
 pub mod bias;
+pub mod cast;
 pub mod conv2d;
 pub mod cross_entropy;
 pub mod dropout;
@@ -20,10 +21,13 @@ pub mod layernorm;
 pub mod matmul;
 pub mod optim;
 pub mod pool;
+pub mod precision;
 pub mod reduce;
 pub mod rezero;
 pub mod shortcut;
 pub mod softmax;
+
+pub use precision::Dtype;
 
 use crate::gpu::{Error, Recorder, Result, Shader};
 
@@ -97,6 +101,7 @@ pub fn shaders() -> Vec<Shader> {
         attention_tiled::SUBGROUP_SHADER,
         batchnorm::SHADER,
         bias::SHADER,
+        cast::SHADER,
         conv2d::SHADER,
         conv2d::REG_SHADER,
         cross_entropy::SHADER,
@@ -105,7 +110,6 @@ pub fn shaders() -> Vec<Shader> {
         embedding::SHADER,
         heads::SHADER,
         layernorm::SHADER,
-        matmul::SHADER,
         optim::SHADER,
         pool::SHADER,
         reduce::SHADER,
@@ -114,6 +118,9 @@ pub fn shaders() -> Vec<Shader> {
         softmax::SHADER,
         crate::gpu::SUBGROUP_PROBE,
     ]
+    .into_iter()
+    .chain(matmul::SHADERS)
+    .collect()
 }
 
 /// Errors unless `buffer` holds at least `len` 4-byte elements.
@@ -123,19 +130,7 @@ pub(crate) fn check_len(
     buffer: &wgpu::Buffer,
     len: u64,
 ) -> Result<()> {
-    let need = len * 4;
-    if buffer.size() < need {
-        return Err(Error::Shape {
-            op,
-            expected: format!("{what} of at least {len} elements ({need} bytes)"),
-            got: format!(
-                "a buffer of {} bytes ({} elements)",
-                buffer.size(),
-                buffer.size() / 4
-            ),
-        });
-    }
-    Ok(())
+    precision::check_len_of(op, what, buffer, len, Dtype::F32)
 }
 
 /// Errors if any named dimension is zero.

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod launches;
 pub mod modes;
+pub mod precision;
 pub mod reference64;
 pub mod transformer64;
 

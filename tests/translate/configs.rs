@@ -19,7 +19,7 @@ use rezero::kernels::bias::{Activation, BiasShape, bias_activation_backward, bia
 use rezero::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
 use rezero::kernels::matmul::{Matmul, MatmulVariant, matmul, matmul_activation};
 use rezero::kernels::rezero::rezero_forward;
-use rezero::kernels::{Grad, NormSaved, elementwise as ew, optim, softmax};
+use rezero::kernels::{Dtype, Grad, NormSaved, cast, elementwise as ew, optim, softmax};
 
 use super::common::launches::{Buffers, launches};
 
@@ -31,6 +31,7 @@ pub fn every_configuration(gpu: &Gpu) -> Vec<KernelConfig> {
         let posing = pose_as_gpu(gpu, subgroups);
         gather(&posing, &mut list);
     }
+    list.kernels.extend(cooperative());
     list.kernels
 }
 
@@ -82,6 +83,7 @@ fn gather(gpu: &Gpu, list: &mut KernelList) {
         constants: vec![],
     });
     matmuls(gpu, list, &buffers);
+    casts(gpu, list, &buffers);
     convolutions(gpu, list, &buffers);
     attentions(gpu, list, &buffers);
 }
@@ -101,12 +103,21 @@ fn matmul_variants() -> Vec<MatmulVariant> {
 /// (its launcher's refusal is tested elsewhere).
 fn matmuls(gpu: &Gpu, list: &mut KernelList, b: &Buffers) {
     let (c, aux, a, w, bias) = (&b.out[0], &b.out[1], &b.input[0], &b.input[1], &b.input[2]);
+    let dtypes = [
+        (Dtype::F32, Dtype::F32),
+        (Dtype::F16, Dtype::F32),
+        (Dtype::F16, Dtype::F16),
+    ];
     for variant in matmul_variants() {
-        for (m, n, k) in [(37, 29, 23), (36, 28, 24)] {
+        for ((m, n, k), (operands, output)) in [(37, 29, 23), (36, 28, 24)]
+            .into_iter()
+            .flat_map(|shape| dtypes.map(|d| (shape, d)))
+        {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let desc = Matmul::new(m, n, k)
                     .trans_a(ta)
                     .trans_b(tb)
+                    .dtypes(operands, output)
                     .variant(variant);
                 let _ = matmul(gpu, list, c, a, w, None, &desc);
                 for activation in [Activation::Relu, Activation::Gelu] {
@@ -116,6 +127,35 @@ fn matmuls(gpu: &Gpu, list: &mut KernelList, b: &Buffers) {
             }
         }
     }
+}
+
+/// The f32 ↔ f16 casts.
+fn casts(gpu: &Gpu, list: &mut KernelList, b: &Buffers) {
+    let _ = cast::to_f16(gpu, list, &b.out[0], &b.input[0], 16, 1.0);
+    let _ = cast::to_f32(gpu, list, &b.out[0], &b.input[0], 16, 1.0);
+}
+
+/// The tensor-core matmul at both sizes, both outputs and every activation, with the
+/// workgroup its launcher asks for on subgroups of 8 and of 32: no adapter here lists
+/// 16x16 matrices (Mesa 26 lavapipe lists 8x8, Mesa 25 none), so these configurations are
+/// written as the launcher would request them rather than gathered from a dry run.
+pub fn cooperative() -> Vec<KernelConfig> {
+    let mut configs = Vec::new();
+    for shader in rezero::kernels::shaders() {
+        if !shader.name().starts_with("matmul_coop") {
+            continue;
+        }
+        for subgroup in [8.0, 32.0] {
+            for activation in [0.0, 1.0, 2.0] {
+                configs.push(KernelConfig {
+                    shader,
+                    entry: "matmul_coop",
+                    constants: vec![("WG", 4.0 * subgroup), ("ACTIVATION", activation)],
+                });
+            }
+        }
+    }
+    configs
 }
 
 /// Every convolution variant, each pass, over shapes with and without vec4 rows.

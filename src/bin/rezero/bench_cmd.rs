@@ -5,8 +5,9 @@ use std::io::Write;
 use clap::ValueEnum;
 use rezero::bench::{self, Record};
 use rezero::gpu::Gpu;
+use rezero::kernels::Dtype;
 use rezero::kernels::conv2d::ConvVariant;
-use rezero::kernels::matmul::{Block, MatmulVariant};
+use rezero::kernels::matmul::MatmulVariant;
 use rezero::{Error, Result};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,10 +51,14 @@ pub struct BenchArgs {
     /// BATCHxC_INxSIZExC_OUTxKxSTRIDE; batchnorm BATCHxCHANNELSxPIXELS; resnet DEPTHxBATCH.
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
-    /// Matmul variants to time: naive, tiled, reg8x4, blocked[:BMxBNxBK:TMxTN], auto
-    /// (default: naive where small, tiled, reg8x4, blocked, auto).
+    /// Matmul variants to time: naive, tiled, reg8x4, blocked[:BMxBNxBK:TMxTN], coop8,
+    /// coop16, auto (default: naive where small, tiled, reg8x4, blocked, auto; then, where
+    /// the device has f16, blocked, auto and each tensor-core size it lists, on f16).
     #[arg(long, value_delimiter = ',')]
     variants: Vec<MatmulVariant>,
+    /// Element type of the matmul --variants given (f32, or f16: f16 A, B and C, f32 sums).
+    #[arg(long, default_value = "f32")]
+    precision: Dtype,
     /// Timed runs per case (the median is reported).
     #[arg(long, default_value_t = 7)]
     runs: usize,
@@ -109,25 +114,16 @@ fn bench_matmul(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
         let cpu_runs = if flops > 4e9 { 3 } else { args.runs };
         let cpu =
             flops / bench::cpu_sgemm_seconds(m as usize, n as usize, k as usize, cpu_runs)? / 1e9;
-        let variants = if args.variants.is_empty() {
-            let mut v = vec![
-                MatmulVariant::Tiled,
-                MatmulVariant::Reg8x4,
-                MatmulVariant::Blocked(Block::LARGE),
-                MatmulVariant::Auto,
-            ];
-            if flops <= 3e8 {
-                v.insert(0, MatmulVariant::Naive);
-            }
-            v
+        let rows = if args.variants.is_empty() {
+            bench::default_matmul_rows(gpu, flops)
         } else {
-            args.variants.clone()
+            args.variants.iter().map(|&v| (v, args.precision)).collect()
         };
-        for variant in variants {
-            let case = match bench::matmul_case(gpu, m, n, k, variant) {
+        for (variant, dtype) in rows {
+            let case = match bench::typed_matmul_case(gpu, [m, n, k], variant, dtype) {
                 Ok(case) => case,
                 Err(Error::Unsupported { why, .. }) => {
-                    eprintln!("matmul {size} {}: skipped, {why}", variant.name());
+                    eprintln!("matmul {size} {dtype} {}: skipped, {why}", variant.name());
                     continue;
                 }
                 Err(e) => return Err(e),

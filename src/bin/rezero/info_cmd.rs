@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use rezero::gpu::Gpu;
+use rezero::kernels::matmul::{CoopSize, describe_cooperative};
 
 pub fn info(gpu: &Gpu) {
     let i = gpu.info();
@@ -19,6 +20,19 @@ pub fn info(gpu: &Gpu) {
         has(wgpu::Features::TIMESTAMP_QUERY),
         has(wgpu::Features::SHADER_F16),
         has(wgpu::Features::SUBGROUP)
+    );
+    let coop: Vec<String> = CoopSize::available(gpu)
+        .iter()
+        .map(|size| format!("coop{}", size.s()))
+        .collect();
+    out!(
+        "coop matrices  {} (matmul variants here: {})",
+        describe_cooperative(gpu.cooperative_matrices()),
+        if coop.is_empty() {
+            "none".to_string()
+        } else {
+            coop.join(", ")
+        }
     );
     out!(
         "subgroup size  {}..{}, consecutive runs of invocations (probed): {}",

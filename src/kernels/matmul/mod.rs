@@ -1,27 +1,25 @@
-//! Launchers for `shaders/matmul.wgsl` (after the tile prelude `shaders/tile.wgsl`):
-//! C = op(A)·op(B) (+ bias) (+ C), batched, in four variants, and `Auto`, which uses the
-//! variant the tuning table names for the shape's class, or a default (`tune.rs`).
+//! Launchers for `shaders/matmul.wgsl` and `shaders/matmul_coop.wgsl`:
+//! C = op(A)·op(B) (+ bias) (+ C), batched, in four variants plus the tensor-core one, on
+//! f32 or f16 operands ([`Matmul::dtypes`]), and `Auto`, which uses the variant the tuning
+//! table names for the shape's class, or a default (`tune.rs`).
 
 mod block;
+mod coop;
+mod shaders;
 mod tune;
 
 pub use block::Block;
+pub use coop::{CoopSize, describe as describe_cooperative};
 pub use tune::{candidates, default_variant, measure_candidates, tuning_key};
 
 use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
 
 use super::bias::Activation;
-use super::{check_len, check_nonempty, elements};
+use super::precision::{Dtype, check_len_of, require};
+use super::{check_nonempty, elements};
 
-pub(crate) const SHADER: Shader = Shader {
-    name: "matmul",
-    wgsl: concat!(
-        include_str!("../../../shaders/tile.wgsl"),
-        include_str!("../../../shaders/activation.wgsl"),
-        include_str!("../../../shaders/matmul.wgsl")
-    ),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+/// Every matmul shader module (f32, f16 and the tensor-core ones), for the shader checks.
+pub(crate) const SHADERS: [Shader; 7] = shaders::ALL;
 
 /// Which kernel computes the product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,6 +38,9 @@ pub enum MatmulVariant {
     /// The established GPU design ([`Block`]): a TM×TN register block per invocation over
     /// double-buffered workgroup slabs, vec4 loads and stores where the shape allows.
     Blocked(Block),
+    /// Tensor cores: S×S×S cooperative matrices on f16 operands, f32 accumulators
+    /// ([`CoopSize`]); only where the adapter lists the configuration.
+    Coop(CoopSize),
 }
 
 impl MatmulVariant {
@@ -58,6 +59,7 @@ impl MatmulVariant {
             MatmulVariant::Tiled => "tiled".into(),
             MatmulVariant::Reg8x4 => "reg8x4".into(),
             MatmulVariant::Blocked(block) => format!("blocked:{block}"),
+            MatmulVariant::Coop(size) => format!("coop{}", size.s()),
         }
     }
 }
@@ -69,12 +71,15 @@ impl std::str::FromStr for MatmulVariant {
         let bad = || Error::Invalid {
             what: "matmul variant".into(),
             why: format!(
-                "'{s}' is not one of auto, naive, tiled, reg8x4, blocked, blocked:BMxBNxBK:TMxTN"
+                "'{s}' is not one of auto, naive, tiled, reg8x4, blocked, \
+                 blocked:BMxBNxBK:TMxTN, coop8, coop16"
             ),
         };
         match s {
             "auto" => return Ok(MatmulVariant::Auto),
             "blocked" => return Ok(MatmulVariant::Blocked(Block::LARGE)),
+            "coop8" => return Ok(MatmulVariant::Coop(CoopSize::Eight)),
+            "coop16" => return Ok(MatmulVariant::Coop(CoopSize::Sixteen)),
             _ => {}
         }
         if let Some(v) = MatmulVariant::SIMPLE.into_iter().find(|v| v.name() == s) {
@@ -166,6 +171,10 @@ pub struct Matmul {
     pub stride_c: u32,
     pub variant: MatmulVariant,
     pub tile: Tile,
+    /// Element type of A, B and bias (f16 needs `SHADER_F16`).
+    pub operands: Dtype,
+    /// Element type of C (and pre): f16 only with f16 operands.
+    pub output: Dtype,
 }
 
 impl Matmul {
@@ -184,7 +193,16 @@ impl Matmul {
             stride_c: m.wrapping_mul(n),
             variant: MatmulVariant::Auto,
             tile: Tile::default(),
+            operands: Dtype::F32,
+            output: Dtype::F32,
         }
+    }
+    /// A, B and bias hold `operands`, C (and pre) `output`: f32 and f32 (the default),
+    /// f16 and f32, or f16 and f16. Products and sums are f32 in every case.
+    pub fn dtypes(mut self, operands: Dtype, output: Dtype) -> Matmul {
+        self.operands = operands;
+        self.output = output;
+        self
     }
     /// `batch` products with contiguous strides.
     pub fn batch(mut self, batch: u32) -> Matmul {
@@ -316,21 +334,46 @@ fn check(
     let [need_a, need_b, need_c] = desc.lengths(OP)?;
     let a_shape = if desc.trans_a { "A [k, m]" } else { "A [m, k]" };
     let b_shape = if desc.trans_b { "B [n, k]" } else { "B [k, n]" };
-    check_len(OP, a_shape, a, need_a)?;
-    check_len(OP, b_shape, b, need_b)?;
-    check_len(OP, "C [m, n]", c, need_c)?;
+    let (operands, output) = (desc.operands, desc.output);
+    check_len_of(OP, a_shape, a, need_a, operands)?;
+    check_len_of(OP, b_shape, b, need_b, operands)?;
+    check_len_of(OP, "C [m, n]", c, need_c, output)?;
     if let Some(bias) = bias {
-        check_len(OP, "bias [n]", bias, desc.n as u64)?;
+        check_len_of(OP, "bias [n]", bias, desc.n as u64, operands)?;
     }
     Ok(())
 }
 
-/// What runs a variant: its entry point, override constants and workgroups.
-type Plan = (&'static str, Vec<(&'static str, f64)>, [u32; 3]);
+/// Where a variant starts: its entry point, override constants and workgroups.
+type Entry = (&'static str, Vec<(&'static str, f64)>, [u32; 3]);
+
+/// What runs a variant: its shader module, entry point, override constants and workgroups.
+type Plan = (Shader, &'static str, Vec<(&'static str, f64)>, [u32; 3]);
+
+/// The shader module for `desc`'s element types, after checking that `gpu` can run them.
+fn module(gpu: &Gpu, desc: &Matmul, variant: MatmulVariant) -> Result<Shader> {
+    require(gpu, "matmul", desc.operands)?;
+    if let MatmulVariant::Coop(size) = variant {
+        size.check(gpu, desc)?;
+        return Ok(shaders::coop(size, desc.output));
+    }
+    shaders::variants(desc.operands, desc.output).ok_or_else(|| Error::Unsupported {
+        op: "matmul",
+        variant: variant.name(),
+        why: "an f16 output needs f16 operands (f32 A and B write f32)".into(),
+    })
+}
 
 /// The [`Plan`] of `variant` for `desc`, after checking that the variant can run the shape
 /// on `gpu`.
 fn plan(gpu: &Gpu, desc: &Matmul, variant: MatmulVariant) -> Result<Plan> {
+    let shader = module(gpu, desc, variant)?;
+    let (entry, constants, groups) = entry_of(gpu, desc, variant)?;
+    Ok((shader, entry, constants, groups))
+}
+
+/// Entry point, override constants and workgroups of `variant` for `desc`.
+fn entry_of(gpu: &Gpu, desc: &Matmul, variant: MatmulVariant) -> Result<Entry> {
     let transposes = [
         ("TRANS_A", desc.trans_a as u8 as f64),
         ("TRANS_B", desc.trans_b as u8 as f64),
@@ -376,6 +419,12 @@ fn plan(gpu: &Gpu, desc: &Matmul, variant: MatmulVariant) -> Result<Plan> {
                 desc.batch,
             ];
             ("matmul_blocked", constants, groups)
+        }
+        MatmulVariant::Coop(size) => {
+            let tile = size.tile();
+            let wg = CoopSize::workgroup(gpu);
+            let groups = [desc.n.div_ceil(tile), desc.m.div_ceil(tile), desc.batch];
+            ("matmul_coop", vec![("WG", wg as f64)], groups)
         }
     })
 }
@@ -432,7 +481,13 @@ fn record(
 ) -> Result<MatmulVariant> {
     check(desc, c, a, b, bias)?;
     if let Some((pre, _)) = epilogue {
-        check_len("matmul", "pre [m, n]", pre, desc.lengths("matmul")?[2])?;
+        check_len_of(
+            "matmul",
+            "pre [m, n]",
+            pre,
+            desc.lengths("matmul")?[2],
+            desc.output,
+        )?;
     }
     let variant = match desc.variant {
         MatmulVariant::Auto => tune::pick(gpu, desc),
@@ -456,9 +511,9 @@ fn record(
     // pre's; the shader never reads them.
     let (pre, code) = epilogue.map_or((c, 0), |(pre, act)| (pre, act.code()));
     let buffers = [c, a, b, bias.unwrap_or(a)];
-    let (entry, mut constants, groups) = plan(gpu, desc, variant)?;
+    let (shader, entry, mut constants, groups) = plan(gpu, desc, variant)?;
     constants.push(("ACTIVATION", code as f64));
-    let kernel = Kernel::with(SHADER, entry, &constants).work(Work::Flops(desc.flops()));
+    let kernel = Kernel::with(shader, entry, &constants).work(Work::Flops(desc.flops()));
     // The blocked kernel also binds A, B and C as vec4 arrays (bindings 5-7), which it
     // reads only with VEC4 (then every operand holds whole vec4s).
     let mut numbered: Vec<(u32, &wgpu::Buffer)> = (1..).zip(buffers).collect();

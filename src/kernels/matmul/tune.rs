@@ -6,16 +6,24 @@
 //! (`autotune::tune`); the `Gpu`'s tuning table remembers the winner (and, given a cache
 //! file, keeps it). Until then `Auto` runs a fixed default for the adapter's kind.
 
-use super::{Block, Matmul, MatmulVariant, matmul};
+use super::{Block, CoopSize, Matmul, MatmulVariant, matmul};
 use crate::gpu::{Gpu, Result};
+use crate::kernels::Dtype;
 use crate::kernels::autotune;
 
 /// The class of `desc` in the tuning table, e.g. `matmul/nt/v4/m4096/n2048/k512/b1`: each
-/// dimension rounded up to a power of two, batched or not.
+/// dimension rounded up to a power of two, batched or not; f16 products say so after
+/// `matmul` (`matmul-f16` for f16 operands, `matmul-f16-out16` for an f16 C as well).
 pub fn tuning_key(desc: &Matmul) -> String {
     let class = |d: u32| d.max(1).next_power_of_two();
+    let dtypes = match (desc.operands, desc.output) {
+        (Dtype::F32, Dtype::F32) => "",
+        (Dtype::F16, Dtype::F16) => "-f16-out16",
+        (Dtype::F16, _) => "-f16",
+        (Dtype::F32, Dtype::F16) => "-out16",
+    };
     format!(
-        "matmul/{}{}/{}/m{}/n{}/k{}/b{}",
+        "matmul{dtypes}/{}{}/{}/m{}/n{}/k{}/b{}",
         if desc.trans_a { 't' } else { 'n' },
         if desc.trans_b { 't' } else { 'n' },
         if desc.vec4_obstacle().is_none() {
@@ -44,6 +52,12 @@ pub fn candidates(gpu: &Gpu, desc: &Matmul) -> Vec<MatmulVariant> {
         autotune::blocks(gpu)
             .into_iter()
             .map(MatmulVariant::Blocked),
+    );
+    list.extend(
+        CoopSize::available(gpu)
+            .into_iter()
+            .filter(|size| size.check(gpu, desc).is_ok())
+            .map(MatmulVariant::Coop),
     );
     if list.is_empty() {
         list.push(MatmulVariant::Naive);
@@ -108,6 +122,7 @@ fn usable(gpu: &Gpu, desc: &Matmul, variant: MatmulVariant) -> bool {
         MatmulVariant::Reg8x4 => desc.vec4_obstacle().is_none(),
         MatmulVariant::Tiled => desc.tile.check(gpu).is_ok(),
         MatmulVariant::Naive => true,
+        MatmulVariant::Coop(size) => size.check(gpu, desc).is_ok(),
         MatmulVariant::Auto => false,
     }
 }

@@ -1,0 +1,168 @@
+//! f16 buffers: the f32 ↔ f16 casts bit for bit against the host's conversion, and the
+//! matmul variants on f16 operands (f32 or f16 output) against the f32 reference on the
+//! same f16-rounded inputs (tolerances: `common::precision::tolerance`). A device without
+//! `SHADER_F16` is refused before anything is recorded, with the feature named.
+
+mod common;
+
+use common::precision::check_matmul_f16;
+use rezero::cpu;
+use rezero::kernels::bias::Activation;
+use rezero::kernels::matmul::{Block, Matmul, MatmulVariant, matmul};
+use rezero::kernels::{Dtype, cast};
+
+/// The shared device, if it has f16 (a visible skip where it has not, failing in CI).
+fn f16_gpu() -> Option<&'static rezero::Gpu> {
+    let gpu = common::gpu()?;
+    if !gpu.features().contains(wgpu::Features::SHADER_F16) {
+        common::skip("the adapter lacks SHADER_F16");
+        return None;
+    }
+    Some(gpu)
+}
+
+#[test]
+fn casts_round_to_nearest_even_and_overflow_to_infinity() {
+    let Some(gpu) = f16_gpu() else { return };
+    // Ties, subnormals, the largest finite f16 and the first values that round past it.
+    let mut x = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -2.5,
+        1.000_488_3,
+        1.001_464_8,
+        6.0e-8,
+        -3.0e-6,
+        65504.0,
+        65519.0,
+        65520.0,
+        -65520.0,
+        1.0e9,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+    x.extend(cpu::seeded(5, 1001, -70000.0, 70000.0));
+    let n = x.len();
+    for scale in [1.0f32, 0.5, 1024.0] {
+        let scaled: Vec<f32> = x.iter().map(|v| v * scale).collect();
+        let want = cpu::to_f16(&scaled);
+        let gx = gpu.upload("x", &x);
+        let half = gpu.zeroed("half", n as u64 * 2);
+        let back = gpu.zeroed_f32("back", n);
+        pollster::block_on(gpu.run(|pass| {
+            cast::to_f16(gpu, pass, &half, &gx, n as u32, scale)?;
+            cast::to_f32(gpu, pass, &back, &half, n as u32, 2.0)
+        }))
+        .unwrap();
+        let got = pollster::block_on(gpu.read::<half::f16>(&half, n)).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                g.to_bits(),
+                w.to_bits(),
+                "to_f16 of {} (scale {scale}) at {i}: got {g}, expected {w}",
+                x[i]
+            );
+        }
+        let back = pollster::block_on(gpu.read_f32(&back, n)).unwrap();
+        for (i, (g, w)) in back.iter().zip(&want).enumerate() {
+            assert_eq!(g.to_bits(), (2.0 * w.to_f32()).to_bits(), "to_f32 at {i}");
+        }
+    }
+}
+
+/// Edges in every dimension, and whole vec4s everywhere (the vec4 loads and stores).
+const AWKWARD: [(u32, u32, u32); 3] = [(1, 1, 1), (33, 17, 7), (68, 36, 20)];
+
+/// The variants on f16: the simple ones and one blocked tile. The f16 code of the blocked
+/// kernel (its loads, stores and epilogue) is the same for every tile; tests/matmul.rs
+/// covers the tiles, and tests/translate.rs every tile on f16.
+fn variants() -> Vec<MatmulVariant> {
+    let mut all = MatmulVariant::SIMPLE.to_vec();
+    all.push(MatmulVariant::Blocked(Block::new(32, 32, 4, 4, 4)));
+    all
+}
+
+#[test]
+fn every_variant_on_f16_operands_awkward_shapes_all_layouts() {
+    let Some(gpu) = f16_gpu() else { return };
+    for variant in variants() {
+        for output in [Dtype::F32, Dtype::F16] {
+            for (m, n, k) in AWKWARD {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let desc = Matmul::new(m, n, k)
+                        .trans_a(ta)
+                        .trans_b(tb)
+                        .dtypes(Dtype::F16, output)
+                        .variant(variant);
+                    if variant == MatmulVariant::Reg8x4 && desc.vec4_obstacle().is_some() {
+                        continue;
+                    }
+                    check_matmul_f16(gpu, desc, false, None);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_epilogues_bias_accumulate_activation_and_batches() {
+    let Some(gpu) = f16_gpu() else { return };
+    for variant in variants() {
+        for output in [Dtype::F32, Dtype::F16] {
+            let desc = Matmul::new(17, 12, 24)
+                .dtypes(Dtype::F16, output)
+                .variant(variant);
+            check_matmul_f16(gpu, desc.batch(3).accumulate(true), true, None);
+            // B shared by the batches (a weight), vec4-aligned for reg8x4 and VEC4.
+            let shared = Matmul::new(9, 16, 12)
+                .batch(3)
+                .strides(9 * 12, 0, 9 * 16)
+                .dtypes(Dtype::F16, output)
+                .variant(variant);
+            check_matmul_f16(gpu, shared, true, None);
+            for act in [Activation::Relu, Activation::Gelu] {
+                check_matmul_f16(gpu, desc.trans_b(true), true, Some(act));
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_requests_are_refused_clearly() {
+    let Some(gpu) = f16_gpu() else { return };
+    let a = gpu.zeroed("a", 64);
+    let c = gpu.zeroed("c", 64);
+    // f32 operands cannot write an f16 C.
+    let desc = Matmul::new(4, 4, 4).dtypes(Dtype::F32, Dtype::F16);
+    let err =
+        pollster::block_on(gpu.run(|pass| matmul(gpu, pass, &c, &a, &a, None, &desc).map(drop)))
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("f16 output needs f16 operands"), "{err}");
+    // An f16 buffer one element short names its type and size.
+    let desc = Matmul::new(4, 4, 4).dtypes(Dtype::F16, Dtype::F16);
+    let short = gpu.zeroed("short", 28);
+    let err = pollster::block_on(
+        gpu.run(|pass| matmul(gpu, pass, &c, &short, &a, None, &desc).map(drop)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("16 f16 elements (32 bytes)"), "{err}");
+    // A device opened without SHADER_F16 (an embedder's default) says which feature.
+    let Some(plain) = common::gpu_with_default_limits() else {
+        return;
+    };
+    assert!(!plain.features().contains(wgpu::Features::SHADER_F16));
+    let (a, c) = (plain.zeroed("a", 64), plain.zeroed("c", 64));
+    let err = pollster::block_on(
+        plain.run(|pass| matmul(&plain, pass, &c, &a, &a, None, &desc).map(drop)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("SHADER_F16"), "{err}");
+    let err = pollster::block_on(plain.run(|pass| cast::to_f16(&plain, pass, &c, &a, 4, 1.0)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SHADER_F16"), "{err}");
+}
