@@ -10,7 +10,8 @@
 // however the device cut the workgroup into subgroups (one round on a GPU whose subgroup
 // size the launcher sized WG for); the rounds' count is read through workgroupUniformLoad,
 // so every subgroup runs the same loops and barriers. A subgroup with no block of its own
-// in a round repeats block 3 and stores into a spare slot. Edges: the staged slabs are
+// in a round repeats block 3 (cooperative-matrix operations must stay in uniform control
+// flow, so it cannot skip them) and stores into a spare slot. Edges: the staged slabs are
 // padded with zeros, never read past A or B; the epilogue (bias, activation, accumulate:
 // matmul_io's store_c) writes only the elements inside C.
 
@@ -49,16 +50,16 @@ fn stage(tid: u32, row0: u32, col0: u32, k0: u32, base_a: u32, base_b: u32) {
     }
     for (var i = tid; i < BK * BN; i += WG) {
         var kk = i / BN;
-        var c = i % BN;
+        var col = i % BN;
         if (p.trans_b == 1u) {
             kk = i % BK;
-            c = i / BK;
+            col = i / BK;
         }
         var v = f16(0.0);
-        if (k0 + kk < p.k && col0 + c < p.n) {
-            v = b[b_index(base_b, k0 + kk, col0 + c)];
+        if (k0 + kk < p.k && col0 + col < p.n) {
+            v = b[b_index(base_b, k0 + kk, col0 + col)];
         }
-        sb[kk * LDB + c] = v;
+        sb[kk * LDB + col] = v;
     }
 }
 

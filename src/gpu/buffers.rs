@@ -64,14 +64,16 @@ impl Gpu {
     }
 
     /// `buffer`, or placeholder number `slot` (0-3, a 16-byte buffer) when `buffer` is
-    /// smaller than one vec4: for a binding that a kernel declares as `array<vec4<f32>>`
-    /// but, for this shape, never touches. Give each binding of a dispatch its own slot.
+    /// smaller than one vector of `vector_bytes` (16 for vec4<f32>, 8 for vec4<f16>): for a
+    /// binding that a kernel declares as an array of such vectors but, for this shape,
+    /// never touches. Give each binding of a dispatch its own slot.
     pub fn vec4_view_or_placeholder<'a>(
         &'a self,
         buffer: &'a wgpu::Buffer,
         slot: usize,
+        vector_bytes: u64,
     ) -> &'a wgpu::Buffer {
-        if buffer.size() >= 16 {
+        if buffer.size() >= vector_bytes {
             return buffer;
         }
         let all = self

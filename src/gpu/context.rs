@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::bind_groups::BindGroupCache;
+use super::open::BackendChoice;
 use super::tuning::{DeviceId, TuningTable};
 use super::wait::one_shot;
 use crate::error::{Error, Result};
@@ -15,42 +16,6 @@ use crate::error::{Error, Result};
 const BIND_GROUP_CACHE_ENTRIES: usize = 1 << 16;
 /// Most bytes of buffers the cached bind groups may keep alive (see `gpu::bind_groups`).
 const BIND_GROUP_CACHE_BYTES: u64 = 4 << 30;
-
-/// Which graphics API to open the device with (`--backend`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackendChoice {
-    Vulkan,
-    Metal,
-    Dx12,
-    Gl,
-}
-
-impl BackendChoice {
-    fn backends(self) -> wgpu::Backends {
-        match self {
-            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
-            BackendChoice::Metal => wgpu::Backends::METAL,
-            BackendChoice::Dx12 => wgpu::Backends::DX12,
-            BackendChoice::Gl => wgpu::Backends::GL,
-        }
-    }
-}
-
-impl std::str::FromStr for BackendChoice {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "vulkan" | "vk" => Ok(BackendChoice::Vulkan),
-            "metal" => Ok(BackendChoice::Metal),
-            "dx12" | "d3d12" => Ok(BackendChoice::Dx12),
-            "gl" | "gles" | "opengl" => Ok(BackendChoice::Gl),
-            _ => Err(Error::Invalid {
-                what: "backend".into(),
-                why: format!("'{s}' is not one of vulkan, metal, dx12, gl"),
-            }),
-        }
-    }
-}
 
 /// How to pick the adapter. The default takes the best one: discrete, then integrated,
 /// then software, preferring Vulkan/Metal/DX12 over GL.
@@ -71,12 +36,6 @@ pub struct GpuOptions {
     /// last only as long as the `Gpu`.
     pub tuning_cache: Option<std::path::PathBuf>,
 }
-
-/// Optional device features rezero asks for when the adapter has them.
-const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
-    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
-    .union(wgpu::Features::SHADER_F16)
-    .union(wgpu::Features::SUBGROUP);
 
 /// Locks `mutex`, taking its data even if a thread panicked while holding it. Every cache
 /// of a `Gpu` stays valid after such a panic (an entry is inserted whole or not at all),
@@ -152,13 +111,6 @@ impl fmt::Debug for Gpu {
     }
 }
 
-fn no_adapter_hint() -> String {
-    "install a GPU driver with Vulkan (Linux, Windows), Metal (macOS) or DX12 (Windows) support; \
-     on a machine without a GPU install Mesa's software Vulkan driver \
-     (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`, Mesa 25 or newer is ten times faster)"
-        .to_string()
-}
-
 /// 256 invocations on GPUs; on software Vulkan one SIMD width (at least 8), because
 /// there every barrier switches between all the SIMD groups of a workgroup: softmax over
 /// 4096×256 runs about 7x faster with 8 invocations a row than with 256 on lavapipe.
@@ -170,94 +122,15 @@ fn default_row_workgroup(info: &wgpu::AdapterInfo) -> u32 {
     }
 }
 
-/// Lower is better: discrete GPUs first, software last; native APIs before GL.
-fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
-    let kind = match info.device_type {
-        wgpu::DeviceType::DiscreteGpu => 0,
-        wgpu::DeviceType::IntegratedGpu => 1,
-        wgpu::DeviceType::VirtualGpu => 2,
-        wgpu::DeviceType::Cpu => 3,
-        wgpu::DeviceType::Other => 4,
-    };
-    let api = if info.backend == wgpu::Backend::Gl {
-        1
-    } else {
-        0
-    };
-    (kind, api)
-}
-
 impl Gpu {
     /// Opens the best adapter that matches `options`, with the adapter's own limits and
     /// the optional features (timestamps, f16, subgroups) it has. Async, as wgpu's adapter
     /// and device requests are: a native program blocks on it (with `pollster`, say), a
     /// browser awaits it.
     pub async fn new(options: &GpuOptions) -> Result<Gpu> {
-        let backends = options
-            .backend
-            .map(BackendChoice::backends)
-            .unwrap_or(wgpu::Backends::all());
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = backends;
-        let instance = wgpu::Instance::new(desc);
-        let adapters = instance.enumerate_adapters(backends).await;
-        let found: Vec<String> = adapters
-            .iter()
-            .map(|a| {
-                let i = a.get_info();
-                format!("'{}' ({:?})", i.name, i.backend)
-            })
-            .collect();
-        let mut candidates: Vec<wgpu::Adapter> = adapters
-            .into_iter()
-            .filter(|a| match &options.adapter {
-                Some(want) => a
-                    .get_info()
-                    .name
-                    .to_lowercase()
-                    .contains(&want.to_lowercase()),
-                None => true,
-            })
-            .collect();
-        candidates.sort_by_key(|a| adapter_rank(&a.get_info()));
-        let Some(adapter) = candidates.into_iter().next() else {
-            let hint = match (&options.adapter, found.is_empty()) {
-                (_, true) => no_adapter_hint(),
-                (Some(name), false) => format!(
-                    "no adapter name contains '{name}'; found {}",
-                    found.join(", ")
-                ),
-                (None, false) => no_adapter_hint(),
-            };
-            return Err(Error::NoAdapter { hint });
-        };
+        let adapter = super::open::choose_adapter(options).await?;
         let info = adapter.get_info();
-        let mut features = adapter.features() & WANTED_FEATURES;
-        let cooperative = adapter.cooperative_matrix_properties();
-        let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
-        if adapter.features().contains(coop) && !cooperative.is_empty() {
-            features |= coop;
-        }
-        let device_desc = wgpu::DeviceDescriptor {
-            label: Some("rezero"),
-            required_features: features,
-            required_limits: adapter.limits(),
-            // SAFETY: wgpu asks for this token before it opens a device with an
-            // EXPERIMENTAL feature, whose implementation may still have bugs. The only one
-            // rezero asks for is cooperative matrices, used by one kernel (`matmul_coop`,
-            // picked only where the adapter lists its configuration), whose launcher checks
-            // every size like the others; tests/coop.rs checks it against the CPU.
-            experimental_features: unsafe { wgpu::ExperimentalFeatures::enabled() },
-            ..Default::default()
-        };
-        let (device, queue) =
-            adapter
-                .request_device(&device_desc)
-                .await
-                .map_err(|e| Error::Device {
-                    adapter: info.name.clone(),
-                    why: e.to_string(),
-                })?;
+        let (device, queue, cooperative) = super::open::open_device(&adapter).await?;
         let mut gpu = Gpu::from_device(device, queue, info)
             .with_checked_shaders(options.checked_shaders)
             .with_cooperative_matrices(cooperative);

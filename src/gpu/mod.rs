@@ -4,7 +4,7 @@
 mod bind_groups;
 mod buffers;
 mod context;
-
+mod open;
 mod pipeline;
 pub mod profile;
 mod record;
@@ -14,7 +14,8 @@ mod wait;
 
 pub use crate::error::{Error, Result};
 pub use buffers::{BufferPool, Element, STORAGE_USAGE};
-pub use context::{BackendChoice, Exclusive, Gpu, GpuOptions};
+pub use context::{Exclusive, Gpu, GpuOptions};
+pub use open::{BackendChoice, usable_cooperative};
 pub(crate) use pipeline::grid_1d;
 pub use pipeline::{Kernel, Shader};
 pub(crate) use profile::begin_pass;

@@ -11,8 +11,8 @@ use std::time::Instant;
 use super::attention::{AttentionKernel, AttentionShape};
 use super::attention_tune::{self, Pass};
 use super::conv2d::{self, Conv2d, ConvPass};
-use super::elementwise;
 use super::matmul::{self, Block, Matmul};
+use super::{Dtype, elementwise};
 use crate::gpu::{Gpu, Result};
 
 /// Blocked tiles tried on GPUs: large tiles for large products, narrow ones for the thin
@@ -50,10 +50,25 @@ pub fn blocks(gpu: &Gpu) -> Vec<Block> {
 /// A zeroed buffer of `len` floats filled with 0.5: what candidates are timed on (never
 /// zeros, which can run faster than real data).
 pub(crate) async fn filled(gpu: &Gpu, label: &str, len: u64) -> Result<wgpu::Buffer> {
-    let len = len.max(1);
-    let buffer = gpu.zeroed_f32(label, len as usize);
-    let n = len.min(u32::MAX as u64) as u32;
-    gpu.run(|pass| elementwise::fill(gpu, pass, &buffer, 0.5, n))
+    filled_as(gpu, label, len, Dtype::F32).await
+}
+
+/// [`filled`] for `len` elements of `dtype`: f16 buffers hold 0.5 too (two halves of
+/// 0x3800 to a word), never the zeros and 1.75s that f32 0.5 would read as.
+pub(crate) async fn filled_as(
+    gpu: &Gpu,
+    label: &str,
+    len: u64,
+    dtype: Dtype,
+) -> Result<wgpu::Buffer> {
+    let words = (len.max(1) * dtype.bytes()).div_ceil(4);
+    let buffer = gpu.zeroed_f32(label, words as usize);
+    let n = words.min(u32::MAX as u64) as u32;
+    let value = match dtype {
+        Dtype::F32 => 0.5,
+        Dtype::F16 => f32::from_bits(0x3800_3800),
+    };
+    gpu.run(|pass| elementwise::fill(gpu, pass, &buffer, value, n))
         .await?;
     Ok(buffer)
 }

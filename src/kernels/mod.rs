@@ -33,10 +33,10 @@ use crate::gpu::{Error, Recorder, Result, Shader};
 
 /// A shader's source: the named files of `shaders/`, preludes first (`workgroup.wgsl`:
 /// the workgroup reductions and the accumulate rule of the row and reduction shaders;
-/// `grid.wgsl`: the grid-stride loop). For the modules in this folder.
+/// `grid.wgsl`: the grid-stride loop). For the kernel modules, at any depth.
 macro_rules! wgsl {
     ($($file:literal),+) => {
-        concat!($(include_str!(concat!("../../shaders/", $file))),+)
+        concat!($(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $file))),+)
     };
 }
 pub(crate) use wgsl;

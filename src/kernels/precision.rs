@@ -83,6 +83,14 @@ pub(crate) fn check_len_of(
         Dtype::F32 => "",
         Dtype::F16 => " f16",
     };
+    if buffer.size() % 4 != 0 {
+        // wgpu binds storage buffers in whole 4-byte words.
+        return Err(Error::Shape {
+            op,
+            expected: format!("{what} of a multiple of 4 bytes (wgpu binds whole words)"),
+            got: format!("a buffer of {} bytes", buffer.size()),
+        });
+    }
     if buffer.size() < need {
         return Err(Error::Shape {
             op,

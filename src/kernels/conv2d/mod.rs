@@ -212,8 +212,8 @@ fn dispatch_blocked(
         (2, a),
         (3, b),
         (4, bias),
-        (5, gpu.vec4_view_or_placeholder(a, 0)),
-        (6, gpu.vec4_view_or_placeholder(out, 1)),
+        (5, gpu.vec4_view_or_placeholder(a, 0, 16)),
+        (6, gpu.vec4_view_or_placeholder(out, 1, 16)),
     ];
     gpu.dispatch_bound(pass, &kernel, params, &buffers, groups)
 }

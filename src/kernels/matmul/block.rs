@@ -1,5 +1,6 @@
-//! The tile of the blocked matmul (and of the blocked convolution): its sizes, the override
-//! constants they become, and the checks against the device's limits.
+//! The tiles of the tiled and blocked matmuls (the blocked one also the blocked
+//! convolution's): their sizes, the override constants they become, and the checks against
+//! the device's limits.
 
 use crate::gpu::{Error, Gpu, Result};
 
@@ -93,5 +94,42 @@ impl std::fmt::Display for Block {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let Block { bm, bn, bk, tm, tn } = self;
         write!(f, "{bm}x{bn}x{bk}:{tm}x{tn}")
+    }
+}
+
+/// Tile of C per workgroup for the tiled variant (override constants of the shader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+}
+
+impl Default for Tile {
+    fn default() -> Tile {
+        Tile {
+            bm: 64,
+            bn: 64,
+            bk: 16,
+        }
+    }
+}
+
+impl Tile {
+    /// Workgroup memory the tiled kernel declares for this tile.
+    pub fn storage_bytes(&self) -> u64 {
+        (self.bm as u64 + self.bn as u64) * self.bk as u64 * 4
+    }
+
+    pub(super) fn check(&self, gpu: &Gpu) -> Result<()> {
+        let t = self;
+        if t.bm % 4 != 0 || t.bn % 4 != 0 || t.bm == 0 || t.bn == 0 || t.bk == 0 {
+            return Err(Error::Unsupported {
+                op: "matmul",
+                variant: "tiled".into(),
+                why: format!("tile {t:?}: bm and bn must be positive multiples of 4, bk positive"),
+            });
+        }
+        gpu.check_workgroup("matmul tiled", t.storage_bytes(), (t.bm / 4) * (t.bn / 4))
     }
 }

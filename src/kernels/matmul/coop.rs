@@ -46,11 +46,9 @@ impl CoopSize {
     /// Whether `gpu` lists this size for f16 A and B with f32 accumulators.
     pub fn listed(self, gpu: &Gpu) -> bool {
         let s = self.s();
-        gpu.cooperative_matrices().iter().any(|c| {
-            (c.m_size, c.n_size, c.k_size) == (s, s, s)
-                && c.ab_type == wgpu::CooperativeScalarType::F16
-                && c.cr_type == wgpu::CooperativeScalarType::F32
-        })
+        gpu.cooperative_matrices()
+            .iter()
+            .any(|c| crate::gpu::usable_cooperative(c, s))
     }
 
     /// The sizes `gpu` can run, smallest first.

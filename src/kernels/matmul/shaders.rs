@@ -7,19 +7,12 @@ use super::super::Dtype;
 use super::CoopSize;
 use crate::gpu::Shader;
 
-/// `shaders/` files, concatenated in order.
-macro_rules! files {
-    ($($file:literal),+) => {
-        concat!($(include_str!(concat!("../../../shaders/", $file))),+)
-    };
-}
-
 /// The four variants after `$elem` (an element prelude).
 macro_rules! variants {
     ($name:literal, $elem:literal) => {
         Shader {
             name: $name,
-            wgsl: files!(
+            wgsl: super::super::wgsl!(
                 $elem,
                 "activation.wgsl",
                 "matmul_io.wgsl",
@@ -36,7 +29,7 @@ macro_rules! coop {
     ($name:literal, $elem:literal, $tiles:literal) => {
         Shader {
             name: $name,
-            wgsl: files!(
+            wgsl: super::super::wgsl!(
                 "coop_enable.wgsl",
                 $elem,
                 $tiles,

@@ -69,14 +69,14 @@ pub fn candidates(gpu: &Gpu, desc: &Matmul) -> Vec<MatmulVariant> {
 /// `autotune::time_each`). Returns (variant, seconds) in candidate order.
 pub async fn measure_candidates(gpu: &Gpu, desc: &Matmul) -> Result<Vec<(MatmulVariant, f64)>> {
     const OP: &str = "matmul tuning";
-    let lengths = desc.lengths(OP)?;
-    for len in lengths {
-        gpu.check_binding(OP, len * 4)?;
+    let [a, b, c] = desc.lengths(OP)?;
+    let (operands, output) = (desc.operands, desc.output);
+    for (len, dtype) in [(a, operands), (b, operands), (c, output)] {
+        gpu.check_binding(OP, len * dtype.bytes())?;
     }
-    let [a, b, c] = lengths;
-    let a = autotune::filled(gpu, "tune a", a).await?;
-    let b = autotune::filled(gpu, "tune b", b).await?;
-    let c = autotune::filled(gpu, "tune c", c).await?;
+    let a = autotune::filled_as(gpu, "tune a", a, operands).await?;
+    let b = autotune::filled_as(gpu, "tune b", b, operands).await?;
+    let c = autotune::filled_as(gpu, "tune c", c, output).await?;
     let (a, b, c) = (&a, &b, &c);
     autotune::time_each(&candidates(gpu, desc), |variant| {
         let trial = desc.variant(variant);
