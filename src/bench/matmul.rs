@@ -25,13 +25,56 @@ pub fn matmul_case(gpu: &Gpu, m: u32, n: u32, k: u32, variant: MatmulVariant) ->
     typed_matmul_case(gpu, [m, n, k], variant, Dtype::F32)
 }
 
-/// A, B and C as `dtype` (f16 for f16: what `torch.mm` on half tensors does), the sums f32.
-fn upload(gpu: &Gpu, label: &str, seed: u64, len: u32, dtype: Dtype) -> wgpu::Buffer {
+/// Seeded values in [-1, 1) as `dtype` holds them (rounded to f16 for f16), and the
+/// buffer holding them (f16 for f16: what `torch.mm` on half tensors does; sums are f32).
+fn upload(gpu: &Gpu, label: &str, seed: u64, len: u32, dtype: Dtype) -> (Vec<f32>, wgpu::Buffer) {
     let values = cpu::seeded(seed, len as usize, -1.0, 1.0);
     match dtype {
-        Dtype::F32 => gpu.upload(label, &values),
-        Dtype::F16 => gpu.upload(label, &cpu::to_f16(&values)),
+        Dtype::F32 => (values.clone(), gpu.upload(label, &values)),
+        Dtype::F16 => (
+            cpu::round_f16(&values),
+            gpu.upload(label, &cpu::to_f16(&values)),
+        ),
     }
+}
+
+/// Checks 64 seeded elements of C (one product of A [m, k] and B [k, n]) against f64 dot
+/// products on the host, so a benchmark never times a kernel that computes the wrong thing
+/// (the tensor-core kernel's first run on a new device is in the device script). The bound
+/// is loose on purpose, 1e-2 + 1e-2·Σ|a·b|: it catches wrong elements, not rounding.
+fn verify_sample(
+    gpu: &Gpu,
+    [m, n, k]: [u32; 3],
+    a: &[f32],
+    b: &[f32],
+    c: &wgpu::Buffer,
+    dtype: Dtype,
+) -> Result<()> {
+    let got: Vec<f32> = match dtype {
+        Dtype::F32 => wait(gpu.read::<f32>(c, (m * n) as usize))?,
+        Dtype::F16 => wait(gpu.read::<half::f16>(c, (m * n) as usize))?
+            .into_iter()
+            .map(f32::from)
+            .collect(),
+    };
+    let (rows, cols) = (cpu::seeded_ids(7, 64, m), cpu::seeded_ids(8, 64, n));
+    for (&i, &j) in rows.iter().zip(&cols) {
+        let (i, j, k) = (i as usize, j as usize, k as usize);
+        let terms = (0..k).map(|kk| a[i * k + kk] as f64 * b[kk * n as usize + j] as f64);
+        let (want, size) = terms.fold((0.0, 0.0), |(s, t), x| (s + x, t + x.abs()));
+        let value = got[i * n as usize + j] as f64;
+        // NaN is never within the bound.
+        let within = (value - want).abs() <= 1e-2 + 1e-2 * size;
+        if !within {
+            return Err(crate::gpu::Error::Invalid {
+                what: format!("matmul {m}x{n}x{k} ({dtype})"),
+                why: format!(
+                    "C[{i}, {j}] is {value}, the host computes {want}: the kernel is wrong here"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// C[m, n] = A[m, k]·B[k, n] with A, B and C of `dtype`; the variant's name says `f16:`
@@ -42,8 +85,8 @@ pub fn typed_matmul_case(
     variant: MatmulVariant,
     dtype: Dtype,
 ) -> Result<Case> {
-    let a = upload(gpu, "a", 1, m * k, dtype);
-    let b = upload(gpu, "b", 2, k * n, dtype);
+    let (host_a, a) = upload(gpu, "a", 1, m * k, dtype);
+    let (host_b, b) = upload(gpu, "b", 2, k * n, dtype);
     let c = gpu.zeroed("c", (m * n) as u64 * dtype.bytes());
     let desc = Matmul::new(m, n, k).dtypes(dtype, dtype).variant(variant);
     // `auto` is timed with the tuning table's choice: a class the table lacks is measured
@@ -56,6 +99,7 @@ pub fn typed_matmul_case(
         chosen = matmul(gpu, pass, &c, &a, &b, None, &desc)?;
         Ok(())
     }))?;
+    verify_sample(gpu, [m, n, k], &host_a, &host_b, &c, dtype)?;
     let desc = desc.variant(chosen);
     let name = if variant == MatmulVariant::Auto {
         format!("auto:{}", chosen.name())
