@@ -21,8 +21,8 @@
 // operand is one vec4 load (MODE 0: c_in·kh·kw, MODE 2: oh·ow a multiple of 4), with
 // VEC4_OUT four outputs are one vec4 store (MODE 0: oh·ow, MODE 1 at stride 1: h·w,
 // MODE 2: c_in·kh·kw a multiple of 4); the launcher checks these.
-@group(0) @binding(5) var<storage, read> a4v: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read_write> out4v: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> a4v: array<vec4<Operand>>;
+@group(0) @binding(6) var<storage, read_write> out4v: array<vec4<Out>>;
 
 // One phase of the backward-to-input GEMM: input pixels (iy, ix) with iy ≡ ry, ix ≡ rx
 // (mod stride), and the taps (ky, kx) that reach them: ky ≡ ky0, kx ≡ kx0 (mod stride).
@@ -81,15 +81,15 @@ fn phase_pixel(col: u32) -> vec3<u32> {
 // Element (row, kk) of the GEMM's left operand.
 fn load_a(row: u32, kk: u32) -> f32 {
     if (MODE == 0u) {
-        return a_src[row * p.k + kk];
+        return f32(a_src[row * p.k + kk]);
     }
     if (MODE == 1u) {
         let per_co = phase.taps_y * phase.taps_x;
         let tap = phase_tap(kk % per_co);
-        return a_src[((kk / per_co * p.c_in + row) * p.kh + tap.x) * p.kw + tap.y];
+        return f32(a_src[((kk / per_co * p.c_in + row) * p.kh + tap.x) * p.kw + tap.y]);
     }
     let pixels = p.oh * p.ow;
-    return a_src[(kk / pixels * p.c_out + row) * pixels + kk % pixels];
+    return f32(a_src[(kk / pixels * p.c_out + row) * pixels + kk % pixels]);
 }
 
 // Element (kk, col) of the GEMM's right operand, gathered from the image or from dy.
@@ -113,7 +113,7 @@ fn load_b(kk: u32, col: u32) -> f32 {
     if (ty < 0 || tx < 0 || oy >= i32(p.oh) || ox >= i32(p.ow)) {
         return 0.0;
     }
-    return b_src[((at.x * p.c_out + kk / per_co) * p.oh + u32(oy)) * p.ow + u32(ox)];
+    return f32(b_src[((at.x * p.c_out + kk / per_co) * p.oh + u32(oy)) * p.ow + u32(ox)]);
 }
 
 // Where the tile prelude's quad q starts: A's run along k from (row, k), B's along
@@ -138,7 +138,7 @@ fn fetch_a(q: u32, k0: u32) -> vec4<f32> {
                 let pixels = p.oh * p.ow;
                 idx = (kk / pixels * p.c_out + row) * pixels + kk % pixels;
             }
-            return a4v[idx / 4u];
+            return vec4<f32>(a4v[idx / 4u]);
         }
         return vec4<f32>(0.0);
     }
@@ -199,7 +199,7 @@ fn out_index(row: u32, col: u32, split: u32) -> u32 {
 fn store4(row: u32, col: u32, split: u32, value: vec4<f32>) {
     var v = value;
     if (MODE == 0u && p.has_bias == 1u) {
-        v += vec4<f32>(bias[row]);
+        v += vec4<f32>(f32(bias[row]));
     }
     let add = p.accumulate == 1u && MODE != 2u;
     if (VEC4_OUT) {
@@ -207,9 +207,9 @@ fn store4(row: u32, col: u32, split: u32, value: vec4<f32>) {
         if (col < tile_cols) {
             let idx = out_index(row, col, split) / 4u;
             if (add) {
-                v += out4v[idx];
+                v += vec4<f32>(out4v[idx]);
             }
-            out4v[idx] = v;
+            out4v[idx] = vec4<Out>(v);
         }
         return;
     }
@@ -218,9 +218,9 @@ fn store4(row: u32, col: u32, split: u32, value: vec4<f32>) {
             let idx = out_index(row, col + e, split);
             var x = v[e];
             if (add) {
-                x += out[idx];
+                x += f32(out[idx]);
             }
-            out[idx] = x;
+            out[idx] = Out(x);
         }
     }
 }
@@ -277,17 +277,17 @@ fn conv2d_direct(
                 let y = i32(oy * p.stride + ky) - i32(p.pad);
                 for (var kx = 0u; kx < p.kw; kx++) {
                     let x = i32(ox * p.stride + kx) - i32(p.pad);
-                    acc += a_src[((co * p.c_in + ci) * p.kh + ky) * p.kw + kx] * image_at(n, ci, y, x);
+                    acc += f32(a_src[((co * p.c_in + ci) * p.kh + ky) * p.kw + kx]) * image_at(n, ci, y, x);
                 }
             }
         }
         if (p.has_bias == 1u) {
-            acc += bias[co];
+            acc += f32(bias[co]);
         }
         if (p.accumulate == 1u) {
-            acc += out[i];
+            acc += f32(out[i]);
         }
-        out[i] = acc;
+        out[i] = Out(acc);
     }
 }
 
@@ -317,7 +317,7 @@ fn conv2d_weight_finish(
 // ---- backward bias: db[co] (+)= Σ_(n, pixel) dy[n, co, pixel], one workgroup a channel ----
 // db: [c_out]; dy: [batch, c_out, oh, ow]
 @group(0) @binding(1) var<storage, read_write> db: array<f32>;
-@group(0) @binding(2) var<storage, read> dy_bias: array<f32>;
+@group(0) @binding(2) var<storage, read> dy_bias: array<Operand>;
 
 // red: [WG], WG (the tile prelude's override) a power of two, `Gpu::row_workgroup_size`
 var<workgroup> red: array<f32, WG>;
@@ -333,7 +333,7 @@ fn conv2d_bias_backward(
     for (var n = 0u; n < p.batch; n++) {
         let base = (n * p.c_out + co) * pixels;
         for (var i = lid.x; i < pixels; i += WG) {
-            s += dy_bias[base + i];
+            s += f32(dy_bias[base + i]);
         }
     }
     red[lid.x] = s;

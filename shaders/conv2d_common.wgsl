@@ -1,5 +1,7 @@
 // What the convolution shaders (conv2d.wgsl, conv2d_reg.wgsl) share: the parameters,
 // the bindings of the GEMM-shaped kernels, the image gather and the forward store.
+// Compiled after an element prelude (elem_*.wgsl): the GEMM's operands (and the bias) are
+// `Operand`, its output `Out` (f32 for the backward-to-weight's partial sums); sums f32.
 
 struct Params {
     batch: u32,
@@ -32,17 +34,17 @@ struct Params {
 //   backward input             dx: [batch, c_in, h, w]         w            dy       (unused)
 //   backward weight            partial: [splits, c_out, c_in·kh·kw]  dy     x        (unused)
 // with w: [c_out, c_in, kh, kw], x: [batch, c_in, h, w], dy: [batch, c_out, oh, ow].
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> a_src: array<f32>;
-@group(0) @binding(3) var<storage, read> b_src: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<Out>;
+@group(0) @binding(2) var<storage, read> a_src: array<Operand>;
+@group(0) @binding(3) var<storage, read> b_src: array<Operand>;
+@group(0) @binding(4) var<storage, read> bias: array<Operand>;
 
 // x at (n, c, y, x) or 0 outside the image.
 fn image_at(n: u32, c: u32, y: i32, x: i32) -> f32 {
     if (y < 0 || x < 0 || y >= i32(p.h) || x >= i32(p.w)) {
         return 0.0;
     }
-    return b_src[((n * p.c_in + c) * p.h + u32(y)) * p.w + u32(x)];
+    return f32(b_src[((n * p.c_in + c) * p.h + u32(y)) * p.w + u32(x)]);
 }
 
 // x at tap `tap` (of kh·kw) of the window of output pixel `pix` (of oh·ow) of image n,
@@ -64,11 +66,11 @@ fn store_forward(co: u32, col: u32, value: f32) {
     let idx = forward_index(co, col);
     var v = value;
     if (p.has_bias == 1u) {
-        v += bias[co];
+        v += f32(bias[co]);
     }
     if (p.accumulate == 1u) {
-        v += out[idx];
+        v += f32(out[idx]);
     }
-    out[idx] = v;
+    out[idx] = Out(v);
 }
 

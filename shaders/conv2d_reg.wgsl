@@ -52,11 +52,11 @@ fn conv2d_forward_reg(
                     let y = y0[j] + i32(ky);
                     let x = x0[j] + i32(kx);
                     if (live[j] && y >= 0 && x >= 0 && y < i32(p.h) && x < i32(p.w)) {
-                        bv[j] = b_src[base[j] + plane + u32(y) * p.w + u32(x)];
+                        bv[j] = f32(b_src[base[j] + plane + u32(y) * p.w + u32(x)]);
                     }
                 }
                 for (var r = 0u; r < REG_ROWS; r++) {
-                    acc[r] += a_src[rows[r] + kk] * bv;
+                    acc[r] += f32(a_src[rows[r] + kk]) * bv;
                 }
                 kk++;
             }
@@ -121,12 +121,12 @@ fn conv2d_backward_input_reg(
                     let ox = ox0 + i32(j);
                     let ix = ix0 + s * j;
                     if (ox >= 0 && ox < i32(p.ow) && ix < p.w) {
-                        bv[j] = b_src[dy_row + u32(ox)];
+                        bv[j] = f32(b_src[dy_row + u32(ox)]);
                     }
                 }
                 let w_co = co * p.c_in * taps + tap;
                 for (var r = 0u; r < REG_ROWS; r++) {
-                    acc[r] += a_src[w_co + rows[r]] * bv;
+                    acc[r] += f32(a_src[w_co + rows[r]]) * bv;
                 }
             }
         }
@@ -139,9 +139,9 @@ fn conv2d_backward_input_reg(
                 let idx = ((n * p.c_in + ci) * p.h + iy) * p.w + ix;
                 var v = acc[r][j];
                 if (p.accumulate == 1u) {
-                    v += out[idx];
+                    v += f32(out[idx]);
                 }
-                out[idx] = v;
+                out[idx] = Out(v);
             }
         }
     }
@@ -189,18 +189,18 @@ fn conv2d_backward_weight_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
             let y = oy + ky[j];
             let x = ox + kx[j];
             if (y >= 0 && x >= 0 && y < i32(p.h) && x < i32(p.w)) {
-                bv[j] = b_src[image + plane[j] + u32(y) * p.w + u32(x)];
+                bv[j] = f32(b_src[image + plane[j] + u32(y) * p.w + u32(x)]);
             }
         }
         let dy_base = n * p.c_out * pixels + pix;
         for (var r = 0u; r < REG_ROWS; r++) {
-            acc[r] += a_src[dy_base + min(co0 + r, p.m - 1u) * pixels] * bv;
+            acc[r] += f32(a_src[dy_base + min(co0 + r, p.m - 1u) * pixels]) * bv;
         }
     }
     for (var r = 0u; r < REG_ROWS; r++) {
         for (var j = 0u; j < REG_COLS; j++) {
             if (co0 + r < p.m && col0 + j < p.n) {
-                out[(split * p.m + co0 + r) * p.n + col0 + j] = acc[r][j];
+                out[(split * p.m + co0 + r) * p.n + col0 + j] = Out(acc[r][j]);
             }
         }
     }

@@ -1,14 +1,15 @@
 //! f16 buffers: the f32 ↔ f16 casts bit for bit against the host's conversion, and the
-//! matmul variants on f16 operands (f32 or f16 output) against the f32 reference on the
-//! same f16-rounded inputs (tolerances: `common::precision::tolerance`). A device without
+//! matmul variants on f16 operands (f32 or f16 output) and the convolutions on f16 against
+//! the f32 reference on the same f16-rounded inputs (tolerances: `common::precision::tolerance`). A device without
 //! `SHADER_F16` is refused before anything is recorded, with the feature named, and so is a
 //! buffer wgpu could not bind (not a whole number of 4-byte words).
 
 mod common;
 
-use common::precision::check_matmul_f16;
+use common::precision::{check_matmul_f16, read_as_f32, tolerance, upload_as};
 use rezero::cpu;
 use rezero::kernels::bias::Activation;
+use rezero::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
 use rezero::kernels::matmul::{Block, Matmul, MatmulVariant, matmul};
 use rezero::kernels::{Dtype, cast};
 
@@ -183,4 +184,87 @@ fn f16_requests_are_refused_clearly() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("SHADER_F16"), "{err}");
+}
+
+/// Convolutions on f16: the forward (with bias and accumulation), the backward to the
+/// input (f16) and to the weights and bias (f32), every variant, against the f32
+/// reference on the same f16 inputs. Edges, strides, padding and the vec4 paths.
+#[test]
+fn convolutions_on_f16_every_pass_and_variant() {
+    let Some(gpu) = f16_gpu() else { return };
+    let shapes = [
+        Conv2d::new(1, 3, 7, 5, 5, 3).pad(1),
+        Conv2d::new(3, 5, 9, 11, 6, 3).stride(2).pad(1),
+        Conv2d::new(2, 16, 8, 8, 16, 3).pad(1),
+    ];
+    // One blocked tile: the f16 loads and stores are the same code for every tile
+    // (tests/conv.rs covers the tiles, tests/translate.rs every tile on f16).
+    let variants = [
+        ConvVariant::Direct,
+        ConvVariant::Reg,
+        ConvVariant::Blocked(ConvVariant::SIMPLE_BLOCK),
+    ];
+    for s in shapes.map(|s| s.dtype(Dtype::F16)) {
+        let round = |seed, len| cpu::round_f16(&cpu::seeded(seed, len, -1.0, 1.0));
+        let (x, w, b, dy) = (
+            round(1, s.input_len()),
+            round(2, s.weight_len()),
+            round(3, s.c_out as usize),
+            round(4, s.output_len()),
+        );
+        let up = |label, values: &[f32]| upload_as(gpu, label, values, Dtype::F16);
+        let (gx, gw, gb, gdy) = (up("x", &x), up("w", &w), up("b", &b), up("dy", &dy));
+        for variant in variants {
+            for accumulate in [false, true] {
+                let old_y = round(5, s.output_len());
+                let old_dx = round(6, s.input_len());
+                let (old_dw, old_db) = (
+                    cpu::seeded(7, s.weight_len(), -1.0, 1.0),
+                    vec![0.5; s.c_out as usize],
+                );
+                let (gy, gdx) = (up("y", &old_y), up("dx", &old_dx));
+                let (gdw, gdb) = (gpu.upload("dw", &old_dw), gpu.upload("db", &old_db));
+                let scratch = gpu.zeroed_f32("scratch", conv::conv2d_weight_scratch_len(gpu, &s));
+                pollster::block_on(gpu.run(|p| {
+                    conv::conv2d_forward(
+                        gpu,
+                        p,
+                        &gy,
+                        &gx,
+                        &gw,
+                        Some(&gb),
+                        &s,
+                        variant,
+                        accumulate,
+                    )?;
+                    conv::conv2d_backward_input(gpu, p, &gdx, &gdy, &gw, &s, variant, accumulate)?;
+                    conv::conv2d_backward_weight(
+                        gpu, p, &gdw, &scratch, &gdy, &gx, &s, variant, accumulate,
+                    )?;
+                    conv::conv2d_backward_bias(gpu, p, &gdb, &gdy, &s, accumulate)
+                }))
+                .unwrap();
+                let (mut y, mut dx, mut dw, mut db) = (old_y, old_dx, old_dw, old_db);
+                cpu::conv2d::conv2d_forward(&mut y, &x, &w, Some(&b), &s, accumulate);
+                cpu::conv2d::conv2d_backward_input(&mut dx, &dy, &w, &s, accumulate);
+                cpu::conv2d::conv2d_backward_weight(&mut dw, &dy, &x, &s, accumulate);
+                cpu::conv2d::conv2d_backward_bias(&mut db, &dy, &s, accumulate);
+                let what = |t: &str| format!("f16 {t} {} {s:?} acc={accumulate}", variant.name());
+                let window = s.c_in * s.kh * s.kw;
+                let taps = s.c_out * s.kh * s.kw;
+                let pixels = s.batch * s.out_h() * s.out_w();
+                let checks = [
+                    ("y", &gy, &y, window, Dtype::F16),
+                    ("dx", &gdx, &dx, taps, Dtype::F16),
+                    ("dw", &gdw, &dw, pixels, Dtype::F32),
+                    ("db", &gdb, &db, pixels, Dtype::F32),
+                ];
+                for (name, buffer, want, k, dtype) in checks {
+                    let got = read_as_f32(gpu, buffer, want.len(), dtype);
+                    let (atol, rtol) = tolerance(k, dtype);
+                    common::assert_close(&what(name), &got, want, atol, rtol);
+                }
+            }
+        }
+    }
 }

@@ -102,8 +102,6 @@ pub fn shaders() -> Vec<Shader> {
         batchnorm::SHADER,
         bias::SHADER,
         cast::SHADER,
-        conv2d::SHADER,
-        conv2d::REG_SHADER,
         cross_entropy::SHADER,
         dropout::SHADER,
         elementwise::SHADER,
@@ -120,6 +118,7 @@ pub fn shaders() -> Vec<Shader> {
     ]
     .into_iter()
     .chain(matmul::SHADERS)
+    .chain(conv2d::SHADERS)
     .collect()
 }
 

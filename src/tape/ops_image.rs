@@ -71,6 +71,7 @@ impl<'g> Tape<'g> {
             kw,
             stride,
             pad,
+            dtype: crate::kernels::Dtype::F32,
         };
         shape.validate(OP)?;
         let grad = self.requires_grad(x)

@@ -178,6 +178,7 @@ fn convolutions(gpu: &Gpu, list: &mut KernelList, b: &Buffers) {
         Conv2d::new(2, 4, 8, 8, 8, 3).pad(1),
         Conv2d::new(2, 4, 8, 8, 8, 1).stride(2),
     ];
+    let shapes = shapes.map(|s| [s, s.dtype(Dtype::F16)]).concat();
     let (out, scratch, x, w, bias) = (&b.out[0], &b.out[1], &b.input[0], &b.input[1], &b.input[2]);
     for variant in variants {
         for shape in &shapes {
@@ -186,6 +187,9 @@ fn convolutions(gpu: &Gpu, list: &mut KernelList, b: &Buffers) {
             let _ =
                 conv::conv2d_backward_weight(gpu, list, out, scratch, x, w, shape, variant, false);
         }
+    }
+    for shape in &shapes {
+        let _ = conv::conv2d_backward_bias(gpu, list, out, x, shape, false);
     }
 }
 

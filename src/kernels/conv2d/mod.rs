@@ -4,35 +4,18 @@
 //! for software Vulkan), both after `shaders/conv2d_common.wgsl`. The shape and its checks
 //! live in `shape.rs`, `Auto`'s choice in `tune.rs`.
 
+mod modules;
 mod shape;
 mod tune;
 
+pub(crate) use modules::{ALL as SHADERS, SHADER};
 pub use shape::Conv2d;
 pub use tune::{GPU_BLOCKS, candidates, default_variant, measure_candidates, tuning_key};
 
 use super::matmul::Block;
-use super::{check_len, elements, grid_stride};
+use super::precision::{check_len_of, require};
+use super::{Dtype, check_len, elements, grid_stride};
 use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
-
-pub(crate) const SHADER: Shader = Shader {
-    name: "conv2d",
-    wgsl: concat!(
-        include_str!("../../../shaders/tile.wgsl"),
-        include_str!("../../../shaders/grid.wgsl"),
-        include_str!("../../../shaders/conv2d_common.wgsl"),
-        include_str!("../../../shaders/conv2d.wgsl")
-    ),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
-
-pub(crate) const REG_SHADER: Shader = Shader {
-    name: "conv2d_reg",
-    wgsl: concat!(
-        include_str!("../../../shaders/conv2d_common.wgsl"),
-        include_str!("../../../shaders/conv2d_reg.wgsl")
-    ),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
 
 impl Conv2d {
     fn params(&self, m: u32, n: u32, k: u32) -> Params {
@@ -185,13 +168,15 @@ fn reg_groups(gpu: &Gpu, m: u32, n: u32) -> [u32; 3] {
     )
 }
 
-/// Records the blocked kernel for `mode` (0 forward, 1 backward input, 2 backward weight)
-/// over `groups`, binding `out`, `a`, `b`, `bias` and the vec4 views of `a` and `out`.
+/// Records the blocked kernel of `module` for `mode` (0 forward, 1 backward input, 2
+/// backward weight) over `groups`, binding `out`, `a`, `b`, `bias` and the vec4 views of
+/// `a` (of `dtype`) and `out` (of `dtype`, f32 in mode 2).
 #[allow(clippy::too_many_arguments)]
 fn dispatch_blocked(
     gpu: &Gpu,
     pass: &mut dyn Recorder,
     params: &Params,
+    (module, dtype): (Shader, Dtype),
     block: Block,
     mode: u32,
     (vec4_a, vec4_out): (bool, bool),
@@ -206,14 +191,18 @@ fn dispatch_blocked(
     ];
     constants.extend(block.constants());
     let kernel =
-        Kernel::with(SHADER, "conv2d_blocked", &constants).work(Work::Flops(params.flops()));
+        Kernel::with(module, "conv2d_blocked", &constants).work(Work::Flops(params.flops()));
+    let out_dtype = if mode == 2 { Dtype::F32 } else { dtype };
     let buffers = [
         (1, out),
         (2, a),
         (3, b),
         (4, bias),
-        (5, gpu.vec4_view_or_placeholder(a, 0, 16)),
-        (6, gpu.vec4_view_or_placeholder(out, 1, 16)),
+        (5, gpu.vec4_view_or_placeholder(a, 0, 4 * dtype.bytes())),
+        (
+            6,
+            gpu.vec4_view_or_placeholder(out, 1, 4 * out_dtype.bytes()),
+        ),
     ];
     gpu.dispatch_bound(pass, &kernel, params, &buffers, groups)
 }
@@ -233,10 +222,13 @@ pub fn conv2d_forward(
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "conv2d_forward";
-    shape.check_buffers(OP, Some(("x", x)), Some(("y", y)), Some(("w", w)))?;
+    let dtype = shape.dtype;
+    require(gpu, OP, dtype)?;
+    shape.check_buffers(OP, Some(("x", x)), Some(("y", y)), Some(("w", w, dtype)))?;
     if let Some(b) = bias {
-        check_len(OP, "bias: [c_out]", b, shape.c_out as u64)?;
+        check_len_of(OP, "bias: [c_out]", b, shape.c_out as u64, dtype)?;
     }
+    let (blocked, reg) = modules::modules(dtype, dtype);
     let (m, n, k) = shape.forward_gemm();
     let mut params = shape.params(m, n, k);
     params.has_bias = bias.is_some() as u32;
@@ -245,7 +237,7 @@ pub fn conv2d_forward(
     match variant.resolve(gpu, ConvPass::Forward, shape)? {
         ConvVariant::Direct => gpu.dispatch(
             pass,
-            &Kernel::new(SHADER, "conv2d_direct").work(Work::Flops(shape.flops())),
+            &Kernel::new(blocked, "conv2d_direct").work(Work::Flops(shape.flops())),
             &params,
             &buffers,
             grid_stride(shape.output_len() as u64),
@@ -254,11 +246,12 @@ pub fn conv2d_forward(
             let pixels = shape.out_h() * shape.out_w();
             let vec4 = (k % 4 == 0, pixels % 4 == 0);
             let groups = [n.div_ceil(block.bn), m.div_ceil(block.bm), 1];
-            dispatch_blocked(gpu, pass, &params, block, 0, vec4, buffers, groups)
+            let module = (blocked, dtype);
+            dispatch_blocked(gpu, pass, &params, module, block, 0, vec4, buffers, groups)
         }
         ConvVariant::Reg => gpu.dispatch(
             pass,
-            &Kernel::new(REG_SHADER, "conv2d_forward_reg").work(Work::Flops(shape.flops())),
+            &Kernel::new(reg, "conv2d_forward_reg").work(Work::Flops(shape.flops())),
             &params,
             &buffers,
             reg_groups(gpu, m, n),
@@ -281,7 +274,15 @@ pub fn conv2d_backward_input(
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_input";
-    shape.check_buffers(OP, Some(("dx", dx)), Some(("dy", dy)), Some(("w", w)))?;
+    let dtype = shape.dtype;
+    require(gpu, OP, dtype)?;
+    shape.check_buffers(
+        OP,
+        Some(("dx", dx)),
+        Some(("dy", dy)),
+        Some(("w", w, dtype)),
+    )?;
+    let (blocked, reg) = modules::modules(dtype, dtype);
     let (m, n, k) = shape.backward_input_gemm();
     elements(OP, &[n])?;
     let mut params = shape.params(m, n, k);
@@ -301,6 +302,7 @@ pub fn conv2d_backward_input(
             gpu,
             pass,
             &params,
+            (blocked, dtype),
             block,
             1,
             (false, vec4_out),
@@ -308,8 +310,7 @@ pub fn conv2d_backward_input(
             groups,
         );
     }
-    let kernel =
-        Kernel::new(REG_SHADER, "conv2d_backward_input_reg").work(Work::Flops(shape.flops()));
+    let kernel = Kernel::new(reg, "conv2d_backward_input_reg").work(Work::Flops(shape.flops()));
     // 8 channels × 4 same-remainder pixels of a row per invocation (see the shader).
     let chunks = shape.w.div_ceil(s).div_ceil(4) as u64;
     let col_blocks = shape.batch as u64 * shape.h as u64 * s as u64 * chunks;
@@ -380,7 +381,15 @@ pub fn conv2d_backward_weight(
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_weight";
-    shape.check_buffers(OP, Some(("x", x)), Some(("dy", dy)), Some(("dw", dw)))?;
+    let dtype = shape.dtype;
+    require(gpu, OP, dtype)?;
+    shape.check_buffers(
+        OP,
+        Some(("x", x)),
+        Some(("dy", dy)),
+        Some(("dw", dw, Dtype::F32)),
+    )?;
+    let (blocked, reg) = modules::modules(dtype, Dtype::F32);
     check_len(OP, "scratch", scratch, shape.weight_len() as u64)?;
     let most_splits = (scratch.size() / 4 / shape.weight_len() as u64).min(u32::MAX as u64);
     let (m, n, k) = shape.backward_weight_gemm();
@@ -397,6 +406,7 @@ pub fn conv2d_backward_weight(
             gpu,
             pass,
             &params,
+            (blocked, dtype),
             block,
             2,
             vec4,
@@ -406,7 +416,7 @@ pub fn conv2d_backward_weight(
     } else {
         let blocks = m.div_ceil(8) * n.div_ceil(4);
         let kernel =
-            Kernel::new(REG_SHADER, "conv2d_backward_weight_reg").work(Work::Flops(shape.flops()));
+            Kernel::new(reg, "conv2d_backward_weight_reg").work(Work::Flops(shape.flops()));
         let groups = [blocks.div_ceil(64), splits, 1];
         gpu.dispatch(pass, &kernel, &params, &[scratch, dy, x], groups)?;
     }
@@ -429,12 +439,14 @@ pub fn conv2d_backward_bias(
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_bias";
+    require(gpu, OP, shape.dtype)?;
     shape.check_buffers(OP, None, Some(("dy", dy)), None)?;
+    let (module, _) = modules::modules(shape.dtype, Dtype::F32);
     check_len(OP, "db: [c_out]", db, shape.c_out as u64)?;
     let (m, n, k) = shape.forward_gemm();
     let mut params = shape.params(m, n, k);
     params.accumulate = accumulate as u32;
     let constants = [("WG", gpu.row_workgroup_size() as f64)];
-    let kernel = Kernel::with(SHADER, "conv2d_bias_backward", &constants);
+    let kernel = Kernel::with(module, "conv2d_bias_backward", &constants);
     gpu.dispatch(pass, &kernel, &params, &[db, dy], [shape.c_out, 1, 1])
 }

@@ -2,7 +2,8 @@
 //! dimensions of each pass, and the checks every launcher runs before dispatch.
 
 use crate::gpu::{Error, Result};
-use crate::kernels::{check_len, check_nonempty, elements};
+use crate::kernels::precision::check_len_of;
+use crate::kernels::{Dtype, check_nonempty, elements};
 
 /// The shape of one convolution: `batch` images of `c_in` × `h` × `w` (NCHW), `c_out`
 /// filters of `c_in` × `kh` × `kw`, zero padding `pad` on every side, step `stride`.
@@ -24,6 +25,9 @@ pub struct Conv2d {
     pub kw: u32,
     pub stride: u32,
     pub pad: u32,
+    /// Element type of the images, filters, outputs and their gradients (f16 needs
+    /// `SHADER_F16`); the weight and bias gradients are f32 either way.
+    pub dtype: Dtype,
 }
 
 impl Conv2d {
@@ -39,7 +43,14 @@ impl Conv2d {
             kw: kernel,
             stride: 1,
             pad: 0,
+            dtype: Dtype::F32,
         }
+    }
+
+    /// Images, filters, outputs and their gradients of `dtype` (sums f32 either way).
+    pub fn dtype(mut self, dtype: Dtype) -> Conv2d {
+        self.dtype = dtype;
+        self
     }
 
     pub fn stride(mut self, stride: u32) -> Conv2d {
@@ -115,24 +126,36 @@ impl Conv2d {
 
     /// Validates the shape, then errors unless each given buffer holds its tensor: an
     /// image-side tensor (x or dx: [batch, c_in, h, w]), an output-side one (y or dy:
-    /// [batch, c_out, oh, ow]) and a filter-side one (w or dw: [c_out, c_in, kh, kw]); names
-    /// label the error.
+    /// [batch, c_out, oh, ow]), both of the shape's dtype, and a filter-side one (w, of the
+    /// shape's dtype, or dw, f32: [c_out, c_in, kh, kw]); names label the error.
     pub(super) fn check_buffers(
         &self,
         op: &'static str,
         image: Option<(&str, &wgpu::Buffer)>,
         output: Option<(&str, &wgpu::Buffer)>,
-        filter: Option<(&str, &wgpu::Buffer)>,
+        filter: Option<(&str, &wgpu::Buffer, Dtype)>,
     ) -> Result<()> {
         self.validate(op)?;
+        let filter_dtype = filter.map_or(self.dtype, |f| f.2);
+        let filter = filter.map(|(name, buffer, _)| (name, buffer));
         let sides = [
-            (image, "[batch, c_in, h, w]", self.input_len()),
-            (output, "[batch, c_out, oh, ow]", self.output_len()),
-            (filter, "[c_out, c_in, kh, kw]", self.weight_len()),
+            (image, "[batch, c_in, h, w]", self.input_len(), self.dtype),
+            (
+                output,
+                "[batch, c_out, oh, ow]",
+                self.output_len(),
+                self.dtype,
+            ),
+            (
+                filter,
+                "[c_out, c_in, kh, kw]",
+                self.weight_len(),
+                filter_dtype,
+            ),
         ];
-        for (given, shape, len) in sides {
+        for (given, shape, len, dtype) in sides {
             if let Some((name, buffer)) = given {
-                check_len(op, &format!("{name}: {shape}"), buffer, len as u64)?;
+                check_len_of(op, &format!("{name}: {shape}"), buffer, len as u64, dtype)?;
             }
         }
         Ok(())

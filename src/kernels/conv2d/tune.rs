@@ -24,8 +24,13 @@ fn gemm(pass: ConvPass, shape: &Conv2d) -> (u32, u32, u32) {
 pub fn tuning_key(pass: ConvPass, shape: &Conv2d) -> String {
     let (m, n, k) = gemm(pass, shape);
     let class = |d: u32| d.max(1).next_power_of_two();
+    // f16 convolutions are classes of their own (`conv2d-f16/...`).
+    let dtype = match shape.dtype {
+        crate::kernels::Dtype::F32 => "",
+        crate::kernels::Dtype::F16 => "-f16",
+    };
     format!(
-        "conv2d/{}/k{}x{}/s{}/p{}/m{}/n{}/k{}",
+        "conv2d{dtype}/{}/k{}x{}/s{}/p{}/m{}/n{}/k{}",
         pass.name(),
         shape.kh,
         shape.kw,
@@ -80,9 +85,10 @@ pub async fn measure_candidates(
     if let [only] = list[..] {
         return Ok(vec![(only, 0.0)]); // nothing to choose between: not run (its time reads 0)
     }
-    let x = autotune::filled(gpu, "tune x", shape.input_len() as u64).await?;
-    let w = autotune::filled(gpu, "tune w", shape.weight_len() as u64).await?;
-    let y = autotune::filled(gpu, "tune y", shape.output_len() as u64).await?;
+    let dtype = shape.dtype;
+    let x = autotune::filled_as(gpu, "tune x", shape.input_len() as u64, dtype).await?;
+    let w = autotune::filled_as(gpu, "tune w", shape.weight_len() as u64, dtype).await?;
+    let y = autotune::filled_as(gpu, "tune y", shape.output_len() as u64, dtype).await?;
     let scratch = match pass {
         ConvPass::BackwardWeight => conv2d_weight_scratch_len(gpu, shape),
         _ => 1,
