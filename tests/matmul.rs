@@ -36,18 +36,7 @@ fn check_on(gpu: &rezero::Gpu, desc: Matmul, with_bias: bool) {
     }))
     .unwrap();
     let got = pollster::block_on(gpu.read_f32(&gc, len_c)).unwrap();
-    let what = format!(
-        "{:?} {}x{}x{} batch {} ta {} tb {} acc {} bias {}",
-        desc.variant,
-        desc.m,
-        desc.n,
-        desc.k,
-        desc.batch,
-        desc.trans_a,
-        desc.trans_b,
-        desc.accumulate,
-        with_bias
-    );
+    let what = format!("{} bias {with_bias}", common::matmul_label(&desc));
     assert_close(&what, &got, &want, atol_for(desc.k as usize), 1e-4);
 }
 

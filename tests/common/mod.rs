@@ -133,6 +133,21 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     }
 }
 
+/// A product's variant, shape and options, to name it in a failure.
+pub fn matmul_label(desc: &rezero::kernels::matmul::Matmul) -> String {
+    format!(
+        "{:?} {}x{}x{} batch {} ta {} tb {} acc {}",
+        desc.variant,
+        desc.m,
+        desc.n,
+        desc.k,
+        desc.batch,
+        desc.trans_a,
+        desc.trans_b,
+        desc.accumulate,
+    )
+}
+
 /// Absolute tolerance for sums of `len` products of O(1) values in f32, against a
 /// reference summed in another order: rounding errors of random sign add up like a random
 /// walk, so the bound grows like √len (a linear bound allowed ±0.21 at 210k elements).

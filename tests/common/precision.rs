@@ -85,16 +85,9 @@ pub fn check_matmul_f16(gpu: &Gpu, desc: Matmul, with_bias: bool, activation: Op
     }))
     .unwrap();
     let what = format!(
-        "{:?} {}x{}x{} batch {} ta {} tb {} acc {} bias {with_bias} {activation:?} out {}",
-        desc.variant,
-        desc.m,
-        desc.n,
-        desc.k,
-        desc.batch,
-        desc.trans_a,
-        desc.trans_b,
-        desc.accumulate,
-        desc.output,
+        "{} bias {with_bias} {activation:?} out {}",
+        super::matmul_label(&desc),
+        desc.output
     );
     let (atol, rtol) = tolerance(desc.k, desc.output);
     let got = read_as_f32(gpu, &gc, len_c, desc.output);
