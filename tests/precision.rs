@@ -168,22 +168,62 @@ fn f16_requests_are_refused_clearly() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("multiple of 4 bytes"), "{err}");
-    // A device opened without SHADER_F16 (an embedder's default) says which feature.
-    let Some(plain) = common::gpu_with_default_limits() else {
-        return;
+}
+
+/// A device without `SHADER_F16` is told which feature, before anything is recorded, by
+/// every launcher that takes f16: the shared device where it lacks f16 (wgpu's GL
+/// fallback), else a device opened without it (an embedder's default).
+#[test]
+fn a_device_without_f16_is_told_which_feature() {
+    let Some(shared) = common::gpu() else { return };
+    let plain;
+    let gpu = if shared.features().contains(wgpu::Features::SHADER_F16) {
+        let Some(opened) = common::gpu_with_default_limits() else {
+            return;
+        };
+        plain = opened;
+        &plain
+    } else {
+        shared
     };
-    assert!(!plain.features().contains(wgpu::Features::SHADER_F16));
-    let (a, c) = (plain.zeroed("a", 64), plain.zeroed("c", 64));
-    let err = pollster::block_on(
-        plain.run(|pass| matmul(&plain, pass, &c, &a, &a, None, &desc).map(drop)),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("SHADER_F16"), "{err}");
-    let err = pollster::block_on(plain.run(|pass| cast::to_f16(&plain, pass, &c, &a, 4, 1.0)))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("SHADER_F16"), "{err}");
+    assert!(!gpu.features().contains(wgpu::Features::SHADER_F16));
+    let (a, c) = (gpu.zeroed("a", 4096), gpu.zeroed("c", 4096));
+    let desc = Matmul::new(4, 4, 4).dtypes(Dtype::F16, Dtype::F16);
+    let conv_shape = Conv2d::new(1, 2, 4, 4, 2, 3).dtype(Dtype::F16);
+    let attempts: [(&str, rezero::Result<()>); 4] = [
+        (
+            "matmul",
+            pollster::block_on(gpu.run(|p| matmul(gpu, p, &c, &a, &a, None, &desc).map(drop))),
+        ),
+        (
+            "to_f16",
+            pollster::block_on(gpu.run(|p| cast::to_f16(gpu, p, &c, &a, 4, 1.0))),
+        ),
+        (
+            "to_f32",
+            pollster::block_on(gpu.run(|p| cast::to_f32(gpu, p, &c, &a, 4, 1.0))),
+        ),
+        (
+            "conv2d",
+            pollster::block_on(gpu.run(|p| {
+                conv::conv2d_forward(
+                    gpu,
+                    p,
+                    &c,
+                    &a,
+                    &a,
+                    None,
+                    &conv_shape,
+                    ConvVariant::Auto,
+                    false,
+                )
+            })),
+        ),
+    ];
+    for (what, result) in attempts {
+        let err = result.expect_err(what).to_string();
+        assert!(err.contains("SHADER_F16"), "{what}: {err}");
+    }
 }
 
 /// Convolutions on f16: the forward (with bias and accumulation), the backward to the

@@ -233,11 +233,14 @@ type Plan = (Shader, &'static str, Vec<(&'static str, f64)>, [u32; 3]);
 
 /// The shader module for `desc`'s element types, after checking that `gpu` can run them.
 fn module(gpu: &Gpu, desc: &Matmul, variant: MatmulVariant) -> Result<Shader> {
-    require(gpu, "matmul", desc.operands)?;
+    // The tensor-core variant says first whether the adapter lists its matrices (every
+    // device that does has f16).
     if let MatmulVariant::Coop(size) = variant {
         size.check(gpu, desc)?;
+        require(gpu, "matmul", desc.operands)?;
         return Ok(shaders::coop(size, desc.output));
     }
+    require(gpu, "matmul", desc.operands)?;
     shaders::variants(desc.operands, desc.output).ok_or_else(|| Error::Unsupported {
         op: "matmul",
         variant: variant.name(),
