@@ -168,6 +168,24 @@ fn f16_requests_are_refused_clearly() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("multiple of 4 bytes"), "{err}");
+    // Casts: no elements, a scale that is not a number, a count past the buffers.
+    let refused = |n: u32, scale: f32| {
+        pollster::block_on(gpu.run(|p| cast::to_f16(gpu, p, &c, &a, n, scale)))
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        refused(0, 1.0).contains("dimension n"),
+        "{}",
+        refused(0, 1.0)
+    );
+    for scale in [f32::NAN, f32::INFINITY] {
+        assert!(refused(4, scale).contains("not a finite number"));
+    }
+    assert!(refused(u32::MAX, 1.0).contains("elements"));
+    // A precision that is not f32 or f16, as `--precision` would parse it.
+    let err = "f64".parse::<Dtype>().unwrap_err().to_string();
+    assert!(err.contains("not f32 or f16"), "{err}");
 }
 
 /// A device without `SHADER_F16` is told which feature, before anything is recorded, by

@@ -32,6 +32,12 @@ fn launch(
 ) -> Result<()> {
     require(gpu, entry, Dtype::F16)?;
     check_nonempty(entry, &[("n", n)])?;
+    if !scale.is_finite() {
+        return Err(crate::gpu::Error::Invalid {
+            what: format!("{entry} scale"),
+            why: format!("{scale} is not a finite number"),
+        });
+    }
     check_len_of(entry, "out", out, n as u64, to)?;
     check_len_of(entry, "x", x, n as u64, from)?;
     let params = Params {

@@ -216,15 +216,7 @@ fn memory_cases(gpu: &Gpu, family: Family, size: &str) -> Result<(Vec<bench::Cas
             fits(&[("[batch, channels, h·w]", n as u64)])?;
             (bench::batchnorm_cases(gpu, shape), n)
         }
-        Family::Matmul
-        | Family::Mlp
-        | Family::Lm
-        | Family::Attention
-        | Family::Conv2d
-        | Family::Resnet
-        | Family::All => {
-            unreachable!("not a memory-bound family")
-        }
+        _ => unreachable!("not a memory-bound family"),
     })
 }
 

@@ -8,42 +8,12 @@ use rezero::kernels::matmul::{CoopSize, describe_cooperative};
 pub fn info(gpu: &Gpu) {
     let i = gpu.info();
     let l = gpu.limits();
-    let f = gpu.features();
     out!("adapter        {}", i.name);
     out!("backend        {:?}", i.backend);
     out!("device type    {:?}", i.device_type);
     out!("driver         {} {}", i.driver, i.driver_info);
     out!("vendor/device  {:#06x}/{:#06x}", i.vendor, i.device);
-    let has = |feature: wgpu::Features| if f.contains(feature) { "yes" } else { "no" };
-    out!(
-        "features       timestamp-query {}, shader-f16 {}, subgroups {}",
-        has(wgpu::Features::TIMESTAMP_QUERY),
-        has(wgpu::Features::SHADER_F16),
-        has(wgpu::Features::SUBGROUP)
-    );
-    let coop: Vec<String> = CoopSize::available(gpu)
-        .iter()
-        .map(|size| format!("coop{}", size.s()))
-        .collect();
-    out!(
-        "coop matrices  {} (matmul variants here: {})",
-        describe_cooperative(gpu.cooperative_matrices()),
-        if coop.is_empty() {
-            "none".to_string()
-        } else {
-            coop.join(", ")
-        }
-    );
-    out!(
-        "subgroup size  {}..{}, consecutive runs of invocations (probed): {}",
-        i.subgroup_min_size,
-        i.subgroup_max_size,
-        if gpu.subgroups_consecutive() {
-            "yes"
-        } else {
-            "no"
-        }
-    );
+    features(gpu);
     out!(
         "shaders        {} (--checked-shaders turns wgpu's bounds checks on)",
         if gpu.checked_shaders() {
@@ -92,5 +62,40 @@ pub fn info(gpu: &Gpu) {
     out!(
         "  storage buffers per stage  {}",
         l.max_storage_buffers_per_shader_stage
+    );
+}
+
+/// The optional features, the cooperative matrices and the subgroup size.
+fn features(gpu: &Gpu) {
+    let (i, f) = (gpu.info(), gpu.features());
+    let has = |feature: wgpu::Features| if f.contains(feature) { "yes" } else { "no" };
+    out!(
+        "features       timestamp-query {}, shader-f16 {}, subgroups {}",
+        has(wgpu::Features::TIMESTAMP_QUERY),
+        has(wgpu::Features::SHADER_F16),
+        has(wgpu::Features::SUBGROUP)
+    );
+    let coop: Vec<String> = CoopSize::available(gpu)
+        .iter()
+        .map(|size| format!("coop{}", size.s()))
+        .collect();
+    out!(
+        "coop matrices  {} (matmul variants here: {})",
+        describe_cooperative(gpu.cooperative_matrices()),
+        if coop.is_empty() {
+            "none".to_string()
+        } else {
+            coop.join(", ")
+        }
+    );
+    out!(
+        "subgroup size  {}..{}, consecutive runs of invocations (probed): {}",
+        i.subgroup_min_size,
+        i.subgroup_max_size,
+        if gpu.subgroups_consecutive() {
+            "yes"
+        } else {
+            "no"
+        }
     );
 }
