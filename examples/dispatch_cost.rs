@@ -7,6 +7,7 @@
 //!
 //! Run: `cargo run --release --example dispatch_cost`
 
+use rezero::kernels::Dtype;
 use std::time::Instant;
 
 use rezero::gpu::Prepared;
@@ -41,7 +42,7 @@ fn main() -> rezero::Result<()> {
         uncached.zeroed_f32("y", 256),
     );
     let mut prepared = Prepared::new();
-    elementwise::relu(&gpu, &mut prepared, &y, &x, 256)?;
+    elementwise::relu(&gpu, &mut prepared, &y, &x, 256, Dtype::F32)?;
     println!(
         "{DISPATCHES} relu dispatches of 256 floats in one pass, µs a dispatch (adapter: {})",
         gpu.info().name
@@ -49,12 +50,12 @@ fn main() -> rezero::Result<()> {
     for round in 0..5 {
         let launcher = time(&gpu, |pass| {
             for _ in 0..DISPATCHES {
-                elementwise::relu(&gpu, pass, &y, &x, 256).unwrap();
+                elementwise::relu(&gpu, pass, &y, &x, 256, Dtype::F32).unwrap();
             }
         })?;
         let no_cache = time(&uncached, |pass| {
             for _ in 0..DISPATCHES {
-                elementwise::relu(&uncached, pass, &uy, &ux, 256).unwrap();
+                elementwise::relu(&uncached, pass, &uy, &ux, 256, Dtype::F32).unwrap();
             }
         })?;
         let record = time(&gpu, |pass| {

@@ -6,7 +6,7 @@
 use rezero::Gpu;
 use rezero::gpu::Prepared;
 use rezero::kernels::matmul::{Matmul, matmul};
-use rezero::kernels::rezero::rezero_forward;
+use rezero::kernels::rezero::{RezeroShape, rezero_forward};
 use wgpu::util::DeviceExt;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gpu = Gpu::from_device(device.clone(), queue.clone(), adapter.get_info());
     let mut layer = Prepared::new();
     matmul(&gpu, &mut layer, &f, &a, &w, None, &Matmul::new(2, 3, 4))?; // f = a · w
-    rezero_forward(&gpu, &mut layer, &y, &x, &f, &alpha, 0, 6)?; // y = x + α·f, α = alpha[0]
+    rezero_forward(&gpu, &mut layer, &y, &x, &f, &alpha, RezeroShape::new(6, 0))?; // y = x + α·f, α = alpha[0]
 
     // Each frame (here, one): the host records the prepared dispatches into its own pass,
     // which only sets each pipeline and bind group and dispatches, and submits it itself.

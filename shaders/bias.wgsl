@@ -8,6 +8,9 @@
 // down each column walk the chunk's rows, and their sums meet in workgroup memory. With one
 // chunk it writes dbias itself; otherwise each chunk's sums go to `partial` and
 // bias_backward_finish adds them up per column, chunk by chunk in order (deterministic).
+//
+// Built after an element prelude: dy, pre and dx are `Operand`s and `Out`s (f32, or f16
+// activations); dbias, the partial sums and the arithmetic are f32.
 
 override ACTIVATION: u32 = 0u; // the ACT_* whose slope dy goes through
 
@@ -28,11 +31,11 @@ struct Params {
 // partial: [chunks, cols] (scratch; untouched with one chunk)
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
 // dx: [rows, cols] (untouched when ACTIVATION is ACT_NONE)
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<Out>;
 // dy: [rows, cols]
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<Operand>;
 // pre: [rows, cols], the activation's input (unread when ACTIVATION is ACT_NONE)
-@group(0) @binding(5) var<storage, read> pre: array<f32>;
+@group(0) @binding(5) var<storage, read> pre: array<Operand>;
 
 var<workgroup> column_sums: array<f32, 256>;
 
@@ -53,13 +56,13 @@ fn bias_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
     if (col < p.cols) {
         for (var r = first + lid.y; r < end; r += 4u) {
             let i = r * p.cols + col;
-            var g = dy[i];
+            var g = f32(dy[i]);
             if (ACTIVATION != ACT_NONE) {
-                g *= activation_slope(ACTIVATION, pre[i]);
+                g *= activation_slope(ACTIVATION, f32(pre[i]));
                 if ((p.accumulate & 2u) != 0u) {
-                    dx[i] += g;
+                    dx[i] = Out(f32(dx[i]) + g);
                 } else {
-                    dx[i] = g;
+                    dx[i] = Out(g);
                 }
             }
             sum += g;

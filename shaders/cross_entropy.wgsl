@@ -1,7 +1,9 @@
 // Cross-entropy over rows of logits with integer targets. One kernel computes each row's
 // loss (log-sum-exp minus the target logit) and the gradient of the mean loss,
 // dlogits = (softmax − onehot) · grad_scale; a one-workgroup pass then averages the rows.
-// A target >= cols marks a row to ignore: zero loss, zero gradient.
+// A target >= cols marks a row to ignore: zero loss, zero gradient. Built after an element
+// prelude: logits and dlogits are `Operand`s and `Out`s (f32, or f16 activations); the loss,
+// the row losses and every sum are f32.
 
 struct Params {
     rows: u32,
@@ -13,9 +15,13 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 // dlogits, logits: [rows, cols]; row_loss: [rows]; targets: [rows]
-@group(0) @binding(1) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dlogits: array<Out>;
 @group(0) @binding(2) var<storage, read_write> row_loss: array<f32>;
-@group(0) @binding(3) var<storage, read> logits: array<f32>;
+@group(0) @binding(3) var<storage, read> logits: array<Operand>;
+
+fn logit(i: u32) -> f32 {
+    return f32(logits[i]);
+}
 @group(0) @binding(4) var<storage, read> targets: array<u32>;
 
 @compute @workgroup_size(WG)
@@ -33,26 +39,26 @@ fn cross_entropy_rows(
     let valid = target_col < p.cols;
     var m = -3.4028235e38;
     for (var c = lid.x; c < p.cols; c += WG) {
-        m = max(m, logits[base + c]);
+        m = max(m, logit(base + c));
     }
     m = workgroup_reduce(lid.x, m, true);
     var s = 0.0;
     for (var c = lid.x; c < p.cols; c += WG) {
-        s += exp(logits[base + c] - m);
+        s += exp(logit(base + c) - m);
     }
     s = workgroup_reduce(lid.x, s, false);
     let inv = 1.0 / s;
     for (var c = lid.x; c < p.cols; c += WG) {
-        var g = exp(logits[base + c] - m) * inv;
+        var g = exp(logit(base + c) - m) * inv;
         if (c == target_col) {
             g -= 1.0;
         }
-        dlogits[base + c] = select(0.0, g * p.grad_scale, valid);
+        dlogits[base + c] = Out(select(0.0, g * p.grad_scale, valid));
     }
     if (lid.x == 0u) {
         var loss = 0.0;
         if (valid) {
-            loss = m + log(s) - logits[base + target_col];
+            loss = m + log(s) - logit(base + target_col);
         }
         row_loss[row] = loss;
     }

@@ -1,7 +1,8 @@
 // Softmax over each row (max-subtracted, so stable), one workgroup per row, and its
 // backward: dx = y ⊙ (dy − Σ dy·y). Optionally of scale·x and causal: row r of a stack of
 // [cols, cols] score matrices keeps columns 0 ..= r % cols, the rest get probability 0
-// (the materialised attention path).
+// (the materialised attention path). Built after an element prelude: x, y, dy and dx are
+// `Operand`s and `Out`s (f32, or f16 activations); the max, the sums and the arithmetic are f32.
 
 struct Params {
     rows: u32,
@@ -22,9 +23,17 @@ fn width(row: u32) -> u32 {
 @group(0) @binding(0) var<uniform> p: Params;
 // forward: out = y [rows, cols], in1 = x [rows, cols]
 // backward: out = dx, in1 = y, in2 = dy (all [rows, cols])
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> in1: array<f32>;
-@group(0) @binding(3) var<storage, read> in2: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<Out>;
+@group(0) @binding(2) var<storage, read> in1: array<Operand>;
+@group(0) @binding(3) var<storage, read> in2: array<Operand>;
+
+fn ld1(i: u32) -> f32 {
+    return f32(in1[i]);
+}
+
+fn ld2(i: u32) -> f32 {
+    return f32(in2[i]);
+}
 
 @compute @workgroup_size(WG)
 fn softmax_forward(
@@ -40,17 +49,17 @@ fn softmax_forward(
     let w = width(row);
     var m = -3.4028235e38;
     for (var c = lid.x; c < w; c += WG) {
-        m = max(m, p.scale * in1[base + c]);
+        m = max(m, p.scale * ld1(base + c));
     }
     m = workgroup_max(lid.x, m);
     var s = 0.0;
     for (var c = lid.x; c < w; c += WG) {
-        s += exp(p.scale * in1[base + c] - m);
+        s += exp(p.scale * ld1(base + c) - m);
     }
     s = workgroup_sum(lid.x, s);
     let inv = 1.0 / s;
     for (var c = lid.x; c < p.cols; c += WG) {
-        out[base + c] = select(0.0, exp(p.scale * in1[base + c] - m) * inv, c < w);
+        out[base + c] = Out(select(0.0, exp(p.scale * ld1(base + c) - m) * inv, c < w));
     }
 }
 
@@ -67,15 +76,15 @@ fn softmax_backward(
     let base = row * p.cols;
     var d = 0.0;
     for (var c = lid.x; c < p.cols; c += WG) {
-        d += in1[base + c] * in2[base + c];
+        d += ld1(base + c) * ld2(base + c);
     }
     d = workgroup_sum(lid.x, d);
     for (var c = lid.x; c < p.cols; c += WG) {
-        let v = p.scale * in1[base + c] * (in2[base + c] - d);
+        let v = p.scale * ld1(base + c) * (ld2(base + c) - d);
         if (p.accumulate == 1u) {
-            out[base + c] += v;
+            out[base + c] = Out(f32(out[base + c]) + v);
         } else {
-            out[base + c] = v;
+            out[base + c] = Out(v);
         }
     }
 }

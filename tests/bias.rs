@@ -5,8 +5,10 @@
 
 mod common;
 
+use common::precision::{dtypes, exact, read_as_f32, upload_as, widen};
 use common::{assert_close, atol_for};
 use rezero::cpu;
+use rezero::kernels::Dtype;
 use rezero::kernels::Grad;
 use rezero::kernels::bias::{Activation, BiasShape, bias_activation_backward, bias_backward};
 use rezero::kernels::matmul::{Block, Matmul, MatmulVariant, matmul_activation};
@@ -26,24 +28,31 @@ const SHAPES: [(u32, u32); 7] = [
     (130, 1),
 ];
 
-/// Runs the bias backward (through `activation` when given) on seeded inputs with each
-/// gradient written (poisoned first with NaN) or added to, and compares with the CPU.
+/// Runs the bias backward (through `activation` when given) on seeded inputs of the shape's
+/// type with each gradient written (poisoned first with NaN) or added to, and compares with
+/// the CPU on the same (f16-rounded) inputs.
 fn check_bias_backward(shape: BiasShape, activation: Option<Activation>, accumulate: bool) {
     let gpu = require_gpu!();
     let (rows, cols) = (shape.rows as usize, shape.cols as usize);
-    let len = rows * cols;
-    let dy = cpu::seeded(1, len, -1.0, 1.0);
-    let pre = cpu::seeded(2, len, -2.0, 2.0);
+    let (len, dtype) = (rows * cols, shape.dtype);
+    let dy = exact(&cpu::seeded(1, len, -1.0, 1.0), dtype);
+    let pre = exact(&cpu::seeded(2, len, -2.0, 2.0), dtype);
     let start = |seed, n| match accumulate {
         true => cpu::seeded(seed, n, -1.0, 1.0),
         false => vec![f32::NAN; n],
     };
-    let (dx0, dbias0) = (start(3, len), start(4, cols));
+    let (dx0, dbias0) = (exact(&start(3, len), dtype), start(4, cols));
     let (mut want_dx, mut want_dbias) = (dx0.clone(), dbias0.clone());
     let through = activation.map(|a| (&mut want_dx[..], accumulate, &pre[..], a));
     cpu::bias::bias_backward(&mut want_dbias, accumulate, through, &dy, shape);
-    let (gdx, gdbias) = (gpu.upload("dx", &dx0), gpu.upload("dbias", &dbias0));
-    let (gdy, gpre) = (gpu.upload("dy", &dy), gpu.upload("pre", &pre));
+    let (gdx, gdbias) = (
+        upload_as(gpu, "dx", &dx0, dtype),
+        gpu.upload("dbias", &dbias0),
+    );
+    let (gdy, gpre) = (
+        upload_as(gpu, "dy", &dy, dtype),
+        upload_as(gpu, "pre", &pre, dtype),
+    );
     let scratch = (shape.scratch_len() > 0).then(|| gpu.zeroed_f32("scratch", shape.scratch_len()));
     let scratch = scratch.as_ref();
     let (dx, dbias) = (Grad::new(&gdx, accumulate), Grad::new(&gdbias, accumulate));
@@ -52,7 +61,7 @@ fn check_bias_backward(shape: BiasShape, activation: Option<Activation>, accumul
         None => bias_backward(gpu, pass, dbias, scratch, &gdy, shape),
     }))
     .unwrap();
-    let what = format!("{rows}x{cols} {activation:?} accumulate {accumulate}");
+    let what = format!("{dtype} {rows}x{cols} {activation:?} accumulate {accumulate}");
     let got = pollster::block_on(gpu.read_f32(&gdbias, cols)).unwrap();
     assert_close(
         &format!("{what} dbias"),
@@ -61,9 +70,10 @@ fn check_bias_backward(shape: BiasShape, activation: Option<Activation>, accumul
         atol_for(rows),
         1e-4,
     );
-    let got = pollster::block_on(gpu.read_f32(&gdx, len)).unwrap();
+    let got = read_as_f32(gpu, &gdx, len, dtype);
     if activation.is_some() {
-        assert_close(&format!("{what} dx"), &got, &want_dx, 1e-5, 1e-4);
+        let (atol, rtol) = widen((1e-5, 1e-4), dtype);
+        assert_close(&format!("{what} dx"), &got, &want_dx, atol, rtol);
     } else {
         // With no activation dx is not touched: every bit as it was (NaN included).
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -73,10 +83,15 @@ fn check_bias_backward(shape: BiasShape, activation: Option<Activation>, accumul
 
 #[test]
 fn bias_gradient_alone_and_through_each_activation_matches_the_cpu() {
-    for (rows, cols) in SHAPES {
+    let gpu = require_gpu!();
+    for ((rows, cols), dtype) in SHAPES
+        .into_iter()
+        .flat_map(|s| dtypes(gpu).into_iter().map(move |d| (s, d)))
+    {
         for activation in [None, Some(Activation::Relu), Some(Activation::Gelu)] {
             for accumulate in [false, true] {
-                check_bias_backward(BiasShape { rows, cols }, activation, accumulate);
+                let shape = BiasShape { rows, cols, dtype };
+                check_bias_backward(shape, activation, accumulate);
             }
         }
     }
@@ -225,7 +240,11 @@ fn bad_bias_gradient_input_is_refused() {
     let gpu = require_gpu!();
     let small = gpu.zeroed_f32("small", 4);
     let big = gpu.zeroed_f32("big", 4096);
-    let shape = |rows, cols| BiasShape { rows, cols };
+    let shape = |rows, cols| BiasShape {
+        rows,
+        cols,
+        dtype: Dtype::F32,
+    };
     let (g, relu) = (Grad::write(&big), Activation::Relu);
     // Each is refused before anything is recorded.
     let cases: [(&str, &str, &Record); 9] = [

@@ -8,6 +8,7 @@ mod common;
 
 use common::modes::{modes, out, read, same, up};
 use rezero::Result;
+use rezero::kernels::Dtype;
 use rezero::kernels::attention::{AttentionShape, attention_backward_with, attention_forward_with};
 use rezero::kernels::attention_tune::{Pass, candidates};
 use rezero::kernels::embedding::{EmbeddingShape, IdGroups, embedding_backward, embedding_forward};
@@ -30,17 +31,29 @@ fn elementwise_rezero_and_optimizers() {
             let v4 = n.next_multiple_of(4);
             let (src4, dst4) = (up(gpu, 3, v4 as usize), out(gpu, v4 as usize)?);
             pollster::block_on(gpu.run(|pass| {
-                ew::add(gpu, pass, &outs[0], &a, &b, n, false)?;
-                ew::scale(gpu, pass, &outs[1], &a, 0.5, n, false)?;
-                ew::relu(gpu, pass, &outs[2], &a, n)?;
-                ew::relu_backward(gpu, pass, &outs[3], &b, &a, n, false)?;
-                ew::gelu(gpu, pass, &outs[4], &a, n)?;
-                ew::gelu_backward(gpu, pass, &outs[5], &b, &a, n, false)?;
-                ew::copy(gpu, pass, &outs[6], &a, n)?;
-                ew::add(gpu, pass, &outs[6], &a, &b, n, true)?;
-                ew::copy_vec4(gpu, pass, &dst4, &src4, v4)?;
+                ew::add(gpu, pass, &outs[0], &a, &b, n, false, Dtype::F32)?;
+                ew::scale(gpu, pass, &outs[1], &a, 0.5, n, false, Dtype::F32)?;
+                ew::relu(gpu, pass, &outs[2], &a, n, Dtype::F32)?;
+                ew::relu_backward(gpu, pass, &outs[3], &b, &a, n, false, Dtype::F32)?;
+                ew::gelu(gpu, pass, &outs[4], &a, n, Dtype::F32)?;
+                ew::gelu_backward(gpu, pass, &outs[5], &b, &a, n, false, Dtype::F32)?;
+                ew::copy(gpu, pass, &outs[6], &a, n, Dtype::F32)?;
+                ew::add(gpu, pass, &outs[6], &a, &b, n, true, Dtype::F32)?;
+                ew::copy_vec4(gpu, pass, &dst4, &src4, v4, Dtype::F32)?;
                 let alpha = gpu.upload("alpha", &[0.3f32, -0.7]);
-                rz::rezero_forward(gpu, pass, &outs[7], &a, &b, &alpha, 1, n)
+                rz::rezero_forward(
+                    gpu,
+                    pass,
+                    &outs[7],
+                    &a,
+                    &b,
+                    &alpha,
+                    rz::RezeroShape {
+                        n,
+                        alpha_index: 1,
+                        dtype: Dtype::F32,
+                    },
+                )
             }))?;
             let mut all = read(gpu, &outs.iter().map(|o| (o, len)).collect::<Vec<_>>())?;
             all.push(pollster::block_on(gpu.read_f32(&dst4, v4 as usize))?);
@@ -79,7 +92,11 @@ fn elementwise_rezero_and_optimizers() {
             };
             pollster::block_on(gpu.run(|pass| {
                 let (gdx, gdf, gda) = (Grad::write(&dx), Grad::write(&df), Grad::add(&dalpha));
-                let shape = rz::RezeroShape { n, alpha_index: 0 };
+                let shape = rz::RezeroShape {
+                    n,
+                    alpha_index: 0,
+                    dtype: Dtype::F32,
+                };
                 rz::rezero_backward(gpu, pass, gdx, gdf, gda, &scratch, &dy, &f, &alpha, shape)?;
                 let [p0, p1, p2] = [&params[0], &params[1], &params[2]];
                 let (keep, consume) = (optim::Gradient::keep(&g), optim::Gradient::consume(&g));
@@ -122,8 +139,18 @@ fn reductions_softmax_layernorm_cross_entropy() {
                 let (y, dx) = (out(gpu, len)?, out(gpu, len)?);
                 pollster::block_on(gpu.run(|pass| {
                     reduce::sum_rows(gpu, pass, &sums, &x, rows, cols, false, false)?;
-                    softmax::softmax_forward(gpu, pass, &y, &x, rows, cols)?;
-                    softmax::softmax_backward(gpu, pass, &dx, &y, &dy, rows, cols, false)
+                    softmax::softmax_forward(gpu, pass, &y, &x, rows, cols, Dtype::F32)?;
+                    softmax::softmax_backward(
+                        gpu,
+                        pass,
+                        &dx,
+                        &y,
+                        &dy,
+                        rows,
+                        cols,
+                        false,
+                        Dtype::F32,
+                    )
                 }))?;
                 // Causal softmax over square score blocks of side cols.
                 let t = cols;
@@ -132,7 +159,16 @@ fn reductions_softmax_layernorm_cross_entropy() {
                 let (s, ds) = (up(gpu, 10, square), up(gpu, 11, square));
                 let (ys, dxs) = (out(gpu, square)?, out(gpu, square)?);
                 pollster::block_on(gpu.run(|pass| {
-                    softmax::softmax_causal_forward(gpu, pass, &ys, &s, blocks * t, t, 0.5)?;
+                    softmax::softmax_causal_forward(
+                        gpu,
+                        pass,
+                        &ys,
+                        &s,
+                        blocks * t,
+                        t,
+                        0.5,
+                        Dtype::F32,
+                    )?;
                     softmax::softmax_causal_backward(
                         gpu,
                         pass,
@@ -143,6 +179,7 @@ fn reductions_softmax_layernorm_cross_entropy() {
                         t,
                         0.5,
                         false,
+                        Dtype::F32,
                     )
                 }))?;
                 read(
@@ -177,7 +214,11 @@ fn reductions_softmax_layernorm_cross_entropy() {
                         out(gpu, rows as usize)?,
                     );
                     pollster::block_on(gpu.run(|pass| {
-                        let shape = layernorm::LayerNormShape { rows, cols };
+                        let shape = layernorm::LayerNormShape {
+                            rows,
+                            cols,
+                            dtype: Dtype::F32,
+                        };
                         layernorm::layernorm_forward(
                             gpu, pass, &y, &mean, &rstd, &x, &gain, &bias, shape, 1e-5,
                         )?;
@@ -191,7 +232,16 @@ fn reductions_softmax_layernorm_cross_entropy() {
                         let s = &scratch;
                         layernorm::layernorm_backward(gpu, pass, gx, gg, gb, s, &dy, saved, shape)?;
                         cross_entropy::cross_entropy(
-                            gpu, pass, &loss, &dlogits, &row_loss, &x, &targets, rows, cols,
+                            gpu,
+                            pass,
+                            &loss,
+                            &dlogits,
+                            &row_loss,
+                            &x,
+                            &targets,
+                            rows,
+                            cols,
+                            Dtype::F32,
                         )
                     }))?;
                     read(

@@ -7,6 +7,7 @@
 mod common;
 
 use common::modes::{out, read, same, up};
+use rezero::kernels::Dtype;
 use rezero::kernels::batchnorm::{self as bn, BatchNormConfig, BatchNormShape};
 use rezero::kernels::bias::{Activation, BiasShape, bias_activation_backward, bias_backward};
 use rezero::kernels::conv2d::{self, Conv2d, ConvVariant};
@@ -248,7 +249,11 @@ fn activation_store_and_bias_gradient() {
     }
     // One pass, and two passes with a ragged last chunk.
     for (rows, cols) in [(1, 1), (1025, 65), (1300, 3)] {
-        let shape = BiasShape { rows, cols };
+        let shape = BiasShape {
+            rows,
+            cols,
+            dtype: Dtype::F32,
+        };
         let len = (rows * cols) as usize;
         same(&format!("bias gradient {rows}x{cols}"), |gpu| {
             let (dy, pre) = (up(gpu, 30, len), up(gpu, 31, len));

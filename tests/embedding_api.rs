@@ -7,7 +7,7 @@ use common::{assert_close, atol_for};
 use rezero::Gpu;
 use rezero::cpu;
 use rezero::kernels::matmul::{Matmul, matmul};
-use rezero::kernels::rezero::rezero_forward;
+use rezero::kernels::rezero::{RezeroShape, rezero_forward};
 use wgpu::util::DeviceExt;
 
 #[test]
@@ -62,7 +62,16 @@ fn kernels_record_into_a_foreign_device_and_encoder() {
             timestamp_writes: None,
         });
         matmul(&ours, &mut pass, &gf, &ga, &gw, None, &Matmul::new(m, n, k)).unwrap();
-        rezero_forward(&ours, &mut pass, &gy, &gx, &gf, &galpha, 0, m * n).unwrap();
+        rezero_forward(
+            &ours,
+            &mut pass,
+            &gy,
+            &gx,
+            &gf,
+            &galpha,
+            RezeroShape::new(m * n, 0),
+        )
+        .unwrap();
     }
     let staging = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,

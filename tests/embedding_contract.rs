@@ -9,9 +9,10 @@ mod common;
 
 use common::launches::{Buffers, ONE_ELEMENT, launches};
 use rezero::gpu::Prepared;
+use rezero::kernels::Dtype;
 use rezero::kernels::autotune;
 use rezero::kernels::matmul::{Matmul, matmul};
-use rezero::kernels::rezero::rezero_forward;
+use rezero::kernels::rezero::{RezeroShape, rezero_forward};
 use rezero::{Error, Gpu, cpu};
 
 /// The queue's count of submissions so far, read by submitting nothing (wgpu counts every
@@ -52,7 +53,8 @@ fn every_family_records_into_the_hosts_pass_without_submitting_or_keeping_buffer
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
         for (family, launch) in launches() {
-            launch(&gpu, &mut pass, &buffers).unwrap_or_else(|e| panic!("{family}: {e}"));
+            launch(&gpu, &mut pass, &buffers, Dtype::F32)
+                .unwrap_or_else(|e| panic!("{family}: {e}"));
         }
     }
     assert_eq!(
@@ -93,7 +95,7 @@ fn every_family_refuses_each_undersized_buffer_it_binds() {
     let undersized: Vec<Buffers> = (0..slots).map(|s| Buffers::new(gpu, Some(s))).collect();
     for (family, launch) in launches() {
         let mut prepared = Prepared::new();
-        launch(gpu, &mut prepared, &full).unwrap_or_else(|e| panic!("{family}: {e}"));
+        launch(gpu, &mut prepared, &full, Dtype::F32).unwrap_or_else(|e| panic!("{family}: {e}"));
         let bound: Vec<usize> = (0..slots)
             .filter(|&s| {
                 let slot = full.slots().nth(s).unwrap();
@@ -103,7 +105,7 @@ fn every_family_refuses_each_undersized_buffer_it_binds() {
         assert!(!bound.is_empty(), "{family} binds none of the buffers");
         for slot in bound {
             let mut refused = Prepared::new();
-            let result = launch(gpu, &mut refused, &undersized[slot]);
+            let result = launch(gpu, &mut refused, &undersized[slot], Dtype::F32);
             if ONE_ELEMENT.contains(&(family, slot)) {
                 result.unwrap_or_else(|e| panic!("{family}: slot {slot} needs one element: {e}"));
                 continue;
@@ -152,7 +154,16 @@ fn a_prepared_launch_records_the_same_work_again_and_again() {
     let desc = Matmul::new(m, n, k);
     let mut layer = Prepared::new();
     matmul(gpu, &mut layer, &f, &ga, &gw, None, &desc).unwrap();
-    rezero_forward(gpu, &mut layer, &y, &gx, &f, &galpha, 0, m * n).unwrap();
+    rezero_forward(
+        gpu,
+        &mut layer,
+        &y,
+        &gx,
+        &f,
+        &galpha,
+        RezeroShape::new(m * n, 0),
+    )
+    .unwrap();
     assert_eq!(layer.len(), 2);
     let mut want = vec![0.0; (m * n) as usize];
     cpu::matmul::matmul(&mut want, &a, &w, None, &desc);
@@ -186,7 +197,7 @@ fn a_prepared_launch_records_the_same_work_again_and_again() {
     poison();
     let direct = submit_and_read(gpu, &y, (m * n) as usize, |pass| {
         matmul(gpu, pass, &f, &ga, &gw, None, &desc).unwrap();
-        rezero_forward(gpu, pass, &y, &gx, &f, &galpha, 0, m * n).unwrap();
+        rezero_forward(gpu, pass, &y, &gx, &f, &galpha, RezeroShape::new(m * n, 0)).unwrap();
     });
     poison();
     let prepared = submit_and_read(gpu, &y, (m * n) as usize, |pass| layer.record(pass));

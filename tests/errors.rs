@@ -3,6 +3,7 @@
 mod common;
 
 use rezero::Error;
+use rezero::kernels::Dtype;
 use rezero::kernels::matmul::{Matmul, MatmulVariant, Tile, matmul};
 use rezero::kernels::{elementwise, optim, rezero as rz, softmax};
 
@@ -24,11 +25,14 @@ fn mismatched_shapes_are_shape_errors() {
 
     let (x, y) = (gpu.zeroed_f32("x", 10), gpu.zeroed_f32("y", 9));
     let err =
-        pollster::block_on(gpu.run(|pass| elementwise::relu(gpu, pass, &y, &x, 10))).unwrap_err();
+        pollster::block_on(gpu.run(|pass| elementwise::relu(gpu, pass, &y, &x, 10, Dtype::F32)))
+            .unwrap_err();
     assert!(matches!(err, Error::Shape { op: "relu", .. }), "{err}");
 
-    let err = pollster::block_on(gpu.run(|pass| softmax::softmax_forward(gpu, pass, &x, &x, 3, 4)))
-        .unwrap_err();
+    let err = pollster::block_on(
+        gpu.run(|pass| softmax::softmax_forward(gpu, pass, &x, &x, 3, 4, Dtype::F32)),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
 }
 
@@ -42,9 +46,17 @@ fn zero_size_inputs_are_empty_errors() {
         }))
         .unwrap_err();
     assert!(matches!(err, Error::Empty { op: "matmul", .. }), "{err}");
-    let err = pollster::block_on(
-        gpu.run(|pass| rz::rezero_forward(gpu, pass, &buf, &buf, &buf, &buf, 0, 0)),
-    )
+    let err = pollster::block_on(gpu.run(|pass| {
+        rz::rezero_forward(
+            gpu,
+            pass,
+            &buf,
+            &buf,
+            &buf,
+            &buf,
+            rz::RezeroShape::new(0, 0),
+        )
+    }))
     .unwrap_err();
     assert!(
         matches!(
@@ -77,8 +89,10 @@ fn a_tensor_over_the_binding_limit_is_a_limits_error() {
             mapped_at_creation: false,
         });
         let small = gpu.zeroed_f32("small", 4);
-        let err = pollster::block_on(gpu.run(|pass| elementwise::copy(gpu, pass, &big, &small, 1)))
-            .unwrap_err();
+        let err = pollster::block_on(
+            gpu.run(|pass| elementwise::copy(gpu, pass, &big, &small, 1, Dtype::F32)),
+        )
+        .unwrap_err();
         assert!(
             matches!(err, Error::Limits { .. }),
             "expected a limits error, got {err}"

@@ -4,6 +4,7 @@ mod common;
 
 use rezero::Error;
 use rezero::gpu::BufferPool;
+use rezero::kernels::Dtype;
 use rezero::kernels::elementwise;
 
 #[test]
@@ -102,7 +103,7 @@ fn bind_groups_are_reused_and_the_cache_is_bounded() {
     let x = gpu.upload("x", &[1.0f32; 256]);
     let y = gpu.zeroed_f32("y", 256);
     let relu = |y: &wgpu::Buffer| {
-        pollster::block_on(gpu.run(|pass| elementwise::relu(&gpu, pass, y, &x, 256)))
+        pollster::block_on(gpu.run(|pass| elementwise::relu(&gpu, pass, y, &x, 256, Dtype::F32)))
     };
     relu(&y).unwrap();
     let first = gpu.bind_groups_created();

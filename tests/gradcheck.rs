@@ -6,6 +6,7 @@ mod common;
 use common::reference64::{dot, layernorm64, matmul64, numeric_grad, softmax64, to64};
 use common::{assert_close, one_per_register_block};
 use rezero::cpu;
+use rezero::kernels::Dtype;
 use rezero::kernels::autotune::{GPU_BLOCKS, SOFTWARE_BLOCKS};
 use rezero::kernels::matmul::{Matmul, MatmulVariant, matmul};
 use rezero::kernels::{
@@ -41,6 +42,7 @@ fn rezero_residual() {
         let shape = rz::RezeroShape {
             n: n as u32,
             alpha_index: 0,
+            dtype: Dtype::F32,
         };
         rz::rezero_backward(gpu, p, dx, df, da, &scratch, &gdy, &gf, &galpha, shape)
     }))
@@ -88,9 +90,9 @@ fn relu_gelu_scale() {
         gpu.zeroed_f32("c", n),
     );
     pollster::block_on(gpu.run(|p| {
-        ew::relu_backward(gpu, p, &d_relu, &gdy, &gx, n as u32, false)?;
-        ew::gelu_backward(gpu, p, &d_gelu, &gdy, &gx, n as u32, false)?;
-        ew::scale(gpu, p, &d_scale, &gdy, -1.5, n as u32, false)
+        ew::relu_backward(gpu, p, &d_relu, &gdy, &gx, n as u32, false, Dtype::F32)?;
+        ew::gelu_backward(gpu, p, &d_gelu, &gdy, &gx, n as u32, false, Dtype::F32)?;
+        ew::scale(gpu, p, &d_scale, &gdy, -1.5, n as u32, false, Dtype::F32)
     }))
     .unwrap();
     let want = numeric_grad(
@@ -148,8 +150,18 @@ fn softmax_rows() {
         gpu.zeroed_f32("dx", n),
     );
     pollster::block_on(gpu.run(|p| {
-        softmax::softmax_forward(gpu, p, &gy, &gx, rows as u32, cols as u32)?;
-        softmax::softmax_backward(gpu, p, &gdx, &gy, &gdy, rows as u32, cols as u32, false)
+        softmax::softmax_forward(gpu, p, &gy, &gx, rows as u32, cols as u32, Dtype::F32)?;
+        softmax::softmax_backward(
+            gpu,
+            p,
+            &gdx,
+            &gy,
+            &gdy,
+            rows as u32,
+            cols as u32,
+            false,
+            Dtype::F32,
+        )
     }))
     .unwrap();
     let want = numeric_grad(|v| dot(&dy, &softmax64(v, cols)), &x);
@@ -191,7 +203,11 @@ fn layernorm_rows() {
     let (r, c) = (rows as u32, cols as u32);
     let scratch = gpu.zeroed_f32("s", layernorm::layernorm_scratch_len(r, c));
     pollster::block_on(gpu.run(|p| {
-        let shape = layernorm::LayerNormShape { rows: r, cols: c };
+        let shape = layernorm::LayerNormShape {
+            rows: r,
+            cols: c,
+            dtype: Dtype::F32,
+        };
         layernorm::layernorm_forward(gpu, p, &gy, &gm, &gr, &gx, &gg, &gb, shape, 1e-5)?;
         let saved = NormSaved {
             x: &gx,
@@ -200,7 +216,11 @@ fn layernorm_rows() {
             gain: &gg,
         };
         let (dx, dg, db) = (Grad::write(&gdx), Grad::write(&gdg), Grad::write(&gdb));
-        let shape = layernorm::LayerNormShape { rows: r, cols: c };
+        let shape = layernorm::LayerNormShape {
+            rows: r,
+            cols: c,
+            dtype: Dtype::F32,
+        };
         layernorm::layernorm_backward(gpu, p, dx, dg, db, &scratch, &gdy, saved, shape)
     }))
     .unwrap();
@@ -242,7 +262,18 @@ fn cross_entropy_mean_loss() {
         gpu.zeroed_f32("rl", rows),
     );
     pollster::block_on(gpu.run(|p| {
-        cross_entropy::cross_entropy(gpu, p, &loss, &gd, &rl, &gl, &gt, rows as u32, cols as u32)
+        cross_entropy::cross_entropy(
+            gpu,
+            p,
+            &loss,
+            &gd,
+            &rl,
+            &gl,
+            &gt,
+            rows as u32,
+            cols as u32,
+            Dtype::F32,
+        )
     }))
     .unwrap();
     let ce = |v: &[f64]| -> f64 {

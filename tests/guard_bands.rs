@@ -10,9 +10,10 @@
 
 mod common;
 
-use common::launches::{Buffers, FULL, SLOTS, launches};
+use common::launches::{Buffers, FULL, SLOTS, launches, takes_dtype};
 use rezero::Gpu;
 use rezero::gpu::{Discard, Recorder};
+use rezero::kernels::Dtype;
 use rezero::kernels::Grad;
 use rezero::kernels::attention::{AttentionShape, attention_backward_with, attention_forward_with};
 use rezero::kernels::attention_tune::{Pass, candidates};
@@ -39,8 +40,15 @@ type AnyLaunch<'a> = &'a dyn Fn(&Gpu, &mut dyn Recorder, &Buffers) -> rezero::Re
 fn no_launcher_touches_memory_past_what_it_checks() {
     let gpu = require_gpu!();
     let full = Buffers::new(gpu, None);
+    // The families on f16 activations too, where the device has f16 (a launch that takes
+    // no type ignores it, and runs once).
+    let f16 = gpu.features().contains(wgpu::Features::SHADER_F16);
     for (family, launch) in launches() {
-        check_guards(gpu, &full, family, &launch);
+        check_guards(gpu, &full, family, &|g, p, b| launch(g, p, b, Dtype::F32));
+        if f16 && takes_dtype(family) {
+            let name = format!("{family} f16");
+            check_guards(gpu, &full, &name, &|g, p, b| launch(g, p, b, Dtype::F16));
+        }
     }
 }
 

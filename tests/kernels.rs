@@ -3,22 +3,27 @@
 
 mod common;
 
+use common::precision::{dtypes, exact, read_as_f32, upload_as, widen};
 use common::{assert_close, atol_for};
 use rezero::cpu;
 use rezero::kernels::{Grad, elementwise as ew, optim, rezero as rz};
 
 const SIZES: [u32; 6] = [1, 3, 17, 33, 65, 1000];
 
+/// On f32 and on f16 activations (x, f, y, dy, dx, df; α and dα stay f32): the
+/// reference is computed from the same f16-rounded inputs, and f16 outputs are allowed one
+/// rounding.
 #[test]
 fn rezero_forward_and_backward() {
     let gpu = require_gpu!();
-    for n in SIZES.into_iter().chain([70_000]) {
+    let cases = SIZES.into_iter().chain([70_000]);
+    for (n, dtype) in cases.flat_map(|n| dtypes(gpu).into_iter().map(move |d| (n, d))) {
         let len = n as usize;
         let (x, f, dy, dx0) = (
-            cpu::seeded(1, len, -1.0, 1.0),
-            cpu::seeded(2, len, -1.0, 1.0),
-            cpu::seeded(3, len, -1.0, 1.0),
-            cpu::seeded(4, len, -1.0, 1.0),
+            exact(&cpu::seeded(1, len, -1.0, 1.0), dtype),
+            exact(&cpu::seeded(2, len, -1.0, 1.0), dtype),
+            exact(&cpu::seeded(3, len, -1.0, 1.0), dtype),
+            exact(&cpu::seeded(4, len, -1.0, 1.0), dtype),
         );
         let alpha = 0.37f32;
         // Each gradient written (its buffer NaN-poisoned first) or added to.
@@ -30,7 +35,7 @@ fn rezero_forward_and_backward() {
             let poison = |v: Vec<f32>, add: bool| if add { v } else { vec![f32::NAN; v.len()] };
             let (dx0, df0) = (
                 poison(dx0.clone(), accumulate[0]),
-                poison(cpu::seeded(5, len, -1.0, 1.0), accumulate[1]),
+                poison(exact(&cpu::seeded(5, len, -1.0, 1.0), dtype), accumulate[1]),
             );
             let da0 = if accumulate[2] { 0.5f32 } else { f32::NAN };
             let mut want_y = vec![0.0; len];
@@ -47,53 +52,57 @@ fn rezero_forward_and_backward() {
             );
 
             let (gx, gf, gdy, galpha) = (
-                gpu.upload("x", &x),
-                gpu.upload("f", &f),
-                gpu.upload("dy", &dy),
+                upload_as(gpu, "x", &x, dtype),
+                upload_as(gpu, "f", &f, dtype),
+                upload_as(gpu, "dy", &dy, dtype),
                 // Several blocks' α in one buffer; this block's is at index 2.
                 gpu.upload("alpha", &[0.9, -0.4, alpha, 0.1]),
             );
             let (gy, gdx, gdf, gda) = (
                 gpu.zeroed_f32("y", len),
-                gpu.upload("dx", &dx0),
-                gpu.upload("df", &df0),
+                upload_as(gpu, "dx", &dx0, dtype),
+                upload_as(gpu, "df", &df0, dtype),
                 gpu.upload("da", &[1.0f32, 2.0, da0, 3.0]),
             );
             let scratch = gpu.zeroed_f32("scratch", rz::REZERO_SCRATCH_LEN);
             pollster::block_on(gpu.run(|pass| {
-                rz::rezero_forward(gpu, pass, &gy, &gx, &gf, &galpha, 2, n)?;
+                rz::rezero_forward(
+                    gpu,
+                    pass,
+                    &gy,
+                    &gx,
+                    &gf,
+                    &galpha,
+                    rz::RezeroShape {
+                        n,
+                        alpha_index: 2,
+                        dtype,
+                    },
+                )?;
                 let [adx, adf, ada] = accumulate;
                 let (dx, df, da) = (
                     Grad::new(&gdx, adx),
                     Grad::new(&gdf, adf),
                     Grad::new(&gda, ada),
                 );
-                let shape = rz::RezeroShape { n, alpha_index: 2 };
+                let shape = rz::RezeroShape {
+                    n,
+                    alpha_index: 2,
+                    dtype,
+                };
                 rz::rezero_backward(gpu, pass, dx, df, da, &scratch, &gdy, &gf, &galpha, shape)
             }))
             .unwrap();
-            let what = format!("rezero n={n} accumulate={accumulate:?}");
-            assert_close(
-                &format!("{what} y"),
-                &pollster::block_on(gpu.read_f32(&gy, len)).unwrap(),
-                &want_y,
-                1e-6,
-                1e-6,
-            );
-            assert_close(
-                &format!("{what} dx"),
-                &pollster::block_on(gpu.read_f32(&gdx, len)).unwrap(),
-                &want_dx,
-                1e-6,
-                1e-6,
-            );
-            assert_close(
-                &format!("{what} df"),
-                &pollster::block_on(gpu.read_f32(&gdf, len)).unwrap(),
-                &want_df,
-                1e-6,
-                1e-6,
-            );
+            let what = format!("rezero {dtype} n={n} accumulate={accumulate:?}");
+            let (atol, rtol) = widen((1e-6, 1e-6), dtype);
+            for (name, buffer, want) in [
+                ("y", &gy, &want_y),
+                ("dx", &gdx, &want_dx),
+                ("df", &gdf, &want_df),
+            ] {
+                let got = read_as_f32(gpu, buffer, len, dtype);
+                assert_close(&format!("{what} {name}"), &got, want, atol, rtol);
+            }
             assert_close(
                 &format!("{what} dalpha (only index 2 changes)"),
                 &pollster::block_on(gpu.read_f32(&gda, 4)).unwrap(),
@@ -108,14 +117,18 @@ fn rezero_forward_and_backward() {
 #[test]
 fn elementwise_ops_and_backwards() {
     let gpu = require_gpu!();
-    for n in SIZES.into_iter().chain([70_000]) {
+    let cases = SIZES.into_iter().chain([70_000]);
+    for (n, dtype) in cases.flat_map(|n| dtypes(gpu).into_iter().map(move |d| (n, d))) {
         let len = n as usize;
         let (a, b, base) = (
-            cpu::seeded(5, len, -3.0, 3.0),
-            cpu::seeded(6, len, -3.0, 3.0),
-            cpu::seeded(7, len, -1.0, 1.0),
+            exact(&cpu::seeded(5, len, -3.0, 3.0), dtype),
+            exact(&cpu::seeded(6, len, -3.0, 3.0), dtype),
+            exact(&cpu::seeded(7, len, -1.0, 1.0), dtype),
         );
-        let (ga, gb) = (gpu.upload("a", &a), gpu.upload("b", &b));
+        let (ga, gb) = (
+            upload_as(gpu, "a", &a, dtype),
+            upload_as(gpu, "b", &b, dtype),
+        );
         for accumulate in [false, true] {
             type Launch =
                 Box<dyn Fn(&mut wgpu::ComputePass<'_>, &wgpu::Buffer) -> rezero::Result<()>>;
@@ -125,7 +138,7 @@ fn elementwise_ops_and_backwards() {
             let (ga2, gb2) = (ga.clone(), gb.clone());
             cases.push((
                 "add",
-                Box::new(move |p, o| ew::add(gpu, p, o, &ga2, &gb2, n, accumulate)),
+                Box::new(move |p, o| ew::add(gpu, p, o, &ga2, &gb2, n, accumulate, dtype)),
                 want,
             ));
             let mut want = base.clone();
@@ -133,7 +146,7 @@ fn elementwise_ops_and_backwards() {
             let ga2 = ga.clone();
             cases.push((
                 "scale",
-                Box::new(move |p, o| ew::scale(gpu, p, o, &ga2, -0.75, n, accumulate)),
+                Box::new(move |p, o| ew::scale(gpu, p, o, &ga2, -0.75, n, accumulate, dtype)),
                 want,
             ));
             let mut want = base.clone();
@@ -141,7 +154,9 @@ fn elementwise_ops_and_backwards() {
             let (ga2, gb2) = (ga.clone(), gb.clone());
             cases.push((
                 "relu_backward",
-                Box::new(move |p, o| ew::relu_backward(gpu, p, o, &ga2, &gb2, n, accumulate)),
+                Box::new(move |p, o| {
+                    ew::relu_backward(gpu, p, o, &ga2, &gb2, n, accumulate, dtype)
+                }),
                 want,
             ));
             let mut want = base.clone();
@@ -149,7 +164,9 @@ fn elementwise_ops_and_backwards() {
             let (ga2, gb2) = (ga.clone(), gb.clone());
             cases.push((
                 "gelu_backward",
-                Box::new(move |p, o| ew::gelu_backward(gpu, p, o, &ga2, &gb2, n, accumulate)),
+                Box::new(move |p, o| {
+                    ew::gelu_backward(gpu, p, o, &ga2, &gb2, n, accumulate, dtype)
+                }),
                 want,
             ));
             if !accumulate {
@@ -158,7 +175,7 @@ fn elementwise_ops_and_backwards() {
                 let ga2 = ga.clone();
                 cases.push((
                     "relu",
-                    Box::new(move |p, o| ew::relu(gpu, p, o, &ga2, n)),
+                    Box::new(move |p, o| ew::relu(gpu, p, o, &ga2, n, dtype)),
                     want,
                 ));
                 let mut want = base.clone();
@@ -166,34 +183,38 @@ fn elementwise_ops_and_backwards() {
                 let ga2 = ga.clone();
                 cases.push((
                     "gelu",
-                    Box::new(move |p, o| ew::gelu(gpu, p, o, &ga2, n)),
+                    Box::new(move |p, o| ew::gelu(gpu, p, o, &ga2, n, dtype)),
                     want,
                 ));
                 let ga2 = ga.clone();
                 cases.push((
                     "copy",
-                    Box::new(move |p, o| ew::copy(gpu, p, o, &ga2, n)),
+                    Box::new(move |p, o| ew::copy(gpu, p, o, &ga2, n, dtype)),
                     a.clone(),
                 ));
+                if n % 4 == 0 {
+                    let ga2 = ga.clone();
+                    cases.push((
+                        "copy_vec4",
+                        Box::new(move |p, o| ew::copy_vec4(gpu, p, o, &ga2, n, dtype)),
+                        a.clone(),
+                    ));
+                }
                 cases.push((
                     "fill",
-                    Box::new(move |p, o| ew::fill(gpu, p, o, 2.5, n)),
+                    Box::new(move |p, o| ew::fill(gpu, p, o, 2.5, n, dtype)),
                     vec![2.5; len],
                 ));
             }
             for (name, launch, want) in cases {
-                let out = gpu.upload("out", &base);
+                let out = upload_as(gpu, "out", &base, dtype);
                 pollster::block_on(gpu.run(|pass| launch(pass, &out))).unwrap();
-                let what = format!("{name} n={n} accumulate={accumulate}");
+                let what = format!("{name} {dtype} n={n} accumulate={accumulate}");
                 // gelu goes through exp in f32: a few ulps more than the exact ops.
                 let atol = if name.starts_with("gelu") { 1e-5 } else { 1e-6 };
-                assert_close(
-                    &what,
-                    &pollster::block_on(gpu.read_f32(&out, len)).unwrap(),
-                    &want,
-                    atol,
-                    2e-6,
-                );
+                let (atol, rtol) = widen((atol, 2e-6), dtype);
+                let got = read_as_f32(gpu, &out, len, dtype);
+                assert_close(&what, &got, &want, atol, rtol);
             }
         }
     }

@@ -3,8 +3,10 @@
 
 mod common;
 
+use common::precision::{dtypes, exact, read_as_f32, upload_as, widen};
 use common::{assert_close, atol_for};
 use rezero::cpu;
+use rezero::kernels::Dtype;
 use rezero::kernels::{Grad, NormSaved, cross_entropy, embedding, layernorm, reduce, softmax};
 
 /// Row kernels run with the device's own row workgroup size and with others (256 is what
@@ -81,44 +83,46 @@ fn sums_per_row_and_whole() {
     }
 }
 
+/// On f32 and f16 activations. The backward's reference reads the y the kernel wrote (the
+/// input the backward kernel had), so that an f16 y rounded the other way at a tie does
+/// not count against the backward.
 #[test]
 fn softmax_forward_backward() {
     let gpu = require_gpu!();
     for size in row_workgroup_sizes(gpu) {
         let _size = row_size(gpu, size);
-        for (rows, cols) in ROWS_COLS {
+        for ((rows, cols), dtype) in ROWS_COLS
+            .into_iter()
+            .flat_map(|s| dtypes(gpu).into_iter().map(move |d| (s, d)))
+        {
             let len = (rows * cols) as usize;
-            let x = cpu::seeded(9, len, -8.0, 8.0);
-            let dy = cpu::seeded(10, len, -1.0, 1.0);
+            let x = exact(&cpu::seeded(9, len, -8.0, 8.0), dtype);
+            let dy = exact(&cpu::seeded(10, len, -1.0, 1.0), dtype);
             let mut want_y = vec![0.0; len];
             cpu::softmax::softmax_forward(&mut want_y, &x, cols as usize);
-            let mut want_dx = vec![0.25; len];
-            cpu::softmax::softmax_backward(&mut want_dx, &want_y, &dy, cols as usize, true);
             let (gx, gdy, gy, gdx) = (
-                gpu.upload("x", &x),
-                gpu.upload("dy", &dy),
+                upload_as(gpu, "x", &x, dtype),
+                upload_as(gpu, "dy", &dy, dtype),
                 gpu.zeroed_f32("y", len),
-                gpu.upload("dx", &vec![0.25f32; len]),
+                upload_as(gpu, "dx", &vec![0.25f32; len], dtype),
             );
+            pollster::block_on(
+                gpu.run(|pass| softmax::softmax_forward(gpu, pass, &gy, &gx, rows, cols, dtype)),
+            )
+            .unwrap();
+            let y = read_as_f32(gpu, &gy, len, dtype);
+            let what = format!("softmax {dtype} {rows}x{cols}");
+            let (atol, rtol) = widen((1e-6, 1e-5), dtype);
+            assert_close(&format!("{what} y"), &y, &want_y, atol, rtol);
+            let mut want_dx = vec![0.25; len];
+            cpu::softmax::softmax_backward(&mut want_dx, &y, &dy, cols as usize, true);
             pollster::block_on(gpu.run(|pass| {
-                softmax::softmax_forward(gpu, pass, &gy, &gx, rows, cols)?;
-                softmax::softmax_backward(gpu, pass, &gdx, &gy, &gdy, rows, cols, true)
+                softmax::softmax_backward(gpu, pass, &gdx, &gy, &gdy, rows, cols, true, dtype)
             }))
             .unwrap();
-            assert_close(
-                &format!("softmax {rows}x{cols} y"),
-                &pollster::block_on(gpu.read_f32(&gy, len)).unwrap(),
-                &want_y,
-                1e-6,
-                1e-5,
-            );
-            assert_close(
-                &format!("softmax {rows}x{cols} dx"),
-                &pollster::block_on(gpu.read_f32(&gdx, len)).unwrap(),
-                &want_dx,
-                atol_for(cols as usize),
-                1e-4,
-            );
+            let (atol, rtol) = widen((atol_for(cols as usize), 1e-4), dtype);
+            let dx = read_as_f32(gpu, &gdx, len, dtype);
+            assert_close(&format!("{what} dx"), &dx, &want_dx, atol, rtol);
         }
     }
 }
@@ -129,10 +133,13 @@ fn layernorm_forward_backward() {
     for size in row_workgroup_sizes(gpu) {
         let _size = row_size(gpu, size);
         // More than one block of 64 rows, the last one partial, for the gain/bias sums.
-        for (rows, cols) in ROWS_COLS.into_iter().chain([(130, 7), (200, 65)]) {
+        let shapes = ROWS_COLS.into_iter().chain([(130, 7), (200, 65)]);
+        for ((rows, cols), dtype) in
+            shapes.flat_map(|s| dtypes(gpu).into_iter().map(move |d| (s, d)))
+        {
             let (r, c, len) = (rows as usize, cols as usize, (rows * cols) as usize);
-            let x = cpu::seeded(11, len, -2.0, 3.0);
-            let dy = cpu::seeded(12, len, -1.0, 1.0);
+            let x = exact(&cpu::seeded(11, len, -2.0, 3.0), dtype);
+            let dy = exact(&cpu::seeded(12, len, -1.0, 1.0), dtype);
             let gain = cpu::seeded(13, c, 0.5, 1.5);
             let bias = cpu::seeded(14, c, -0.5, 0.5);
             let eps = 1e-5;
@@ -141,7 +148,7 @@ fn layernorm_forward_backward() {
                 cpu::layernorm::layernorm_forward(&mut want_y, &x, &gain, &bias, c, eps);
             // Each gradient written (its buffer NaN-poisoned first) or added to.
             for accumulate in [[false, true, true], [true, false, false]] {
-                let dx0 = start(len, accumulate[0], 0.3);
+                let dx0 = exact(&start(len, accumulate[0], 0.3), dtype);
                 let (dg0, db0) = (start(c, accumulate[1], 0.1), start(c, accumulate[2], 0.2));
                 let (mut want_dx, mut want_dg, mut want_db) =
                     (dx0.clone(), dg0.clone(), db0.clone());
@@ -159,8 +166,8 @@ fn layernorm_forward_backward() {
                 );
 
                 let (gx, gdy, gg, gb) = (
-                    gpu.upload("x", &x),
-                    gpu.upload("dy", &dy),
+                    upload_as(gpu, "x", &x, dtype),
+                    upload_as(gpu, "dy", &dy, dtype),
                     gpu.upload("gain", &gain),
                     gpu.upload("bias", &bias),
                 );
@@ -168,13 +175,13 @@ fn layernorm_forward_backward() {
                     gpu.zeroed_f32("y", len),
                     gpu.zeroed_f32("mean", r),
                     gpu.zeroed_f32("rstd", r),
-                    gpu.upload("dx", &dx0),
+                    upload_as(gpu, "dx", &dx0, dtype),
                 );
                 let (gdg, gdb) = (gpu.upload("dgain", &dg0), gpu.upload("dbias", &db0));
                 let scratch =
                     gpu.zeroed_f32("scratch", layernorm::layernorm_scratch_len(rows, cols));
                 pollster::block_on(gpu.run(|pass| {
-                    let shape = layernorm::LayerNormShape { rows, cols };
+                    let shape = layernorm::LayerNormShape { rows, cols, dtype };
                     layernorm::layernorm_forward(
                         gpu, pass, &gy, &gm, &gr, &gx, &gg, &gb, shape, eps,
                     )?;
@@ -195,15 +202,11 @@ fn layernorm_forward_backward() {
                     )
                 }))
                 .unwrap();
-                let what = format!("layernorm {rows}x{cols} accumulate {accumulate:?}");
+                let what = format!("layernorm {dtype} {rows}x{cols} accumulate {accumulate:?}");
                 // A row of one column normalises to 0 with rstd = 1/sqrt(eps): compare relative to that scale.
-                assert_close(
-                    &format!("{what} y"),
-                    &pollster::block_on(gpu.read_f32(&gy, len)).unwrap(),
-                    &want_y,
-                    1e-4,
-                    1e-4,
-                );
+                let (atol, rtol) = widen((1e-4, 1e-4), dtype);
+                let y = read_as_f32(gpu, &gy, len, dtype);
+                assert_close(&format!("{what} y"), &y, &want_y, atol, rtol);
                 assert_close(
                     &format!("{what} mean"),
                     &pollster::block_on(gpu.read_f32(&gm, r)).unwrap(),
@@ -218,13 +221,9 @@ fn layernorm_forward_backward() {
                     1e-5,
                     1e-4,
                 );
-                assert_close(
-                    &format!("{what} dx"),
-                    &pollster::block_on(gpu.read_f32(&gdx, len)).unwrap(),
-                    &want_dx,
-                    10.0 * atol_for(c),
-                    1e-3,
-                );
+                let (atol, rtol) = widen((10.0 * atol_for(c), 1e-3), dtype);
+                let dx = read_as_f32(gpu, &gdx, len, dtype);
+                assert_close(&format!("{what} dx"), &dx, &want_dx, atol, rtol);
                 assert_close(
                     &format!("{what} dgain"),
                     &pollster::block_on(gpu.read_f32(&gdg, c)).unwrap(),
@@ -363,9 +362,12 @@ fn cross_entropy_loss_and_gradient() {
     let gpu = require_gpu!();
     for size in row_workgroup_sizes(gpu) {
         let _size = row_size(gpu, size);
-        for (rows, cols) in ROWS_COLS {
+        for ((rows, cols), dtype) in ROWS_COLS
+            .into_iter()
+            .flat_map(|s| dtypes(gpu).into_iter().map(move |d| (s, d)))
+        {
             let (r, c, len) = (rows as usize, cols as usize, (rows * cols) as usize);
-            let logits = cpu::seeded(19, len, -6.0, 6.0);
+            let logits = exact(&cpu::seeded(19, len, -6.0, 6.0), dtype);
             let mut targets = cpu::seeded_ids(20, r, cols);
             if r > 2 {
                 targets[1] = cols + 7; // an ignored row
@@ -373,7 +375,7 @@ fn cross_entropy_loss_and_gradient() {
             let mut want_d = vec![0.0; len];
             let want_loss = cpu::cross_entropy::cross_entropy(&mut want_d, &logits, &targets, c);
             let (gl, gt) = (
-                gpu.upload("logits", &logits),
+                upload_as(gpu, "logits", &logits, dtype),
                 gpu.upload("targets", &targets),
             );
             let (loss, gd, rl) = (
@@ -382,10 +384,12 @@ fn cross_entropy_loss_and_gradient() {
                 gpu.zeroed_f32("row_loss", r),
             );
             pollster::block_on(gpu.run(|pass| {
-                cross_entropy::cross_entropy(gpu, pass, &loss, &gd, &rl, &gl, &gt, rows, cols)
+                cross_entropy::cross_entropy(
+                    gpu, pass, &loss, &gd, &rl, &gl, &gt, rows, cols, dtype,
+                )
             }))
             .unwrap();
-            let what = format!("cross_entropy {rows}x{cols}");
+            let what = format!("cross_entropy {dtype} {rows}x{cols}");
             assert_close(
                 &format!("{what} loss"),
                 &pollster::block_on(gpu.read_f32(&loss, 1)).unwrap(),
@@ -393,13 +397,9 @@ fn cross_entropy_loss_and_gradient() {
                 1e-5 * (c as f32).ln().max(1.0),
                 1e-5,
             );
-            assert_close(
-                &format!("{what} dlogits"),
-                &pollster::block_on(gpu.read_f32(&gd, len)).unwrap(),
-                &want_d,
-                1e-6,
-                1e-4,
-            );
+            let (atol, rtol) = widen((1e-6, 1e-4), dtype);
+            let dlogits = read_as_f32(gpu, &gd, len, dtype);
+            assert_close(&format!("{what} dlogits"), &dlogits, &want_d, atol, rtol);
         }
     }
 }
@@ -426,8 +426,19 @@ fn causal_scaled_softmax_forward_backward() {
             gpu.zeroed_f32("dx", len),
         );
         pollster::block_on(gpu.run(|pass| {
-            softmax::softmax_causal_forward(gpu, pass, &gy, &gx, rows, t, scale)?;
-            softmax::softmax_causal_backward(gpu, pass, &gdx, &gy, &gdy, rows, t, scale, false)
+            softmax::softmax_causal_forward(gpu, pass, &gy, &gx, rows, t, scale, Dtype::F32)?;
+            softmax::softmax_causal_backward(
+                gpu,
+                pass,
+                &gdx,
+                &gy,
+                &gdy,
+                rows,
+                t,
+                scale,
+                false,
+                Dtype::F32,
+            )
         }))
         .unwrap();
         let y = pollster::block_on(gpu.read_f32(&gy, len)).unwrap();

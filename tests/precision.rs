@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::launches::{launches, takes_dtype};
 use common::precision::{check_matmul_f16, read_as_f32, tolerance, upload_as};
 use rezero::cpu;
 use rezero::kernels::bias::Activation;
@@ -241,6 +242,16 @@ fn a_device_without_f16_is_told_which_feature() {
     for (what, result) in attempts {
         let err = result.expect_err(what).to_string();
         assert!(err.contains("SHADER_F16"), "{what}: {err}");
+    }
+    // The row, elementwise, ReZero and bias families, as the contract table launches them.
+    let buffers = common::launches::Buffers::new(gpu, None);
+    let typed = launches()
+        .into_iter()
+        .filter(|(family, _)| takes_dtype(family));
+    for (family, launch) in typed {
+        let result = pollster::block_on(gpu.run(|p| launch(gpu, p, &buffers, Dtype::F16)));
+        let err = result.expect_err(family).to_string();
+        assert!(err.contains("SHADER_F16"), "{family}: {err}");
     }
 }
 

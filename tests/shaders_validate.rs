@@ -50,7 +50,17 @@ fn every_shader_parses_and_validates() {
         );
         files += 1;
     }
-    assert!(files > shaders.len(), "the shader files and the preludes");
+    assert!(
+        files >= 30,
+        "found only {files} shader files in {}",
+        dir.display()
+    );
+    // Pipelines are cached by shader name: each module (each element type too) has its own.
+    let mut names: Vec<_> = shaders.iter().map(|s| s.name()).collect();
+    names.sort();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(names.len(), before, "two shader modules share a name");
 }
 
 /// Bytes of the shader's one uniform variable, from naga's layout of the parsed module.

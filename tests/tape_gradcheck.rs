@@ -7,6 +7,7 @@ mod common;
 use common::assert_close;
 use common::reference64::*;
 use rezero::cpu;
+use rezero::kernels::Dtype;
 use rezero::tape::{Param, Tape};
 
 const ATOL: f32 = 3e-5;
@@ -161,7 +162,7 @@ fn layernorm_softmax_and_sum() {
     // sum as the loss: ∂(Σ LN(x))/∂gain.
     for p in [&px, &pg, &pb] {
         pollster::block_on(gpu.run(|pass| {
-            rezero::kernels::elementwise::fill(gpu, pass, &p.grad, 0.0, p.len() as u32)
+            rezero::kernels::elementwise::fill(gpu, pass, &p.grad, 0.0, p.len() as u32, Dtype::F32)
         }))
         .unwrap();
     }

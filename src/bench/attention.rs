@@ -7,6 +7,7 @@
 use super::{Case, Work, wait};
 use crate::cpu;
 use crate::gpu::{Error, Gpu, Result};
+use crate::kernels::Dtype;
 use crate::kernels::Grad;
 use crate::kernels::attention::{
     AttentionKernel, AttentionShape, attention_backward_with, attention_forward_with,
@@ -97,7 +98,7 @@ impl Buffers {
         let product = |m, n, k| Matmul::new(m, n, k).batch(bh);
         wait(gpu.run(|p| {
             matmul(gpu, p, scores, q, k, None, &product(t, t, d).trans_b(true))?;
-            softmax_causal_forward(gpu, p, probs, scores, bh * t, t, scale)?;
+            softmax_causal_forward(gpu, p, probs, scores, bh * t, t, scale, Dtype::F32)?;
             matmul(gpu, p, o, probs, v, None, &product(t, d, t))?;
             if backward {
                 matmul(
@@ -110,7 +111,18 @@ impl Buffers {
                     &product(t, d, t).trans_a(true),
                 )?;
                 matmul(gpu, p, dp, d_o, v, None, &product(t, t, d).trans_b(true))?;
-                softmax_causal_backward(gpu, p, ds, probs, dp, bh * t, t, scale, false)?;
+                softmax_causal_backward(
+                    gpu,
+                    p,
+                    ds,
+                    probs,
+                    dp,
+                    bh * t,
+                    t,
+                    scale,
+                    false,
+                    Dtype::F32,
+                )?;
                 matmul(gpu, p, dq, ds, k, None, &product(t, d, t))?;
                 matmul(gpu, p, dk, ds, q, None, &product(t, d, t).trans_a(true))?;
             }

@@ -6,6 +6,7 @@ use super::cases::memory_case;
 use super::{Case, wait};
 use crate::cpu;
 use crate::gpu::{Error, Gpu, Result};
+use crate::kernels::Dtype;
 use crate::kernels::bias::{Activation, BiasShape, bias_activation_backward, bias_backward};
 use crate::kernels::matmul::{Matmul, matmul};
 use crate::kernels::{Grad, elementwise as ew};
@@ -19,7 +20,11 @@ pub fn bias_cases(gpu: &Gpu, rows: u32, cols: u32) -> Result<Vec<Case>> {
         why: format!("{rows}x{cols} has too many elements"),
     })?;
     let len = n as usize;
-    let shape = BiasShape { rows, cols };
+    let shape = BiasShape {
+        rows,
+        cols,
+        dtype: Dtype::F32,
+    };
     let dy = gpu.upload("dy", &cpu::seeded(13, len, -1.0, 1.0));
     let pre = gpu.upload("pre", &cpu::seeded(14, len, -2.0, 2.0));
     let (dx, dbias) = (
@@ -70,7 +75,7 @@ pub fn bias_cases(gpu: &Gpu, rows: u32, cols: u32) -> Result<Vec<Case>> {
         12.0,
         Box::new(move |gpu| {
             wait(gpu.run(|p| {
-                ew::gelu_backward(gpu, p, &dx, &dy, &pre, n, false)?;
+                ew::gelu_backward(gpu, p, &dx, &dy, &pre, n, false, Dtype::F32)?;
                 matmul(gpu, p, &dbias, &ones, &dx, None, &ones_product).map(drop)
             }))
         }),

@@ -4,6 +4,7 @@
 use super::{Case, RunFn, Work, wait};
 use crate::cpu;
 use crate::gpu::{Error, Gpu, Result};
+use crate::kernels::Dtype;
 use crate::kernels::{
     Grad, NormSaved, cross_entropy, dropout, elementwise as ew, embedding, layernorm, reduce,
     rezero as rz, softmax,
@@ -58,7 +59,7 @@ pub fn copy_case(gpu: &Gpu, n: u32) -> Case {
         "plain",
         n,
         8.0,
-        Box::new(move |gpu| wait(gpu.run(|p| ew::copy(gpu, p, &out, &a, n)))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::copy(gpu, p, &out, &a, n, Dtype::F32)))),
     )
 }
 
@@ -71,7 +72,7 @@ pub fn copy_vec4_case(gpu: &Gpu, n: u32) -> Case {
         "vec4",
         n,
         8.0,
-        Box::new(move |gpu| wait(gpu.run(|p| ew::copy_vec4(gpu, p, &out, &a, n)))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::copy_vec4(gpu, p, &out, &a, n, Dtype::F32)))),
     )
 }
 
@@ -102,7 +103,21 @@ pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             n,
             12.0,
             Box::new(move |gpu| {
-                wait(gpu.run(|p| rz::rezero_forward(gpu, p, &y, &x, &f, &alpha, 0, n)))
+                wait(gpu.run(|p| {
+                    rz::rezero_forward(
+                        gpu,
+                        p,
+                        &y,
+                        &x,
+                        &f,
+                        &alpha,
+                        rz::RezeroShape {
+                            n,
+                            alpha_index: 0,
+                            dtype: Dtype::F32,
+                        },
+                    )
+                }))
             }),
         ),
         memory_case(
@@ -111,7 +126,11 @@ pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
             n,
             16.0,
             Box::new(move |gpu| {
-                let shape = rz::RezeroShape { n, alpha_index: 0 };
+                let shape = rz::RezeroShape {
+                    n,
+                    alpha_index: 0,
+                    dtype: Dtype::F32,
+                };
                 let (gx, gf, ga) = (Grad::write(&dx), Grad::write(&df), Grad::add(&dalpha));
                 wait(gpu.run(|p| {
                     rz::rezero_backward(gpu, p, gx, gf, ga, &scratch, &dy, &f2, &alpha2, shape)
@@ -137,37 +156,45 @@ pub fn elementwise_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
     add(
         "add",
         12.0,
-        Box::new(move |gpu| wait(gpu.run(|p| ew::add(gpu, p, &o1, &a1, &b1, n, false)))),
+        Box::new(move |gpu| {
+            wait(gpu.run(|p| ew::add(gpu, p, &o1, &a1, &b1, n, false, Dtype::F32)))
+        }),
     );
     let (a1, o1) = (a.clone(), out.clone());
     add(
         "scale",
         8.0,
-        Box::new(move |gpu| wait(gpu.run(|p| ew::scale(gpu, p, &o1, &a1, 0.5, n, false)))),
+        Box::new(move |gpu| {
+            wait(gpu.run(|p| ew::scale(gpu, p, &o1, &a1, 0.5, n, false, Dtype::F32)))
+        }),
     );
     let (a1, o1) = (a.clone(), out.clone());
     add(
         "relu",
         8.0,
-        Box::new(move |gpu| wait(gpu.run(|p| ew::relu(gpu, p, &o1, &a1, n)))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::relu(gpu, p, &o1, &a1, n, Dtype::F32)))),
     );
     let (a1, b1, o1) = (a.clone(), b.clone(), out.clone());
     add(
         "relu_backward",
         12.0,
-        Box::new(move |gpu| wait(gpu.run(|p| ew::relu_backward(gpu, p, &o1, &a1, &b1, n, false)))),
+        Box::new(move |gpu| {
+            wait(gpu.run(|p| ew::relu_backward(gpu, p, &o1, &a1, &b1, n, false, Dtype::F32)))
+        }),
     );
     let (a1, o1) = (a.clone(), out.clone());
     add(
         "gelu",
         8.0,
-        Box::new(move |gpu| wait(gpu.run(|p| ew::gelu(gpu, p, &o1, &a1, n)))),
+        Box::new(move |gpu| wait(gpu.run(|p| ew::gelu(gpu, p, &o1, &a1, n, Dtype::F32)))),
     );
     let (a1, b1, o1) = (a.clone(), b.clone(), out.clone());
     add(
         "gelu_backward",
         12.0,
-        Box::new(move |gpu| wait(gpu.run(|p| ew::gelu_backward(gpu, p, &o1, &a1, &b1, n, false)))),
+        Box::new(move |gpu| {
+            wait(gpu.run(|p| ew::gelu_backward(gpu, p, &o1, &a1, &b1, n, false, Dtype::F32)))
+        }),
     );
     // Dropout at p = 0.1 (a mask drawn per element; the step key is one more read).
     let step = gpu.upload("dropout step", &[dropout::Mask::step_key(1)]);
@@ -202,7 +229,7 @@ pub fn softmax_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
             variant: "row".into(),
             work: Work::Bytes(8.0 * len as f64),
             run: Box::new(move |gpu| {
-                wait(gpu.run(|p| softmax::softmax_forward(gpu, p, &y, &x, rows, cols)))
+                wait(gpu.run(|p| softmax::softmax_forward(gpu, p, &y, &x, rows, cols, Dtype::F32)))
             }),
         },
         Case {
@@ -211,11 +238,9 @@ pub fn softmax_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
             variant: "row".into(),
             work: Work::Bytes(12.0 * len as f64),
             run: Box::new(move |gpu| {
-                wait(
-                    gpu.run(|p| {
-                        softmax::softmax_backward(gpu, p, &dx, &y2, &dy, rows, cols, false)
-                    }),
-                )
+                wait(gpu.run(|p| {
+                    softmax::softmax_backward(gpu, p, &dx, &y2, &dy, rows, cols, false, Dtype::F32)
+                }))
             }),
         },
     ]
@@ -253,7 +278,11 @@ pub fn layernorm_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
             work: Work::Bytes(8.0 * len as f64),
             run: Box::new(move |gpu| {
                 wait(gpu.run(|p| {
-                    let shape = layernorm::LayerNormShape { rows, cols };
+                    let shape = layernorm::LayerNormShape {
+                        rows,
+                        cols,
+                        dtype: Dtype::F32,
+                    };
                     layernorm::layernorm_forward(
                         gpu, p, &y, &mean, &rstd, &x, &gain, &bias, shape, 1e-5,
                     )
@@ -273,7 +302,11 @@ pub fn layernorm_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
                     rstd: &rstd2,
                     gain: &gain2,
                 };
-                let shape = layernorm::LayerNormShape { rows, cols };
+                let shape = layernorm::LayerNormShape {
+                    rows,
+                    cols,
+                    dtype: Dtype::F32,
+                };
                 let (gx, gg, gb) = (Grad::write(&dx), Grad::add(&dgain), Grad::add(&dbias));
                 wait(gpu.run(|p| {
                     layernorm::layernorm_backward(gpu, p, gx, gg, gb, &scratch, &dy, saved, shape)
@@ -387,7 +420,16 @@ pub fn cross_entropy_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
         run: Box::new(move |gpu| {
             wait(gpu.run(|p| {
                 cross_entropy::cross_entropy(
-                    gpu, p, &loss, &dlogits, &row_loss, &logits, &targets, rows, cols,
+                    gpu,
+                    p,
+                    &loss,
+                    &dlogits,
+                    &row_loss,
+                    &logits,
+                    &targets,
+                    rows,
+                    cols,
+                    Dtype::F32,
                 )
             }))
         }),

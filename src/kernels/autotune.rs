@@ -68,7 +68,7 @@ pub(crate) async fn filled_as(
         Dtype::F32 => 0.5,
         Dtype::F16 => f32::from_bits(0x3800_3800),
     };
-    gpu.run(|pass| elementwise::fill(gpu, pass, &buffer, value, n))
+    gpu.run(|pass| elementwise::fill(gpu, pass, &buffer, value, n, Dtype::F32))
         .await?;
     Ok(buffer)
 }

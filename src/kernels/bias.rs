@@ -1,17 +1,15 @@
 //! Launchers for `shaders/bias.wgsl`: a linear layer's bias gradient (the column sums of
 //! dy), alone or through the activation that followed the bias, whose gradient it writes
 //! on the way. The forward of that activation is the matmul's store
-//! ([`matmul_activation`](super::matmul::matmul_activation)).
+//! ([`matmul_activation`](super::matmul::matmul_activation)). dy, pre and dx are f32 or f16
+//! activations (`BiasShape::dtype`); dbias is always f32.
 
-use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Work};
 
-use super::{Grad, accumulate_bits, check_len, check_nonempty, elements};
+use super::precision::{check_len_of, require};
+use super::{Dtype, Grad, Typed, accumulate_bits, check_len, check_nonempty, elements};
 
-pub(crate) const SHADER: Shader = Shader {
-    name: "bias",
-    wgsl: super::wgsl!("bias.wgsl", "activation.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+pub(crate) const SHADERS: Typed = super::typed!("bias", Params, "bias.wgsl", "activation.wgsl");
 
 /// An activation applied right after a linear layer's bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -32,11 +30,12 @@ impl Activation {
     }
 }
 
-/// The gradient's shape: dy [rows, cols] for a bias of `cols`.
+/// The gradient's shape: dy [rows, cols] for a bias of `cols`, and the type of dy, pre and dx.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BiasShape {
     pub rows: u32,
     pub cols: u32,
+    pub dtype: Dtype,
 }
 
 /// Up to this many rows one pass writes dbias; beyond, workgroups of `CHUNK_ROWS` rows (more
@@ -127,10 +126,11 @@ fn record(
     shape: BiasShape,
 ) -> Result<()> {
     const OP: &str = "bias_backward";
-    let BiasShape { rows, cols } = shape;
+    let BiasShape { rows, cols, dtype } = shape;
+    require(gpu, OP, dtype)?;
     check_nonempty(OP, &[("rows", rows), ("cols", cols)])?;
     let len = elements(OP, &[rows, cols])?;
-    check_len(OP, "dy [rows, cols]", dy, len)?;
+    check_len_of(OP, "dy [rows, cols]", dy, len, dtype)?;
     check_len(OP, "dbias [cols]", dbias.buffer, cols as u64)?;
     // With one pass the partial sums are never written: dbias fills their binding.
     let scratch = match (shape.scratch_len(), scratch) {
@@ -147,8 +147,8 @@ fn record(
         }
     };
     if let Some((dx, pre, _)) = through {
-        check_len(OP, "dx [rows, cols]", dx.buffer, len)?;
-        check_len(OP, "pre [rows, cols]", pre, len)?;
+        check_len_of(OP, "dx [rows, cols]", dx.buffer, len, dtype)?;
+        check_len_of(OP, "pre [rows, cols]", pre, len, dtype)?;
     }
     let (chunk_rows, chunks) = shape.chunks();
     let dx = through.map(|(dx, ..)| dx).unwrap_or(dbias);
@@ -165,7 +165,9 @@ fn record(
         None => (0, dy, 1.0), // reads dy; with an activation also pre, and writes dx
     };
     let constants = [("ACTIVATION", code as f64)];
-    let kernel = Kernel::with(SHADER, OP, &constants).work(Work::Bytes(passes * 4.0 * len as f64));
+    let shader = SHADERS.get(dtype);
+    let bytes = passes * dtype.bytes() as f64 * len as f64;
+    let kernel = Kernel::with(shader, OP, &constants).work(Work::Bytes(bytes));
     // With no activation dx and pre are never touched: dbias and dy fill their bindings.
     let buffers = [
         (1, dbias.buffer),
@@ -177,7 +179,7 @@ fn record(
     let column_groups = cols.div_ceil(64);
     gpu.dispatch_bound(pass, &kernel, &params, &buffers, [column_groups, chunks, 1])?;
     if chunks > 1 {
-        let finish = Kernel::with(SHADER, "bias_backward_finish", &constants)
+        let finish = Kernel::with(shader, "bias_backward_finish", &constants)
             .work(Work::Bytes(4.0 * shape.scratch_len() as f64));
         let buffers = [(1, dbias.buffer), (2, scratch)];
         gpu.dispatch_bound(pass, &finish, &params, &buffers, [column_groups, 1, 1])?;

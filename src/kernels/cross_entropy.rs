@@ -1,14 +1,16 @@
 //! Launchers for `shaders/cross_entropy.wgsl`: mean cross-entropy of logits and its gradient.
 
-use crate::gpu::{Gpu, Recorder, Result, Shader};
+use crate::gpu::{Gpu, Recorder, Result};
 
-use super::{check_len, check_nonempty, dispatch_rows, elements};
+use super::precision::{check_len_of, require};
+use super::{Dtype, Typed, check_len, check_nonempty, dispatch_rows, elements};
 
-pub(crate) const SHADER: Shader = Shader {
-    name: "cross_entropy",
-    wgsl: super::wgsl!("workgroup.wgsl", "cross_entropy.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+pub(crate) const SHADERS: Typed = super::typed!(
+    "cross_entropy",
+    Params,
+    "workgroup.wgsl",
+    "cross_entropy.wgsl"
+);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -22,7 +24,8 @@ struct Params {
 /// loss[0] = mean over rows of −log softmax(logits)[target], and dlogits = its gradient
 /// ((softmax − onehot) / rows). A target ≥ cols marks a row to ignore (zero loss and gradient,
 /// still counted in the mean). loss: [1]; dlogits, logits: [rows, cols]; row_loss: [rows]
-/// (scratch, left holding each row's loss); targets: [rows] (u32).
+/// (scratch, left holding each row's loss); targets: [rows] (u32). Logits and dlogits are
+/// `dtype` (f16 activations: the sums and the loss stay f32).
 #[allow(clippy::too_many_arguments)]
 pub fn cross_entropy(
     gpu: &Gpu,
@@ -34,14 +37,16 @@ pub fn cross_entropy(
     targets: &wgpu::Buffer,
     rows: u32,
     cols: u32,
+    dtype: Dtype,
 ) -> Result<()> {
     const OP: &str = "cross_entropy";
+    require(gpu, OP, dtype)?;
     check_nonempty(OP, &[("rows", rows), ("cols", cols)])?;
     let len = elements(OP, &[rows, cols])?;
     check_len(OP, "loss [1]", loss, 1)?;
-    check_len(OP, "dlogits [rows, cols]", dlogits, len)?;
+    check_len_of(OP, "dlogits [rows, cols]", dlogits, len, dtype)?;
     check_len(OP, "row_loss [rows]", row_loss, rows as u64)?;
-    check_len(OP, "logits [rows, cols]", logits, len)?;
+    check_len_of(OP, "logits [rows, cols]", logits, len, dtype)?;
     check_len(OP, "targets [rows]", targets, rows as u64)?;
     let params = Params {
         rows,
@@ -52,7 +57,7 @@ pub fn cross_entropy(
     dispatch_rows(
         gpu,
         pass,
-        SHADER,
+        SHADERS.get(dtype),
         "cross_entropy_rows",
         &params,
         &[dlogits, row_loss, logits, targets],
@@ -62,7 +67,7 @@ pub fn cross_entropy(
     dispatch_rows(
         gpu,
         pass,
-        SHADER,
+        SHADERS.get(dtype),
         "cross_entropy_mean",
         &params,
         &[loss, row_loss],

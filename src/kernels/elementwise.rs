@@ -1,14 +1,19 @@
 //! Launchers for `shaders/elementwise.wgsl`: add, scale, relu, gelu (with backwards), fill, copy.
+//! Each takes the `Dtype` of its buffers (all of one type: f32, or f16 activations with
+//! f32 arithmetic).
 
-use crate::gpu::{Gpu, Kernel, Recorder, Result, Shader, Work};
+use crate::gpu::{Gpu, Kernel, Recorder, Result, Work};
 
-use super::{check_len, check_nonempty, grid_stride};
+use super::precision::{check_len_of, require};
+use super::{Dtype, Typed, check_nonempty, grid_stride};
 
-pub(crate) const SHADER: Shader = Shader {
-    name: "elementwise",
-    wgsl: super::wgsl!("grid.wgsl", "activation.wgsl", "elementwise.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+pub(crate) const SHADERS: Typed = super::typed!(
+    "elementwise",
+    Params,
+    "grid.wgsl",
+    "activation.wgsl",
+    "elementwise.wgsl"
+);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -30,11 +35,13 @@ fn launch(
     n: u32,
     scalar: f32,
     accumulate: bool,
+    dtype: Dtype,
 ) -> Result<()> {
+    require(gpu, entry, dtype)?;
     check_nonempty(entry, &[("n", n)])?;
-    check_len(entry, "out", out, n as u64)?;
+    check_len_of(entry, "out", out, n as u64, dtype)?;
     for input in inputs {
-        check_len(entry, "input", input, n as u64)?;
+        check_len_of(entry, "input", input, n as u64, dtype)?;
     }
     let params = Params {
         n,
@@ -47,10 +54,10 @@ fn launch(
     let items = if entry.ends_with("_vec4") { n / 4 } else { n };
     // Reads every input (and the output when accumulating), writes the output.
     let streams = inputs.len() + 1 + accumulate as usize;
-    let bytes = streams as f64 * n as f64 * 4.0;
+    let bytes = streams as f64 * n as f64 * dtype.bytes() as f64;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, entry).work(Work::Bytes(bytes)),
+        &Kernel::new(SHADERS.get(dtype), entry).work(Work::Bytes(bytes)),
         &params,
         &buffers,
         grid_stride(items as u64),
@@ -58,6 +65,7 @@ fn launch(
 }
 
 /// out (+)= a + b; a, b, out: [n]
+#[allow(clippy::too_many_arguments)]
 pub fn add(
     gpu: &Gpu,
     pass: &mut dyn Recorder,
@@ -66,11 +74,13 @@ pub fn add(
     b: &wgpu::Buffer,
     n: u32,
     accumulate: bool,
+    dtype: Dtype,
 ) -> Result<()> {
-    launch(gpu, pass, "add", out, &[a, b], n, 0.0, accumulate)
+    launch(gpu, pass, "add", out, &[a, b], n, 0.0, accumulate, dtype)
 }
 
 /// out (+)= s · a; a, out: [n]. Also the backward of scale (with the same s).
+#[allow(clippy::too_many_arguments)]
 pub fn scale(
     gpu: &Gpu,
     pass: &mut dyn Recorder,
@@ -79,8 +89,9 @@ pub fn scale(
     s: f32,
     n: u32,
     accumulate: bool,
+    dtype: Dtype,
 ) -> Result<()> {
-    launch(gpu, pass, "scale", out, &[a], n, s, accumulate)
+    launch(gpu, pass, "scale", out, &[a], n, s, accumulate, dtype)
 }
 
 /// out = max(x, 0); x, out: [n]
@@ -90,11 +101,13 @@ pub fn relu(
     out: &wgpu::Buffer,
     x: &wgpu::Buffer,
     n: u32,
+    dtype: Dtype,
 ) -> Result<()> {
-    launch(gpu, pass, "relu", out, &[x], n, 0.0, false)
+    launch(gpu, pass, "relu", out, &[x], n, 0.0, false, dtype)
 }
 
 /// dx (+)= dy · [x > 0]; dx, dy, x: [n]
+#[allow(clippy::too_many_arguments)]
 pub fn relu_backward(
     gpu: &Gpu,
     pass: &mut dyn Recorder,
@@ -103,8 +116,19 @@ pub fn relu_backward(
     x: &wgpu::Buffer,
     n: u32,
     accumulate: bool,
+    dtype: Dtype,
 ) -> Result<()> {
-    launch(gpu, pass, "relu_backward", dx, &[dy, x], n, 0.0, accumulate)
+    launch(
+        gpu,
+        pass,
+        "relu_backward",
+        dx,
+        &[dy, x],
+        n,
+        0.0,
+        accumulate,
+        dtype,
+    )
 }
 
 /// out = gelu(x), tanh form; x, out: [n]
@@ -114,11 +138,13 @@ pub fn gelu(
     out: &wgpu::Buffer,
     x: &wgpu::Buffer,
     n: u32,
+    dtype: Dtype,
 ) -> Result<()> {
-    launch(gpu, pass, "gelu", out, &[x], n, 0.0, false)
+    launch(gpu, pass, "gelu", out, &[x], n, 0.0, false, dtype)
 }
 
 /// dx (+)= dy · gelu'(x); dx, dy, x: [n]
+#[allow(clippy::too_many_arguments)]
 pub fn gelu_backward(
     gpu: &Gpu,
     pass: &mut dyn Recorder,
@@ -127,8 +153,19 @@ pub fn gelu_backward(
     x: &wgpu::Buffer,
     n: u32,
     accumulate: bool,
+    dtype: Dtype,
 ) -> Result<()> {
-    launch(gpu, pass, "gelu_backward", dx, &[dy, x], n, 0.0, accumulate)
+    launch(
+        gpu,
+        pass,
+        "gelu_backward",
+        dx,
+        &[dy, x],
+        n,
+        0.0,
+        accumulate,
+        dtype,
+    )
 }
 
 /// out = value; out: [n]
@@ -138,8 +175,9 @@ pub fn fill(
     out: &wgpu::Buffer,
     value: f32,
     n: u32,
+    dtype: Dtype,
 ) -> Result<()> {
-    launch(gpu, pass, "fill", out, &[], n, value, false)
+    launch(gpu, pass, "fill", out, &[], n, value, false, dtype)
 }
 
 /// out = a; a, out: [n]. The plain copy kernel, one float an iteration: the reference of
@@ -150,8 +188,9 @@ pub fn copy(
     out: &wgpu::Buffer,
     a: &wgpu::Buffer,
     n: u32,
+    dtype: Dtype,
 ) -> Result<()> {
-    launch(gpu, pass, "copy", out, &[a], n, 0.0, false)
+    launch(gpu, pass, "copy", out, &[a], n, 0.0, false, dtype)
 }
 
 /// out = a, four floats an iteration; a, out: [n], n a multiple of 4. The ceiling for
@@ -162,6 +201,7 @@ pub fn copy_vec4(
     out: &wgpu::Buffer,
     a: &wgpu::Buffer,
     n: u32,
+    dtype: Dtype,
 ) -> Result<()> {
     if n % 4 != 0 {
         return Err(crate::gpu::Error::Unsupported {
@@ -170,5 +210,5 @@ pub fn copy_vec4(
             why: format!("n = {n} is not a multiple of 4"),
         });
     }
-    launch(gpu, pass, "copy_vec4", out, &[a], n, 0.0, false)
+    launch(gpu, pass, "copy_vec4", out, &[a], n, 0.0, false, dtype)
 }

@@ -1,14 +1,17 @@
 //! Launchers for `shaders/layernorm.wgsl`: LayerNorm over rows with gain and bias, and its backward.
+//! x, y, dy and dx are f32 or f16 activations (`LayerNormShape::dtype`); gain, bias, their
+//! gradients and the saved statistics are always f32.
 
-use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result};
 
-use super::{Grad, NormSaved, accumulate_bits, check_len, check_nonempty, dispatch_rows, elements};
-
-pub(crate) const SHADER: Shader = Shader {
-    name: "layernorm",
-    wgsl: super::wgsl!("workgroup.wgsl", "layernorm.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
+use super::precision::{check_len_of, require};
+use super::{
+    Dtype, Grad, NormSaved, Typed, accumulate_bits, check_len, check_nonempty, dispatch_rows,
+    elements,
 };
+
+pub(crate) const SHADERS: Typed =
+    super::typed!("layernorm", Params, "workgroup.wgsl", "layernorm.wgsl");
 
 /// Rows summed by one invocation in the first stage of the gain/bias gradient (the
 /// shader's `ROW_BLOCK`).
@@ -31,18 +34,22 @@ struct Params {
     _pad: [u32; 3],
 }
 
+/// Errors unless the device takes the shape's type, and the activations (`full`, of that
+/// type), statistics and column vectors (f32) are long enough.
 fn check(
     op: &'static str,
-    rows: u32,
-    cols: u32,
+    gpu: &Gpu,
+    shape: LayerNormShape,
     full: &[&wgpu::Buffer],
     per_row: &[&wgpu::Buffer],
     per_col: &[&wgpu::Buffer],
 ) -> Result<()> {
+    let LayerNormShape { rows, cols, dtype } = shape;
+    require(gpu, op, dtype)?;
     check_nonempty(op, &[("rows", rows), ("cols", cols)])?;
     let len = elements(op, &[rows, cols])?;
     for b in full {
-        check_len(op, "[rows, cols]", b, len)?;
+        check_len_of(op, "[rows, cols]", b, len, dtype)?;
     }
     for b in per_row {
         check_len(op, "[rows]", b, rows as u64)?;
@@ -53,11 +60,13 @@ fn check(
     Ok(())
 }
 
-/// Rows normalised and their length.
+/// Rows normalised, their length, and the activations' type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerNormShape {
     pub rows: u32,
     pub cols: u32,
+    /// The type of x, y, dy and dx.
+    pub dtype: Dtype,
 }
 
 /// y = (x − mean)·rstd·gain + bias per row, saving mean and rstd.
@@ -76,14 +85,14 @@ pub fn layernorm_forward(
     eps: f32,
 ) -> Result<()> {
     const OP: &str = "layernorm_forward";
-    let LayerNormShape { rows, cols } = shape;
+    let LayerNormShape { rows, cols, dtype } = shape;
     if !(eps > 0.0 && eps.is_finite()) {
         return Err(Error::Invalid {
             what: "layernorm eps".into(),
             why: format!("{eps} is not a positive number"),
         });
     }
-    check(OP, rows, cols, &[y, x], &[mean, rstd], &[gain, bias])?;
+    check(OP, gpu, shape, &[y, x], &[mean, rstd], &[gain, bias])?;
     let params = Params {
         rows,
         cols,
@@ -93,7 +102,7 @@ pub fn layernorm_forward(
     dispatch_rows(
         gpu,
         pass,
-        SHADER,
+        SHADERS.get(dtype),
         OP,
         &params,
         &[y, mean, rstd, x, gain, bias],
@@ -118,7 +127,7 @@ pub fn layernorm_backward(
     shape: LayerNormShape,
 ) -> Result<()> {
     const OP: &str = "layernorm_backward";
-    let LayerNormShape { rows, cols } = shape;
+    let LayerNormShape { rows, cols, dtype } = shape;
     let NormSaved {
         x,
         mean,
@@ -128,8 +137,8 @@ pub fn layernorm_backward(
     let (dxb, dgb, dbb) = (dx.buffer, dgain.buffer, dbias.buffer);
     check(
         OP,
-        rows,
-        cols,
+        gpu,
+        shape,
         &[dxb, dy, x],
         &[mean, rstd],
         &[dgb, dbb, gain],
@@ -145,10 +154,11 @@ pub fn layernorm_backward(
         ..Default::default()
     };
     let input = [dxb, dy, x, mean, rstd, gain];
+    let shader = SHADERS.get(dtype);
     dispatch_rows(
         gpu,
         pass,
-        SHADER,
+        shader,
         "layernorm_backward_input",
         &params,
         &input,
@@ -156,14 +166,14 @@ pub fn layernorm_backward(
     )?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "layernorm_backward_params_partial"),
+        &Kernel::new(shader, "layernorm_backward_params_partial"),
         &params,
         &[scratch, dy, x, mean, rstd],
         [cols.div_ceil(64), blocks, 1],
     )?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "layernorm_backward_params_finish"),
+        &Kernel::new(shader, "layernorm_backward_params_finish"),
         &params,
         &[dgb, dbb, scratch],
         [cols.div_ceil(64), 1, 1],

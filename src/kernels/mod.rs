@@ -41,6 +41,45 @@ macro_rules! wgsl {
 }
 pub(crate) use wgsl;
 
+/// A family built twice from the same sources: on f32 activations (`elem_f32.wgsl` first)
+/// and on f16 ones (`elem_f16_out16.wgsl`: `Operand` and `Out` are f16), under its own
+/// name. Parameters, statistics, losses and α stay f32 in both: those bindings say `f32`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Typed {
+    pub f32: Shader,
+    pub f16: Shader,
+}
+
+impl Typed {
+    /// The module whose activations are `dtype`.
+    pub fn get(self, dtype: Dtype) -> Shader {
+        match dtype {
+            Dtype::F32 => self.f32,
+            Dtype::F16 => self.f16,
+        }
+    }
+}
+
+/// The [`Typed`] pair of the family `$name` with uniform `$params`, built from `$file`s
+/// after each element prelude.
+macro_rules! typed {
+    ($name:literal, $params:ty, $($file:literal),+) => {
+        $crate::kernels::Typed {
+            f32: $crate::gpu::Shader::new(
+                $name,
+                $crate::kernels::wgsl!("elem_f32.wgsl", $($file),+),
+                std::mem::size_of::<$params>(),
+            ),
+            f16: $crate::gpu::Shader::new(
+                concat!($name, "_f16"),
+                $crate::kernels::wgsl!("elem_f16_out16.wgsl", $($file),+),
+                std::mem::size_of::<$params>(),
+            ),
+        }
+    };
+}
+pub(crate) use typed;
+
 /// A gradient a backward launcher writes: its buffer, and whether the kernel adds to what
 /// is there (`+=`: a parameter's gradient, or an activation that feeds a second op) or
 /// overwrites it (`=`). Every backward launcher takes one for each gradient it writes, so
@@ -100,23 +139,29 @@ pub fn shaders() -> Vec<Shader> {
         attention_tiled::SHADER,
         attention_tiled::SUBGROUP_SHADER,
         batchnorm::SHADER,
-        bias::SHADER,
         cast::SHADER,
-        cross_entropy::SHADER,
         dropout::SHADER,
-        elementwise::SHADER,
         embedding::SHADER,
         heads::SHADER,
-        layernorm::SHADER,
         optim::SHADER,
         pool::SHADER,
         reduce::SHADER,
-        rezero::SHADER,
         shortcut::SHADER,
-        softmax::SHADER,
         crate::gpu::SUBGROUP_PROBE,
     ]
     .into_iter()
+    .chain(
+        [
+            bias::SHADERS,
+            cross_entropy::SHADERS,
+            elementwise::SHADERS,
+            layernorm::SHADERS,
+            rezero::SHADERS,
+            softmax::SHADERS,
+        ]
+        .into_iter()
+        .flat_map(|typed| [typed.f32, typed.f16]),
+    )
     .chain(matmul::SHADERS)
     .chain(conv2d::SHADERS)
     .collect()

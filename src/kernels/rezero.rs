@@ -1,14 +1,19 @@
 //! Launchers for `shaders/rezero.wgsl`: the fused ReZero residual y = x + α·f and its backward.
+//! x, f, y and their gradients are f32 or f16 activations (`RezeroShape::dtype`); α and dα
+//! are always f32.
 
-use crate::gpu::{Gpu, Kernel, Recorder, Result, Shader, Work};
+use crate::gpu::{Gpu, Kernel, Recorder, Result, Work};
 
-use super::{Grad, accumulate_bits, check_len, check_nonempty, grid_stride};
+use super::precision::{check_len_of, require};
+use super::{Dtype, Grad, Typed, accumulate_bits, check_len, check_nonempty, grid_stride};
 
-pub(crate) const SHADER: Shader = Shader {
-    name: "rezero",
-    wgsl: super::wgsl!("workgroup.wgsl", "grid.wgsl", "rezero.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+pub(crate) const SHADERS: Typed = super::typed!(
+    "rezero",
+    Params,
+    "workgroup.wgsl",
+    "grid.wgsl",
+    "rezero.wgsl"
+);
 
 /// Length (f32 elements) of the scratch buffer `rezero_backward` needs for its partial sums.
 pub const REZERO_SCRATCH_LEN: usize = 1024;
@@ -23,18 +28,36 @@ struct Params {
     alpha_index: u32,
 }
 
-/// Which α of the alpha buffer a residual uses, and its length.
+/// Which α of the alpha buffer a residual uses, its length and its activations' type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RezeroShape {
     /// Elements of x, f and y.
     pub n: u32,
     /// α = alpha[alpha_index] (one buffer may hold every block's α).
     pub alpha_index: u32,
+    /// The type of x, f, y, dy, dx and df.
+    pub dtype: Dtype,
+}
+
+impl RezeroShape {
+    /// `n` f32 elements, α = alpha[alpha_index].
+    pub fn new(n: u32, alpha_index: u32) -> RezeroShape {
+        RezeroShape {
+            n,
+            alpha_index,
+            dtype: Dtype::F32,
+        }
+    }
+
+    /// Errors unless the device takes `dtype` and n > 0.
+    fn check(&self, op: &'static str, gpu: &Gpu) -> Result<()> {
+        require(gpu, op, self.dtype)?;
+        check_nonempty(op, &[("n", self.n)])
+    }
 }
 
 /// y = x + α·f with α = alpha[alpha_index]; y, x, f: [n]; alpha: [> alpha_index] (a GPU
 /// buffer, so the optimizer updates it with no readback; one buffer may hold every block's α)
-#[allow(clippy::too_many_arguments)]
 pub fn rezero_forward(
     gpu: &Gpu,
     pass: &mut dyn Recorder,
@@ -42,14 +65,18 @@ pub fn rezero_forward(
     x: &wgpu::Buffer,
     f: &wgpu::Buffer,
     alpha: &wgpu::Buffer,
-    alpha_index: u32,
-    n: u32,
+    shape: RezeroShape,
 ) -> Result<()> {
     const OP: &str = "rezero_forward";
-    check_nonempty(OP, &[("n", n)])?;
-    check_len(OP, "y", y, n as u64)?;
-    check_len(OP, "x", x, n as u64)?;
-    check_len(OP, "f", f, n as u64)?;
+    shape.check(OP, gpu)?;
+    let RezeroShape {
+        n,
+        alpha_index,
+        dtype,
+    } = shape;
+    for (what, b) in [("y", y), ("x", x), ("f", f)] {
+        check_len_of(OP, what, b, n as u64, dtype)?;
+    }
     check_len(OP, "alpha [> alpha_index]", alpha, alpha_index as u64 + 1)?;
     let params = Params {
         n,
@@ -66,7 +93,8 @@ pub fn rezero_forward(
     gpu.dispatch(
         pass,
         // reads x and f, writes y
-        &Kernel::new(SHADER, entry).work(Work::Bytes(3.0 * 4.0 * n as f64)),
+        &Kernel::new(SHADERS.get(dtype), entry)
+            .work(Work::Bytes(3.0 * dtype.bytes() as f64 * n as f64)),
         &params,
         &[y, x, f, alpha],
         grid_stride(items as u64),
@@ -92,19 +120,22 @@ pub fn rezero_backward(
     shape: RezeroShape,
 ) -> Result<()> {
     const OP: &str = "rezero_backward";
-    let RezeroShape { n, alpha_index } = shape;
-    check_nonempty(OP, &[("n", n)])?;
+    shape.check(OP, gpu)?;
+    let RezeroShape {
+        n,
+        alpha_index,
+        dtype,
+    } = shape;
+    for (what, b) in [("dx", dx.buffer), ("df", df.buffer), ("dy", dy), ("f", f)] {
+        check_len_of(OP, what, b, n as u64, dtype)?;
+    }
     for (what, b, len) in [
-        ("dx", dx.buffer, n as u64),
-        ("df", df.buffer, n as u64),
         (
             "dalpha [> alpha_index]",
             dalpha.buffer,
             alpha_index as u64 + 1,
         ),
         ("scratch", scratch, REZERO_SCRATCH_LEN as u64),
-        ("dy", dy, n as u64),
-        ("f", f, n as u64),
         ("alpha [> alpha_index]", alpha, alpha_index as u64 + 1),
     ] {
         check_len(OP, what, b, len)?;
@@ -119,16 +150,18 @@ pub fn rezero_backward(
     };
     // reads dy and f (and dx, df where they are added to), writes dx and df
     let reads = 2 + dx.accumulate as u8 + df.accumulate as u8;
+    let bytes = (reads + 2) as f64 * dtype.bytes() as f64 * n as f64;
+    let shader = SHADERS.get(dtype);
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, OP).work(Work::Bytes((reads + 2) as f64 * 4.0 * n as f64)),
+        &Kernel::new(shader, OP).work(Work::Bytes(bytes)),
         &params,
         &[dx.buffer, df.buffer, scratch, dy, f, alpha],
         [groups, 1, 1],
     )?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "rezero_alpha_reduce"),
+        &Kernel::new(shader, "rezero_alpha_reduce"),
         &params,
         &[dalpha.buffer, scratch],
         [1, 1, 1],

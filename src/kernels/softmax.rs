@@ -1,14 +1,13 @@
 //! Launchers for `shaders/softmax.wgsl`: stable softmax over rows and its backward.
+//! Every buffer is `dtype`: f32, or f16 activations (the statistics stay f32 in the kernel).
 
-use crate::gpu::{Gpu, Recorder, Result, Shader};
+use crate::gpu::{Gpu, Recorder, Result};
 
-use super::{check_len, check_nonempty, dispatch_rows, elements};
+use super::precision::{check_len_of, require};
+use super::{Dtype, Typed, check_nonempty, dispatch_rows, elements};
 
-pub(crate) const SHADER: Shader = Shader {
-    name: "softmax",
-    wgsl: super::wgsl!("workgroup.wgsl", "softmax.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+pub(crate) const SHADERS: Typed =
+    super::typed!("softmax", Params, "workgroup.wgsl", "softmax.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -43,11 +42,13 @@ fn launch(
     cols: u32,
     accumulate: bool,
     form: Form,
+    dtype: Dtype,
 ) -> Result<()> {
+    require(gpu, entry, dtype)?;
     check_nonempty(entry, &[("rows", rows), ("cols", cols)])?;
     let len = elements(entry, &[rows, cols])?;
     for b in buffers {
-        check_len(entry, "[rows, cols]", b, len)?;
+        check_len_of(entry, "[rows, cols]", b, len, dtype)?;
     }
     if !(form.scale.is_finite() && form.scale > 0.0) {
         return Err(crate::gpu::Error::Invalid {
@@ -63,7 +64,7 @@ fn launch(
         scale: form.scale,
         _pad: [0; 3],
     };
-    dispatch_rows(gpu, pass, SHADER, entry, &params, buffers, rows)
+    dispatch_rows(gpu, pass, SHADERS.get(dtype), entry, &params, buffers, rows)
 }
 
 /// y = softmax(x) over each row; y, x: [rows, cols]
@@ -74,6 +75,7 @@ pub fn softmax_forward(
     x: &wgpu::Buffer,
     rows: u32,
     cols: u32,
+    dtype: Dtype,
 ) -> Result<()> {
     launch(
         gpu,
@@ -84,6 +86,7 @@ pub fn softmax_forward(
         cols,
         false,
         PLAIN,
+        dtype,
     )
 }
 
@@ -98,6 +101,7 @@ pub fn softmax_backward(
     rows: u32,
     cols: u32,
     accumulate: bool,
+    dtype: Dtype,
 ) -> Result<()> {
     launch(
         gpu,
@@ -108,12 +112,14 @@ pub fn softmax_backward(
         cols,
         accumulate,
         PLAIN,
+        dtype,
     )
 }
 
 /// Causal attention probabilities from materialised scores: y = softmax(scale·x) over
 /// each row of a stack of [t, t] score matrices, row r keeping columns 0 ..= r % t.
 /// y, x: [heads · t, t]
+#[allow(clippy::too_many_arguments)]
 pub fn softmax_causal_forward(
     gpu: &Gpu,
     pass: &mut dyn Recorder,
@@ -122,6 +128,7 @@ pub fn softmax_causal_forward(
     rows: u32,
     t: u32,
     scale: f32,
+    dtype: Dtype,
 ) -> Result<()> {
     launch(
         gpu,
@@ -135,6 +142,7 @@ pub fn softmax_causal_forward(
             scale,
             causal: true,
         },
+        dtype,
     )
 }
 
@@ -150,6 +158,7 @@ pub fn softmax_causal_backward(
     t: u32,
     scale: f32,
     accumulate: bool,
+    dtype: Dtype,
 ) -> Result<()> {
     launch(
         gpu,
@@ -163,5 +172,6 @@ pub fn softmax_causal_backward(
             scale,
             causal: true,
         },
+        dtype,
     )
 }

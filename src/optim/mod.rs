@@ -7,6 +7,7 @@ mod schedule;
 pub use schedule::{Decay, Schedule};
 
 use crate::gpu::{Error, Gpu, Result};
+use crate::kernels::Dtype;
 use crate::kernels::optim::{self as k, Clip};
 use crate::kernels::{elementwise, reduce};
 use crate::tape::{Param, Tape};
@@ -341,7 +342,7 @@ impl Optimizer {
         pass: &mut dyn crate::gpu::Recorder,
         params: &[&Param],
     ) -> Result<()> {
-        elementwise::fill(gpu, pass, &self.norm_sq, 0.0, 1)?;
+        elementwise::fill(gpu, pass, &self.norm_sq, 0.0, 1, Dtype::F32)?;
         for p in params {
             reduce::sum_all(
                 gpu,

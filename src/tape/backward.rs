@@ -3,6 +3,7 @@
 //! module docs of `tape` for the accumulation rule, which `target` alone applies.
 
 use crate::gpu::{Error, Result};
+use crate::kernels::Dtype;
 use crate::kernels::embedding;
 use crate::kernels::{Grad, elementwise as ew, softmax};
 
@@ -81,18 +82,45 @@ impl<'g> Tape<'g> {
             Op::Add { a, b } => {
                 for input in [*a, *b] {
                     if let Some(t) = self.target(input) {
-                        ew::scale(gpu, self.pass(), &t.buffer, &dy, 1.0, n, t.accumulate)?;
+                        ew::scale(
+                            gpu,
+                            self.pass(),
+                            &t.buffer,
+                            &dy,
+                            1.0,
+                            n,
+                            t.accumulate,
+                            Dtype::F32,
+                        )?;
                     }
                 }
                 Ok(())
             }
             Op::Scale { x, s } => self.with_target(*x, |tape, dx| {
-                ew::scale(gpu, tape.pass(), dx.buffer, &dy, *s, n, dx.accumulate)
+                ew::scale(
+                    gpu,
+                    tape.pass(),
+                    dx.buffer,
+                    &dy,
+                    *s,
+                    n,
+                    dx.accumulate,
+                    Dtype::F32,
+                )
             }),
             Op::Relu { x } => {
                 let xb = self.slots[*x].buffer.clone();
                 self.with_target(*x, |tape, dx| {
-                    ew::relu_backward(gpu, tape.pass(), dx.buffer, &dy, &xb, n, dx.accumulate)
+                    ew::relu_backward(
+                        gpu,
+                        tape.pass(),
+                        dx.buffer,
+                        &dy,
+                        &xb,
+                        n,
+                        dx.accumulate,
+                        Dtype::F32,
+                    )
                 })
             }
             Op::Dropout { x, mask, step } => self.with_target(*x, |tape, dx| {
@@ -102,7 +130,16 @@ impl<'g> Tape<'g> {
             Op::Gelu { x } => {
                 let xb = self.slots[*x].buffer.clone();
                 self.with_target(*x, |tape, dx| {
-                    ew::gelu_backward(gpu, tape.pass(), dx.buffer, &dy, &xb, n, dx.accumulate)
+                    ew::gelu_backward(
+                        gpu,
+                        tape.pass(),
+                        dx.buffer,
+                        &dy,
+                        &xb,
+                        n,
+                        dx.accumulate,
+                        Dtype::F32,
+                    )
                 })
             }
             Op::BiasActivation { .. } => self.bias_activation_backward(&dy, op),
@@ -119,7 +156,17 @@ impl<'g> Tape<'g> {
                 let (r, c) = (*rows, *cols);
                 self.with_target(*x, |tape, dx| {
                     let acc = dx.accumulate;
-                    softmax::softmax_backward(gpu, tape.pass(), dx.buffer, &y, &dy, r, c, acc)
+                    softmax::softmax_backward(
+                        gpu,
+                        tape.pass(),
+                        dx.buffer,
+                        &y,
+                        &dy,
+                        r,
+                        c,
+                        acc,
+                        Dtype::F32,
+                    )
                 })
             }
             Op::Embedding {
@@ -152,7 +199,16 @@ impl<'g> Tape<'g> {
                 let len = self.slots[*logits].len as u32;
                 self.with_target(*logits, |tape, d| {
                     let acc = d.accumulate;
-                    ew::scale(gpu, tape.pass(), d.buffer, dlogits, upstream, len, acc)
+                    ew::scale(
+                        gpu,
+                        tape.pass(),
+                        d.buffer,
+                        dlogits,
+                        upstream,
+                        len,
+                        acc,
+                        Dtype::F32,
+                    )
                 })
             }
             Op::Sum { x } => {
@@ -160,7 +216,16 @@ impl<'g> Tape<'g> {
                 let filled = self.take_filled(len, upstream)?;
                 self.with_target(*x, |tape, dx| {
                     let acc = dx.accumulate;
-                    ew::scale(gpu, tape.pass(), dx.buffer, &filled, 1.0, len as u32, acc)
+                    ew::scale(
+                        gpu,
+                        tape.pass(),
+                        dx.buffer,
+                        &filled,
+                        1.0,
+                        len as u32,
+                        acc,
+                        Dtype::F32,
+                    )
                 })
             }
             _ => unreachable!("called for the ops that end the graph only"),

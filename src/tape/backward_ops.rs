@@ -4,6 +4,7 @@
 //! every input's gradient through `target` (the tape's one accumulation rule).
 
 use crate::gpu::Result;
+use crate::kernels::Dtype;
 use crate::kernels::attention::attention_backward;
 use crate::kernels::batchnorm;
 use crate::kernels::bias::{self, BiasShape};
@@ -53,7 +54,11 @@ impl Tape<'_> {
         let Some(bias) = bias else {
             return Ok(());
         };
-        let shape = BiasShape { rows: m, cols: n };
+        let shape = BiasShape {
+            rows: m,
+            cols: n,
+            dtype: Dtype::F32,
+        };
         let scratch = self.bias_scratch(shape);
         self.with_target(bias, |tape, dbias| {
             bias::bias_backward(gpu, tape.pass(), dbias, scratch.as_ref(), dy, shape)
@@ -76,6 +81,7 @@ impl Tape<'_> {
         let shape = BiasShape {
             rows: (self.slots[x].len / cols) as u32,
             cols: cols as u32,
+            dtype: Dtype::F32,
         };
         let pre = self.slots[x].buffer.clone();
         let dx = self.target_or_discard(x, self.slots[x].len);
@@ -111,6 +117,7 @@ impl Tape<'_> {
         let shape = RezeroShape {
             n: n as u32,
             alpha_index,
+            dtype: Dtype::F32,
         };
         let (dx, df, da) = (dx.grad(), df.grad(), dalpha.grad());
         rezero::rezero_backward(gpu, self.pass(), dx, df, da, &scratch, dy, &fb, &ab, shape)

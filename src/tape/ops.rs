@@ -2,6 +2,7 @@
 //! pass and, when gradients are wanted, the `Op` that backward replays.
 
 use crate::gpu::{Error, Result};
+use crate::kernels::Dtype;
 use crate::kernels::attention::{AttentionShape, attention_forward};
 use crate::kernels::{
     cross_entropy, elementwise as ew, embedding, layernorm, reduce, rezero, softmax,
@@ -69,8 +70,11 @@ impl<'g> Tape<'g> {
             &x.buffer,
             &f.buffer,
             &alpha.buffer,
-            alpha_index,
-            dim_u32("tape rezero", x.len())?,
+            rezero::RezeroShape {
+                n: dim_u32("tape rezero", x.len())?,
+                alpha_index,
+                dtype: Dtype::F32,
+            },
         )?;
         self.record_op(
             &out,
@@ -100,6 +104,7 @@ impl<'g> Tape<'g> {
             &b.buffer,
             dim_u32("tape add", a.len())?,
             false,
+            Dtype::F32,
         )?;
         self.record_op(&out, Op::Add { a: a.id, b: b.id });
         Ok(out)
@@ -117,6 +122,7 @@ impl<'g> Tape<'g> {
             s,
             dim_u32("tape scale", x.len())?,
             false,
+            Dtype::F32,
         )?;
         self.record_op(&out, Op::Scale { x: x.id, s });
         Ok(out)
@@ -132,6 +138,7 @@ impl<'g> Tape<'g> {
             &out.buffer,
             &x.buffer,
             dim_u32("tape relu", x.len())?,
+            Dtype::F32,
         )?;
         self.record_op(&out, Op::Relu { x: x.id });
         Ok(out)
@@ -147,6 +154,7 @@ impl<'g> Tape<'g> {
             &out.buffer,
             &x.buffer,
             dim_u32("tape gelu", x.len())?,
+            Dtype::F32,
         )?;
         self.record_op(&out, Op::Gelu { x: x.id });
         Ok(out)
@@ -185,7 +193,11 @@ impl<'g> Tape<'g> {
             &x.buffer,
             &gain.buffer,
             &bias.buffer,
-            layernorm::LayerNormShape { rows: r, cols: c },
+            layernorm::LayerNormShape {
+                rows: r,
+                cols: c,
+                dtype: Dtype::F32,
+            },
             eps,
         )?;
         self.record_op(
@@ -196,7 +208,11 @@ impl<'g> Tape<'g> {
                 bias: bias.id,
                 mean,
                 rstd,
-                shape: crate::kernels::layernorm::LayerNormShape { rows: r, cols: c },
+                shape: crate::kernels::layernorm::LayerNormShape {
+                    rows: r,
+                    cols: c,
+                    dtype: Dtype::F32,
+                },
             },
         );
         Ok(out)
@@ -210,7 +226,15 @@ impl<'g> Tape<'g> {
             dim_u32("tape softmax", x.rows())?,
             dim_u32("tape softmax", x.cols())?,
         );
-        softmax::softmax_forward(gpu, self.pass(), &out.buffer, &x.buffer, rows, cols)?;
+        softmax::softmax_forward(
+            gpu,
+            self.pass(),
+            &out.buffer,
+            &x.buffer,
+            rows,
+            cols,
+            Dtype::F32,
+        )?;
         self.record_op(
             &out,
             Op::Softmax {
@@ -294,6 +318,7 @@ impl<'g> Tape<'g> {
             &gtargets,
             r,
             c,
+            Dtype::F32,
         )?;
         self.record_op(
             &out,

@@ -3,6 +3,7 @@
 //! activations and gradients come from.
 
 use crate::gpu::{BufferPool, Discard, Error, Gpu, Recorder, Result};
+use crate::kernels::Dtype;
 use crate::kernels::elementwise;
 use crate::kernels::matmul::Matmul;
 
@@ -355,7 +356,7 @@ impl<'g> Tape<'g> {
     pub(crate) fn take_filled(&mut self, len: usize, value: f32) -> Result<wgpu::Buffer> {
         let buffer = self.take_grad(len);
         let gpu = self.gpu;
-        elementwise::fill(gpu, self.pass(), &buffer, value, len as u32)?;
+        elementwise::fill(gpu, self.pass(), &buffer, value, len as u32, Dtype::F32)?;
         Ok(buffer)
     }
 

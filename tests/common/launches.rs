@@ -5,6 +5,7 @@
 
 use rezero::Gpu;
 use rezero::gpu::Recorder;
+use rezero::kernels::Dtype;
 use rezero::kernels::attention::{AttentionShape, attention_backward, attention_forward};
 use rezero::kernels::batchnorm::{
     BatchNormConfig, BatchNormShape, batchnorm_backward, batchnorm_train_forward,
@@ -70,9 +71,15 @@ pub const ONE_ELEMENT: [(&str, usize); 4] = [
 
 /// One launch of a launcher family, on shapes of odd sizes that no committed tuning table
 /// holds.
-pub type Launch = fn(&Gpu, &mut dyn Recorder, &Buffers) -> rezero::Result<()>;
+/// A launch on the given buffers; the families that take f16 activations use the `Dtype`
+/// (the others ignore it).
+pub type Launch = fn(&Gpu, &mut dyn Recorder, &Buffers, Dtype) -> rezero::Result<()>;
 
-const LN: LayerNormShape = LayerNormShape { rows: 7, cols: 33 };
+const LN: LayerNormShape = LayerNormShape {
+    rows: 7,
+    cols: 33,
+    dtype: Dtype::F32,
+};
 const HEADS: HeadLayout = HeadLayout {
     batch: 2,
     t: 5,
@@ -108,7 +115,11 @@ const EMBEDDING: EmbeddingShape = EmbeddingShape {
     dim: 12,
     vocab: 256,
 };
-const BIAS: BiasShape = BiasShape { rows: 9, cols: 13 };
+const BIAS: BiasShape = BiasShape {
+    rows: 9,
+    cols: 13,
+    dtype: Dtype::F32,
+};
 
 fn product() -> Matmul {
     Matmul::new(37, 29, 23)
@@ -132,13 +143,29 @@ fn saved(i: &[wgpu::Buffer; 6]) -> NormSaved<'_> {
 }
 
 /// Every public launcher family, forward and backward, by name.
+/// Whether the launch of `family` in [`launches`] uses its `Dtype` (its kernels take f16
+/// activations).
+#[allow(dead_code)] // not every test binary asks
+pub fn takes_dtype(family: &str) -> bool {
+    let families = [
+        "add",
+        "fill",
+        "rezero",
+        "softmax",
+        "layernorm",
+        "cross_entropy",
+        "bias",
+    ];
+    families.iter().any(|f| family.starts_with(f))
+}
+
 pub fn launches() -> Vec<(&'static str, Launch)> {
     vec![
-        ("add", |g, p, b| {
-            ew::add(g, p, &b.out[0], &b.input[0], &b.input[1], 300, false)
+        ("add", |g, p, b, d| {
+            ew::add(g, p, &b.out[0], &b.input[0], &b.input[1], 300, false, d)
         }),
-        ("fill", |g, p, b| ew::fill(g, p, &b.out[0], 1.0, 300)),
-        ("rezero_forward", |g, p, b| {
+        ("fill", |g, p, b, d| ew::fill(g, p, &b.out[0], 1.0, 300, d)),
+        ("rezero_forward", |g, p, b, d| {
             rezero_forward(
                 g,
                 p,
@@ -146,35 +173,39 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 &b.input[0],
                 &b.input[1],
                 &b.input[2],
-                3,
-                300,
+                RezeroShape {
+                    n: 300,
+                    alpha_index: 3,
+                    dtype: d,
+                },
             )
         }),
-        ("rezero_backward", |g, p, b| {
+        ("rezero_backward", |g, p, b, d| {
             let [dx, df, da] = [&b.out[0], &b.out[1], &b.out[2]].map(Grad::write);
             let shape = RezeroShape {
                 n: 300,
                 alpha_index: 3,
+                dtype: d,
             };
             let [dy, f, alpha] = [&b.input[0], &b.input[1], &b.input[2]];
             rezero_backward(g, p, dx, df, da, &b.out[3], dy, f, alpha, shape)
         }),
-        ("sum_rows", |g, p, b| {
+        ("sum_rows", |g, p, b, _| {
             reduce::sum_rows(g, p, &b.out[0], &b.input[0], 7, 33, false, false)
         }),
-        ("sum_all", |g, p, b| {
+        ("sum_all", |g, p, b, _| {
             reduce::sum_all(g, p, &b.out[0], &b.out[1], &b.input[0], 300, true, false)
         }),
-        ("softmax_forward", |g, p, b| {
-            softmax::softmax_forward(g, p, &b.out[0], &b.input[0], 7, 33)
+        ("softmax_forward", |g, p, b, d| {
+            softmax::softmax_forward(g, p, &b.out[0], &b.input[0], 7, 33, d)
         }),
-        ("softmax_backward", |g, p, b| {
-            softmax::softmax_backward(g, p, &b.out[0], &b.input[0], &b.input[1], 7, 33, false)
+        ("softmax_backward", |g, p, b, d| {
+            softmax::softmax_backward(g, p, &b.out[0], &b.input[0], &b.input[1], 7, 33, false, d)
         }),
-        ("softmax_causal", |g, p, b| {
-            softmax::softmax_causal_forward(g, p, &b.out[0], &b.input[0], 10, 5, 0.5)
+        ("softmax_causal", |g, p, b, d| {
+            softmax::softmax_causal_forward(g, p, &b.out[0], &b.input[0], 10, 5, 0.5, d)
         }),
-        ("layernorm_forward", |g, p, b| {
+        ("layernorm_forward", |g, p, b, d| {
             let [y, mean, rstd] = [&b.out[0], &b.out[1], &b.out[2]];
             layernorm_forward(
                 g,
@@ -185,19 +216,29 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 &b.input[0],
                 &b.input[1],
                 &b.input[2],
-                LN,
+                LayerNormShape { dtype: d, ..LN },
                 1e-5,
             )
         }),
-        ("layernorm_backward", |g, p, b| {
+        ("layernorm_backward", |g, p, b, d| {
             let [dx, dgain, dbias] = [&b.out[0], &b.out[1], &b.out[2]].map(Grad::write);
             let (scratch, dy) = (&b.out[3], &b.input[0]);
-            layernorm_backward(g, p, dx, dgain, dbias, scratch, dy, saved(&b.input), LN)
+            layernorm_backward(
+                g,
+                p,
+                dx,
+                dgain,
+                dbias,
+                scratch,
+                dy,
+                saved(&b.input),
+                LayerNormShape { dtype: d, ..LN },
+            )
         }),
-        ("embedding_forward", |g, p, b| {
+        ("embedding_forward", |g, p, b, _| {
             embedding_forward(g, p, &b.out[0], &b.input[0], &b.input[1], 9, 12, 256, false)
         }),
-        ("embedding_backward", |g, p, b| {
+        ("embedding_backward", |g, p, b, _| {
             let [dout, order, offsets] = [&b.input[0], &b.input[1], &b.input[2]];
             embedding_backward(
                 g,
@@ -209,11 +250,22 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 EMBEDDING,
             )
         }),
-        ("cross_entropy", |g, p, b| {
+        ("cross_entropy", |g, p, b, d| {
             let [loss, dlogits, rows] = [&b.out[0], &b.out[1], &b.out[2]];
-            cross_entropy(g, p, loss, dlogits, rows, &b.input[0], &b.input[1], 5, 11)
+            cross_entropy(
+                g,
+                p,
+                loss,
+                dlogits,
+                rows,
+                &b.input[0],
+                &b.input[1],
+                5,
+                11,
+                d,
+            )
         }),
-        ("adam", |g, p, b| {
+        ("adam", |g, p, b, _| {
             let grad = Gradient::keep(&b.input[0]);
             adam(
                 g,
@@ -228,39 +280,56 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 None,
             )
         }),
-        ("rows_to_heads", |g, p, b| {
+        ("rows_to_heads", |g, p, b, _| {
             rows_to_heads(g, p, &b.out[0], &b.input[0], &HEADS)
         }),
-        ("heads_to_rows", |g, p, b| {
+        ("heads_to_rows", |g, p, b, _| {
             heads_to_rows(g, p, &b.out[0], &b.input[0], &HEADS, false)
         }),
-        ("attention_forward", |g, p, b| {
+        ("attention_forward", |g, p, b, _| {
             let [q, k, v] = [&b.input[0], &b.input[1], &b.input[2]];
             attention_forward(g, p, &b.out[0], &b.out[1], q, k, v, &attention())
         }),
-        ("attention_backward", |g, p, b| {
+        ("attention_backward", |g, p, b, _| {
             let grads = [&b.out[0], &b.out[1], &b.out[2]].map(Grad::write);
             let i = &b.input;
             let inputs = [&i[0], &i[1], &i[2], &i[3], &i[4], &i[5]];
             attention_backward(g, p, grads, &b.out[3], inputs, &attention())
         }),
-        ("matmul", |g, p, b| {
+        ("matmul", |g, p, b, _| {
             matmul(g, p, &b.out[0], &b.input[0], &b.input[1], None, &product()).map(drop)
         }),
-        ("matmul_activation", |g, p, b| {
+        ("matmul_activation", |g, p, b, _| {
             let (a, w, bias) = (&b.input[0], &b.input[1], Some(&b.input[2]));
             let gelu = Activation::Gelu;
             matmul_activation(g, p, &b.out[0], &b.out[1], a, w, bias, gelu, &product()).map(drop)
         }),
-        ("bias_backward", |g, p, b| {
-            bias_backward(g, p, Grad::write(&b.out[0]), None, &b.input[0], BIAS)
+        ("bias_backward", |g, p, b, d| {
+            bias_backward(
+                g,
+                p,
+                Grad::write(&b.out[0]),
+                None,
+                &b.input[0],
+                BiasShape { dtype: d, ..BIAS },
+            )
         }),
-        ("bias_activation_backward", |g, p, b| {
+        ("bias_activation_backward", |g, p, b, d| {
             let [dx, db] = [&b.out[0], &b.out[1]].map(Grad::write);
             let gelu = Activation::Gelu;
-            bias_activation_backward(g, p, dx, db, None, &b.input[0], &b.input[1], gelu, BIAS)
+            bias_activation_backward(
+                g,
+                p,
+                dx,
+                db,
+                None,
+                &b.input[0],
+                &b.input[1],
+                gelu,
+                BiasShape { dtype: d, ..BIAS },
+            )
         }),
-        ("conv2d_forward", |g, p, b| {
+        ("conv2d_forward", |g, p, b, _| {
             let (x, w, bias) = (&b.input[0], &b.input[1], Some(&b.input[2]));
             conv::conv2d_forward(
                 g,
@@ -274,19 +343,19 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 false,
             )
         }),
-        ("conv2d_backward_input", |g, p, b| {
+        ("conv2d_backward_input", |g, p, b, _| {
             let (dy, w) = (&b.input[0], &b.input[1]);
             conv::conv2d_backward_input(g, p, &b.out[0], dy, w, &conv(), ConvVariant::Auto, false)
         }),
-        ("conv2d_backward_weight", |g, p, b| {
+        ("conv2d_backward_weight", |g, p, b, _| {
             let (dw, scratch, dy, x) = (&b.out[0], &b.out[1], &b.input[0], &b.input[1]);
             let auto = ConvVariant::Auto;
             conv::conv2d_backward_weight(g, p, dw, scratch, dy, x, &conv(), auto, false)
         }),
-        ("conv2d_backward_bias", |g, p, b| {
+        ("conv2d_backward_bias", |g, p, b, _| {
             conv::conv2d_backward_bias(g, p, &b.out[0], &b.input[0], &conv(), false)
         }),
-        ("batchnorm_train_forward", |g, p, b| {
+        ("batchnorm_train_forward", |g, p, b, _| {
             let o = &b.out;
             let (x, gamma, beta) = (&b.input[0], &b.input[1], &b.input[2]);
             let config = BatchNormConfig::default();
@@ -294,7 +363,7 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 g, p, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], x, gamma, beta, &BN, &config,
             )
         }),
-        ("batchnorm_backward", |g, p, b| {
+        ("batchnorm_backward", |g, p, b, _| {
             let [dx, dgamma, dbeta] = [&b.out[0], &b.out[1], &b.out[2]].map(Grad::write);
             let (scratch, dy, config) = (&b.out[3], &b.input[0], BatchNormConfig::default());
             batchnorm_backward(
@@ -310,22 +379,22 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 &config,
             )
         }),
-        ("global_avg_pool_forward", |g, p, b| {
+        ("global_avg_pool_forward", |g, p, b, _| {
             pool::global_avg_pool_forward(g, p, &b.out[0], &b.input[0], 6, 10)
         }),
-        ("global_avg_pool_backward", |g, p, b| {
+        ("global_avg_pool_backward", |g, p, b, _| {
             pool::global_avg_pool_backward(g, p, &b.out[0], &b.input[0], 6, 10, false)
         }),
-        ("shortcut_forward", |g, p, b| {
+        ("shortcut_forward", |g, p, b, _| {
             shortcut_forward(g, p, &b.out[0], &b.input[0], &SHORTCUT)
         }),
-        ("shortcut_backward", |g, p, b| {
+        ("shortcut_backward", |g, p, b, _| {
             shortcut_backward(g, p, &b.out[0], &b.input[0], &SHORTCUT, false)
         }),
-        ("dropout_forward", |g, p, b| {
+        ("dropout_forward", |g, p, b, _| {
             dropout_forward(g, p, &b.out[0], &b.input[0], &b.input[1], 300, MASK)
         }),
-        ("dropout_backward", |g, p, b| {
+        ("dropout_backward", |g, p, b, _| {
             dropout_backward(
                 g,
                 p,

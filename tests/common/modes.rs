@@ -2,6 +2,7 @@
 //! one with them, and the comparison the `checked_modes*` tests make between them.
 #![allow(dead_code)]
 
+use rezero::kernels::Dtype;
 use std::sync::OnceLock;
 
 use rezero::cpu::seeded;
@@ -55,7 +56,9 @@ pub fn up(gpu: &Gpu, seed: u64, len: usize) -> wgpu::Buffer {
 /// Output buffers start poisoned with NaN, so an element a kernel skips shows up.
 pub fn out(gpu: &Gpu, len: usize) -> Result<wgpu::Buffer> {
     let buffer = gpu.zeroed_f32("out", len.max(1));
-    pollster::block_on(gpu.run(|pass| ew::fill(gpu, pass, &buffer, f32::NAN, len.max(1) as u32)))?;
+    pollster::block_on(
+        gpu.run(|pass| ew::fill(gpu, pass, &buffer, f32::NAN, len.max(1) as u32, Dtype::F32)),
+    )?;
     Ok(buffer)
 }
 

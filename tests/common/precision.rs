@@ -19,10 +19,35 @@ use super::{assert_close, atol_for};
 /// within the f32 bound round at most one f16 spacing apart, `F16_EPSILON` relative for
 /// normal values and 2⁻²⁴ absolute for subnormal ones.
 pub fn tolerance(k: u32, output: Dtype) -> (f32, f32) {
-    let (atol, rtol) = (atol_for(k as usize), 1e-4);
-    match output {
+    widen((atol_for(k as usize), 1e-4), output)
+}
+
+/// An f32 kernel's (atol, rtol) for an output stored as `dtype`: an f16 output is the f32
+/// result rounded once, which moves it by at most half a spacing (`F16_EPSILON` / 2
+/// relative for normal values, 2⁻²⁵ absolute for subnormal ones); both are allowed in full.
+pub fn widen((atol, rtol): (f32, f32), dtype: Dtype) -> (f32, f32) {
+    match dtype {
         Dtype::F32 => (atol, rtol),
         Dtype::F16 => (atol + 2f32.powi(-24), rtol + cpu::F16_EPSILON),
+    }
+}
+
+/// The element types a kernel test runs on this device: f32, and f16 where the adapter
+/// has `SHADER_F16` (said visibly where it has not; failing in CI, whose devices have it).
+pub fn dtypes(gpu: &Gpu) -> Vec<Dtype> {
+    if gpu.features().contains(wgpu::Features::SHADER_F16) {
+        vec![Dtype::F32, Dtype::F16]
+    } else {
+        super::skip("the f16 cases: the adapter lacks SHADER_F16");
+        vec![Dtype::F32]
+    }
+}
+
+/// `values` as a buffer of `dtype` holds them: rounded to the nearest f16 for f16.
+pub fn exact(values: &[f32], dtype: Dtype) -> Vec<f32> {
+    match dtype {
+        Dtype::F32 => values.to_vec(),
+        Dtype::F16 => cpu::round_f16(values),
     }
 }
 

@@ -71,8 +71,11 @@ fn gather(gpu: &Gpu, list: &mut KernelList) {
     let limit = gpu.limits().max_compute_invocations_per_workgroup.min(256);
     for size in (0..=8).map(|p| 1u32 << p).filter(|&s| s <= limit) {
         gpu.set_row_workgroup_size(size).unwrap();
-        for (name, launch) in launches() {
-            launch(gpu, list, &buffers).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for dtype in dtypes(gpu) {
+            for (name, launch) in launches() {
+                launch(gpu, list, &buffers, dtype).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+            typed_others(gpu, list, &buffers, dtype);
         }
         others(gpu, list, &buffers);
     }
@@ -86,6 +89,15 @@ fn gather(gpu: &Gpu, list: &mut KernelList) {
     casts(gpu, list, &buffers);
     convolutions(gpu, list, &buffers);
     attentions(gpu, list, &buffers);
+}
+
+/// The activations' types `gpu` runs: f16 too where it has `SHADER_F16` (the test says
+/// visibly which modules an adapter without it leaves untranslated).
+fn dtypes(gpu: &Gpu) -> Vec<Dtype> {
+    match gpu.features().contains(wgpu::Features::SHADER_F16) {
+        true => vec![Dtype::F32, Dtype::F16],
+        false => vec![Dtype::F32],
+    }
 }
 
 /// Each variant a matmul may run: every candidate the tuning of any adapter tries.
@@ -223,14 +235,6 @@ fn attentions(gpu: &Gpu, list: &mut KernelList, b: &Buffers) {
 fn others(gpu: &Gpu, list: &mut dyn Recorder, b: &Buffers) {
     let (o, i) = (&b.out, &b.input);
     let n = 300;
-    ew::scale(gpu, list, &o[0], &i[0], 0.5, n, false).unwrap();
-    ew::relu(gpu, list, &o[0], &i[0], n).unwrap();
-    ew::relu_backward(gpu, list, &o[0], &i[0], &i[1], n, false).unwrap();
-    ew::gelu(gpu, list, &o[0], &i[0], n).unwrap();
-    ew::gelu_backward(gpu, list, &o[0], &i[0], &i[1], n, false).unwrap();
-    ew::copy(gpu, list, &o[0], &i[0], n).unwrap();
-    ew::copy_vec4(gpu, list, &o[0], &i[0], n).unwrap();
-    softmax::softmax_causal_backward(gpu, list, &o[0], &i[0], &i[1], 10, 5, 0.5, false).unwrap();
     let grad = optim::Gradient::keep(&i[0]);
     let sgd = optim::Sgd {
         lr: 0.1,
@@ -261,22 +265,46 @@ fn others(gpu: &Gpu, list: &mut dyn Recorder, b: &Buffers) {
         gpu, list, &o[0], &o[1], &o[2], grad, &i[1], scratch, n, &lamb, None,
     )
     .unwrap();
-    rezero_forward(gpu, list, &o[0], &i[0], &i[1], &i[2], 0, n + 1).unwrap();
     split_reductions(gpu, list, b);
 }
 
-/// The two-stage paths of the bias and batch-norm reductions, over more rows than one
-/// workgroup takes, and the batch norm's evaluation forward.
-fn split_reductions(gpu: &Gpu, list: &mut dyn Recorder, b: &Buffers) {
+/// The launches of the families on `dtype` activations that `launches()` leaves out: the
+/// other elementwise ops, the causal softmax's backward, the rezero forward of a length that
+/// is not a multiple of 4, and the bias gradient's two-pass path.
+fn typed_others(gpu: &Gpu, list: &mut dyn Recorder, b: &Buffers, dtype: Dtype) {
     let (o, i) = (&b.out, &b.input);
+    let n = 300;
+    ew::scale(gpu, list, &o[0], &i[0], 0.5, n, false, dtype).unwrap();
+    ew::relu(gpu, list, &o[0], &i[0], n, dtype).unwrap();
+    ew::relu_backward(gpu, list, &o[0], &i[0], &i[1], n, false, dtype).unwrap();
+    ew::gelu(gpu, list, &o[0], &i[0], n, dtype).unwrap();
+    ew::gelu_backward(gpu, list, &o[0], &i[0], &i[1], n, false, dtype).unwrap();
+    ew::copy(gpu, list, &o[0], &i[0], n, dtype).unwrap();
+    ew::copy_vec4(gpu, list, &o[0], &i[0], n, dtype).unwrap();
+    let (rows, t, scale) = (10, 5, 0.5);
+    softmax::softmax_causal_backward(gpu, list, &o[0], &i[0], &i[1], rows, t, scale, false, dtype)
+        .unwrap();
+    let shape = rezero::kernels::rezero::RezeroShape {
+        n: n + 1,
+        alpha_index: 0,
+        dtype,
+    };
+    rezero_forward(gpu, list, &o[0], &i[0], &i[1], &i[2], shape).unwrap();
     let rows = BiasShape {
         rows: 4000,
         cols: 3,
+        dtype,
     };
     let (dbias, dx) = (Grad::write(&o[0]), Grad::write(&o[2]));
     bias_backward(gpu, list, dbias, Some(&o[1]), &i[0], rows).unwrap();
     let gelu = Activation::Gelu;
     bias_activation_backward(gpu, list, dx, dbias, Some(&o[1]), &i[0], &i[1], gelu, rows).unwrap();
+}
+
+/// The two-stage paths of the batch-norm reductions, over more rows than one workgroup
+/// takes, and the batch norm's evaluation forward.
+fn split_reductions(gpu: &Gpu, list: &mut dyn Recorder, b: &Buffers) {
+    let (o, i) = (&b.out, &b.input);
     let shape = BatchNormShape {
         batch: 2,
         channels: 3,
