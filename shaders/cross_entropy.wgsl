@@ -3,13 +3,15 @@
 // dlogits = (softmax − onehot) · grad_scale; a one-workgroup pass then averages the rows.
 // A target >= cols marks a row to ignore: zero loss, zero gradient. Built after an element
 // prelude: logits and dlogits are `Operand`s and `Out`s (f32, or f16 activations); the loss,
-// the row losses and every sum are f32.
+// the row losses and every sum are f32. With `loss_scaled` the gradient is also multiplied
+// by the loss scale (mixed precision: `scaler` is the loss scaler's state, its scale first)
+// before it is rounded to the logits' type; the loss itself is never scaled.
 
 struct Params {
     rows: u32,
     cols: u32,
     grad_scale: f32,  // usually 1 / rows: the gradient of the mean
-    _pad: u32,
+    loss_scaled: u32, // 1: dlogits also times scaler[0]
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -23,6 +25,8 @@ fn logit(i: u32) -> f32 {
     return f32(logits[i]);
 }
 @group(0) @binding(4) var<storage, read> targets: array<u32>;
+// scaler: [4], the loss scaler's state (bound but unread without loss_scaled)
+@group(0) @binding(5) var<storage, read> scaler: array<f32>;
 
 @compute @workgroup_size(WG)
 fn cross_entropy_rows(
@@ -48,12 +52,13 @@ fn cross_entropy_rows(
     }
     s = workgroup_reduce(lid.x, s, false);
     let inv = 1.0 / s;
+    let grad_scale = p.grad_scale * select(1.0, scaler[0], p.loss_scaled == 1u);
     for (var c = lid.x; c < p.cols; c += WG) {
         var g = exp(logit(base + c) - m) * inv;
         if (c == target_col) {
             g -= 1.0;
         }
-        dlogits[base + c] = Out(select(0.0, g * p.grad_scale, valid));
+        dlogits[base + c] = Out(select(0.0, g * grad_scale, valid));
     }
     if (lid.x == 0u) {
         var loss = 0.0;

@@ -6,6 +6,13 @@
 // ‖g‖² read from a one-element buffer (global-norm clipping with no readback). With
 // `zero_grad` each gradient element is set to 0 once read (`take_grad`): the next
 // backward adds into it with no zeroing pass between.
+//
+// Loss scaling (mixed precision, as PyTorch's GradScaler): with `loss_scaled` the gradients
+// hold the loss scale's multiple, read from `scaler` (the state `loss_scale_update` keeps):
+// every update divides by it, and a step whose squared global norm `norm_sq` is inf or NaN
+// (some gradient overflowed) is skipped: parameters and moments stay, gradients are still
+// zeroed when asked. `loss_scale_update` (shaders/loss_scale.wgsl) then halves the scale, or doubles it after
+// `growth_interval` clean steps in a row.
 
 struct Params {
     n: u32,               // elements of the parameter
@@ -17,7 +24,7 @@ struct Params {
     beta2: f32,           // Adam
     eps: f32,             // Adam, Adagrad
     zero_grad: u32,       // 1: grad[i] = 0 once read
-    _unused1: f32,
+    loss_scaled: u32,     // 1: gradients are scaled by scaler[0]; skip the step on overflow
     clip: f32,            // max global gradient norm; 0 turns clipping off
     _pad: u32,
 }
@@ -35,17 +42,35 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> direction: array<f32>;
 @group(0) @binding(8) var<storage, read> w_norm_sq: array<f32>;
 @group(0) @binding(9) var<storage, read> u_norm_sq: array<f32>;
+// scaler: [4], the loss scaler's state (its scale first; bound but unread without loss_scaled)
+@group(0) @binding(10) var<storage, read> scaler: array<f32>;
+
+// Whether this step is skipped: loss scaling found an overflowed gradient.
+fn skipped() -> bool {
+    return p.loss_scaled == 1u && !is_finite(norm_sq[0]);
+}
+
+// A skipped step's only work: the gradients it would have consumed are zeroed.
+fn skip_step(wg: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) {
+    if (p.zero_grad == 1u) {
+        for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
+            grad[i] = 0.0;
+        }
+    }
+}
 
 fn lr() -> f32 {
     return p.lr * step_values[0];
 }
 
-// The factor every gradient element is multiplied by: 1, or min(1, clip / ‖g‖).
+// The factor every gradient element is multiplied by: 1 / the loss scale (1 without loss
+// scaling), times min(1, clip / ‖g‖) when clipping, ‖g‖ the unscaled norm.
 fn grad_scale() -> f32 {
+    let unscale = select(1.0, 1.0 / scaler[0], p.loss_scaled == 1u);
     if (p.clip > 0.0) {
-        return min(1.0, p.clip / max(sqrt(norm_sq[0]), 1e-30));
+        return unscale * min(1.0, p.clip / max(sqrt(norm_sq[0]) * unscale, 1e-30));
     }
-    return 1.0;
+    return unscale;
 }
 
 // grad[i], set to 0 once read when the launcher asks.
@@ -63,6 +88,10 @@ fn take_grad(i: u32) -> f32 {
 @compute @workgroup_size(GRID_WG)
 fn sgd(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
        @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skipped()) {
+        skip_step(wg, lid, nwg);
+        return;
+    }
     let scale = grad_scale();
     let lr = lr();
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
@@ -77,6 +106,10 @@ fn sgd(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: 
 @compute @workgroup_size(GRID_WG)
 fn adagrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skipped()) {
+        skip_step(wg, lid, nwg);
+        return;
+    }
     let scale = grad_scale();
     let lr = lr();
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
@@ -91,6 +124,10 @@ fn adagrad(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
 @compute @workgroup_size(GRID_WG)
 fn adam(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skipped()) {
+        skip_step(wg, lid, nwg);
+        return;
+    }
     let scale = grad_scale();
     let lr = lr();
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
@@ -121,6 +158,10 @@ fn adam_direction(i: u32, g: f32) -> f32 {
 fn lamb_direction(@builtin(local_invocation_id) lid: vec3<u32>,
                   @builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skipped()) {
+        skip_step(wg, lid, nwg);
+        return;
+    }
     let scale = grad_scale();
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
         direction[i] = adam_direction(i, scale * take_grad(i)) + p.weight_decay * param[i];
@@ -133,6 +174,9 @@ fn lamb_direction(@builtin(local_invocation_id) lid: vec3<u32>,
 fn lamb_apply(@builtin(local_invocation_id) lid: vec3<u32>,
               @builtin(workgroup_id) wg: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (skipped()) {
+        return;
+    }
     let w_norm = sqrt(w_norm_sq[0]);
     let u_norm = sqrt(u_norm_sq[0]);
     let ratio = select(1.0, w_norm / u_norm, w_norm > 0.0 && u_norm > 0.0);
@@ -141,3 +185,4 @@ fn lamb_apply(@builtin(local_invocation_id) lid: vec3<u32>,
         param[i] -= step * direction[i];
     }
 }
+

@@ -68,9 +68,10 @@ fn elementwise_rezero_and_optimizers() {
             let state: Vec<_> = (0..4).map(|_| gpu.zeroed_f32("s", len)).collect();
             let values = gpu.upload("values", &[1.0f32, 0.1, 0.01, 0.0]);
             let norm_sq = gpu.upload("norm", &[4.0f32]);
-            let clip = Some(optim::Clip {
+            let clip = Some(optim::GlobalNorm {
                 norm_sq: &norm_sq,
-                max_norm: 1.0,
+                clip: Some(1.0),
+                loss_scale: None,
             });
             let sgd = optim::Sgd {
                 lr: 0.1,
@@ -242,6 +243,7 @@ fn reductions_softmax_layernorm_cross_entropy() {
                             rows,
                             cols,
                             Dtype::F32,
+                            None,
                         )
                     }))?;
                     read(

@@ -273,6 +273,7 @@ fn cross_entropy_mean_loss() {
             rows as u32,
             cols as u32,
             Dtype::F32,
+            None,
         )
     }))
     .unwrap();

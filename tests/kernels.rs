@@ -269,9 +269,10 @@ fn optimizers_match_reference_over_steps() {
                 let gg = gpu.upload("g", &g);
                 let norm_sq = cpu::reduce::sum_all(&g, true);
                 let gnorm = gpu.upload("norm_sq", &[norm_sq]);
-                let clip = max_norm.map(|max_norm| optim::Clip {
+                let clip = max_norm.map(|max_norm| optim::GlobalNorm {
                     norm_sq: &gnorm,
-                    max_norm,
+                    clip: Some(max_norm),
+                    loss_scale: None,
                 });
                 // SGD runs at half its base rate (a schedule's factor), the others at 1.
                 let half = gpu.upload("values", &optim::step_values(0.5, None, step).unwrap());

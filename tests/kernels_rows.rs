@@ -385,7 +385,7 @@ fn cross_entropy_loss_and_gradient() {
             );
             pollster::block_on(gpu.run(|pass| {
                 cross_entropy::cross_entropy(
-                    gpu, pass, &loss, &gd, &rl, &gl, &gt, rows, cols, dtype,
+                    gpu, pass, &loss, &gd, &rl, &gl, &gt, rows, cols, dtype, None,
                 )
             }))
             .unwrap();

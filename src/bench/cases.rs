@@ -430,6 +430,7 @@ pub fn cross_entropy_cases(gpu: &Gpu, rows: u32, cols: u32) -> Vec<Case> {
                     rows,
                     cols,
                     Dtype::F32,
+                    None,
                 )
             }))
         }),

@@ -81,3 +81,28 @@ pub fn lamb(
         *w -= h.lr * ratio * u;
     }
 }
+
+/// The loss scaler's update after a step whose scaled gradients have squared global norm
+/// `norm_sq` (GradScaler's rule; see `kernels::loss_scale`).
+pub fn loss_scale_update(
+    state: &mut crate::kernels::loss_scale::ScalerState,
+    norm_sq: f32,
+    rule: &crate::kernels::loss_scale::LossScaleRule,
+) {
+    if !norm_sq.is_finite() {
+        state.scale *= rule.backoff;
+        state.clean_steps = 0;
+        state.skipped_steps += 1;
+        state.last_skipped = 1;
+        return;
+    }
+    state.last_skipped = 0;
+    state.clean_steps += 1;
+    if state.clean_steps >= rule.growth_interval {
+        let grown = state.scale * rule.growth;
+        if grown.is_finite() {
+            state.scale = grown;
+        }
+        state.clean_steps = 0;
+    }
+}

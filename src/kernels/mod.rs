@@ -18,6 +18,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod heads;
 pub mod layernorm;
+pub mod loss_scale;
 pub mod matmul;
 pub mod optim;
 pub mod pool;
@@ -143,6 +144,7 @@ pub fn shaders() -> Vec<Shader> {
         dropout::SHADER,
         embedding::SHADER,
         heads::SHADER,
+        loss_scale::SHADER,
         optim::SHADER,
         pool::SHADER,
         reduce::SHADER,

@@ -8,7 +8,7 @@ use super::{check_len, check_nonempty, grid_stride, reduce};
 
 pub(crate) const SHADER: Shader = Shader {
     name: "optim",
-    wgsl: super::wgsl!("grid.wgsl", "optim.wgsl"),
+    wgsl: super::wgsl!("grid.wgsl", "finite.wgsl", "optim.wgsl"),
     uniform_bytes: std::mem::size_of::<Params>(),
 };
 
@@ -25,7 +25,7 @@ struct Params {
     eps: f32,
     /// 1: set each gradient element to 0 once read
     zero_grad: u32,
-    _unused1: f32,
+    loss_scaled: u32,
     clip: f32,
     _pad: u32,
 }
@@ -57,14 +57,20 @@ impl<'a> Gradient<'a> {
     }
 }
 
-/// Global-norm clipping done inside the update: every gradient is scaled by
-/// min(1, max_norm / ‖g‖), where ‖g‖² (over all parameters) sits in a one-element GPU
-/// buffer, e.g. summed there by `reduce::sum_all` with `square`. No readback.
+/// What an update does with the squared global gradient norm ‖g‖² (over all parameters,
+/// in a one-element GPU buffer, e.g. summed there by `reduce::sum_all` with `square`; no
+/// readback): clip, scaling every gradient by min(1, max_norm / ‖g‖), and/or unscale the
+/// gradients of a loss-scaled step (mixed precision), skipping the step where ‖g‖² is inf
+/// or NaN (a gradient overflowed).
 #[derive(Clone, Copy, Debug)]
-pub struct Clip<'a> {
-    /// [1]: the squared global gradient norm.
+pub struct GlobalNorm<'a> {
+    /// [1]: the squared global norm of the gradients as they are (loss-scaled ones too).
     pub norm_sq: &'a wgpu::Buffer,
-    pub max_norm: f32,
+    /// Clip the (unscaled) global norm to this.
+    pub clip: Option<f32>,
+    /// The loss scaler's state ([`super::loss_scale::ScalerState`]): the gradients are
+    /// its scale's multiple.
+    pub loss_scale: Option<&'a wgpu::Buffer>,
 }
 
 /// SGD: v = momentum·v + (g + wd·p); p −= lr·v.
@@ -177,7 +183,7 @@ fn launch(
     grad: Gradient,
     [state2, direction]: [Option<&wgpu::Buffer>; 2],
     values: &wgpu::Buffer,
-    clip: Option<Clip>,
+    global: Option<GlobalNorm>,
 ) -> Result<()> {
     check_nonempty(entry, &[("n", params.n)])?;
     check_len(entry, "step_values [4]", values, 4)?;
@@ -186,25 +192,13 @@ fn launch(
     for b in [param, state1, grad].iter().chain(state2.as_ref()) {
         check_len(entry, "[n]", b, params.n as u64)?;
     }
-    let norm_sq = match clip {
-        Some(c) => {
-            if !(c.max_norm > 0.0 && c.max_norm.is_finite()) {
-                return Err(invalid(
-                    "clip norm",
-                    c.max_norm,
-                    "must be a finite number > 0",
-                ));
-            }
-            check_len(entry, "norm_sq [1]", c.norm_sq, 1)?;
-            params.clip = c.max_norm;
-            c.norm_sq
-        }
-        None => values, // not grad: a buffer may not be bound read-only and writable at once
-    };
+    let [norm_sq, scaler] = bind_global_norm(entry, params, global, values)?;
     let mut buffers = vec![param, state1, grad, norm_sq, values];
     buffers.extend(state2);
     buffers.extend(direction);
-    gpu.dispatch(
+    let mut bound: Vec<(u32, &wgpu::Buffer)> = (1..).zip(buffers).collect();
+    bound.push((10, scaler));
+    gpu.dispatch_bound(
         pass,
         // reads and writes param and each state, reads grad (and zeroes it)
         &Kernel::new(SHADER, entry).work(Work::Bytes(
@@ -213,12 +207,42 @@ fn launch(
                 * params.n as f64,
         )),
         params,
-        &buffers,
+        &bound,
         grid_stride(params.n as u64),
     )
 }
 
-/// One SGD step at learning rate `h.lr` × `values[0]`, optionally clipped.
+/// Checks `global` and sets its fields of `params`; the buffers for the norm and scaler
+/// bindings (`values` where one is unread: not grad, as a buffer may not be bound read-only
+/// and writable at once).
+fn bind_global_norm<'b>(
+    entry: &'static str,
+    params: &mut Params,
+    global: Option<GlobalNorm<'b>>,
+    values: &'b wgpu::Buffer,
+) -> Result<[&'b wgpu::Buffer; 2]> {
+    let Some(global) = global else {
+        return Ok([values, values]);
+    };
+    check_len(entry, "norm_sq [1]", global.norm_sq, 1)?;
+    if let Some(max_norm) = global.clip {
+        if !(max_norm > 0.0 && max_norm.is_finite()) {
+            return Err(invalid(
+                "clip norm",
+                max_norm,
+                "must be a finite number > 0",
+            ));
+        }
+        params.clip = max_norm;
+    }
+    if let Some(state) = global.loss_scale {
+        check_len(entry, "loss scaler state [4]", state, 4)?;
+        params.loss_scaled = 1;
+    }
+    Ok([global.norm_sq, global.loss_scale.unwrap_or(values)])
+}
+
+/// One SGD step at learning rate `h.lr` × `values[0]`, optionally clipped or loss-scaled ([`GlobalNorm`]).
 /// param, velocity, grad: [n]; values: [4], see [`step_values`].
 #[allow(clippy::too_many_arguments)]
 pub fn sgd(
@@ -230,7 +254,7 @@ pub fn sgd(
     values: &wgpu::Buffer,
     n: u32,
     h: &Sgd,
-    clip: Option<Clip>,
+    global: Option<GlobalNorm>,
 ) -> Result<()> {
     check_common(h.lr, h.weight_decay)?;
     if !(0.0..1.0).contains(&h.momentum) {
@@ -252,11 +276,11 @@ pub fn sgd(
         grad,
         [None, None],
         values,
-        clip,
+        global,
     )
 }
 
-/// One Adagrad step at learning rate `h.lr` × `values[0]`, optionally clipped.
+/// One Adagrad step at learning rate `h.lr` × `values[0]`, optionally clipped or loss-scaled ([`GlobalNorm`]).
 /// param, sum_sq, grad: [n]; values: [4], see [`step_values`].
 #[allow(clippy::too_many_arguments)]
 pub fn adagrad(
@@ -268,7 +292,7 @@ pub fn adagrad(
     values: &wgpu::Buffer,
     n: u32,
     h: &Adagrad,
-    clip: Option<Clip>,
+    global: Option<GlobalNorm>,
 ) -> Result<()> {
     check_common(h.lr, h.weight_decay)?;
     if h.eps.is_nan() || h.eps <= 0.0 {
@@ -290,12 +314,12 @@ pub fn adagrad(
         grad,
         [None, None],
         values,
-        clip,
+        global,
     )
 }
 
 /// One Adam step at learning rate `h.lr` × `values[0]` with the bias corrections in
-/// `values[1..3]`, optionally clipped. param, m, v, grad: [n]; values: [4], see
+/// `values[1..3]`, optionally clipped or loss-scaled ([`GlobalNorm`]). param, m, v, grad: [n]; values: [4], see
 /// [`step_values`].
 #[allow(clippy::too_many_arguments)]
 pub fn adam(
@@ -308,7 +332,7 @@ pub fn adam(
     values: &wgpu::Buffer,
     n: u32,
     h: &Adam,
-    clip: Option<Clip>,
+    global: Option<GlobalNorm>,
 ) -> Result<()> {
     check_common(h.lr, h.weight_decay)?;
     check_moments(h.beta1, h.beta2, h.eps)?;
@@ -331,7 +355,7 @@ pub fn adam(
         grad,
         [Some(v), None],
         values,
-        clip,
+        global,
     )
 }
 
@@ -349,7 +373,7 @@ fn check_moments(beta1: f32, beta2: f32, eps: f32) -> Result<()> {
 }
 
 /// One LAMB step of one parameter tensor at learning rate `h.lr` × `values[0]` with the
-/// bias corrections in `values[1..3]`, optionally clipped: the direction and moments, the
+/// bias corrections in `values[1..3]`, optionally clipped or loss-scaled ([`GlobalNorm`]): the direction and moments, the
 /// two norms summed on the GPU (no readback), then the update scaled by the trust ratio.
 /// param, m, v, grad: [n]; values: [4], see [`step_values`] (with the betas).
 #[allow(clippy::too_many_arguments)]
@@ -364,7 +388,7 @@ pub fn lamb(
     scratch: LambScratch,
     n: u32,
     h: &Lamb,
-    clip: Option<Clip>,
+    global: Option<GlobalNorm>,
 ) -> Result<()> {
     check_common(h.lr, h.weight_decay)?;
     check_moments(h.beta1, h.beta2, h.eps)?;
@@ -394,12 +418,15 @@ pub fn lamb(
         grad,
         moments,
         values,
-        clip,
+        global,
     )?;
     reduce::sum_all(gpu, pass, w_norm_sq, partials, param, n, true, false)?;
     reduce::sum_all(gpu, pass, u_norm_sq, partials, direction, n, true, false)?;
+    // The apply reads the norm only to skip an overflowed loss-scaled step.
+    let norm_sq = global.map_or(values, |g| g.norm_sq);
     let bound = [
         (1, param),
+        (4, norm_sq),
         (5, values),
         (7, direction),
         (8, w_norm_sq),

@@ -1,6 +1,9 @@
 //! Optimizers over a model's parameters, on the GPU: SGD with momentum, Adagrad, Adam and
 //! AdamW, LAMB (its trust ratios computed on the GPU), optional global-norm clipping, a learning-rate schedule, and weight decay only
-//! for parameters that want it (not α, biases or norm gains: `Param::decay`).
+//! for parameters that want it (not α, biases or norm gains: `Param::decay`). With loss
+//! scaling (mixed precision, [`Optimizer::enable_loss_scaling`]) the updates divide the
+//! gradients by the scale, skip a step whose gradients overflowed, and the scale follows
+//! GradScaler's rule, all on the GPU.
 
 mod schedule;
 
@@ -8,7 +11,8 @@ pub use schedule::{Decay, Schedule};
 
 use crate::gpu::{Error, Gpu, Result};
 use crate::kernels::Dtype;
-use crate::kernels::optim::{self as k, Clip};
+use crate::kernels::loss_scale::{LossScaleRule, loss_scale_update};
+use crate::kernels::optim::{self as k, GlobalNorm};
 use crate::kernels::{elementwise, reduce};
 use crate::tape::{Param, Tape};
 
@@ -113,7 +117,7 @@ pub struct Optimizer {
     state: Vec<(wgpu::Buffer, Option<wgpu::Buffer>)>,
     lens: Vec<usize>,
     step: u64,
-    /// [1]: the squared global gradient norm when clipping.
+    /// [1]: the squared global gradient norm when clipping or loss scaling.
     norm_sq: wgpu::Buffer,
     /// [4]: this step's learning-rate factor and bias corrections (`k::step_values`),
     /// written before each step so that the update's uniforms never change.
@@ -129,6 +133,8 @@ pub struct Optimizer {
     /// its learning rate is multiplied by (1, the paper's setting, unless set).
     alphas: Option<usize>,
     alpha_lr_mult: f32,
+    /// Loss scaling: its rule and the scaler's state ([`crate::kernels::loss_scale::ScalerState`]).
+    loss_scale: Option<(LossScaleRule, wgpu::Buffer)>,
 }
 
 /// LAMB's working buffers, reused from one parameter to the next.
@@ -173,7 +179,41 @@ impl Optimizer {
             }),
             alphas: params.iter().position(|p| p.name == "alphas"),
             alpha_lr_mult: 1.0,
+            loss_scale: None,
         })
+    }
+
+    /// Turns on loss scaling by `rule`, from its initial scale: the gradients the updates
+    /// read are then the scale's multiple (the loss's gradient was multiplied by it: see
+    /// [`Optimizer::loss_scale_state`]). Each step sums the squared global norm (as for
+    /// clipping), skips the update where it is inf or NaN, and records the scale's update
+    /// after the parameters'. A skipped step still counts (the schedule and Adam's bias
+    /// corrections move on: the host does not know it was skipped until it reads the state).
+    pub fn enable_loss_scaling(&mut self, gpu: &Gpu, rule: LossScaleRule) -> Result<()> {
+        rule.check()?;
+        let state = gpu.upload("loss scaler state", &rule.initial_state().to_words());
+        self.loss_scale = Some((rule, state));
+        Ok(())
+    }
+
+    /// The scaler's state buffer ([`crate::kernels::loss_scale::ScalerState`], 16 bytes)
+    /// when loss scaling is on: what the loss's gradient is multiplied by, and what the
+    /// trainer reads back with the loss.
+    pub fn loss_scale_state(&self) -> Option<&wgpu::Buffer> {
+        self.loss_scale.as_ref().map(|(_, state)| state)
+    }
+
+    /// Whether each step needs the squared global gradient norm.
+    fn needs_norm(&self) -> bool {
+        self.config.clip.is_some() || self.loss_scale.is_some()
+    }
+
+    /// Records the loss scale's update after a step's parameter updates.
+    fn record_scale_update(&self, gpu: &Gpu, pass: &mut dyn crate::gpu::Recorder) -> Result<()> {
+        match &self.loss_scale {
+            Some((rule, state)) => loss_scale_update(gpu, pass, state, &self.norm_sq, rule),
+            None => Ok(()),
+        }
     }
 
     pub fn config(&self) -> &OptimizerConfig {
@@ -272,14 +312,14 @@ impl Optimizer {
         params: &[&Param],
     ) -> Result<()> {
         self.check(params)?;
-        if self.config.clip.is_some() {
+        if self.needs_norm() {
             self.record_norm(gpu, pass, params)?;
         }
         self.advance(gpu)?;
         for (i, p) in params.iter().enumerate() {
             self.update(gpu, pass, i, p)?;
         }
-        Ok(())
+        self.record_scale_update(gpu, pass)
     }
 
     /// The same as [`Optimizer::step`], recorded through the tape one parameter at a time,
@@ -287,7 +327,7 @@ impl Optimizer {
     /// backward passes.
     pub fn step_on_tape(&mut self, tape: &mut Tape, params: &[&Param]) -> Result<()> {
         self.check(params)?;
-        if self.config.clip.is_some() {
+        if self.needs_norm() {
             tape.record(|gpu, pass| self.record_norm(gpu, pass, params))?;
         }
         // The last update may not be submitted yet (no `Tape::reset` since): it reads the
@@ -299,6 +339,7 @@ impl Optimizer {
         for (i, p) in params.iter().enumerate() {
             tape.record(|gpu, pass| self.update(gpu, pass, i, p))?;
         }
+        tape.record(|gpu, pass| self.record_scale_update(gpu, pass))?;
         self.recorded_at = Some(tape.submissions());
         Ok(())
     }
@@ -390,9 +431,10 @@ impl Optimizer {
         } else {
             0.0
         };
-        let clip = (self.config.clip).map(|max_norm| Clip {
+        let clip = self.needs_norm().then(|| GlobalNorm {
             norm_sq: &self.norm_sq,
-            max_norm,
+            clip: self.config.clip,
+            loss_scale: self.loss_scale_state(),
         });
         // The update reads the gradient and zeroes it for the next step's backward (`+=`).
         let (values, n, w) = (&self.step_values, p.len() as u32, &p.value);

@@ -319,6 +319,7 @@ impl<'g> Tape<'g> {
             r,
             c,
             Dtype::F32,
+            None,
         )?;
         self.record_op(
             &out,

@@ -18,8 +18,9 @@ use rezero::kernels::elementwise as ew;
 use rezero::kernels::embedding::{EmbeddingShape, embedding_backward, embedding_forward};
 use rezero::kernels::heads::{HeadLayout, heads_to_rows, rows_to_heads};
 use rezero::kernels::layernorm::{LayerNormShape, layernorm_backward, layernorm_forward};
+use rezero::kernels::loss_scale::{LossScaleRule, loss_scale_update};
 use rezero::kernels::matmul::{Matmul, matmul, matmul_activation};
-use rezero::kernels::optim::{Adam, Gradient, adam};
+use rezero::kernels::optim::{Adam, GlobalNorm, Gradient, adam};
 use rezero::kernels::rezero::{RezeroShape, rezero_backward, rezero_forward};
 use rezero::kernels::shortcut::{ShortcutShape, shortcut_backward, shortcut_forward};
 use rezero::kernels::{Grad, NormSaved, pool, reduce, softmax};
@@ -61,18 +62,20 @@ pub const SLOTS: usize = 14;
 pub const FULL: usize = 1 << 14;
 
 /// The (launch, slot) pairs that need one element there, which the smallest buffer wgpu
-/// binds (4 bytes) holds: a sum's output, the mean loss, the dropout step's key.
-pub const ONE_ELEMENT: [(&str, usize); 4] = [
+/// binds (4 bytes) holds: a sum's output, the mean loss, the dropout step's key, the
+/// squared global gradient norm.
+pub const ONE_ELEMENT: [(&str, usize); 7] = [
     ("sum_all", 0),
     ("cross_entropy", 0),
+    ("cross_entropy_loss_scaled", 0),
     ("dropout_forward", 9),
     ("dropout_backward", 9),
+    ("adam_loss_scaled_and_clipped", 10),
+    ("loss_scale_update", 8),
 ];
 
 /// One launch of a launcher family, on shapes of odd sizes that no committed tuning table
-/// holds.
-/// A launch on the given buffers; the families that take f16 activations use the `Dtype`
-/// (the others ignore it).
+/// holds; the families that take f16 activations use the `Dtype` (the others ignore it).
 pub type Launch = fn(&Gpu, &mut dyn Recorder, &Buffers, Dtype) -> rezero::Result<()>;
 
 const LN: LayerNormShape = LayerNormShape {
@@ -263,6 +266,7 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 5,
                 11,
                 d,
+                None,
             )
         }),
         ("adam", |g, p, b, _| {
@@ -279,6 +283,24 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 &ADAM,
                 None,
             )
+        }),
+        ("adam_loss_scaled_and_clipped", |g, p, b, _| {
+            let grad = Gradient::keep(&b.input[0]);
+            let global = GlobalNorm {
+                norm_sq: &b.input[2],
+                clip: Some(1.0),
+                loss_scale: Some(&b.input[3]),
+            };
+            let (param, m, v, values) = (&b.out[0], &b.out[1], &b.out[2], &b.input[1]);
+            adam(g, p, param, m, v, grad, values, 300, &ADAM, Some(global))
+        }),
+        ("loss_scale_update", |g, p, b, _| {
+            loss_scale_update(g, p, &b.out[0], &b.input[0], &LossScaleRule::default())
+        }),
+        ("cross_entropy_loss_scaled", |g, p, b, d| {
+            let [loss, dlogits, rows] = [&b.out[0], &b.out[1], &b.out[2]];
+            let (logits, targets, scaler) = (&b.input[0], &b.input[1], Some(&b.input[2]));
+            cross_entropy(g, p, loss, dlogits, rows, logits, targets, 5, 11, d, scaler)
         }),
         ("rows_to_heads", |g, p, b, _| {
             rows_to_heads(g, p, &b.out[0], &b.input[0], &HEADS)
