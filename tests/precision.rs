@@ -14,19 +14,9 @@ use rezero::kernels::conv2d::{self as conv, Conv2d, ConvVariant};
 use rezero::kernels::matmul::{Block, Matmul, MatmulVariant, matmul};
 use rezero::kernels::{Dtype, cast};
 
-/// The shared device, if it has f16 (a visible skip where it has not, failing in CI).
-fn f16_gpu() -> Option<&'static rezero::Gpu> {
-    let gpu = common::gpu()?;
-    if !gpu.features().contains(wgpu::Features::SHADER_F16) {
-        common::skip("the adapter lacks SHADER_F16");
-        return None;
-    }
-    Some(gpu)
-}
-
 #[test]
 fn casts_round_to_nearest_even_and_overflow_to_infinity() {
-    let Some(gpu) = f16_gpu() else { return };
+    let Some(gpu) = common::f16_gpu() else { return };
     // Ties, subnormals, the largest finite f16 and the first values that round past it.
     let mut x = vec![
         0.0,
@@ -89,7 +79,7 @@ fn variants() -> Vec<MatmulVariant> {
 
 #[test]
 fn every_variant_on_f16_operands_awkward_shapes_all_layouts() {
-    let Some(gpu) = f16_gpu() else { return };
+    let Some(gpu) = common::f16_gpu() else { return };
     for variant in variants() {
         for output in [Dtype::F32, Dtype::F16] {
             for (m, n, k) in AWKWARD {
@@ -111,7 +101,7 @@ fn every_variant_on_f16_operands_awkward_shapes_all_layouts() {
 
 #[test]
 fn f16_epilogues_bias_accumulate_activation_and_batches() {
-    let Some(gpu) = f16_gpu() else { return };
+    let Some(gpu) = common::f16_gpu() else { return };
     for variant in variants() {
         for output in [Dtype::F32, Dtype::F16] {
             let desc = Matmul::new(17, 12, 24)
@@ -134,7 +124,7 @@ fn f16_epilogues_bias_accumulate_activation_and_batches() {
 
 #[test]
 fn f16_requests_are_refused_clearly() {
-    let Some(gpu) = f16_gpu() else { return };
+    let Some(gpu) = common::f16_gpu() else { return };
     let a = gpu.zeroed("a", 64);
     let c = gpu.zeroed("c", 64);
     // f32 operands cannot write an f16 C.
@@ -260,7 +250,7 @@ fn a_device_without_f16_is_told_which_feature() {
 /// reference on the same f16 inputs. Edges, strides, padding and the vec4 paths.
 #[test]
 fn convolutions_on_f16_every_pass_and_variant() {
-    let Some(gpu) = f16_gpu() else { return };
+    let Some(gpu) = common::f16_gpu() else { return };
     let shapes = [
         Conv2d::new(1, 3, 7, 5, 5, 3).pad(1),
         Conv2d::new(3, 5, 9, 11, 6, 3).stride(2).pad(1),

@@ -51,10 +51,12 @@ impl<'g> Tape<'g> {
         // Seeds are host writes: everything recorded so far must be submitted before them.
         self.flush();
         self.release_grads();
-        let seed_buffer = self.take_grad(seed.len());
-        self.gpu
-            .queue
-            .write_buffer(&seed_buffer, 0, bytemuck::cast_slice(seed));
+        let dtype = self.grad_dtype(out.id);
+        let seed_buffer = self.take_grad_as(seed.len(), dtype);
+        match dtype {
+            Dtype::F32 => self.gpu.write(&seed_buffer, seed),
+            Dtype::F16 => self.gpu.write(&seed_buffer, &crate::cpu::to_f16(seed)),
+        }
         self.slots[out.id].grad = Some(seed_buffer);
         let nodes = std::mem::take(&mut self.nodes);
         let result = nodes
@@ -71,6 +73,8 @@ impl<'g> Tape<'g> {
         };
         let gpu = self.gpu;
         let n = self.slots[out].len as u32;
+        // The type of dy and of the activation gradients this op writes.
+        let dtype = self.slots[out].dtype;
         match op {
             Op::Matmul { a, b, bias, desc } => self.matmul_backward(&dy, [*a, *b], *bias, desc),
             Op::Rezero {
@@ -78,49 +82,30 @@ impl<'g> Tape<'g> {
                 f,
                 alpha,
                 alpha_index,
-            } => self.rezero_backward(&dy, [*x, *f, *alpha], *alpha_index),
+            } => self.rezero_backward((&dy, dtype), [*x, *f, *alpha], *alpha_index),
             Op::Add { a, b } => {
                 for input in [*a, *b] {
+                    self.same_grad_type("add backward", input, dtype)?;
                     if let Some(t) = self.target(input) {
-                        ew::scale(
-                            gpu,
-                            self.pass(),
-                            &t.buffer,
-                            &dy,
-                            1.0,
-                            n,
-                            t.accumulate,
-                            Dtype::F32,
-                        )?;
+                        let (out, acc) = (&t.buffer, t.accumulate);
+                        ew::scale(gpu, self.pass(), out, &dy, 1.0, n, acc, dtype)?;
                     }
                 }
                 Ok(())
             }
-            Op::Scale { x, s } => self.with_target(*x, |tape, dx| {
-                ew::scale(
-                    gpu,
-                    tape.pass(),
-                    dx.buffer,
-                    &dy,
-                    *s,
-                    n,
-                    dx.accumulate,
-                    Dtype::F32,
-                )
-            }),
-            Op::Relu { x } => {
-                let xb = self.slots[*x].buffer.clone();
+            Op::Scale { x, s } => {
+                self.same_grad_type("scale backward", *x, dtype)?;
                 self.with_target(*x, |tape, dx| {
-                    ew::relu_backward(
-                        gpu,
-                        tape.pass(),
-                        dx.buffer,
-                        &dy,
-                        &xb,
-                        n,
-                        dx.accumulate,
-                        Dtype::F32,
-                    )
+                    let (out, acc) = (dx.buffer, dx.accumulate);
+                    ew::scale(gpu, tape.pass(), out, &dy, *s, n, acc, dtype)
+                })
+            }
+            Op::Relu { x } => {
+                self.same_grad_type("relu backward", *x, dtype)?;
+                let xb = self.operand_of(*x);
+                self.with_target(*x, |tape, dx| {
+                    let (out, acc) = (dx.buffer, dx.accumulate);
+                    ew::relu_backward(gpu, tape.pass(), out, &dy, &xb, n, acc, dtype)
                 })
             }
             Op::Dropout { x, mask, step } => self.with_target(*x, |tape, dx| {
@@ -128,18 +113,11 @@ impl<'g> Tape<'g> {
                 crate::kernels::dropout::dropout_backward(gpu, pass, dx, &dy, step, n, *mask)
             }),
             Op::Gelu { x } => {
-                let xb = self.slots[*x].buffer.clone();
+                self.same_grad_type("gelu backward", *x, dtype)?;
+                let xb = self.operand_of(*x);
                 self.with_target(*x, |tape, dx| {
-                    ew::gelu_backward(
-                        gpu,
-                        tape.pass(),
-                        dx.buffer,
-                        &dy,
-                        &xb,
-                        n,
-                        dx.accumulate,
-                        Dtype::F32,
-                    )
+                    let (out, acc) = (dx.buffer, dx.accumulate);
+                    ew::gelu_backward(gpu, tape.pass(), out, &dy, &xb, n, acc, dtype)
                 })
             }
             Op::BiasActivation { .. } => self.bias_activation_backward(&dy, op),
@@ -152,21 +130,12 @@ impl<'g> Tape<'g> {
                 shape,
             } => self.layernorm_backward(&dy, [*x, *gain, *bias], (mean, rstd), *shape),
             Op::Softmax { x, rows, cols } => {
+                self.same_grad_type("softmax backward", *x, dtype)?;
                 let y = self.slots[out].buffer.clone();
                 let (r, c) = (*rows, *cols);
                 self.with_target(*x, |tape, dx| {
-                    let acc = dx.accumulate;
-                    softmax::softmax_backward(
-                        gpu,
-                        tape.pass(),
-                        dx.buffer,
-                        &y,
-                        &dy,
-                        r,
-                        c,
-                        acc,
-                        Dtype::F32,
-                    )
+                    let (d, acc) = (dx.buffer, dx.accumulate);
+                    softmax::softmax_backward(gpu, tape.pass(), d, &y, &dy, r, c, acc, dtype)
                 })
             }
             Op::Embedding {
@@ -195,20 +164,16 @@ impl<'g> Tape<'g> {
     fn terminal_backward(&mut self, op: &Op, upstream: f32) -> Result<()> {
         let gpu = self.gpu;
         match op {
-            Op::CrossEntropy { logits, dlogits } => {
+            Op::CrossEntropy {
+                logits,
+                dlogits,
+                dtype,
+            } => {
+                self.same_grad_type("cross_entropy backward", *logits, *dtype)?;
                 let len = self.slots[*logits].len as u32;
                 self.with_target(*logits, |tape, d| {
-                    let acc = d.accumulate;
-                    ew::scale(
-                        gpu,
-                        tape.pass(),
-                        d.buffer,
-                        dlogits,
-                        upstream,
-                        len,
-                        acc,
-                        Dtype::F32,
-                    )
+                    let (out, acc) = (d.buffer, d.accumulate);
+                    ew::scale(gpu, tape.pass(), out, dlogits, upstream, len, acc, *dtype)
                 })
             }
             Op::Sum { x } => {
@@ -252,7 +217,7 @@ impl<'g> Tape<'g> {
                 accumulate: true,
             });
         }
-        let buffer = self.take_grad(slot.len);
+        let buffer = self.take_grad_as(slot.len, self.grad_dtype(id));
         self.slots[id].grad = Some(buffer.clone());
         Some(Target {
             buffer,
@@ -276,7 +241,7 @@ impl<'g> Tape<'g> {
     /// together with others that are needed.
     pub(super) fn target_or_discard(&mut self, id: usize, len: usize) -> Target {
         self.target(id).unwrap_or_else(|| Target {
-            buffer: self.take_grad(len),
+            buffer: self.take_grad_as(len, self.grad_dtype(id)),
             accumulate: false,
         })
     }

@@ -29,8 +29,12 @@ impl Tape<'_> {
         desc: &Matmul,
     ) -> Result<()> {
         let gpu = self.gpu;
-        let (ab, bb) = (self.slots[a].buffer.clone(), self.slots[b].buffer.clone());
+        let (ab, bb) = (self.operand_of(a), self.operand_of(b));
         let (m, n, k, ta, tb) = (desc.m, desc.n, desc.k, desc.trans_a, desc.trans_b);
+        // f16 products: operands of the activations' type; each gradient written as its
+        // own (f32 for a parameter).
+        let dtype = desc.output;
+        let (da_type, db_type) = (self.grad_dtype(a), self.grad_dtype(b));
         self.with_target(a, |tape, da| {
             // dÂ = dC·B̂ᵀ; stored transposed: dAᵀ = B̂·dCᵀ
             let (x, y, d) = if ta {
@@ -38,7 +42,7 @@ impl Tape<'_> {
             } else {
                 (dy, &bb, Matmul::new(m, k, n).trans_b(!tb))
             };
-            let d = d.accumulate(da.accumulate);
+            let d = d.accumulate(da.accumulate).dtypes(dtype, da_type);
             matmul(gpu, tape.pass(), da.buffer, x, y, None, &d).map(drop)
         })?;
         self.with_target(b, |tape, db| {
@@ -48,7 +52,7 @@ impl Tape<'_> {
             } else {
                 (&ab, dy, Matmul::new(k, n, m).trans_a(!ta))
             };
-            let d = d.accumulate(db.accumulate);
+            let d = d.accumulate(db.accumulate).dtypes(dtype, db_type);
             matmul(gpu, tape.pass(), db.buffer, x, y, None, &d).map(drop)
         })?;
         let Some(bias) = bias else {
@@ -57,7 +61,7 @@ impl Tape<'_> {
         let shape = BiasShape {
             rows: m,
             cols: n,
-            dtype: Dtype::F32,
+            dtype,
         };
         let scratch = self.bias_scratch(shape);
         self.with_target(bias, |tape, dbias| {
@@ -78,11 +82,13 @@ impl Tape<'_> {
         };
         let gpu = self.gpu;
         let cols = self.slots[bias].len;
+        let dtype = self.slots[x].dtype;
         let shape = BiasShape {
             rows: (self.slots[x].len / cols) as u32,
             cols: cols as u32,
-            dtype: Dtype::F32,
+            dtype,
         };
+        self.same_grad_type("bias activation backward", x, dtype)?;
         let pre = self.slots[x].buffer.clone();
         let dx = self.target_or_discard(x, self.slots[x].len);
         let dbias = self.target_or_discard(bias, cols);
@@ -100,16 +106,16 @@ impl Tape<'_> {
     /// y = x + α·f with α = alpha[alpha_index]: dx, df and dα in one kernel.
     pub(super) fn rezero_backward(
         &mut self,
-        dy: &wgpu::Buffer,
+        (dy, dtype): (&wgpu::Buffer, Dtype),
         [x, f, alpha]: [usize; 3],
         alpha_index: u32,
     ) -> Result<()> {
+        const OP: &str = "rezero backward";
+        self.same_grad_type(OP, x, dtype)?;
+        self.same_grad_type(OP, f, dtype)?;
         let gpu = self.gpu;
         let n = self.slots[f].len;
-        let (fb, ab) = (
-            self.slots[f].buffer.clone(),
-            self.slots[alpha].buffer.clone(),
-        );
+        let (fb, ab) = (self.operand_of(f), self.slots[alpha].buffer.clone());
         let dx = self.target_or_discard(x, n);
         let df = self.target_or_discard(f, n);
         let dalpha = self.target_or_discard(alpha, self.slots[alpha].len);
@@ -117,7 +123,7 @@ impl Tape<'_> {
         let shape = RezeroShape {
             n: n as u32,
             alpha_index,
-            dtype: Dtype::F32,
+            dtype,
         };
         let (dx, df, da) = (dx.grad(), df.grad(), dalpha.grad());
         rezero::rezero_backward(gpu, self.pass(), dx, df, da, &scratch, dy, &fb, &ab, shape)
@@ -131,11 +137,9 @@ impl Tape<'_> {
         (mean, rstd): (&wgpu::Buffer, &wgpu::Buffer),
         shape: LayerNormShape,
     ) -> Result<()> {
+        self.same_grad_type("layernorm backward", x, shape.dtype)?;
         let gpu = self.gpu;
-        let (xb, gb) = (
-            self.slots[x].buffer.clone(),
-            self.slots[gain].buffer.clone(),
-        );
+        let (xb, gb) = (self.operand_of(x), self.slots[gain].buffer.clone());
         let dx = self.target_or_discard(x, self.slots[x].len);
         let dgain = self.target_or_discard(gain, shape.cols as usize);
         let dbias = self.target_or_discard(bias, shape.cols as usize);

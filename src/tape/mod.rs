@@ -24,6 +24,7 @@ mod dropout;
 mod ops;
 mod ops_image;
 mod ops_linear;
+mod precision;
 mod readback;
 #[allow(clippy::module_inception)]
 mod tape;

@@ -33,6 +33,14 @@ pub(super) fn dim_u32(op: &'static str, value: usize) -> Result<u32> {
 }
 
 /// Uploads u32 data (ids, targets) into a pool buffer of the step.
+/// Errors unless `t` is f32: a parameter the kernels read as it is (α, a norm's gain).
+fn f32_parameter(op: &'static str, t: &Tensor) -> Result<()> {
+    if t.dtype != Dtype::F32 {
+        return Err(shape_error(op, "an f32 parameter", &[t]));
+    }
+    Ok(())
+}
+
 fn upload_u32(tape: &mut Tape, data: &[u32]) -> wgpu::Buffer {
     let buffer = tape.take(data.len());
     tape.gpu
@@ -60,22 +68,18 @@ impl<'g> Tape<'g> {
             ));
         }
         let alpha_index = dim_u32("tape rezero", index)?;
+        f32_parameter("tape rezero", alpha)?;
         let grad = self.requires_grad(x) || self.requires_grad(f) || self.requires_grad(alpha);
+        let (xb, fb) = (self.operand(x)?, self.operand(f)?);
         let out = self.output(&x.shape, grad);
         let gpu = self.gpu;
-        rezero::rezero_forward(
-            gpu,
-            self.pass(),
-            &out.buffer,
-            &x.buffer,
-            &f.buffer,
-            &alpha.buffer,
-            rezero::RezeroShape {
-                n: dim_u32("tape rezero", x.len())?,
-                alpha_index,
-                dtype: Dtype::F32,
-            },
-        )?;
+        let shape = rezero::RezeroShape {
+            n: dim_u32("tape rezero", x.len())?,
+            alpha_index,
+            dtype: self.dtype,
+        };
+        let (y, ab) = (&out.buffer, &alpha.buffer);
+        rezero::rezero_forward(gpu, self.pass(), y, &xb, &fb, ab, shape)?;
         self.record_op(
             &out,
             Op::Rezero {
@@ -94,68 +98,40 @@ impl<'g> Tape<'g> {
             return Err(shape_error("tape add", "two tensors of one shape", &[a, b]));
         }
         let grad = self.requires_grad(a) || self.requires_grad(b);
+        let (ab, bb) = (self.operand(a)?, self.operand(b)?);
         let out = self.output(&a.shape, grad);
-        let gpu = self.gpu;
-        ew::add(
-            gpu,
-            self.pass(),
-            &out.buffer,
-            &a.buffer,
-            &b.buffer,
-            dim_u32("tape add", a.len())?,
-            false,
-            Dtype::F32,
-        )?;
+        let (gpu, n, dtype) = (self.gpu, dim_u32("tape add", a.len())?, self.dtype);
+        ew::add(gpu, self.pass(), &out.buffer, &ab, &bb, n, false, dtype)?;
         self.record_op(&out, Op::Add { a: a.id, b: b.id });
         Ok(out)
     }
 
     /// s·x.
     pub fn scale(&mut self, x: &Tensor, s: f32) -> Result<Tensor> {
+        let xb = self.operand(x)?;
         let out = self.output(&x.shape, self.requires_grad(x));
-        let gpu = self.gpu;
-        ew::scale(
-            gpu,
-            self.pass(),
-            &out.buffer,
-            &x.buffer,
-            s,
-            dim_u32("tape scale", x.len())?,
-            false,
-            Dtype::F32,
-        )?;
+        let (gpu, n, dtype) = (self.gpu, dim_u32("tape scale", x.len())?, self.dtype);
+        ew::scale(gpu, self.pass(), &out.buffer, &xb, s, n, false, dtype)?;
         self.record_op(&out, Op::Scale { x: x.id, s });
         Ok(out)
     }
 
     /// max(x, 0).
     pub fn relu(&mut self, x: &Tensor) -> Result<Tensor> {
+        let xb = self.operand(x)?;
         let out = self.output(&x.shape, self.requires_grad(x));
-        let gpu = self.gpu;
-        ew::relu(
-            gpu,
-            self.pass(),
-            &out.buffer,
-            &x.buffer,
-            dim_u32("tape relu", x.len())?,
-            Dtype::F32,
-        )?;
+        let (gpu, n, dtype) = (self.gpu, dim_u32("tape relu", x.len())?, self.dtype);
+        ew::relu(gpu, self.pass(), &out.buffer, &xb, n, dtype)?;
         self.record_op(&out, Op::Relu { x: x.id });
         Ok(out)
     }
 
     /// GELU, tanh form.
     pub fn gelu(&mut self, x: &Tensor) -> Result<Tensor> {
+        let xb = self.operand(x)?;
         let out = self.output(&x.shape, self.requires_grad(x));
-        let gpu = self.gpu;
-        ew::gelu(
-            gpu,
-            self.pass(),
-            &out.buffer,
-            &x.buffer,
-            dim_u32("tape gelu", x.len())?,
-            Dtype::F32,
-        )?;
+        let (gpu, n, dtype) = (self.gpu, dim_u32("tape gelu", x.len())?, self.dtype);
+        ew::gelu(gpu, self.pass(), &out.buffer, &xb, n, dtype)?;
         self.record_op(&out, Op::Gelu { x: x.id });
         Ok(out)
     }
@@ -176,30 +152,20 @@ impl<'g> Tape<'g> {
                 &[x, gain, bias],
             ));
         }
+        f32_parameter("tape layernorm", gain)?;
+        f32_parameter("tape layernorm", bias)?;
         let grad = self.requires_grad(x) || self.requires_grad(gain) || self.requires_grad(bias);
+        let xb = self.operand(x)?;
         let out = self.output(&x.shape, grad);
         let (mean, rstd) = (self.take(rows), self.take(rows));
         let gpu = self.gpu;
-        let (r, c) = (
-            dim_u32("tape layernorm", rows)?,
-            dim_u32("tape layernorm", cols)?,
-        );
-        layernorm::layernorm_forward(
-            gpu,
-            self.pass(),
-            &out.buffer,
-            &mean,
-            &rstd,
-            &x.buffer,
-            &gain.buffer,
-            &bias.buffer,
-            layernorm::LayerNormShape {
-                rows: r,
-                cols: c,
-                dtype: Dtype::F32,
-            },
-            eps,
-        )?;
+        let shape = layernorm::LayerNormShape {
+            rows: dim_u32("tape layernorm", rows)?,
+            cols: dim_u32("tape layernorm", cols)?,
+            dtype: self.dtype,
+        };
+        let (y, g, b) = (&out.buffer, &gain.buffer, &bias.buffer);
+        layernorm::layernorm_forward(gpu, self.pass(), y, &mean, &rstd, &xb, g, b, shape, eps)?;
         self.record_op(
             &out,
             Op::LayerNorm {
@@ -208,11 +174,7 @@ impl<'g> Tape<'g> {
                 bias: bias.id,
                 mean,
                 rstd,
-                shape: crate::kernels::layernorm::LayerNormShape {
-                    rows: r,
-                    cols: c,
-                    dtype: Dtype::F32,
-                },
+                shape,
             },
         );
         Ok(out)
@@ -220,21 +182,15 @@ impl<'g> Tape<'g> {
 
     /// Softmax over the last dimension.
     pub fn softmax(&mut self, x: &Tensor) -> Result<Tensor> {
+        let xb = self.operand(x)?;
         let out = self.output(&x.shape, self.requires_grad(x));
         let gpu = self.gpu;
         let (rows, cols) = (
             dim_u32("tape softmax", x.rows())?,
             dim_u32("tape softmax", x.cols())?,
         );
-        softmax::softmax_forward(
-            gpu,
-            self.pass(),
-            &out.buffer,
-            &x.buffer,
-            rows,
-            cols,
-            Dtype::F32,
-        )?;
+        let dtype = self.dtype;
+        softmax::softmax_forward(gpu, self.pass(), &out.buffer, &xb, rows, cols, dtype)?;
         self.record_op(
             &out,
             Op::Softmax {
@@ -249,6 +205,7 @@ impl<'g> Tape<'g> {
     /// Rows of `table` [vocab, dim] picked by `ids`: [ids.len(), dim].
     pub fn embedding(&mut self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
         const OP: &str = "tape embedding";
+        self.require_f32(OP)?;
         if table.shape.len() != 2 || ids.is_empty() {
             return Err(shape_error(
                 OP,
@@ -303,29 +260,35 @@ impl<'g> Tape<'g> {
                 got: format!("{}", targets.len()),
             });
         }
-        let out = self.output(&[1], self.requires_grad(logits));
-        let (dlogits, row_loss) = (self.take(logits.len()), self.take(rows));
+        // The loss is f32 whatever the logits; their gradient has their type, and carries
+        // the loss scale when one is set.
+        let logits_buffer = self.operand(logits)?;
+        let out = self.output_as(&[1], self.requires_grad(logits), Dtype::F32);
+        let dtype = self.dtype;
+        let (dlogits, row_loss) = (self.take_as(logits.len(), dtype), self.take(rows));
         let gtargets = upload_u32(self, targets);
-        let gpu = self.gpu;
+        let (gpu, scale) = (self.gpu, self.loss_scale.clone());
         let (r, c) = (dim_u32(OP, rows)?, dim_u32(OP, cols)?);
+        let (loss, lb) = (&out.buffer, &logits_buffer);
         cross_entropy::cross_entropy(
             gpu,
             self.pass(),
-            &out.buffer,
+            loss,
             &dlogits,
             &row_loss,
-            &logits.buffer,
+            lb,
             &gtargets,
             r,
             c,
-            Dtype::F32,
-            None,
+            dtype,
+            scale.as_ref(),
         )?;
         self.record_op(
             &out,
             Op::CrossEntropy {
                 logits: logits.id,
                 dlogits,
+                dtype,
             },
         );
         Ok(out)
@@ -336,6 +299,7 @@ impl<'g> Tape<'g> {
     /// [batch·t, heads·d], the heads side by side again.
     pub fn causal_attention(&mut self, qkv: &Tensor, batch: usize, heads: usize) -> Result<Tensor> {
         const OP: &str = "tape causal_attention";
+        self.require_f32(OP)?;
         let (rows, cols) = (qkv.rows(), qkv.cols());
         if qkv.shape.len() != 2
             || batch == 0
@@ -376,6 +340,7 @@ impl<'g> Tape<'g> {
 
     /// Σ x: a [1] tensor. Must be the last op before backward.
     pub fn sum(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.require_f32("tape sum")?;
         let out = self.output(&[1], self.requires_grad(x));
         let scratch = self.scratch(reduce::REDUCE_SCRATCH_LEN);
         let gpu = self.gpu;

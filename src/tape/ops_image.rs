@@ -49,6 +49,7 @@ impl<'g> Tape<'g> {
         stride: u32,
         pad: u32,
     ) -> Result<Tensor> {
+        self.require_f32("tape conv2d")?;
         const OP: &str = "tape conv2d";
         let [batch, c_in, h, wd] = nchw(OP, x)?;
         let [c_out, wc, kh, kw] = nchw(OP, w)?;
@@ -116,6 +117,7 @@ impl<'g> Tape<'g> {
         training: bool,
         config: &BatchNormConfig,
     ) -> Result<Tensor> {
+        self.require_f32("tape batchnorm")?;
         const OP: &str = "tape batchnorm";
         let [batch, channels, h, w] = nchw(OP, x)?;
         if gamma.len() != channels as usize || beta.len() != channels as usize {
@@ -186,6 +188,7 @@ impl<'g> Tape<'g> {
 
     /// Mean over the pixels of each (image, channel): [batch, channels, h, w] → [batch, channels].
     pub fn global_avg_pool(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.require_f32("tape global_avg_pool")?;
         const OP: &str = "tape global_avg_pool";
         let [batch, channels, h, w] = nchw(OP, x)?;
         let rows = dim_u32(OP, batch as usize * channels as usize)?;
@@ -207,6 +210,7 @@ impl<'g> Tape<'g> {
     /// The zero-padded identity shortcut: x [batch, c_in, h, w] subsampled by `stride` and
     /// padded with zero channels to [batch, c_out, ⌈h/stride⌉, ⌈w/stride⌉].
     pub fn shortcut(&mut self, x: &Tensor, c_out: usize, stride: u32) -> Result<Tensor> {
+        self.require_f32("tape shortcut")?;
         const OP: &str = "tape shortcut";
         let [batch, c_in, h, w] = nchw(OP, x)?;
         let shape = ShortcutShape {

@@ -24,18 +24,13 @@ impl<'g> Tape<'g> {
         let grad = self.requires_grad(a)
             || self.requires_grad(b)
             || bias.is_some_and(|t| self.requires_grad(t));
+        let desc = desc.dtypes(self.dtype, self.dtype);
+        let [ab, bb] = [self.operand(a)?, self.operand(b)?];
+        let bias_buffer = bias.map(|t| self.operand(t)).transpose()?;
         let out = self.output(&[desc.m as usize, desc.n as usize], grad);
         let gpu = self.gpu;
-        let bias_buffer = bias.map(|t| &t.buffer);
-        matmul(
-            gpu,
-            self.pass(),
-            &out.buffer,
-            &a.buffer,
-            &b.buffer,
-            bias_buffer,
-            &desc,
-        )?;
+        let (c, bias_buffer) = (&out.buffer, bias_buffer.as_ref());
+        matmul(gpu, self.pass(), c, &ab, &bb, bias_buffer, &desc)?;
         let (a, b, bias) = (a.id, b.id, bias.map(|t| t.id));
         self.record_op(&out, Op::Matmul { a, b, bias, desc });
         Ok(out)
@@ -57,25 +52,15 @@ impl<'g> Tape<'g> {
         b: &Tensor,
         activation: Activation,
     ) -> Result<Tensor> {
-        let desc = matmul_shape(x, w, false, true, Some(b))?;
+        let desc = matmul_shape(x, w, false, true, Some(b))?.dtypes(self.dtype, self.dtype);
         let grad = self.requires_grad(x) || self.requires_grad(w) || self.requires_grad(b);
+        let [xb, wb, bb] = [self.operand(x)?, self.operand(w)?, self.operand(b)?];
         let shape = [desc.m as usize, desc.n as usize];
         let pre = self.output(&shape, grad);
         let out = self.output(&shape, grad);
         let gpu = self.gpu;
-        let (o, p) = (&out.buffer, &pre.buffer);
-        let bias = Some(&b.buffer);
-        matmul_activation(
-            gpu,
-            self.pass(),
-            o,
-            p,
-            &x.buffer,
-            &w.buffer,
-            bias,
-            activation,
-            &desc,
-        )?;
+        let (o, p, bias) = (&out.buffer, &pre.buffer, Some(&bb));
+        matmul_activation(gpu, self.pass(), o, p, &xb, &wb, bias, activation, &desc)?;
         // The backward sees two ops: the product with its bias left out, and the bias with
         // the activation (whose backward hands the product its gradient).
         let (a, b, bias) = (x.id, w.id, b.id);

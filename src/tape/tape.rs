@@ -3,9 +3,8 @@
 //! activations and gradients come from.
 
 use crate::gpu::{BufferPool, Discard, Error, Gpu, Recorder, Result};
-use crate::kernels::Dtype;
-use crate::kernels::elementwise;
 use crate::kernels::matmul::Matmul;
+use crate::kernels::{Dtype, elementwise};
 
 use super::tensor::{Param, Tensor, check_data_len};
 
@@ -74,10 +73,12 @@ pub(crate) enum Op {
         offsets: wgpu::Buffer,
         shape: crate::kernels::embedding::EmbeddingShape,
     },
-    /// Mean cross-entropy (a [1] loss); its gradient was computed with the loss.
+    /// Mean cross-entropy (a [1] loss); its gradient was computed with the loss, in the
+    /// logits' operand type `dtype` (times the loss scale, if any).
     CrossEntropy {
         logits: usize,
         dlogits: wgpu::Buffer,
+        dtype: crate::kernels::Dtype,
     },
     /// Causal multi-head self-attention of a fused qkv projection (read in place, packed);
     /// its output and log-sum-exp saved for the backward pass.
@@ -132,6 +133,11 @@ pub(crate) struct Node {
 pub(crate) struct Slot {
     pub buffer: wgpu::Buffer,
     pub len: usize,
+    /// The type of `buffer`'s elements (its gradient's too, but for a parameter's: f32).
+    pub dtype: Dtype,
+    /// Its copy in the tape's activation type, made once a step where an op needs it as
+    /// an operand of that type (an f32 weight of an f16 product).
+    pub operand: Option<wgpu::Buffer>,
     /// Set for parameters: backward accumulates into their own gradient buffer.
     pub param_grad: Option<wgpu::Buffer>,
     /// The activation gradient, once backward has written it.
@@ -172,6 +178,11 @@ pub struct Tape<'g> {
     pub(crate) dropout: Option<super::dropout::DropoutStep>,
     pub(crate) dropout_sites: u32,
     pub(crate) dropout_step: Option<wgpu::Buffer>,
+    /// The activations' type (`Tape::set_precision`): f32, or f16 for mixed precision.
+    pub(crate) dtype: Dtype,
+    /// The loss scaler's state the cross-entropy multiplies its gradient by (mixed
+    /// precision), if any.
+    pub(crate) loss_scale: Option<wgpu::Buffer>,
 }
 
 /// Ops recorded into one command buffer before a long step is submitted in chunks.
@@ -197,6 +208,8 @@ impl<'g> Tape<'g> {
             dropout: None,
             dropout_sites: 0,
             dropout_step: None,
+            dtype: Dtype::F32,
+            loss_scale: None,
         }
     }
 
@@ -324,9 +337,14 @@ impl<'g> Tape<'g> {
         }
     }
 
-    /// A pool buffer for a gradient of the current backward pass.
+    /// A pool buffer for a gradient of the current backward pass: `len` f32.
     pub(crate) fn take_grad(&mut self, len: usize) -> wgpu::Buffer {
-        let buffer = self.pool.take_f32(self.gpu, len.max(1));
+        self.take_grad_as(len, Dtype::F32)
+    }
+
+    /// A pool buffer for a gradient of the current backward pass: `len` of `dtype`.
+    pub(crate) fn take_grad_as(&mut self, len: usize, dtype: Dtype) -> wgpu::Buffer {
+        let buffer = self.pool.take_f32(self.gpu, words(len, dtype));
         self.grads_taken.push(buffer.clone());
         buffer
     }
@@ -346,7 +364,12 @@ impl<'g> Tape<'g> {
 
     /// A pool buffer of at least `len` floats for this step (contents undefined).
     pub(crate) fn take(&mut self, len: usize) -> wgpu::Buffer {
-        let buffer = self.pool.take_f32(self.gpu, len.max(1));
+        self.take_as(len, Dtype::F32)
+    }
+
+    /// A pool buffer of at least `len` elements of `dtype` for this step.
+    pub(crate) fn take_as(&mut self, len: usize, dtype: Dtype) -> wgpu::Buffer {
+        let buffer = self.pool.take_f32(self.gpu, words(len, dtype));
         self.taken.push(buffer.clone());
         buffer
     }
@@ -367,11 +390,14 @@ impl<'g> Tape<'g> {
         shape: &[usize],
         requires_grad: bool,
         param_grad: Option<wgpu::Buffer>,
+        dtype: Dtype,
     ) -> Tensor {
         let len = shape.iter().product();
         self.slots.push(Slot {
             buffer: buffer.clone(),
             len,
+            dtype,
+            operand: None,
             param_grad,
             grad: None,
             requires_grad,
@@ -380,13 +406,30 @@ impl<'g> Tape<'g> {
             id: self.slots.len() - 1,
             shape: shape.to_vec(),
             buffer,
+            dtype,
         }
     }
 
-    /// A fresh output tensor from the pool.
+    /// A fresh output tensor of the tape's activation type from the pool.
     pub(crate) fn output(&mut self, shape: &[usize], requires_grad: bool) -> Tensor {
-        let buffer = self.take(shape.iter().product());
-        self.push(buffer, shape, requires_grad && self.grad_enabled, None)
+        self.output_as(shape, requires_grad, self.dtype)
+    }
+
+    /// A fresh output tensor of `dtype` from the pool (an f32 loss of an f16 tape).
+    pub(crate) fn output_as(
+        &mut self,
+        shape: &[usize],
+        requires_grad: bool,
+        dtype: Dtype,
+    ) -> Tensor {
+        let buffer = self.take_as(shape.iter().product(), dtype);
+        self.push(
+            buffer,
+            shape,
+            requires_grad && self.grad_enabled,
+            None,
+            dtype,
+        )
     }
 
     /// Records `op` as producing `out` when gradients are wanted.
@@ -400,14 +443,17 @@ impl<'g> Tape<'g> {
         self.slots[t.id].requires_grad
     }
 
-    /// Data (no gradient) uploaded into a pool buffer. `data.len()` must match `shape`.
+    /// Data (no gradient) uploaded into a pool buffer, as the tape's activation type (f16
+    /// rounded to nearest on the host). `data.len()` must match `shape`.
     pub fn input(&mut self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         check_data_len("input", data.len(), shape)?;
-        let buffer = self.take(data.len());
-        self.gpu
-            .queue
-            .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
-        Ok(self.push(buffer, shape, false, None))
+        let dtype = self.dtype;
+        let buffer = self.take_as(data.len(), dtype);
+        match dtype {
+            Dtype::F32 => self.gpu.write(&buffer, data),
+            Dtype::F16 => self.gpu.write(&buffer, &crate::cpu::to_f16(data)),
+        }
+        Ok(self.push(buffer, shape, false, None, dtype))
     }
 
     /// Data that gradients flow back to (read them with [`Tape::grad`] after backward):
@@ -425,6 +471,7 @@ impl<'g> Tape<'g> {
             &param.shape,
             true,
             Some(param.grad.clone()),
+            Dtype::F32,
         )
     }
 
@@ -438,7 +485,7 @@ impl<'g> Tape<'g> {
                 got: format!("{} bytes", buffer.size()),
             });
         }
-        Ok(self.push(buffer.clone(), shape, false, None))
+        Ok(self.push(buffer.clone(), shape, false, None, Dtype::F32))
     }
 
     /// The same tensor seen with another shape of the same size (no copy; shares the
@@ -449,18 +496,21 @@ impl<'g> Tape<'g> {
             id: t.id,
             shape: shape.to_vec(),
             buffer: t.buffer.clone(),
+            dtype: t.dtype,
         })
     }
 
     /// Copies `t` into `dst` at byte `offset` (a multiple of 4), after the work recorded so
     /// far (the open pass ends; no readback, no submission). Nothing happens on a dry tape.
     pub fn copy_into(&mut self, t: &Tensor, dst: &wgpu::Buffer, offset: u64) -> Result<()> {
-        let bytes = t.len() as u64 * 4;
+        let bytes = t.len() as u64 * t.dtype.bytes();
         let end = offset.checked_add(bytes);
-        if offset % 4 != 0 || end.is_none_or(|end| end > dst.size()) {
+        if offset % 4 != 0 || bytes % 4 != 0 || end.is_none_or(|end| end > dst.size()) {
             return Err(Error::Shape {
                 op: "tape copy_into",
-                expected: format!("{bytes} bytes at a byte offset that is a multiple of 4"),
+                expected: format!(
+                    "{bytes} bytes (a multiple of 4) at a byte offset that is a multiple of 4"
+                ),
                 got: format!("offset {offset} in a buffer of {} bytes", dst.size()),
             });
         }
@@ -477,6 +527,11 @@ impl<'g> Tape<'g> {
         encoder.copy_buffer_to_buffer(&t.buffer, 0, dst, offset, bytes);
         Ok(())
     }
+}
+
+/// The 4-byte words `len` elements of `dtype` take (at least one).
+fn words(len: usize, dtype: Dtype) -> usize {
+    (len.max(1) * dtype.bytes() as usize).div_ceil(4)
 }
 
 impl Drop for Tape<'_> {

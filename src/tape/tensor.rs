@@ -2,19 +2,27 @@
 //! tensor with its gradient buffer).
 
 use crate::gpu::{Error, Gpu, Result};
+use crate::kernels::Dtype;
 
-/// A tensor on the GPU: row-major `shape`, a buffer holding at least that many f32, and the
-/// id of its slot on the tape that made it. Cloning is cheap (the buffer is shared).
+/// A tensor on the GPU: row-major `shape`, a buffer holding at least that many elements of
+/// `dtype` (f32; f16 for the activations of a mixed-precision tape), and the id of its
+/// slot on the tape that made it. Cloning is cheap (the buffer is shared).
 #[derive(Clone, Debug)]
 pub struct Tensor {
     pub(crate) id: usize,
     pub(crate) shape: Vec<usize>,
     pub(crate) buffer: wgpu::Buffer,
+    pub(crate) dtype: Dtype,
 }
 
 impl Tensor {
     pub fn shape(&self) -> &[usize] {
         &self.shape
+    }
+
+    /// The type of its elements.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
     }
 
     /// Number of elements.

@@ -171,3 +171,14 @@ pub fn one_per_register_block<'a>(
         new
     })
 }
+
+/// The shared device, if it has f16 (a visible skip where it has not, failing in CI).
+#[allow(dead_code)] // not every test binary asks
+pub fn f16_gpu() -> Option<&'static rezero::Gpu> {
+    let gpu = gpu()?;
+    if !gpu.features().contains(wgpu::Features::SHADER_F16) {
+        skip("the adapter lacks SHADER_F16");
+        return None;
+    }
+    Some(gpu)
+}

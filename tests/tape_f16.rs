@@ -1,0 +1,175 @@
+//! The tape on f16 activations (mixed precision): a ReZero MLP block's loss and every
+//! parameter's gradient against the same step on the f32 tape (itself checked against
+//! finite differences in tape_gradcheck.rs), the loss scale carried through backward, the
+//! pool holding about half the bytes, and the ops not yet on f16 refused clearly.
+//!
+//! The tolerance: every f16 activation and activation gradient is the f32 value rounded
+//! once, a relative error of at most ε/2 (ε = 2⁻¹⁰, `F16_EPSILON`). To first order the
+//! errors of the R roundings along the longest path from the input through the loss and
+//! back to a parameter add up, so each gradient is compared norm-wise:
+//! ‖g₁₆ − g₃₂‖ ≤ R·ε·‖g₃₂‖, R counting the f16 tensors on that path (here 12: the input, the
+//! block's pre-activation, activation, residual and norm outputs, the logits; then their
+//! six gradients). The loss, one f32 sum of f16 logits, gets the same bound.
+
+mod common;
+
+use common::f16_gpu;
+use rezero::cpu;
+use rezero::kernels::Dtype;
+use rezero::kernels::bias::Activation;
+use rezero::kernels::loss_scale::LossScaleRule;
+use rezero::tape::{Param, Tape};
+
+/// f16 tensors on the longest path forward and back (see the module docs).
+const ROUNDINGS: f32 = 12.0;
+
+/// The block's parameters: w_in [h, d], b_in [h], w [h, h], b [h], alphas [1] (0.5, so the
+/// branch counts), gain and bias [h], w_out [c, h].
+fn params(gpu: &rezero::Gpu, (d, h, c): (usize, usize, usize)) -> Vec<Param> {
+    let p = |name: &str, shape: &[usize], seed: u64, lo: f32, hi: f32| {
+        let values = cpu::seeded(seed, shape.iter().product(), lo, hi);
+        Param::new(gpu, name, shape, &values, true).unwrap()
+    };
+    vec![
+        p("w_in", &[h, d], 1, -0.5, 0.5),
+        p("b_in", &[h], 2, -0.1, 0.1),
+        p("w", &[h, h], 3, -0.3, 0.3),
+        p("b", &[h], 4, -0.1, 0.1),
+        Param::new(gpu, "alphas", &[1], &[0.5], false).unwrap(),
+        p("gain", &[h], 5, 0.8, 1.2),
+        p("bias", &[h], 6, -0.1, 0.1),
+        p("w_out", &[c, h], 7, -0.5, 0.5),
+    ]
+}
+
+/// One forward and backward of the block on a tape of `dtype` (loss-scaled by `scale`
+/// where given); the loss, and the parameters' gradients (zeroed first).
+fn step(
+    gpu: &rezero::Gpu,
+    ps: &[Param],
+    dtype: Dtype,
+    scale: Option<f32>,
+) -> (f32, Vec<Vec<f32>>, u64) {
+    let (d, c) = (ps[0].shape[1], ps[7].shape[0]);
+    let rows = 48 * d; // many rows: the activations outweigh the weights' f16 copies
+    for p in ps {
+        gpu.write(&p.grad, &vec![0.0f32; p.len()]);
+    }
+    let mut tape = Tape::new(gpu);
+    tape.set_precision(dtype).unwrap();
+    let state = scale.map(|s| {
+        let rule = LossScaleRule {
+            init_scale: s,
+            ..Default::default()
+        };
+        gpu.upload("scaler", &rule.initial_state().to_words())
+    });
+    tape.set_loss_scale(state.as_ref());
+    let x = tape
+        .input(&cpu::seeded(8, rows * d, -1.0, 1.0), &[rows, d])
+        .unwrap();
+    let t: Vec<_> = ps.iter().map(|p| tape.param(p)).collect();
+    let h0 = tape.linear(&x, &t[0], Some(&t[1])).unwrap();
+    let f = tape
+        .linear_activation(&h0, &t[2], &t[3], Activation::Gelu)
+        .unwrap();
+    let h1 = tape.rezero(&h0, &f, &t[4], 0).unwrap();
+    let h2 = tape.layernorm(&h1, &t[5], &t[6], 1e-5).unwrap();
+    let logits = tape.linear(&h2, &t[7], None).unwrap();
+    let targets = cpu::seeded_ids(9, rows, c as u32);
+    let loss = tape.cross_entropy(&logits, &targets).unwrap();
+    assert_eq!((h2.dtype(), loss.dtype()), (dtype, Dtype::F32));
+    tape.backward(&loss).unwrap();
+    let value = pollster::block_on(tape.read(&loss)).unwrap()[0];
+    let grads = ps
+        .iter()
+        .map(|p| pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap())
+        .collect();
+    (value, grads, tape.peak_bytes_held())
+}
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+#[test]
+fn an_f16_step_matches_the_f32_one_within_its_roundings() {
+    let Some(gpu) = f16_gpu() else { return };
+    let ps = params(gpu, (20, 64, 10));
+    let (loss32, grads32, _) = step(gpu, &ps, Dtype::F32, None);
+    let (loss16, grads16, _) = step(gpu, &ps, Dtype::F16, None);
+    let bound = ROUNDINGS * cpu::F16_EPSILON;
+    let rel = (loss16 - loss32).abs() / loss32.abs();
+    assert!(rel <= bound, "loss {loss16} vs {loss32}: {rel} > {bound}");
+    for ((p, g16), g32) in ps.iter().zip(&grads16).zip(&grads32) {
+        let diff: Vec<f32> = g16.iter().zip(g32).map(|(a, b)| a - b).collect();
+        let rel = norm(&diff) / norm(g32);
+        eprintln!("{}: relative error {rel:.2e} (bound {bound:.2e})", p.name);
+        assert!(rel <= bound, "{}: relative error {rel} > {bound}", p.name);
+        assert!(norm(g32) > 0.0, "{}: no gradient to compare", p.name);
+    }
+}
+
+/// With a loss scale S the parameters' gradients are S times the unscaled ones (the
+/// optimizer divides it out), within the same roundings.
+#[test]
+fn the_loss_scale_rides_through_backward() {
+    let Some(gpu) = f16_gpu() else { return };
+    let ps = params(gpu, (20, 64, 10));
+    let (_, plain, _) = step(gpu, &ps, Dtype::F16, None);
+    let s = 1024.0;
+    let (_, scaled, _) = step(gpu, &ps, Dtype::F16, Some(s));
+    let bound = ROUNDINGS * cpu::F16_EPSILON;
+    for ((p, g), gs) in ps.iter().zip(&plain).zip(&scaled) {
+        let diff: Vec<f32> = gs.iter().zip(g).map(|(a, b)| a / s - b).collect();
+        let rel = norm(&diff) / norm(g);
+        assert!(
+            rel <= bound,
+            "{}: scaled/S vs plain {rel} > {bound}",
+            p.name
+        );
+    }
+}
+
+/// The same block at f16 holds about half the pool bytes of f32 (activations and their
+/// gradients at 2 bytes; the size classes are powers of two, so not exactly half).
+#[test]
+fn an_f16_tape_holds_about_half_the_bytes() {
+    let Some(gpu) = f16_gpu() else { return };
+    let ps = params(gpu, (16, 128, 8));
+    let (_, _, bytes32) = step(gpu, &ps, Dtype::F32, None);
+    let (_, _, bytes16) = step(gpu, &ps, Dtype::F16, None);
+    assert!(
+        (bytes16 as f64) <= 0.6 * bytes32 as f64,
+        "f16 {bytes16} bytes, f32 {bytes32}"
+    );
+}
+
+/// The ops not yet on f16 say so, naming the op; a device without f16 is refused before
+/// anything is recorded, naming the feature.
+#[test]
+fn what_f16_cannot_do_yet_is_refused_clearly() {
+    let Some(gpu) = f16_gpu() else { return };
+    let mut tape = Tape::new(gpu);
+    tape.set_precision(Dtype::F16).unwrap();
+    let x = tape.input(&[0.5; 24], &[4, 6]).unwrap();
+    let table = tape.input(&[0.5; 12], &[3, 4]).unwrap();
+    let refusals = [
+        (
+            "tape causal_attention",
+            tape.causal_attention(&x, 1, 1).err(),
+        ),
+        ("tape embedding", tape.embedding(&table, &[0, 1]).err()),
+        ("tape sum", tape.sum(&x).err()),
+    ];
+    for (op, err) in refusals {
+        let err = err.unwrap_or_else(|| panic!("{op} ran on f16")).to_string();
+        assert!(err.contains(op) && err.contains("f16"), "{err}");
+    }
+    if let Some(plain) = common::gpu_with_default_limits() {
+        let mut tape = Tape::new(&plain);
+        let err = tape.set_precision(Dtype::F16).unwrap_err().to_string();
+        assert!(err.contains("SHADER_F16"), "{err}");
+        assert_eq!(tape.precision(), Dtype::F32);
+    }
+}
