@@ -12,12 +12,13 @@ struct Params {
     _pad: u32,
 }
 
-// The state the updates read (scale first) and the trainer reads back with the loss.
+// The state the updates read (scale first) and the trainer reads back with the loss and
+// keeps in checkpoints: four f32 (the counts exact to 2^24).
 struct ScalerState {
     scale: f32,
-    clean_steps: u32,    // clean steps since the scale last changed
-    skipped_steps: u32,  // steps skipped so far
-    last_skipped: u32,   // 1: the last step was skipped
+    clean_steps: f32,    // clean steps since the scale last changed
+    skipped_steps: f32,  // steps skipped so far
+    last_skipped: f32,   // 1: the last step was skipped
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,16 +30,16 @@ struct ScalerState {
 fn loss_scale_update() {
     if (!is_finite(norm_sq[0])) {
         state.scale *= p.backoff;
-        state.clean_steps = 0u;
-        state.skipped_steps += 1u;
-        state.last_skipped = 1u;
+        state.clean_steps = 0.0;
+        state.skipped_steps += 1.0;
+        state.last_skipped = 1.0;
         return;
     }
-    state.last_skipped = 0u;
-    state.clean_steps += 1u;
-    if (state.clean_steps >= p.growth_interval) {
+    state.last_skipped = 0.0;
+    state.clean_steps += 1.0;
+    if (state.clean_steps >= f32(p.growth_interval)) {
         let grown = state.scale * p.growth;
         state.scale = select(state.scale, grown, is_finite(grown));
-        state.clean_steps = 0u;
+        state.clean_steps = 0.0;
     }
 }

@@ -46,8 +46,8 @@ fn read(gpu: &rezero::Gpu, buffer: &wgpu::Buffer, len: usize) -> Vec<f32> {
 
 fn state(gpu: &rezero::Gpu, opt: &Optimizer) -> ScalerState {
     let buffer = opt.loss_scale_state().expect("loss scaling is on");
-    let words = pollster::block_on(gpu.read::<u32>(buffer, 4)).unwrap();
-    ScalerState::from_words([words[0], words[1], words[2], words[3]])
+    let values = read(gpu, buffer, 4);
+    ScalerState::from_values([values[0], values[1], values[2], values[3]])
 }
 
 /// Scaling by a power of two is exact in f32, and so is dividing it out: a loss-scaled
@@ -88,7 +88,7 @@ fn a_loss_scaled_step_equals_the_plain_one_bit_for_bit() {
         let after = state(gpu, &scaled_opt);
         assert_eq!(
             (after.scale, after.clean_steps, after.skipped_steps),
-            (1024.0, 3, 0)
+            (1024.0, 3.0, 0.0)
         );
     }
 }
@@ -151,7 +151,7 @@ fn an_overflowed_step_is_skipped_and_the_scale_halves() {
                 skipped.skipped_steps,
                 skipped.last_skipped
             ),
-            (32_768.0, 0, 1, 1),
+            (32_768.0, 0.0, 1.0, 1.0),
             "{what}"
         );
         step(&mut opt, &grads(2));
@@ -161,7 +161,11 @@ fn an_overflowed_step_is_skipped_and_the_scale_halves() {
             "{what}: the next step did not update"
         );
         let clean = state(gpu, &opt);
-        assert_eq!((clean.clean_steps, clean.last_skipped), (1, 0), "{what}");
+        assert_eq!(
+            (clean.clean_steps, clean.last_skipped),
+            (1.0, 0.0),
+            "{what}"
+        );
     }
 }
 
@@ -195,7 +199,7 @@ fn the_scale_follows_gradscalers_rule() {
         1.0,
         1.0,
     ];
-    let state_buffer = gpu.upload("state", &rule.initial_state().to_words());
+    let state_buffer = gpu.upload("state", &rule.initial_state().to_values());
     let norm_sq = gpu.zeroed_f32("norm_sq", 1);
     let mut want = rule.initial_state();
     for (i, &norm) in norms.iter().enumerate() {
@@ -205,12 +209,12 @@ fn the_scale_follows_gradscalers_rule() {
         )
         .unwrap();
         cpu::optim::loss_scale_update(&mut want, norm, &rule);
-        let words = pollster::block_on(gpu.read::<u32>(&state_buffer, 4)).unwrap();
-        let got = ScalerState::from_words([words[0], words[1], words[2], words[3]]);
+        let v = read(gpu, &state_buffer, 4);
+        let got = ScalerState::from_values([v[0], v[1], v[2], v[3]]);
         assert_eq!(got, want, "after step {i} (norm² {norm})");
     }
     assert!(
-        want.scale.is_finite() && want.skipped_steps == 2,
+        want.scale.is_finite() && want.skipped_steps == 2.0,
         "{want:?}"
     );
     assert_eq!(
@@ -244,7 +248,7 @@ fn the_cross_entropy_gradient_carries_the_scale() {
             ..Default::default()
         }
         .initial_state();
-        let state_buffer = gpu.upload("state", &scaler.to_words());
+        let state_buffer = gpu.upload("state", &scaler.to_values());
         let (loss, rl) = (
             gpu.zeroed_f32("loss", 1),
             gpu.zeroed_f32("row_loss", rows as usize),

@@ -62,7 +62,7 @@ fn step(
             init_scale: s,
             ..Default::default()
         };
-        gpu.upload("scaler", &rule.initial_state().to_words())
+        gpu.upload("scaler", &rule.initial_state().to_values())
     });
     tape.set_loss_scale(state.as_ref());
     let x = tape

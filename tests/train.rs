@@ -267,3 +267,88 @@ fn transformer_and_resnet_steps_create_no_bind_group_once_steady() {
         "resnet: {created:?}"
     );
 }
+
+/// Mixed precision with a scale that starts far too high (2⁴⁰: the loss's gradient
+/// overflows f16 at once): the first steps are skipped, the scale halves each time, and
+/// once it fits the run trains as usual (the loss falls). A scale below 1 (what steps that
+/// overflow at every scale leave) stops the run as diverged, with the reason given.
+#[test]
+fn an_f16_run_skips_its_overflowing_steps_and_recovers() {
+    let Some(gpu) = common::f16_gpu() else { return };
+    let (inputs, classes) = (16, 4);
+    let (train, test) = (
+        synthetic(1, 640, inputs, classes),
+        synthetic(2, 128, inputs, classes),
+    );
+    let config = MlpConfig {
+        variant: MlpVariant::Rezero,
+        depth: 8,
+        width: 32,
+        inputs,
+        classes,
+        alpha_init: 0.0,
+        seed: 3,
+    };
+    let model = Mlp::new(gpu, config).unwrap();
+    let mut optimizer = Optimizer::new(gpu, &model.params(), adagrad(0.05)).unwrap();
+    let rule = rezero::kernels::loss_scale::LossScaleRule {
+        init_scale: 2f32.powi(40),
+        ..Default::default()
+    };
+    optimizer.enable_loss_scaling(gpu, rule).unwrap();
+    let run = ImageRun {
+        run: RunConfig {
+            seed: 4,
+            precision: rezero::kernels::Dtype::F16,
+            ..RunConfig::quiet("rezero-8x32-f16", 32)
+        },
+        epochs: 2,
+        max_steps: Some(40),
+        augment: None,
+        target_accuracy: None,
+    };
+    let summary = pollster::block_on(train_images(
+        gpu,
+        &model,
+        &mut optimizer,
+        (&train, &test),
+        &run,
+    ))
+    .unwrap();
+    assert!(!summary.run.diverged(), "{:?}", summary.run.divergence);
+    let state = pollster::block_on(gpu.read_f32(optimizer.loss_scale_state().unwrap(), 4)).unwrap();
+    let (scale, skipped) = (state[0], state[2]);
+    // 2⁴⁰ halves to at most 2¹⁶·… : f16's largest value is 65504, so at least 24 halvings.
+    assert!(
+        skipped >= 20.0 && scale <= 2f32.powi(20),
+        "scale {scale}, skipped {skipped}"
+    );
+    assert_eq!(
+        scale,
+        2f32.powi(40 - skipped as i32),
+        "one halving a skipped step"
+    );
+    let losses: Vec<f32> = summary.run.losses.iter().map(|l| l.1).collect();
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(
+        last < 0.8 * first,
+        "the loss should fall once the scale fits: {losses:?}"
+    );
+
+    let mut optimizer = Optimizer::new(gpu, &model.params(), adagrad(0.05)).unwrap();
+    let rule = rezero::kernels::loss_scale::LossScaleRule {
+        init_scale: 0.5,
+        ..Default::default()
+    };
+    optimizer.enable_loss_scaling(gpu, rule).unwrap();
+    let summary = pollster::block_on(train_images(
+        gpu,
+        &model,
+        &mut optimizer,
+        (&train, &test),
+        &run,
+    ))
+    .unwrap();
+    let why = summary.run.divergence.map(|d| d.why).unwrap_or_default();
+    assert!(why.contains("loss scale fell to 0.5"), "{why}");
+}

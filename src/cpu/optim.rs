@@ -91,18 +91,18 @@ pub fn loss_scale_update(
 ) {
     if !norm_sq.is_finite() {
         state.scale *= rule.backoff;
-        state.clean_steps = 0;
-        state.skipped_steps += 1;
-        state.last_skipped = 1;
+        state.clean_steps = 0.0;
+        state.skipped_steps += 1.0;
+        state.last_skipped = 1.0;
         return;
     }
-    state.last_skipped = 0;
-    state.clean_steps += 1;
-    if state.clean_steps >= rule.growth_interval {
+    state.last_skipped = 0.0;
+    state.clean_steps += 1.0;
+    if state.clean_steps >= rule.growth_interval as f32 {
         let grown = state.scale * rule.growth;
         if grown.is_finite() {
             state.scale = grown;
         }
-        state.clean_steps = 0;
+        state.clean_steps = 0.0;
     }
 }

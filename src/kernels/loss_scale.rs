@@ -84,35 +84,36 @@ impl LossScaleRule {
     pub fn initial_state(&self) -> ScalerState {
         ScalerState {
             scale: self.init_scale,
-            clean_steps: 0,
-            skipped_steps: 0,
-            last_skipped: 0,
+            clean_steps: 0.0,
+            skipped_steps: 0.0,
+            last_skipped: 0.0,
         }
     }
 }
 
-/// The scaler's state on the GPU (16 bytes, the scale first: the updates and the
-/// cross-entropy read it there). Upload [`LossScaleRule::initial_state`] to start.
+/// The scaler's state on the GPU: four f32, the scale first (the updates and the
+/// cross-entropy read it there), then counts (exact to 2²⁴), so that a checkpoint keeps it
+/// as a tensor like any other. Upload [`LossScaleRule::initial_state`] to start.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ScalerState {
     pub scale: f32,
     /// Clean steps since the scale last changed.
-    pub clean_steps: u32,
+    pub clean_steps: f32,
     /// Steps skipped (their gradients overflowed) so far.
-    pub skipped_steps: u32,
-    /// 1 when the last step was skipped.
-    pub last_skipped: u32,
+    pub skipped_steps: f32,
+    /// 1 when the last step was skipped, else 0.
+    pub last_skipped: f32,
 }
 
 impl ScalerState {
-    /// The state from the four 32-bit words of its buffer, read back as u32.
-    pub fn from_words(words: [u32; 4]) -> ScalerState {
-        bytemuck::cast(words)
+    /// The state from the four values of its buffer.
+    pub fn from_values(values: [f32; 4]) -> ScalerState {
+        bytemuck::cast(values)
     }
 
-    /// The state as four words, to upload.
-    pub fn to_words(self) -> [u32; 4] {
+    /// The state as four values, to upload.
+    pub fn to_values(self) -> [f32; 4] {
         bytemuck::cast(self)
     }
 }

@@ -5,16 +5,20 @@
 //! gradients by the scale, skip a step whose gradients overflowed, and the scale follows
 //! GradScaler's rule, all on the GPU.
 
+mod scaling;
 mod schedule;
 
 pub use schedule::{Decay, Schedule};
 
 use crate::gpu::{Error, Gpu, Result};
 use crate::kernels::Dtype;
-use crate::kernels::loss_scale::{LossScaleRule, loss_scale_update};
+use crate::kernels::loss_scale::LossScaleRule;
 use crate::kernels::optim::{self as k, GlobalNorm};
 use crate::kernels::{elementwise, reduce};
 use crate::tape::{Param, Tape};
+
+/// The checkpoint entry of the loss scaler's state (mixed precision).
+pub const LOSS_SCALE_ENTRY: &str = "optimizer.loss_scale";
 
 /// Which update rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -118,7 +122,7 @@ pub struct Optimizer {
     lens: Vec<usize>,
     step: u64,
     /// [1]: the squared global gradient norm when clipping or loss scaling.
-    norm_sq: wgpu::Buffer,
+    pub(crate) norm_sq: wgpu::Buffer,
     /// [4]: this step's learning-rate factor and bias corrections (`k::step_values`),
     /// written before each step so that the update's uniforms never change.
     step_values: wgpu::Buffer,
@@ -134,7 +138,7 @@ pub struct Optimizer {
     alphas: Option<usize>,
     alpha_lr_mult: f32,
     /// Loss scaling: its rule and the scaler's state ([`crate::kernels::loss_scale::ScalerState`]).
-    loss_scale: Option<(LossScaleRule, wgpu::Buffer)>,
+    pub(crate) loss_scale: Option<(LossScaleRule, wgpu::Buffer)>,
 }
 
 /// LAMB's working buffers, reused from one parameter to the next.
@@ -183,37 +187,9 @@ impl Optimizer {
         })
     }
 
-    /// Turns on loss scaling by `rule`, from its initial scale: the gradients the updates
-    /// read are then the scale's multiple (the loss's gradient was multiplied by it: see
-    /// [`Optimizer::loss_scale_state`]). Each step sums the squared global norm (as for
-    /// clipping), skips the update where it is inf or NaN, and records the scale's update
-    /// after the parameters'. A skipped step still counts (the schedule and Adam's bias
-    /// corrections move on: the host does not know it was skipped until it reads the state).
-    pub fn enable_loss_scaling(&mut self, gpu: &Gpu, rule: LossScaleRule) -> Result<()> {
-        rule.check()?;
-        let state = gpu.upload("loss scaler state", &rule.initial_state().to_words());
-        self.loss_scale = Some((rule, state));
-        Ok(())
-    }
-
-    /// The scaler's state buffer ([`crate::kernels::loss_scale::ScalerState`], 16 bytes)
-    /// when loss scaling is on: what the loss's gradient is multiplied by, and what the
-    /// trainer reads back with the loss.
-    pub fn loss_scale_state(&self) -> Option<&wgpu::Buffer> {
-        self.loss_scale.as_ref().map(|(_, state)| state)
-    }
-
     /// Whether each step needs the squared global gradient norm.
     fn needs_norm(&self) -> bool {
         self.config.clip.is_some() || self.loss_scale.is_some()
-    }
-
-    /// Records the loss scale's update after a step's parameter updates.
-    fn record_scale_update(&self, gpu: &Gpu, pass: &mut dyn crate::gpu::Recorder) -> Result<()> {
-        match &self.loss_scale {
-            Some((rule, state)) => loss_scale_update(gpu, pass, state, &self.norm_sq, rule),
-            None => Ok(()),
-        }
     }
 
     pub fn config(&self) -> &OptimizerConfig {
@@ -251,6 +227,9 @@ impl Optimizer {
                 entries.push((format!("optimizer.{}.2", p.name), p.shape.clone(), s2));
             }
         }
+        if let Some(state) = self.loss_scale_state() {
+            entries.push((LOSS_SCALE_ENTRY.to_string(), vec![4], state));
+        }
         entries
     }
 
@@ -283,6 +262,15 @@ impl Optimizer {
                 }
                 gpu.write(buffer, &values);
             }
+        }
+        // A checkpoint of another precision has no scaler state (or one this run has no
+        // use for): the scale then starts from its rule's initial value.
+        if let (Some(state), Some(values)) = (self.loss_scale_state(), state(LOSS_SCALE_ENTRY)) {
+            let saved = <[f32; 4]>::try_from(values.as_slice()).map_err(|_| Error::Invalid {
+                what: "optimizer state".into(),
+                why: format!("{LOSS_SCALE_ENTRY} has {} values, not 4", values.len()),
+            })?;
+            gpu.write(state, &saved);
         }
         self.step = steps;
         Ok(())

@@ -4,18 +4,20 @@
 //! and the run's summary. A loop (`images.rs`, `lm.rs`) supplies only what differs: its
 //! batches, its evaluation and its checkpoint's contents.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::gpu::{Error, Gpu, Result};
+use crate::kernels::Dtype;
 use crate::kernels::autotune::{self, Tuned};
+use crate::kernels::loss_scale::{LossScaleRule, ScalerState};
 use crate::optim::Optimizer;
 use crate::tape::{Param, Tape, Tensor, tune};
 
 pub use super::divergence::{Divergence, DivergenceGuard, EXPLOSION_FACTOR, LOSS_CEILING};
 use super::loss_sum::LossSum;
-use super::progress::{Display, Progress, StepProfiler, format_duration};
+use super::progress::{Progress, StepProfiler, format_duration};
 use super::rate::RateClock;
+pub use super::run_config::RunConfig;
 use super::run_dir::RunDir;
 use super::summary::summary_fields;
 pub use super::summary::{RunSummary, field, field_with};
@@ -23,57 +25,6 @@ pub use super::summary::{RunSummary, field, field_with};
 /// The final training loss is the mean of this many last steps' losses, each read
 /// whatever `log_every` is.
 pub const FINAL_WINDOW: u64 = 10;
-
-/// What every training loop needs to know about its run.
-#[derive(Clone, Debug)]
-pub struct RunConfig {
-    /// Name shown in progress, summaries and tables.
-    pub label: String,
-    pub batch: usize,
-    /// Seeds the data order (the model has its own seed).
-    pub seed: u64,
-    /// Read the loss back and write a metrics row every this many steps (≥ 1).
-    pub log_every: u64,
-    /// The run folder (metrics.csv, eval.csv, summary.txt, model.safetensors), claimed for
-    /// the run; `None` writes nothing.
-    pub out: Option<PathBuf>,
-    /// Steps already taken: a resumed run continues after them and appends to its CSVs.
-    pub start_step: u64,
-    pub display: Display,
-    /// Profile this step (counted from 1) and print where its time went.
-    pub profile_step: Option<u64>,
-    /// Go on past a finite loss that explodes (NaN and infinity still stop the run).
-    pub allow_divergence: bool,
-    /// The flags that define the run (model, data, data order), saved in its checkpoints
-    /// so that `--resume` can compare them.
-    pub flags: Vec<(String, String)>,
-    /// Keep every checkpoint written (`checkpoints/step-N.safetensors`), besides the
-    /// rolling `model.safetensors`, so that the run can be studied along the way.
-    pub keep_checkpoints: bool,
-    /// Before the first step, measure the kernel choices of the step's shapes that the
-    /// tuning table lacks (`--tune`); otherwise they run the adapter's defaults.
-    pub tune: bool,
-}
-
-impl RunConfig {
-    /// A run of `label` with batch `batch`, no folder, no progress, a loss read every step.
-    pub fn quiet(label: &str, batch: usize) -> RunConfig {
-        RunConfig {
-            label: label.to_string(),
-            batch,
-            seed: 0,
-            log_every: 1,
-            out: None,
-            start_step: 0,
-            display: Display::Off,
-            profile_step: None,
-            allow_divergence: false,
-            flags: Vec::new(),
-            keep_checkpoints: false,
-            tune: false,
-        }
-    }
-}
 
 /// Where a run is: the epochs finished, the steps taken, and the flags that define it
 /// (kept in the checkpoint so that `--resume` can compare them).
@@ -122,6 +73,8 @@ pub struct Trainer<'g, 'm> {
     clock: RateClock,
     /// Kernel classes measured so far (`None` without `tune`).
     tuned: Option<usize>,
+    /// The loss scaler's state as last read with the loss (mixed precision only).
+    scaler: Option<ScalerState>,
 }
 
 impl<'g, 'm> Trainer<'g, 'm> {
@@ -163,7 +116,16 @@ impl<'g, 'm> Trainer<'g, 'm> {
                 ),
             });
         }
-        let header = metrics_header(columns, alphas.map_or(0, |a| a.len()));
+        let mut tape = Tape::new(gpu);
+        if config.precision == Dtype::F16 {
+            tape.set_precision(Dtype::F16)?;
+            if optimizer.loss_scale_state().is_none() {
+                optimizer.enable_loss_scaling(gpu, LossScaleRule::default())?;
+            }
+            tape.set_loss_scale(optimizer.loss_scale_state());
+        }
+        let scaled = config.precision == Dtype::F16;
+        let header = metrics_header(columns, alphas.map_or(0, |a| a.len()), scaled);
         let resumed_at = (config.start_step > 0).then_some(config.start_step);
         let run_dir = match &config.out {
             Some(path) => Some(RunDir::open(path, resumed_at, &header, eval_header)?),
@@ -176,7 +138,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
         };
         Ok(Trainer {
             gpu,
-            tape: Tape::new(gpu),
+            tape,
             optimizer,
             params,
             alphas,
@@ -195,6 +157,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
             start: Instant::now(),
             clock: RateClock::new(columns.items_per_step),
             tuned: None,
+            scaler: None,
         })
     }
 
@@ -239,7 +202,9 @@ impl<'g, 'm> Trainer<'g, 'm> {
         let in_final = self.step + FINAL_WINDOW > self.total;
         let first = self.step == self.config.start_step + 1;
         let value = if logged || in_final || first {
-            Some(self.tape.read(&loss).await?[0])
+            let value = self.tape.read(&loss).await?[0];
+            self.read_scaler().await?;
+            Some(value)
         } else {
             None
         };
@@ -270,6 +235,28 @@ impl<'g, 'm> Trainer<'g, 'm> {
             self.clock.restart_window();
         }
         Ok(value)
+    }
+
+    /// Reads the loss scaler's state (mixed precision), after the loss: a scale fallen
+    /// below 1 (every recent step overflowed, whatever the scale) is divergence.
+    async fn read_scaler(&mut self) -> Result<()> {
+        let Some(buffer) = self.optimizer.loss_scale_state() else {
+            return Ok(());
+        };
+        let v = self.gpu.read_f32(buffer, 4).await?;
+        let state = ScalerState::from_values([v[0], v[1], v[2], v[3]]);
+        if state.scale < 1.0 && self.divergence.is_none() {
+            self.divergence = Some(Divergence {
+                step: self.step,
+                why: format!(
+                    "the loss scale fell to {} after {} skipped steps: the gradients overflow f16 \
+                     at any scale (lower the learning rate, or train at --precision f32)",
+                    state.scale, state.skipped_steps
+                ),
+            });
+        }
+        self.scaler = Some(state);
+        Ok(())
     }
 
     /// Measures the kernel choices the step needs and the tuning table lacks, before it
@@ -342,6 +329,9 @@ impl<'g, 'm> Trainer<'g, 'm> {
             let mean = values.iter().sum::<f32>() / values.len().max(1) as f32;
             row += &format!(",{lo},{mean},{hi}");
             row.extend(values.iter().map(|v| format!(",{v}")));
+        }
+        if let Some(s) = self.scaler {
+            row += &format!(",{},{}", s.scale, s.skipped_steps);
         }
         Ok(row)
     }
@@ -465,8 +455,9 @@ impl<'g, 'm> Trainer<'g, 'm> {
     }
 }
 
-/// `step[,epoch],loss,lr,UNIT_per_s[,alpha_min,alpha_mean,alpha_max,alpha_0,...]`
-pub fn metrics_header(columns: Columns, alphas: usize) -> String {
+/// `step[,epoch],loss,lr,UNIT_per_s[,alpha_min,alpha_mean,alpha_max,alpha_0,...]`, then
+/// `,loss_scale,skipped_steps` for a loss-scaled (mixed-precision) run.
+pub fn metrics_header(columns: Columns, alphas: usize, loss_scaled: bool) -> String {
     let mut header = String::from("step");
     if columns.epoch {
         header += ",epoch";
@@ -475,6 +466,9 @@ pub fn metrics_header(columns: Columns, alphas: usize) -> String {
     if alphas > 0 {
         header += ",alpha_min,alpha_mean,alpha_max";
         header.extend((0..alphas).map(|i| format!(",alpha_{i}")));
+    }
+    if loss_scaled {
+        header += ",loss_scale,skipped_steps";
     }
     header
 }

@@ -15,6 +15,7 @@ mod loss_sum;
 pub mod plot;
 pub mod progress;
 pub mod rate;
+mod run_config;
 pub mod run_dir;
 pub mod summary;
 

@@ -238,6 +238,9 @@ fn remove_stale_lock(path: &Path, seen: &str) -> Result<()> {
 pub struct RunDir {
     path: PathBuf,
     metrics: std::fs::File,
+    /// Empty fields appended to each metrics row: a resumed run's CSV has columns this run
+    /// does not write (an f16 run's loss scale, continued at f32).
+    metrics_pad: usize,
     eval: std::fs::File,
     _lock: RunLock,
 }
@@ -246,7 +249,10 @@ impl RunDir {
     /// Claims `path` ([`claim`]) and opens its CSVs. A new run (`resumed_at` None) creates
     /// them with these headers; a resumed one keeps the rows up to its checkpoint's step,
     /// drops any written after it (by a run that stopped before its next checkpoint), and
-    /// appends. A resumed CSV with another header is refused (the run was of another kind).
+    /// appends. A resumed CSV whose header this one extends gets the new columns (empty in
+    /// its earlier rows); one whose header extends this one keeps its columns (empty in the
+    /// new rows): a run may resume at the other precision, whose metrics have the loss
+    /// scale's columns or not. Any other header is refused (the run was of another kind).
     pub fn open(
         path: &Path,
         resumed_at: Option<u64>,
@@ -255,13 +261,16 @@ impl RunDir {
     ) -> Result<RunDir> {
         let lock = claim(path, resumed_at.is_some())?;
         let open = |name: &str, header: &str| match resumed_at {
-            None => create_csv(&path.join(name), header),
+            None => Ok((create_csv(&path.join(name), header)?, 0)),
             Some(step) => reopen_csv(&path.join(name), header, step),
         };
+        let (metrics, metrics_pad) = open("metrics.csv", metrics_header)?;
+        let (eval, _) = open("eval.csv", eval_header)?;
         Ok(RunDir {
             path: path.to_path_buf(),
-            metrics: open("metrics.csv", metrics_header)?,
-            eval: open("eval.csv", eval_header)?,
+            metrics,
+            metrics_pad,
+            eval,
             _lock: lock,
         })
     }
@@ -293,7 +302,8 @@ impl RunDir {
     /// Appends a row to `metrics.csv`.
     pub fn metrics_row(&mut self, row: &str) -> Result<()> {
         let path = self.path.join("metrics.csv");
-        writeln!(self.metrics, "{row}").map_err(|e| Error::io(&path, "write", e))
+        let pad = ",".repeat(self.metrics_pad);
+        writeln!(self.metrics, "{row}{pad}").map_err(|e| Error::io(&path, "write", e))
     }
 
     /// Appends a row to `eval.csv`.
@@ -317,32 +327,51 @@ fn create_csv(path: &Path, header: &str) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// A resumed run's CSV: its header checked, data rows after `step` (written by a run that
-/// stopped before its next checkpoint) dropped, saying so; every other line (a note of the
-/// user's) kept; opened to append.
-fn reopen_csv(path: &Path, header: &str, step: u64) -> Result<std::fs::File> {
+/// A resumed run's CSV: its header checked ([`RunDir::open`]), data rows after `step`
+/// (written by a run that stopped before its next checkpoint) dropped, saying so; every
+/// other line (a note of the user's) kept; opened to append. Also the empty fields each
+/// new row needs (its header has more columns than this run writes).
+fn reopen_csv(path: &Path, header: &str, step: u64) -> Result<(std::fs::File, usize)> {
     let text = match crate::files::read_text_capped(path, crate::files::MAX_CSV_BYTES) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return create_csv(path, header),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((create_csv(path, header)?, 0));
+        }
         Err(e) => return Err(Error::io(path, "read", e)),
     };
     let mut lines = text.lines();
-    if lines.next() != Some(header) {
-        return Err(Error::data(
-            path,
-            format!("does not start with the header this run writes ({header}): not resumable"),
-        ));
-    }
-    let after = |row: &&str| {
-        let first = row.split(',').next().unwrap_or("");
-        first.trim().parse::<u64>().is_ok_and(|s| s > step)
+    let old = lines.next().unwrap_or("");
+    let columns = |h: &str| h.split(',').count();
+    let (header, widen, pad) = match old {
+        _ if old == header => (header, 0, 0),
+        _ if header.starts_with(&format!("{old},")) => (header, columns(header) - columns(old), 0),
+        _ if old.starts_with(&format!("{header},")) => (old, 0, columns(old) - columns(header)),
+        _ => {
+            return Err(Error::data(
+                path,
+                format!("does not start with the header this run writes ({header}): not resumable"),
+            ));
+        }
     };
+    let is_row = |row: &str| {
+        row.split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .parse::<u64>()
+            .ok()
+    };
+    let after = |row: &&str| is_row(row).is_some_and(|s| s > step);
     let (dropped, kept): (Vec<&str>, Vec<&str>) = lines.partition(after);
-    // Rewritten when rows go, or when the last line lacks its newline (a note appended
-    // by hand), which the next row would otherwise be glued to.
-    if !dropped.is_empty() || !text.ends_with('\n') {
-        let kept: String = std::iter::once(header)
-            .chain(kept)
+    // Rewritten when rows go or columns come, or when the last line lacks its newline (a
+    // note appended by hand), which the next row would otherwise be glued to.
+    if !dropped.is_empty() || widen > 0 || !text.ends_with('\n') {
+        let empty = ",".repeat(widen);
+        let kept: String = std::iter::once(header.to_string())
+            .chain(kept.iter().map(|row| match is_row(row) {
+                Some(_) => format!("{row}{empty}"),
+                None => row.to_string(),
+            }))
             .map(|row| format!("{row}\n"))
             .collect();
         crate::files::write_atomically(path, kept.as_bytes())
@@ -356,8 +385,9 @@ fn reopen_csv(path: &Path, header: &str, step: u64) -> Result<std::fs::File> {
             );
         }
     }
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .append(true)
         .open(path)
-        .map_err(|e| Error::io(path, "append to", e))
+        .map_err(|e| Error::io(path, "append to", e))?;
+    Ok((file, pad))
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use rezero::data::DatasetName;
+use rezero::kernels::Dtype;
 use rezero::optim::{Method, OptimizerConfig, OptimizerName, Schedule};
 use rezero::train::RunConfig;
 use rezero::train::progress::Display;
@@ -151,9 +152,35 @@ pub struct RunArgs {
     /// Without it those run a fixed default for the adapter.
     #[arg(long)]
     pub tune: bool,
+    /// f32, or f16: mixed precision as PyTorch's autocast and GradScaler do it (f16
+    /// activations and products with f32 sums; f32 master weights, optimizer state and
+    /// checkpoints; dynamic loss scaling, its scale and skipped steps in metrics.csv).
+    /// Needs a device with SHADER_F16. A run may resume at the other precision.
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub precision: Dtype,
+}
+
+/// `f32` or `f16`.
+fn parse_precision(text: &str) -> std::result::Result<Dtype, String> {
+    text.parse::<Dtype>().map_err(|e| e.to_string())
 }
 
 impl RunArgs {
+    /// Errors when f16 is asked of a command whose model has ops not on f16 yet (`what`:
+    /// which), before anything is allocated.
+    pub fn require_f32(&self, command: &str, what: &str) -> Result<()> {
+        if self.precision == Dtype::F32 {
+            return Ok(());
+        }
+        Err(Error::Unsupported {
+            op: "--precision",
+            variant: "f16".into(),
+            why: format!(
+                "{command} does not train at f16 yet: {what} take f32 only; use --precision f32"
+            ),
+        })
+    }
+
     /// The core's configuration for a run labelled `label` in `out`, from `start_step`.
     pub fn config(
         &self,
@@ -175,6 +202,7 @@ impl RunArgs {
             flags,
             keep_checkpoints: self.keep_checkpoints,
             tune: self.tune,
+            precision: self.precision,
         }
     }
 

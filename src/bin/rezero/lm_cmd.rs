@@ -178,7 +178,13 @@ fn run_one(
         params: Transformer::params,
     };
     let optimizer = (optimizer, args.optim.alpha_lr_mult);
-    let mut begun = start(gpu, (&out, args.run.resume), &flags, optimizer, source)?;
+    let mut begun = start(
+        gpu,
+        (&out, args.run.resume, args.run.precision),
+        &flags,
+        optimizer,
+        source,
+    )?;
     let label = format!("{}-{}x{}", spec.name(), args.layers, args.d_model);
     let run = LmRun {
         run: args.run.config(label, Some(out), begun.step, flags),
@@ -221,6 +227,8 @@ fn print_summary(s: &LmSummary) {
 }
 
 pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
+    args.run
+        .require_f32("train lm", "its embedding and attention kernels")?;
     let names: Vec<String> = args.compare.iter().map(VariantSpec::name).collect();
     flags::check_compare(&names, &args.run)?;
     check_entries(&args.compare, args.optim.warmup, args.alpha_init)?;

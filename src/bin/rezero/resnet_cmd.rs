@@ -134,7 +134,13 @@ fn run_one(
         params: Resnet::params,
     };
     let optimizer = (optimizer, args.optim.alpha_lr_mult);
-    let mut begun = start(gpu, (&out, args.run.resume), &flags, optimizer, source)?;
+    let mut begun = start(
+        gpu,
+        (&out, args.run.resume, args.run.precision),
+        &flags,
+        optimizer,
+        source,
+    )?;
     let run = ImageRun {
         run: args.run.config(
             format!("resnet{}-{}", args.depth, variant.name()),
@@ -160,6 +166,10 @@ fn run_one(
 }
 
 pub fn train_resnet_command(gpu: &Gpu, args: &ResnetArgs) -> Result<()> {
+    args.run.require_f32(
+        "train resnet",
+        "its convolution, batch-norm and pooling ops",
+    )?;
     let names: Vec<String> = args.compare.iter().map(|v| v.name().to_string()).collect();
     flags::check_compare(&names, &args.run)?;
     let target = target_fraction(args.target_acc)?;

@@ -1,0 +1,157 @@
+//! `--precision f16` (mixed precision) on the training commands: `train mlp` learns with
+//! its loss scale and skipped steps in metrics.csv, a resumed f16 run matches an unbroken
+//! one bit for bit, a run may switch precision on resume, a scale that starts far too high
+//! skips the overflowing steps and recovers, and what cannot run at f16 is refused before
+//! anything is allocated.
+
+mod common;
+
+use common::cli::{expect, rezero, summary_field, temp_dir, text, tiny_dataset, tiny_mlp};
+use rezero::train::checkpoint;
+
+/// The tensors of two checkpoints, equal bit for bit (the loss scaler's state included).
+fn assert_same_checkpoint(a: &std::path::Path, b: &std::path::Path) {
+    let (a, b) = (
+        checkpoint::load(&a.join("model.safetensors")).unwrap(),
+        checkpoint::load(&b.join("model.safetensors")).unwrap(),
+    );
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    assert!(a.tensors.contains_key("optimizer.loss_scale"));
+    for (name, (shape, values)) in &a.tensors {
+        let (shape_b, values_b) = &b.tensors[name];
+        assert_eq!(shape, shape_b, "{name}");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(values),
+            bits(values_b),
+            "{name} differs after resuming"
+        );
+    }
+}
+
+#[test]
+fn train_mlp_at_f16_learns_and_logs_its_loss_scale() {
+    let Some(_gpu) = common::f16_gpu() else {
+        return;
+    };
+    let dir = temp_dir("f16-mlp");
+    tiny_dataset(&dir);
+    let (run16, run32) = (dir.join("f16"), dir.join("f32"));
+    let epochs = ["--epochs", "2", "--log-every", "5"];
+    let out = tiny_mlp(
+        &dir,
+        &run16,
+        &[&epochs[..], &["--precision", "f16"]].concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = tiny_mlp(&dir, &run32, &epochs);
+    assert!(out.status.success(), "{}", text(&out));
+    let metrics = std::fs::read_to_string(run16.join("metrics.csv")).unwrap();
+    let header = metrics.lines().next().unwrap();
+    assert!(header.ends_with(",loss_scale,skipped_steps"), "{header}");
+    let last = metrics.lines().last().unwrap();
+    assert!(
+        last.ends_with(",65536,0"),
+        "no overflow expected here: {last}"
+    );
+    let f32_metrics = std::fs::read_to_string(run32.join("metrics.csv")).unwrap();
+    assert!(!f32_metrics.contains("loss_scale"), "{f32_metrics}");
+    // Both learn the tiny set; the f16 run's test loss stays near the f32 one's.
+    let loss = |run: &std::path::Path| summary_field(run, "test_loss").parse::<f32>().unwrap();
+    let (l16, l32) = (loss(&run16), loss(&run32));
+    let first: f32 = metrics
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        l16 < 0.5 * first,
+        "f16 did not learn: first loss {first}, test loss {l16}"
+    );
+    assert!(
+        (l16 - l32).abs() <= 0.05 + 0.1 * l32,
+        "f16 {l16} vs f32 {l32}"
+    );
+}
+
+#[test]
+fn an_f16_run_resumes_bit_for_bit_and_may_switch_precision() {
+    let Some(_gpu) = common::f16_gpu() else {
+        return;
+    };
+    let dir = temp_dir("f16-resume");
+    tiny_dataset(&dir);
+    let f16 = ["--epochs", "2", "--precision", "f16"];
+    let (straight, resumed) = (dir.join("straight"), dir.join("resumed"));
+    let out = tiny_mlp(&dir, &straight, &f16);
+    assert!(out.status.success(), "{}", text(&out));
+    // Stopped mid-epoch, then resumed to the end: the same weights, moments and scale.
+    let out = tiny_mlp(&dir, &resumed, &[&f16[..], &["--steps", "13"]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    let out = tiny_mlp(
+        &dir,
+        &resumed,
+        &[&f16[..], &["--resume", "--no-tuning-cache"]].concat(),
+    );
+    expect(&out, 0, &["resuming"]);
+    assert_same_checkpoint(&straight, &resumed);
+
+    // An f32 run continued at f16 (the scale starts afresh), and back: both run.
+    let switched = dir.join("switched");
+    let f32_args = ["--epochs", "1", "--precision", "f32"];
+    let out = tiny_mlp(&dir, &switched, &f32_args);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = tiny_mlp(
+        &dir,
+        &switched,
+        &["--epochs", "2", "--precision", "f16", "--resume"],
+    );
+    expect(&out, 0, &["resuming"]);
+    let metrics = std::fs::read_to_string(switched.join("metrics.csv")).unwrap();
+    assert!(
+        metrics.lines().last().unwrap().ends_with(",65536,0"),
+        "{metrics}"
+    );
+    let out = tiny_mlp(
+        &dir,
+        &switched,
+        &["--epochs", "3", "--precision", "f32", "--resume"],
+    );
+    expect(&out, 0, &["resuming"]);
+    // One table: the scale's columns came with the f16 part, empty in the f32 rows.
+    let metrics = std::fs::read_to_string(switched.join("metrics.csv")).unwrap();
+    let mut lines = metrics.lines();
+    let columns = lines.next().unwrap().split(',').count();
+    let rows: Vec<&str> = lines.collect();
+    assert!(
+        rows.iter().all(|r| r.split(',').count() == columns),
+        "{metrics}"
+    );
+    let scaled = rows.iter().filter(|r| r.ends_with(",65536,0")).count();
+    assert!(scaled > 0 && scaled < rows.len(), "{metrics}");
+}
+
+#[test]
+fn what_cannot_train_at_f16_is_refused_before_anything_is_allocated() {
+    let Some(_gpu) = common::gpu() else { return };
+    let dir = temp_dir("f16-refused");
+    for (command, why) in [("lm", "embedding and attention"), ("resnet", "convolution")] {
+        let run = dir.join(command);
+        let out = rezero(&[
+            "train",
+            command,
+            "--precision",
+            "f16",
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        expect(&out, 1, &["--precision", "f16", why, "--precision f32"]);
+        assert!(!run.exists(), "train {command} made {}", run.display());
+    }
+    let out = rezero(&["train", "mlp", "--precision", "f8"]);
+    expect(&out, 2, &["'f8' is not f32 or f16"]);
+}
