@@ -8,9 +8,9 @@
 //! ```no_run
 //! # async fn demo(gpu: &rezero::Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer) -> rezero::Result<()> {
 //! use rezero::gpu::Prepared;
-//! use rezero::kernels::elementwise::relu;
+//! use rezero::kernels::{Dtype, elementwise::relu};
 //! let mut prepared = Prepared::new();
-//! relu(gpu, &mut prepared, y, x, 256)?; // checks sizes, builds everything, records nothing
+//! relu(gpu, &mut prepared, y, x, 256, Dtype::F32)?; // checks sizes, builds, records nothing
 //! let mut encoder = gpu.device.create_command_encoder(&Default::default());
 //! {
 //!     let mut pass = encoder.begin_compute_pass(&Default::default());

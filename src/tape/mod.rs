@@ -17,6 +17,10 @@
 //! [`BufferPool`](crate::gpu::BufferPool) and go back at [`Tape::reset`], so a training
 //! loop that repeats the same shapes allocates nothing after its first step. A step can
 //! be recorded on a dry tape ([`Tape::dry`]) to find and [`tune`] its kernels first.
+//!
+//! **Precision.** A tape records on f32 activations, or on f16 ones
+//! ([`Tape::set_precision`]): see `precision.rs` for what stays f32 (parameters and their
+//! gradients, norms' gains, α, the loss) and how an f32 weight becomes an f16 operand.
 
 mod backward;
 mod backward_ops;
