@@ -77,13 +77,30 @@ pub fn copy_vec4_case(gpu: &Gpu, n: u32) -> Case {
 }
 
 /// The fused ReZero residual, forward (reads x, f; writes y) and backward (reads dy, f;
-/// writes dx, df; two-stage dα).
+/// writes dx, df; two-stage dα), on f32 activations and, where the device has f16, on f16
+/// ones (half the bytes to move).
 pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
+    let f16 = gpu.features().contains(wgpu::Features::SHADER_F16);
+    let dtypes = [Dtype::F32].into_iter().chain(f16.then_some(Dtype::F16));
+    dtypes
+        .flat_map(|dtype| rezero_cases_as(gpu, n, dtype))
+        .collect()
+}
+
+/// `values` uploaded as `dtype`.
+fn upload_as(gpu: &Gpu, label: &str, values: &[f32], dtype: Dtype) -> wgpu::Buffer {
+    match dtype {
+        Dtype::F32 => gpu.upload(label, values),
+        Dtype::F16 => gpu.upload(label, &cpu::to_f16(values)),
+    }
+}
+
+fn rezero_cases_as(gpu: &Gpu, n: u32, dtype: Dtype) -> Vec<Case> {
     let len = n as usize;
     let (x, f, dy) = (
-        gpu.upload("x", &cpu::seeded(4, len, -1.0, 1.0)),
-        gpu.upload("f", &cpu::seeded(5, len, -1.0, 1.0)),
-        gpu.upload("dy", &cpu::seeded(6, len, -1.0, 1.0)),
+        upload_as(gpu, "x", &cpu::seeded(4, len, -1.0, 1.0), dtype),
+        upload_as(gpu, "f", &cpu::seeded(5, len, -1.0, 1.0), dtype),
+        upload_as(gpu, "dy", &cpu::seeded(6, len, -1.0, 1.0), dtype),
     );
     let (y, dx, df) = (
         gpu.zeroed_f32("y", len),
@@ -96,41 +113,31 @@ pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
         gpu.zeroed_f32("scratch", rz::REZERO_SCRATCH_LEN),
     );
     let (f2, alpha2) = (f.clone(), alpha.clone());
+    let shape = rz::RezeroShape {
+        n,
+        alpha_index: 0,
+        dtype,
+    };
+    let (variant, element) = match dtype {
+        Dtype::F32 => ("fused", 4.0),
+        Dtype::F16 => ("fused-f16", 2.0),
+    };
     vec![
         memory_case(
             "rezero_forward",
-            "fused",
+            variant,
             n,
-            12.0,
+            3.0 * element,
             Box::new(move |gpu| {
-                wait(gpu.run(|p| {
-                    rz::rezero_forward(
-                        gpu,
-                        p,
-                        &y,
-                        &x,
-                        &f,
-                        &alpha,
-                        rz::RezeroShape {
-                            n,
-                            alpha_index: 0,
-                            dtype: Dtype::F32,
-                        },
-                    )
-                }))
+                wait(gpu.run(|p| rz::rezero_forward(gpu, p, &y, &x, &f, &alpha, shape)))
             }),
         ),
         memory_case(
             "rezero_backward",
-            "fused",
+            variant,
             n,
-            16.0,
+            4.0 * element,
             Box::new(move |gpu| {
-                let shape = rz::RezeroShape {
-                    n,
-                    alpha_index: 0,
-                    dtype: Dtype::F32,
-                };
                 let (gx, gf, ga) = (Grad::write(&dx), Grad::write(&df), Grad::add(&dalpha));
                 wait(gpu.run(|p| {
                     rz::rezero_backward(gpu, p, gx, gf, ga, &scratch, &dy, &f2, &alpha2, shape)
