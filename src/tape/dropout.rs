@@ -39,12 +39,12 @@ impl Tape<'_> {
     /// step: each element kept with probability 1 − p and scaled by 1/(1 − p). The
     /// identity (x itself) when dropout is off or gradients are disabled (evaluation).
     pub fn dropout(&mut self, x: &Tensor) -> Result<Tensor> {
-        self.require_f32("tape dropout")?;
         let (Some(d), Some(step), true) =
             (self.dropout, self.dropout_step.clone(), self.grad_enabled())
         else {
             return Ok(x.clone());
         };
+        self.require_f32("tape dropout")?;
         let mask = Mask {
             p: d.p,
             site: Mask::site_key(d.seed, self.dropout_sites),

@@ -205,7 +205,6 @@ impl<'g> Tape<'g> {
     /// Rows of `table` [vocab, dim] picked by `ids`: [ids.len(), dim].
     pub fn embedding(&mut self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
         const OP: &str = "tape embedding";
-        self.require_f32(OP)?;
         if table.shape.len() != 2 || ids.is_empty() {
             return Err(shape_error(
                 OP,
@@ -216,13 +215,20 @@ impl<'g> Tape<'g> {
         let (vocab, dim) = (dim_u32(OP, table.shape[0])?, dim_u32(OP, table.shape[1])?);
         let tokens = dim_u32(OP, ids.len())?;
         let groups = embedding::IdGroups::new(ids, vocab)?;
+        f32_parameter(OP, table)?;
         let out = self.output(&[ids.len(), dim as usize], self.requires_grad(table));
         let gids = upload_u32(self, ids);
         let gpu = self.gpu;
+        // On an f16 tape the rows are gathered in f32 and rounded into the output.
+        let rows = match out.dtype {
+            Dtype::F32 => out.buffer.clone(),
+            Dtype::F16 => self.take(out.len()),
+        };
+        let pass = self.pass();
         embedding::embedding_forward(
             gpu,
-            self.pass(),
-            &out.buffer,
+            pass,
+            &rows,
             &table.buffer,
             &gids,
             tokens,
@@ -230,6 +236,9 @@ impl<'g> Tape<'g> {
             vocab,
             false,
         )?;
+        if out.dtype == Dtype::F16 {
+            self.store_f16(&out.buffer, &rows, out.len(), false)?;
+        }
         if self.grad_enabled() && self.requires_grad(table) {
             let (order, offsets) = (
                 upload_u32(self, &groups.order),
@@ -299,7 +308,6 @@ impl<'g> Tape<'g> {
     /// [batch·t, heads·d], the heads side by side again.
     pub fn causal_attention(&mut self, qkv: &Tensor, batch: usize, heads: usize) -> Result<Tensor> {
         const OP: &str = "tape causal_attention";
-        self.require_f32(OP)?;
         let (rows, cols) = (qkv.rows(), qkv.cols());
         if qkv.shape.len() != 2
             || batch == 0
@@ -323,14 +331,30 @@ impl<'g> Tape<'g> {
         .ok_or_else(|| shape_error(OP, "batch × heads within u32", &[qkv]))?;
         let lse = self.take(batch * heads * t);
         let out = self.output(&[rows, heads * d], self.requires_grad(qkv));
+        // On an f16 tape the attention runs in f32 on a copy of qkv (its f16 kernel is to
+        // come), and its output is rounded into the f16 tensor.
+        let (q32, o) = match (qkv.dtype, out.dtype) {
+            (Dtype::F32, Dtype::F32) => (None, out.buffer.clone()),
+            (from, _) => {
+                let q32 = match from {
+                    Dtype::F16 => self.f32_copy(&qkv.buffer, qkv.len(), false)?,
+                    Dtype::F32 => qkv.buffer.clone(),
+                };
+                (Some(q32), self.take(out.len()))
+            }
+        };
         let gpu = self.gpu;
-        let q = &qkv.buffer; // q, k and v: columns of the packed rows
-        attention_forward(gpu, self.pass(), &out.buffer, &lse, q, q, q, &shape)?;
+        let q = q32.as_ref().unwrap_or(&qkv.buffer); // q, k and v: columns of the packed rows
+        attention_forward(gpu, self.pass(), &o, &lse, q, q, q, &shape)?;
+        if out.dtype == Dtype::F16 {
+            self.store_f16(&out.buffer, &o, out.len(), false)?;
+        }
         self.record_op(
             &out,
             Op::Attention {
                 qkv: qkv.id,
-                o: out.buffer.clone(),
+                q32,
+                o,
                 lse,
                 shape,
             },

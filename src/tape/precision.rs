@@ -95,3 +95,53 @@ impl Tape<'_> {
         })
     }
 }
+
+/// The ops that run in f32 inside an f16 tape until their kernels take f16 (the embedding
+/// and the attention): their f16 inputs are cast to f32 copies, their f32 results cast back
+/// (PyTorch's autocast runs some ops in f32 the same way).
+impl Tape<'_> {
+    /// An f32 copy of `len` f16 values in `buffer`: a step buffer, or one released with
+    /// the backward's gradients (`backward`).
+    pub(crate) fn f32_copy(
+        &mut self,
+        buffer: &wgpu::Buffer,
+        len: usize,
+        backward: bool,
+    ) -> Result<wgpu::Buffer> {
+        let n = super::ops::dim_u32("tape f32 copy", len)?;
+        let copy = match backward {
+            true => self.take_grad(len),
+            false => self.take(len),
+        };
+        let gpu = self.gpu;
+        cast::to_f32(gpu, self.pass(), &copy, buffer, n, 1.0)?;
+        Ok(copy)
+    }
+
+    /// `len` f32 values of `src` rounded into the f16 buffer `dst`, or added to it.
+    pub(crate) fn store_f16(
+        &mut self,
+        dst: &wgpu::Buffer,
+        src: &wgpu::Buffer,
+        len: usize,
+        accumulate: bool,
+    ) -> Result<()> {
+        let n = super::ops::dim_u32("tape f16 store", len)?;
+        let gpu = self.gpu;
+        if !accumulate {
+            return cast::to_f16(gpu, self.pass(), dst, src, n, 1.0);
+        }
+        let rounded = self.take_grad_as(len, Dtype::F16);
+        cast::to_f16(gpu, self.pass(), &rounded, src, n, 1.0)?;
+        crate::kernels::elementwise::scale(
+            gpu,
+            self.pass(),
+            dst,
+            &rounded,
+            1.0,
+            n,
+            true,
+            Dtype::F16,
+        )
+    }
+}

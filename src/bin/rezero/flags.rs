@@ -166,8 +166,8 @@ fn parse_precision(text: &str) -> std::result::Result<Dtype, String> {
 }
 
 impl RunArgs {
-    /// Errors when f16 is asked of a command whose model has ops not on f16 yet (`what`:
-    /// which), before anything is allocated.
+    /// Errors when f16 is asked of a command whose model has ops not on f16 yet (`what`
+    /// says which), before anything is allocated.
     pub fn require_f32(&self, command: &str, what: &str) -> Result<()> {
         if self.precision == Dtype::F32 {
             return Ok(());
@@ -175,9 +175,7 @@ impl RunArgs {
         Err(Error::Unsupported {
             op: "--precision",
             variant: "f16".into(),
-            why: format!(
-                "{command} does not train at f16 yet: {what} take f32 only; use --precision f32"
-            ),
+            why: format!("{command} does not train at f16 yet: {what}; use --precision f32"),
         })
     }
 

@@ -168,7 +168,7 @@ fn run_one(
 pub fn train_resnet_command(gpu: &Gpu, args: &ResnetArgs) -> Result<()> {
     args.run.require_f32(
         "train resnet",
-        "its convolution, batch-norm and pooling ops",
+        "its convolution, batch-norm and pooling ops take f32 only so far",
     )?;
     let names: Vec<String> = args.compare.iter().map(|v| v.name().to_string()).collect();
     flags::check_compare(&names, &args.run)?;
