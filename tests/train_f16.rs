@@ -142,7 +142,7 @@ fn what_cannot_train_at_f16_is_refused_before_anything_is_allocated() {
     let refused = [
         (["lm", "--dropout", "0.1"], "dropout kernel takes f32 only"),
         (
-            ["resnet", "--depth", "8"],
+            ["resnet", "--depth", "20"],
             "convolution, batch-norm and pooling",
         ),
     ];
