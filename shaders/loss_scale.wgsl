@@ -29,7 +29,8 @@ struct ScalerState {
 @compute @workgroup_size(1)
 fn loss_scale_update() {
     if (!is_finite(norm_sq[0])) {
-        state.scale *= p.backoff;
+        // Never 0 (1 / 0 would poison every update): the trainer stops a run below 1.
+        state.scale = max(state.scale * p.backoff, 1.17549435e-38);
         state.clean_steps = 0.0;
         state.skipped_steps += 1.0;
         state.last_skipped = 1.0;

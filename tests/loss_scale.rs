@@ -182,25 +182,10 @@ fn the_scale_follows_gradscalers_rule() {
         backoff: 0.5,
         growth_interval: 3,
     };
-    let norms = [
-        1.0,
-        2.0,
-        3.0,
-        f32::INFINITY,
-        1.0,
-        f32::NAN,
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-    ];
+    // Growths at the 3rd clean step, then three after the NaN take 2^124 to 2^127; the
+    // twelfth clean step would grow it past f32's range, which is kept out.
+    let mut norms = vec![1.0, 2.0, 3.0, f32::INFINITY, 1.0, f32::NAN];
+    norms.extend([1.0; 12]);
     let state_buffer = gpu.upload("state", &rule.initial_state().to_values());
     let norm_sq = gpu.zeroed_f32("norm_sq", 1);
     let mut want = rule.initial_state();
@@ -223,6 +208,10 @@ fn the_scale_follows_gradscalers_rule() {
         want.scale,
         2f32.powi(127),
         "the growth past f32's range was kept out"
+    );
+    assert_eq!(
+        want.clean_steps, 0.0,
+        "the last step reached the growth interval"
     );
 }
 

@@ -213,6 +213,11 @@ fn what_f16_cannot_do_yet_is_refused_clearly() {
     let sum = tape.sum(&x).err();
     tape.set_dropout(Some(DropoutStep { p: 0.1, seed: 1 }), 1);
     let dropout = tape.dropout(&x).err();
+    let switch = tape.set_precision(Dtype::F32).err().map(|e| e.to_string());
+    assert!(
+        switch.is_some_and(|e| e.contains("between steps")),
+        "precision changed mid-step"
+    );
     for (op, err) in [("tape sum", sum), ("tape dropout", dropout)] {
         let err = err.unwrap_or_else(|| panic!("{op} ran on f16")).to_string();
         assert!(err.contains(op) && err.contains("f16"), "{err}");

@@ -64,7 +64,7 @@ pub fn lm_step(
     let tokens = batch * seq;
     let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7 + 3) % 256).collect();
     let targets: Vec<u32> = ids.iter().map(|i| (i + 1) % 256).collect();
-    wait(tune::tune_step(gpu, |tape| {
+    wait(tune::tune_step(gpu, crate::kernels::Dtype::F32, |tape| {
         let logits = model.forward(tape, &ids, batch)?;
         tape.cross_entropy(&logits, &targets)
     }))?;

@@ -62,7 +62,7 @@ pub fn mlp_step(
     let params = model.params();
     let x = init::normal(2, batch * width, 1.0);
     let y: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
-    wait(tune::tune_step(gpu, |tape| {
+    wait(tune::tune_step(gpu, crate::kernels::Dtype::F32, |tape| {
         let xt = tape.input(&x, &[batch, width])?;
         let logits = model.forward(tape, &xt)?;
         tape.cross_entropy(&logits, &y)

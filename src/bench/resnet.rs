@@ -84,7 +84,7 @@ pub fn resnet_step(
     let mut optimizer = Optimizer::new(gpu, &params, config)?;
     let x = init::normal(2, batch * 3 * 32 * 32, 1.0);
     let y: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
-    wait(tune::tune_step(gpu, |tape| {
+    wait(tune::tune_step(gpu, crate::kernels::Dtype::F32, |tape| {
         let xt = tape.input(&x, &[batch, 3, 32, 32])?;
         let logits = model.forward(tape, &xt, true)?;
         tape.cross_entropy(&logits, &y)

@@ -90,7 +90,7 @@ pub fn loss_scale_update(
     rule: &crate::kernels::loss_scale::LossScaleRule,
 ) {
     if !norm_sq.is_finite() {
-        state.scale *= rule.backoff;
+        state.scale = (state.scale * rule.backoff).max(f32::MIN_POSITIVE);
         state.clean_steps = 0.0;
         state.skipped_steps += 1.0;
         state.last_skipped = 1.0;

@@ -154,7 +154,7 @@ impl<'g> Tape<'g> {
                     embedding::embedding_backward(gpu, pass, dtable, &dy, order, offsets, *shape)
                 })
             }
-            Op::Attention { .. } => self.attention_backward(&dy, op),
+            Op::Attention { .. } => self.attention_backward((&dy, dtype), op),
             Op::CrossEntropy { .. } | Op::Sum { .. } => {
                 let upstream = terminal_seed(op, out, seeded, seed)?;
                 self.terminal_backward(op, upstream)

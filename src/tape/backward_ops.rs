@@ -33,7 +33,7 @@ impl Tape<'_> {
         let (m, n, k, ta, tb) = (desc.m, desc.n, desc.k, desc.trans_a, desc.trans_b);
         // f16 products: operands of the activations' type; each gradient written as its
         // own (f32 for a parameter).
-        let dtype = desc.output;
+        let dtype = desc.operands; // of dC (the output's type) and of the operands, alike
         let (da_type, db_type) = (self.grad_dtype(a), self.grad_dtype(b));
         self.with_target(a, |tape, da| {
             // dÂ = dC·B̂ᵀ; stored transposed: dAᵀ = B̂·dCᵀ
@@ -63,6 +63,8 @@ impl Tape<'_> {
             cols: n,
             dtype,
         };
+        // The bias gradient kernel writes f32 (a parameter's gradient).
+        self.same_grad_type("bias backward", bias, Dtype::F32)?;
         let scratch = self.bias_scratch(shape);
         self.with_target(bias, |tape, dbias| {
             bias::bias_backward(gpu, tape.pass(), dbias, scratch.as_ref(), dy, shape)
@@ -89,6 +91,7 @@ impl Tape<'_> {
             dtype,
         };
         self.same_grad_type("bias activation backward", x, dtype)?;
+        self.same_grad_type("bias activation backward", bias, Dtype::F32)?;
         let pre = self.slots[x].buffer.clone();
         let dx = self.target_or_discard(x, self.slots[x].len);
         let dbias = self.target_or_discard(bias, cols);
@@ -156,7 +159,11 @@ impl Tape<'_> {
 
     /// Fused causal attention over the packed q, k, v columns of `qkv`: dq, dk and dv
     /// written in place into the columns of dqkv.
-    pub(super) fn attention_backward(&mut self, dy: &wgpu::Buffer, op: &Op) -> Result<()> {
+    pub(super) fn attention_backward(
+        &mut self,
+        (dy, dy_type): (&wgpu::Buffer, Dtype),
+        op: &Op,
+    ) -> Result<()> {
         let Op::Attention {
             qkv,
             q32,
@@ -174,9 +181,9 @@ impl Tape<'_> {
         let f16 = self.grad_dtype(*qkv) == Dtype::F16;
         let len = self.slots[*qkv].len;
         let out_len = shape.bh as usize * shape.t as usize * shape.d as usize;
-        let dy = match f16 {
-            true => self.f32_copy(dy, out_len, true)?,
-            false => dy.clone(),
+        let dy = match dy_type {
+            Dtype::F16 => self.f32_copy(dy, out_len, true)?,
+            Dtype::F32 => dy.clone(),
         };
         let gpu = self.gpu;
         self.with_target(*qkv, |tape, dqkv| {

@@ -13,10 +13,22 @@ use super::tape::Tape;
 use super::tensor::Tensor;
 
 impl Tape<'_> {
-    /// Sets the activations' type of the ops recorded from now on: f32 (the default), or
+    /// Sets the activations' type of the steps recorded from now on: f32 (the default), or
     /// f16 (mixed precision: needs the device's `SHADER_F16`, refused clearly without).
+    /// Only between steps (before the first op, or after [`Tape::reset`]): one step's
+    /// tensors are all of one type.
     pub fn set_precision(&mut self, dtype: Dtype) -> Result<()> {
         precision::require(self.gpu, "tape", dtype)?;
+        if dtype != self.dtype && !self.slots.is_empty() {
+            return Err(Error::Invalid {
+                what: "tape precision".into(),
+                why: format!(
+                    "{} tensors are recorded at {}: change the precision between steps",
+                    self.slots.len(),
+                    self.dtype
+                ),
+            });
+        }
         self.dtype = dtype;
         Ok(())
     }
@@ -82,7 +94,7 @@ impl Tape<'_> {
     /// Errors unless a gradient of `dtype` (the upstream one) can be written into slot
     /// `id`'s: the elementwise kernels read and write one type.
     pub(crate) fn same_grad_type(&self, op: &'static str, id: usize, dtype: Dtype) -> Result<()> {
-        if self.grad_dtype(id) == dtype {
+        if self.grad_dtype(id) == dtype || !self.slots[id].requires_grad {
             return Ok(());
         }
         Err(Error::Unsupported {

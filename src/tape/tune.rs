@@ -5,20 +5,24 @@
 //! measures.
 
 use crate::gpu::{Gpu, Result};
+use crate::kernels::Dtype;
 use crate::kernels::autotune::{self, Tuned};
 
 use super::{Tape, Tensor};
 
-/// Records `loss_of` and its backward on a dry tape, then measures every kernel class they
-/// met without a choice in the tuning table and records the winners. Returns the classes
-/// measured (none when the table knew them all).
+/// Records `loss_of` and its backward on a dry tape of `precision` (the step's: f16 steps
+/// meet f16 kernel classes), then measures every kernel class they met without a choice in
+/// the tuning table and records the winners. Returns the classes measured (none when the
+/// table knew them all).
 pub async fn tune_step<'g>(
     gpu: &'g Gpu,
+    precision: Dtype,
     loss_of: impl FnOnce(&mut Tape<'g>) -> Result<Tensor>,
 ) -> Result<Vec<Tuned>> {
     autotune::take_untuned(gpu); // what earlier work met is not this step's
     {
         let mut dry = Tape::dry(gpu);
+        dry.set_precision(precision)?;
         let loss = loss_of(&mut dry)?;
         dry.backward(&loss)?;
     }

@@ -117,14 +117,14 @@ impl<'g, 'm> Trainer<'g, 'm> {
             });
         }
         let mut tape = Tape::new(gpu);
-        if config.precision == Dtype::F16 {
-            tape.set_precision(Dtype::F16)?;
-            if optimizer.loss_scale_state().is_none() {
-                optimizer.enable_loss_scaling(gpu, LossScaleRule::default())?;
-            }
-            tape.set_loss_scale(optimizer.loss_scale_state());
+        tape.set_precision(config.precision)?;
+        if config.precision == Dtype::F16 && optimizer.loss_scale_state().is_none() {
+            optimizer.enable_loss_scaling(gpu, LossScaleRule::default())?;
         }
-        let scaled = config.precision == Dtype::F16;
+        // Whatever the precision: an optimizer that divides by a scale needs the loss's
+        // gradient multiplied by it.
+        tape.set_loss_scale(optimizer.loss_scale_state());
+        let scaled = optimizer.loss_scale_state().is_some();
         let header = metrics_header(columns, alphas.map_or(0, |a| a.len()), scaled);
         let resumed_at = (config.start_step > 0).then_some(config.start_step);
         let run_dir = match &config.out {
@@ -265,7 +265,7 @@ impl<'g, 'm> Trainer<'g, 'm> {
         &mut self,
         loss_of: impl FnOnce(&mut Tape<'g>) -> Result<Tensor>,
     ) -> Result<Vec<Tuned>> {
-        let tuned = tune::tune_step(self.gpu, loss_of).await?;
+        let tuned = tune::tune_step(self.gpu, self.tape.precision(), loss_of).await?;
         self.report_tuned(&tuned);
         Ok(tuned)
     }
@@ -468,7 +468,7 @@ pub fn metrics_header(columns: Columns, alphas: usize, loss_scaled: bool) -> Str
         header.extend((0..alphas).map(|i| format!(",alpha_{i}")));
     }
     if loss_scaled {
-        header += ",loss_scale,skipped_steps";
+        header += super::run_dir::LOSS_SCALE_COLUMNS;
     }
     header
 }

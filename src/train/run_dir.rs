@@ -249,10 +249,10 @@ impl RunDir {
     /// Claims `path` ([`claim`]) and opens its CSVs. A new run (`resumed_at` None) creates
     /// them with these headers; a resumed one keeps the rows up to its checkpoint's step,
     /// drops any written after it (by a run that stopped before its next checkpoint), and
-    /// appends. A resumed CSV whose header this one extends gets the new columns (empty in
-    /// its earlier rows); one whose header extends this one keeps its columns (empty in the
-    /// new rows): a run may resume at the other precision, whose metrics have the loss
-    /// scale's columns or not. Any other header is refused (the run was of another kind).
+    /// appends. A run may resume at the other precision, whose metrics have the loss
+    /// scale's columns ([`LOSS_SCALE_COLUMNS`]) or not: a resumed CSV without them gains
+    /// them (empty in its earlier rows), one with them keeps them (empty in the new rows).
+    /// Any other header is refused (the run was of another kind).
     pub fn open(
         path: &Path,
         resumed_at: Option<u64>,
@@ -327,6 +327,9 @@ fn create_csv(path: &Path, header: &str) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// The metrics columns of a loss-scaled (mixed-precision) run, after the others.
+pub const LOSS_SCALE_COLUMNS: &str = ",loss_scale,skipped_steps";
+
 /// A resumed run's CSV: its header checked ([`RunDir::open`]), data rows after `step`
 /// (written by a run that stopped before its next checkpoint) dropped, saying so; every
 /// other line (a note of the user's) kept; opened to append. Also the empty fields each
@@ -341,11 +344,12 @@ fn reopen_csv(path: &Path, header: &str, step: u64) -> Result<(std::fs::File, us
     };
     let mut lines = text.lines();
     let old = lines.next().unwrap_or("");
-    let columns = |h: &str| h.split(',').count();
+    // The loss scale's columns, which come and go as a run changes precision.
+    let extra = LOSS_SCALE_COLUMNS.split(',').count() - 1;
     let (header, widen, pad) = match old {
         _ if old == header => (header, 0, 0),
-        _ if header.starts_with(&format!("{old},")) => (header, columns(header) - columns(old), 0),
-        _ if old.starts_with(&format!("{header},")) => (old, 0, columns(old) - columns(header)),
+        _ if header == format!("{old}{LOSS_SCALE_COLUMNS}") => (header, extra, 0),
+        _ if old == format!("{header}{LOSS_SCALE_COLUMNS}") => (old, 0, extra),
         _ => {
             return Err(Error::data(
                 path,

@@ -166,6 +166,12 @@ fn parse_precision(text: &str) -> std::result::Result<Dtype, String> {
 }
 
 impl RunArgs {
+    /// Where `start` begins a run in `out`: the folder, whether to resume it, and the
+    /// precision.
+    pub fn at<'a>(&self, out: &'a std::path::Path) -> (&'a std::path::Path, bool, Dtype) {
+        (out, self.resume, self.precision)
+    }
+
     /// Errors when f16 is asked of a command whose model has ops not on f16 yet (`what`
     /// says which), before anything is allocated.
     pub fn require_f32(&self, command: &str, what: &str) -> Result<()> {

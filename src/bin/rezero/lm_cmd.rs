@@ -178,13 +178,7 @@ fn run_one(
         params: Transformer::params,
     };
     let optimizer = (optimizer, args.optim.alpha_lr_mult);
-    let mut begun = start(
-        gpu,
-        (&out, args.run.resume, args.run.precision),
-        &flags,
-        optimizer,
-        source,
-    )?;
+    let mut begun = start(gpu, args.run.at(&out), &flags, optimizer, source)?;
     let label = format!("{}-{}x{}", spec.name(), args.layers, args.d_model);
     let run = LmRun {
         run: args.run.config(label, Some(out), begun.step, flags),

@@ -134,13 +134,7 @@ fn run_one(
         params: Resnet::params,
     };
     let optimizer = (optimizer, args.optim.alpha_lr_mult);
-    let mut begun = start(
-        gpu,
-        (&out, args.run.resume, args.run.precision),
-        &flags,
-        optimizer,
-        source,
-    )?;
+    let mut begun = start(gpu, args.run.at(&out), &flags, optimizer, source)?;
     let run = ImageRun {
         run: args.run.config(
             format!("resnet{}-{}", args.depth, variant.name()),

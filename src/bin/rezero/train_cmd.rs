@@ -110,13 +110,7 @@ fn run_one(
         params: Mlp::params,
     };
     let optimizer = (optimizer, args.optim.alpha_lr_mult);
-    let mut begun = start(
-        gpu,
-        (&out, args.run.resume, args.run.precision),
-        &flags,
-        optimizer,
-        source,
-    )?;
+    let mut begun = start(gpu, args.run.at(&out), &flags, optimizer, source)?;
     let label = format!("{}-{}x{}", variant.name(), args.depth, args.width);
     let run = ImageRun {
         run: args.run.config(label, Some(out), begun.step, flags),
