@@ -4,6 +4,7 @@
 
 use crate::gpu::{Error, Result};
 use crate::kernels::Dtype;
+use crate::kernels::bias::Activation;
 use crate::kernels::embedding;
 use crate::kernels::{Grad, elementwise as ew, softmax};
 
@@ -84,42 +85,16 @@ impl<'g> Tape<'g> {
                 alpha_index,
             } => self.rezero_backward((&dy, dtype), [*x, *f, *alpha], *alpha_index),
             Op::Add { a, b } => {
-                for input in [*a, *b] {
-                    self.same_grad_type("add backward", input, dtype)?;
-                    if let Some(t) = self.target(input) {
-                        let (out, acc) = (&t.buffer, t.accumulate);
-                        ew::scale(gpu, self.pass(), out, &dy, 1.0, n, acc, dtype)?;
-                    }
-                }
-                Ok(())
+                self.scaled_backward((&dy, dtype, n), *a, 1.0)?;
+                self.scaled_backward((&dy, dtype, n), *b, 1.0)
             }
-            Op::Scale { x, s } => {
-                self.same_grad_type("scale backward", *x, dtype)?;
-                self.with_target(*x, |tape, dx| {
-                    let (out, acc) = (dx.buffer, dx.accumulate);
-                    ew::scale(gpu, tape.pass(), out, &dy, *s, n, acc, dtype)
-                })
-            }
-            Op::Relu { x } => {
-                self.same_grad_type("relu backward", *x, dtype)?;
-                let xb = self.operand_of(*x);
-                self.with_target(*x, |tape, dx| {
-                    let (out, acc) = (dx.buffer, dx.accumulate);
-                    ew::relu_backward(gpu, tape.pass(), out, &dy, &xb, n, acc, dtype)
-                })
-            }
+            Op::Scale { x, s } => self.scaled_backward((&dy, dtype, n), *x, *s),
+            Op::Relu { x } => self.slope_backward((&dy, dtype, n), *x, Activation::Relu),
+            Op::Gelu { x } => self.slope_backward((&dy, dtype, n), *x, Activation::Gelu),
             Op::Dropout { x, mask, step } => self.with_target(*x, |tape, dx| {
                 let pass = tape.pass();
                 crate::kernels::dropout::dropout_backward(gpu, pass, dx, &dy, step, n, *mask)
             }),
-            Op::Gelu { x } => {
-                self.same_grad_type("gelu backward", *x, dtype)?;
-                let xb = self.operand_of(*x);
-                self.with_target(*x, |tape, dx| {
-                    let (out, acc) = (dx.buffer, dx.accumulate);
-                    ew::gelu_backward(gpu, tape.pass(), out, &dy, &xb, n, acc, dtype)
-                })
-            }
             Op::BiasActivation { .. } => self.bias_activation_backward(&dy, op),
             Op::LayerNorm {
                 x,
@@ -164,6 +139,39 @@ impl<'g> Tape<'g> {
             | Op::Shortcut { .. }
             | Op::GlobalAvgPool { .. } => self.image_backward(&dy, op),
         }
+    }
+
+    /// dx (+)= s · dy, for `x` (the backward of scale, and of add with s = 1); dy holds `n`
+    /// elements of `dtype`.
+    fn scaled_backward(
+        &mut self,
+        (dy, dtype, n): (&wgpu::Buffer, Dtype, u32),
+        x: usize,
+        s: f32,
+    ) -> Result<()> {
+        self.same_grad_type("scale backward", x, dtype)?;
+        let gpu = self.gpu;
+        self.with_target(x, |tape, dx| {
+            ew::scale(gpu, tape.pass(), dx.buffer, dy, s, n, dx.accumulate, dtype)
+        })
+    }
+
+    /// dx (+)= dy · act'(x), for the activation ops.
+    fn slope_backward(
+        &mut self,
+        (dy, dtype, n): (&wgpu::Buffer, Dtype, u32),
+        x: usize,
+        activation: Activation,
+    ) -> Result<()> {
+        self.same_grad_type("activation backward", x, dtype)?;
+        let (gpu, xb) = (self.gpu, self.operand_of(x));
+        self.with_target(x, |tape, dx| {
+            let (out, acc, pass) = (dx.buffer, dx.accumulate, tape.pass());
+            match activation {
+                Activation::Relu => ew::relu_backward(gpu, pass, out, dy, &xb, n, acc, dtype),
+                Activation::Gelu => ew::gelu_backward(gpu, pass, out, dy, &xb, n, acc, dtype),
+            }
+        })
     }
 
     /// The ops that end the graph (a loss), given the upstream gradient of their one

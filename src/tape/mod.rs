@@ -25,6 +25,7 @@
 mod backward;
 mod backward_ops;
 mod dropout;
+mod op;
 mod ops;
 mod ops_image;
 mod ops_linear;
