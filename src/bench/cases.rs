@@ -5,6 +5,7 @@ use super::{Case, RunFn, Work, wait};
 use crate::cpu;
 use crate::gpu::{Error, Gpu, Result};
 use crate::kernels::Dtype;
+use crate::kernels::precision;
 use crate::kernels::{
     Grad, NormSaved, cross_entropy, dropout, elementwise as ew, embedding, layernorm, reduce,
     rezero as rz, softmax,
@@ -87,20 +88,12 @@ pub fn rezero_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
         .collect()
 }
 
-/// `values` uploaded as `dtype`.
-fn upload_as(gpu: &Gpu, label: &str, values: &[f32], dtype: Dtype) -> wgpu::Buffer {
-    match dtype {
-        Dtype::F32 => gpu.upload(label, values),
-        Dtype::F16 => gpu.upload(label, &cpu::to_f16(values)),
-    }
-}
-
 fn rezero_cases_as(gpu: &Gpu, n: u32, dtype: Dtype) -> Vec<Case> {
     let len = n as usize;
     let (x, f, dy) = (
-        upload_as(gpu, "x", &cpu::seeded(4, len, -1.0, 1.0), dtype),
-        upload_as(gpu, "f", &cpu::seeded(5, len, -1.0, 1.0), dtype),
-        upload_as(gpu, "dy", &cpu::seeded(6, len, -1.0, 1.0), dtype),
+        precision::upload_as(gpu, "x", &cpu::seeded(4, len, -1.0, 1.0), dtype),
+        precision::upload_as(gpu, "f", &cpu::seeded(5, len, -1.0, 1.0), dtype),
+        precision::upload_as(gpu, "dy", &cpu::seeded(6, len, -1.0, 1.0), dtype),
     );
     let (y, dx, df) = (
         gpu.zeroed_f32("y", len),

@@ -29,12 +29,10 @@ pub fn matmul_case(gpu: &Gpu, m: u32, n: u32, k: u32, variant: MatmulVariant) ->
 /// buffer holding them (f16 for f16: what `torch.mm` on half tensors does; sums are f32).
 fn upload(gpu: &Gpu, label: &str, seed: u64, len: u32, dtype: Dtype) -> (Vec<f32>, wgpu::Buffer) {
     let values = cpu::seeded(seed, len as usize, -1.0, 1.0);
+    let buffer = crate::kernels::precision::upload_as(gpu, label, &values, dtype);
     match dtype {
-        Dtype::F32 => (values.clone(), gpu.upload(label, &values)),
-        Dtype::F16 => (
-            cpu::round_f16(&values),
-            gpu.upload(label, &cpu::to_f16(&values)),
-        ),
+        Dtype::F32 => (values, buffer),
+        Dtype::F16 => (cpu::round_f16(&values), buffer),
     }
 }
 
@@ -50,13 +48,12 @@ fn verify_sample(
     c: &wgpu::Buffer,
     dtype: Dtype,
 ) -> Result<()> {
-    let got: Vec<f32> = match dtype {
-        Dtype::F32 => wait(gpu.read::<f32>(c, (m * n) as usize))?,
-        Dtype::F16 => wait(gpu.read::<half::f16>(c, (m * n) as usize))?
-            .into_iter()
-            .map(f32::from)
-            .collect(),
-    };
+    let got = wait(crate::kernels::precision::read_as(
+        gpu,
+        c,
+        (m * n) as usize,
+        dtype,
+    ))?;
     let (rows, cols) = (cpu::seeded_ids(7, 64, m), cpu::seeded_ids(8, 64, n));
     for (&i, &j) in rows.iter().zip(&cols) {
         let (i, j, k) = (i as usize, j as usize, k as usize);

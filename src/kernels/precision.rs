@@ -104,3 +104,40 @@ pub(crate) fn check_len_of(
     }
     Ok(())
 }
+
+/// Writes f32 `values` into `buffer` as `dtype` holds them (f16 rounded to nearest, ties to
+/// even, on the host), with a queue write.
+pub fn write_as(gpu: &Gpu, buffer: &wgpu::Buffer, values: &[f32], dtype: Dtype) {
+    match dtype {
+        Dtype::F32 => gpu.write(buffer, values),
+        Dtype::F16 => gpu.write(buffer, &halves(values)),
+    }
+}
+
+/// A new buffer holding f32 `values` as `dtype`.
+pub fn upload_as(gpu: &Gpu, label: &str, values: &[f32], dtype: Dtype) -> wgpu::Buffer {
+    match dtype {
+        Dtype::F32 => gpu.upload(label, values),
+        Dtype::F16 => gpu.upload(label, &halves(values)),
+    }
+}
+
+/// `len` elements of `dtype` in `buffer`, read back as f32.
+pub async fn read_as(
+    gpu: &Gpu,
+    buffer: &wgpu::Buffer,
+    len: usize,
+    dtype: Dtype,
+) -> Result<Vec<f32>> {
+    match dtype {
+        Dtype::F32 => gpu.read_f32(buffer, len).await,
+        Dtype::F16 => {
+            let halves = gpu.read::<half::f16>(buffer, len).await?;
+            Ok(halves.into_iter().map(f32::from).collect())
+        }
+    }
+}
+
+fn halves(values: &[f32]) -> Vec<half::f16> {
+    values.iter().map(|&v| half::f16::from_f32(v)).collect()
+}

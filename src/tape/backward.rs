@@ -54,10 +54,7 @@ impl<'g> Tape<'g> {
         self.release_grads();
         let dtype = self.grad_dtype(out.id);
         let seed_buffer = self.take_grad_as(seed.len(), dtype);
-        match dtype {
-            Dtype::F32 => self.gpu.write(&seed_buffer, seed),
-            Dtype::F16 => self.gpu.write(&seed_buffer, &crate::cpu::to_f16(seed)),
-        }
+        crate::kernels::precision::write_as(self.gpu, &seed_buffer, seed, dtype);
         self.slots[out.id].grad = Some(seed_buffer);
         let nodes = std::mem::take(&mut self.nodes);
         let result = nodes

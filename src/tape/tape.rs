@@ -311,10 +311,7 @@ impl<'g> Tape<'g> {
         check_data_len("input", data.len(), shape)?;
         let dtype = self.dtype;
         let buffer = self.take_as(data.len(), dtype);
-        match dtype {
-            Dtype::F32 => self.gpu.write(&buffer, data),
-            Dtype::F16 => self.gpu.write(&buffer, &crate::cpu::to_f16(data)),
-        }
+        crate::kernels::precision::write_as(self.gpu, &buffer, data, dtype);
         Ok(self.push(buffer, shape, false, None, dtype))
     }
 

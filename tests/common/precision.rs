@@ -53,22 +53,10 @@ pub fn exact(values: &[f32], dtype: Dtype) -> Vec<f32> {
 
 /// Reads `len` elements of `buffer`, stored as `dtype`, as f32.
 pub fn read_as_f32(gpu: &Gpu, buffer: &wgpu::Buffer, len: usize, dtype: Dtype) -> Vec<f32> {
-    match dtype {
-        Dtype::F32 => pollster::block_on(gpu.read_f32(buffer, len)).unwrap(),
-        Dtype::F16 => {
-            let halves = pollster::block_on(gpu.read::<half::f16>(buffer, len)).unwrap();
-            halves.into_iter().map(f32::from).collect()
-        }
-    }
+    pollster::block_on(rezero::kernels::precision::read_as(gpu, buffer, len, dtype)).unwrap()
 }
 
-/// Uploads `values` (already f16-exact when `dtype` is f16) as `dtype`.
-pub fn upload_as(gpu: &Gpu, label: &str, values: &[f32], dtype: Dtype) -> wgpu::Buffer {
-    match dtype {
-        Dtype::F32 => gpu.upload(label, values),
-        Dtype::F16 => gpu.upload(label, &cpu::to_f16(values)),
-    }
-}
+pub use rezero::kernels::precision::upload_as;
 
 /// The element count of A, B and C for `desc`.
 fn lengths(desc: &Matmul) -> [usize; 3] {
