@@ -349,3 +349,48 @@ fn bad_loss_scale_settings_are_refused() {
             .expect_err("a short state");
     assert!(err.to_string().contains("state"), "{err}");
 }
+
+/// A checkpoint's scaler state is restored as it was, and one that could not come from a
+/// scaler (a scale of 0, negative, NaN or infinite, a negative count, the wrong length) is
+/// refused, naming the entry.
+#[test]
+fn a_saved_scaler_state_is_restored_or_refused() {
+    let gpu = require_gpu!();
+    let ps = params(gpu);
+    let mut opt = Optimizer::new(gpu, &refs(&ps), config("adam", None)).unwrap();
+    opt.enable_loss_scaling(gpu, LossScaleRule::default())
+        .unwrap();
+    let restore = |opt: &mut Optimizer, saved: Vec<f32>| {
+        let entries: Vec<(String, Vec<f32>)> = opt
+            .state_entries(&refs(&ps))
+            .iter()
+            .map(|(name, shape, _)| (name.clone(), vec![0.0; shape.iter().product()]))
+            .collect();
+        let lookup = |name: &str| match name {
+            LOSS_SCALE_ENTRY => Some(saved.clone()),
+            _ => entries
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone()),
+        };
+        opt.restore(gpu, &refs(&ps), 7, &lookup)
+    };
+    restore(&mut opt, vec![1024.0, 3.0, 2.0, 0.0]).unwrap();
+    let got = state(gpu, &opt);
+    assert_eq!(
+        (got.scale, got.clean_steps, got.skipped_steps),
+        (1024.0, 3.0, 2.0)
+    );
+    for bad in [
+        vec![0.0, 0.0, 0.0, 0.0],
+        vec![-1.0, 0.0, 0.0, 0.0],
+        vec![f32::NAN, 0.0, 0.0, 0.0],
+        vec![f32::INFINITY, 0.0, 0.0, 0.0],
+        vec![1.0, -1.0, 0.0, 0.0],
+        vec![1.0, 0.0, 0.0, 0.5],
+        vec![1.0, 0.0, 0.0],
+    ] {
+        let err = restore(&mut opt, bad.clone()).expect_err("a bad state");
+        assert!(err.to_string().contains(LOSS_SCALE_ENTRY), "{bad:?}: {err}");
+    }
+}

@@ -266,10 +266,19 @@ impl Optimizer {
         // A checkpoint of another precision has no scaler state (or one this run has no
         // use for): the scale then starts from its rule's initial value.
         if let (Some(state), Some(values)) = (self.loss_scale_state(), state(LOSS_SCALE_ENTRY)) {
-            let saved = <[f32; 4]>::try_from(values.as_slice()).map_err(|_| Error::Invalid {
+            let bad = |why: String| Error::Invalid {
                 what: "optimizer state".into(),
-                why: format!("{LOSS_SCALE_ENTRY} has {} values, not 4", values.len()),
-            })?;
+                why: format!("{LOSS_SCALE_ENTRY} {why}"),
+            };
+            let saved = <[f32; 4]>::try_from(values.as_slice())
+                .map_err(|_| bad(format!("has {} values, not 4", values.len())))?;
+            // A scale of 0 or below, or a negative count, would poison every update.
+            let [scale, clean, skipped, last] = saved;
+            if !(scale > 0.0 && scale.is_finite() && clean >= 0.0 && skipped >= 0.0)
+                || !(last == 0.0 || last == 1.0)
+            {
+                return Err(bad(format!("holds {saved:?}: not a loss scaler's state")));
+            }
             gpu.write(state, &saved);
         }
         self.step = steps;
