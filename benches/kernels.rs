@@ -94,11 +94,7 @@ fn conv(c: &mut Criterion) {
     let mut cases = vec![reference];
     cases.extend(convs.into_iter().map(|c| c.case));
     bench_cases(c, &gpu, "conv2d 8x16x16x16x3x1", cases);
-    let bn = rezero::kernels::batchnorm::BatchNormShape {
-        batch: 8,
-        channels: 16,
-        pixels: 256,
-    };
+    let bn = rezero::kernels::batchnorm::BatchNormShape::new(8, 16, 256);
     let mut cases = vec![bench::copy_case(&gpu, 8 * 16 * 256)];
     cases.extend(bench::batchnorm_cases(&gpu, bn));
     bench_cases(c, &gpu, "batchnorm 8x16x256", cases);

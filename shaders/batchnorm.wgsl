@@ -4,7 +4,9 @@
 // reduce, both summing in a fixed order (deterministic): one workgroup per channel (few
 // dispatches: for software Vulkan and small batches), or split, where each channel's
 // batch·pixels are cut into blocks reduced in parallel, merged per channel, then applied
-// elementwise (enough workgroups to fill a GPU when channels are few).
+// elementwise (enough workgroups to fill a GPU when channels are few). Built after an
+// element prelude: the activations x, y, dy and dx are `Operand`s and `Out`s (f32, or f16);
+// gamma, beta, their gradients, the statistics and every sum are f32.
 
 struct Params {
     batch: u32,
@@ -31,12 +33,12 @@ fn at(c: u32, i: u32) -> u32 {
 
 // ---- training forward ----
 // y, x: [batch, channels, pixels]; mean, rstd, running_mean, running_var, gamma, beta: [channels]
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<Out>;
 @group(0) @binding(2) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
 @group(0) @binding(4) var<storage, read_write> running_mean: array<f32>;
 @group(0) @binding(5) var<storage, read_write> running_var: array<f32>;
-@group(0) @binding(6) var<storage, read> x: array<f32>;
+@group(0) @binding(6) var<storage, read> x: array<Operand>;
 @group(0) @binding(7) var<storage, read> gamma: array<f32>;
 @group(0) @binding(8) var<storage, read> beta: array<f32>;
 
@@ -49,12 +51,12 @@ fn batchnorm_train_forward(
     let count = p.batch * p.pixels;
     var s = 0.0;
     for (var i = lid.x; i < count; i += WG) {
-        s += x[at(c, i)];
+        s += f32(x[at(c, i)]);
     }
     let mu = workgroup_sum(lid.x, s) / f32(count);
     var v = 0.0;
     for (var i = lid.x; i < count; i += WG) {
-        let d = x[at(c, i)] - mu;
+        let d = f32(x[at(c, i)]) - mu;
         v += d * d;
     }
     let var_sum = workgroup_sum(lid.x, v);
@@ -63,7 +65,7 @@ fn batchnorm_train_forward(
     let b = beta[c];
     for (var i = lid.x; i < count; i += WG) {
         let j = at(c, i);
-        y[j] = (x[j] - mu) * g + b;
+        y[j] = Out((f32(x[j]) - mu) * g + b);
     }
     if (lid.x == 0u) {
         mean[c] = mu;
@@ -77,8 +79,8 @@ fn batchnorm_train_forward(
 
 // ---- eval forward: y = (x − running_mean)·rsqrt(running_var + eps)·gamma + beta ----
 // y_eval, x_eval: [batch, channels, pixels]; the rest: [channels]
-@group(0) @binding(1) var<storage, read_write> y_eval: array<f32>;
-@group(0) @binding(2) var<storage, read> x_eval: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y_eval: array<Out>;
+@group(0) @binding(2) var<storage, read> x_eval: array<Operand>;
 @group(0) @binding(3) var<storage, read> mean_eval: array<f32>;
 @group(0) @binding(4) var<storage, read> var_eval: array<f32>;
 @group(0) @binding(5) var<storage, read> gamma_eval: array<f32>;
@@ -93,18 +95,18 @@ fn batchnorm_eval_forward(
     for (var i = gid.x; i < total; i += grid_step(nwg)) {
         let c = (i / p.pixels) % p.channels;
         let g = gamma_eval[c] * inverseSqrt(var_eval[c] + p.eps);
-        y_eval[i] = (x_eval[i] - mean_eval[c]) * g + beta_eval[c];
+        y_eval[i] = Out((f32(x_eval[i]) - mean_eval[c]) * g + beta_eval[c]);
     }
 }
 
 // ---- training backward, with x̂ = (x − mean)·rstd and N = batch·pixels:
 // dx (+)= gamma·rstd·(dy − Σdy/N − x̂·Σ(dy·x̂)/N), dgamma (+)= Σ dy·x̂, dbeta (+)= Σ dy ----
 // dx, dy, xb: [batch, channels, pixels]; the rest: [channels]
-@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<Out>;
 @group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
-@group(0) @binding(5) var<storage, read> xb: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<Operand>;
+@group(0) @binding(5) var<storage, read> xb: array<Operand>;
 @group(0) @binding(6) var<storage, read> mean_b: array<f32>;
 @group(0) @binding(7) var<storage, read> rstd_b: array<f32>;
 @group(0) @binding(8) var<storage, read> gamma_b: array<f32>;
@@ -122,8 +124,8 @@ fn batchnorm_backward(
     var s_dyx = 0.0;
     for (var i = lid.x; i < count; i += WG) {
         let j = at(c, i);
-        s_dy += dy[j];
-        s_dyx += dy[j] * (xb[j] - mu) * r;
+        s_dy += f32(dy[j]);
+        s_dyx += f32(dy[j]) * (f32(xb[j]) - mu) * r;
     }
     let sum_dy = workgroup_sum(lid.x, s_dy);
     let sum_dyx = workgroup_sum(lid.x, s_dyx);
@@ -131,12 +133,12 @@ fn batchnorm_backward(
     let g = gamma_b[c] * r;
     for (var i = lid.x; i < count; i += WG) {
         let j = at(c, i);
-        let xhat = (xb[j] - mu) * r;
-        var v = g * (dy[j] - sum_dy * inv_n - xhat * sum_dyx * inv_n);
+        let xhat = (f32(xb[j]) - mu) * r;
+        var v = g * (f32(dy[j]) - sum_dy * inv_n - xhat * sum_dyx * inv_n);
         if (accumulates(p.accumulate, DX)) {
-            v += dx[j];
+            v += f32(dx[j]);
         }
-        dx[j] = v;
+        dx[j] = Out(v);
     }
     if (lid.x == 0u) {
         dgamma[c] = select(sum_dyx, dgamma[c] + sum_dyx, accumulates(p.accumulate, DGAMMA));
@@ -157,7 +159,7 @@ fn block_range(b: u32) -> vec2<u32> {
 
 // partial: [channels, blocks, 2] (mean, M2) forward; (Σdy, Σdy·x̂) backward
 @group(0) @binding(1) var<storage, read_write> partial: array<f32>;
-@group(0) @binding(2) var<storage, read> x_split: array<f32>;
+@group(0) @binding(2) var<storage, read> x_split: array<Operand>;
 
 @compute @workgroup_size(WG)
 fn batchnorm_partial_stats(
@@ -169,12 +171,12 @@ fn batchnorm_partial_stats(
     let r = block_range(b);
     var s = 0.0;
     for (var i = r.x + lid.x; i < r.y; i += WG) {
-        s += x_split[at(c, i)];
+        s += f32(x_split[at(c, i)]);
     }
     let mu = workgroup_sum(lid.x, s) / f32(r.y - r.x);
     var v = 0.0;
     for (var i = r.x + lid.x; i < r.y; i += WG) {
-        let d = x_split[at(c, i)] - mu;
+        let d = f32(x_split[at(c, i)]) - mu;
         v += d * d;
     }
     let m2 = workgroup_sum(lid.x, v);
@@ -218,8 +220,8 @@ fn batchnorm_merge_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // y_a, x_a: [batch, channels, pixels]; mean_a, rstd_a, gamma_a, beta_a: [channels]
-@group(0) @binding(1) var<storage, read_write> y_a: array<f32>;
-@group(0) @binding(2) var<storage, read> x_a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y_a: array<Out>;
+@group(0) @binding(2) var<storage, read> x_a: array<Operand>;
 @group(0) @binding(3) var<storage, read> mean_a: array<f32>;
 @group(0) @binding(4) var<storage, read> rstd_a: array<f32>;
 @group(0) @binding(5) var<storage, read> gamma_a: array<f32>;
@@ -233,7 +235,7 @@ fn batchnorm_apply(
     let total = p.batch * p.channels * p.pixels;
     for (var i = gid.x; i < total; i += grid_step(nwg)) {
         let c = (i / p.pixels) % p.channels;
-        y_a[i] = (x_a[i] - mean_a[c]) * rstd_a[c] * gamma_a[c] + beta_a[c];
+        y_a[i] = Out((f32(x_a[i]) - mean_a[c]) * rstd_a[c] * gamma_a[c] + beta_a[c]);
     }
 }
 
@@ -241,8 +243,8 @@ fn batchnorm_apply(
 // order (dgamma, dbeta (+)= them), (3) dx elementwise ----
 
 // partial: as above; dy_p, x_p: [batch, channels, pixels]; mean_p, rstd_p: [channels]
-@group(0) @binding(2) var<storage, read> dy_p: array<f32>;
-@group(0) @binding(3) var<storage, read> x_p: array<f32>;
+@group(0) @binding(2) var<storage, read> dy_p: array<Operand>;
+@group(0) @binding(3) var<storage, read> x_p: array<Operand>;
 @group(0) @binding(4) var<storage, read> mean_p: array<f32>;
 @group(0) @binding(5) var<storage, read> rstd_p: array<f32>;
 
@@ -260,8 +262,8 @@ fn batchnorm_backward_partial(
     var s_dyx = 0.0;
     for (var i = r.x + lid.x; i < r.y; i += WG) {
         let j = at(c, i);
-        s_dy += dy_p[j];
-        s_dyx += dy_p[j] * (x_p[j] - mu) * rs;
+        s_dy += f32(dy_p[j]);
+        s_dyx += f32(dy_p[j]) * (f32(x_p[j]) - mu) * rs;
     }
     let sum_dy = workgroup_sum(lid.x, s_dy);
     let sum_dyx = workgroup_sum(lid.x, s_dyx);
@@ -297,9 +299,9 @@ fn batchnorm_backward_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // dx_d, dy_d, x_d: [batch, channels, pixels]; mean_d, rstd_d, gamma_d: [channels];
 // sums_d: the partial buffer after `batchnorm_backward_sums`
-@group(0) @binding(1) var<storage, read_write> dx_d: array<f32>;
-@group(0) @binding(2) var<storage, read> dy_d: array<f32>;
-@group(0) @binding(3) var<storage, read> x_d: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx_d: array<Out>;
+@group(0) @binding(2) var<storage, read> dy_d: array<Operand>;
+@group(0) @binding(3) var<storage, read> x_d: array<Operand>;
 @group(0) @binding(4) var<storage, read> mean_d: array<f32>;
 @group(0) @binding(5) var<storage, read> rstd_d: array<f32>;
 @group(0) @binding(6) var<storage, read> gamma_d: array<f32>;
@@ -315,13 +317,13 @@ fn batchnorm_backward_apply(
     for (var i = gid.x; i < total; i += grid_step(nwg)) {
         let c = (i / p.pixels) % p.channels;
         let rs = rstd_d[c];
-        let xhat = (x_d[i] - mean_d[c]) * rs;
+        let xhat = (f32(x_d[i]) - mean_d[c]) * rs;
         let sum_dy = sums_d[c * p.blocks * 2u];
         let sum_dyx = sums_d[c * p.blocks * 2u + 1u];
-        var v = gamma_d[c] * rs * (dy_d[i] - sum_dy * inv_n - xhat * sum_dyx * inv_n);
+        var v = gamma_d[c] * rs * (f32(dy_d[i]) - sum_dy * inv_n - xhat * sum_dyx * inv_n);
         if (accumulates(p.accumulate, DX)) {
-            v += dx_d[i];
+            v += f32(dx_d[i]);
         }
-        dx_d[i] = v;
+        dx_d[i] = Out(v);
     }
 }

@@ -1,5 +1,6 @@
 // The parameter-free shortcut of a downsampling ResNet block ("option A" of He et al.):
 // the input subsampled by the stride and padded with zero channels, and its backward.
+// Built after an element prelude: x, y, dy and dx are `Operand`s and `Out`s (f32, or f16).
 
 struct Params {
     batch: u32,
@@ -19,8 +20,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 
 // y: [batch, c_out, oh, ow]; x: [batch, c_in, h, w]
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<Out>;
+@group(0) @binding(2) var<storage, read> x: array<Operand>;
 
 @compute @workgroup_size(256)
 fn shortcut_forward(
@@ -35,15 +36,15 @@ fn shortcut_forward(
         let n = i / (p.ow * p.oh * p.c_out);
         var v = 0.0;
         if (c < p.c_in) {
-            v = x[((n * p.c_in + c) * p.h + oy * p.stride) * p.w + ox * p.stride];
+            v = f32(x[((n * p.c_in + c) * p.h + oy * p.stride) * p.w + ox * p.stride]);
         }
-        y[i] = v;
+        y[i] = Out(v);
     }
 }
 
 // dx: [batch, c_in, h, w]; dy: [batch, c_out, oh, ow]
-@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<Out>;
+@group(0) @binding(2) var<storage, read> dy: array<Operand>;
 
 @compute @workgroup_size(256)
 fn shortcut_backward(
@@ -58,11 +59,11 @@ fn shortcut_backward(
         let n = i / (p.w * p.h * p.c_in);
         var v = 0.0;
         if (iy % p.stride == 0u && ix % p.stride == 0u) {
-            v = dy[((n * p.c_out + c) * p.oh + iy / p.stride) * p.ow + ix / p.stride];
+            v = f32(dy[((n * p.c_out + c) * p.oh + iy / p.stride) * p.ow + ix / p.stride]);
         }
         if (p.accumulate == 1u) {
-            v += dx[i];
+            v += f32(dx[i]);
         }
-        dx[i] = v;
+        dx[i] = Out(v);
     }
 }

@@ -117,11 +117,7 @@ fn convolution_batchnorm_pooling_shortcut() {
         }
     }
     for (batch, channels, pixels) in [(1u32, 1u32, 1u32), (3, 5, 255), (2, 3, 257)] {
-        let shape = BatchNormShape {
-            batch,
-            channels,
-            pixels,
-        };
+        let shape = BatchNormShape::new(batch, channels, pixels);
         for block in [Some(u32::MAX), Some(64)] {
             let config = BatchNormConfig {
                 block,
@@ -185,8 +181,8 @@ fn convolution_batchnorm_pooling_shortcut() {
                 out(gpu, (rows * pixels) as usize)?,
             );
             pollster::block_on(gpu.run(|pass| {
-                pool::global_avg_pool_forward(gpu, pass, &y, &x, rows, pixels)?;
-                pool::global_avg_pool_backward(gpu, pass, &dx, &dy, rows, pixels, false)
+                pool::global_avg_pool_forward(gpu, pass, &y, &x, rows, pixels, Dtype::F32)?;
+                pool::global_avg_pool_backward(gpu, pass, &dx, &dy, rows, pixels, false, Dtype::F32)
             }))?;
             read(gpu, &[(&y, rows as usize), (&dx, (rows * pixels) as usize)])
         });
@@ -199,6 +195,7 @@ fn convolution_batchnorm_pooling_shortcut() {
             h,
             w,
             stride,
+            dtype: rezero::kernels::Dtype::F32,
         };
         same(&format!("shortcut {shape:?}"), |gpu| {
             let (x_len, y_len) = (

@@ -88,11 +88,7 @@ fn conv2d_backward_case(gpu: &rezero::Gpu, s: &Conv2d, variant: ConvVariant) {
 #[test]
 fn batchnorm_backward_matches_finite_differences() {
     let gpu = require_gpu!();
-    let s = BatchNormShape {
-        batch: 3,
-        channels: 2,
-        pixels: 5,
-    };
+    let s = BatchNormShape::new(3, 2, 5);
     let (len, c) = (s.len() as usize, s.channels as usize);
     for block in [None, Some(4)] {
         batchnorm_case(
@@ -178,7 +174,8 @@ fn global_avg_pool_backward_matches_finite_differences() {
     let dy = cpu::seeded(10, rows, -1.0, 1.0);
     let (gdy, gdx) = (gpu.upload("dy", &dy), gpu.zeroed_f32("dx", rows * pixels));
     pollster::block_on(gpu.run(|p| {
-        pool::global_avg_pool_backward(gpu, p, &gdx, &gdy, rows as u32, pixels as u32, false)
+        let (rows, pixels, f32) = (rows as u32, pixels as u32, rezero::kernels::Dtype::F32);
+        pool::global_avg_pool_backward(gpu, p, &gdx, &gdy, rows, pixels, false, f32)
     }))
     .unwrap();
     let pool64 = |v: &[f64]| -> Vec<f64> {
@@ -205,6 +202,7 @@ fn shortcut_backward_matches_finite_differences() {
         h: 5,
         w: 4,
         stride: 2,
+        dtype: rezero::kernels::Dtype::F32,
     };
     let x = cpu::seeded(11, s.input_len(), -1.0, 1.0);
     let dy = cpu::seeded(12, s.output_len(), -1.0, 1.0);

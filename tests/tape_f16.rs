@@ -1,7 +1,8 @@
 //! The tape on f16 activations (mixed precision): a ReZero MLP block's loss and every
 //! parameter's gradient against the same step on the f32 tape (itself checked against
 //! finite differences in tape_gradcheck.rs), the loss scale carried through backward, the
-//! pool holding about half the bytes, and the ops not yet on f16 refused clearly.
+//! pool holding about half the bytes, the image ops of a ResNet block, and the ops not yet
+//! on f16 refused clearly.
 //!
 //! The tolerance: every f16 activation and activation gradient is the f32 value rounded
 //! once, a relative error of at most ε/2 (ε = 2⁻¹⁰, `F16_EPSILON`). To first order the
@@ -16,9 +17,10 @@ mod common;
 use common::f16_gpu;
 use rezero::cpu;
 use rezero::kernels::Dtype;
+use rezero::kernels::batchnorm::BatchNormConfig;
 use rezero::kernels::bias::Activation;
 use rezero::kernels::loss_scale::LossScaleRule;
-use rezero::tape::{DropoutStep, Param, Tape};
+use rezero::tape::{DropoutStep, Param, RunningStats, Tape};
 
 /// f16 tensors on the longest path forward and back (see the module docs).
 const ROUNDINGS: f32 = 12.0;
@@ -194,6 +196,81 @@ fn the_embedding_and_attention_run_inside_an_f16_tape() {
     for ((p, g16), g32) in ps.iter().zip(&grads16).zip(&grads32) {
         let diff: Vec<f32> = g16.iter().zip(g32).map(|(a, b)| a - b).collect();
         let rel = norm(&diff) / norm(g32);
+        assert!(
+            rel <= bound && norm(g32) > 0.0,
+            "{}: relative error {rel} > {bound}",
+            p.name
+        );
+    }
+}
+
+/// A ResNet-shaped graph on the f16 tape against the f32 one: a convolution, batch norm,
+/// ReLU, a strided convolution with bias, the zero-padded shortcut and a ReZero residual,
+/// global average pooling and the classifier. Its longest path holds 9 f16 tensors forward
+/// (the input, conv, norm, relu, conv, residual, pool, logits and the shortcut's copy) and
+/// 8 gradients back: R = 17 in the bound of the module docs.
+#[test]
+fn the_image_ops_run_on_an_f16_tape() {
+    let Some(gpu) = f16_gpu() else { return };
+    let (batch, classes) = (4, 10);
+    let p = |name: &str, shape: &[usize], seed: u64, lo: f32, hi: f32| {
+        let values = cpu::seeded(seed, shape.iter().product(), lo, hi);
+        Param::new(gpu, name, shape, &values, true).unwrap()
+    };
+    let ps = [
+        p("w0", &[4, 3, 3, 3], 1, -0.4, 0.4),
+        p("gamma", &[4], 3, 0.8, 1.2),
+        p("beta", &[4], 4, -0.1, 0.1),
+        p("w1", &[6, 4, 3, 3], 5, -0.3, 0.3),
+        p("b1", &[6], 2, -0.1, 0.1),
+        Param::new(gpu, "alphas", &[1], &[0.5], false).unwrap(),
+        p("w_out", &[classes, 6], 6, -0.5, 0.5),
+    ];
+    let x = cpu::seeded(7, batch * 3 * 9 * 9, -1.0, 1.0);
+    let targets = cpu::seeded_ids(8, batch, classes as u32);
+    let run = |dtype: Dtype| {
+        for p in &ps {
+            gpu.write(&p.grad, &vec![0.0f32; p.len()]);
+        }
+        let (mean, var) = (gpu.zeroed_f32("mean", 4), gpu.upload("var", &[1.0f32; 4]));
+        let running = RunningStats {
+            mean: &mean,
+            var: &var,
+        };
+        let mut tape = Tape::new(gpu);
+        tape.set_precision(dtype).unwrap();
+        let t: Vec<_> = ps.iter().map(|p| tape.param(p)).collect();
+        let x = tape.input(&x, &[batch, 3, 9, 9]).unwrap();
+        // (A bias before the batch norm would have no gradient: the norm removes it.)
+        let h = tape.conv2d(&x, &t[0], None, 1, 1).unwrap();
+        let config = BatchNormConfig::default();
+        let h = tape
+            .batchnorm(&h, &t[1], &t[2], &running, true, &config)
+            .unwrap();
+        let h = tape.relu(&h).unwrap();
+        let f = tape.conv2d(&h, &t[3], Some(&t[4]), 2, 1).unwrap();
+        let s = tape.shortcut(&h, 6, 2).unwrap();
+        let r = tape.rezero(&s, &f, &t[5], 0).unwrap();
+        let pooled = tape.global_avg_pool(&r).unwrap();
+        let logits = tape.linear(&pooled, &t[6], None).unwrap();
+        let loss = tape.cross_entropy(&logits, &targets).unwrap();
+        assert_eq!(pooled.dtype(), dtype);
+        tape.backward(&loss).unwrap();
+        let value = pollster::block_on(tape.read(&loss)).unwrap()[0];
+        let grads: Vec<Vec<f32>> = ps
+            .iter()
+            .map(|p| pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap())
+            .collect();
+        (value, grads)
+    };
+    let ((loss32, grads32), (loss16, grads16)) = (run(Dtype::F32), run(Dtype::F16));
+    let bound = 17.0 * cpu::F16_EPSILON;
+    let rel = (loss16 - loss32).abs() / loss32.abs();
+    assert!(rel <= bound, "loss {loss16} vs {loss32}: {rel} > {bound}");
+    for ((p, g16), g32) in ps.iter().zip(&grads16).zip(&grads32) {
+        let diff: Vec<f32> = g16.iter().zip(g32).map(|(a, b)| a - b).collect();
+        let rel = norm(&diff) / norm(g32);
+        eprintln!("{}: relative error {rel:.2e} (bound {bound:.2e})", p.name);
         assert!(
             rel <= bound && norm(g32) > 0.0,
             "{}: relative error {rel} > {bound}",

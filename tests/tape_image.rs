@@ -87,11 +87,7 @@ fn small_rezero_resnet_every_parameter() {
     let stem_s = conv(3, 4, 3).pad(1);
     let block_s = conv(4, 4, 3).pad(1);
     let down_s = conv(4, 5, 1).stride(2);
-    let bn_s = BatchNormShape {
-        batch: batch as u32,
-        channels: 4,
-        pixels: (h * w) as u32,
-    };
+    let bn_s = BatchNormShape::new(batch as u32, 4, (h * w) as u32);
     let values: Vec<Vec<f64>> = net.params.iter().map(|(_, v)| to64(v)).collect();
     let forward = |v: &[Vec<f64>]| -> f64 {
         let stem = conv64(&to64(&x), &v[STEM_W], &v[STEM_B], &stem_s);

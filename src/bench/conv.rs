@@ -256,7 +256,8 @@ fn pool_case(s: BatchNormShape, shape: String, y: wgpu::Buffer, x: wgpu::Buffer)
         variant: "grid-stride".into(),
         work: Work::Bytes(4.0 * (s.len() as usize + rows as usize) as f64),
         run: Box::new(move |gpu| {
-            wait(gpu.run(|p| pool::global_avg_pool_forward(gpu, p, &y, &x, rows, s.pixels)))
+            let (pixels, dtype) = (s.pixels, s.dtype);
+            wait(gpu.run(|p| pool::global_avg_pool_forward(gpu, p, &y, &x, rows, pixels, dtype)))
         }),
     }
 }

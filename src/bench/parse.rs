@@ -132,11 +132,9 @@ pub fn parse_conv(s: &str) -> Result<crate::kernels::conv2d::Conv2d> {
 /// Parses "BATCHxCHANNELSxPIXELS" for batchnorm and pooling.
 pub fn parse_batchnorm(s: &str) -> Result<crate::kernels::batchnorm::BatchNormShape> {
     match dims(s, "batchnorm size", "BATCHxCHANNELSxPIXELS")?.as_slice() {
-        [batch, channels, pixels] => Ok(crate::kernels::batchnorm::BatchNormShape {
-            batch: *batch,
-            channels: *channels,
-            pixels: *pixels,
-        }),
+        [batch, channels, pixels] => Ok(crate::kernels::batchnorm::BatchNormShape::new(
+            *batch, *channels, *pixels,
+        )),
         _ => Err(Error::Invalid {
             what: "batchnorm size".into(),
             why: format!("'{s}' is not BATCHxCHANNELSxPIXELS"),

@@ -1,26 +1,46 @@
 //! Launchers for `shaders/batchnorm.wgsl`: batch normalisation of NCHW activations per
 //! channel, in training mode (batch statistics; running statistics updated on the GPU) and
-//! eval mode, and the training-mode backward.
+//! eval mode, and the training-mode backward. x, y, dy and dx are f32 or f16 activations
+//! (`BatchNormShape::dtype`); gamma, beta, their gradients and every statistic are f32.
 
-use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result};
 
-use super::{Grad, NormSaved, accumulate_bits, check_len, check_nonempty, elements, grid_stride};
-
-pub(crate) const SHADER: Shader = Shader {
-    name: "batchnorm",
-    wgsl: super::wgsl!("workgroup.wgsl", "grid.wgsl", "batchnorm.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
+use super::precision::{check_len_of, require};
+use super::{
+    Dtype, Grad, NormSaved, Typed, accumulate_bits, check_len, check_nonempty, elements,
+    grid_stride,
 };
 
-/// The activations a batch norm sees: [batch, channels, pixels] (pixels = h·w).
+pub(crate) const SHADERS: Typed = super::typed!(
+    "batchnorm",
+    Params,
+    "workgroup.wgsl",
+    "grid.wgsl",
+    "batchnorm.wgsl"
+);
+
+/// The activations a batch norm sees: [batch, channels, pixels] (pixels = h·w), and
+/// their type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchNormShape {
     pub batch: u32,
     pub channels: u32,
     pub pixels: u32,
+    /// The type of x, y, dy and dx.
+    pub dtype: Dtype,
 }
 
 impl BatchNormShape {
+    /// f32 activations [batch, channels, pixels].
+    pub fn new(batch: u32, channels: u32, pixels: u32) -> BatchNormShape {
+        BatchNormShape {
+            batch,
+            channels,
+            pixels,
+            dtype: Dtype::F32,
+        }
+    }
+
     pub fn len(&self) -> u64 {
         self.batch as u64 * self.channels as u64 * self.pixels as u64
     }
@@ -32,9 +52,11 @@ impl BatchNormShape {
     fn check(
         &self,
         op: &'static str,
+        gpu: &Gpu,
         full: &[&wgpu::Buffer],
         per_channel: &[&wgpu::Buffer],
     ) -> Result<()> {
+        require(gpu, op, self.dtype)?;
         check_nonempty(
             op,
             &[
@@ -45,7 +67,7 @@ impl BatchNormShape {
         )?;
         let len = elements(op, &[self.batch, self.channels, self.pixels])?;
         for b in full {
-            check_len(op, "[batch, channels, pixels]", b, len)?;
+            check_len_of(op, "[batch, channels, pixels]", b, len, self.dtype)?;
         }
         for b in per_channel {
             check_len(op, "[channels]", b, self.channels as u64)?;
@@ -154,8 +176,18 @@ pub fn batchnorm_scratch_len(gpu: &Gpu, shape: &BatchNormShape, config: &BatchNo
     }
 }
 
-fn per_channel_kernel<'a>(entry: &'static str, constants: &'a [(&'static str, f64)]) -> Kernel<'a> {
-    Kernel::with(SHADER, entry, constants)
+/// A per-channel kernel (sized by the row workgroup, `WG`) of the module for `shape`.
+fn per_channel_kernel<'a>(
+    shape: &BatchNormShape,
+    entry: &'static str,
+    constants: &'a [(&'static str, f64)],
+) -> Kernel<'a> {
+    Kernel::with(SHADERS.get(shape.dtype), entry, constants)
+}
+
+/// An elementwise or per-channel-loop kernel of the module for `shape`.
+fn kernel(shape: &BatchNormShape, entry: &'static str) -> Kernel<'static> {
+    Kernel::new(SHADERS.get(shape.dtype), entry)
 }
 
 /// Training mode: y = (x − mean)·rstd·gamma + beta with the batch's per-channel mean and
@@ -182,6 +214,7 @@ pub fn batchnorm_train_forward(
     config.validate()?;
     shape.check(
         OP,
+        gpu,
         &[y, x],
         &[mean, rstd, running_mean, running_var, gamma, beta],
     )?;
@@ -192,7 +225,7 @@ pub fn batchnorm_train_forward(
     let Some((blocks, _)) = config.split(gpu, shape) else {
         return gpu.dispatch(
             pass,
-            &per_channel_kernel("batchnorm_train_forward", &constants),
+            &per_channel_kernel(shape, "batchnorm_train_forward", &constants),
             &params,
             &[y, mean, rstd, running_mean, running_var, x, gamma, beta],
             [shape.channels, 1, 1],
@@ -200,21 +233,21 @@ pub fn batchnorm_train_forward(
     };
     gpu.dispatch(
         pass,
-        &per_channel_kernel("batchnorm_partial_stats", &constants),
+        &per_channel_kernel(shape, "batchnorm_partial_stats", &constants),
         &params,
         &[scratch, x],
         [blocks, shape.channels, 1],
     )?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "batchnorm_merge_stats"),
+        &kernel(shape, "batchnorm_merge_stats"),
         &params,
         &[mean, rstd, running_mean, running_var, scratch],
         [shape.channels.div_ceil(64), 1, 1],
     )?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "batchnorm_apply"),
+        &kernel(shape, "batchnorm_apply"),
         &params,
         &[y, x, mean, rstd, gamma, beta],
         grid_stride(shape.len()),
@@ -237,10 +270,10 @@ pub fn batchnorm_eval_forward(
 ) -> Result<()> {
     const OP: &str = "batchnorm_eval_forward";
     config.validate()?;
-    shape.check(OP, &[y, x], &[running_mean, running_var, gamma, beta])?;
+    shape.check(OP, gpu, &[y, x], &[running_mean, running_var, gamma, beta])?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "batchnorm_eval_forward"),
+        &kernel(shape, "batchnorm_eval_forward"),
         &config.params(gpu, shape, 0),
         &[y, x, running_mean, running_var, gamma, beta],
         grid_stride(shape.len()),
@@ -273,7 +306,7 @@ pub fn batchnorm_backward(
         gain: gamma,
     } = saved;
     let (dx, dgamma, dbeta) = (dx.buffer, dgamma.buffer, dbeta.buffer);
-    shape.check(OP, &[dx, dy, x], &[dgamma, dbeta, mean, rstd, gamma])?;
+    shape.check(OP, gpu, &[dx, dy, x], &[dgamma, dbeta, mean, rstd, gamma])?;
     let scratch_len = batchnorm_scratch_len(gpu, shape, config) as u64;
     check_len(OP, "scratch", scratch, scratch_len)?;
     let params = config.params(gpu, shape, flags);
@@ -281,7 +314,7 @@ pub fn batchnorm_backward(
     let Some((blocks, _)) = config.split(gpu, shape) else {
         return gpu.dispatch(
             pass,
-            &per_channel_kernel("batchnorm_backward", &constants),
+            &per_channel_kernel(shape, "batchnorm_backward", &constants),
             &params,
             &[dx, dgamma, dbeta, dy, x, mean, rstd, gamma],
             [shape.channels, 1, 1],
@@ -289,21 +322,21 @@ pub fn batchnorm_backward(
     };
     gpu.dispatch_bound(
         pass,
-        &per_channel_kernel("batchnorm_backward_partial", &constants),
+        &per_channel_kernel(shape, "batchnorm_backward_partial", &constants),
         &params,
         &[(1, scratch), (2, dy), (3, x), (4, mean), (5, rstd)],
         [blocks, shape.channels, 1],
     )?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "batchnorm_backward_sums"),
+        &kernel(shape, "batchnorm_backward_sums"),
         &params,
         &[dgamma, dbeta, scratch],
         [shape.channels.div_ceil(64), 1, 1],
     )?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "batchnorm_backward_apply"),
+        &kernel(shape, "batchnorm_backward_apply"),
         &params,
         &[dx, dy, x, mean, rstd, gamma, scratch],
         grid_stride(shape.len()),

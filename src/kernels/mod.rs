@@ -139,26 +139,26 @@ pub fn shaders() -> Vec<Shader> {
         attention::SHADER,
         attention_tiled::SHADER,
         attention_tiled::SUBGROUP_SHADER,
-        batchnorm::SHADER,
         cast::SHADER,
         dropout::SHADER,
         embedding::SHADER,
         heads::SHADER,
         loss_scale::SHADER,
         optim::SHADER,
-        pool::SHADER,
         reduce::SHADER,
-        shortcut::SHADER,
         crate::gpu::SUBGROUP_PROBE,
     ]
     .into_iter()
     .chain(
         [
+            batchnorm::SHADERS,
             bias::SHADERS,
             cross_entropy::SHADERS,
             elementwise::SHADERS,
             layernorm::SHADERS,
+            pool::SHADERS,
             rezero::SHADERS,
+            shortcut::SHADERS,
             softmax::SHADERS,
         ]
         .into_iter()

@@ -1,15 +1,12 @@
 //! Launchers for `shaders/pool.wgsl`: global average pooling of NCHW activations and its
-//! backward.
+//! backward, on f32 or f16 activations (the trailing `Dtype`; the sums are f32).
 
-use crate::gpu::{Gpu, Kernel, Recorder, Result, Shader};
+use crate::gpu::{Gpu, Kernel, Recorder, Result};
 
-use super::{check_len, check_nonempty, elements, grid_stride};
+use super::precision::{check_len_of, require};
+use super::{Dtype, Typed, check_nonempty, elements, grid_stride};
 
-pub(crate) const SHADER: Shader = Shader {
-    name: "pool",
-    wgsl: super::wgsl!("grid.wgsl", "pool.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+pub(crate) const SHADERS: Typed = super::typed!("pool", Params, "grid.wgsl", "pool.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -20,17 +17,20 @@ struct Params {
     _pad: u32,
 }
 
+/// Errors unless the device takes `dtype`, and the images and means (both of `dtype`)
+/// hold [rows, pixels] and [rows].
 fn check(
     op: &'static str,
-    rows: u32,
-    pixels: u32,
-    images: &wgpu::Buffer,
-    means: &wgpu::Buffer,
+    gpu: &Gpu,
+    [rows, pixels]: [u32; 2],
+    [images, means]: [&wgpu::Buffer; 2],
+    dtype: Dtype,
 ) -> Result<()> {
+    require(gpu, op, dtype)?;
     check_nonempty(op, &[("batch·channels", rows), ("pixels", pixels)])?;
     let len = elements(op, &[rows, pixels])?;
-    check_len(op, "[batch·channels, pixels]", images, len)?;
-    check_len(op, "[batch·channels]", means, rows as u64)
+    check_len_of(op, "[batch·channels, pixels]", images, len, dtype)?;
+    check_len_of(op, "[batch·channels]", means, rows as u64, dtype)
 }
 
 /// y[r] = mean of x[r, ..]. y: [rows] (rows = batch·channels); x: [rows, pixels].
@@ -41,8 +41,10 @@ pub fn global_avg_pool_forward(
     x: &wgpu::Buffer,
     rows: u32,
     pixels: u32,
+    dtype: Dtype,
 ) -> Result<()> {
-    check("global_avg_pool_forward", rows, pixels, x, y)?;
+    const OP: &str = "global_avg_pool_forward";
+    check(OP, gpu, [rows, pixels], [x, y], dtype)?;
     let params = Params {
         rows,
         pixels,
@@ -50,7 +52,7 @@ pub fn global_avg_pool_forward(
     };
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "global_avg_pool_forward"),
+        &Kernel::new(SHADERS.get(dtype), OP),
         &params,
         &[y, x],
         grid_stride(rows as u64),
@@ -58,6 +60,7 @@ pub fn global_avg_pool_forward(
 }
 
 /// dx[r, i] (+)= dy[r] / pixels. dx: [rows, pixels]; dy: [rows].
+#[allow(clippy::too_many_arguments)]
 pub fn global_avg_pool_backward(
     gpu: &Gpu,
     pass: &mut dyn Recorder,
@@ -66,8 +69,10 @@ pub fn global_avg_pool_backward(
     rows: u32,
     pixels: u32,
     accumulate: bool,
+    dtype: Dtype,
 ) -> Result<()> {
-    check("global_avg_pool_backward", rows, pixels, dx, dy)?;
+    const OP: &str = "global_avg_pool_backward";
+    check(OP, gpu, [rows, pixels], [dx, dy], dtype)?;
     let params = Params {
         rows,
         pixels,
@@ -76,7 +81,7 @@ pub fn global_avg_pool_backward(
     };
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "global_avg_pool_backward"),
+        &Kernel::new(SHADERS.get(dtype), OP),
         &params,
         &[dx, dy],
         grid_stride(rows as u64 * pixels as u64),

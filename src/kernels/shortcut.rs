@@ -1,18 +1,15 @@
 //! Launchers for `shaders/shortcut.wgsl`: the zero-padded identity shortcut of a
 //! downsampling ResNet block (subsample by the stride, append zero channels) and its
-//! backward.
+//! backward, on f32 or f16 activations (`ShortcutShape::dtype`).
 
-use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result};
 
-use super::{check_len, check_nonempty, elements, grid_stride};
+use super::precision::{check_len_of, require};
+use super::{Dtype, Typed, check_nonempty, elements, grid_stride};
 
-pub(crate) const SHADER: Shader = Shader {
-    name: "shortcut",
-    wgsl: super::wgsl!("grid.wgsl", "shortcut.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+pub(crate) const SHADERS: Typed = super::typed!("shortcut", Params, "grid.wgsl", "shortcut.wgsl");
 
-/// Images [batch, c_in, h, w] in, [batch, c_out, ⌈h/stride⌉, ⌈w/stride⌉] out.
+/// Images [batch, c_in, h, w] in, [batch, c_out, ⌈h/stride⌉, ⌈w/stride⌉] out, of `dtype`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShortcutShape {
     pub batch: u32,
@@ -21,6 +18,8 @@ pub struct ShortcutShape {
     pub h: u32,
     pub w: u32,
     pub stride: u32,
+    /// The type of x, y, dy and dx.
+    pub dtype: Dtype,
 }
 
 impl ShortcutShape {
@@ -46,7 +45,14 @@ impl ShortcutShape {
             .product()
     }
 
-    fn check(&self, op: &'static str, input: &wgpu::Buffer, output: &wgpu::Buffer) -> Result<()> {
+    fn check(
+        &self,
+        op: &'static str,
+        gpu: &Gpu,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<()> {
+        require(gpu, op, self.dtype)?;
         check_nonempty(
             op,
             &[
@@ -65,13 +71,15 @@ impl ShortcutShape {
             });
         }
         elements(op, &[self.batch, self.c_out, self.h, self.w])?;
-        check_len(op, "[batch, c_in, h, w]", input, self.input_len() as u64)?;
-        check_len(
+        let (dtype, out_len) = (self.dtype, self.output_len() as u64);
+        check_len_of(
             op,
-            "[batch, c_out, oh, ow]",
-            output,
-            self.output_len() as u64,
-        )
+            "[batch, c_in, h, w]",
+            input,
+            self.input_len() as u64,
+            dtype,
+        )?;
+        check_len_of(op, "[batch, c_out, oh, ow]", output, out_len, dtype)
     }
 
     fn params(&self, accumulate: bool) -> Params {
@@ -113,10 +121,10 @@ pub fn shortcut_forward(
     x: &wgpu::Buffer,
     shape: &ShortcutShape,
 ) -> Result<()> {
-    shape.check("shortcut_forward", x, y)?;
+    shape.check("shortcut_forward", gpu, x, y)?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "shortcut_forward"),
+        &Kernel::new(SHADERS.get(shape.dtype), "shortcut_forward"),
         &shape.params(false),
         &[y, x],
         grid_stride(shape.output_len() as u64),
@@ -132,10 +140,10 @@ pub fn shortcut_backward(
     shape: &ShortcutShape,
     accumulate: bool,
 ) -> Result<()> {
-    shape.check("shortcut_backward", dx, dy)?;
+    shape.check("shortcut_backward", gpu, dx, dy)?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, "shortcut_backward"),
+        &Kernel::new(SHADERS.get(shape.dtype), "shortcut_backward"),
         &shape.params(accumulate),
         &[dx, dy],
         grid_stride(shape.input_len() as u64),

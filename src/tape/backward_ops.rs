@@ -212,13 +212,22 @@ impl Tape<'_> {
                 variant,
             } => self.conv2d_backward(dy, [*x, *w], *bias, shape, *variant),
             Op::BatchNorm { .. } => self.batchnorm_backward(dy, op),
-            Op::Shortcut { x, shape } => self.with_target(*x, |tape, dx| {
-                shortcut_backward(gpu, tape.pass(), dx.buffer, dy, shape, dx.accumulate)
-            }),
-            Op::GlobalAvgPool { x, rows, pixels } => self.with_target(*x, |tape, dx| {
-                let (pass, acc) = (tape.pass(), dx.accumulate);
-                pool::global_avg_pool_backward(gpu, pass, dx.buffer, dy, *rows, *pixels, acc)
-            }),
+            Op::Shortcut { x, shape } => {
+                self.same_grad_type("shortcut backward", *x, shape.dtype)?;
+                self.with_target(*x, |tape, dx| {
+                    shortcut_backward(gpu, tape.pass(), dx.buffer, dy, shape, dx.accumulate)
+                })
+            }
+            Op::GlobalAvgPool { x, rows, pixels } => {
+                let dtype = self.slots[*x].dtype;
+                self.same_grad_type("global_avg_pool backward", *x, dtype)?;
+                self.with_target(*x, |tape, dx| {
+                    let (pass, acc, shape) = (tape.pass(), dx.accumulate, (*rows, *pixels));
+                    pool::global_avg_pool_backward(
+                        gpu, pass, dx.buffer, dy, shape.0, shape.1, acc, dtype,
+                    )
+                })
+            }
             _ => unreachable!("called for image ops only"),
         }
     }
@@ -232,8 +241,9 @@ impl Tape<'_> {
         shape: &Conv2d,
         variant: ConvVariant,
     ) -> Result<()> {
+        self.same_grad_type("conv2d backward", x, shape.dtype)?;
         let gpu = self.gpu;
-        let (xb, wb) = (self.slots[x].buffer.clone(), self.slots[w].buffer.clone());
+        let (xb, wb) = (self.operand_of(x), self.operand_of(w));
         self.with_target(x, |tape, dx| {
             let (pass, acc) = (tape.pass(), dx.accumulate);
             conv2d_backward_input(gpu, pass, dx.buffer, dy, &wb, shape, variant, acc)
@@ -266,11 +276,9 @@ impl Tape<'_> {
         else {
             unreachable!("called for batchnorm ops only")
         };
+        self.same_grad_type("batchnorm backward", *x, shape.dtype)?;
         let gpu = self.gpu;
-        let (xb, gb) = (
-            self.slots[*x].buffer.clone(),
-            self.slots[*gamma].buffer.clone(),
-        );
+        let (xb, gb) = (self.operand_of(*x), self.slots[*gamma].buffer.clone());
         let channels = shape.channels as usize;
         let dx = self.target_or_discard(*x, self.slots[*x].len);
         let dgamma = self.target_or_discard(*gamma, channels);

@@ -34,7 +34,7 @@ pub(super) fn dim_u32(op: &'static str, value: usize) -> Result<u32> {
 
 /// Uploads u32 data (ids, targets) into a pool buffer of the step.
 /// Errors unless `t` is f32: a parameter the kernels read as it is (α, a norm's gain).
-fn f32_parameter(op: &'static str, t: &Tensor) -> Result<()> {
+pub(super) fn f32_parameter(op: &'static str, t: &Tensor) -> Result<()> {
     if t.dtype != Dtype::F32 {
         return Err(shape_error(op, "an f32 parameter", &[t]));
     }

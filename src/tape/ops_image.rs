@@ -8,7 +8,7 @@ use crate::kernels::conv2d::{Conv2d, ConvVariant, conv2d_forward};
 use crate::kernels::pool;
 use crate::kernels::shortcut::{ShortcutShape, shortcut_forward};
 
-use super::ops::{dim_u32, shape_error};
+use super::ops::{dim_u32, f32_parameter, shape_error};
 use super::tape::{Op, Tape};
 use super::tensor::Tensor;
 
@@ -49,7 +49,6 @@ impl<'g> Tape<'g> {
         stride: u32,
         pad: u32,
     ) -> Result<Tensor> {
-        self.require_f32("tape conv2d")?;
         const OP: &str = "tape conv2d";
         let [batch, c_in, h, wd] = nchw(OP, x)?;
         let [c_out, wc, kh, kw] = nchw(OP, w)?;
@@ -72,22 +71,24 @@ impl<'g> Tape<'g> {
             kw,
             stride,
             pad,
-            dtype: crate::kernels::Dtype::F32,
+            dtype: self.dtype,
         };
         shape.validate(OP)?;
         let grad = self.requires_grad(x)
             || self.requires_grad(w)
             || bias.is_some_and(|b| self.requires_grad(b));
         let out_shape = [batch, c_out, shape.out_h(), shape.out_w()].map(|d| d as usize);
+        // f16 products read f16 copies of the f32 filters and bias (`operand`).
+        let [xb, wb] = [self.operand(x)?, self.operand(w)?];
+        let bias_buffer = bias.map(|b| self.operand(b)).transpose()?;
         let out = self.output(&out_shape, grad);
         let gpu = self.gpu;
-        let bias_buffer = bias.map(|b| b.buffer.clone());
         conv2d_forward(
             gpu,
             self.pass(),
             &out.buffer,
-            &x.buffer,
-            &w.buffer,
+            &xb,
+            &wb,
             bias_buffer.as_ref(),
             &shape,
             CONV_VARIANT,
@@ -117,7 +118,6 @@ impl<'g> Tape<'g> {
         training: bool,
         config: &BatchNormConfig,
     ) -> Result<Tensor> {
-        self.require_f32("tape batchnorm")?;
         const OP: &str = "tape batchnorm";
         let [batch, channels, h, w] = nchw(OP, x)?;
         if gamma.len() != channels as usize || beta.len() != channels as usize {
@@ -127,10 +127,13 @@ impl<'g> Tape<'g> {
                 &[x, gamma, beta],
             ));
         }
+        f32_parameter(OP, gamma)?;
+        f32_parameter(OP, beta)?;
         let shape = BatchNormShape {
             batch,
             channels,
             pixels: dim_u32(OP, h as usize * w as usize)?,
+            dtype: self.dtype,
         };
         let grad = self.requires_grad(x) || self.requires_grad(gamma) || self.requires_grad(beta);
         if !training && grad && self.grad_enabled() {
@@ -139,6 +142,7 @@ impl<'g> Tape<'g> {
                 why: "eval mode has no backward; disable gradients (Tape::set_grad_enabled)".into(),
             });
         }
+        let xb = self.operand(x)?;
         let out = self.output(&x.shape, grad);
         let gpu = self.gpu;
         if !training {
@@ -146,7 +150,7 @@ impl<'g> Tape<'g> {
                 gpu,
                 self.pass(),
                 &out.buffer,
-                &x.buffer,
+                &xb,
                 running.mean,
                 running.var,
                 &gamma.buffer,
@@ -167,7 +171,7 @@ impl<'g> Tape<'g> {
             running.mean,
             running.var,
             &scratch,
-            &x.buffer,
+            &xb,
             &gamma.buffer,
             &beta.buffer,
             &shape,
@@ -188,14 +192,15 @@ impl<'g> Tape<'g> {
 
     /// Mean over the pixels of each (image, channel): [batch, channels, h, w] → [batch, channels].
     pub fn global_avg_pool(&mut self, x: &Tensor) -> Result<Tensor> {
-        self.require_f32("tape global_avg_pool")?;
         const OP: &str = "tape global_avg_pool";
         let [batch, channels, h, w] = nchw(OP, x)?;
         let rows = dim_u32(OP, batch as usize * channels as usize)?;
         let pixels = dim_u32(OP, h as usize * w as usize)?;
+        let xb = self.operand(x)?;
         let out = self.output(&[batch as usize, channels as usize], self.requires_grad(x));
-        let gpu = self.gpu;
-        pool::global_avg_pool_forward(gpu, self.pass(), &out.buffer, &x.buffer, rows, pixels)?;
+        let (gpu, dtype) = (self.gpu, self.dtype);
+        let y = &out.buffer;
+        pool::global_avg_pool_forward(gpu, self.pass(), y, &xb, rows, pixels, dtype)?;
         self.record_op(
             &out,
             Op::GlobalAvgPool {
@@ -210,7 +215,6 @@ impl<'g> Tape<'g> {
     /// The zero-padded identity shortcut: x [batch, c_in, h, w] subsampled by `stride` and
     /// padded with zero channels to [batch, c_out, ⌈h/stride⌉, ⌈w/stride⌉].
     pub fn shortcut(&mut self, x: &Tensor, c_out: usize, stride: u32) -> Result<Tensor> {
-        self.require_f32("tape shortcut")?;
         const OP: &str = "tape shortcut";
         let [batch, c_in, h, w] = nchw(OP, x)?;
         let shape = ShortcutShape {
@@ -220,11 +224,13 @@ impl<'g> Tape<'g> {
             h,
             w,
             stride,
+            dtype: self.dtype,
         };
         let out_shape = [batch, shape.c_out, shape.out_h(), shape.out_w()].map(|d| d as usize);
+        let xb = self.operand(x)?;
         let out = self.output(&out_shape, self.requires_grad(x));
         let gpu = self.gpu;
-        shortcut_forward(gpu, self.pass(), &out.buffer, &x.buffer, &shape)?;
+        shortcut_forward(gpu, self.pass(), &out.buffer, &xb, &shape)?;
         self.record_op(&out, Op::Shortcut { x: x.id, shape });
         Ok(out)
     }

@@ -95,6 +95,7 @@ const BN: BatchNormShape = BatchNormShape {
     batch: 2,
     channels: 3,
     pixels: 10,
+    dtype: Dtype::F32,
 };
 const SHORTCUT: ShortcutShape = ShortcutShape {
     batch: 2,
@@ -103,6 +104,7 @@ const SHORTCUT: ShortcutShape = ShortcutShape {
     h: 8,
     w: 8,
     stride: 2,
+    dtype: Dtype::F32,
 };
 const ADAM: Adam = Adam {
     lr: 1e-3,
@@ -158,6 +160,9 @@ pub fn takes_dtype(family: &str) -> bool {
         "layernorm",
         "cross_entropy",
         "bias",
+        "batchnorm",
+        "global_avg_pool",
+        "shortcut",
     ];
     families.iter().any(|f| family.starts_with(f))
 }
@@ -377,15 +382,18 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
         ("conv2d_backward_bias", |g, p, b, _| {
             conv::conv2d_backward_bias(g, p, &b.out[0], &b.input[0], &conv(), false)
         }),
-        ("batchnorm_train_forward", |g, p, b, _| {
+        ("batchnorm_train_forward", |g, p, b, d| {
             let o = &b.out;
             let (x, gamma, beta) = (&b.input[0], &b.input[1], &b.input[2]);
-            let config = BatchNormConfig::default();
+            let (config, bn) = (
+                BatchNormConfig::default(),
+                BatchNormShape { dtype: d, ..BN },
+            );
             batchnorm_train_forward(
-                g, p, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], x, gamma, beta, &BN, &config,
+                g, p, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], x, gamma, beta, &bn, &config,
             )
         }),
-        ("batchnorm_backward", |g, p, b, _| {
+        ("batchnorm_backward", |g, p, b, d| {
             let [dx, dgamma, dbeta] = [&b.out[0], &b.out[1], &b.out[2]].map(Grad::write);
             let (scratch, dy, config) = (&b.out[3], &b.input[0], BatchNormConfig::default());
             batchnorm_backward(
@@ -397,21 +405,29 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 scratch,
                 dy,
                 saved(&b.input),
-                &BN,
+                &BatchNormShape { dtype: d, ..BN },
                 &config,
             )
         }),
-        ("global_avg_pool_forward", |g, p, b, _| {
-            pool::global_avg_pool_forward(g, p, &b.out[0], &b.input[0], 6, 10)
+        ("global_avg_pool_forward", |g, p, b, d| {
+            pool::global_avg_pool_forward(g, p, &b.out[0], &b.input[0], 6, 10, d)
         }),
-        ("global_avg_pool_backward", |g, p, b, _| {
-            pool::global_avg_pool_backward(g, p, &b.out[0], &b.input[0], 6, 10, false)
+        ("global_avg_pool_backward", |g, p, b, d| {
+            pool::global_avg_pool_backward(g, p, &b.out[0], &b.input[0], 6, 10, false, d)
         }),
-        ("shortcut_forward", |g, p, b, _| {
-            shortcut_forward(g, p, &b.out[0], &b.input[0], &SHORTCUT)
+        ("shortcut_forward", |g, p, b, d| {
+            let shape = ShortcutShape {
+                dtype: d,
+                ..SHORTCUT
+            };
+            shortcut_forward(g, p, &b.out[0], &b.input[0], &shape)
         }),
-        ("shortcut_backward", |g, p, b, _| {
-            shortcut_backward(g, p, &b.out[0], &b.input[0], &SHORTCUT, false)
+        ("shortcut_backward", |g, p, b, d| {
+            let shape = ShortcutShape {
+                dtype: d,
+                ..SHORTCUT
+            };
+            shortcut_backward(g, p, &b.out[0], &b.input[0], &shape, false)
         }),
         ("dropout_forward", |g, p, b, _| {
             dropout_forward(g, p, &b.out[0], &b.input[0], &b.input[1], 300, MASK)

@@ -265,12 +265,11 @@ fn others(gpu: &Gpu, list: &mut dyn Recorder, b: &Buffers) {
         gpu, list, &o[0], &o[1], &o[2], grad, &i[1], scratch, n, &lamb, None,
     )
     .unwrap();
-    split_reductions(gpu, list, b);
 }
 
 /// The launches of the families on `dtype` activations that `launches()` leaves out: the
 /// other elementwise ops, the causal softmax's backward, the rezero forward of a length that
-/// is not a multiple of 4, and the bias gradient's two-pass path.
+/// is not a multiple of 4, the bias gradient's two-pass path and the batch norm's.
 fn typed_others(gpu: &Gpu, list: &mut dyn Recorder, b: &Buffers, dtype: Dtype) {
     let (o, i) = (&b.out, &b.input);
     let n = 300;
@@ -299,16 +298,16 @@ fn typed_others(gpu: &Gpu, list: &mut dyn Recorder, b: &Buffers, dtype: Dtype) {
     bias_backward(gpu, list, dbias, Some(&o[1]), &i[0], rows).unwrap();
     let gelu = Activation::Gelu;
     bias_activation_backward(gpu, list, dx, dbias, Some(&o[1]), &i[0], &i[1], gelu, rows).unwrap();
+    split_reductions(gpu, list, b, dtype);
 }
 
 /// The two-stage paths of the batch-norm reductions, over more rows than one workgroup
 /// takes, and the batch norm's evaluation forward.
-fn split_reductions(gpu: &Gpu, list: &mut dyn Recorder, b: &Buffers) {
+fn split_reductions(gpu: &Gpu, list: &mut dyn Recorder, b: &Buffers, dtype: Dtype) {
     let (o, i) = (&b.out, &b.input);
     let shape = BatchNormShape {
-        batch: 2,
-        channels: 3,
-        pixels: 100,
+        dtype,
+        ..BatchNormShape::new(2, 3, 100)
     };
     let split = BatchNormConfig {
         block: Some(16),
