@@ -209,9 +209,13 @@ fn a_model_with_more_buffers_than_the_process_may_map_is_refused() {
         seed: 0,
     };
     // Counted on lavapipe at depth 1,000 with Adagrad: 13,414 mappings at the peak.
-    let counted = mlp(1000).footprint(100).unwrap().buffers(1).unwrap();
+    let counted = mlp(1000)
+        .footprint(100, Dtype::F32)
+        .unwrap()
+        .buffers(1)
+        .unwrap();
     assert!((13_414..20_000).contains(&counted), "{counted}");
-    let deep = mlp(10_000).footprint(100).unwrap();
+    let deep = mlp(10_000).footprint(100, Dtype::F32).unwrap();
     let error = deep
         .check_mappings(1, Some(65_530))
         .unwrap_err()
@@ -245,7 +249,7 @@ fn a_long_context_is_not_refused_for_scores_the_fused_attention_never_holds() {
         alpha_init: 0.0,
         seed: 0,
     };
-    let footprint = config.footprint(8).unwrap();
+    let footprint = config.footprint(8, Dtype::F32).unwrap();
     // The activations count the attention tuner's scratch of the first step: eight
     // [batch·seq, d_model] buffers (q, k, v, o, their gradients, dO), and lse and delta.
     // Per layer the pool buffers of lse [rows, 8], qkv [rows, 192] (a pool buffer of
@@ -255,11 +259,11 @@ fn a_long_context_is_not_refused_for_scores_the_fused_attention_never_holds() {
     let layer = rows * (8 + 256 + 7 * 64 + 2 * 128) * 2;
     let outside = rows * (4 * 64 + 256) * 2;
     assert_eq!(
-        footprint.activations,
-        layer + outside + 8 * rows * 64 + 2 * 8 * 8 * 2048
+        footprint.activation_bytes,
+        4 * (layer + outside + 8 * rows * 64 + 2 * 8 * 8 * 2048)
     );
     let (largest, what) = footprint.largest;
-    assert!(largest * 4 <= 128 << 20, "{largest} floats: {what}");
+    assert!(largest <= 128 << 20, "{largest} bytes: {what}");
     assert!(!what.contains("scores"), "{what}");
     footprint.check(gpu, 2).unwrap();
 }
@@ -281,7 +285,7 @@ fn a_transformer_footprint_that_overflows_is_an_error() {
         alpha_init: 0.0,
         seed: 0,
     };
-    let err = config.footprint(2).unwrap_err();
+    let err = config.footprint(2, Dtype::F32).unwrap_err();
     assert!(
         err.to_string().contains("--d-model 4611686018427387904"),
         "{err}"

@@ -3,6 +3,7 @@
 
 use super::{StepProfile, StepTiming, time_step, wait};
 use crate::gpu::{Gpu, Result};
+use crate::kernels::Dtype;
 use crate::nn::{BlockVariant, Transformer, TransformerConfig};
 use crate::optim::{Method, Optimizer, OptimizerConfig, Schedule};
 use crate::tape::{Tape, tune};
@@ -50,7 +51,7 @@ pub fn lm_step(
     let config = lm_config(layers, d_model, seq);
     let heads = config.heads;
     // Sizes the device or this machine cannot hold are refused before anything is made.
-    config.footprint(batch)?.check(gpu, 2)?;
+    config.footprint(batch, Dtype::F32)?.check(gpu, 2)?;
     let model = Transformer::new(gpu, config)?;
     let adam = OptimizerConfig {
         method: Method::parse("adam")?,

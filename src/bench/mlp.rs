@@ -3,6 +3,7 @@
 
 use super::{StepProfile, StepTiming, time_step, wait};
 use crate::gpu::{Gpu, Result};
+use crate::kernels::Dtype;
 use crate::nn::{Mlp, MlpConfig, MlpVariant, init};
 use crate::optim::{Method, Optimizer, OptimizerConfig, Schedule};
 use crate::tape::{Tape, tune};
@@ -49,7 +50,7 @@ pub fn mlp_step(
     let classes = 10;
     let config = mlp_config(variant, depth, width);
     // Sizes the device or this machine cannot hold are refused before anything is made.
-    config.footprint(batch)?.check(gpu, 1)?;
+    config.footprint(batch, Dtype::F32)?.check(gpu, 1)?;
     let model = Mlp::new(gpu, config)?;
     let config = OptimizerConfig {
         method: Method::Adagrad { eps: 1e-10 },

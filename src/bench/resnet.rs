@@ -4,6 +4,7 @@
 
 use super::{StepProfile, StepTiming, time_step, wait};
 use crate::gpu::{Gpu, Result};
+use crate::kernels::Dtype;
 use crate::nn::resnet::ConvLayer;
 use crate::nn::{Resnet, ResnetConfig, ResnetVariant, init};
 use crate::optim::{Method, Optimizer, OptimizerConfig, Schedule};
@@ -71,7 +72,7 @@ pub fn resnet_step(
     let classes = 10;
     let config = resnet_config(variant, depth);
     // Sizes the device or this machine cannot hold are refused before anything is made.
-    config.footprint(batch, 32)?.check(gpu, 1)?;
+    config.footprint(batch, 32, Dtype::F32)?.check(gpu, 1)?;
     let model = Resnet::new(gpu, config)?;
     let config = OptimizerConfig {
         method: Method::Sgd { momentum: 0.9 },

@@ -221,7 +221,7 @@ pub fn load_mlp(gpu: &Gpu, path: &Path) -> Result<Mlp> {
 /// The MLP a loaded checkpoint describes, with its weights.
 pub fn mlp_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Mlp> {
     let config = mlp_config(path, checkpoint)?;
-    fits(gpu, path, config.footprint(1))?;
+    fits(gpu, path, config.footprint(1, crate::kernels::Dtype::F32))?;
     let model = Mlp::new(gpu, config)?;
     checkpoint.restore(gpu, path, &model.params())?;
     Ok(model)
@@ -399,7 +399,7 @@ pub fn load_transformer(gpu: &Gpu, path: &Path) -> Result<Transformer> {
 /// The Transformer a loaded checkpoint describes, with its weights.
 pub fn transformer_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Transformer> {
     let config = transformer_config(path, checkpoint)?;
-    fits(gpu, path, config.footprint(1))?;
+    fits(gpu, path, config.footprint(1, crate::kernels::Dtype::F32))?;
     let model = Transformer::new(gpu, config)?;
     checkpoint.restore(gpu, path, &model.params())?;
     Ok(model)
@@ -463,7 +463,11 @@ pub fn resnet_from(gpu: &Gpu, path: &Path, checkpoint: &Checkpoint) -> Result<Re
         alpha_init: checkpoint.meta_parse(path, "alpha_init")?,
         seed: checkpoint.meta_parse(path, "seed")?,
     };
-    fits(gpu, path, config.footprint(1, 1))?;
+    fits(
+        gpu,
+        path,
+        config.footprint(1, 1, crate::kernels::Dtype::F32),
+    )?;
     let model = Resnet::new(gpu, config)?;
     checkpoint.restore(gpu, path, &model.params())?;
     for bn in model.batchnorms() {

@@ -299,7 +299,9 @@ fn bench_mlp(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
             depth as usize,
             width as usize,
         );
-        config.footprint(batch as usize)?.check(gpu, 1)?;
+        config
+            .footprint(batch as usize, Dtype::F32)?
+            .check(gpu, 1)?;
         let layer = bench::matmul_case(gpu, batch, width, width, MatmulVariant::Auto)?;
         let reference = bench::measure(gpu, &layer, args.warmup, args.runs, "", 1.0)?.value;
         let runs = args.runs.min(5);
@@ -370,7 +372,9 @@ fn bench_lm(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     ) {
         let (layers, d_model, seq, batch) = bench::parse_lm(size)?;
         let config = bench::lm_config(layers as usize, d_model as usize, seq as usize);
-        config.footprint(batch as usize)?.check(gpu, 2)?;
+        config
+            .footprint(batch as usize, Dtype::F32)?
+            .check(gpu, 2)?;
         let layer =
             bench::matmul_case(gpu, batch * seq, 4 * d_model, d_model, MatmulVariant::Auto)?;
         let reference = bench::measure(gpu, &layer, args.warmup, args.runs, "", 1.0)?.value;
@@ -439,7 +443,9 @@ fn bench_resnet(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     for size in sizes_or(&args.sizes, &["20x32", "56x32"]) {
         let (depth, batch) = bench::parse_resnet(size)?;
         let config = bench::resnet_config(rezero::nn::ResnetVariant::Rezero, depth as usize);
-        config.footprint(batch as usize, 32)?.check(gpu, 1)?;
+        config
+            .footprint(batch as usize, 32, Dtype::F32)?
+            .check(gpu, 1)?;
         let layer = rezero::kernels::conv2d::Conv2d::new(batch, 16, 32, 32, 16, 3).pad(1);
         // The forward kernel the tape runs (`Auto`) on the first stage's layer.
         let x = gpu.upload("x", &rezero::cpu::seeded(1, layer.input_len(), -1.0, 1.0));

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use rezero::analysis::isometry::{ROWS_PER_PASS, Spectrum, check_side, jacobian, singular_values};
 use rezero::gpu::Gpu;
+use rezero::kernels::Dtype;
 use rezero::nn::{Mlp, MlpConfig, Transformer, TransformerConfig, init};
 use rezero::train::checkpoint::{self, Checkpoint};
 use rezero::train::plot::{Curve, plot_svg};
@@ -80,13 +81,13 @@ fn network_from(gpu: &Gpu, path: &Path, loaded: &Checkpoint) -> Result<Net> {
     match loaded.meta(path, "model")? {
         "mlp" => {
             let c = checkpoint::mlp_config(path, loaded)?;
-            checkpoint::fits(gpu, path, c.footprint(ROWS_PER_PASS))?;
+            checkpoint::fits(gpu, path, c.footprint(ROWS_PER_PASS, Dtype::F32))?;
             check_side(&what(&format!("width {}", c.width)), Some(c.width))?;
             Ok(Net::Mlp(checkpoint::mlp_from(gpu, path, loaded)?))
         }
         "transformer" => {
             let c = checkpoint::transformer_config(path, loaded)?;
-            checkpoint::fits(gpu, path, c.footprint(ROWS_PER_PASS))?;
+            checkpoint::fits(gpu, path, c.footprint(ROWS_PER_PASS, Dtype::F32))?;
             let sizes = format!("seq {} d_model {}", c.seq, c.d_model);
             check_side(&what(&sizes), c.seq.checked_mul(c.d_model))?;
             Ok(Net::Transformer(checkpoint::transformer_from(
@@ -140,7 +141,7 @@ fn network(gpu: &Gpu, args: &IsometryArgs, checkpoint: Option<&Path>) -> Result<
                 alpha_init: args.alpha_init,
                 seed: args.seed,
             };
-            config.footprint(ROWS_PER_PASS)?.check(gpu, 0)?;
+            config.footprint(ROWS_PER_PASS, Dtype::F32)?.check(gpu, 0)?;
             Ok(Net::Mlp(Mlp::new(gpu, config)?))
         }
         Model::Transformer => {
@@ -158,7 +159,7 @@ fn network(gpu: &Gpu, args: &IsometryArgs, checkpoint: Option<&Path>) -> Result<
                 alpha_init: args.alpha_init,
                 seed: args.seed,
             };
-            config.footprint(ROWS_PER_PASS)?.check(gpu, 0)?;
+            config.footprint(ROWS_PER_PASS, Dtype::F32)?.check(gpu, 0)?;
             Ok(Net::Transformer(Transformer::new(gpu, config)?))
         }
     }

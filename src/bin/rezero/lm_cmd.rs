@@ -169,7 +169,7 @@ fn run_one(
 ) -> Result<(LmSummary, Transformer)> {
     let optimizer = args.optim.config_with_warmup(None, args.warmup_for(spec))?;
     let config = args.model_config(spec);
-    let footprint = config.footprint(args.run.batch as usize)?;
+    let footprint = config.footprint(args.run.batch as usize, args.run.precision)?;
     footprint.check(gpu, optimizer.method.state_buffers())?;
     let flags = args.flags(spec);
     let source = ModelSource {

@@ -125,7 +125,7 @@ fn run_one(
         alpha_init: args.alpha_init,
         seed: args.run.seed,
     };
-    let footprint = config.footprint(batch, IMAGE_SIZE)?;
+    let footprint = config.footprint(batch, IMAGE_SIZE, args.run.precision)?;
     footprint.check(gpu, optimizer.method.state_buffers())?;
     let flags = args.flags(variant);
     let source = ModelSource {
@@ -160,10 +160,6 @@ fn run_one(
 }
 
 pub fn train_resnet_command(gpu: &Gpu, args: &ResnetArgs) -> Result<()> {
-    args.run.require_f32(
-        "train resnet",
-        "its convolution, batch-norm and pooling ops take f32 only so far",
-    )?;
     let names: Vec<String> = args.compare.iter().map(|v| v.name().to_string()).collect();
     flags::check_compare(&names, &args.run)?;
     let target = target_fraction(args.target_acc)?;

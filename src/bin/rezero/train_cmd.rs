@@ -101,7 +101,7 @@ fn run_one(
 ) -> Result<ImageSummary> {
     let config = args.model_config(variant, train);
     let optimizer = args.optim.config(None)?;
-    let footprint = config.footprint(args.run.batch as usize)?;
+    let footprint = config.footprint(args.run.batch as usize, args.run.precision)?;
     footprint.check(gpu, optimizer.method.state_buffers())?;
     let flags = args.flags(variant);
     let source = ModelSource {
