@@ -4,7 +4,8 @@
 // uniform; `step` in a one-element buffer written once a step, so the dispatches keep their
 // uniforms and bind groups from step to step. Nothing is stored: the backward pass draws
 // the same mask again, so a run with dropout stays reproducible and a resumed run
-// bit-identical. Included after grid.wgsl.
+// bit-identical. Included after an element prelude (x and out are `Operand`s and `Out`s:
+// f32, or f16 activations; the product is taken in f32) and grid.wgsl.
 
 struct Params {
     n: u32,           // elements
@@ -19,8 +20,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 // out, x: [n] (forward: y and x; backward: dx and dy)
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<Out>;
+@group(0) @binding(2) var<storage, read> x: array<Operand>;
 // step_key: [1], the step's stream
 @group(0) @binding(3) var<storage, read> step_key: array<u32>;
 
@@ -42,7 +43,7 @@ fn dropout_forward(@builtin(local_invocation_id) lid: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
     let key = pcg(p.site ^ step_key[0]);
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
-        out[i] = x[i] * factor(i, key);
+        out[i] = Out(f32(x[i]) * factor(i, key));
     }
 }
 
@@ -52,11 +53,10 @@ fn dropout_backward(@builtin(local_invocation_id) lid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
     let key = pcg(p.site ^ step_key[0]);
     for (var i = grid_first(wg, lid); i < p.n; i += grid_step(nwg)) {
-        let g = x[i] * factor(i, key);
+        var g = f32(x[i]) * factor(i, key);
         if (p.accumulate == 1u) {
-            out[i] += g;
-        } else {
-            out[i] = g;
+            g += f32(out[i]);
         }
+        out[i] = Out(g);
     }
 }

@@ -1,59 +1,75 @@
 //! Dropout: the kernel against its CPU reference (the same counter-based draw) on awkward
-//! sizes, the fraction it drops, masks that change with the step and the site but not from
+//! sizes at f32 and f16, the fraction it drops, masks that change with the step and the site but not from
 //! forward to backward, and the tape's dropout (off in evaluation, its gradient the mask).
 
 mod common;
 
 use common::assert_close;
+use common::precision::{dtypes, exact, read_as_f32, upload_as, widen};
 use rezero::cpu;
-use rezero::kernels::Grad;
 use rezero::kernels::dropout::{Mask, dropout_backward, dropout_forward};
+use rezero::kernels::{Dtype, Grad};
 use rezero::tape::{DropoutStep, Tape};
 
 #[test]
 fn dropout_matches_its_reference_forward_and_backward() {
     let gpu = require_gpu!();
-    for n in [1u32, 3, 17, 1000, 70_000] {
-        for (p, step) in [(0.1f32, 0u64), (0.5, 7), (0.0, 3)] {
-            let len = n as usize;
-            let mask = Mask {
-                p,
-                site: Mask::site_key(11, 2),
-            };
-            let key = Mask::step_key(step);
-            let (x, dy, dx0) = (
-                cpu::seeded(1, len, -1.0, 1.0),
-                cpu::seeded(2, len, -1.0, 1.0),
-                cpu::seeded(3, len, -1.0, 1.0),
-            );
-            let (gx, gdy, gstep) = (
-                gpu.upload("x", &x),
-                gpu.upload("dy", &dy),
-                gpu.upload("step", &[key]),
-            );
-            for accumulate in [false, true] {
-                let start = if accumulate {
-                    dx0.clone()
-                } else {
-                    vec![f32::NAN; len]
+    for dtype in dtypes(gpu) {
+        for n in [1u32, 3, 17, 1000, 70_000] {
+            for (p, step) in [(0.1f32, 0u64), (0.5, 7), (0.0, 3)] {
+                let mask = Mask {
+                    p,
+                    site: Mask::site_key(11, 2),
                 };
-                let (gy, gdx) = (gpu.zeroed_f32("y", len), gpu.upload("dx", &start));
-                pollster::block_on(gpu.run(|pass| {
-                    dropout_forward(gpu, pass, &gy, &gx, &gstep, n, mask)?;
-                    let dx = Grad::new(&gdx, accumulate);
-                    dropout_backward(gpu, pass, dx, &gdy, &gstep, n, mask)
-                }))
-                .unwrap();
-                let (mut want_y, mut want_dx) = (vec![0.0; len], start.clone());
-                cpu::dropout::dropout_forward(&mut want_y, &x, mask, key);
-                cpu::dropout::dropout_backward(&mut want_dx, &dy, mask, key, accumulate);
-                let what = format!("dropout n={n} p={p} step={step} accumulate={accumulate}");
-                let y = pollster::block_on(gpu.read_f32(&gy, len)).unwrap();
-                assert_close(&format!("{what} y"), &y, &want_y, 1e-6, 1e-6);
-                let dx = pollster::block_on(gpu.read_f32(&gdx, len)).unwrap();
-                assert_close(&format!("{what} dx"), &dx, &want_dx, 1e-6, 1e-6);
+                dropout_case(gpu, n, mask, step, dtype);
             }
         }
+    }
+}
+
+/// One mask on `n` elements of `dtype` (inputs f16-rounded; the product and the sum taken
+/// in f32 and rounded once, so the f16 tolerance widens by one rounding).
+fn dropout_case(gpu: &rezero::Gpu, n: u32, mask: Mask, step: u64, dtype: Dtype) {
+    let len = n as usize;
+    let key = Mask::step_key(step);
+    let (x, dy, dx0) = (
+        exact(&cpu::seeded(1, len, -1.0, 1.0), dtype),
+        exact(&cpu::seeded(2, len, -1.0, 1.0), dtype),
+        exact(&cpu::seeded(3, len, -1.0, 1.0), dtype),
+    );
+    let (gx, gdy, gstep) = (
+        upload_as(gpu, "x", &x, dtype),
+        upload_as(gpu, "dy", &dy, dtype),
+        gpu.upload("step", &[key]),
+    );
+    for accumulate in [false, true] {
+        let start = if accumulate {
+            dx0.clone()
+        } else {
+            vec![f32::NAN; len]
+        };
+        let (gy, gdx) = (
+            gpu.zeroed_f32("y", len),
+            upload_as(gpu, "dx", &start, dtype),
+        );
+        pollster::block_on(gpu.run(|pass| {
+            dropout_forward(gpu, pass, &gy, &gx, &gstep, n, mask, dtype)?;
+            let dx = Grad::new(&gdx, accumulate);
+            dropout_backward(gpu, pass, dx, &gdy, &gstep, n, mask, dtype)
+        }))
+        .unwrap();
+        let (mut want_y, mut want_dx) = (vec![0.0; len], start.clone());
+        cpu::dropout::dropout_forward(&mut want_y, &x, mask, key);
+        cpu::dropout::dropout_backward(&mut want_dx, &dy, mask, key, accumulate);
+        let what = format!(
+            "dropout {dtype} n={n} p={} step={step} accumulate={accumulate}",
+            mask.p
+        );
+        let (atol, rtol) = widen((1e-6, 1e-6), dtype);
+        let y = read_as_f32(gpu, &gy, len, dtype);
+        assert_close(&format!("{what} y"), &y, &want_y, atol, rtol);
+        let dx = read_as_f32(gpu, &gdx, len, dtype);
+        assert_close(&format!("{what} dx"), &dx, &want_dx, atol, rtol);
     }
 }
 

@@ -1,12 +1,12 @@
 //! `--precision f16` (mixed precision) on the training commands: `train mlp` learns with
 //! its loss scale and skipped steps in metrics.csv, a resumed f16 run matches an unbroken
 //! one bit for bit, a run may switch precision on resume, `train resnet` follows its f32
-//! loss curve in every variant and resumes bit for bit, and what cannot run at f16 is
+//! loss curve in every variant and resumes bit for bit, and a device without f16 is
 //! refused before anything is allocated.
 
 mod common;
 
-use common::cli::{expect, rezero, summary_field, temp_dir, text, tiny_dataset, tiny_mlp};
+use common::cli::{TINY_LM, expect, rezero, summary_field, temp_dir, text, tiny_dataset, tiny_mlp};
 use rezero::train::checkpoint;
 use std::path::Path;
 
@@ -136,22 +136,32 @@ fn an_f16_run_resumes_bit_for_bit_and_may_switch_precision() {
     assert!(scaled > 0 && scaled < rows.len(), "{metrics}");
 }
 
+/// Each training command on a device without f16 (wgpu's GL fallback, asked for with
+/// `--backend gl`) is refused naming the feature, before its run folder exists.
 #[test]
-fn what_cannot_train_at_f16_is_refused_before_anything_is_allocated() {
+fn a_device_without_f16_is_refused_before_anything_is_allocated() {
     let Some(_gpu) = common::gpu() else { return };
     let dir = temp_dir("f16-refused");
-    let refused = [(["lm", "--dropout", "0.1"], "dropout kernel takes f32 only")];
-    for (command, why) in refused {
+    tiny_dataset(&dir);
+    let data = dir.to_str().unwrap();
+    let commands = [
+        &["mlp", "--data-dir", data][..],
+        &["lm", "--dropout", "0.1"],
+        &["resnet", "--dataset", "fashion-mnist", "--data-dir", data],
+    ];
+    for command in commands {
         let run = dir.join(command[0]);
-        let out = rezero(
-            &[
-                &["train"][..],
-                &command,
-                &["--precision", "f16", "--out", run.to_str().unwrap()],
-            ]
-            .concat(),
+        let flags = ["--backend", "gl", "--precision", "f16", "--out"];
+        let out = rezero(&[&["train"][..], command, &flags, &[run.to_str().unwrap()]].concat());
+        if text(&out).contains("no adapter") && !common::ci() {
+            common::skip("no GL adapter to refuse f16 on");
+            return;
+        }
+        expect(
+            &out,
+            1,
+            &["--precision", "SHADER_F16", "use f32 on this device"],
         );
-        expect(&out, 1, &["--precision", "f16", why, "--precision f32"]);
         assert!(!run.exists(), "train {} made {}", command[0], run.display());
     }
     let out = rezero(&["train", "mlp", "--precision", "f8"]);
@@ -242,4 +252,44 @@ fn train_resnet_at_f16_follows_f32_in_every_variant_and_resumes_bit_for_bit() {
     );
     expect(&out, 0, &["resuming"]);
     assert_same_checkpoint(&dir.join("0-f16"), &resumed);
+}
+
+/// `train lm` at f16 with dropout (its masks drawn from the seed and the step): a run
+/// stopped at step 3 and resumed ends on the unbroken run's checkpoint, bit for bit.
+#[test]
+fn train_lm_at_f16_with_dropout_resumes_bit_for_bit() {
+    let Some(_gpu) = common::f16_gpu() else {
+        return;
+    };
+    let dir = temp_dir("f16-lm");
+    let lm = |run: &Path, steps: &str, extra: &[&str]| {
+        let flags = [
+            "--dropout",
+            "0.1",
+            "--precision",
+            "f16",
+            "--eval-every",
+            "3",
+        ];
+        let tail = [
+            "--eval-windows",
+            "2",
+            "--sample",
+            "0",
+            "--quiet",
+            "--steps",
+            steps,
+        ];
+        let out = ["--out", run.to_str().unwrap()];
+        let args = [&["train", "lm"][..], &TINY_LM, &flags, &tail, &out, extra].concat();
+        rezero(&args)
+    };
+    let (straight, resumed) = (dir.join("straight"), dir.join("resumed"));
+    let out = lm(&straight, "6", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = lm(&resumed, "3", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = lm(&resumed, "6", &["--resume", "--no-tuning-cache"]);
+    expect(&out, 0, &["resuming"]);
+    assert_same_checkpoint(&straight, &resumed);
 }

@@ -206,7 +206,8 @@ pub fn elementwise_cases(gpu: &Gpu, n: u32) -> Vec<Case> {
         "dropout",
         8.0,
         Box::new(move |gpu| {
-            wait(gpu.run(|p| dropout::dropout_forward(gpu, p, &out, &a, &step, n, mask)))
+            let f32 = crate::kernels::Dtype::F32;
+            wait(gpu.run(|p| dropout::dropout_forward(gpu, p, &out, &a, &step, n, mask, f32)))
         }),
     );
     cases

@@ -3,15 +3,12 @@
 //! of the model, and the run's seed: in the uniform) and of the step (a one-element buffer
 //! written once a step, so a training loop keeps its uniforms and bind groups).
 
-use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Work};
 
-use super::{Grad, check_len, check_nonempty, grid_stride};
+use super::precision::{check_len_of, require};
+use super::{Dtype, Grad, Typed, check_len, check_nonempty, grid_stride};
 
-pub(crate) const SHADER: Shader = Shader {
-    name: "dropout",
-    wgsl: super::wgsl!("grid.wgsl", "dropout.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+pub(crate) const SHADERS: Typed = super::typed!("dropout", Params, "grid.wgsl", "dropout.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -81,15 +78,17 @@ fn launch(
     entry: &'static str,
     [out, x, step]: [&wgpu::Buffer; 3],
     params: &Params,
+    dtype: Dtype,
 ) -> Result<()> {
+    require(gpu, entry, dtype)?;
     check_nonempty(entry, &[("n", params.n)])?;
-    check_len(entry, "out [n]", out, params.n as u64)?;
-    check_len(entry, "x [n]", x, params.n as u64)?;
+    check_len_of(entry, "out [n]", out, params.n as u64, dtype)?;
+    check_len_of(entry, "x [n]", x, params.n as u64, dtype)?;
     check_len(entry, "step [1]", step, 1)?;
-    let streams = 2.0 + params.accumulate as f64;
+    let bytes = (2 + params.accumulate as u64) * dtype.bytes() * params.n as u64;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, entry).work(Work::Bytes(streams * 4.0 * params.n as f64)),
+        &Kernel::new(SHADERS.get(dtype), entry).work(Work::Bytes(bytes as f64)),
         params,
         &[out, x, step],
         grid_stride(params.n as u64),
@@ -97,7 +96,8 @@ fn launch(
 }
 
 /// y = x · keep / (1 − p), keep drawn from `mask` and the step key in `step`;
-/// y, x: [n]; step: [1] u32
+/// y, x: [n] of `dtype`; step: [1] u32
+#[allow(clippy::too_many_arguments)]
 pub fn dropout_forward(
     gpu: &Gpu,
     pass: &mut dyn Recorder,
@@ -106,13 +106,15 @@ pub fn dropout_forward(
     step: &wgpu::Buffer,
     n: u32,
     mask: Mask,
+    dtype: Dtype,
 ) -> Result<()> {
     let params = mask.params("dropout_forward", n, false)?;
-    launch(gpu, pass, "dropout_forward", [y, x, step], &params)
+    launch(gpu, pass, "dropout_forward", [y, x, step], &params, dtype)
 }
 
 /// dx (+)= dy · keep / (1 − p), the mask the forward drew with the same `mask` and `step`;
-/// dx, dy: [n]; step: [1] u32
+/// dx, dy: [n] of `dtype`; step: [1] u32
+#[allow(clippy::too_many_arguments)]
 pub fn dropout_backward(
     gpu: &Gpu,
     pass: &mut dyn Recorder,
@@ -121,13 +123,9 @@ pub fn dropout_backward(
     step: &wgpu::Buffer,
     n: u32,
     mask: Mask,
+    dtype: Dtype,
 ) -> Result<()> {
     let params = mask.params("dropout_backward", n, dx.accumulate)?;
-    launch(
-        gpu,
-        pass,
-        "dropout_backward",
-        [dx.buffer, dy, step],
-        &params,
-    )
+    let buffers = [dx.buffer, dy, step];
+    launch(gpu, pass, "dropout_backward", buffers, &params, dtype)
 }

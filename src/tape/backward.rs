@@ -88,10 +88,13 @@ impl<'g> Tape<'g> {
             Op::Scale { x, s } => self.scaled_backward((&dy, dtype, n), *x, *s),
             Op::Relu { x } => self.slope_backward((&dy, dtype, n), *x, Activation::Relu),
             Op::Gelu { x } => self.slope_backward((&dy, dtype, n), *x, Activation::Gelu),
-            Op::Dropout { x, mask, step } => self.with_target(*x, |tape, dx| {
-                let pass = tape.pass();
-                crate::kernels::dropout::dropout_backward(gpu, pass, dx, &dy, step, n, *mask)
-            }),
+            Op::Dropout { x, mask, step } => {
+                self.same_grad_type("dropout backward", *x, dtype)?;
+                self.with_target(*x, |tape, dx| {
+                    let (pass, m) = (tape.pass(), *mask);
+                    crate::kernels::dropout::dropout_backward(gpu, pass, dx, &dy, step, n, m, dtype)
+                })
+            }
             Op::BiasActivation { .. } => self.bias_activation_backward(&dy, op),
             Op::LayerNorm {
                 x,

@@ -44,17 +44,17 @@ impl Tape<'_> {
         else {
             return Ok(x.clone());
         };
-        self.require_f32("tape dropout")?;
         let mask = Mask {
             p: d.p,
             site: Mask::site_key(d.seed, self.dropout_sites),
         };
         self.dropout_sites += 1;
+        let xb = self.operand(x)?;
         let out = self.output(&x.shape, self.requires_grad(x));
-        let gpu = self.gpu;
+        let (gpu, dtype) = (self.gpu, self.dtype);
         let n = dim_u32("tape dropout", x.len())?;
         let pass = self.pass();
-        dropout_forward(gpu, pass, &out.buffer, &x.buffer, &step, n, mask)?;
+        dropout_forward(gpu, pass, &out.buffer, &xb, &step, n, mask, dtype)?;
         self.record_op(
             &out,
             Op::Dropout {

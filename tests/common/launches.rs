@@ -163,6 +163,7 @@ pub fn takes_dtype(family: &str) -> bool {
         "batchnorm",
         "global_avg_pool",
         "shortcut",
+        "dropout",
     ];
     families.iter().any(|f| family.starts_with(f))
 }
@@ -429,19 +430,12 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
             };
             shortcut_backward(g, p, &b.out[0], &b.input[0], &shape, false)
         }),
-        ("dropout_forward", |g, p, b, _| {
-            dropout_forward(g, p, &b.out[0], &b.input[0], &b.input[1], 300, MASK)
+        ("dropout_forward", |g, p, b, d| {
+            dropout_forward(g, p, &b.out[0], &b.input[0], &b.input[1], 300, MASK, d)
         }),
-        ("dropout_backward", |g, p, b, _| {
-            dropout_backward(
-                g,
-                p,
-                Grad::write(&b.out[0]),
-                &b.input[0],
-                &b.input[1],
-                300,
-                MASK,
-            )
+        ("dropout_backward", |g, p, b, d| {
+            let (dx, dy, step) = (Grad::write(&b.out[0]), &b.input[0], &b.input[1]);
+            dropout_backward(g, p, dx, dy, step, 300, MASK, d)
         }),
     ]
 }

@@ -172,19 +172,6 @@ impl RunArgs {
         (out, self.resume, self.precision)
     }
 
-    /// Errors when f16 is asked of a command whose model has ops not on f16 yet (`what`
-    /// says which), before anything is allocated.
-    pub fn require_f32(&self, command: &str, what: &str) -> Result<()> {
-        if self.precision == Dtype::F32 {
-            return Ok(());
-        }
-        Err(Error::Unsupported {
-            op: "--precision",
-            variant: "f16".into(),
-            why: format!("{command} does not train at f16 yet: {what}; use --precision f32"),
-        })
-    }
-
     /// The core's configuration for a run labelled `label` in `out`, from `start_step`.
     pub fn config(
         &self,

@@ -221,10 +221,6 @@ fn print_summary(s: &LmSummary) {
 }
 
 pub fn train_lm_command(gpu: &Gpu, args: &LmArgs) -> Result<()> {
-    if args.dropout > 0.0 {
-        let why = "its dropout kernel takes f32 only (--dropout 0 trains at f16)";
-        args.run.require_f32("train lm --dropout", why)?;
-    }
     let names: Vec<String> = args.compare.iter().map(VariantSpec::name).collect();
     flags::check_compare(&names, &args.run)?;
     check_entries(&args.compare, args.optim.warmup, args.alpha_init)?;
