@@ -3,7 +3,9 @@
 // the log-sum-exp saved for the backward pass; no T×T score matrix in memory. Backward
 // recomputes the probabilities: one kernel for dQ (one invocation a query row) and one for
 // dK and dV (one invocation a key row), so no float atomics and a deterministic result.
-// Layout and uniform: attention_layout.wgsl, included before this file.
+// Layout and uniform: attention_layout.wgsl, included before this file, after an element
+// prelude: q, k, v, o, dO and the gradients are `Operand`s and `Out`s (f32, or f16
+// activations), read into f32; lse, delta and every sum are f32.
 
 override D: u32 = 64u;   // head dimension, at most MAX_D
 override BQ: u32 = 32u;  // query rows (invocations) a workgroup
@@ -34,10 +36,10 @@ fn adds(bit: u32) -> bool {
 
 // Inputs shared by the entry points, at the same bindings in each:
 // q, k, v, d_o (laid out as above); delta_in: [bh, t]
-@group(0) @binding(3) var<storage, read> q: array<f32>;
-@group(0) @binding(4) var<storage, read> k: array<f32>;
-@group(0) @binding(5) var<storage, read> v: array<f32>;
-@group(0) @binding(6) var<storage, read> d_o: array<f32>;
+@group(0) @binding(3) var<storage, read> q: array<Operand>;
+@group(0) @binding(4) var<storage, read> k: array<Operand>;
+@group(0) @binding(5) var<storage, read> v: array<Operand>;
+@group(0) @binding(6) var<storage, read> d_o: array<Operand>;
 @group(0) @binding(7) var<storage, read> delta_in: array<f32>;
 
 // tile_a, tile_b: [BK, D] (keys and values, or queries and output gradients)
@@ -56,8 +58,8 @@ fn load_key_tiles(base: u32, row0: u32, l: u32) {
         var vv = 0.0;
         if (row < p.t) {
             let at = base + row * p.in_stride + e % D;
-            kv = k[at + p.k_offset];
-            vv = v[at + p.v_offset];
+            kv = f32(k[at + p.k_offset]);
+            vv = f32(v[at + p.v_offset]);
         }
         tile_a[e] = kv;
         tile_b[e] = vv;
@@ -74,8 +76,8 @@ fn load_query_tiles(bh: u32, row0: u32, l: u32) {
         var qv = 0.0;
         var dov = 0.0;
         if (row < p.t) {
-            qv = q[q_base + row * p.in_stride + e % D] * p.scale;
-            dov = d_o[o_base + row * p.out_stride + e % D];
+            qv = f32(q[q_base + row * p.in_stride + e % D]) * p.scale;
+            dov = f32(d_o[o_base + row * p.out_stride + e % D]);
         }
         tile_a[e] = qv;
         tile_b[e] = dov;
@@ -84,7 +86,7 @@ fn load_query_tiles(bh: u32, row0: u32, l: u32) {
 
 // ---- forward ----
 // o (laid out as above); lse: [bh, t]
-@group(0) @binding(1) var<storage, read_write> o: array<f32>;
+@group(0) @binding(1) var<storage, read_write> o: array<Out>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
 
 @compute @workgroup_size(BQ)
@@ -99,7 +101,7 @@ fn attention_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     if (valid) {
         let q_row = q_at(bh, i);
         for (var d = 0u; d < D; d++) {
-            qi[d] = q[q_row + d] * p.scale;
+            qi[d] = f32(q[q_row + d]) * p.scale;
         }
     }
     var m = NEG_BIG;
@@ -141,7 +143,7 @@ fn attention_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     if (valid) {
         let out = o_at(bh, i);
         for (var d = 0u; d < D; d++) {
-            o[out + d] = acc[d] / l;
+            o[out + d] = Out(acc[d] / l);
         }
         lse[bh * p.t + i] = m + log(l);
     }
@@ -150,7 +152,7 @@ fn attention_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
 // ---- backward, step 1: delta[r] = Σ_d dO[r, d] · O[r, d] ----
 // delta: [bh, t]; o_in (laid out as o above; and d_o)
 @group(0) @binding(1) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(2) var<storage, read> o_in: array<f32>;
+@group(0) @binding(2) var<storage, read> o_in: array<Operand>;
 
 @compute @workgroup_size(64)
 fn attention_backward_delta(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -158,7 +160,7 @@ fn attention_backward_delta(@builtin(global_invocation_id) gid: vec3<u32>, @buil
         let at = o_at(r / p.t, r % p.t);
         var s = 0.0;
         for (var d = 0u; d < D; d++) {
-            s += d_o[at + d] * o_in[at + d];
+            s += f32(d_o[at + d]) * f32(o_in[at + d]);
         }
         delta[r] = s;
     }
@@ -166,7 +168,7 @@ fn attention_backward_delta(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 
 // ---- backward, step 2: dQ (one invocation a query row) ----
 // dq (laid out as q); lse_dq: [bh, t] (and q, k, v, d_o, delta_in)
-@group(0) @binding(1) var<storage, read_write> dq: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dq: array<Out>;
 @group(0) @binding(2) var<storage, read> lse_dq: array<f32>;
 
 @compute @workgroup_size(BQ)
@@ -185,8 +187,8 @@ fn attention_backward_dq(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(
     if (valid) {
         let o_row = o_at(bh, i);
         for (var d = 0u; d < D; d++) {
-            qi[d] = q[at + d] * p.scale;
-            doi[d] = d_o[o_row + d];
+            qi[d] = f32(q[at + d]) * p.scale;
+            doi[d] = f32(d_o[o_row + d]);
         }
         lse_i = lse_dq[bh * p.t + i];
         delta_i = delta_in[bh * p.t + i];
@@ -216,17 +218,17 @@ fn attention_backward_dq(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(
         for (var d = 0u; d < D; d++) {
             var g = acc[d] * p.scale;
             if (adds(1u)) {
-                g += dq[at + d];
+                g += f32(dq[at + d]);
             }
-            dq[at + d] = g;
+            dq[at + d] = Out(g);
         }
     }
 }
 
 // ---- backward, step 3: dK and dV (one invocation a key row) ----
 // dk, dv (laid out as k and v); lse_dkv: [bh, t] (and q, k, v, d_o, delta_in)
-@group(0) @binding(1) var<storage, read_write> dk: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dv: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dk: array<Out>;
+@group(0) @binding(2) var<storage, read_write> dv: array<Out>;
 @group(0) @binding(8) var<storage, read> lse_dkv: array<f32>;
 
 // Workgroups of BQ key rows; query tiles of BK rows (BK = BQ is asked for in Rust).
@@ -243,8 +245,8 @@ fn attention_backward_dkv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin
     var dv_acc: array<f32, MAX_D>;
     if (valid) {
         for (var d = 0u; d < D; d++) {
-            kj[d] = k[at + p.k_offset + d];
-            vj[d] = v[at + p.v_offset + d];
+            kj[d] = f32(k[at + p.k_offset + d]);
+            vj[d] = f32(v[at + p.v_offset + d]);
         }
     }
     // causal: queries j0 .. t see this block's keys
@@ -289,13 +291,13 @@ fn attention_backward_dkv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin
             var gk = dk_acc[d];
             var gv = dv_acc[d];
             if (adds(2u)) {
-                gk += dk[at + p.k_offset + d];
+                gk += f32(dk[at + p.k_offset + d]);
             }
             if (adds(4u)) {
-                gv += dv[at + p.v_offset + d];
+                gv += f32(dv[at + p.v_offset + d]);
             }
-            dk[at + p.k_offset + d] = gk;
-            dv[at + p.v_offset + d] = gv;
+            dk[at + p.k_offset + d] = Out(gk);
+            dv[at + p.v_offset + d] = Out(gv);
         }
     }
 }

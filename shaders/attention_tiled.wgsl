@@ -10,7 +10,10 @@
 // forward that takes it with subgroup shuffles, where the device has them.
 // Every tile in workgroup memory holds its rows as vec4s (zeros past D), so each read
 // brings four floats: on software Vulkan every such read is a gather, and the reads, not
-// the multiplies, set the speed. Layout and uniform: attention_layout.wgsl, included first.
+// the multiplies, set the speed. Layout and uniform: attention_layout.wgsl, included first,
+// after an element prelude: q, k, v, o, dO and the gradients are `Operand`s and `Out`s
+// (f32, or f16 activations), converted to f32 as they are loaded (so the tiles, the
+// products and the softmax are f32 whatever the buffers hold); lse and delta are f32.
 
 override D: u32 = 64u;   // head dimension
 override BR: u32 = 32u;  // query rows a block: 16 or 32
@@ -70,9 +73,9 @@ fn dots(a: vec4<f32>, b: array<vec4<f32>, 4>) -> vec4<f32> {
 }
 
 // Inputs of every entry point
-@group(0) @binding(3) var<storage, read> q: array<f32>;
-@group(0) @binding(4) var<storage, read> k: array<f32>;
-@group(0) @binding(5) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read> q: array<Operand>;
+@group(0) @binding(4) var<storage, read> k: array<Operand>;
+@group(0) @binding(5) var<storage, read> v: array<Operand>;
 var<workgroup> q_tile: array<vec4<f32>, BR * ROW4>; // scaled queries [BR, ROW4]
 var<workgroup> k_tile: array<vec4<f32>, BC * ROW4>; // keys [BC, ROW4]
 var<workgroup> v_tile: array<vec4<f32>, BC * ROW4>; // values [BC, ROW4]
@@ -84,9 +87,9 @@ fn read4(which: u32, at: u32, col: u32) -> vec4<f32> {
     for (var m = 0u; m < 4u; m++) {
         if (col + m < D) {
             switch which {
-                case 0u: { x[m] = q[at + col + m]; }
-                case 1u: { x[m] = k[at + col + m + K_OFFSET]; }
-                default: { x[m] = v[at + col + m + V_OFFSET]; }
+                case 0u: { x[m] = f32(q[at + col + m]); }
+                case 1u: { x[m] = f32(k[at + col + m + K_OFFSET]); }
+                default: { x[m] = f32(v[at + col + m + V_OFFSET]); }
             }
         }
     }
@@ -94,7 +97,7 @@ fn read4(which: u32, at: u32, col: u32) -> vec4<f32> {
 }
 
 // ---- forward ----
-@group(0) @binding(1) var<storage, read_write> o: array<f32>;
+@group(0) @binding(1) var<storage, read_write> o: array<Out>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
 var<workgroup> s_tile: array<vec4<f32>, BR * SROW4>; // scores, then probabilities [BR, SROW4]
 var<workgroup> row_max: array<f32, BR>;
@@ -225,7 +228,7 @@ fn store_o(bh: u32, q0: u32, c0: u32, r0: u32, acc: ptr<function, Block>) {
             let col = (c0 + cc * CG) * 4u;
             for (var m = 0u; m < 4u; m++) {
                 if (row < p.t && col + m < D) {
-                    o[o_at(bh, row) + col + m] = (*acc)[i * MAX_OC4 + cc][m] / l;
+                    o[o_at(bh, row) + col + m] = Out((*acc)[i * MAX_OC4 + cc][m] / l);
                 }
             }
         }

@@ -10,7 +10,7 @@
 // in registers (4 rows × OC4 vec4 columns an invocation). delta = rowsum(dO ∘ O) comes
 // from attention.wgsl's attention_backward_delta.
 
-@group(0) @binding(6) var<storage, read> d_o: array<f32>;
+@group(0) @binding(6) var<storage, read> d_o: array<Operand>;
 @group(0) @binding(7) var<storage, read> lse_in: array<f32>; // of the scaled scores
 @group(0) @binding(8) var<storage, read> delta: array<f32>;
 var<workgroup> do_tile: array<vec4<f32>, BR * ROW4>;  // output gradients [BR, ROW4]
@@ -31,7 +31,7 @@ fn load_pair(bh: u32, row0: u32, rows: u32, lid: u32, which: u32) {
         if (row < p.t && which == 0u) {
             a = read4(0u, q_at(bh, row), col) * p.scale;
             for (var m = 0u; m < 4u && col + m < D; m++) {
-                b[m] = d_o[o_at(bh, row) + col + m];
+                b[m] = f32(d_o[o_at(bh, row) + col + m]);
             }
         } else if (row < p.t) {
             a = read4(1u, q_at(bh, row), col);
@@ -119,7 +119,7 @@ fn add_ds_k(acc: ptr<function, Block>, c0: u32, r0: u32) {
 }
 
 // dq (laid out as q), of the dQ kernel and the one-pass kernel
-@group(0) @binding(9) var<storage, read_write> dq: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dq: array<Out>;
 
 // Writes dq·scale of the query tile at i0 as acc holds it (this invocation's rows r0 ..
 // r0 + 4, vec4 columns c0, c0 + CG, ...), added to what dq holds when `adding`.
@@ -133,9 +133,9 @@ fn store_dq(bh: u32, i0: u32, c0: u32, r0: u32, acc: ptr<function, Block>, addin
                     let at = q_at(bh, row) + col + m;
                     var g = (*acc)[i * MAX_OC4 + cc][m] * p.scale;
                     if (adding) {
-                        g += dq[at];
+                        g += f32(dq[at]);
                     }
-                    dq[at] = g;
+                    dq[at] = Out(g);
                 }
             }
         }
@@ -163,8 +163,8 @@ fn attention_backward_dq_tiled(@builtin(local_invocation_index) lid: u32, @built
 }
 
 // dk, dv (laid out as k and v)
-@group(0) @binding(1) var<storage, read_write> dk: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dv: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dk: array<Out>;
+@group(0) @binding(2) var<storage, read_write> dv: array<Out>;
 
 // dV += Pᵀ·dO and dK += dSᵀ·Q for this invocation's key rows r0 .. r0 + 4 (r0 a multiple
 // of 4: one vec4 of a P row) and vec4 columns c0, c0 + CG_KV, ... of the block.
@@ -199,13 +199,13 @@ fn store_kv_gradients(bh: u32, k0: u32, c0: u32, r0: u32, dk_acc: ptr<function, 
                     var gk = (*dk_acc)[j * MAX_OC4 + cc][m];
                     var gv = (*dv_acc)[j * MAX_OC4 + cc][m];
                     if (adds(2u)) {
-                        gk += dk[at + K_OFFSET];
+                        gk += f32(dk[at + K_OFFSET]);
                     }
                     if (adds(4u)) {
-                        gv += dv[at + V_OFFSET];
+                        gv += f32(dv[at + V_OFFSET]);
                     }
-                    dk[at + K_OFFSET] = gk;
-                    dv[at + V_OFFSET] = gv;
+                    dk[at + K_OFFSET] = Out(gk);
+                    dv[at + V_OFFSET] = Out(gv);
                 }
             }
         }

@@ -1,7 +1,9 @@
 // Embedding lookup, out[t, :] = table[ids[t], :], and its backward as a deterministic
 // scatter-add without float atomics: the ids are grouped by value on the host (`order`
 // lists token positions sorted by id, `offsets[v]..offsets[v+1]` are the positions of id
-// v), so each (id, column) invocation sums its tokens' gradients in a fixed order.
+// v), so each (id, column) invocation sums its tokens' gradients in a fixed order. Built
+// after an element prelude: out and dout are `Out`s and `Operand`s (f32, or f16
+// activations); the table and its gradient are f32 parameters, the sums f32.
 
 struct Params {
     tokens: u32,      // number of ids
@@ -14,7 +16,7 @@ struct Params {
 
 // ---- forward ----
 // out: [tokens, dim]; table: [vocab, dim]; ids: [tokens] (an id >= vocab gives zeros)
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<Out>;
 @group(0) @binding(2) var<storage, read> table: array<f32>;
 @group(0) @binding(3) var<storage, read> ids: array<u32>;
 
@@ -34,17 +36,16 @@ fn embedding_forward(
             v = table[id * p.dim + c];
         }
         if (p.accumulate == 1u) {
-            out[i] += v;
-        } else {
-            out[i] = v;
+            v += f32(out[i]);
         }
+        out[i] = Out(v);
     }
 }
 
 // ---- backward: dtable[v, :] (+)= Σ_{t: ids[t] = v} dout[t, :] ----
 // dtable: [vocab, dim]; dout: [tokens, dim]; order: [tokens]; offsets: [vocab + 1]
 @group(0) @binding(1) var<storage, read_write> dtable: array<f32>;
-@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<Operand>;
 @group(0) @binding(3) var<storage, read> order: array<u32>;
 @group(0) @binding(4) var<storage, read> offsets: array<u32>;
 
@@ -65,7 +66,7 @@ fn embedding_backward(
         for (var j = min(offsets[v], end); j < end; j++) {
             let t = order[j];
             if (t < p.tokens) {
-                acc += dout[t * p.dim + c];
+                acc += f32(dout[t * p.dim + c]);
             }
         }
         if (p.accumulate == 1u) {

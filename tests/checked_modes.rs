@@ -287,8 +287,8 @@ fn embedding_heads_attention() {
                 gpu.upload("offsets", &groups.offsets),
             );
             pollster::block_on(gpu.run(|pass| {
-                embedding_forward(gpu, pass, &o, &table, &ids, tokens, dim, vocab, false)?;
-                let shape = EmbeddingShape { tokens, dim, vocab };
+                let shape = EmbeddingShape::new(tokens, dim, vocab);
+                embedding_forward(gpu, pass, &o, &table, &ids, shape, false)?;
                 let dt = Grad::write(&dtable);
                 embedding_backward(gpu, pass, dt, &dout, &order, &offsets, shape)
             }))?;

@@ -315,11 +315,7 @@ fn embedding_table() {
         gpu.upload("off", &groups.offsets),
     );
     pollster::block_on(gpu.run(|p| {
-        let shape = embedding::EmbeddingShape {
-            tokens: tokens as u32,
-            dim: dim as u32,
-            vocab: vocab as u32,
-        };
+        let shape = embedding::EmbeddingShape::new(tokens as u32, dim as u32, vocab as u32);
         embedding::embedding_backward(gpu, p, Grad::write(&gdt), &gdout, &go, &goff, shape)
     }))
     .unwrap();

@@ -246,12 +246,17 @@ fn layernorm_forward_backward() {
 #[test]
 fn embedding_lookup_and_deterministic_scatter_add() {
     let gpu = require_gpu!();
-    for (tokens, dim, vocab) in [(1u32, 1u32, 1u32), (17, 3, 5), (65, 33, 256), (300, 17, 3)] {
+    let sizes = [(1u32, 1u32, 1u32), (17, 3, 5), (65, 33, 256), (300, 17, 3)];
+    // The rows and their gradient of each type; the table and its gradient stay f32.
+    for ((tokens, dim, vocab), dtype) in sizes
+        .into_iter()
+        .flat_map(|s| dtypes(gpu).into_iter().map(move |d| (s, d)))
+    {
         let (t, d, v) = (tokens as usize, dim as usize, vocab as usize);
         let table = cpu::seeded(15, v * d, -1.0, 1.0);
         let ids = cpu::seeded_ids(16, t, vocab);
-        let dout = cpu::seeded(17, t * d, -1.0, 1.0);
-        let base = cpu::seeded(18, t * d, -1.0, 1.0);
+        let dout = exact(&cpu::seeded(17, t * d, -1.0, 1.0), dtype);
+        let base = exact(&cpu::seeded(18, t * d, -1.0, 1.0), dtype);
         let mut want_out = base.clone();
         cpu::embedding::embedding_forward(&mut want_out, &table, &ids, d, true);
         for accumulate in [true, false] {
@@ -263,33 +268,30 @@ fn embedding_lookup_and_deterministic_scatter_add() {
             let (gt, gids, gout) = (
                 gpu.upload("table", &table),
                 gpu.upload("ids", &ids),
-                gpu.upload("out", &base),
+                upload_as(gpu, "out", &base, dtype),
             );
             let (gdout, gorder, goff, gdt) = (
-                gpu.upload("dout", &dout),
+                upload_as(gpu, "dout", &dout, dtype),
                 gpu.upload("order", &groups.order),
                 gpu.upload("offsets", &groups.offsets),
                 gpu.upload("dtable", &dt0),
             );
-            let shape = embedding::EmbeddingShape { tokens, dim, vocab };
+            let shape = embedding::EmbeddingShape {
+                dtype,
+                ..embedding::EmbeddingShape::new(tokens, dim, vocab)
+            };
             pollster::block_on(gpu.run(|pass| {
-                embedding::embedding_forward(
-                    gpu, pass, &gout, &gt, &gids, tokens, dim, vocab, true,
-                )?;
+                embedding::embedding_forward(gpu, pass, &gout, &gt, &gids, shape, true)?;
                 let dt = Grad::new(&gdt, accumulate);
                 embedding::embedding_backward(gpu, pass, dt, &gdout, &gorder, &goff, shape)
             }))
             .unwrap();
             let what = format!(
-                "embedding tokens={tokens} dim={dim} vocab={vocab} accumulate={accumulate}"
+                "embedding {dtype} tokens={tokens} dim={dim} vocab={vocab} accumulate={accumulate}"
             );
-            assert_close(
-                &format!("{what} out"),
-                &pollster::block_on(gpu.read_f32(&gout, t * d)).unwrap(),
-                &want_out,
-                1e-6,
-                1e-6,
-            );
+            let (atol, rtol) = widen((1e-6, 1e-6), dtype);
+            let got_out = read_as_f32(gpu, &gout, t * d, dtype);
+            assert_close(&format!("{what} out"), &got_out, &want_out, atol, rtol);
             let got_dt = pollster::block_on(gpu.read_f32(&gdt, v * d)).unwrap();
             assert_close(
                 &format!("{what} dtable"),
@@ -334,7 +336,7 @@ fn embedding_backward_clamps_groups_whatever_the_buffers_hold() {
         gpu.upload("order", &order),
     );
     let gdt = gpu.zeroed_f32("dtable", (vocab * dim) as usize);
-    let shape = embedding::EmbeddingShape { tokens, dim, vocab };
+    let shape = embedding::EmbeddingShape::new(tokens, dim, vocab);
     pollster::block_on(gpu.run(|pass| {
         embedding::embedding_backward(gpu, pass, Grad::write(&gdt), &gdout, &gorder, &goff, shape)
     }))

@@ -12,7 +12,8 @@ fn validate(name: &str, source: &str) {
     // and cooperative matrices only where the shader enables them.
     use naga::valid::Capabilities;
     let mut capabilities = Capabilities::default();
-    if name.ends_with("_subgroups") || name.starts_with("matmul_coop") {
+    let subgroup_module = name.trim_end_matches("_f16").ends_with("_subgroups");
+    if subgroup_module || name.starts_with("matmul_coop") {
         capabilities |= Capabilities::SUBGROUP;
     }
     if source.contains("enable f16;") {

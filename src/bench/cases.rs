@@ -378,9 +378,8 @@ pub fn embedding_cases(gpu: &Gpu, tokens: u32, dim: u32, vocab: u32) -> Result<V
             work: Work::Bytes(8.0 * td),
             run: Box::new(move |gpu| {
                 wait(gpu.run(|p| {
-                    embedding::embedding_forward(
-                        gpu, p, &out, &table, &gids, tokens, dim, vocab, false,
-                    )
+                    let shape = embedding::EmbeddingShape::new(tokens, dim, vocab);
+                    embedding::embedding_forward(gpu, p, &out, &table, &gids, shape, false)
                 }))
             }),
         },
@@ -391,7 +390,7 @@ pub fn embedding_cases(gpu: &Gpu, tokens: u32, dim: u32, vocab: u32) -> Result<V
             variant: "grouped".into(),
             work: Work::Bytes(4.0 * td + 8.0 * vocab as f64 * dim as f64),
             run: Box::new(move |gpu| {
-                let shape = embedding::EmbeddingShape { tokens, dim, vocab };
+                let shape = embedding::EmbeddingShape::new(tokens, dim, vocab);
                 let dt = Grad::add(&dtable);
                 wait(gpu.run(|p| {
                     embedding::embedding_backward(gpu, p, dt, &dout, &order, &offsets, shape)

@@ -60,6 +60,24 @@ pub fn attention_backward(
     t: usize,
     d: usize,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    backward([q, k, v, d_o], None, [bh, t, d])
+}
+
+/// (dq, dk, dv) as the kernels form them, from the output `o` the forward stored: each
+/// row's Σ_j P·dP taken as dO·o (FlashAttention-2's D), so an o rounded to f16 enters the
+/// reference as it enters the kernels.
+pub fn attention_backward_from_output(
+    [q, k, v, o, d_o]: [&[f32]; 5],
+    [bh, t, d]: [usize; 3],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    backward([q, k, v, d_o], Some(o), [bh, t, d])
+}
+
+fn backward(
+    [q, k, v, d_o]: [&[f32]; 4],
+    o: Option<&[f32]>,
+    [bh, t, d]: [usize; 3],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let scale = 1.0 / (d as f64).sqrt();
     let n = bh * t * d;
     let (mut dq, mut dk, mut dv) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
@@ -72,7 +90,10 @@ pub fn attention_backward(
             let dp: Vec<f64> = (0..t)
                 .map(|j| (0..d).map(|c| at(d_o, i, c) * at(v, j, c)).sum())
                 .collect();
-            let rowdot: f64 = (0..t).map(|j| p[i * t + j] * dp[j]).sum();
+            let rowdot: f64 = match o {
+                Some(o) => (0..d).map(|c| at(d_o, i, c) * at(o, i, c)).sum(),
+                None => (0..t).map(|j| p[i * t + j] * dp[j]).sum(),
+            };
             for j in 0..=i {
                 let ds = p[i * t + j] * (dp[j] - rowdot) * scale;
                 for c in 0..d {

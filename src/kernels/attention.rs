@@ -1,29 +1,37 @@
 //! Launchers for `shaders/attention.wgsl`: fused causal attention (flash style) and its
 //! backward (delta, dQ, dK/dV), with the tile chosen to fit the device's workgroup memory.
+//! q, k, v, o, dO and the gradients are f32 or f16 activations (`AttentionShape::dtype`);
+//! lse, delta and the arithmetic are f32.
 
-use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Work};
 
 use super::attention_tiled::{self, Tiles};
 use super::attention_tune::{self, Pass};
-use super::{Grad, accumulate_bits, check_len, check_nonempty, elements, grid_stride};
-
-pub(crate) const SHADER: Shader = Shader {
-    name: "attention",
-    wgsl: super::wgsl!("attention_layout.wgsl", "attention.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
+use super::precision::{check_len_of, require};
+use super::{
+    Dtype, Grad, Typed, accumulate_bits, check_len, check_nonempty, elements, grid_stride,
 };
+
+pub(crate) const SHADERS: Typed = super::typed!(
+    "attention",
+    Params,
+    "attention_layout.wgsl",
+    "attention.wgsl"
+);
 
 /// The largest head dimension the kernels hold in registers (the shader's MAX_D).
 pub const MAX_HEAD_DIM: u32 = 128;
 
 /// Shape of one attention call: `bh` independent heads (batch × heads) of `t` positions
-/// and head dimension `d`, laid out as `layout` says; lse: [bh, t].
+/// and head dimension `d`, laid out as `layout` says, of `dtype`; lse: [bh, t] (f32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionShape {
     pub bh: u32,
     pub t: u32,
     pub d: u32,
     pub layout: AttentionLayout,
+    /// The type of q, k, v, o, dO, dq, dk and dv (f32 by the constructors).
+    pub dtype: Dtype,
 }
 
 /// Where the heads of q, k, v, o (and their gradients) lie in their buffers.
@@ -42,7 +50,19 @@ impl AttentionShape {
     /// `bh` heads of `t` positions and dimension `d`, each tensor [bh, t, d].
     pub fn heads(bh: u32, t: u32, d: u32) -> AttentionShape {
         let layout = AttentionLayout::Heads;
-        AttentionShape { bh, t, d, layout }
+        let dtype = Dtype::F32;
+        AttentionShape {
+            bh,
+            t,
+            d,
+            layout,
+            dtype,
+        }
+    }
+
+    /// This shape with activations of `dtype`.
+    pub fn dtype(self, dtype: Dtype) -> AttentionShape {
+        AttentionShape { dtype, ..self }
     }
 
     /// The heads of a packed projection [batch·t, 3·heads·d] (see [`AttentionLayout`]);
@@ -54,6 +74,7 @@ impl AttentionShape {
             t,
             d,
             layout,
+            dtype: Dtype::F32,
         })
     }
 
@@ -178,7 +199,8 @@ fn tile_rows(gpu: &Gpu, d: u32) -> Result<u32> {
         })
 }
 
-fn check_shape(op: &'static str, s: &AttentionShape) -> Result<()> {
+fn check_shape(op: &'static str, gpu: &Gpu, s: &AttentionShape) -> Result<()> {
+    require(gpu, op, s.dtype)?;
     check_nonempty(op, &[("bh", s.bh), ("t", s.t), ("d", s.d)])?;
     let h = s.heads_a_row();
     if h == 0 || s.bh % h != 0 {
@@ -243,7 +265,7 @@ pub fn attention_forward(
     v: &wgpu::Buffer,
     s: &AttentionShape,
 ) -> Result<()> {
-    check_shape("attention_forward", s)?;
+    check_shape("attention_forward", gpu, s)?;
     let kernel = attention_tune::pick(gpu, Pass::Forward, s);
     attention_forward_with(gpu, pass, kernel, [o, lse, q, k, v], s)
 }
@@ -258,12 +280,12 @@ pub fn attention_forward_with(
     s: &AttentionShape,
 ) -> Result<()> {
     const OP: &str = "attention_forward";
-    check_shape(OP, s)?;
+    check_shape(OP, gpu, s)?;
     let (input, output) = s.lengths(OP)?;
     for (what, b) in [("q", q), ("k", k), ("v", v)] {
-        check_len(OP, what, b, input)?;
+        check_len_of(OP, what, b, input, s.dtype)?;
     }
-    check_len(OP, "o", o, output)?;
+    check_len_of(OP, "o", o, output, s.dtype)?;
     check_len(OP, "lse [bh, t]", lse, elements(OP, &[s.bh, s.t])?)?;
     let Setup {
         constants,
@@ -274,7 +296,8 @@ pub fn attention_forward_with(
         tiles.check(gpu, s.d)?;
         return attention_tiled::forward(gpu, pass, [o, lse, q, k, v], s, &params, tiles);
     }
-    let kernel = Kernel::with(SHADER, OP, &constants).work(Work::Flops(s.forward_flops()));
+    let shader = SHADERS.get(s.dtype);
+    let kernel = Kernel::with(shader, OP, &constants).work(Work::Flops(s.forward_flops()));
     gpu.dispatch(
         pass,
         &kernel,
@@ -296,7 +319,7 @@ pub fn attention_backward(
     [q, k, v, o, lse, d_o]: [&wgpu::Buffer; 6],
     s: &AttentionShape,
 ) -> Result<()> {
-    check_shape("attention_backward", s)?;
+    check_shape("attention_backward", gpu, s)?;
     let kernel = attention_tune::pick(gpu, Pass::Backward, s);
     let inputs = [q, k, v, o, lse, d_o];
     attention_backward_with(gpu, pass, kernel, grads, delta, inputs, s)
@@ -314,7 +337,7 @@ pub fn attention_backward_with(
     s: &AttentionShape,
 ) -> Result<()> {
     const OP: &str = "attention_backward";
-    check_shape(OP, s)?;
+    check_shape(OP, gpu, s)?;
     let (input, output) = s.lengths(OP)?;
     let [dq, dk, dv] = grads.map(|g| g.buffer);
     for (what, b) in [
@@ -325,10 +348,10 @@ pub fn attention_backward_with(
         ("k", k),
         ("v", v),
     ] {
-        check_len(OP, what, b, input)?;
+        check_len_of(OP, what, b, input, s.dtype)?;
     }
-    check_len(OP, "o", o, output)?;
-    check_len(OP, "d_o", d_o, output)?;
+    check_len_of(OP, "o", o, output, s.dtype)?;
+    check_len_of(OP, "d_o", d_o, output, s.dtype)?;
     let rows = elements(OP, &[s.bh, s.t])?;
     check_len(OP, "lse [bh, t]", lse, rows)?;
     check_len(OP, "delta [bh, t]", delta, rows)?;
@@ -342,8 +365,10 @@ pub fn attention_backward_with(
         AttentionKernel::PerHead(tiles) => tiles.check_per_head(gpu, s.d)?,
         AttentionKernel::Rows => {}
     }
-    let delta_kernel = Kernel::with(SHADER, "attention_backward_delta", &constants[..1])
-        .work(Work::Bytes((2 * rows * s.d as u64 + rows) as f64 * 4.0));
+    let shader = SHADERS.get(s.dtype);
+    let read = (2 * rows * s.d as u64 * s.dtype.bytes() + 4 * rows) as f64;
+    let delta_kernel =
+        Kernel::with(shader, "attention_backward_delta", &constants[..1]).work(Work::Bytes(read));
     let [groups, _, _] = grid_stride(rows * 4); // 64 invocations a workgroup
     gpu.dispatch_bound(
         pass,
@@ -362,13 +387,13 @@ pub fn attention_backward_with(
     let shared = [(3, q), (4, k), (5, v), (6, d_o), (7, delta)];
     // dq recomputes QKᵀ and dO·Vᵀ and forms dS·K: three causal products, the forward two.
     let causal_product = s.forward_flops() / 2.0;
-    let dq_kernel = Kernel::with(SHADER, "attention_backward_dq", &constants)
+    let dq_kernel = Kernel::with(shader, "attention_backward_dq", &constants)
         .work(Work::Flops(3.0 * causal_product));
     let dq_buffers: Vec<(u32, &wgpu::Buffer)> =
         [(1, dq), (2, lse)].into_iter().chain(shared).collect();
     gpu.dispatch_bound(pass, &dq_kernel, &params, &dq_buffers, blocks)?;
     // dkv recomputes QKᵀ and dO·Vᵀ and forms Pᵀ·dO and dSᵀ·Q: four.
-    let dkv_kernel = Kernel::with(SHADER, "attention_backward_dkv", &constants)
+    let dkv_kernel = Kernel::with(shader, "attention_backward_dkv", &constants)
         .work(Work::Flops(4.0 * causal_product));
     let dkv_buffers: Vec<(u32, &wgpu::Buffer)> = [(1, dk), (2, dv)]
         .into_iter()

@@ -6,32 +6,29 @@
 //! in workgroup memory held as rows of vec4s, and tile sizes checked against the device's
 //! workgroup memory.
 
-use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader, Work};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Work};
 
+use super::Typed;
 use super::attention::{AttentionShape, Params};
 
-pub(crate) const SHADER: Shader = Shader {
-    name: "attention_tiled",
-    wgsl: super::wgsl!(
-        "attention_layout.wgsl",
-        "attention_tiled.wgsl",
-        "attention_tiled_backward.wgsl"
-    ),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+pub(crate) const SHADERS: Typed = super::typed!(
+    "attention_tiled",
+    Params,
+    "attention_layout.wgsl",
+    "attention_tiled.wgsl",
+    "attention_tiled_backward.wgsl"
+);
 
 /// The forward with the online softmax taken by subgroup shuffles, for devices opened with
 /// `wgpu::Features::SUBGROUP` only (see [`Tiles::subgroup_softmax`]). naga 30 takes
 /// subgroup operations without WGSL's `enable subgroups;`, which it does not parse yet.
-pub(crate) const SUBGROUP_SHADER: Shader = Shader {
-    name: "attention_tiled_subgroups",
-    wgsl: super::wgsl!(
-        "attention_layout.wgsl",
-        "attention_tiled.wgsl",
-        "attention_tiled_subgroups.wgsl"
-    ),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+pub(crate) const SUBGROUP_SHADERS: Typed = super::typed!(
+    "attention_tiled_subgroups",
+    Params,
+    "attention_layout.wgsl",
+    "attention_tiled.wgsl",
+    "attention_tiled_subgroups.wgsl"
+);
 
 /// Invocations a workgroup and the most vec4 columns of O one holds (the shader's WG and
 /// MAX_OC4).
@@ -188,9 +185,10 @@ pub(crate) fn forward(
 ) -> Result<()> {
     let constants = tiles.constants(s.d, params);
     let (shader, entry) = match tiles.subgroup_softmax(gpu) {
-        true => (SUBGROUP_SHADER, "attention_forward_tiled_subgroups"),
-        false => (SHADER, "attention_forward_tiled"),
+        true => (SUBGROUP_SHADERS, "attention_forward_tiled_subgroups"),
+        false => (SHADERS, "attention_forward_tiled"),
     };
+    let shader = shader.get(s.dtype);
     let kernel = Kernel::with(shader, entry, &constants).work(Work::Flops(s.forward_flops()));
     let groups = [s.t.div_ceil(tiles.br), s.bh, 1];
     gpu.dispatch(pass, &kernel, params, &[o, lse, q, k, v], groups)
@@ -214,8 +212,9 @@ pub(crate) fn backward(
     let inputs = [(3, q), (4, k), (5, v), (6, d_o), (7, lse), (8, delta)];
     let causal_product = s.forward_flops() / 2.0;
     let mut run = |entry: &'static str, products: f64, outputs: &[(u32, &wgpu::Buffer)], groups| {
+        let shader = SHADERS.get(s.dtype);
         let kernel =
-            Kernel::with(SHADER, entry, &constants).work(Work::Flops(products * causal_product));
+            Kernel::with(shader, entry, &constants).work(Work::Flops(products * causal_product));
         let buffers: Vec<_> = outputs.iter().copied().chain(inputs).collect();
         gpu.dispatch_bound(pass, &kernel, params, &buffers, groups)
     };

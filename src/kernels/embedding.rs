@@ -1,14 +1,13 @@
 //! Launchers for `shaders/embedding.wgsl`: row lookup and its deterministic scatter-add backward.
+//! The looked-up rows and their gradient are f32 or f16 (`EmbeddingShape::dtype`); the
+//! table and its gradient are f32.
 
-use crate::gpu::{Error, Gpu, Kernel, Recorder, Result, Shader};
+use crate::gpu::{Error, Gpu, Kernel, Recorder, Result};
 
-use super::{Grad, check_len, check_nonempty, elements, grid_stride};
+use super::precision::{check_len_of, require};
+use super::{Dtype, Grad, Typed, check_len, check_nonempty, elements, grid_stride};
 
-pub(crate) const SHADER: Shader = Shader {
-    name: "embedding",
-    wgsl: super::wgsl!("grid.wgsl", "embedding.wgsl"),
-    uniform_bytes: std::mem::size_of::<Params>(),
-};
+pub(crate) const SHADERS: Typed = super::typed!("embedding", Params, "grid.wgsl", "embedding.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -62,23 +61,28 @@ impl IdGroups {
     }
 }
 
-/// out[t, :] (+)= table[ids[t], :]; out: [tokens, dim]; table: [vocab, dim]; ids: [tokens] (u32).
-/// An id at or past `vocab` reads as a zero row.
-#[allow(clippy::too_many_arguments)]
+/// out[t, :] (+)= table[ids[t], :]; out: [tokens, dim] of `shape.dtype`; table:
+/// [vocab, dim] (f32); ids: [tokens] (u32). An id at or past `vocab` reads as a zero row.
 pub fn embedding_forward(
     gpu: &Gpu,
     pass: &mut dyn Recorder,
     out: &wgpu::Buffer,
     table: &wgpu::Buffer,
     ids: &wgpu::Buffer,
-    tokens: u32,
-    dim: u32,
-    vocab: u32,
+    shape: EmbeddingShape,
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "embedding_forward";
+    let EmbeddingShape {
+        tokens,
+        dim,
+        vocab,
+        dtype,
+    } = shape;
+    require(gpu, OP, dtype)?;
     check_nonempty(OP, &[("tokens", tokens), ("dim", dim), ("vocab", vocab)])?;
-    check_len(OP, "out [tokens, dim]", out, elements(OP, &[tokens, dim])?)?;
+    let out_len = elements(OP, &[tokens, dim])?;
+    check_len_of(OP, "out [tokens, dim]", out, out_len, dtype)?;
     check_len(
         OP,
         "table [vocab, dim]",
@@ -94,14 +98,14 @@ pub fn embedding_forward(
     };
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, OP),
+        &Kernel::new(SHADERS.get(dtype), OP),
         &params,
         &[out, table, ids],
         grid_stride(tokens as u64 * dim as u64),
     )
 }
 
-/// Sizes of an embedding lookup.
+/// Sizes of an embedding lookup, and the type of the rows it writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EmbeddingShape {
     /// Ids looked up.
@@ -110,11 +114,27 @@ pub struct EmbeddingShape {
     pub dim: u32,
     /// Rows of the table.
     pub vocab: u32,
+    /// The type of out and dout (the table and its gradient are f32).
+    pub dtype: Dtype,
+}
+
+impl EmbeddingShape {
+    /// `tokens` rows of `dim` f32 looked up in a table of `vocab` rows.
+    pub fn new(tokens: u32, dim: u32, vocab: u32) -> EmbeddingShape {
+        let dtype = Dtype::F32;
+        EmbeddingShape {
+            tokens,
+            dim,
+            vocab,
+            dtype,
+        }
+    }
 }
 
 /// dtable[v, :] (+)= Σ_{t: ids[t] = v} dout[t, :], summed in a fixed order (deterministic);
 /// rows no id names get 0 (or keep their value when `dtable` adds).
-/// dtable: [vocab, dim]; dout: [tokens, dim]; order: [tokens]; offsets: [vocab + 1]
+/// dtable: [vocab, dim] (f32); dout: [tokens, dim] of `shape.dtype`; order: [tokens];
+/// offsets: [vocab + 1]
 /// (both from [`IdGroups`], uploaded as u32).
 pub fn embedding_backward(
     gpu: &Gpu,
@@ -126,7 +146,13 @@ pub fn embedding_backward(
     shape: EmbeddingShape,
 ) -> Result<()> {
     const OP: &str = "embedding_backward";
-    let EmbeddingShape { tokens, dim, vocab } = shape;
+    let EmbeddingShape {
+        tokens,
+        dim,
+        vocab,
+        dtype,
+    } = shape;
+    require(gpu, OP, dtype)?;
     check_nonempty(OP, &[("tokens", tokens), ("dim", dim), ("vocab", vocab)])?;
     check_len(
         OP,
@@ -134,12 +160,8 @@ pub fn embedding_backward(
         dtable.buffer,
         elements(OP, &[vocab, dim])?,
     )?;
-    check_len(
-        OP,
-        "dout [tokens, dim]",
-        dout,
-        elements(OP, &[tokens, dim])?,
-    )?;
+    let dout_len = elements(OP, &[tokens, dim])?;
+    check_len_of(OP, "dout [tokens, dim]", dout, dout_len, dtype)?;
     check_len(OP, "order [tokens]", order, tokens as u64)?;
     check_len(OP, "offsets [vocab + 1]", offsets, vocab as u64 + 1)?;
     let params = Params {
@@ -150,7 +172,7 @@ pub fn embedding_backward(
     };
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADER, OP),
+        &Kernel::new(SHADERS.get(dtype), OP),
         &params,
         &[dtable.buffer, dout, order, offsets],
         grid_stride(vocab as u64 * dim as u64),

@@ -136,11 +136,7 @@ pub(crate) fn accumulate_bits(grads: &[Grad]) -> u32 {
 /// tile prelude, for the shaders that include it). `tests/shaders_validate.rs` checks them.
 pub fn shaders() -> Vec<Shader> {
     vec![
-        attention::SHADER,
-        attention_tiled::SHADER,
-        attention_tiled::SUBGROUP_SHADER,
         cast::SHADER,
-        embedding::SHADER,
         heads::SHADER,
         loss_scale::SHADER,
         optim::SHADER,
@@ -150,10 +146,14 @@ pub fn shaders() -> Vec<Shader> {
     .into_iter()
     .chain(
         [
+            attention::SHADERS,
+            attention_tiled::SHADERS,
+            attention_tiled::SUBGROUP_SHADERS,
             batchnorm::SHADERS,
             bias::SHADERS,
             cross_entropy::SHADERS,
             dropout::SHADERS,
+            embedding::SHADERS,
             elementwise::SHADERS,
             layernorm::SHADERS,
             pool::SHADERS,

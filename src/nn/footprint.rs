@@ -276,9 +276,8 @@ impl super::TransformerConfig {
         // the feed-forward's output, the two sublayer sums and two norms (seven [rows, d],
         // five without norms); the feed-forward (two [rows, d_ff]) and each head's f32
         // log-sum-exp [rows, heads] (the fused attention keeps no [seq, seq] scores);
-        // gradients as much again. At f16 the attention runs in f32: a copy of qkv and
-        // the f32 output, and their gradients; and the weights' f16 copies.
-        let mut per_layer = sum(
+        // gradients as much again; at f16, the weights' f16 copies.
+        let per_layer = sum(
             &flags,
             &[
                 buffer(h, Dtype::F32)?,
@@ -287,13 +286,6 @@ impl super::TransformerConfig {
                 times(2, act(f)?)?,
             ],
         )?;
-        if dtype == Dtype::F16 {
-            let island = sum(
-                &flags,
-                &[buffer(times(3, d)?, Dtype::F32)?, buffer(d, Dtype::F32)?],
-            )?;
-            per_layer = sum(&flags, &[per_layer, island])?;
-        }
         // The products' weights [3·d, d], [d, d], [d_ff, d], [d, d_ff] and their biases.
         let (qkv, ff) = (times(3, d)?, product(&flags, &[d, f])?);
         let weights = [
@@ -308,12 +300,9 @@ impl super::TransformerConfig {
         ];
         let copies = product(&flags, &[l, weight_copies(&flags, &weights, dtype)?])?;
         let layers = sum(&flags, &[product(&flags, &[l, per_layer, 2])?, copies])?;
-        // Outside the blocks: the two embeddings (gathered in f32 at f16) and their sum, a
-        // final norm, the logits [rows, 256], with gradients.
-        let mut outside = sum(&flags, &[times(4, act(d)?)?, act(256)?])?;
-        if dtype == Dtype::F16 {
-            outside = sum(&flags, &[outside, times(2, buffer(d, Dtype::F32)?)?])?;
-        }
+        // Outside the blocks: the two embeddings and their sum, a final norm, the logits
+        // [rows, 256], with gradients.
+        let outside = sum(&flags, &[times(4, act(d)?)?, act(256)?])?;
         let head = weight_copies(&flags, &[times(256, d)?], dtype)?;
         let activation_bytes = sum(
             &flags,
@@ -325,7 +314,7 @@ impl super::TransformerConfig {
             ],
         )?;
         let param_tensors = sum(&flags, &[product(&flags, &[12, l])?, 8])?;
-        let per_layer = if dtype == Dtype::F16 { 52 } else { 40 }; // and 8 copies, 4 f32
+        let per_layer = if dtype == Dtype::F16 { 48 } else { 40 }; // and 8 weight copies
         let step_buffers = sum(&flags, &[product(&flags, &[per_layer, l])?, 32])?;
         Ok(Footprint {
             largest: transformer_largest(&flags, (rows, d, f), dtype)?,
@@ -357,15 +346,13 @@ fn transformer_params(flags: &str, (l, d, f, t): (u64, u64, u64, u64)) -> Result
 }
 
 /// The largest single buffer of a Transformer step, in bytes: the qkv projection, the
-/// feed-forward or the logits (of `dtype`, or f32 where the attention copies qkv), or a
-/// feed-forward weight (f32).
+/// feed-forward or the logits (of `dtype`), or a feed-forward weight (f32).
 fn transformer_largest(
     flags: &str,
     (rows, d, f): (u64, u64, u64),
     dtype: Dtype,
 ) -> Result<(u64, &'static str)> {
-    // At f16 the attention's f32 copy of qkv is the largest of the two.
-    let qkv = product(flags, &[rows, 3, d, 4])?;
+    let qkv = product(flags, &[rows, 3, d, dtype.bytes()])?;
     let largest = [
         (qkv, "the qkv projection [batch·seq, 3·d_model]"),
         (

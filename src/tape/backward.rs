@@ -118,17 +118,10 @@ impl<'g> Tape<'g> {
                 order,
                 offsets,
                 shape,
-            } => {
-                // An f16 tape's embedding runs in f32 (`Tape::embedding`): dy cast up.
-                let dy = match dtype {
-                    Dtype::F16 => self.f32_copy(&dy, n as usize, true)?,
-                    Dtype::F32 => dy,
-                };
-                self.with_target(*table, |tape, dtable| {
-                    let pass = tape.pass();
-                    embedding::embedding_backward(gpu, pass, dtable, &dy, order, offsets, *shape)
-                })
-            }
+            } => self.with_target(*table, |tape, dtable| {
+                let pass = tape.pass();
+                embedding::embedding_backward(gpu, pass, dtable, &dy, order, offsets, *shape)
+            }),
             Op::Attention { .. } => self.attention_backward((&dy, dtype), op),
             Op::CrossEntropy { .. } | Op::Sum { .. } => {
                 let upstream = terminal_seed(op, out, seeded, seed)?;

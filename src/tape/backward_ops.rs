@@ -164,38 +164,18 @@ impl Tape<'_> {
         (dy, dy_type): (&wgpu::Buffer, Dtype),
         op: &Op,
     ) -> Result<()> {
-        let Op::Attention {
-            qkv,
-            q32,
-            o,
-            lse,
-            shape,
-        } = op
-        else {
+        let Op::Attention { qkv, o, lse, shape } = op else {
             unreachable!("called for attention ops only")
         };
-        let q = q32
-            .clone()
-            .unwrap_or_else(|| self.slots[*qkv].buffer.clone());
-        // An f16 tape's attention runs in f32: dy cast up, dqkv rounded into its gradient.
-        let f16 = self.grad_dtype(*qkv) == Dtype::F16;
-        let len = self.slots[*qkv].len;
-        let out_len = shape.bh as usize * shape.t as usize * shape.d as usize;
-        let dy = match dy_type {
-            Dtype::F16 => self.f32_copy(dy, out_len, true)?,
-            Dtype::F32 => dy.clone(),
-        };
+        // q, k, v, o, dO and dqkv all of the tape's type (the kernels compute in f32).
+        self.same_grad_type("attention backward", *qkv, shape.dtype)?;
+        debug_assert_eq!(dy_type, shape.dtype);
+        let q = self.operand_of(*qkv);
         let gpu = self.gpu;
         self.with_target(*qkv, |tape, dqkv| {
             let delta = tape.take_grad((shape.bh * shape.t) as usize);
-            let d32 = f16.then(|| tape.take_grad(len));
-            let d = d32.as_ref().map_or(dqkv, Grad::write);
-            let inputs = [&q, &q, &q, o, lse, &dy];
-            attention_backward(gpu, tape.pass(), [d; 3], &delta, inputs, shape)?;
-            match &d32 {
-                Some(d32) => tape.store_f16(dqkv.buffer, d32, len, dqkv.accumulate),
-                None => Ok(()),
-            }
+            let inputs = [&q, &q, &q, o, lse, dy];
+            attention_backward(gpu, tape.pass(), [dqkv; 3], &delta, inputs, shape)
         })
     }
 

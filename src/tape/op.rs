@@ -80,9 +80,7 @@ pub(crate) enum Op {
     /// its output and log-sum-exp saved for the backward pass.
     Attention {
         qkv: usize,
-        /// qkv in f32 where the tape's is f16 (the attention runs in f32 there); `o` is
-        /// always the f32 output.
-        q32: Option<wgpu::Buffer>,
+        /// The output (the op's own tensor), which the backward's delta reads.
         o: wgpu::Buffer,
         lse: wgpu::Buffer,
         shape: crate::kernels::attention::AttentionShape,

@@ -219,26 +219,12 @@ impl<'g> Tape<'g> {
         let out = self.output(&[ids.len(), dim as usize], self.requires_grad(table));
         let gids = upload_u32(self, ids);
         let gpu = self.gpu;
-        // On an f16 tape the rows are gathered in f32 and rounded into the output.
-        let rows = match out.dtype {
-            Dtype::F32 => out.buffer.clone(),
-            Dtype::F16 => self.take(out.len()),
+        let shape = embedding::EmbeddingShape {
+            dtype: self.dtype,
+            ..embedding::EmbeddingShape::new(tokens, dim, vocab)
         };
-        let pass = self.pass();
-        embedding::embedding_forward(
-            gpu,
-            pass,
-            &rows,
-            &table.buffer,
-            &gids,
-            tokens,
-            dim,
-            vocab,
-            false,
-        )?;
-        if out.dtype == Dtype::F16 {
-            self.store_f16(&out.buffer, &rows, out.len(), false)?;
-        }
+        let (rows, table_buffer) = (&out.buffer, &table.buffer);
+        embedding::embedding_forward(gpu, self.pass(), rows, table_buffer, &gids, shape, false)?;
         if self.grad_enabled() && self.requires_grad(table) {
             let (order, offsets) = (
                 upload_u32(self, &groups.order),
@@ -250,7 +236,7 @@ impl<'g> Tape<'g> {
                     table: table.id,
                     order,
                     offsets,
-                    shape: crate::kernels::embedding::EmbeddingShape { tokens, dim, vocab },
+                    shape,
                 },
             );
         }
@@ -328,37 +314,16 @@ impl<'g> Tape<'g> {
             dim_u32(OP, t)?,
             dim_u32(OP, d)?,
         )
-        .ok_or_else(|| shape_error(OP, "batch × heads within u32", &[qkv]))?;
+        .ok_or_else(|| shape_error(OP, "batch × heads within u32", &[qkv]))?
+        .dtype(self.dtype);
+        let q = self.operand(qkv)?; // q, k and v: columns of the packed rows
         let lse = self.take(batch * heads * t);
         let out = self.output(&[rows, heads * d], self.requires_grad(qkv));
-        // On an f16 tape the attention runs in f32 on a copy of qkv (its f16 kernel is to
-        // come), and its output is rounded into the f16 tensor.
-        let (q32, o) = match (qkv.dtype, out.dtype) {
-            (Dtype::F32, Dtype::F32) => (None, out.buffer.clone()),
-            (from, _) => {
-                let q32 = match from {
-                    Dtype::F16 => self.f32_copy(&qkv.buffer, qkv.len(), false)?,
-                    Dtype::F32 => qkv.buffer.clone(),
-                };
-                (Some(q32), self.take(out.len()))
-            }
-        };
         let gpu = self.gpu;
-        let q = q32.as_ref().unwrap_or(&qkv.buffer); // q, k and v: columns of the packed rows
-        attention_forward(gpu, self.pass(), &o, &lse, q, q, q, &shape)?;
-        if out.dtype == Dtype::F16 {
-            self.store_f16(&out.buffer, &o, out.len(), false)?;
-        }
-        self.record_op(
-            &out,
-            Op::Attention {
-                qkv: qkv.id,
-                q32,
-                o,
-                lse,
-                shape,
-            },
-        );
+        attention_forward(gpu, self.pass(), &out.buffer, &lse, &q, &q, &q, &shape)?;
+        let o = out.buffer.clone();
+        let qkv = qkv.id;
+        self.record_op(&out, Op::Attention { qkv, o, lse, shape });
         Ok(out)
     }
 

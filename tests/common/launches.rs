@@ -119,6 +119,7 @@ const EMBEDDING: EmbeddingShape = EmbeddingShape {
     tokens: 9,
     dim: 12,
     vocab: 256,
+    dtype: Dtype::F32,
 };
 const BIAS: BiasShape = BiasShape {
     rows: 9,
@@ -164,6 +165,8 @@ pub fn takes_dtype(family: &str) -> bool {
         "global_avg_pool",
         "shortcut",
         "dropout",
+        "embedding",
+        "attention",
     ];
     families.iter().any(|f| family.starts_with(f))
 }
@@ -244,10 +247,14 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 LayerNormShape { dtype: d, ..LN },
             )
         }),
-        ("embedding_forward", |g, p, b, _| {
-            embedding_forward(g, p, &b.out[0], &b.input[0], &b.input[1], 9, 12, 256, false)
+        ("embedding_forward", |g, p, b, d| {
+            let shape = EmbeddingShape {
+                dtype: d,
+                ..EMBEDDING
+            };
+            embedding_forward(g, p, &b.out[0], &b.input[0], &b.input[1], shape, false)
         }),
-        ("embedding_backward", |g, p, b, _| {
+        ("embedding_backward", |g, p, b, d| {
             let [dout, order, offsets] = [&b.input[0], &b.input[1], &b.input[2]];
             embedding_backward(
                 g,
@@ -256,7 +263,10 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
                 dout,
                 order,
                 offsets,
-                EMBEDDING,
+                EmbeddingShape {
+                    dtype: d,
+                    ..EMBEDDING
+                },
             )
         }),
         ("cross_entropy", |g, p, b, d| {
@@ -314,15 +324,15 @@ pub fn launches() -> Vec<(&'static str, Launch)> {
         ("heads_to_rows", |g, p, b, _| {
             heads_to_rows(g, p, &b.out[0], &b.input[0], &HEADS, false)
         }),
-        ("attention_forward", |g, p, b, _| {
+        ("attention_forward", |g, p, b, d| {
             let [q, k, v] = [&b.input[0], &b.input[1], &b.input[2]];
-            attention_forward(g, p, &b.out[0], &b.out[1], q, k, v, &attention())
+            attention_forward(g, p, &b.out[0], &b.out[1], q, k, v, &attention().dtype(d))
         }),
-        ("attention_backward", |g, p, b, _| {
+        ("attention_backward", |g, p, b, d| {
             let grads = [&b.out[0], &b.out[1], &b.out[2]].map(Grad::write);
             let i = &b.input;
             let inputs = [&i[0], &i[1], &i[2], &i[3], &i[4], &i[5]];
-            attention_backward(g, p, grads, &b.out[3], inputs, &attention())
+            attention_backward(g, p, grads, &b.out[3], inputs, &attention().dtype(d))
         }),
         ("matmul", |g, p, b, _| {
             matmul(g, p, &b.out[0], &b.input[0], &b.input[1], None, &product()).map(drop)

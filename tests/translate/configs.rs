@@ -206,7 +206,7 @@ fn convolutions(gpu: &Gpu, list: &mut KernelList, b: &Buffers) {
 }
 
 /// Every attention kernel, forward and backward, at head dimensions from 1 to the largest,
-/// in both layouts.
+/// in both layouts, on f32 and (at three head dimensions) f16.
 fn attentions(gpu: &Gpu, list: &mut KernelList, b: &Buffers) {
     let tiles = Tiles::CANDIDATES;
     let kernels = [AttentionKernel::Rows]
@@ -214,11 +214,18 @@ fn attentions(gpu: &Gpu, list: &mut KernelList, b: &Buffers) {
         .chain(tiles.map(AttentionKernel::Tiled))
         .chain(tiles.map(AttentionKernel::PerHead));
     let (o, i) = (&b.out, &b.input);
+    // Every head dimension at f32; at f16 (where the device has it) three of them.
+    let mut sizes: Vec<(u32, Dtype)> = [1, 4, 7, 16, 32, 64, MAX_HEAD_DIM]
+        .map(|d| (d, Dtype::F32))
+        .into();
+    if dtypes(gpu).contains(&Dtype::F16) {
+        sizes.extend([7, 64, MAX_HEAD_DIM].map(|d| (d, Dtype::F16)));
+    }
     for kernel in kernels {
-        for d in [1, 4, 7, 16, 32, 64, MAX_HEAD_DIM] {
+        for &(d, dtype) in &sizes {
             let shapes = [
-                AttentionShape::heads(2, 17, d),
-                AttentionShape::packed(1, 2, 17, d).unwrap(),
+                AttentionShape::heads(2, 17, d).dtype(dtype),
+                AttentionShape::packed(1, 2, 17, d).unwrap().dtype(dtype),
             ];
             for s in &shapes {
                 let forward = [&o[0], &o[1], &i[0], &i[1], &i[2]];
