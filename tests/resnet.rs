@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::cli::{rezero, temp_dir, text, tiny_dataset};
+use common::cli::{rezero, temp_dir, text, tiny_dataset, tiny_resnet_args};
 use rezero::nn::resnet::ShortcutKind;
 use rezero::nn::{Resnet, ResnetConfig, ResnetVariant, init};
 use rezero::optim::{Method, Optimizer, OptimizerConfig, Schedule};
@@ -127,32 +127,11 @@ fn eval_mode_uses_running_statistics() {
 }
 
 fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "resnet",
-        "--dataset",
-        "fashion-mnist",
-        "--data-dir",
-        data,
-        "--depth",
-        "8",
-        "--batch",
-        "20",
-        "--train-limit",
-        "60",
-        "--test-limit",
-        "20",
-        "--epochs",
-        epochs,
-        "--lr",
-        "0.05",
-        "--augment",
-        "--quiet",
-        "--log-every",
-        "1",
-        "--out",
-        out,
+    [
+        tiny_resnet_args(data, out),
+        vec!["--epochs", epochs, "--augment"],
     ]
+    .concat()
 }
 
 #[test]

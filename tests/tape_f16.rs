@@ -86,15 +86,30 @@ fn step(
     assert_eq!((h2.dtype(), loss.dtype()), (dtype, Dtype::F32));
     tape.backward(&loss).unwrap();
     let value = pollster::block_on(tape.read(&loss)).unwrap()[0];
-    let grads = ps
-        .iter()
-        .map(|p| pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap())
-        .collect();
-    (value, grads, tape.peak_bytes_held())
+    (value, grads_of(gpu, ps), tape.peak_bytes_held())
 }
 
 fn norm(v: &[f32]) -> f32 {
     v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+/// The gradients the parameters hold.
+fn grads_of(gpu: &rezero::Gpu, ps: &[Param]) -> Vec<Vec<f32>> {
+    ps.iter()
+        .map(|p| pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap())
+        .collect()
+}
+
+/// Each parameter's f16 gradient within `bound` of its f32 one, norm-wise relative (and
+/// the f32 one not zero, so there is something to compare).
+fn assert_grads_within(ps: &[Param], grads16: &[Vec<f32>], grads32: &[Vec<f32>], bound: f32) {
+    for ((p, g16), g32) in ps.iter().zip(grads16).zip(grads32) {
+        let diff: Vec<f32> = g16.iter().zip(g32).map(|(a, b)| a - b).collect();
+        let rel = norm(&diff) / norm(g32);
+        eprintln!("{}: relative error {rel:.2e} (bound {bound:.2e})", p.name);
+        assert!(rel <= bound, "{}: relative error {rel} > {bound}", p.name);
+        assert!(norm(g32) > 0.0, "{}: no gradient to compare", p.name);
+    }
 }
 
 #[test]
@@ -106,13 +121,7 @@ fn an_f16_step_matches_the_f32_one_within_its_roundings() {
     let bound = ROUNDINGS * cpu::F16_EPSILON;
     let rel = (loss16 - loss32).abs() / loss32.abs();
     assert!(rel <= bound, "loss {loss16} vs {loss32}: {rel} > {bound}");
-    for ((p, g16), g32) in ps.iter().zip(&grads16).zip(&grads32) {
-        let diff: Vec<f32> = g16.iter().zip(g32).map(|(a, b)| a - b).collect();
-        let rel = norm(&diff) / norm(g32);
-        eprintln!("{}: relative error {rel:.2e} (bound {bound:.2e})", p.name);
-        assert!(rel <= bound, "{}: relative error {rel} > {bound}", p.name);
-        assert!(norm(g32) > 0.0, "{}: no gradient to compare", p.name);
-    }
+    assert_grads_within(&ps, &grads16, &grads32, bound);
 }
 
 /// With a loss scale S the parameters' gradients are S times the unscaled ones (the
@@ -184,11 +193,7 @@ fn the_embedding_and_attention_run_inside_an_f16_tape() {
         assert_eq!(o.dtype(), dtype);
         tape.backward(&loss).unwrap();
         let value = pollster::block_on(tape.read(&loss)).unwrap()[0];
-        let grads: Vec<Vec<f32>> = ps
-            .iter()
-            .map(|p| pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap())
-            .collect();
-        (value, grads)
+        (value, grads_of(gpu, &ps))
     };
     let ((loss32, grads32), (loss16, grads16)) = (run(Dtype::F32), run(Dtype::F16));
     let bound = ROUNDINGS * cpu::F16_EPSILON;
@@ -196,15 +201,7 @@ fn the_embedding_and_attention_run_inside_an_f16_tape() {
         (loss16 - loss32).abs() <= bound * loss32.abs(),
         "loss {loss16} vs {loss32}"
     );
-    for ((p, g16), g32) in ps.iter().zip(&grads16).zip(&grads32) {
-        let diff: Vec<f32> = g16.iter().zip(g32).map(|(a, b)| a - b).collect();
-        let rel = norm(&diff) / norm(g32);
-        assert!(
-            rel <= bound && norm(g32) > 0.0,
-            "{}: relative error {rel} > {bound}",
-            p.name
-        );
-    }
+    assert_grads_within(&ps, &grads16, &grads32, bound);
 }
 
 /// A ResNet-shaped graph on the f16 tape against the f32 one: a convolution, batch norm,
@@ -260,26 +257,13 @@ fn the_image_ops_run_on_an_f16_tape() {
         assert_eq!(pooled.dtype(), dtype);
         tape.backward(&loss).unwrap();
         let value = pollster::block_on(tape.read(&loss)).unwrap()[0];
-        let grads: Vec<Vec<f32>> = ps
-            .iter()
-            .map(|p| pollster::block_on(gpu.read_f32(&p.grad, p.len())).unwrap())
-            .collect();
-        (value, grads)
+        (value, grads_of(gpu, &ps))
     };
     let ((loss32, grads32), (loss16, grads16)) = (run(Dtype::F32), run(Dtype::F16));
     let bound = 17.0 * cpu::F16_EPSILON;
     let rel = (loss16 - loss32).abs() / loss32.abs();
     assert!(rel <= bound, "loss {loss16} vs {loss32}: {rel} > {bound}");
-    for ((p, g16), g32) in ps.iter().zip(&grads16).zip(&grads32) {
-        let diff: Vec<f32> = g16.iter().zip(g32).map(|(a, b)| a - b).collect();
-        let rel = norm(&diff) / norm(g32);
-        eprintln!("{}: relative error {rel:.2e} (bound {bound:.2e})", p.name);
-        assert!(
-            rel <= bound && norm(g32) > 0.0,
-            "{}: relative error {rel} > {bound}",
-            p.name
-        );
-    }
+    assert_grads_within(&ps, &grads16, &grads32, bound);
 }
 
 /// The ops not yet on f16 say so, naming the op; a device without f16 is refused before

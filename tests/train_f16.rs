@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::cli::{TINY_LM, expect, rezero, summary_field, temp_dir, text, tiny_dataset, tiny_mlp};
+use common::cli::{
+    TINY_LM, expect, rezero, summary_field, temp_dir, text, tiny_dataset, tiny_mlp,
+    tiny_resnet_args,
+};
 use rezero::train::checkpoint;
 use std::path::Path;
 
@@ -168,33 +171,9 @@ fn a_device_without_f16_is_refused_before_anything_is_allocated() {
     expect(&out, 2, &["'f8' is not f32 or f16"]);
 }
 
-/// `train resnet` on the tiny data set: depth 8, batches of 20 of 60 images (3 steps an
-/// epoch), then `extra`.
+/// `train resnet` on the tiny data set (`tiny_resnet_args`), then `extra`.
 fn tiny_resnet(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let (data, out) = (data.to_str().unwrap(), out.to_str().unwrap());
-    let args = [
-        "train",
-        "resnet",
-        "--dataset",
-        "fashion-mnist",
-        "--data-dir",
-        data,
-        "--depth",
-        "8",
-        "--batch",
-        "20",
-        "--train-limit",
-        "60",
-        "--test-limit",
-        "20",
-        "--lr",
-        "0.05",
-        "--quiet",
-        "--log-every",
-        "1",
-        "--out",
-        out,
-    ];
+    let args = tiny_resnet_args(data.to_str().unwrap(), out.to_str().unwrap());
     rezero(&[&args[..], extra].concat())
 }
 

@@ -2,7 +2,8 @@
 //! invocation, and tiled with each tile size that fits) and the materialised path (batched
 //! matmuls around a causal softmax over the [bh, t, t] scores) on the same inputs, so the
 //! materialised path is the others' reference: each fused kernel's results are checked
-//! against it before any is timed.
+//! against it before any is timed. At f16 the fused kernels read and write f16 twins of
+//! the buffers, holding the same (f16-rounded) inputs the f32 reference reads.
 
 use super::{Case, Work, wait};
 use crate::cpu;
@@ -14,16 +15,21 @@ use crate::kernels::attention::{
 };
 use crate::kernels::attention_tune::{self, Pass};
 use crate::kernels::matmul::{Matmul, matmul};
+use crate::kernels::precision::{read_as, upload_as};
 use crate::kernels::softmax::{softmax_causal_backward, softmax_causal_forward};
 
-/// Every buffer of one shape's cases: inputs, fused outputs, and the materialised path's
-/// [bh, t, t] scores, probabilities and their gradients.
+/// Every buffer of one shape's cases: inputs, outputs, the fused kernels' (the same
+/// buffers at f32, f16 twins at f16), and the materialised path's [bh, t, t] scores,
+/// probabilities and their gradients.
 #[derive(Clone)]
 struct Buffers {
-    /// q, k, v, d_o: [bh, t, d]
+    /// q, k, v, d_o: [bh, t, d] (f32, f16-rounded when the fused kernels run on f16)
     inputs: [wgpu::Buffer; 4],
     /// o, dq, dk, dv: [bh, t, d]; lse, delta: [bh, t]
     outputs: [wgpu::Buffer; 6],
+    /// The fused kernels' inputs and outputs, of the shape's dtype (lse and delta f32).
+    fused_inputs: [wgpu::Buffer; 4],
+    fused_outputs: [wgpu::Buffer; 6],
     /// scores, probabilities, dP, dS: [bh, t, t]
     square: [wgpu::Buffer; 4],
 }
@@ -34,19 +40,32 @@ impl Buffers {
         let rows = (s.bh * s.t) as usize;
         let scores = rows * s.t as usize;
         gpu.check_binding("materialised attention scores", scores as u64 * 4)?;
-        let input = |seed| gpu.upload("attention input", &cpu::seeded(seed, n, -1.0, 1.0));
+        let values = [21, 22, 23, 24].map(|seed| {
+            let v = cpu::seeded(seed, n, -1.0, 1.0);
+            if s.dtype == Dtype::F16 {
+                cpu::round_f16(&v)
+            } else {
+                v
+            }
+        });
         let zeros = |len| gpu.zeroed_f32("attention buffer", len);
         let square = |used: bool| zeros(if used { scores } else { 1 });
+        let inputs = values.each_ref().map(|v| gpu.upload("attention input", v));
+        let outputs = [n, n, n, n, rows, rows].map(zeros);
+        let (fused_inputs, fused_outputs) = match s.dtype {
+            Dtype::F32 => (inputs.clone(), outputs.clone()),
+            Dtype::F16 => (
+                values
+                    .each_ref()
+                    .map(|v| upload_as(gpu, "attention input", v, Dtype::F16)),
+                [n, n, n, n, rows, rows].map(zeros), // f16 ones take half of these
+            ),
+        };
         Ok(Buffers {
-            inputs: [input(21), input(22), input(23), input(24)],
-            outputs: [
-                zeros(n),
-                zeros(n),
-                zeros(n),
-                zeros(n),
-                zeros(rows),
-                zeros(rows),
-            ],
+            inputs,
+            outputs,
+            fused_inputs,
+            fused_outputs,
             square: [
                 square(true),
                 square(true),
@@ -64,8 +83,8 @@ impl Buffers {
         kernel: AttentionKernel,
         backward: bool,
     ) -> Result<()> {
-        let [q, k, v, d_o] = &self.inputs;
-        let [o, dq, dk, dv, lse, delta] = &self.outputs;
+        let [q, k, v, d_o] = &self.fused_inputs;
+        let [o, dq, dk, dv, lse, delta] = &self.fused_outputs;
         wait(gpu.run(|p| {
             attention_forward_with(gpu, p, kernel, [o, lse, q, k, v], s)?;
             match backward {
@@ -79,12 +98,23 @@ impl Buffers {
         }))
     }
 
-    /// o, and with `backward` dq, dk and dv, as the last run left them.
-    fn results(&self, gpu: &Gpu, s: &AttentionShape, backward: bool) -> Result<Vec<Vec<f32>>> {
+    /// o, and with `backward` dq, dk and dv, as the last run left them: the fused kernels'
+    /// (of the shape's dtype) or the materialised path's (f32).
+    fn results(
+        &self,
+        gpu: &Gpu,
+        s: &AttentionShape,
+        backward: bool,
+        fused: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let n = (s.bh * s.t * s.d) as usize;
         let count = if backward { 4 } else { 1 };
-        let read = |buffer| wait(gpu.read_f32(buffer, n));
-        self.outputs[..count].iter().map(read).collect()
+        let (outputs, dtype) = match fused {
+            true => (&self.fused_outputs, s.dtype),
+            false => (&self.outputs, Dtype::F32),
+        };
+        let read = |buffer| wait(read_as(gpu, buffer, n, dtype));
+        outputs[..count].iter().map(read).collect()
     }
 
     /// The materialised forward (QKᵀ, causal softmax, PV), and backward when asked (dV =
@@ -142,10 +172,10 @@ fn check_against_materialised(
     backward: bool,
 ) -> Result<()> {
     buffers.materialised(gpu, s, backward)?;
-    let want = buffers.results(gpu, s, backward)?;
+    let want = buffers.results(gpu, s, backward, false)?;
     for &kernel in kernels {
         buffers.fused(gpu, s, kernel, backward)?;
-        let got = buffers.results(gpu, s, backward)?;
+        let got = buffers.results(gpu, s, backward, true)?;
         for (name, (got, want)) in ["o", "dq", "dk", "dv"]
             .into_iter()
             .zip(got.iter().zip(&want))
@@ -191,6 +221,9 @@ pub fn attention_cases(gpu: &Gpu, s: AttentionShape, backward: bool) -> Result<(
     };
     let kernels = attention_tune::candidates(gpu, pass, s.d);
     check_against_materialised(gpu, &buffers, &s, &kernels, backward)?;
+    // The fused rows on f16 say so as the matmul's do ("f16:"); the materialised
+    // reference is f32 either way.
+    let prefix = if s.dtype == Dtype::F16 { "f16:" } else { "" };
     let fused = kernels
         .into_iter()
         .map(|choice| {
@@ -198,7 +231,7 @@ pub fn attention_cases(gpu: &Gpu, s: AttentionShape, backward: bool) -> Result<(
             Case {
                 kernel,
                 shape: shape.clone(),
-                variant: format!("fused-{}", choice.name()),
+                variant: format!("{prefix}fused-{}", choice.name()),
                 work,
                 run: Box::new(move |gpu| buffers.fused(gpu, &s, choice, backward)),
             }

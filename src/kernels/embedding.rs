@@ -73,35 +73,14 @@ pub fn embedding_forward(
     accumulate: bool,
 ) -> Result<()> {
     const OP: &str = "embedding_forward";
-    let EmbeddingShape {
-        tokens,
-        dim,
-        vocab,
-        dtype,
-    } = shape;
-    require(gpu, OP, dtype)?;
-    check_nonempty(OP, &[("tokens", tokens), ("dim", dim), ("vocab", vocab)])?;
-    let out_len = elements(OP, &[tokens, dim])?;
-    check_len_of(OP, "out [tokens, dim]", out, out_len, dtype)?;
-    check_len(
-        OP,
-        "table [vocab, dim]",
-        table,
-        elements(OP, &[vocab, dim])?,
-    )?;
-    check_len(OP, "ids [tokens]", ids, tokens as u64)?;
-    let params = Params {
-        tokens,
-        dim,
-        vocab,
-        accumulate: accumulate as u32,
-    };
+    shape.check(OP, gpu, ("out", out), ("table", table))?;
+    check_len(OP, "ids [tokens]", ids, shape.tokens as u64)?;
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADERS.get(dtype), OP),
-        &params,
+        &Kernel::new(SHADERS.get(shape.dtype), OP),
+        &shape.params(accumulate),
         &[out, table, ids],
-        grid_stride(tokens as u64 * dim as u64),
+        grid_stride(shape.tokens as u64 * shape.dim as u64),
     )
 }
 
@@ -129,6 +108,44 @@ impl EmbeddingShape {
             dtype,
         }
     }
+
+    /// Errors unless the device takes `dtype`, no size is 0, and the rows (or their
+    /// gradient, of `dtype`) and the table (or its gradient, f32) are long enough.
+    fn check(
+        &self,
+        op: &'static str,
+        gpu: &Gpu,
+        (rows_name, rows): (&str, &wgpu::Buffer),
+        (table_name, table): (&str, &wgpu::Buffer),
+    ) -> Result<()> {
+        let EmbeddingShape {
+            tokens,
+            dim,
+            vocab,
+            dtype,
+        } = *self;
+        require(gpu, op, dtype)?;
+        check_nonempty(op, &[("tokens", tokens), ("dim", dim), ("vocab", vocab)])?;
+        let rows_len = elements(op, &[tokens, dim])?;
+        check_len_of(
+            op,
+            &format!("{rows_name} [tokens, dim]"),
+            rows,
+            rows_len,
+            dtype,
+        )?;
+        let table_len = elements(op, &[vocab, dim])?;
+        check_len(op, &format!("{table_name} [vocab, dim]"), table, table_len)
+    }
+
+    fn params(&self, accumulate: bool) -> Params {
+        Params {
+            tokens: self.tokens,
+            dim: self.dim,
+            vocab: self.vocab,
+            accumulate: accumulate as u32,
+        }
+    }
 }
 
 /// dtable[v, :] (+)= Σ_{t: ids[t] = v} dout[t, :], summed in a fixed order (deterministic);
@@ -146,34 +163,16 @@ pub fn embedding_backward(
     shape: EmbeddingShape,
 ) -> Result<()> {
     const OP: &str = "embedding_backward";
+    shape.check(OP, gpu, ("dout", dout), ("dtable", dtable.buffer))?;
     let EmbeddingShape {
-        tokens,
-        dim,
-        vocab,
-        dtype,
+        tokens, dim, vocab, ..
     } = shape;
-    require(gpu, OP, dtype)?;
-    check_nonempty(OP, &[("tokens", tokens), ("dim", dim), ("vocab", vocab)])?;
-    check_len(
-        OP,
-        "dtable [vocab, dim]",
-        dtable.buffer,
-        elements(OP, &[vocab, dim])?,
-    )?;
-    let dout_len = elements(OP, &[tokens, dim])?;
-    check_len_of(OP, "dout [tokens, dim]", dout, dout_len, dtype)?;
     check_len(OP, "order [tokens]", order, tokens as u64)?;
     check_len(OP, "offsets [vocab + 1]", offsets, vocab as u64 + 1)?;
-    let params = Params {
-        tokens,
-        dim,
-        vocab,
-        accumulate: dtable.accumulate as u32,
-    };
     gpu.dispatch(
         pass,
-        &Kernel::new(SHADERS.get(dtype), OP),
-        &params,
+        &Kernel::new(SHADERS.get(shape.dtype), OP),
+        &shape.params(dtable.accumulate),
         &[dtable.buffer, dout, order, offsets],
         grid_stride(vocab as u64 * dim as u64),
     )

@@ -111,3 +111,31 @@ pub fn summary_field(run: &Path, key: &str) -> String {
         .unwrap_or_else(|| panic!("no {key} in {text}"))
         .to_string()
 }
+
+/// `train resnet` on the tiny data set in `data` into `out`: depth 8, batches of 20 of 60
+/// training images (3 steps an epoch), 20 test images, lr 0.05, every step logged.
+pub fn tiny_resnet_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "resnet",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        data,
+        "--depth",
+        "8",
+        "--batch",
+        "20",
+        "--train-limit",
+        "60",
+        "--test-limit",
+        "20",
+        "--lr",
+        "0.05",
+        "--quiet",
+        "--log-every",
+        "1",
+        "--out",
+        out,
+    ]
+}

@@ -6,6 +6,7 @@ use clap::ValueEnum;
 use rezero::bench::{self, Record};
 use rezero::gpu::Gpu;
 use rezero::kernels::Dtype;
+use rezero::kernels::attention::AttentionShape;
 use rezero::kernels::conv2d::ConvVariant;
 use rezero::kernels::matmul::MatmulVariant;
 use rezero::{Error, Result};
@@ -56,7 +57,8 @@ pub struct BenchArgs {
     /// the device has f16, blocked, auto and each tensor-core size it lists, on f16).
     #[arg(long, value_delimiter = ',')]
     variants: Vec<MatmulVariant>,
-    /// Element type of the matmul --variants given (f32, or f16: f16 A, B and C, f32 sums).
+    /// Element type of the matmul --variants given (f32, or f16: f16 A, B and C, f32 sums),
+    /// and of the attention's fused kernels (f16 q, k, v, o and gradients, f32 tiles).
     #[arg(long, default_value = "f32")]
     precision: Dtype,
     /// Timed runs per case (the median is reported).
@@ -345,7 +347,7 @@ fn bench_mlp(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
 fn bench_attention(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
     for size in sizes_or(&args.sizes, &["128", "512", "2048"]) {
         let (bh, t, d) = bench::parse_attention(size)?;
-        let shape = rezero::kernels::attention::AttentionShape::heads(bh, t, d);
+        let shape = AttentionShape::heads(bh, t, d).dtype(args.precision);
         for backward in [false, true] {
             let (materialised, fused) = bench::attention_cases(gpu, shape, backward)?;
             let (warmup, runs) = (args.warmup, args.runs);
