@@ -272,3 +272,20 @@ fn train_lm_at_f16_with_dropout_resumes_bit_for_bit() {
     expect(&out, 0, &["resuming"]);
     assert_same_checkpoint(&straight, &resumed);
 }
+
+/// `bench lm --precision f16` times a mixed-precision step (loss-scaled, as in training)
+/// and names its row.
+#[test]
+fn bench_lm_times_an_f16_step() {
+    let Some(_gpu) = common::f16_gpu() else {
+        return;
+    };
+    let size = ["--sizes", "1x64x16x2", "--runs", "1", "--warmup", "0"];
+    let args = [
+        &["--no-tuning-cache", "bench", "lm"][..],
+        &size,
+        &["--precision", "f16"],
+    ];
+    let out = rezero(&args.concat());
+    expect(&out, 0, &["f16:rezero", "tokens/s", "activations"]);
+}

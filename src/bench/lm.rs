@@ -4,6 +4,7 @@
 use super::{StepProfile, StepTiming, time_step, wait};
 use crate::gpu::{Gpu, Result};
 use crate::kernels::Dtype;
+use crate::kernels::loss_scale::LossScaleRule;
 use crate::nn::{BlockVariant, Transformer, TransformerConfig};
 use crate::optim::{Method, Optimizer, OptimizerConfig, Schedule};
 use crate::tape::{Tape, tune};
@@ -38,20 +39,23 @@ pub fn lm_config(layers: usize, d_model: usize, seq: usize) -> TransformerConfig
 }
 
 /// Times training steps of a ReZero Transformer of `layers` × `d_model` (d_model/64 heads,
-/// d_ff 4·d_model) on `batch` windows of `seq` bytes, after tuning the kernels the step
-/// meets that the tuning table lacks.
+/// d_ff 4·d_model) on `batch` windows of `seq` bytes, with activations of `dtype` (f16:
+/// mixed precision, with the loss scaling a training run has), after tuning the kernels the
+/// step meets that the tuning table lacks.
 pub fn lm_step(
     gpu: &Gpu,
     layers: usize,
     d_model: usize,
     seq: usize,
     batch: usize,
+    dtype: Dtype,
     timing: StepTiming,
 ) -> Result<LmStep> {
     let config = lm_config(layers, d_model, seq);
     let heads = config.heads;
+    crate::kernels::precision::require(gpu, "bench lm", dtype)?;
     // Sizes the device or this machine cannot hold are refused before anything is made.
-    config.footprint(batch, Dtype::F32)?.check(gpu, 2)?;
+    config.footprint(batch, dtype)?.check(gpu, 2)?;
     let model = Transformer::new(gpu, config)?;
     let adam = OptimizerConfig {
         method: Method::parse("adam")?,
@@ -61,15 +65,20 @@ pub fn lm_step(
         schedule: Schedule::default(),
     };
     let mut optimizer = Optimizer::new(gpu, &model.params(), adam)?;
+    if dtype == Dtype::F16 {
+        optimizer.enable_loss_scaling(gpu, LossScaleRule::default())?;
+    }
     let params = model.params();
     let tokens = batch * seq;
     let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7 + 3) % 256).collect();
     let targets: Vec<u32> = ids.iter().map(|i| (i + 1) % 256).collect();
-    wait(tune::tune_step(gpu, crate::kernels::Dtype::F32, |tape| {
+    wait(tune::tune_step(gpu, dtype, |tape| {
         let logits = model.forward(tape, &ids, batch)?;
         tape.cross_entropy(&logits, &targets)
     }))?;
     let mut tape = Tape::new(gpu);
+    tape.set_precision(dtype)?;
+    tape.set_loss_scale(optimizer.loss_scale_state());
     let (seconds, profile) = time_step(
         gpu,
         || {

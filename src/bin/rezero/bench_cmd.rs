@@ -58,7 +58,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     variants: Vec<MatmulVariant>,
     /// Element type of the matmul --variants given (f32, or f16: f16 A, B and C, f32 sums),
-    /// and of the attention's fused kernels (f16 q, k, v, o and gradients, f32 tiles).
+    /// of the attention's fused kernels (f16 q, k, v, o and gradients, f32 tiles), and of
+    /// the lm step's activations (f16: mixed precision with loss scaling).
     #[arg(long, default_value = "f32")]
     precision: Dtype,
     /// Timed runs per case (the median is reported).
@@ -375,7 +376,7 @@ fn bench_lm(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
         let (layers, d_model, seq, batch) = bench::parse_lm(size)?;
         let config = bench::lm_config(layers as usize, d_model as usize, seq as usize);
         config
-            .footprint(batch as usize, Dtype::F32)?
+            .footprint(batch as usize, args.precision)?
             .check(gpu, 2)?;
         let layer =
             bench::matmul_case(gpu, batch * seq, 4 * d_model, d_model, MatmulVariant::Auto)?;
@@ -386,6 +387,7 @@ fn bench_lm(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
             d_model as usize,
             seq as usize,
             batch as usize,
+            args.precision,
             bench::StepTiming {
                 warmup: 1,
                 runs: args.runs.min(3),
@@ -395,7 +397,11 @@ fn bench_lm(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
         let record = Record {
             kernel: "lm_step".into(),
             shape: size.to_string(),
-            variant: "rezero".into(),
+            // f16 rows say so, as the matmul's do.
+            variant: match args.precision {
+                Dtype::F32 => "rezero".into(),
+                Dtype::F16 => "f16:rezero".into(),
+            },
             ms: step.seconds * 1e3,
             value: step.flops / step.seconds / 1e9,
             unit: "GFLOP/s",
