@@ -282,6 +282,19 @@ fn what_f16_cannot_do_yet_is_refused_clearly() {
     );
     let err = sum.expect("tape sum ran on f16").to_string();
     assert!(err.contains("tape sum") && err.contains("f16"), "{err}");
+    // An f32 parameter pooled on an f16 tape: the pool reads its f16 copy, and the backward
+    // (f16 dy, an f32 gradient) is refused, not run on mismatched buffers.
+    let mut tape = Tape::new(gpu);
+    tape.set_precision(Dtype::F16).unwrap();
+    let image = Param::new(gpu, "image", &[2, 3, 2, 2], &[0.25; 24], true).unwrap();
+    let image = tape.param(&image);
+    let pooled = tape.global_avg_pool(&image).unwrap();
+    let w = Param::new(gpu, "w", &[4, 3], &[0.5; 12], true).unwrap();
+    let w = tape.param(&w);
+    let logits = tape.linear(&pooled, &w, None).unwrap();
+    let loss = tape.cross_entropy(&logits, &[1, 2]).unwrap();
+    let err = tape.backward(&loss).unwrap_err().to_string();
+    assert!(err.contains("global_avg_pool backward"), "{err}");
     if let Some(plain) = common::gpu_with_default_limits() {
         let mut tape = Tape::new(&plain);
         let err = tape.set_precision(Dtype::F16).unwrap_err().to_string();

@@ -130,7 +130,7 @@ impl<'g> Tape<'g> {
             Op::Conv2d { .. }
             | Op::BatchNorm { .. }
             | Op::Shortcut { .. }
-            | Op::GlobalAvgPool { .. } => self.image_backward(&dy, op),
+            | Op::GlobalAvgPool { .. } => self.image_backward((&dy, dtype), op),
         }
     }
 

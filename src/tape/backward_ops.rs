@@ -180,8 +180,12 @@ impl Tape<'_> {
     }
 
     /// The image ops (`ops_image.rs`): convolution, batch norm, the downsampling shortcut and
-    /// global average pooling.
-    pub(super) fn image_backward(&mut self, dy: &wgpu::Buffer, op: &Op) -> Result<()> {
+    /// global average pooling; `dy` holds the output's gradient, of `dtype` (the tape's).
+    pub(super) fn image_backward(
+        &mut self,
+        (dy, dtype): (&wgpu::Buffer, Dtype),
+        op: &Op,
+    ) -> Result<()> {
         let gpu = self.gpu;
         match op {
             Op::Conv2d {
@@ -199,7 +203,6 @@ impl Tape<'_> {
                 })
             }
             Op::GlobalAvgPool { x, rows, pixels } => {
-                let dtype = self.slots[*x].dtype;
                 self.same_grad_type("global_avg_pool backward", *x, dtype)?;
                 self.with_target(*x, |tape, dx| {
                     let (pass, acc, shape) = (tape.pass(), dx.accumulate, (*rows, *pixels));
