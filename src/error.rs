@@ -13,6 +13,11 @@ pub enum Error {
     #[error("could not open a device on adapter '{adapter}': {why}")]
     Device { adapter: String, why: String },
 
+    /// The device reported an error outside any launcher's checks (a validation error of
+    /// the driver or the browser's WebGPU, an out-of-memory), collected by `Gpu::sync`.
+    #[error("the GPU device on adapter '{adapter}' reported: {why}")]
+    DeviceError { adapter: String, why: String },
+
     /// A buffer or dimension does not have the shape the operation needs.
     #[error("{op}: expected {expected}, got {got}")]
     Shape {

@@ -87,7 +87,7 @@ pub struct Gpu {
     pub(crate) profiler: Mutex<Option<super::profile::Profiler>>,
     /// 16-byte buffers bound where a kernel declares a vec4 view it will not touch, one per
     /// binding (a dispatch may not bind one buffer both read-only and writable).
-    pub(crate) placeholders: std::sync::OnceLock<[wgpu::Buffer; 4]>,
+    pub(crate) placeholders: std::sync::OnceLock<[wgpu::Buffer; 8]>,
     /// What [`Gpu::exclusive`] locks on backends that need it.
     serial: Mutex<()>,
     /// The cooperative-matrix configurations the adapter lists, where the device was opened
@@ -129,8 +129,16 @@ impl Gpu {
     /// browser awaits it.
     pub async fn new(options: &GpuOptions) -> Result<Gpu> {
         let adapter = super::open::choose_adapter(options).await?;
+        Gpu::from_adapter(&adapter, options).await
+    }
+
+    /// Opens rezero's own device on an adapter the caller chose (a browser's, from
+    /// `navigator.gpu` through wgpu's WebGPU backend), as [`Gpu::new`] does on the adapter
+    /// it picks: the adapter's limits, the optional features it has, the caches and the
+    /// subgroup probe. `options.backend` and `options.adapter` are not consulted.
+    pub async fn from_adapter(adapter: &wgpu::Adapter, options: &GpuOptions) -> Result<Gpu> {
         let info = adapter.get_info();
-        let (device, queue, cooperative) = super::open::open_device(&adapter).await?;
+        let (device, queue, cooperative) = super::open::open_device(adapter).await?;
         let mut gpu = Gpu::from_device(device, queue, info)
             .with_checked_shaders(options.checked_shaders)
             .with_cooperative_matrices(cooperative);
@@ -395,7 +403,7 @@ impl Gpu {
         } else {
             let why = errors.join("; ");
             errors.clear();
-            Err(Error::Device {
+            Err(Error::DeviceError {
                 adapter: self.info.name.clone(),
                 why,
             })

@@ -6,7 +6,7 @@
 //! tune`, `rezero train --tune`, the step benchmarks), before any step runs.
 
 use std::future::Future;
-use std::time::Instant;
+use web_time::Instant;
 
 use super::attention::{AttentionKernel, AttentionShape};
 use super::attention_tune::{self, Pass};

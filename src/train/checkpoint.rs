@@ -46,8 +46,22 @@ pub async fn save_buffers(
     gpu: &Gpu,
     path: &Path,
     entries: &[Entry<'_>],
-    mut metadata: HashMap<String, String>,
+    metadata: HashMap<String, String>,
 ) -> Result<()> {
+    let bytes = to_bytes(gpu, path, entries, metadata).await?;
+    crate::files::write_atomically(path, &bytes).map_err(|e| Error::io(path, "write", e))
+}
+
+/// Reads every entry back from the GPU and serialises them with `metadata` and the kernel
+/// choices in force: the checkpoint's bytes, for a caller that keeps them somewhere other
+/// than a file (a browser's download or storage). `origin` names where they go, in errors.
+/// A non-finite value is an [`Error::Diverged`]: a diverged run is never saved.
+pub async fn to_bytes(
+    gpu: &Gpu,
+    origin: &Path,
+    entries: &[Entry<'_>],
+    mut metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     // The kernel choices in force, so that a resumed run repeats them exactly.
     let choices = gpu.tuning_in_force();
     metadata.insert(
@@ -60,7 +74,7 @@ pub async fn save_buffers(
         // A diverged run must never replace the last good checkpoint.
         if let Some(bad) = data.iter().find(|v| !v.is_finite()) {
             return Err(Error::Diverged {
-                path: path.to_path_buf(),
+                path: origin.to_path_buf(),
                 why: format!("{name} holds {bad}"),
             });
         }
@@ -69,12 +83,11 @@ pub async fn save_buffers(
     let mut views = Vec::with_capacity(values.len());
     for (name, shape, data) in &values {
         let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
-            .map_err(|e| Error::data(path, format!("parameter {name}: {e}")))?;
+            .map_err(|e| Error::data(origin, format!("parameter {name}: {e}")))?;
         views.push((name.clone(), view));
     }
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::data(path, format!("cannot serialise: {e}")))?;
-    crate::files::write_atomically(path, &bytes).map_err(|e| Error::io(path, "write", e))
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::data(origin, format!("cannot serialise: {e}")))
 }
 
 /// What a training loop makes of a checkpoint save: `Ok(true)` saved, `Ok(false)` not
@@ -98,9 +111,15 @@ pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = crate::files::read_file_capped(path, MAX_CHECKPOINT_BYTES)
         .map_err(|e| Error::io(path, "read", e))?;
-    let file = SafeTensors::deserialize(&bytes)
+    from_bytes(&bytes, path)
+}
+
+/// Validates a checkpoint's bytes (a safetensors file of F32 tensors) read from anywhere;
+/// `path` names where they came from, in errors.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
+    let file = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::data(path, format!("not a valid safetensors file: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
+    let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::data(path, format!("not a valid safetensors header: {e}")))?;
     let mut tensors = HashMap::new();
     for (name, view) in file.tensors() {

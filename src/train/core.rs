@@ -4,7 +4,7 @@
 //! and the run's summary. A loop (`images.rs`, `lm.rs`) supplies only what differs: its
 //! batches, its evaluation and its checkpoint's contents.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use crate::gpu::{Error, Gpu, Result};
 use crate::kernels::Dtype;

@@ -4,7 +4,8 @@
 //! and duration formatting.
 
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 use bar::Bar;
 
@@ -183,7 +184,7 @@ impl Progress {
 #[derive(Debug, Default)]
 pub struct StepProfiler {
     step: Option<u64>,
-    started: Option<std::time::Instant>,
+    started: Option<web_time::Instant>,
 }
 
 impl StepProfiler {
@@ -199,7 +200,7 @@ impl StepProfiler {
         if self.step == Some(step) {
             gpu.sync().await?;
             gpu.start_profile()?;
-            self.started = Some(std::time::Instant::now());
+            self.started = Some(web_time::Instant::now());
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! (the summary), and the first step's own time (compiling kernels, tuning), which would
 //! otherwise make the early rates meaningless on a cold start.
 
-use std::time::Instant;
+use web_time::Instant;
 
 /// A point of the run: when, after how many steps of this process, and how much
 /// evaluation time had passed by then.
