@@ -12,7 +12,7 @@ override BQ: u32 = 32u;  // query rows (invocations) a workgroup
 override BK: u32 = 32u;  // key rows a tile
 const MAX_D: u32 = 128u;
 const MAX_TILE: u32 = 64u; // largest BK the Rust side picks
-const NEG_BIG: f32 = -3.4028235e38;
+const NEG_BIG: f32 = -0x1.fffffep+127f;
 
 // The first float of head bh's position 0 in rows `stride` floats apart.
 fn head_at(bh: u32, stride: u32) -> u32 {
@@ -229,6 +229,22 @@ fn attention_backward_dq(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(
 // dk, dv (laid out as k and v); lse_dkv: [bh, t] (and q, k, v, d_o, delta_in)
 @group(0) @binding(1) var<storage, read_write> dk: array<Out>;
 @group(0) @binding(2) var<storage, read_write> dv: array<Out>;
+
+// dv's element i, read or written through dk's binding where the two are one buffer.
+fn dv_load(i: u32) -> f32 {
+    if ((p.grads_shared & 1u) != 0u) {
+        return f32(dk[i]);
+    }
+    return f32(dv[i]);
+}
+
+fn dv_store(i: u32, g: f32) {
+    if ((p.grads_shared & 1u) != 0u) {
+        dk[i] = Out(g);
+    } else {
+        dv[i] = Out(g);
+    }
+}
 @group(0) @binding(8) var<storage, read> lse_dkv: array<f32>;
 
 // Workgroups of BQ key rows; query tiles of BK rows (BK = BQ is asked for in Rust).
@@ -294,10 +310,10 @@ fn attention_backward_dkv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin
                 gk += f32(dk[at + p.k_offset + d]);
             }
             if (adds(4u)) {
-                gv += f32(dv[at + p.v_offset + d]);
+                gv += dv_load(at + p.v_offset + d);
             }
             dk[at + p.k_offset + d] = Out(gk);
-            dv[at + p.v_offset + d] = Out(gv);
+            dv_store(at + p.v_offset + d, gv);
         }
     }
 }

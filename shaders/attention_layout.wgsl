@@ -19,7 +19,10 @@ struct Params {
     v_offset: u32,   // first column of v (and dv) in its rows
     out_stride: u32, // floats from one position of o, d_o to the next
     accumulate: u32, // bits 1, 2, 4: add the gradient of q, k, v to what its buffer holds
-    _pad0: u32,
+    // Bit 1: dk and dv are one buffer (the packed layout), bound once at dk's binding, since
+    // WebGPU refuses a writable buffer bound twice: dv is written through dk's binding. Bit
+    // 2: dq too (the one-pass kernel).
+    grads_shared: u32,
     _pad1: u32,
 }
 

@@ -20,7 +20,7 @@ override BR: u32 = 32u;  // query rows a block: 16 or 32
 override BC: u32 = 32u;  // key rows a tile: a multiple of 4 (the backward: 16 or 32)
 const WG: u32 = 64u;     // invocations a workgroup
 const MAX_OC4: u32 = 4u; // the most vec4 columns of O (or a gradient) an invocation holds
-const NEG_BIG: f32 = -3.4028235e38;
+const NEG_BIG: f32 = -0x1.fffffep+127f;
 // An invocation's block of O or of a gradient: row i's vec4 column cc at [i * MAX_OC4 + cc].
 alias Block = array<vec4<f32>, 16>;
 // Every override comes before the functions: naga 30 panics on one declared after a

@@ -133,9 +133,9 @@ fn store_dq(bh: u32, i0: u32, c0: u32, r0: u32, acc: ptr<function, Block>, addin
                     let at = q_at(bh, row) + col + m;
                     var g = (*acc)[i * MAX_OC4 + cc][m] * p.scale;
                     if (adding) {
-                        g += f32(dq[at]);
+                        g += dq_load(at);
                     }
-                    dq[at] = Out(g);
+                    dq_store(at, g);
                 }
             }
         }
@@ -165,6 +165,42 @@ fn attention_backward_dq_tiled(@builtin(local_invocation_index) lid: u32, @built
 // dk, dv (laid out as k and v)
 @group(0) @binding(1) var<storage, read_write> dk: array<Out>;
 @group(0) @binding(2) var<storage, read_write> dv: array<Out>;
+
+// dq's and dv's element i, read or written through dk's binding where they are one buffer
+// with it (the packed layout: p.grads_shared says which).
+fn through_dk(bit: u32) -> bool {
+    return (p.grads_shared & bit) != 0u;
+}
+
+fn dq_load(i: u32) -> f32 {
+    if (through_dk(2u)) {
+        return f32(dk[i]);
+    }
+    return f32(dq[i]);
+}
+
+fn dq_store(i: u32, g: f32) {
+    if (through_dk(2u)) {
+        dk[i] = Out(g);
+    } else {
+        dq[i] = Out(g);
+    }
+}
+
+fn dv_load(i: u32) -> f32 {
+    if (through_dk(1u)) {
+        return f32(dk[i]);
+    }
+    return f32(dv[i]);
+}
+
+fn dv_store(i: u32, g: f32) {
+    if (through_dk(1u)) {
+        dk[i] = Out(g);
+    } else {
+        dv[i] = Out(g);
+    }
+}
 
 // dV += Pᵀ·dO and dK += dSᵀ·Q for this invocation's key rows r0 .. r0 + 4 (r0 a multiple
 // of 4: one vec4 of a P row) and vec4 columns c0, c0 + CG_KV, ... of the block.
@@ -202,10 +238,10 @@ fn store_kv_gradients(bh: u32, k0: u32, c0: u32, r0: u32, dk_acc: ptr<function, 
                         gk += f32(dk[at + K_OFFSET]);
                     }
                     if (adds(4u)) {
-                        gv += f32(dv[at + V_OFFSET]);
+                        gv += dv_load(at + V_OFFSET);
                     }
                     dk[at + K_OFFSET] = Out(gk);
-                    dv[at + V_OFFSET] = Out(gv);
+                    dv_store(at + V_OFFSET, gv);
                 }
             }
         }
@@ -253,14 +289,20 @@ fn attention_backward_head_tiled(@builtin(local_invocation_index) lid: u32, @bui
     let r0 = (lid / CG) * 4u;
     let kc0 = lid % CG_KV; // dK and dV block: key rows kr0 .. kr0 + 4, columns kc0, ...
     let kr0 = (lid / CG_KV) * 4u;
+    // The sums are zeroed by assignment at the top of each loop, not by declaring them
+    // there: a declaration in a loop must zero its variable each time round, and Dawn on
+    // SwiftShader did not (the browser self-test caught dq and dk summed twice).
+    var dk_acc: Block;
+    var dv_acc: Block;
+    var dq_acc: Block;
     for (var k0 = 0u; k0 < p.t; k0 += BC) {
-        var dk_acc: Block;
-        var dv_acc: Block;
+        dk_acc = Block();
+        dv_acc = Block();
         workgroupBarrier();
         load_pair(bh, k0, BC, lid, 1u);
         for (var i0 = (k0 / BR) * BR; i0 < p.t; i0 += BR) {
             query_tile_for_keys(bh, i0, k0, lid, kc0, kr0, &dk_acc, &dv_acc);
-            var dq_acc: Block;
+            dq_acc = Block();
             add_ds_k(&dq_acc, c0, r0);
             // The first key block sees every query tile: it writes (or adds to) dq, the
             // later blocks add to what it wrote.

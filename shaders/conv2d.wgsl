@@ -232,24 +232,30 @@ fn conv2d_blocked(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wg: vec3<u32>,
 ) {
-    tile_row0 = wg.y * BM;
-    tile_col0 = wg.x * BN;
+    // The bounds are worked out in locals from the uniforms and the workgroup id, so that
+    // the early return and the reduction's loop (which holds barriers) are uniform control
+    // flow to every compiler (Tint, WebGPU's, counts a module-scope variable as varying).
     var k_begin = 0u;
-    tile_k_end = p.k;
-    tile_cols = p.n;
+    var k_end = p.k;
+    var cols = p.n;
     if (MODE == 1u) {
-        phase = phase_of(wg.z);
-        tile_k_end = p.c_out * phase.taps_y * phase.taps_x;
-        tile_cols = p.batch * phase.rows * phase.cols;
+        let this_phase = phase_of(wg.z);
+        k_end = p.c_out * this_phase.taps_y * this_phase.taps_x;
+        cols = p.batch * this_phase.rows * this_phase.cols;
+        phase = this_phase;
     } else if (MODE == 2u) {
         k_begin = wg.z * p.k_split;
-        tile_k_end = min(p.k, k_begin + p.k_split);
+        k_end = min(p.k, k_begin + p.k_split);
     }
-    if (tile_col0 >= tile_cols) {
+    if (wg.x * BN >= cols) {
         return; // a phase with fewer columns than the grid is wide
     }
+    tile_row0 = wg.y * BM;
+    tile_col0 = wg.x * BN;
+    tile_k_end = k_end;
+    tile_cols = cols;
     var acc: array<vec4<f32>, 16>;
-    accumulate_tile(lid, k_begin, tile_k_end, &acc);
+    accumulate_tile(lid, k_begin, k_end, &acc);
     for (var v = 0u; v < TM * TN / 4u; v++) {
         let at = acc_position(v, lid);
         if (tile_row0 + at.x < p.m) {

@@ -41,7 +41,7 @@ fn cross_entropy_rows(
     let base = row * p.cols;
     let target_col = targets[row];
     let valid = target_col < p.cols;
-    var m = -3.4028235e38;
+    var m = -0x1.fffffep+127f;
     for (var c = lid.x; c < p.cols; c += WG) {
         m = max(m, logit(base + c));
     }

@@ -133,9 +133,13 @@ fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
                 bv[kk] = vec4<f32>(bt[0][kk], bt[1][kk], bt[2][kk], bt[3][kk]);
             }
         } else {
+            // Past k the slots are zeroed here, not left to the declaration's zeroing in
+            // the loop, which Dawn on SwiftShader skipped (the browser self-test caught it).
             for (var kk = 0u; kk < 4u; kk++) {
                 if (k0 + kk < p.k) {
                     bv[kk] = vec4<f32>(b4[(base_b + (k0 + kk) * p.n + col0) / 4u]);
+                } else {
+                    bv[kk] = vec4<f32>(0.0);
                 }
             }
         }
@@ -148,6 +152,8 @@ fn matmul_reg8x4(@builtin(global_invocation_id) gid: vec3<u32>) {
                 for (var kk = 0u; kk < 4u; kk++) {
                     if (k0 + kk < p.k) {
                         at[kk] = vec4<f32>(a4[(base_a + (k0 + kk) * p.m + r) / 4u]);
+                    } else {
+                        at[kk] = vec4<f32>(0.0);
                     }
                 }
                 for (var i = 0u; i < 4u; i++) {

@@ -47,7 +47,7 @@ fn softmax_forward(
     }
     let base = row * p.cols;
     let w = width(row);
-    var m = -3.4028235e38;
+    var m = -0x1.fffffep+127f;
     for (var c = lid.x; c < w; c += WG) {
         m = max(m, p.scale * ld1(base + c));
     }

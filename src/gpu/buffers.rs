@@ -63,10 +63,10 @@ impl Gpu {
         self.zeroed(label, len as u64 * 4)
     }
 
-    /// `buffer`, or placeholder number `slot` (0-3, a 16-byte buffer) when `buffer` is
-    /// smaller than one vector of `vector_bytes` (16 for vec4<f32>, 8 for vec4<f16>): for a
-    /// binding that a kernel declares as an array of such vectors but, for this shape,
-    /// never touches. Give each binding of a dispatch its own slot.
+    /// `buffer`, or placeholder number `slot` when `buffer` is smaller than one vector of
+    /// `vector_bytes` (16 for vec4<f32>, 8 for vec4<f16>): for a binding that a kernel
+    /// declares as an array of such vectors but, for this shape, never touches. Give each
+    /// binding of a dispatch its own slot.
     pub fn vec4_view_or_placeholder<'a>(
         &'a self,
         buffer: &'a wgpu::Buffer,
@@ -76,10 +76,34 @@ impl Gpu {
         if buffer.size() >= vector_bytes {
             return buffer;
         }
+        self.placeholder(slot)
+    }
+
+    /// Placeholder number `slot` (0 to 7): a 16-byte buffer for a binding that a kernel
+    /// declares but, for this launch, never touches. WebGPU refuses a dispatch that binds
+    /// one buffer twice where either binding is writable (native backends let it pass), so
+    /// a writable binding is never filled with another binding's buffer: give each unused
+    /// binding of a dispatch its own slot.
+    pub fn placeholder(&self, slot: usize) -> &wgpu::Buffer {
         let all = self
             .placeholders
             .get_or_init(|| std::array::from_fn(|_| self.zeroed("placeholder", 16)));
-        &all[slot.min(3)]
+        &all[slot.min(all.len() - 1)]
+    }
+
+    /// An output a kernel writes either as scalars or, with `vec4`, as whole vec4s through
+    /// a second binding: (scalar binding, vec4 binding), `buffer` in the one used and
+    /// placeholder `slot` in the other (binding it twice is refused on WebGPU).
+    pub fn scalar_or_vec4_output<'a>(
+        &'a self,
+        buffer: &'a wgpu::Buffer,
+        vec4: bool,
+        slot: usize,
+    ) -> (&'a wgpu::Buffer, &'a wgpu::Buffer) {
+        match vec4 {
+            true => (self.placeholder(slot), buffer),
+            false => (buffer, self.placeholder(slot)),
+        }
     }
 
     /// Copies the first `len` elements of `buffer` to the host: a staging copy is submitted

@@ -118,7 +118,9 @@ pub(crate) struct Params {
     v_offset: u32,
     out_stride: u32,
     accumulate: u32,
-    _pad: [u32; 2],
+    /// Bit 1: dv is written through dk's binding, bit 2: dq too (one buffer, bound once).
+    grads_shared: u32,
+    _pad: u32,
 }
 
 impl Params {
@@ -140,7 +142,8 @@ impl Params {
             v_offset: 2 * width,
             out_stride: h * d,
             accumulate: 0,
-            _pad: [0; 2],
+            grads_shared: 0,
+            _pad: 0,
         }
     }
 
@@ -156,12 +159,28 @@ impl Params {
         ]
     }
 
-    /// These params with the gradients' accumulate bits (1: dq, 2: dk, 4: dv) set.
+    /// These params with the gradients' accumulate bits (1: dq, 2: dk, 4: dv) set, and
+    /// which of dv and dq share dk's buffer (the packed layout).
     fn adding(self, grads: [Grad<'_>; 3]) -> Params {
+        let [dq, dk, dv] = grads.map(|g| g.buffer);
         Params {
             accumulate: accumulate_bits(&grads),
+            grads_shared: (dv == dk) as u32 | (((dq == dk) as u32) << 1),
             ..self
         }
+    }
+
+    /// For a kernel that writes dq alone: dq through its own binding.
+    pub(crate) fn dq_alone(self) -> Params {
+        Params {
+            grads_shared: self.grads_shared & 1,
+            ..self
+        }
+    }
+
+    /// Whether dv (bit 1) or dq (bit 2) is written through dk's binding.
+    pub(crate) fn through_dk(&self, bit: u32) -> bool {
+        self.grads_shared & bit != 0
     }
 }
 
@@ -395,6 +414,11 @@ pub fn attention_backward_with(
     // dkv recomputes QKᵀ and dO·Vᵀ and forms Pᵀ·dO and dSᵀ·Q: four.
     let dkv_kernel = Kernel::with(shader, "attention_backward_dkv", &constants)
         .work(Work::Flops(4.0 * causal_product));
+    let dv = if params.through_dk(1) {
+        gpu.placeholder(0)
+    } else {
+        dv
+    };
     let dkv_buffers: Vec<(u32, &wgpu::Buffer)> = [(1, dk), (2, dv)]
         .into_iter()
         .chain(shared)

@@ -211,27 +211,57 @@ pub(crate) fn backward(
     let constants = tiles.constants(s.d, params);
     let inputs = [(3, q), (4, k), (5, v), (6, d_o), (7, lse), (8, delta)];
     let causal_product = s.forward_flops() / 2.0;
-    let mut run = |entry: &'static str, products: f64, outputs: &[(u32, &wgpu::Buffer)], groups| {
-        let shader = SHADERS.get(s.dtype);
-        let kernel =
-            Kernel::with(shader, entry, &constants).work(Work::Flops(products * causal_product));
-        let buffers: Vec<_> = outputs.iter().copied().chain(inputs).collect();
-        gpu.dispatch_bound(pass, &kernel, params, &buffers, groups)
+    let mut run =
+        |entry: &'static str, products: f64, outputs: &[(u32, &wgpu::Buffer)], groups, params| {
+            let shader = SHADERS.get(s.dtype);
+            let kernel = Kernel::with(shader, entry, &constants)
+                .work(Work::Flops(products * causal_product));
+            let buffers: Vec<_> = outputs.iter().copied().chain(inputs).collect();
+            gpu.dispatch_bound(pass, &kernel, params, &buffers, groups)
+        };
+    // A gradient that shares dk's buffer (the packed layout) is written through dk's
+    // binding, a placeholder in its own (WebGPU refuses a writable buffer bound twice).
+    let dv = if params.through_dk(1) {
+        gpu.placeholder(0)
+    } else {
+        dv
     };
     if per_head {
         // Each score tile once: QKᵀ and dO·Vᵀ recomputed, then Pᵀ·dO, dSᵀ·Q and dS·K.
+        let dq = if params.through_dk(2) {
+            gpu.placeholder(1)
+        } else {
+            dq
+        };
         let outputs = [(1, dk), (2, dv), (9, dq)];
-        return run("attention_backward_head_tiled", 5.0, &outputs, [1, s.bh, 1]);
+        return run(
+            "attention_backward_head_tiled",
+            5.0,
+            &outputs,
+            [1, s.bh, 1],
+            params,
+        );
     }
     // dQ recomputes QKᵀ and dO·Vᵀ and forms dS·K: three causal products, the forward two;
-    // dK and dV recompute the two and form Pᵀ·dO and dSᵀ·Q: four.
+    // dK and dV recompute the two and form Pᵀ·dO and dSᵀ·Q: four. The dQ kernel declares
+    // dk's binding (for the one-pass kernel's sharing) but never touches it.
     let groups = [s.t.div_ceil(tiles.br), s.bh, 1];
-    run("attention_backward_dq_tiled", 3.0, &[(9, dq)], groups)?;
+    let dq_alone = params.dq_alone();
+    let outputs = [(9, dq), (1, gpu.placeholder(1))];
+    run(
+        "attention_backward_dq_tiled",
+        3.0,
+        &outputs,
+        groups,
+        &dq_alone,
+    )?;
     let groups = [s.t.div_ceil(tiles.bc), s.bh, 1];
+    let outputs = [(1, dk), (2, dv)];
     run(
         "attention_backward_dkv_tiled",
         4.0,
-        &[(1, dk), (2, dv)],
+        &outputs,
         groups,
+        params,
     )
 }

@@ -132,9 +132,10 @@ fn record(
     let len = elements(OP, &[rows, cols])?;
     check_len_of(OP, "dy [rows, cols]", dy, len, dtype)?;
     check_len(OP, "dbias [cols]", dbias.buffer, cols as u64)?;
-    // With one pass the partial sums are never written: dbias fills their binding.
+    // With one pass the partial sums are never written: a placeholder fills their binding
+    // (a writable binding never shares a buffer: WebGPU refuses).
     let scratch = match (shape.scratch_len(), scratch) {
-        (0, _) => dbias.buffer,
+        (0, _) => gpu.placeholder(0),
         (len, Some(scratch)) => {
             check_len(OP, "scratch", scratch, len as u64)?;
             scratch
@@ -151,31 +152,26 @@ fn record(
         check_len_of(OP, "pre [rows, cols]", pre, len, dtype)?;
     }
     let (chunk_rows, chunks) = shape.chunks();
-    let dx = through.map(|(dx, ..)| dx).unwrap_or(dbias);
     let params = Params {
         rows,
         cols,
         chunk_rows,
         chunks,
-        accumulate: accumulate_bits(&[dbias, dx]),
+        accumulate: accumulate_bits(&[dbias, through.map_or(dbias, |(dx, ..)| dx)]),
         _pad: [0; 3],
     };
-    let (code, pre, passes) = match through {
-        Some((_, pre, activation)) => (activation.code(), pre, 3.0),
-        None => (0, dy, 1.0), // reads dy; with an activation also pre, and writes dx
+    // Reads dy; with an activation also pre, and writes dx.
+    let (code, dx, pre, passes) = match through {
+        Some((dx, pre, activation)) => (activation.code(), dx.buffer, pre, 3.0),
+        None => (0, gpu.placeholder(1), dy, 1.0),
     };
     let constants = [("ACTIVATION", code as f64)];
     let shader = SHADERS.get(dtype);
     let bytes = passes * dtype.bytes() as f64 * len as f64;
     let kernel = Kernel::with(shader, OP, &constants).work(Work::Bytes(bytes));
-    // With no activation dx and pre are never touched: dbias and dy fill their bindings.
-    let buffers = [
-        (1, dbias.buffer),
-        (2, scratch),
-        (3, dx.buffer),
-        (4, dy),
-        (5, pre),
-    ];
+    // With no activation dx and pre are never touched: a placeholder and dy (read-only)
+    // fill their bindings.
+    let buffers = [(1, dbias.buffer), (2, scratch), (3, dx), (4, dy), (5, pre)];
     let column_groups = cols.div_ceil(64);
     gpu.dispatch_bound(pass, &kernel, &params, &buffers, [column_groups, chunks, 1])?;
     if chunks > 1 {

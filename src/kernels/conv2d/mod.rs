@@ -192,17 +192,16 @@ fn dispatch_blocked(
     constants.extend(block.constants());
     let kernel =
         Kernel::with(module, "conv2d_blocked", &constants).work(Work::Flops(params.flops()));
-    let out_dtype = if mode == 2 { Dtype::F32 } else { dtype };
+    // The output is bound once: as scalars, or as vec4s with VEC4_OUT (WebGPU refuses a
+    // writable buffer bound twice).
+    let (out_scalar, out_vec4) = gpu.scalar_or_vec4_output(out, vec4_out, 1);
     let buffers = [
-        (1, out),
+        (1, out_scalar),
         (2, a),
         (3, b),
         (4, bias),
         (5, gpu.vec4_view_or_placeholder(a, 0, 4 * dtype.bytes())),
-        (
-            6,
-            gpu.vec4_view_or_placeholder(out, 1, 4 * out_dtype.bytes()),
-        ),
+        (6, out_vec4),
     ];
     gpu.dispatch_bound(pass, &kernel, params, &buffers, groups)
 }

@@ -391,24 +391,29 @@ fn record(
         stride_c: desc.stride_c,
         _pad: 0,
     };
-    // Without a bias, A's buffer fills the binding, and without an activation C's fills
-    // pre's; the shader never reads them.
-    let (pre, code) = epilogue.map_or((c, 0), |(pre, act)| (pre, act.code()));
-    let buffers = [c, a, b, bias.unwrap_or(a)];
+    // Without a bias, A's buffer fills the (read-only) binding; without an activation a
+    // placeholder fills pre's (a writable binding never shares a buffer: WebGPU refuses).
+    let (pre, code) = epilogue.map_or((gpu.placeholder(3), 0), |(pre, act)| (pre, act.code()));
     let (shader, entry, mut constants, groups) = plan(gpu, desc, variant)?;
     constants.push(("ACTIVATION", code as f64));
     let kernel = Kernel::with(shader, entry, &constants).work(Work::Flops(desc.flops()));
     // The blocked kernel also binds A, B and C as vec4 arrays (bindings 5-7), which it
-    // reads only with VEC4 (then every operand holds whole vec4s).
+    // uses only with VEC4 (then every operand holds whole vec4s, and C is written only
+    // as vec4s).
+    let vec4 = constants
+        .iter()
+        .any(|&(name, v)| name == "VEC4" && v != 0.0);
+    let (c_scalar, c_vec4) = gpu.scalar_or_vec4_output(c, vec4, 2);
+    let buffers = [c_scalar, a, b, bias.unwrap_or(a)];
     let mut numbered: Vec<(u32, &wgpu::Buffer)> = (1..).zip(buffers).collect();
     numbered.push((8, pre));
     if entry == "matmul_blocked" {
-        let (operand, output) = (4 * desc.operands.bytes(), 4 * desc.output.bytes());
+        let operand = 4 * desc.operands.bytes();
         let view = |b, slot, bytes| gpu.vec4_view_or_placeholder(b, slot, bytes);
         numbered.extend([
             (5, view(a, 0, operand)),
             (6, view(b, 1, operand)),
-            (7, view(c, 2, output)),
+            (7, c_vec4),
         ]);
     }
     gpu.dispatch_bound(pass, &kernel, &params, &numbered, groups)?;
