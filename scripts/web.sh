@@ -6,7 +6,9 @@
 #   scripts/web.sh test             build, serve on loopback, run the self-test page in
 #                                   headless Chromium; prints `web: N passed, M failed`,
 #                                   exits non-zero on a failure, a timeout or no adapter
-#   scripts/web.sh screenshot PNG   the training page mid-training, as a PNG
+#   scripts/web.sh screenshot PNG [STEPS]
+#                                   the training page comparing ReZero and Post-Norm in
+#                                   headless Chromium, as a PNG after STEPS steps (100)
 # Needs: rustup, python3, and for test/screenshot Debian's chromium and chromium-driver.
 # wasm-bindgen's command line is built from source at the version Cargo.lock pins.
 set -euo pipefail
@@ -76,8 +78,10 @@ case "${1:-}" in
     [ -n "${2:-}" ] || { echo "usage: scripts/web.sh screenshot FILE.png" >&2; exit 2; }
     build
     serve_background
-    python3 scripts/web_driver.py screenshot --url "http://127.0.0.1:$PORT/index.html" \
-      --out "$2" --steps "${3:-100}" --timeout "$TIMEOUT"
+    # ReZero against Post-Norm, 4 windows a step (SwiftShader is slow), started at once.
+    python3 scripts/web_driver.py screenshot \
+      --url "http://127.0.0.1:$PORT/index.html?compare&batch=4&autostart" \
+      --out "$2" --steps "${3:-100}" --timeout "${REZERO_WEB_TIMEOUT:-900}"
     ;;
-  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

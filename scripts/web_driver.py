@@ -121,7 +121,7 @@ def selftest(driver, url, timeout):
 
 
 def screenshot(driver, url, path, steps, timeout):
-    driver.at("/url", body={"url": url + "?autostart"})
+    driver.at("/url", body={"url": url})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         done = driver.script("return window.rezeroDemo ? window.rezeroDemo.steps() : []")

@@ -150,7 +150,11 @@ async function main() {
   };
   // For scripts/web.sh screenshot and anyone automating the page.
   window.rezeroDemo = { start: toggle, steps: () => runs.map((r) => r.steps) };
-  if (new URLSearchParams(location.search).has("autostart")) toggle();
+  // The address may preset the controls: ?compare&lr=0.002&batch=4&variant=prenorm&autostart
+  const query = new URLSearchParams(location.search);
+  if (query.has("compare")) $("compare").checked = true;
+  for (const name of ["lr", "batch", "variant"]) if (query.has(name)) $(name).value = query.get(name);
+  if (query.has("autostart")) toggle();
 }
 
 main();
